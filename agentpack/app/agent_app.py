@@ -1,0 +1,263 @@
+"""``AgentApp``: a FastAPI application that serves an agent over the Agent API.
+
+The public surface mirrors AgentScope Runtime's ``AgentApp`` (same constructor keywords,
+decorators and methods) so existing apps move over by changing their imports; see
+docs/migrating.md for every point, including what behaves better here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from typing import Any, Awaitable, Callable, Optional
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute
+
+from agentpack._version import __version__
+from agentpack.app import lifespan as lifespan_module
+from agentpack.app.endpoints import make_endpoint
+from agentpack.app.handler import QueryHandler
+from agentpack.app.process import build_process_endpoint
+from agentpack.frameworks import get_framework
+from agentpack.interrupt.local import LocalRuns, session_key
+
+logger = logging.getLogger("agentpack")
+
+#: A readiness check returns ``None`` when its dependency answers, else the reason it does not.
+ReadinessCheck = Callable[[], Awaitable[Optional[str]]]
+
+_BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp", "sqs", "memory", "sentinel"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+_SYSTEM_TAG = "system"
+
+
+def _check_url(keyword: str, value: Optional[str], schemes: set[str]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or urlsplit(value).scheme not in schemes:
+        allowed = ", ".join(f"{s}://" for s in sorted(schemes))
+        raise ValueError(f"{keyword}={value!r} is not a URL agentpack can use; it must start with one of {allowed}")
+
+
+def _check_path(keyword: str, path: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"{keyword}={path!r} must be a path starting with '/', e.g. '/process'")
+    return path.rstrip("/") or "/"
+
+
+class AgentApp(FastAPI):
+    """A FastAPI app with agent routes: ``@app.query``, ``@app.endpoint``, probes and stop."""
+
+    def __init__(
+        self,
+        *,
+        app_name: str = "agentpack agent",
+        app_description: str = "",
+        endpoint_path: str = "/process",
+        lifespan: Optional[Callable[[Any], Any]] = None,
+        before_start: Optional[Callable[..., Any]] = None,
+        after_finish: Optional[Callable[..., Any]] = None,
+        a2a_config: Any = None,
+        broker_url: Optional[str] = None,
+        backend_url: Optional[str] = None,
+        interrupt_redis_url: Optional[str] = None,
+        interrupt_backend: Any = None,
+        **fastapi_kwargs: Any,
+    ) -> None:
+        self.endpoint_path = _check_path("endpoint_path", endpoint_path)
+        if self.endpoint_path in {"/", "/health", "/readiness", "/liveness"}:
+            raise ValueError(f"endpoint_path={endpoint_path!r} collides with a built-in route; choose e.g. '/process'")
+        for name, hook in (("lifespan", lifespan), ("before_start", before_start), ("after_finish", after_finish)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{name} must be callable, got {type(hook).__name__}")
+        _check_url("broker_url", broker_url, _BROKER_SCHEMES)
+        _check_url("backend_url", backend_url, _BROKER_SCHEMES | {"db+postgresql", "db+sqlite", "rpc"})
+        if backend_url and not broker_url:
+            raise ValueError("backend_url is set without broker_url; tasks need a broker to be sent to (set broker_url=)")
+        _check_url("interrupt_redis_url", interrupt_redis_url, _REDIS_SCHEMES)
+        if interrupt_backend is not None and interrupt_redis_url is not None:
+            raise ValueError("give interrupt_redis_url= or interrupt_backend=, not both")
+        if isinstance(interrupt_backend, str):
+            raise TypeError("interrupt_backend takes a backend object; pass a Redis URL as interrupt_redis_url=")
+        if a2a_config is not None and not (isinstance(a2a_config, dict) or hasattr(a2a_config, "model_dump")):
+            raise TypeError("a2a_config must be a dict or an AgentCardWithRuntimeConfig-like pydantic model")
+
+        fastapi_kwargs.setdefault("title", app_name)
+        fastapi_kwargs.setdefault("description", app_description)
+        fastapi_kwargs.setdefault("version", __version__)
+        super().__init__(lifespan=lifespan_module.compose(lifespan, before_start, after_finish), **fastapi_kwargs)
+
+        self.app_name = app_name
+        self.app_description = app_description
+        self.a2a_config = a2a_config
+        self.broker_url = broker_url
+        self.backend_url = backend_url
+        self.interrupt_redis_url = interrupt_redis_url
+        self.interrupt_backend = interrupt_backend
+        self.query_handler: Optional[QueryHandler] = None
+        self.custom_endpoints: list[dict[str, Any]] = []
+        self._init_hooks: list[Callable[..., Any]] = []
+        self._shutdown_hooks: list[Callable[..., Any]] = []
+        self._readiness_checks: list[ReadinessCheck] = []
+        self._not_ready_reason: Optional[str] = "start-up has not finished"
+        self._runs = LocalRuns()
+        self._add_system_routes()
+
+    # -- built-in routes ---------------------------------------------------------------
+    def _add_system_routes(self) -> None:
+        self.add_api_route("/", self._root, methods=["GET"], tags=[_SYSTEM_TAG], summary="Describe this agent")
+        self.add_api_route("/health", self._health, methods=["GET"], tags=[_SYSTEM_TAG], summary="Health")
+        self.add_api_route("/readiness", self._readiness, methods=["GET"], tags=[_SYSTEM_TAG], summary="Readiness")
+        self.add_api_route("/liveness", self._liveness, methods=["GET"], tags=[_SYSTEM_TAG], summary="Liveness")
+
+    def registered_endpoints(self) -> dict[str, Any]:
+        """What ``GET /`` advertises: only routes that exist right now."""
+        endpoints: dict[str, Any] = {}
+        if self.query_handler is not None:
+            endpoints["process"] = self.endpoint_path
+        endpoints.update(health="/health", readiness="/readiness", liveness="/liveness")
+        endpoints["custom"] = [{"path": e["path"], "methods": e["methods"]} for e in self.custom_endpoints]
+        return endpoints
+
+    async def _root(self) -> dict[str, Any]:
+        return {
+            "name": self.app_name,
+            "description": self.app_description,
+            "version": self.version,
+            "agentpack_version": __version__,
+            "endpoints": self.registered_endpoints(),
+        }
+
+    async def _health(self) -> dict[str, Any]:
+        return {"status": "healthy", "timestamp": time.time(), "running_sessions": len(self._runs)}
+
+    async def _liveness(self) -> dict[str, Any]:
+        return {"status": "alive", "timestamp": time.time()}
+
+    async def _readiness(self) -> JSONResponse:
+        reason = await self.readiness_problem()
+        if reason is None:
+            return JSONResponse({"status": "ready", "timestamp": time.time()})
+        return JSONResponse({"status": "not_ready", "reason": reason, "timestamp": time.time()}, status_code=503)
+
+    async def readiness_problem(self) -> Optional[str]:
+        """``None`` when the app can take work; else why it cannot (start-up, a backend down)."""
+        if self._not_ready_reason is not None:
+            return self._not_ready_reason
+        for check in self._readiness_checks:
+            reason = await check()
+            if reason is not None:
+                return reason
+        return None
+
+    def _mark_ready(self) -> None:
+        self._not_ready_reason = None
+
+    def _mark_not_ready(self, reason: str) -> None:
+        self._not_ready_reason = reason
+
+    # -- runtime start-up and shutdown (called by the composed lifespan) ----------------
+    async def _start_runtime(self) -> None:
+        if self.query_handler is not None:
+            await self.query_handler.framework.prepare()
+
+    async def _shutdown_runtime(self) -> None:
+        return None
+
+    # -- decorators --------------------------------------------------------------------
+    def query(self, framework: str = "agentscope") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register the agent's handler and create ``POST {endpoint_path}``.
+
+        ``framework`` says what the handler yields: ``"text"`` (strings) or
+        ``"agentscope"`` (``(msg, last)`` tuples).  Decorating again replaces the handler.
+        """
+        converter = get_framework(framework)
+
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            self.query_handler = QueryHandler.inspect(func, converter)
+            self._remove_routes(self.endpoint_path, {"POST"})
+            self.add_api_route(
+                self.endpoint_path,
+                build_process_endpoint(self, self.query_handler),
+                methods=["POST"],
+                tags=["agent-api"],
+                response_model=None,
+                summary="Run the agent and stream Agent API events",
+                name="process",
+            )
+            return func
+
+        return decorator
+
+    def endpoint(self, path: str, methods: Optional[list[str]] = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Expose ``func`` at ``path``: returns become JSON, generators become SSE streams."""
+        path = _check_path("path", path)
+        verbs = [m.upper() for m in (methods or ["POST"])]
+
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            self.add_api_route(path, make_endpoint(func), methods=verbs, tags=["custom"], response_model=None)
+            self.custom_endpoints.append({"path": path, "methods": verbs, "handler": func})
+            return func
+
+        return decorator
+
+    def init(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Deprecated: run ``func`` at start-up.  Use ``lifespan=`` or ``before_start=``."""
+        warnings.warn(
+            "@app.init is deprecated; pass lifespan= (or before_start=) to AgentApp instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self._init_hooks.append(func)
+        return func
+
+    def shutdown(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Deprecated: run ``func`` at shutdown.  Use ``lifespan=`` or ``after_finish=``."""
+        warnings.warn(
+            "@app.shutdown is deprecated; pass lifespan= (or after_finish=) to AgentApp instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self._shutdown_hooks.append(func)
+        return func
+
+    def _remove_routes(self, path: str, methods: set[str]) -> None:
+        def keep(route: BaseRoute) -> bool:
+            return not (getattr(route, "path", None) == path and methods & set(getattr(route, "methods", None) or ()))
+
+        self.router.routes[:] = [r for r in self.router.routes if keep(r)]
+        self.openapi_schema = None
+
+    # -- interrupts --------------------------------------------------------------------
+    async def stop_chat(self, user_id: Optional[str], session_id: Optional[str]) -> bool:
+        """Stop the running query of this session; ``True`` if one was running and got the signal."""
+        return self._runs.stop(session_key(user_id, session_id), "stopped by stop_chat")
+
+    async def get_chat_state(self, user_id: Optional[str], session_id: Optional[str]) -> Optional[str]:
+        """``RUNNING``, ``STOPPED``, ``FINISHED``, ``ERROR``, or ``None`` for an unknown session."""
+        state = self._runs.state(session_key(user_id, session_id))
+        return state.value if state is not None else None
+
+    # -- serving -----------------------------------------------------------------------
+    def run(self, host: Optional[str] = None, port: Optional[int] = None, **uvicorn_options: Any) -> None:
+        """Serve the app with uvicorn (blocking).  Extra keywords are uvicorn options."""
+        from agentpack.app.loader import loading_for_cli
+
+        if loading_for_cli():
+            logger.info("app.run() called while `agentpack run` imports the app; the CLI serves it instead")
+            return
+        import uvicorn
+
+        host = host or os.environ.get("HOST", "127.0.0.1")
+        port = int(port if port is not None else os.environ.get("PORT", 8090))
+        uvicorn_options.setdefault("timeout_graceful_shutdown", 10)
+        uvicorn.run(self, host=host, port=port, **uvicorn_options)
+
+    async def deploy(self, deployer: Any, **kwargs: Any) -> Any:
+        """Hand the app to a deployer, e.g. ``await app.deploy(LocalDeployManager(port=8090))``."""
+        return await deployer.deploy(self, **kwargs)

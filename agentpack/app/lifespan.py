@@ -1,0 +1,75 @@
+"""One lifespan out of agentpack's own start-up, the user's hooks and the user's ``lifespan``.
+
+Order on start: agentpack's start-up (framework imports, backends) -> deprecated
+``@app.init`` functions -> ``before_start(app)`` -> the user's ``lifespan`` enters -> ready.
+On stop, the reverse: the user's ``lifespan`` exits -> ``after_finish(app)`` ->
+``@app.shutdown`` functions -> agentpack's shutdown.  Clean-up steps always run, even when
+start-up failed halfway, and one failing clean-up step never skips the next.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
+
+if TYPE_CHECKING:
+    from agentpack.app.agent_app import AgentApp
+
+logger = logging.getLogger("agentpack.lifespan")
+
+Hook = Callable[..., Any]
+Lifespan = Callable[[Any], Any]
+
+
+async def call_hook(hook: Hook, app: "AgentApp") -> None:
+    """Call a sync or async hook with the app, or with nothing if it takes no argument."""
+    takes_app = any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        for p in inspect.signature(hook).parameters.values()
+    )
+    result = hook(app) if takes_app else hook()
+    if inspect.isawaitable(result):
+        await result
+
+
+async def _cleanup(step: str, hook: Hook, app: "AgentApp") -> None:
+    try:
+        await call_hook(hook, app)
+    except Exception:
+        logger.exception("%s failed; continuing shutdown", step)
+
+
+def compose(
+    user_lifespan: Optional[Lifespan],
+    before_start: Optional[Hook],
+    after_finish: Optional[Hook],
+) -> Callable[["AgentApp"], Any]:
+    """Build the lifespan FastAPI runs; the user's yielded state becomes ``request.state``."""
+
+    @asynccontextmanager
+    async def lifespan(app: "AgentApp") -> AsyncIterator[Any]:
+        cleanups: list[tuple[str, Hook]] = [("agentpack shutdown", app._shutdown_runtime)]
+        try:
+            await app._start_runtime()
+            for hook in app._init_hooks:
+                await call_hook(hook, app)
+            cleanups += [("@app.shutdown function", hook) for hook in app._shutdown_hooks]
+            if before_start is not None:
+                await call_hook(before_start, app)
+            if after_finish is not None:
+                cleanups.append(("after_finish", after_finish))
+            if user_lifespan is None:
+                app._mark_ready()
+                yield None
+            else:
+                async with user_lifespan(app) as state:
+                    app._mark_ready()
+                    yield state
+        finally:
+            app._mark_not_ready("the app is shutting down")
+            for step, hook in reversed(cleanups):
+                await _cleanup(step, hook, app)
+
+    return lifespan

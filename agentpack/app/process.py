@@ -1,0 +1,88 @@
+"""The ``POST {endpoint_path}`` route: validate, hold the session, stream the run.
+
+Everything that can be refused is refused *before* the stream starts, as a real HTTP
+error: an invalid body is a 422 with field paths (FastAPI's validation of
+:class:`AgentRequest`), a session that is already running is a 409.  Once the stream has
+started, every outcome — completed, failed or canceled — is its terminal event.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+
+from fastapi import Request
+from starlette.responses import JSONResponse, Response
+
+from agentpack.app.endpoints import stream_response
+from agentpack.app.handler import QueryHandler
+from agentpack.app.runner import AgentRun
+from agentpack.interrupt.local import RunState, SessionBusy, session_key
+from agentpack.protocol.schemas import AgentRequest, RunStatus
+from agentpack.protocol.sse import encode_event
+
+if TYPE_CHECKING:
+    from agentpack.app.agent_app import AgentApp
+
+_FINAL_STATE = {
+    RunStatus.COMPLETED: RunState.FINISHED,
+    RunStatus.CANCELED: RunState.STOPPED,
+    RunStatus.FAILED: RunState.ERROR,
+}
+
+
+def fill_ids(request: AgentRequest) -> AgentRequest:
+    """Give a request without ids fresh ones, so anonymous requests never share a session."""
+    if not request.session_id:
+        request.session_id = uuid.uuid4().hex
+    if not request.user_id:
+        request.user_id = request.session_id
+    return request
+
+
+def session_headers(request: AgentRequest) -> dict[str, str]:
+    """Tell the client which session it is in, so it can stop a run it started without ids."""
+    return {"X-Agentpack-Session-Id": request.session_id or "", "X-Agentpack-User-Id": request.user_id or ""}
+
+
+async def _frames(run: AgentRun) -> AsyncIterator[bytes]:
+    async for event in run.events():
+        yield encode_event(event)
+
+
+def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[..., Any]:
+    """The route function, with the handler's ``Depends`` parameters added to its signature."""
+
+    async def process(http_request: Request, agent_request: AgentRequest, **dependencies: Any) -> Response:
+        request = fill_ids(agent_request)
+        run = AgentRun(app, handler, request, dependencies)
+        key = session_key(request.user_id, request.session_id)
+        try:
+            app._runs.reserve(key, run)
+        except SessionBusy as exc:
+            return JSONResponse({"detail": str(exc), "session_id": request.session_id}, status_code=409)
+
+        def release() -> None:
+            app._runs.release(key, run, _FINAL_STATE.get(run.status, RunState.STOPPED))
+
+        headers = session_headers(request)
+        if request.stream:
+            response = stream_response(_frames(run), on_close=release)
+            response.headers.update(headers)
+            return response
+        try:
+            final: dict[str, Any] = {}
+            async for final in run.events():
+                pass
+        finally:
+            release()
+        return JSONResponse(final, headers=headers)
+
+    parameters = [
+        inspect.Parameter("http_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        inspect.Parameter("agent_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=AgentRequest),
+    ]
+    parameters += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in handler.dependencies]
+    process.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return process

@@ -1,0 +1,1 @@
+"""Deployers: put an app (or a built artifact) somewhere it serves requests."""

@@ -1,0 +1,38 @@
+"""``framework="text"``: the handler yields strings, each one a text delta of one assistant message."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from agentpack.protocol.events import ResponseBuilder
+from agentpack.protocol.schemas import AgentRequest, Message
+
+
+class TextFramework:
+    name = "text"
+
+    async def prepare(self) -> None:
+        return None
+
+    def to_msgs(self, request: AgentRequest) -> list[Message]:
+        return request.input
+
+    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncIterator[dict]:
+        msg = item = None
+        async for chunk in items:
+            if chunk is None:
+                continue
+            if isinstance(chunk, bytes):
+                chunk = chunk.decode("utf-8")
+            if not isinstance(chunk, str):
+                hint = " (use framework='agentscope' for (msg, last) tuples)" if isinstance(chunk, tuple) else ""
+                raise TypeError(
+                    f"a framework='text' handler must yield str, got {type(chunk).__name__}{hint}"
+                )
+            if not chunk:
+                continue
+            if msg is None:
+                msg, started = builder.open_message()
+                yield started
+                item = msg.new_content("text")
+            yield builder.delta(msg, item, {"text": chunk})

@@ -1,0 +1,219 @@
+"""Pydantic models of the Agent API: the request body of ``POST /process`` and the events it streams.
+
+The request models validate input (a bad body is a 422 with field paths before any stream
+starts).  The event models document the wire format and back the OpenAPI schema and the
+tests; the hot path builds plain dicts of the same shape (see :mod:`agentpack.protocol.events`)
+because validating every delta of every stream would cost more than it tells.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def new_id(prefix: str) -> str:
+    """A collision-free id such as ``msg_3f2a…`` (uuid4 hex keeps ids URL- and key-safe)."""
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+class RunStatus:
+    """Status vocabulary shared by response, message and content objects."""
+
+    CREATED = "created"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+    QUEUED = "queued"
+    INCOMPLETE = "incomplete"
+
+
+class MessageType:
+    """Kinds of output message; ``message`` is plain assistant text."""
+
+    MESSAGE = "message"
+    REASONING = "reasoning"
+    PLUGIN_CALL = "plugin_call"
+    PLUGIN_CALL_OUTPUT = "plugin_call_output"
+    MCP_CALL = "mcp_call"
+    MCP_CALL_OUTPUT = "mcp_call_output"
+    FUNCTION_CALL = "function_call"
+    FUNCTION_CALL_OUTPUT = "function_call_output"
+
+
+class _ContentBase(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    object: Literal["content"] = "content"
+    index: Optional[int] = None
+    delta: Optional[bool] = False
+    msg_id: Optional[str] = None
+    status: Optional[str] = None
+
+
+class TextContent(_ContentBase):
+    type: Literal["text"] = "text"
+    text: Optional[str] = None
+
+
+class ImageContent(_ContentBase):
+    type: Literal["image"] = "image"
+    image_url: Optional[str] = None
+
+
+class DataContent(_ContentBase):
+    type: Literal["data"] = "data"
+    data: Optional[dict[str, Any]] = None
+
+
+class AudioContent(_ContentBase):
+    type: Literal["audio"] = "audio"
+    data: Optional[str] = None
+    format: Optional[str] = None
+
+
+class VideoContent(_ContentBase):
+    type: Literal["video"] = "video"
+    video_url: Optional[str] = None
+
+
+class FileContent(_ContentBase):
+    type: Literal["file"] = "file"
+    file_url: Optional[str] = None
+    file_id: Optional[str] = None
+    filename: Optional[str] = None
+    file_data: Optional[str] = None
+
+
+class RefusalContent(_ContentBase):
+    type: Literal["refusal"] = "refusal"
+    refusal: Optional[str] = None
+
+
+Content = Annotated[
+    Union[
+        TextContent,
+        ImageContent,
+        DataContent,
+        AudioContent,
+        VideoContent,
+        FileContent,
+        RefusalContent,
+    ],
+    Field(discriminator="type"),
+]
+
+
+class Message(BaseModel):
+    """One input message.  ``content`` may also be given as a plain string (a single text item)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(default_factory=lambda: new_id("msg"))
+    object: Literal["message"] = "message"
+    type: str = MessageType.MESSAGE
+    status: str = RunStatus.CREATED
+    role: Literal["user", "assistant", "system", "tool"] = "user"
+    content: list[Content] = Field(default_factory=list)
+    code: Optional[str] = None
+    message: Optional[str] = None
+    usage: Optional[dict[str, Any]] = None
+    metadata: Optional[dict[str, Any]] = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _string_is_one_text_item(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [{"type": "text", "text": value}]
+        return value
+
+    def text(self) -> str:
+        """The message's text items joined by newlines (what most agents want as the prompt)."""
+        return "\n".join(c.text for c in self.content if isinstance(c, TextContent) and c.text)
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    description: Optional[str] = None
+    parameters: Optional[dict[str, Any]] = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "function"
+    function: FunctionSpec
+
+
+class AgentRequest(BaseModel):
+    """Body of ``POST /process``.  Unknown keys are kept (protocol adapters put their own there)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input: list[Message]
+    stream: bool = True
+    id: Optional[str] = None
+    session_id: Optional[str] = None
+    user_id: Optional[str] = None
+    model: Optional[str] = None
+    top_p: Optional[float] = None
+    temperature: Optional[float] = None
+    frequency_penalty: Optional[float] = None
+    presence_penalty: Optional[float] = None
+    max_tokens: Optional[int] = None
+    seed: Optional[int] = None
+    stop: Optional[Union[str, list[str]]] = None
+    n: int = Field(default=1, ge=1, le=5)
+    tools: Optional[list[Union[Tool, dict[str, Any]]]] = None
+
+
+class Error(BaseModel):
+    code: str
+    message: str
+
+
+class _EventBase(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    sequence_number: int
+    status: str
+    error: Optional[Error] = None
+
+
+class ContentEvent(_EventBase):
+    object: Literal["content"] = "content"
+    type: str
+    index: Optional[int] = None
+    delta: Optional[bool] = None
+    msg_id: str
+
+
+class MessageEvent(_EventBase):
+    object: Literal["message"] = "message"
+    id: str
+    type: str
+    role: str
+    content: Optional[list[dict[str, Any]]] = None
+    code: Optional[str] = None
+    message: Optional[str] = None
+    usage: Optional[dict[str, Any]] = None
+    metadata: Optional[dict[str, Any]] = None
+
+
+class ResponseEvent(_EventBase):
+    """The ``response`` object; the terminal one is also the body of a ``"stream": false`` call."""
+
+    object: Literal["response"] = "response"
+    id: str
+    created_at: int
+    completed_at: Optional[int] = None
+    output: Optional[list[dict[str, Any]]] = None
+    usage: Optional[dict[str, Any]] = None
+    session_id: Optional[str] = None

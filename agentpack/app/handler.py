@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any, AsyncIterator, Callable
 
 from fastapi.params import Depends
@@ -28,10 +29,10 @@ async def _nothing() -> AsyncIterator[Any]:
 
 
 def as_async_iterator(value: Any) -> AsyncIterator[Any]:
-    """Treat a returned async iterable as a stream and anything else as one item."""
+    """Treat a returned (async) iterator as a stream and anything else as one item."""
     if hasattr(value, "__aiter__"):
         return value.__aiter__()
-    if inspect.isgenerator(value):
+    if isinstance(value, Iterator):  # a generator or iterator: stream it, off the event loop
         return iterate_in_threadpool(value)
     if value is None:
         return _nothing()

@@ -1,0 +1,63 @@
+"""``agentpack run --ask``: serve the app and show one streamed reply in the terminal."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rich.console import Console
+
+from agentpack.cli.errors import EXIT_FAILED
+from agentpack.client import AgentAPIError, build_request, delta_text, stream_events
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def render_stream(url: str, text: str) -> int:
+    """Print the reply as it streams; returns the exit code (0 when the response completed)."""
+    console.print(f"[bold]you>[/] {text}")
+    console.print("[bold]agent>[/] ", end="")
+    final: dict[str, Any] = {}
+    try:
+        for event in stream_events(url, build_request(text)):
+            piece = delta_text(event)
+            if piece:
+                console.out(piece, end="", highlight=False)
+            if event.get("object") == "response":
+                final = event
+    except AgentAPIError as exc:
+        console.print(f"\n[red]the agent refused the request: {exc}[/]")
+        return EXIT_FAILED
+    console.print()
+    status = final.get("status")
+    if status != "completed":
+        error = (final.get("error") or {}).get("message", "")
+        console.print(f"[red]response {status}: {error}[/]")
+        return EXIT_FAILED
+    return 0
+
+
+def serve_and_ask(app: Any, host: str, port: int, log_level: str, text: str, once: bool) -> int:
+    """Serve ``app`` on the main thread; a helper thread asks once the server is up."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10))
+    outcome = {"code": 0}
+
+    def ask() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            threading.Event().wait(0.02)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        path = getattr(app, "endpoint_path", "/process")
+        client_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        outcome["code"] = render_stream(f"http://{client_host}:{bound}{path}", text)
+        if once:
+            server.should_exit = True
+        else:
+            console.print(f"[dim]serving at http://{client_host}:{bound} — press Ctrl+C to stop[/]")
+
+    threading.Thread(target=ask, name="agentpack-ask", daemon=True).start()
+    server.run()
+    return outcome["code"]

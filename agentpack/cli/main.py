@@ -1,0 +1,71 @@
+"""Command definitions.  Each command calls one function of the layers below."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from agentpack._version import __version__
+from agentpack.cli.errors import usage_error
+
+app = typer.Typer(
+    name="agentpack",
+    help="Run a FastAPI-based agent anywhere: locally, on Function Compute, on AgentRun or behind a Lambda handler.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentpack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """agentpack command line."""
+
+
+@app.command()
+def run(
+    app_spec: str = typer.Argument(..., metavar="APP", help="path/to/file.py[:attr] or package.module:attr"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(8090, "--port", help="Port to listen on."),
+    reload: bool = typer.Option(False, "--reload", help="Restart when source files change (development)."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    ask: Optional[str] = typer.Option(None, "--ask", help="Once serving, send this message and stream the reply."),
+    once: bool = typer.Option(False, "--once", help="With --ask: stop serving after the reply."),
+) -> None:
+    """Serve an agent app with uvicorn."""
+    from agentpack.app.loader import AppLoadError, load_app
+
+    if not 0 <= port <= 65535:
+        raise usage_error(f"--port {port} is not a TCP port; use 1-65535")
+    try:
+        asgi_app, spec = load_app(app_spec)
+    except AppLoadError as exc:
+        raise usage_error(str(exc)) from None
+    if once and not ask:
+        raise usage_error("--once needs --ask MESSAGE (it stops serving after that reply)")
+    if reload and ask:
+        raise usage_error("--reload and --ask cannot be combined; drop one of them")
+    import uvicorn
+
+    if reload:
+        uvicorn.run(spec.import_string, host=host, port=port, reload=True, app_dir=str(spec.app_dir or "."), log_level=log_level)
+        return
+    if ask is None:
+        uvicorn.run(asgi_app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+        return
+    from agentpack.cli.ask import serve_and_ask
+
+    raise typer.Exit(serve_and_ask(asgi_app, host, port, log_level, ask, once))
+
+
+def main() -> None:
+    app()

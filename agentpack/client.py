@@ -1,0 +1,54 @@
+"""A small Agent API client: send a request to ``/process`` and read its events as they arrive.
+
+Used by ``agentpack run --ask`` and by the commands that talk to a deployed agent; it is
+also a handy way to script an agent from Python.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Optional
+
+
+def build_request(text: str, session_id: Optional[str] = None, user_id: Optional[str] = None, **extra: Any) -> dict:
+    """The body of a one-message user request."""
+    body: dict[str, Any] = {"input": [{"role": "user", "content": [{"type": "text", "text": text}]}], **extra}
+    if session_id:
+        body["session_id"] = session_id
+    if user_id:
+        body["user_id"] = user_id
+    return body
+
+
+class AgentAPIError(RuntimeError):
+    """The server refused the request (4xx/5xx before the stream started)."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+def stream_events(url: str, body: dict, timeout: Optional[float] = 300.0, headers: Optional[dict] = None) -> Iterator[dict]:
+    """POST ``body`` to ``url`` and yield each SSE event's JSON as soon as it is received."""
+    import httpx
+
+    with httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)) as client:
+        with client.stream("POST", url, json=body, headers=headers) as response:
+            if response.status_code >= 400:
+                response.read()
+                try:
+                    detail = response.json().get("detail", response.text)
+                except ValueError:
+                    detail = response.text
+                raise AgentAPIError(response.status_code, detail)
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    yield json.loads(line[5:].strip())
+
+
+def delta_text(event: dict) -> Optional[str]:
+    """The text carried by a content delta, if any."""
+    if event.get("object") == "content" and event.get("delta") and event.get("type") == "text":
+        return event.get("text")
+    return None

@@ -1,0 +1,58 @@
+"""Assertions every stream must satisfy, whatever the handler did."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from agentpack.protocol.schemas import ContentEvent, MessageEvent, ResponseEvent
+
+_MODELS = {"response": ResponseEvent, "message": MessageEvent, "content": ContentEvent}
+TERMINAL = {"completed", "failed", "canceled"}
+
+
+def check_protocol(events: list[dict]) -> dict:
+    """Validate numbering, shapes and ordering; return the terminal response event."""
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    for event in events:
+        _MODELS[event["object"]].model_validate(event)
+    assert events[0]["object"] == "response" and events[0]["status"] == "created"
+    assert events[1]["object"] == "response" and events[1]["status"] == "in_progress"
+    terminal = [e for e in events if e["object"] == "response" and e["status"] in TERMINAL]
+    assert len(terminal) == 1 and terminal[0] is events[-1], "exactly one terminal event, and it is last"
+    opened: dict[str, dict] = {}
+    for event in events[2:-1]:
+        if event["object"] == "message":
+            if event["status"] == "in_progress":
+                assert event["content"] is None
+                opened[event["id"]] = event
+            else:
+                assert event["id"] in opened, "a message is announced before it completes"
+        elif event["object"] == "content":
+            assert event["msg_id"] in opened, "content belongs to an announced message"
+    assert all(e["id"] == events[0]["id"] for e in events if e["object"] == "response")
+    return events[-1]
+
+
+def user_body(text: str = "hello", **extra: Any) -> dict:
+    return {"input": [{"role": "user", "content": [{"type": "text", "text": text}]}], **extra}
+
+
+def read_events(url: str, body: dict, timeout: float = 30.0) -> list[dict]:
+    """POST ``body`` and return every event of the SSE stream, in order."""
+    events = []
+    with httpx.stream("POST", url, json=body, timeout=timeout) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+            else:
+                assert line == "" or line.startswith(":"), f"unexpected SSE line {line!r}"
+    return events
+
+
+def text_of(events: list[dict]) -> str:
+    return "".join(e["text"] for e in events if e["object"] == "content" and e.get("delta") and e["type"] == "text")

@@ -1,0 +1,324 @@
+"""POST /process over real HTTP: event order and shapes, flushing, failures, validation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from fastapi import Depends, Header
+
+from agentpack import AgentApp, AgentRequest
+from tests.helpers import check_protocol, read_events, text_of, user_body
+
+
+def text_app(chunks=("Hello", " ", "World!")) -> AgentApp:
+    app = AgentApp(app_name="t")
+
+    @app.query(framework="text")
+    async def handler(self, msgs, request, **kwargs):
+        for chunk in chunks:
+            yield chunk
+
+    return app
+
+
+def test_text_stream_has_the_protocol_shape(serve):
+    url = serve(text_app())
+    before = int(time.time())
+    events = read_events(f"{url}/process", user_body(session_id="s1", user_id="u1"))
+    after = int(time.time())
+    terminal = check_protocol(events)
+    kinds = [(e["object"], e["status"]) for e in events]
+    assert kinds == [
+        ("response", "created"),
+        ("response", "in_progress"),
+        ("message", "in_progress"),
+        ("content", "in_progress"),
+        ("content", "in_progress"),
+        ("content", "in_progress"),
+        ("content", "completed"),
+        ("message", "completed"),
+        ("response", "completed"),
+    ]
+    assert text_of(events) == "Hello World!"
+    assert events[6]["text"] == "Hello World!" and events[6]["delta"] is None
+    assert events[7]["content"][0]["text"] == "Hello World!"
+    assert terminal["output"] == [events[7]]
+    assert terminal["session_id"] == "s1"
+    assert before <= terminal["created_at"] <= terminal["completed_at"] <= after
+
+
+def test_created_at_is_the_time_of_each_response(serve):
+    url = serve(text_app())
+    first = read_events(f"{url}/process", user_body())[0]
+    # wait (with a deadline) until the clock has moved to the next second, then ask again
+    deadline = time.monotonic() + 3
+    while int(time.time()) == first["created_at"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = read_events(f"{url}/process", user_body())[0]
+    assert second["created_at"] > first["created_at"]
+    assert second["id"] != first["id"]
+
+
+def test_requests_without_ids_never_collide(serve):
+    gate = threading.Event()
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(self, msgs, request, **kwargs):
+        yield "waiting"
+        await asyncio.to_thread(gate.wait, 20)
+        yield " done"
+
+    url = serve(app)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(read_events, f"{url}/process", user_body()) for _ in range(4)]
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{url}/health").json()["running_sessions"] < 4:
+            assert time.monotonic() < deadline, "four anonymous runs should run at once"
+            time.sleep(0.01)
+        gate.set()
+        results = [f.result(timeout=30) for f in futures]
+    sessions = {events[0]["session_id"] for events in results}
+    assert len(sessions) == 4 and None not in sessions
+    assert all(check_protocol(events)["status"] == "completed" for events in results)
+
+
+def test_first_delta_is_flushed_before_the_handler_finishes(serve):
+    gate = threading.Event()
+    finished = threading.Event()
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(self, msgs, request, **kwargs):
+        yield "first"
+        await asyncio.to_thread(gate.wait, 20)
+        yield "second"
+        finished.set()
+
+    url = serve(app)
+    seen = []
+    with httpx.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[6:])
+            seen.append(event)
+            if event["object"] == "content" and event.get("text") == "first":
+                assert not finished.is_set()
+                gate.set()
+    assert finished.is_set()
+    assert text_of(seen) == "firstsecond"
+
+
+def test_sync_generator_handler_streams_without_blocking(serve):
+    gate = threading.Event()
+    app = AgentApp()
+
+    @app.query(framework="text")
+    def handler(msgs, request):
+        yield "sync-1 "
+        gate.wait(20)
+        yield "sync-2"
+
+    url = serve(app)
+    with httpx.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
+        for line in response.iter_lines():
+            if "sync-1" in line:
+                # the event loop is free while the generator blocks in its thread
+                assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+                gate.set()
+    assert gate.is_set()
+
+
+@pytest.mark.parametrize(
+    "handler_source",
+    [
+        "async def h(self, msgs, request, **kwargs):\n    return 'plain'",
+        "def h(msgs):\n    return 'plain'",
+        "async def h(request):\n    yield 'pla'\n    yield 'in'",
+        "def h():\n    return iter(['pla', 'in'])",
+    ],
+)
+def test_handler_shapes(serve, handler_source):
+    namespace: dict = {}
+    exec(handler_source, namespace)
+    app = AgentApp()
+    app.query(framework="text")(namespace["h"])
+    events = read_events(f"{serve(app)}/process", user_body())
+    assert check_protocol(events)["status"] == "completed"
+    assert text_of(events) == "plain"
+
+
+def test_handler_receives_request_and_input(serve):
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(self, msgs, request: AgentRequest, **kwargs):
+        assert self is app
+        yield f"{request.user_id}/{request.session_id}/{msgs[0].text()}/{request.model}/{request.custom_key}"
+
+    events = read_events(
+        f"{serve(app)}/process",
+        user_body("question", user_id="u", session_id="s", model="m", custom_key="kept"),
+    )
+    assert text_of(events) == "u/s/question/m/kept"
+
+
+def test_string_content_and_session_headers(serve):
+    app = text_app()
+    url = serve(app)
+    with httpx.stream("POST", f"{url}/process", json={"input": [{"role": "user", "content": "hi"}]}) as response:
+        assert response.status_code == 200
+        session = response.headers["x-agentpack-session-id"]
+        assert session and response.headers["x-agentpack-user-id"] == session
+        response.read()
+
+
+def test_failure_mid_stream_is_one_failed_terminal_event(serve):
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(self, msgs, request, **kwargs):
+        yield "partial"
+        raise ValueError("boom")
+
+    events = read_events(f"{serve(app)}/process", user_body())
+    terminal = check_protocol(events)
+    assert terminal["status"] == "failed"
+    assert terminal["error"] == {"code": "AGENT_UNKNOWN_ERROR", "message": "Unknown agent error: ValueError: boom"}
+    assert terminal["output"] == []
+    assert text_of(events) == "partial"
+
+
+def test_exception_with_its_own_code(serve):
+    class QuotaExceeded(Exception):
+        code = "QUOTA_EXCEEDED"
+
+        def __init__(self):
+            super().__init__("monthly quota used up")
+            self.message = "monthly quota used up"
+
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs):
+        raise QuotaExceeded()
+        yield  # pragma: no cover
+
+    terminal = check_protocol(read_events(f"{serve(app)}/process", user_body()))
+    assert terminal["error"] == {"code": "QUOTA_EXCEEDED", "message": "monthly quota used up"}
+
+
+def test_wrong_yield_type_fails_with_a_hint(serve):
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs):
+        yield ("not", True)
+
+    terminal = check_protocol(read_events(f"{serve(app)}/process", user_body()))
+    assert terminal["status"] == "failed"
+    assert "framework='agentscope'" in terminal["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body, loc",
+    [
+        ({"session_id": "x"}, ["body", "input"]),
+        ({"input": [{"role": "robot", "content": []}]}, ["body", "input", 0, "role"]),
+        ({"input": [{"role": "user", "content": [{"type": "text", "text": 3}]}]}, ["body", "input", 0, "content", 0, "text", "text"]),
+        ({"input": [], "n": 9}, ["body", "n"]),
+    ],
+)
+def test_invalid_body_is_a_422_with_field_paths(serve, body, loc):
+    response = httpx.post(f"{serve(text_app())}/process", json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/json"
+    assert loc in [error["loc"] for error in response.json()["detail"]]
+
+
+def test_non_json_body_is_a_422(serve):
+    response = httpx.post(f"{serve(text_app())}/process", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_stream_false_returns_the_final_response(serve):
+    url = serve(text_app())
+    response = httpx.post(f"{url}/process", json=user_body(stream=False, session_id="s"))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    final = response.json()
+    assert final["object"] == "response" and final["status"] == "completed"
+    assert final["output"][0]["content"][0]["text"] == "Hello World!"
+    assert final["session_id"] == "s"
+
+
+def test_stream_false_failure(serve):
+    app = AgentApp()
+
+    @app.query(framework="text")
+    def handler(msgs):
+        raise RuntimeError("nope")
+
+    final = httpx.post(f"{serve(app)}/process", json=user_body(stream=False)).json()
+    assert final["status"] == "failed" and "RuntimeError: nope" in final["error"]["message"]
+
+
+def test_depends_parameters_reach_the_handler(serve):
+    app = AgentApp()
+
+    def tenant(x_tenant: str = Header(...)) -> str:
+        return x_tenant.upper()
+
+    @app.query(framework="text")
+    async def handler(self, msgs, request, tenant_name: str = Depends(tenant), **kwargs):
+        yield f"tenant={tenant_name}"
+
+    url = serve(app)
+    events = []
+    with httpx.stream("POST", f"{url}/process", json=user_body(), headers={"X-Tenant": "acme"}) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    assert text_of(events) == "tenant=ACME"
+    assert httpx.post(f"{url}/process", json=user_body()).status_code == 422  # header missing
+
+
+def test_second_run_of_a_running_session_gets_409(serve):
+    gate = threading.Event()
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs):
+        yield "busy"
+        await asyncio.to_thread(gate.wait, 20)
+
+    url = serve(app)
+    body = user_body(session_id="same", user_id="u")
+    with httpx.stream("POST", f"{url}/process", json=body, timeout=30) as first:
+        for line in first.iter_lines():
+            if "busy" in line and not gate.is_set():
+                second = httpx.post(f"{url}/process", json=body)
+                assert second.status_code == 409
+                assert "already running" in second.json()["detail"]
+                gate.set()
+    # once the first run ended, the session is free again
+    assert check_protocol(read_events(f"{url}/process", body))["status"] == "completed"
+
+
+def test_query_decorated_twice_replaces_the_handler(serve):
+    app = text_app(("old",))
+
+    @app.query(framework="text")
+    async def new_handler(msgs):
+        yield "new"
+
+    url = serve(app)
+    assert text_of(read_events(f"{url}/process", user_body())) == "new"
+    assert sum(1 for r in app.routes if getattr(r, "path", None) == "/process") == 1

@@ -145,6 +145,11 @@ class AgentApp(FastAPI):
             return JSONResponse({"status": "ready", "timestamp": time.time()})
         return JSONResponse({"status": "not_ready", "reason": reason, "timestamp": time.time()}, status_code=503)
 
+    def add_readiness_check(self, check: ReadinessCheck) -> ReadinessCheck:
+        """Make ``/readiness`` depend on ``check`` (e.g. a database ping); usable as a decorator."""
+        self._readiness_checks.append(check)
+        return check
+
     async def readiness_problem(self) -> Optional[str]:
         """``None`` when the app can take work; else why it cannot (start-up, a backend down)."""
         if self._not_ready_reason is not None:

@@ -220,7 +220,11 @@ class AgentScopeFramework:
                 stream = state.streams[kind] = _Stream(opened, opened.new_content("text"))
             if stream.msg.completed:
                 continue
-            piece = text[len(stream.seen):] if text.startswith(stream.seen) else text
+            if text.startswith(stream.seen):
+                piece = text[len(stream.seen):]
+            else:  # the text was rewritten, not extended: resend it whole; it is the new full text
+                piece = text
+                stream.item.payload["text"] = ""
             if piece:
                 events.append(builder.delta(stream.msg, stream.item, {"text": piece}))
             stream.seen = text

@@ -34,12 +34,15 @@ class InMemorySession:
         self.saved[(user_id, session_id)] = list(agent.history)
 
 
+#: Seconds per streamed word of the scripted "model".
+WORD_DELAY = 0.02
+
+
 class ScriptedAgent:
     """Produces cumulative messages like an AgentScope agent streaming from a model."""
 
-    def __init__(self, name, delay=0.02):
+    def __init__(self, name):
         self.name = name
-        self.delay = delay
         self.history = []
         self.interrupted = False
 
@@ -52,7 +55,7 @@ class ScriptedAgent:
         answer = Msg(self.name, "", "assistant")
         for i in range(len(words)):
             answer.content = " ".join(words[: i + 1])
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(WORD_DELAY)
             yield answer, i == len(words) - 1
         self.history.append(answer.content)
 

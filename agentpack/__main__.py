@@ -1,0 +1,5 @@
+"""``python -m agentpack`` runs the command line."""
+
+from agentpack.cli import main
+
+main()

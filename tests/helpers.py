@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from agentpack.protocol.schemas import ContentEvent, MessageEvent, ResponseEvent
+from agentpack.protocol.event_models import ContentEvent, MessageEvent, ResponseEvent
 
 _MODELS = {"response": ResponseEvent, "message": MessageEvent, "content": ContentEvent}
 TERMINAL = {"completed", "failed", "canceled"}

@@ -110,10 +110,15 @@ class AgentApp(FastAPI):
 
     # -- built-in routes ---------------------------------------------------------------
     def _add_system_routes(self) -> None:
-        self.add_api_route("/", self._root, methods=["GET"], tags=[_SYSTEM_TAG], summary="Describe this agent")
-        self.add_api_route("/health", self._health, methods=["GET"], tags=[_SYSTEM_TAG], summary="Health")
-        self.add_api_route("/readiness", self._readiness, methods=["GET"], tags=[_SYSTEM_TAG], summary="Readiness")
-        self.add_api_route("/liveness", self._liveness, methods=["GET"], tags=[_SYSTEM_TAG], summary="Liveness")
+        # response_model=None: these return plain dicts, and skipping FastAPI's response
+        # model inference keeps AgentApp() as cheap to build as a bare FastAPI app.
+        for path, endpoint, summary in (
+            ("/", self._root, "Describe this agent and list its endpoints"),
+            ("/health", self._health, "Health"),
+            ("/readiness", self._readiness, "Readiness: 200 once started and its backends answer"),
+            ("/liveness", self._liveness, "Liveness"),
+        ):
+            self.add_api_route(path, endpoint, methods=["GET"], tags=[_SYSTEM_TAG], summary=summary, response_model=None)
 
     def registered_endpoints(self) -> dict[str, Any]:
         """What ``GET /`` advertises: only routes that exist right now."""

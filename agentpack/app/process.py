@@ -47,8 +47,8 @@ def session_headers(request: AgentRequest) -> dict[str, str]:
 
 
 async def _frames(run: AgentRun) -> AsyncIterator[bytes]:
-    async for event in run.events():
-        yield encode_event(event)
+    async for batch in run.batches():
+        yield b"".join(map(encode_event, batch))
 
 
 def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[..., Any]:

@@ -1,47 +1,9 @@
-"""Wire formats of the Agent API: pure data and encoding, no I/O."""
+"""Wire formats of the Agent API: pure data and encoding, no I/O.
 
-from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
-from agentpack.protocol.schemas import (
-    AgentRequest,
-    AudioContent,
-    Content,
-    ContentEvent,
-    DataContent,
-    FileContent,
-    ImageContent,
-    Message,
-    MessageEvent,
-    MessageType,
-    RefusalContent,
-    ResponseEvent,
-    RunStatus,
-    TextContent,
-    VideoContent,
-    new_id,
-)
-from agentpack.protocol.sse import STREAM_HEADERS, encode_event, encode_json
+- :mod:`agentpack.protocol.schemas` — the request (``AgentRequest``, ``Message``, contents)
+- :mod:`agentpack.protocol.events` — ``ResponseBuilder``, which numbers and shapes events
+- :mod:`agentpack.protocol.event_models` — pydantic models of the events, for clients and tests
+- :mod:`agentpack.protocol.sse` — SSE encoding
 
-__all__ = [
-    "AgentRequest",
-    "AudioContent",
-    "Content",
-    "ContentEvent",
-    "DataContent",
-    "FileContent",
-    "ImageContent",
-    "Message",
-    "MessageEvent",
-    "MessageType",
-    "OpenContent",
-    "OpenMessage",
-    "RefusalContent",
-    "ResponseBuilder",
-    "ResponseEvent",
-    "RunStatus",
-    "STREAM_HEADERS",
-    "TextContent",
-    "VideoContent",
-    "encode_event",
-    "encode_json",
-    "new_id",
-]
+Nothing is imported here, so importing one submodule costs only that submodule.
+"""

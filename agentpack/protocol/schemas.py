@@ -1,9 +1,9 @@
-"""Pydantic models of the Agent API: the request body of ``POST /process`` and the events it streams.
+"""Pydantic models of the Agent API request: the body of ``POST /process``.
 
-The request models validate input (a bad body is a 422 with field paths before any stream
-starts).  The event models document the wire format and back the OpenAPI schema and the
-tests; the hot path builds plain dicts of the same shape (see :mod:`agentpack.protocol.events`)
-because validating every delta of every stream would cost more than it tells.
+They validate input, so a bad body is a 422 with field paths before any stream starts.
+The models of the streamed events live in :mod:`agentpack.protocol.event_models`; the
+server never imports them (it builds plain dicts of the same shape), which keeps them off
+the start-up path.
 """
 
 from __future__ import annotations
@@ -172,48 +172,3 @@ class AgentRequest(BaseModel):
     stop: Optional[Union[str, list[str]]] = None
     n: int = Field(default=1, ge=1, le=5)
     tools: Optional[list[Union[Tool, dict[str, Any]]]] = None
-
-
-class Error(BaseModel):
-    code: str
-    message: str
-
-
-class _EventBase(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    sequence_number: int
-    status: str
-    error: Optional[Error] = None
-
-
-class ContentEvent(_EventBase):
-    object: Literal["content"] = "content"
-    type: str
-    index: Optional[int] = None
-    delta: Optional[bool] = None
-    msg_id: str
-
-
-class MessageEvent(_EventBase):
-    object: Literal["message"] = "message"
-    id: str
-    type: str
-    role: str
-    content: Optional[list[dict[str, Any]]] = None
-    code: Optional[str] = None
-    message: Optional[str] = None
-    usage: Optional[dict[str, Any]] = None
-    metadata: Optional[dict[str, Any]] = None
-
-
-class ResponseEvent(_EventBase):
-    """The ``response`` object; the terminal one is also the body of a ``"stream": false`` call."""
-
-    object: Literal["response"] = "response"
-    id: str
-    created_at: int
-    completed_at: Optional[int] = None
-    output: Optional[list[dict[str, Any]]] = None
-    usage: Optional[dict[str, Any]] = None
-    session_id: Optional[str] = None

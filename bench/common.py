@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmarks: free ports, server processes, waiting with deadlines, stats."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(kind: str) -> tuple[subprocess.Popen, str, float]:
+    """Start ``bench/apps.py KIND`` and return (process, url, seconds from exec to first 200 on /health)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, str(HERE / "apps.py"), kind, str(port)], env=env)
+    deadline = started + 60
+    with httpx.Client(timeout=1) as client:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{kind} server exited with {process.returncode}")
+            try:
+                if client.get(f"{url}/health").status_code == 200:
+                    return process, url, time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            if time.perf_counter() > deadline:
+                process.kill()
+                raise RuntimeError(f"{kind} server did not answer within 60s")
+            time.sleep(0.002)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median": statistics.median(ordered),
+        "p90": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
+        "min": ordered[0],
+    }

@@ -32,44 +32,55 @@ async def one_stream(client: httpx.AsyncClient, url: str) -> int:
     return chunks
 
 
-async def rounds(url: str, concurrency: int, count: int) -> list[float]:
+async def one_round(client: httpx.AsyncClient, url: str, concurrency: int) -> float:
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(one_stream(client, url) for _ in range(concurrency)))
+    assert min(counts) >= 100, counts
+    return time.perf_counter() - started
+
+
+async def interleaved(urls: dict[str, str], concurrency: int, count: int) -> dict[str, list[float]]:
+    """Alternate rounds between the servers so both see the same machine conditions."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    durations: dict[str, list[float]] = {kind: [] for kind in urls}
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        await asyncio.gather(*(one_stream(client, url) for _ in range(concurrency)))  # warm-up
-        durations = []
-        for _ in range(count):
-            started = time.perf_counter()
-            counts = await asyncio.gather(*(one_stream(client, url) for _ in range(concurrency)))
-            durations.append(time.perf_counter() - started)
-            assert min(counts) >= 100, counts
-        return durations
+        for url in urls.values():
+            await one_round(client, url, concurrency)  # warm-up
+        for index in range(count):
+            order = list(urls.items()) if index % 2 == 0 else list(reversed(urls.items()))
+            for kind, url in order:
+                durations[kind].append(await one_round(client, url, concurrency))
+    return durations
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--paced", action="store_true", help="yield to the event loop between chunks (both apps)")
     args = parser.parse_args()
     if args.paced:
         os.environ["PACED"] = "1"
-    results = {}
-    for kind, path in (("fastapi", "/raw"), ("agentpack", "/process"), ("fastapi-again", "/raw")):
-        process, url, _ = start_server(kind.split("-")[0])
-        try:
-            durations = asyncio.run(rounds(url + path, args.concurrency, args.rounds))
-        finally:
+    servers = {kind: start_server(kind) for kind in ("fastapi", "agentpack")}
+    paths = {"fastapi": "/raw", "agentpack": "/process"}
+    try:
+        urls = {kind: server[1] + paths[kind] for kind, server in servers.items()}
+        durations = asyncio.run(interleaved(urls, args.concurrency, args.rounds))
+    finally:
+        for process, _, _ in servers.values():
             stop_server(process)
-        stats = summary(durations)
+    results = {}
+    for kind, values in durations.items():
+        stats = summary(values)
         results[kind] = {"round_seconds": stats, "streams_per_second": args.concurrency / stats["median"]}
-    baseline = (results["fastapi"]["streams_per_second"] + results["fastapi-again"]["streams_per_second"]) / 2
     output = {
         "python": sys.version.split()[0],
         "concurrency": args.concurrency,
         "chunks_per_stream": 100,
         "paced": args.paced,
+        "rounds": args.rounds,
         "results": results,
-        "agentpack / raw StreamingResponse": results["agentpack"]["streams_per_second"] / baseline,
+        "agentpack / raw StreamingResponse": results["agentpack"]["streams_per_second"] / results["fastapi"]["streams_per_second"],
     }
     print(json.dumps(output, indent=2))
 

@@ -173,3 +173,12 @@ def test_deploy_returns_url_and_stops():
             httpx.get(f"{result['url']}/health", timeout=2)
 
     asyncio.run(scenario())
+
+
+def test_agentscope_only_keywords():
+    with pytest.warns(UserWarning) as caught:
+        app = AgentApp(app_name="a", response_type="sse", stream=True)
+    assert [str(w.message).split("(")[1].split("=")[0] for w in caught] == ["response_type", "stream"]
+    assert app.title == "a" and not hasattr(app, "response_type")
+    with pytest.raises(TypeError, match="@app.query"):
+        AgentApp(runner=object())

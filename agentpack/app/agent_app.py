@@ -22,9 +22,10 @@ from agentpack._version import __version__
 from agentpack.app import lifespan as lifespan_module
 from agentpack.app.endpoints import make_endpoint
 from agentpack.app.handler import QueryHandler
-from agentpack.app.process import build_process_endpoint
+from agentpack.app.process import build_process_endpoint, build_stop_endpoint
 from agentpack.frameworks import get_framework
-from agentpack.interrupt.local import LocalRuns, session_key
+from agentpack.interrupt.base import BackendUnavailable, BaseInterruptBackend, session_key
+from agentpack.interrupt.guard import SessionGuard
 
 logger = logging.getLogger("agentpack")
 
@@ -34,6 +35,26 @@ ReadinessCheck = Callable[[], Awaitable[Optional[str]]]
 _BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp", "sqs", "memory", "sentinel"}
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
 _SYSTEM_TAG = "system"
+
+#: AgentScope Runtime keywords that are accepted so its apps construct unchanged, and why
+#: they change nothing here.
+_NO_EFFECT = {
+    "response_type": "/process always streams SSE (or JSON with \"stream\": false)",
+    "stream": "each request chooses with its own \"stream\" field",
+    "request_model": "the body of /process is always AgentRequest",
+    "mode": "deployment modes are chosen by `agentpack deploy --target`",
+    "custom_endpoints": "routes are registered with @app.endpoint / @app.get",
+    "protocol_adapters": "protocol adapters are not supported",
+    "agui_config": "the AG-UI protocol is not supported",
+    "enable_embedded_worker": "background tasks are not available in this release yet",
+    "enable_stream_task": "background runs of the agent are not available in this release yet",
+    "stream_task_queue": "background runs of the agent are not available in this release yet",
+    "stream_task_timeout": "background runs of the agent are not available in this release yet",
+}
+#: AgentScope Runtime keywords that have no equivalent; the message says what to do instead.
+_UNSUPPORTED = {
+    "runner": "register the handler with @app.query(framework=...) instead of passing runner=",
+}
 
 
 def _check_url(keyword: str, value: Optional[str], schemes: set[str]) -> None:
@@ -66,9 +87,17 @@ class AgentApp(FastAPI):
         broker_url: Optional[str] = None,
         backend_url: Optional[str] = None,
         interrupt_redis_url: Optional[str] = None,
-        interrupt_backend: Any = None,
+        interrupt_backend: Optional[BaseInterruptBackend] = None,
+        session_lease_seconds: float = 10.0,
+        session_state_seconds: float = 600.0,
         **fastapi_kwargs: Any,
     ) -> None:
+        for keyword, instead in _UNSUPPORTED.items():
+            if keyword in fastapi_kwargs:
+                raise TypeError(f"AgentApp({keyword}=...) is not supported: {instead}")
+        ignored = {k: fastapi_kwargs.pop(k) for k in list(fastapi_kwargs) if k in _NO_EFFECT}
+        for keyword in ignored:
+            warnings.warn(f"AgentApp({keyword}=...) has no effect in agentpack: {_NO_EFFECT[keyword]}", UserWarning, stacklevel=2)
         self.endpoint_path = _check_path("endpoint_path", endpoint_path)
         if self.endpoint_path in {"/", "/health", "/readiness", "/liveness"}:
             raise ValueError(f"endpoint_path={endpoint_path!r} collides with a built-in route; choose e.g. '/process'")
@@ -82,8 +111,9 @@ class AgentApp(FastAPI):
         _check_url("interrupt_redis_url", interrupt_redis_url, _REDIS_SCHEMES)
         if interrupt_backend is not None and interrupt_redis_url is not None:
             raise ValueError("give interrupt_redis_url= or interrupt_backend=, not both")
-        if isinstance(interrupt_backend, str):
-            raise TypeError("interrupt_backend takes a backend object; pass a Redis URL as interrupt_redis_url=")
+        if interrupt_backend is not None and not isinstance(interrupt_backend, BaseInterruptBackend):
+            hint = "; pass a Redis URL as interrupt_redis_url=" if isinstance(interrupt_backend, str) else ""
+            raise TypeError(f"interrupt_backend must be a BaseInterruptBackend instance, got {type(interrupt_backend).__name__}{hint}")
         if a2a_config is not None and not (isinstance(a2a_config, dict) or hasattr(a2a_config, "model_dump")):
             raise TypeError("a2a_config must be a dict or an AgentCardWithRuntimeConfig-like pydantic model")
 
@@ -98,15 +128,30 @@ class AgentApp(FastAPI):
         self.broker_url = broker_url
         self.backend_url = backend_url
         self.interrupt_redis_url = interrupt_redis_url
+        if interrupt_backend is None:
+            if interrupt_redis_url is not None:
+                from agentpack.interrupt.redis import RedisInterruptBackend
+
+                interrupt_backend = RedisInterruptBackend(interrupt_redis_url)
+            else:
+                from agentpack.interrupt.local import LocalInterruptBackend
+
+                interrupt_backend = LocalInterruptBackend()
         self.interrupt_backend = interrupt_backend
+        self._guard = SessionGuard(interrupt_backend, session_lease_seconds, session_state_seconds)
         self.query_handler: Optional[QueryHandler] = None
         self.custom_endpoints: list[dict[str, Any]] = []
         self._init_hooks: list[Callable[..., Any]] = []
         self._shutdown_hooks: list[Callable[..., Any]] = []
         self._readiness_checks: list[ReadinessCheck] = []
         self._not_ready_reason: Optional[str] = "start-up has not finished"
-        self._runs = LocalRuns()
+        self._readiness_checks.append(interrupt_backend.problem)
         self._add_system_routes()
+
+    @property
+    def stop_path(self) -> str:
+        """The built-in stop route, ``{endpoint_path}/stop``."""
+        return f"{self.endpoint_path.rstrip('/')}/stop"
 
     # -- built-in routes ---------------------------------------------------------------
     def _add_system_routes(self) -> None:
@@ -125,6 +170,7 @@ class AgentApp(FastAPI):
         endpoints: dict[str, Any] = {}
         if self.query_handler is not None:
             endpoints["process"] = self.endpoint_path
+            endpoints["stop"] = self.stop_path
         endpoints.update(health="/health", readiness="/readiness", liveness="/liveness")
         endpoints["custom"] = [{"path": e["path"], "methods": e["methods"]} for e in self.custom_endpoints]
         return endpoints
@@ -139,7 +185,7 @@ class AgentApp(FastAPI):
         }
 
     async def _health(self) -> dict[str, Any]:
-        return {"status": "healthy", "timestamp": time.time(), "running_sessions": len(self._runs)}
+        return {"status": "healthy", "timestamp": time.time(), "running_sessions": len(self._guard)}
 
     async def _liveness(self) -> dict[str, Any]:
         return {"status": "alive", "timestamp": time.time()}
@@ -173,11 +219,12 @@ class AgentApp(FastAPI):
 
     # -- runtime start-up and shutdown (called by the composed lifespan) ----------------
     async def _start_runtime(self) -> None:
+        await self.interrupt_backend.start()
         if self.query_handler is not None:
             await self.query_handler.framework.prepare()
 
     async def _shutdown_runtime(self) -> None:
-        return None
+        await self.interrupt_backend.aclose()
 
     # -- decorators --------------------------------------------------------------------
     def query(self, framework: str = "agentscope") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -191,6 +238,16 @@ class AgentApp(FastAPI):
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             self.query_handler = QueryHandler.inspect(func, converter)
             self._remove_routes(self.endpoint_path, {"POST"})
+            self._remove_routes(self.stop_path, {"POST"})
+            self.add_api_route(
+                self.stop_path,
+                build_stop_endpoint(self),
+                methods=["POST"],
+                tags=["agent-api"],
+                response_model=None,
+                summary="Stop a running session, wherever it runs",
+                name="stop",
+            )
             self.add_api_route(
                 self.endpoint_path,
                 build_process_endpoint(self, self.query_handler),
@@ -245,12 +302,17 @@ class AgentApp(FastAPI):
 
     # -- interrupts --------------------------------------------------------------------
     async def stop_chat(self, user_id: Optional[str], session_id: Optional[str]) -> bool:
-        """Stop the running query of this session; ``True`` if one was running and got the signal."""
-        return self._runs.stop(session_key(user_id, session_id), "stopped by stop_chat")
+        """Stop the session's running query, in this process or any other sharing the backend.
+
+        Returns ``True`` if a run was holding the session and has been signalled; the
+        stream of that run then ends with a ``canceled`` response event.  Raises
+        :class:`~agentpack.interrupt.BackendUnavailable` when the backend cannot be reached.
+        """
+        return await self._guard.stop(session_key(user_id, session_id))
 
     async def get_chat_state(self, user_id: Optional[str], session_id: Optional[str]) -> Optional[str]:
         """``RUNNING``, ``STOPPED``, ``FINISHED``, ``ERROR``, or ``None`` for an unknown session."""
-        state = self._runs.state(session_key(user_id, session_id))
+        state = await self._guard.state(session_key(user_id, session_id))
         return state.value if state is not None else None
 
     # -- serving -----------------------------------------------------------------------

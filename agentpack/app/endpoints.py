@@ -12,7 +12,9 @@ import functools
 import inspect
 import logging
 import typing
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+
+import anyio
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import JSONResponse, Response
@@ -63,20 +65,29 @@ def _response_class() -> type:
     from sse_starlette import EventSourceResponse
 
     class StreamResponse(EventSourceResponse):
-        on_close: Optional[Callable[[], None]] = None
+        on_close: Optional[Callable[[], Awaitable[None]]] = None
+
+        async def _send_with_timeout(self, send: Any, message: Any) -> None:
+            # Without a send timeout there is nothing to time out: skip the per-frame
+            # cancel scope, which costs more than the send itself on a busy stream.
+            if self.send_timeout is None:
+                await send(message)
+            else:
+                await super()._send_with_timeout(send, message)
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             try:
                 await super().__call__(scope, receive, send)
             finally:
                 if self.on_close is not None:
-                    self.on_close()
+                    with anyio.CancelScope(shield=True):  # runs even when the request is cancelled
+                        await self.on_close()
 
     return StreamResponse
 
 
 def stream_response(
-    frames: AsyncIterator[bytes], status_code: int = 200, on_close: Optional[Callable[[], None]] = None
+    frames: AsyncIterator[bytes], status_code: int = 200, on_close: Optional[Callable[[], Awaitable[None]]] = None
 ) -> Response:
     """An SSE response that sends each frame the moment it is produced.
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
 
+import anyio
 from fastapi import Request
+from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
 from agentpack.app.endpoints import stream_response
 from agentpack.app.handler import QueryHandler
 from agentpack.app.runner import AgentRun
-from agentpack.interrupt.local import RunState, SessionBusy, session_key
+from agentpack.interrupt.base import BackendUnavailable, RunState, SessionBusy, session_key
 from agentpack.protocol.schemas import AgentRequest, RunStatus
 from agentpack.protocol.sse import encode_event
 
@@ -59,12 +61,14 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
         run = AgentRun(app, handler, request, dependencies)
         key = session_key(request.user_id, request.session_id)
         try:
-            app._runs.reserve(key, run)
+            active = await app._guard.begin(key, run)
         except SessionBusy as exc:
             return JSONResponse({"detail": str(exc), "session_id": request.session_id}, status_code=409)
+        except BackendUnavailable as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
 
-        def release() -> None:
-            app._runs.release(key, run, _FINAL_STATE.get(run.status, RunState.STOPPED))
+        async def release() -> None:
+            await app._guard.end(active, _FINAL_STATE.get(run.status, RunState.STOPPED))
 
         headers = session_headers(request)
         if request.stream:
@@ -76,7 +80,8 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
             async for final in run.events():
                 pass
         finally:
-            release()
+            with anyio.CancelScope(shield=True):  # release even if the client went away
+                await release()
         return JSONResponse(final, headers=headers)
 
     parameters = [
@@ -86,3 +91,24 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
     parameters += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in handler.dependencies]
     process.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     return process
+
+
+class StopRequest(BaseModel):
+    """Body of ``POST {endpoint_path}/stop``; extra keys (an ``AgentRequest``'s ``input``…) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    session_id: str
+    user_id: Optional[str] = None
+
+
+def build_stop_endpoint(app: "AgentApp") -> Callable[..., Any]:
+    async def stop(body: StopRequest) -> JSONResponse:
+        user_id = body.user_id or body.session_id
+        try:
+            stopped = await app.stop_chat(user_id, body.session_id)
+        except BackendUnavailable as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        return JSONResponse({"stopped": stopped, "user_id": user_id, "session_id": body.session_id})
+
+    return stop

@@ -1,71 +1,93 @@
-"""Session runs of one process: at most one run per ``user_id:session_id``, stoppable by key."""
+"""``LocalInterruptBackend``: sessions and stops within one process, kept in memory.
+
+The default.  It gives one process everything the Redis backend gives a fleet — one run
+per session, leases, scoped stop flags, final states with expiry — so code and tests do
+not change when a deployment moves to Redis.
+"""
 
 from __future__ import annotations
 
-import enum
 import time
-from typing import Optional, Protocol
+from typing import Optional
+
+from agentpack.interrupt.base import BaseInterruptBackend, RunState, StopCallback
+
+#: Expired entries are swept after this many writes, so idle sessions never accumulate.
+_SWEEP_EVERY = 1024
 
 
-class RunState(str, enum.Enum):
-    RUNNING = "RUNNING"
-    STOPPED = "STOPPED"
-    FINISHED = "FINISHED"
-    ERROR = "ERROR"
+class LocalInterruptBackend(BaseInterruptBackend):
+    name = "local interrupt backend (this process only)"
 
-
-class SessionBusy(RuntimeError):
-    """Another run of the same session is in progress; the request is refused with 409."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"session {key!r} is already running; stop it or wait for it to finish")
-        self.key = key
-
-
-class Stoppable(Protocol):
-    def stop(self, reason: str = ...) -> None: ...
-
-
-def session_key(user_id: Optional[str], session_id: Optional[str]) -> str:
-    return f"{user_id}:{session_id}"
-
-
-class LocalRuns:
-    """Runs of this process, keyed by session, with their last state kept for a while."""
-
-    def __init__(self, state_ttl: float = 600.0) -> None:
-        self.state_ttl = state_ttl
-        self._running: dict[str, Stoppable] = {}
+    def __init__(self) -> None:
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._flags: dict[str, tuple[str, float]] = {}
         self._states: dict[str, tuple[RunState, float]] = {}
+        self._watchers: dict[str, StopCallback] = {}
+        self._writes = 0
 
-    def reserve(self, key: str, run: Stoppable) -> None:
-        """Mark ``key`` as run by ``run``; a second concurrent run of the session is refused."""
-        if key in self._running:
-            raise SessionBusy(key)
-        self._running[key] = run
-        self._states[key] = (RunState.RUNNING, float("inf"))
-
-    def release(self, key: str, run: Stoppable, state: RunState) -> None:
-        """End ``run``'s hold on ``key`` and record how it ended; a no-op when already released."""
-        if self._running.get(key) is run:
-            del self._running[key]
-            self._states[key] = (state, time.monotonic() + self.state_ttl)
-
-    def stop(self, key: str, reason: str) -> bool:
-        run = self._running.get(key)
-        if run is None:
-            return False
-        run.stop(reason)
-        return True
-
-    def state(self, key: str) -> Optional[RunState]:
-        entry = self._states.get(key)
-        if entry is None:
-            return None
-        if entry[1] < time.monotonic():
-            del self._states[key]
+    @staticmethod
+    def _live(entry: Optional[tuple[str, float]]) -> Optional[str]:
+        if entry is None or entry[1] <= time.monotonic():
             return None
         return entry[0]
 
-    def __len__(self) -> int:
-        return len(self._running)
+    def _wrote(self) -> None:
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY == 0:
+            now = time.monotonic()
+            for table in (self._leases, self._flags, self._states):
+                for key in [k for k, (_, expires) in table.items() if expires <= now]:
+                    del table[key]
+
+    async def acquire(self, key: str, run_id: str, lease_seconds: float) -> bool:
+        if self._live(self._leases.get(key)) is not None:
+            return False
+        self._leases[key] = (run_id, time.monotonic() + lease_seconds)
+        self._wrote()
+        return True
+
+    async def renew(self, key: str, run_id: str, lease_seconds: float) -> bool:
+        holder = self._live(self._leases.get(key))
+        if holder not in (None, run_id):
+            return False
+        self._leases[key] = (run_id, time.monotonic() + lease_seconds)
+        return True
+
+    async def release(self, key: str, run_id: str, state: RunState, state_seconds: float) -> None:
+        holder = self._live(self._leases.get(key))
+        if holder == run_id:
+            del self._leases[key]
+        if self._live(self._flags.get(key)) == run_id:
+            del self._flags[key]
+        if holder in (None, run_id):
+            self._states[key] = (state, time.monotonic() + state_seconds)
+            self._wrote()
+
+    async def request_stop(self, key: str, ttl_seconds: float) -> bool:
+        holder = self._live(self._leases.get(key))
+        if holder is None:
+            return False
+        self._flags[key] = (holder, time.monotonic() + ttl_seconds)
+        self._wrote()
+        callback = self._watchers.get(key)
+        if callback is not None:
+            callback(holder)
+        return True
+
+    async def stop_requested(self, key: str, run_id: str) -> bool:
+        return self._live(self._flags.get(key)) == run_id
+
+    async def watch(self, key: str, callback: StopCallback) -> None:
+        self._watchers[key] = callback
+
+    async def unwatch(self, key: str) -> None:
+        self._watchers.pop(key, None)
+
+    async def get_state(self, key: str) -> Optional[RunState]:
+        if self._live(self._leases.get(key)) is not None:
+            return RunState.RUNNING
+        entry = self._states.get(key)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]

@@ -72,9 +72,12 @@ class AgentRun:
     async def _produce(self, room: asyncio.Semaphore) -> None:
         framework = self.handler.framework
         end = _End()
+        items = self.handler.stream(self.owner, framework.to_msgs(self.request), self.request, self.extra)
+        events = framework.adapt(items, self.builder)
         try:
-            items = self.handler.stream(self.owner, framework.to_msgs(self.request), self.request, self.extra)
-            async for event in framework.adapt(items, self.builder):
+            async for event in events:
+                if self.stop_reason is not None:  # the handler swallowed the stop: end it here
+                    raise asyncio.CancelledError()
                 await room.acquire()
                 self._queue.put_nowait(event)
             for event in self.builder.complete_open_messages():
@@ -87,6 +90,7 @@ class AgentRun:
             end = _End(exc)
         finally:
             self._queue.put_nowait(end)
+            await events.aclose()  # runs the handler's own finally blocks now, not at GC time
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """The response's events; the last one is always the single terminal response event."""
@@ -149,14 +153,24 @@ class AgentRun:
         return self.builder.completed()
 
     async def _settle(self, task: asyncio.Task) -> None:
-        """Make sure the handler's task is over before the run is reported as ended."""
+        """Wait for the handler's task to end before the run is reported as ended.
+
+        A stopped handler has already been cancelled and gets ``CLEANUP_GRACE`` seconds
+        to save its state; a run whose client left is cancelled here.  A handler still
+        running after its grace is cancelled again, and abandoned (with a warning) if it
+        ignores that too.
+        """
         if task.done():
             return
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=CLEANUP_GRACE)
-        if not done:
-            logger.warning(
-                "query handler for session %s ignored cancellation for %.0fs; abandoning it",
-                self.request.session_id,
-                CLEANUP_GRACE,
-            )
+        if self.stop_reason is None:
+            task.cancel()
+        for attempt in range(2):
+            done, _ = await asyncio.wait({task}, timeout=CLEANUP_GRACE)
+            if done:
+                return
+            task.cancel()
+        logger.warning(
+            "query handler for session %s ignored cancellation for %.0fs; abandoning it",
+            self.request.session_id,
+            2 * CLEANUP_GRACE,
+        )

@@ -139,11 +139,13 @@ class RedisInterruptBackend(BaseInterruptBackend):
         prefix: str = "agentpack",
         connect_timeout: float = 1.0,
         command_timeout: float = 2.0,
+        max_connections: int = 32,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
+        self.max_connections = max_connections
         parts = urlsplit(url)
         self.name = f"Redis at {parts.hostname or parts.path}{':' + str(parts.port) if parts.port else ''}"
         self._redis: Any = None
@@ -156,14 +158,18 @@ class RedisInterruptBackend(BaseInterruptBackend):
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        # Commands fail fast (one quick retry), so /process answers 503 instead of hanging.
-        self._redis = aioredis.from_url(
+        # Commands fail fast (one quick retry), so /process answers 503 instead of hanging;
+        # a burst of runs waits for a pooled connection instead of failing with "too many".
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
             decode_responses=True,
+            max_connections=self.max_connections,
+            timeout=self.command_timeout,
             socket_connect_timeout=self.connect_timeout,
             socket_timeout=self.command_timeout,
             retry=Retry(NoBackoff(), 1),
         )
+        self._redis = aioredis.Redis(connection_pool=pool)
         # The listener's connection blocks on reads by design: no read timeout there.
         listener_client = aioredis.from_url(
             self.url,

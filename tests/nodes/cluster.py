@@ -1,0 +1,72 @@
+"""Agent nodes as separate processes (`agentpack run tests/nodes/agent_node.py`), for interrupt tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import httpx
+
+from tests.conftest import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Node:
+    def __init__(self, redis_url: str, lease: float = 10.0, port: Optional[int] = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "AGENTPACK_TEST_REDIS": redis_url, "AGENTPACK_TEST_LEASE": str(lease)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agentpack", "run", "tests/nodes/agent_node.py", "--port", str(self.port), "--log-level", "warning"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log_file(),
+            text=True,
+        )
+        wait_until(self._serving, 30, f"node on port {self.port} did not start")
+
+    def _log_file(self):
+        """The node's log goes to a file (a pipe nobody reads would block the node when full)."""
+        import tempfile
+
+        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"agentpack-node-{self.port}-", suffix=".log", delete=False)
+        return self.log
+
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def _serving(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"node exited: {self.log_text()}")
+        try:
+            return httpx.get(f"{self.url}/liveness", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readiness", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop_session(self, session_id: str, user_id: str = "u") -> httpx.Response:
+        return httpx.post(f"{self.url}/process/stop", json={"session_id": session_id, "user_id": user_id}, timeout=10)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -55,7 +55,8 @@ class LocalDeployManager:
 
         if self.is_running:
             raise DeployError(f"already serving at {self.url}; stop() it first")
-        options = {"log_level": "warning", "lifespan": "on", **self.uvicorn_options}
+        # Streams still open at shutdown get a few seconds, then their runs are cancelled.
+        options = {"log_level": "warning", "lifespan": "on", "timeout_graceful_shutdown": 5, **self.uvicorn_options}
         config = uvicorn.Config(app, host=self.host, port=self.port, **options)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # the caller owns the signals

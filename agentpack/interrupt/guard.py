@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
@@ -46,15 +47,19 @@ class ActiveRun:
     lease_lost: bool = field(default=False)
 
 
+_BASE_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, asyncio.TimeoutError, BackendUnavailable)
+
+
 def _backend_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "the backend is unreachable" rather than a bug."""
-    errors: tuple[type[BaseException], ...] = (ConnectionError, OSError, asyncio.TimeoutError, BackendUnavailable)
-    try:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-    except ImportError:
-        return errors
-    return (*errors, RedisConnectionError, RedisTimeoutError)
+    """Exceptions that mean "the backend is unreachable" rather than a bug.
+
+    redis-py's own connection errors count too, but only once something else imported
+    redis: the guard must not pull redis into an app that does not use it.
+    """
+    redis_exceptions = sys.modules.get("redis.exceptions")
+    if redis_exceptions is None:
+        return _BASE_ERRORS
+    return (*_BASE_ERRORS, redis_exceptions.ConnectionError, redis_exceptions.TimeoutError)
 
 
 class SessionGuard:
@@ -70,7 +75,6 @@ class SessionGuard:
         self.lease_seconds = lease_seconds
         self.state_seconds = state_seconds
         self.runs: dict[str, ActiveRun] = {}
-        self._unreachable = _backend_errors()
 
     # -- a run's life --------------------------------------------------------------------
     async def begin(self, key: str, run: Stoppable) -> ActiveRun:
@@ -80,7 +84,7 @@ class SessionGuard:
         run_id = uuid.uuid4().hex
         try:
             acquired = await self.backend.acquire(key, run_id, self.lease_seconds)
-        except self._unreachable as exc:
+        except _backend_errors() as exc:
             raise BackendUnavailable(f"{self.backend.name} is unreachable: {exc}") from exc
         if not acquired:
             raise SessionBusy(key)
@@ -90,7 +94,7 @@ class SessionGuard:
             await self.backend.watch(key, lambda named: self._notice(key, named))
             if await self.backend.stop_requested(key, run_id):
                 run.stop(STOP_REASON)
-        except self._unreachable as exc:  # the renewal loop keeps checking the flag
+        except _backend_errors() as exc:  # the renewal loop keeps checking the flag
             logger.warning("could not listen for stops of %s yet: %s", key, exc)
         active.renewer = asyncio.create_task(self._keep_alive(active), name=f"agentpack-lease-{key}")
         return active
@@ -108,7 +112,7 @@ class SessionGuard:
         try:
             await self.backend.unwatch(active.key)
             await self.backend.release(active.key, active.run_id, state, self.state_seconds)
-        except self._unreachable as exc:  # the lease expires by itself within lease_seconds
+        except _backend_errors() as exc:  # the lease expires by itself within lease_seconds
             logger.warning("could not release %s (%s); its lease will expire in %.0fs", active.key, exc, self.lease_seconds)
 
     def _notice(self, key: str, run_id: str) -> None:
@@ -128,7 +132,7 @@ class SessionGuard:
                     logger.error("session %s was taken by another run while this one was cut off", active.key)
                 if await self.backend.stop_requested(active.key, active.run_id):
                     active.run.stop(STOP_REASON)
-            except self._unreachable as exc:  # keep running; the backend may come back
+            except _backend_errors() as exc:  # keep running; the backend may come back
                 logger.warning("could not renew the lease of %s: %s", active.key, exc)
 
     # -- stopping and asking -------------------------------------------------------------
@@ -140,7 +144,7 @@ class SessionGuard:
             return True
         try:
             return await self.backend.request_stop(key, self.state_seconds)
-        except self._unreachable as exc:
+        except _backend_errors() as exc:
             raise BackendUnavailable(f"{self.backend.name} is unreachable: {exc}") from exc
 
     async def state(self, key: str) -> Optional[RunState]:
@@ -148,7 +152,7 @@ class SessionGuard:
             return RunState.RUNNING
         try:
             return await self.backend.get_state(key)
-        except self._unreachable as exc:
+        except _backend_errors() as exc:
             raise BackendUnavailable(f"{self.backend.name} is unreachable: {exc}") from exc
 
     def __len__(self) -> int:

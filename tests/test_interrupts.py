@@ -1,0 +1,210 @@
+"""Stops within one process: stop_chat, the built-in stop route, disconnects, states."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import httpx
+import pytest
+
+from agentpack import AgentApp
+from agentpack.interrupt import BaseInterruptBackend, RunState
+from agentpack.interrupt.guard import SessionGuard
+from agentpack.interrupt.local import LocalInterruptBackend
+from tests.conftest import wait_until
+from tests.helpers import check_protocol, read_events, user_body
+
+
+def hanging_app(record: dict, swallow: bool = False) -> AgentApp:
+    """A handler that streams once, then waits until it is cancelled, recording what happened."""
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(self, msgs, request, **kwargs):
+        record["started"] = True
+        try:
+            yield "first "
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            record["cancelled"] = record.get("cancelled", 0) + 1
+            await asyncio.sleep(0)  # cleanup may await: it gets a grace period
+            record["saved"] = True
+            if not swallow:
+                raise
+        if swallow:
+            yield "still talking"
+            await asyncio.Event().wait()
+
+    return app
+
+
+def start_stream(url: str, body: dict) -> tuple[threading.Thread, list, threading.Event]:
+    events: list = []
+    first = threading.Event()
+
+    def run() -> None:
+        with httpx.stream("POST", f"{url}/process", json=body, timeout=30) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    if events[-1]["object"] == "content":
+                        first.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert first.wait(20), "the run never streamed"
+    return thread, events, first
+
+
+def test_stop_chat_cancels_and_client_gets_canceled(serve):
+    record: dict = {}
+    app = hanging_app(record)
+    url = serve(app)
+    thread, events, _ = start_stream(url, user_body(session_id="s", user_id="u"))
+    answer = httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"})
+    assert answer.json() == {"stopped": True, "user_id": "u", "session_id": "s"}
+    thread.join(timeout=20)
+    terminal = check_protocol(events)
+    assert terminal["status"] == "canceled" and terminal["output"] == []
+    assert record == {"started": True, "cancelled": 1, "saved": True}
+    assert httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"}).json()["stopped"] is False
+
+
+def test_a_handler_that_swallows_the_cancel_is_still_ended(serve):
+    record: dict = {}
+    app = hanging_app(record, swallow=True)
+    url = serve(app)
+    thread, events, _ = start_stream(url, user_body(session_id="s", user_id="u"))
+    assert httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"}).json()["stopped"] is True
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    terminal = check_protocol(events)
+    assert terminal["status"] == "canceled"
+    assert "still talking" not in json.dumps(events)
+    wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session not freed")
+    state = asyncio.run(app.get_chat_state("u", "s"))
+    assert state == "STOPPED"
+
+
+def test_client_disconnect_cancels_the_handler_and_frees_the_session(serve):
+    record: dict = {}
+    app = hanging_app(record)
+    url = serve(app)
+    with httpx.stream("POST", f"{url}/process", json=user_body(session_id="gone", user_id="u"), timeout=30) as response:
+        for line in response.iter_lines():
+            if '"delta":true' in line:
+                break  # leave mid-stream
+    wait_until(lambda: record.get("saved"), 10, "the handler was not cancelled on disconnect")
+    wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session still held")
+    # the session is immediately usable again
+    again = httpx.post(f"{url}/process/stop", json={"session_id": "gone", "user_id": "u"})
+    assert again.json()["stopped"] is False
+
+
+def test_user_id_defaults_to_session_id_for_stop(serve):
+    record: dict = {}
+    url = serve(hanging_app(record))
+    thread, events, _ = start_stream(url, user_body(session_id="only-session"))
+    assert httpx.post(f"{url}/process/stop", json={"session_id": "only-session"}).json()["stopped"] is True
+    thread.join(timeout=20)
+    assert check_protocol(events)["status"] == "canceled"
+
+
+def test_chat_states(serve):
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        if request.session_id == "bad":
+            raise RuntimeError("broken")
+        yield "ok"
+
+    url = serve(app)
+    read_events(f"{url}/process", user_body(session_id="good", user_id="u"))
+    read_events(f"{url}/process", user_body(session_id="bad", user_id="u"))
+
+    async def states():
+        return [await app.get_chat_state("u", s) for s in ("good", "bad", "unknown")]
+
+    assert asyncio.run(states()) == ["FINISHED", "ERROR", None]
+
+
+def test_stop_route_validates_its_body(serve):
+    url = serve(hanging_app({}))
+    response = httpx.post(f"{url}/process/stop", json={"user_id": "u"})
+    assert response.status_code == 422
+    assert ["body", "session_id"] in [e["loc"] for e in response.json()["detail"]]
+
+
+def test_root_lists_the_stop_route(serve):
+    url = serve(hanging_app({}))
+    assert httpx.get(f"{url}/").json()["endpoints"]["stop"] == "/process/stop"
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def stop(self, reason: str = "") -> None:
+        self.reasons.append(reason)
+
+
+def test_local_guard_rules():
+    async def scenario() -> None:
+        guard = SessionGuard(LocalInterruptBackend(), lease_seconds=0.3, state_seconds=60)
+        first = _Recorder()
+        active = await guard.begin("u:s", first)
+        with pytest.raises(Exception, match="already running"):
+            await guard.begin("u:s", _Recorder())
+        assert await guard.state("u:s") is RunState.RUNNING
+        assert await guard.stop("u:s") is True and first.reasons == ["stopped by stop_chat"]
+        await guard.end(active, RunState.STOPPED)
+        await guard.end(active, RunState.STOPPED)  # idempotent
+        assert await guard.state("u:s") is RunState.STOPPED
+        assert await guard.stop("u:s") is False
+        # a new run of the session is not hit by the old stop flag
+        second = _Recorder()
+        active = await guard.begin("u:s", second)
+        assert second.reasons == []
+        await guard.end(active, RunState.FINISHED)
+        assert len(guard) == 0
+
+    asyncio.run(scenario())
+
+
+def test_local_backend_lease_expires():
+    async def scenario() -> None:
+        backend = LocalInterruptBackend()
+        assert await backend.acquire("k", "run-1", 0.05)
+        assert not await backend.acquire("k", "run-2", 0.05)
+        await asyncio.sleep(0.06)  # the lease's own expiry is what is under test
+        assert await backend.acquire("k", "run-2", 10)
+        assert not await backend.renew("k", "run-1", 10)
+        assert await backend.request_stop("k", 10)
+        assert await backend.stop_requested("k", "run-2") and not await backend.stop_requested("k", "run-1")
+
+    asyncio.run(scenario())
+
+
+def test_custom_backend_must_implement_the_interface():
+    assert issubclass(LocalInterruptBackend, BaseInterruptBackend)
+    with pytest.raises(TypeError):
+        AgentApp(interrupt_backend=object())
+    app = AgentApp(interrupt_backend=LocalInterruptBackend())
+    assert isinstance(app.interrupt_backend, LocalInterruptBackend)
+
+
+def test_nothing_redis_is_imported_without_redis(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom agentpack import AgentApp\napp = AgentApp()\n"
+        "@app.query(framework='text')\nasync def h(msgs):\n    yield 'x'\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('redis', 'celery') or m == 'agentpack.interrupt.redis']\n"
+        "assert not bad, bad\nprint('clean')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "clean", result.stderr

@@ -57,3 +57,9 @@ def summary(values: list[float]) -> dict[str, float]:
         "p90": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
         "min": ordered[0],
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

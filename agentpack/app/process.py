@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import anyio
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
-from agentpack.app.endpoints import stream_response
 from agentpack.app.handler import QueryHandler
+from agentpack.app.run_response import RunStreamResponse
 from agentpack.app.runner import AgentRun
 from agentpack.interrupt.base import BackendUnavailable, RunState, SessionBusy, session_key
 from agentpack.protocol.schemas import AgentRequest, RunStatus
-from agentpack.protocol.sse import encode_event
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
@@ -48,11 +47,6 @@ def session_headers(request: AgentRequest) -> dict[str, str]:
     return {"X-Agentpack-Session-Id": request.session_id or "", "X-Agentpack-User-Id": request.user_id or ""}
 
 
-async def _frames(run: AgentRun) -> AsyncIterator[bytes]:
-    async for batch in run.batches():
-        yield b"".join(map(encode_event, batch))
-
-
 def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[..., Any]:
     """The route function, with the handler's ``Depends`` parameters added to its signature."""
 
@@ -72,15 +66,18 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
 
         headers = session_headers(request)
         if request.stream:
-            response = stream_response(_frames(run), on_close=release)
-            response.headers.update(headers)
-            return response
+            return RunStreamResponse(run, on_close=release, headers=headers)
+        final: dict[str, Any] = {}
+
+        async def keep(event: dict[str, Any]) -> None:
+            nonlocal final
+            final = event
+
         try:
-            final: dict[str, Any] = {}
-            async for final in run.events():
-                pass
+            await run.start(keep)
         finally:
-            with anyio.CancelScope(shield=True):  # release even if the client went away
+            with anyio.CancelScope(shield=True):  # release even if the request was cancelled
+                await run.settle()
                 await release()
         return JSONResponse(final, headers=headers)
 

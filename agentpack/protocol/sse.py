@@ -19,7 +19,7 @@ def encode_json(value: Any) -> str:
 
 def encode_event(event: Any) -> bytes:
     """One SSE frame carrying ``event`` as a single ``data:`` line."""
-    if event.get("delta") is True and event.get("type") == "text" and len(event) == 9:
+    if type(event) is dict and event.get("delta") is True and event.get("type") == "text" and len(event) == 9:
         return _text_delta(event)
     return b"data: " + _dumps(event).encode("utf-8") + b"\n\n"
 

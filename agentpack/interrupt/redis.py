@@ -69,6 +69,7 @@ class _StopListener:
         self._client = client
         self._control = control_channel
         self._callbacks: dict[str, StopCallback] = {}
+        self._confirmations: dict[str, asyncio.Future] = {}
         self._pubsub: Any = None
         self._task: Optional[asyncio.Task] = None
         self.connected = asyncio.Event()
@@ -85,18 +86,22 @@ class _StopListener:
     async def _run(self) -> None:
         delay = 0.05
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self._control, *self._callbacks)
                 self._pubsub = pubsub
                 self.connected.set()
                 delay = 0.05
                 async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    callback = self._callbacks.get(message["channel"])
-                    if callback is not None:
-                        callback(message["data"])
+                    kind = message.get("type")
+                    if kind == "message":
+                        callback = self._callbacks.get(message["channel"])
+                        if callback is not None:
+                            callback(message["data"])
+                    elif kind == "subscribe":
+                        waiter = self._confirmations.pop(message["channel"], None)
+                        if waiter is not None and not waiter.done():
+                            waiter.set_result(None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -113,10 +118,23 @@ class _StopListener:
                 except Exception:  # already broken; nothing left to release
                     pass
 
-    async def add(self, channel: str, callback: StopCallback) -> None:
-        """Listen on ``channel``; while disconnected, it is subscribed when the connection is back."""
+    async def add(self, channel: str, callback: StopCallback, confirm_within: float = 1.0) -> None:
+        """Listen on ``channel`` and wait (briefly) until Redis confirms the subscription.
+
+        Once confirmed, any stop published later reaches the callback, so a stop-flag check
+        made after this returns closes the window between taking the lease and listening.
+        While disconnected, the channel is subscribed when the connection is back.
+        """
         self._callbacks[channel] = callback
+        waiter = asyncio.get_running_loop().create_future()
+        self._confirmations[channel] = waiter
         await self._send("subscribe", channel)
+        try:
+            await asyncio.wait_for(waiter, confirm_within)
+        except asyncio.TimeoutError:  # the flag, checked at every lease renewal, still covers it
+            logger.debug("no confirmation for %s within %.1fs", channel, confirm_within)
+        finally:
+            self._confirmations.pop(channel, None)
 
     async def remove(self, channel: str) -> None:
         self._callbacks.pop(channel, None)

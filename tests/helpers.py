@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from typing import Any, Optional
 
 import httpx
 
@@ -56,3 +57,38 @@ def read_events(url: str, body: dict, timeout: float = 30.0) -> list[dict]:
 
 def text_of(events: list[dict]) -> str:
     return "".join(e["text"] for e in events if e["object"] == "content" and e.get("delta") and e["type"] == "text")
+
+
+class BackgroundStream(threading.Thread):
+    """Reads one ``/process`` stream in a thread; ``started`` is set at the first content event."""
+
+    def __init__(self, url: str, body: dict, path: str = "/process") -> None:
+        super().__init__(daemon=True)
+        self.url, self.body, self.path = url, body, path
+        self.events: list[dict] = []
+        self.status_code: Optional[int] = None
+        self.started = threading.Event()
+        self.error: Optional[Exception] = None
+
+    def run(self) -> None:
+        try:
+            with httpx.stream("POST", f"{self.url}{self.path}", json=self.body, timeout=60) as response:
+                self.status_code = response.status_code
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        self.events.append(json.loads(line[6:]))
+                        if self.events[-1]["object"] == "content":
+                            self.started.set()
+        except httpx.TransportError as exc:  # e.g. the server died under the stream
+            self.error = exc
+
+    def begin(self, timeout: float = 20) -> "BackgroundStream":
+        """Start reading and wait until the run has streamed something."""
+        self.start()
+        assert self.started.wait(timeout), "the run never streamed"
+        return self
+
+    def result(self, timeout: float = 60) -> list[dict]:
+        self.join(timeout=timeout)
+        assert not self.is_alive(), "the stream did not end"
+        return self.events

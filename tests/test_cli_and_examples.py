@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 
 from agentpack.app.loader import load_app
 from agentpack.deployers.local import LocalDeployManager
-from tests.helpers import check_protocol, read_events, text_of, user_body
+from tests.helpers import BackgroundStream, check_protocol, read_events, text_of, user_body
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTPACK = [sys.executable, "-m", "agentpack"]
@@ -131,23 +129,9 @@ def test_agentscope_style_example_streams_and_stops_via_its_own_route():
         # a slow run, stopped through the app's hand-written /stop route
         example.WORD_DELAY = 30
         body = user_body("A very long story", session_id="ss-123", user_id="uu-123")
-        collected: list[dict] = []
-        streaming = threading.Event()
-
-        def stream() -> None:
-            with httpx.stream("POST", f"{url}/process", json=body, timeout=60) as response:
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        collected.append(json.loads(line[6:]))
-                        if collected[-1]["object"] == "content":
-                            streaming.set()
-
-        reader = threading.Thread(target=stream)
-        reader.start()
-        assert streaming.wait(20), "the run never started streaming"
+        stream = BackgroundStream(url, body).begin()
         stopped = httpx.post(f"{url}/stop", json={"input": [], "session_id": "ss-123", "user_id": "uu-123"}).json()
-        reader.join(timeout=30)
-        assert not reader.is_alive()
+        collected = stream.result()
         assert stopped["status"] == "success"
         terminal = check_protocol(collected)
         assert terminal["status"] == "canceled"

@@ -16,37 +16,8 @@ from agentpack.interrupt.base import RunState
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.interrupt.redis import RedisInterruptBackend
 from tests.conftest import wait_until
-from tests.helpers import check_protocol, user_body
+from tests.helpers import BackgroundStream, check_protocol, user_body
 from tests.nodes.cluster import Node
-
-
-class Stream(threading.Thread):
-    """Reads one /process stream in the background; ``started`` is set at the first delta."""
-
-    def __init__(self, url: str, body: dict) -> None:
-        super().__init__(daemon=True)
-        self.url, self.body = url, body
-        self.events: list[dict] = []
-        self.status_code: Optional[int] = None
-        self.started = threading.Event()
-        self.error: Optional[Exception] = None
-
-    def run(self) -> None:
-        try:
-            with httpx.stream("POST", f"{self.url}/process", json=self.body, timeout=60) as response:
-                self.status_code = response.status_code
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        self.events.append(json.loads(line[6:]))
-                        if self.events[-1]["object"] == "content":
-                            self.started.set()
-        except httpx.TransportError as exc:  # the node died under the stream
-            self.error = exc
-
-    def result(self) -> list[dict]:
-        self.join(timeout=60)
-        assert not self.is_alive(), "the stream did not end"
-        return self.events
 
 
 def long_run(session: str, **extra) -> dict:
@@ -70,9 +41,7 @@ def cluster(redis_server):
 
 def test_stop_sent_to_another_node_cancels_the_run(cluster, redis_server):
     node_a, node_b = cluster(2)
-    stream = Stream(node_a.url, long_run("s-cross"))
-    stream.start()
-    assert stream.started.wait(30)
+    stream = BackgroundStream(node_a.url, long_run("s-cross")).begin()
     answer = node_b.stop_session("s-cross")
     assert answer.status_code == 200 and answer.json()["stopped"] is True
     terminal = check_protocol(stream.result())
@@ -129,9 +98,7 @@ def test_stop_before_the_runner_listens_is_not_lost(redis_server):
 def test_a_killed_node_frees_its_session_within_the_lease(cluster):
     lease = 1.5
     node_a, node_b = cluster(2, lease=lease)
-    stream = Stream(node_a.url, long_run("s-crash"))
-    stream.start()
-    assert stream.started.wait(30)
+    stream = BackgroundStream(node_a.url, long_run("s-crash")).begin()
     node_a.kill()
     killed_at = time.monotonic()
     body = user_body("again", session_id="s-crash", user_id="u", chunks=2)
@@ -218,9 +185,7 @@ def test_many_sessions_half_stopped_at_random_moments(cluster, redis_server):
 
 def test_redis_restart_mid_run_then_stop_still_works(cluster, redis_server):
     node_a, node_b = cluster(2, lease=1.5)
-    stream = Stream(node_a.url, long_run("s-restart"))
-    stream.start()
-    assert stream.started.wait(30)
+    stream = BackgroundStream(node_a.url, long_run("s-restart")).begin()
     redis_server.kill()
     assert node_b.stop_session("s-restart").status_code == 503  # Redis is down: a clear 503, no hang
     redis_server.start()  # same port, empty data

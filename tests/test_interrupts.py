@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ from agentpack.interrupt import BaseInterruptBackend, RunState
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.interrupt.local import LocalInterruptBackend
 from tests.conftest import wait_until
-from tests.helpers import check_protocol, read_events, user_body
+from tests.helpers import BackgroundStream, check_protocol, read_events, user_body
 
 
 def hanging_app(record: dict, swallow: bool = False) -> AgentApp:
@@ -40,33 +39,14 @@ def hanging_app(record: dict, swallow: bool = False) -> AgentApp:
     return app
 
 
-def start_stream(url: str, body: dict) -> tuple[threading.Thread, list, threading.Event]:
-    events: list = []
-    first = threading.Event()
-
-    def run() -> None:
-        with httpx.stream("POST", f"{url}/process", json=body, timeout=30) as response:
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    events.append(json.loads(line[6:]))
-                    if events[-1]["object"] == "content":
-                        first.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert first.wait(20), "the run never streamed"
-    return thread, events, first
-
-
 def test_stop_chat_cancels_and_client_gets_canceled(serve):
     record: dict = {}
     app = hanging_app(record)
     url = serve(app)
-    thread, events, _ = start_stream(url, user_body(session_id="s", user_id="u"))
+    stream = BackgroundStream(url, user_body(session_id="s", user_id="u")).begin()
     answer = httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"})
     assert answer.json() == {"stopped": True, "user_id": "u", "session_id": "s"}
-    thread.join(timeout=20)
-    terminal = check_protocol(events)
+    terminal = check_protocol(stream.result())
     assert terminal["status"] == "canceled" and terminal["output"] == []
     assert record == {"started": True, "cancelled": 1, "saved": True}
     assert httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"}).json()["stopped"] is False
@@ -76,13 +56,11 @@ def test_a_handler_that_swallows_the_cancel_is_still_ended(serve):
     record: dict = {}
     app = hanging_app(record, swallow=True)
     url = serve(app)
-    thread, events, _ = start_stream(url, user_body(session_id="s", user_id="u"))
+    stream = BackgroundStream(url, user_body(session_id="s", user_id="u")).begin()
     assert httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"}).json()["stopped"] is True
-    thread.join(timeout=20)
-    assert not thread.is_alive()
-    terminal = check_protocol(events)
+    terminal = check_protocol(stream.result())
     assert terminal["status"] == "canceled"
-    assert "still talking" not in json.dumps(events)
+    assert "still talking" not in json.dumps(stream.events)
     wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session not freed")
     state = asyncio.run(app.get_chat_state("u", "s"))
     assert state == "STOPPED"
@@ -106,10 +84,9 @@ def test_client_disconnect_cancels_the_handler_and_frees_the_session(serve):
 def test_user_id_defaults_to_session_id_for_stop(serve):
     record: dict = {}
     url = serve(hanging_app(record))
-    thread, events, _ = start_stream(url, user_body(session_id="only-session"))
+    stream = BackgroundStream(url, user_body(session_id="only-session")).begin()
     assert httpx.post(f"{url}/process/stop", json={"session_id": "only-session"}).json()["stopped"] is True
-    thread.join(timeout=20)
-    assert check_protocol(events)["status"] == "canceled"
+    assert check_protocol(stream.result())["status"] == "canceled"
 
 
 def test_chat_states(serve):

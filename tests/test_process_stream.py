@@ -13,6 +13,7 @@ import pytest
 from fastapi import Depends, Header
 
 from agentpack import AgentApp, AgentRequest
+from tests.conftest import wait_until
 from tests.helpers import check_protocol, read_events, text_of, user_body
 
 
@@ -57,9 +58,7 @@ def test_created_at_is_the_time_of_each_response(serve):
     url = serve(text_app())
     first = read_events(f"{url}/process", user_body())[0]
     # wait (with a deadline) until the clock has moved to the next second, then ask again
-    deadline = time.monotonic() + 3
-    while int(time.time()) == first["created_at"] and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: int(time.time()) > first["created_at"], 3, "the clock did not move")
     second = read_events(f"{url}/process", user_body())[0]
     assert second["created_at"] > first["created_at"]
     assert second["id"] != first["id"]
@@ -78,10 +77,7 @@ def test_requests_without_ids_never_collide(serve):
     url = serve(app)
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(read_events, f"{url}/process", user_body()) for _ in range(4)]
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{url}/health").json()["running_sessions"] < 4:
-            assert time.monotonic() < deadline, "four anonymous runs should run at once"
-            time.sleep(0.01)
+        wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 4, 20, "four anonymous runs should run at once")
         gate.set()
         results = [f.result(timeout=30) for f in futures]
     sessions = {events[0]["session_id"] for events in results}

@@ -275,22 +275,20 @@ class AgentApp(FastAPI):
 
     def init(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Deprecated: run ``func`` at start-up.  Use ``lifespan=`` or ``before_start=``."""
-        warnings.warn(
-            "@app.init is deprecated; pass lifespan= (or before_start=) to AgentApp instead",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        self._init_hooks.append(func)
-        return func
+        return self._deprecated_hook("init", "before_start", self._init_hooks, func)
 
     def shutdown(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Deprecated: run ``func`` at shutdown.  Use ``lifespan=`` or ``after_finish=``."""
+        return self._deprecated_hook("shutdown", "after_finish", self._shutdown_hooks, func)
+
+    @staticmethod
+    def _deprecated_hook(name: str, instead: str, hooks: list, func: Callable[..., Any]) -> Callable[..., Any]:
         warnings.warn(
-            "@app.shutdown is deprecated; pass lifespan= (or after_finish=) to AgentApp instead",
+            f"@app.{name} is deprecated; pass lifespan= (or {instead}=) to AgentApp instead",
             DeprecationWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        self._shutdown_hooks.append(func)
+        hooks.append(func)
         return func
 
     def _remove_routes(self, path: str, methods: set[str]) -> None:

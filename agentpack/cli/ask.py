@@ -18,11 +18,17 @@ def render_stream(url: str, text: str) -> int:
     console.print(f"[bold]you>[/] {text}")
     console.print("[bold]agent>[/] ", end="")
     final: dict[str, Any] = {}
+    kinds: dict[str, str] = {}  # message id -> message type, to show reasoning apart
     try:
         for event in stream_events(url, build_request(text)):
+            if event.get("object") == "message":
+                kinds[event["id"]] = event.get("type", "message")
+                if event.get("status") == "completed" and kinds[event["id"]] == "reasoning":
+                    console.out("\n       ", end="")
             piece = delta_text(event)
             if piece:
-                console.out(piece, end="", highlight=False)
+                style = "dim italic" if kinds.get(event.get("msg_id", "")) == "reasoning" else None
+                console.out(piece, end="", style=style, highlight=False)
             if event.get("object") == "response":
                 final = event
     except AgentAPIError as exc:
@@ -41,7 +47,9 @@ def serve_and_ask(app: Any, host: str, port: int, log_level: str, text: str, onc
     """Serve ``app`` on the main thread; a helper thread asks once the server is up."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10))
+    # No access log: its lines would cut through the streamed reply.
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
     outcome = {"code": 0}
 
     def ask() -> None:

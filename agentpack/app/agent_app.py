@@ -26,6 +26,9 @@ from agentpack.app.process import build_process_endpoint, build_stop_endpoint
 from agentpack.frameworks import get_framework
 from agentpack.interrupt.base import BackendUnavailable, BaseInterruptBackend, session_key
 from agentpack.interrupt.guard import SessionGuard
+from agentpack.tasks.agent_task import add_agent_task
+from agentpack.tasks.base import TaskQueue, TaskSpec, stable_name
+from agentpack.tasks.routes import add_task_routes, submit_endpoint
 
 logger = logging.getLogger("agentpack")
 
@@ -46,10 +49,8 @@ _NO_EFFECT = {
     "custom_endpoints": "routes are registered with @app.endpoint / @app.get",
     "protocol_adapters": "protocol adapters are not supported",
     "agui_config": "the AG-UI protocol is not supported",
-    "enable_embedded_worker": "background tasks are not available in this release yet",
-    "enable_stream_task": "background runs of the agent are not available in this release yet",
-    "stream_task_queue": "background runs of the agent are not available in this release yet",
-    "stream_task_timeout": "background runs of the agent are not available in this release yet",
+    "enable_embedded_worker": "start workers with `agentpack worker APP`; without a broker, tasks run embedded",
+    "stream_task_timeout": "stop a background run with stop_chat / POST {endpoint_path}/stop instead",
 }
 #: AgentScope Runtime keywords that have no equivalent; the message says what to do instead.
 _UNSUPPORTED = {
@@ -63,6 +64,15 @@ def _check_url(keyword: str, value: Optional[str], schemes: set[str]) -> None:
     if not isinstance(value, str) or urlsplit(value).scheme not in schemes:
         allowed = ", ".join(f"{s}://" for s in sorted(schemes))
         raise ValueError(f"{keyword}={value!r} is not a URL agentpack can use; it must start with one of {allowed}")
+
+
+def _script_name() -> Optional[str]:
+    """The module name a script run as ``__main__`` gets when a worker imports it."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    return os.path.splitext(os.path.basename(file))[0] if file else None
 
 
 def _check_path(keyword: str, path: str) -> str:
@@ -90,6 +100,10 @@ class AgentApp(FastAPI):
         interrupt_backend: Optional[BaseInterruptBackend] = None,
         session_lease_seconds: float = 10.0,
         session_state_seconds: float = 600.0,
+        enable_stream_task: bool = False,
+        stream_task_queue: str = "stream_query",
+        task_concurrency: int = 8,
+        task_result_seconds: float = 3600.0,
         **fastapi_kwargs: Any,
     ) -> None:
         for keyword, instead in _UNSUPPORTED.items():
@@ -108,6 +122,12 @@ class AgentApp(FastAPI):
         _check_url("backend_url", backend_url, _BROKER_SCHEMES | {"db+postgresql", "db+sqlite", "rpc"})
         if backend_url and not broker_url:
             raise ValueError("backend_url is set without broker_url; tasks need a broker to be sent to (set broker_url=)")
+        if broker_url and not backend_url:
+            if urlsplit(broker_url).scheme not in ("redis", "rediss"):
+                raise ValueError(
+                    f"broker_url={broker_url!r} needs backend_url= to keep task results, e.g. backend_url='redis://localhost:6379/1'"
+                )
+            backend_url = broker_url
         _check_url("interrupt_redis_url", interrupt_redis_url, _REDIS_SCHEMES)
         if interrupt_backend is not None and interrupt_redis_url is not None:
             raise ValueError("give interrupt_redis_url= or interrupt_backend=, not both")
@@ -145,7 +165,12 @@ class AgentApp(FastAPI):
         self._shutdown_hooks: list[Callable[..., Any]] = []
         self._readiness_checks: list[ReadinessCheck] = []
         self._not_ready_reason: Optional[str] = "start-up has not finished"
+        self._runtime_started = False
         self._readiness_checks.append(interrupt_backend.problem)
+        self.task_queue = self._make_task_queue(app_name, task_concurrency, task_result_seconds)
+        self._readiness_checks.append(self.task_queue.problem)
+        self.enable_stream_task = enable_stream_task
+        self.stream_task_queue = stream_task_queue
         self._add_system_routes()
 
     @property
@@ -220,10 +245,14 @@ class AgentApp(FastAPI):
     # -- runtime start-up and shutdown (called by the composed lifespan) ----------------
     async def _start_runtime(self) -> None:
         await self.interrupt_backend.start()
+        await self.task_queue.start()
         if self.query_handler is not None:
             await self.query_handler.framework.prepare()
+        self._runtime_started = True
 
     async def _shutdown_runtime(self) -> None:
+        self._runtime_started = False
+        await self.task_queue.aclose()
         await self.interrupt_backend.aclose()
 
     # -- decorators --------------------------------------------------------------------
@@ -257,6 +286,8 @@ class AgentApp(FastAPI):
                 summary="Run the agent and stream Agent API events",
                 name="process",
             )
+            if self.enable_stream_task:
+                add_agent_task(self)
             return func
 
         return decorator
@@ -272,6 +303,40 @@ class AgentApp(FastAPI):
             return func
 
         return decorator
+
+    def task(self, path: str, queue: str = "celery", name: Optional[str] = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Run ``func`` in the background behind ``POST path`` (202 + task id).
+
+        ``GET path/{task_id}`` reports ``pending``/``running``/``finished``/``error``/
+        ``canceled`` with the result or the error; ``DELETE path/{task_id}`` cancels.  With
+        ``broker_url`` the job runs on Celery workers (``agentpack worker APP``), else in
+        this process.  ``func`` may be sync or async and takes no argument or one, the
+        JSON body.  ``name`` overrides the stable task name (``module.function``).
+        """
+        path = _check_path("path", path)
+
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            spec = TaskSpec(name or stable_name(func, _script_name()), func, queue)
+            self.task_queue.register(spec)
+            add_task_routes(self, path, spec.name, queue, submit_endpoint(self, spec.name, queue))
+            self.custom_endpoints.append({"path": path, "methods": ["POST"], "handler": func, "task": spec.name})
+            return func
+
+        return decorator
+
+    def _make_task_queue(self, app_name: str, concurrency: int, result_seconds: float) -> TaskQueue:
+        if self.broker_url:
+            from agentpack.tasks.celery_queue import CeleryQueue
+
+            return CeleryQueue(app_name, self.broker_url, self.backend_url, result_seconds)
+        from agentpack.tasks.embedded import EmbeddedQueue
+
+        return EmbeddedQueue(concurrency, result_seconds)
+
+    @property
+    def celery_app(self) -> Any:
+        """The Celery application when ``broker_url`` is set (for workers and Celery tooling), else ``None``."""
+        return getattr(self.task_queue, "celery", None)
 
     def init(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Deprecated: run ``func`` at start-up.  Use ``lifespan=`` or ``before_start=``."""

@@ -33,6 +33,11 @@ _FINAL_STATE = {
 }
 
 
+def final_state(status: str) -> RunState:
+    """The session state a run leaves behind; a run cut short (client gone) counts as STOPPED."""
+    return _FINAL_STATE.get(status, RunState.STOPPED)
+
+
 def fill_ids(request: AgentRequest) -> AgentRequest:
     """Give a request without ids fresh ones, so anonymous requests never share a session."""
     if not request.session_id:
@@ -62,7 +67,7 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
             return JSONResponse({"detail": str(exc)}, status_code=503)
 
         async def release() -> None:
-            await app._guard.end(active, _FINAL_STATE.get(run.status, RunState.STOPPED))
+            await app._guard.end(active, final_state(run.status))
 
         headers = session_headers(request)
         if request.stream:

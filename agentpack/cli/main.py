@@ -67,5 +67,32 @@ def run(
     raise typer.Exit(serve_and_ask(asgi_app, host, port, log_level, ask, once))
 
 
+@app.command()
+def worker(
+    app_spec: str = typer.Argument(..., metavar="APP", help="path/to/file.py[:attr] or package.module:attr"),
+    queues: Optional[str] = typer.Option(None, "--queues", "-Q", help="Comma-separated queues (default: every queue the app's tasks use)."),
+    concurrency: int = typer.Option(2, "--concurrency", "-c", help="Worker processes (or threads)."),
+    pool: str = typer.Option("prefork", "--pool", "-P", help="Celery pool: prefork, threads or solo."),
+    log_level: str = typer.Option("info", "--log-level", help="Celery log level."),
+) -> None:
+    """Start a Celery worker that runs the app's @app.task jobs (needs broker_url)."""
+    from agentpack.app.loader import AppLoadError, load_app
+
+    if concurrency < 1:
+        raise usage_error(f"--concurrency {concurrency}: give at least 1")
+    if pool not in ("prefork", "threads", "solo"):
+        raise usage_error(f"--pool {pool}: choose prefork, threads or solo")
+    try:
+        agent_app, _ = load_app(app_spec)
+    except AppLoadError as exc:
+        raise usage_error(str(exc)) from None
+    celery_app = getattr(agent_app, "celery_app", None)
+    if celery_app is None:
+        raise usage_error(f"{app_spec} has no broker: pass broker_url= (and backend_url=) to AgentApp to run tasks on workers")
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else sorted({s.queue for s in agent_app.task_queue.specs.values()})
+    argv = ["worker", f"--loglevel={log_level}", "-Q", ",".join(names or ["celery"]), "-c", str(concurrency), "-P", pool]
+    celery_app.worker_main(argv)
+
+
 def main() -> None:
     app()

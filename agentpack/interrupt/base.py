@@ -59,6 +59,11 @@ class BaseInterruptBackend(ABC):
     #: Name used in readiness and error messages, e.g. ``"redis at 127.0.0.1:6379"``.
     name: str = "interrupt backend"
 
+    def clone(self) -> "BaseInterruptBackend":
+        """A backend with the same settings and no connections, for another event loop
+        (a Celery worker runs each job in a loop of its own).  Stateless ones return self."""
+        return self
+
     async def start(self) -> None:
         """Connect.  Must not raise when the service is down: report it through :meth:`problem`."""
 

@@ -170,6 +170,9 @@ class RedisInterruptBackend(BaseInterruptBackend):
         self._listener: Optional[_StopListener] = None
         self._scripts: dict[str, Any] = {}
 
+    def clone(self) -> "RedisInterruptBackend":
+        return RedisInterruptBackend(self.url, self.prefix, self.connect_timeout, self.command_timeout, self.max_connections)
+
     # -- connection ----------------------------------------------------------------------
     async def start(self) -> None:
         import redis.asyncio as aioredis

@@ -70,3 +70,48 @@ class Node:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class Worker:
+    """`agentpack worker tests.nodes.task_app:app` as a separate process."""
+
+    def __init__(self, broker: str, backend: str, queue: str, interrupts: Optional[str] = None) -> None:
+        import tempfile
+
+        self.env = {
+            **os.environ,
+            "AGENTPACK_TEST_BROKER": broker,
+            "AGENTPACK_TEST_BACKEND": backend,
+            "AGENTPACK_TEST_QUEUE": queue,
+        }
+        if interrupts:
+            self.env["AGENTPACK_TEST_INTERRUPTS"] = interrupts
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="agentpack-worker-", suffix=".log", delete=False)
+        self.process: Optional[subprocess.Popen] = None
+
+    def start(self, celery_app) -> "Worker":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agentpack", "worker", "tests.nodes.task_app:app", "-c", "2", "--log-level", "info"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited: {Path(self.log.name).read_text()[-3000:]}")
+            return bool(celery_app.control.ping(timeout=0.5))
+
+        wait_until(answers, 60, "the Celery worker did not answer pings")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # warm shutdown
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None

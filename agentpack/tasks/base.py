@@ -1,0 +1,123 @@
+"""What every task queue offers the HTTP layer, and the shapes it answers with.
+
+Two queues implement it: :class:`~agentpack.tasks.embedded.EmbeddedQueue` (in-process, when no
+broker is configured) and :class:`~agentpack.tasks.celery_queue.CeleryQueue`.  Both give the
+same HTTP contract, so moving a service from one to the other changes no client.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+
+class TaskStatus:
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    ERROR = "error"
+    CANCELED = "canceled"
+
+    FINAL = frozenset({FINISHED, ERROR, CANCELED})
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker cannot be reached; submissions answer 503 naming it."""
+
+
+@dataclass
+class TaskInfo:
+    """A task's state as clients see it on ``GET {path}/{task_id}``."""
+
+    task_id: str
+    status: str
+    result: Any = None
+    error: Optional[dict[str, str]] = None
+    queue: Optional[str] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "status": self.status, "result": self.result, "error": self.error}
+
+
+def error_info(exc: BaseException) -> dict[str, str]:
+    """How a job's failure is reported: its exception type and message, not a bare string."""
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+@dataclass
+class TaskSpec:
+    """A function registered with ``@app.task``: its stable name, queue and calling convention."""
+
+    name: str
+    func: Callable[..., Any]
+    queue: str
+    takes_payload: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        params = [
+            p
+            for p in inspect.signature(self.func).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+        if len(params) > 1:
+            raise TypeError(
+                f"@app.task function {self.name} takes {len(params)} arguments; "
+                "it may take none or one (the JSON body of the request)"
+            )
+        self.takes_payload = bool(params) or any(
+            p.kind is p.VAR_POSITIONAL for p in inspect.signature(self.func).parameters.values()
+        )
+
+    def arguments(self, payload: Any) -> tuple[Any, ...]:
+        return (payload,) if self.takes_payload else ()
+
+
+def stable_name(func: Callable[..., Any], script_name: Optional[str] = None) -> str:
+    """``module.qualname`` of ``func``, the same in the web process and in any worker.
+
+    A script run as ``__main__`` is named after its file, as ``agentpack run``/``worker``
+    import it, so both sides agree.
+    """
+    module = func.__module__
+    if module == "__main__":
+        module = script_name or "__main__"
+    return f"{module}.{func.__qualname__}"
+
+
+class TaskQueue(ABC):
+    """Runs registered functions in the background and reports on them by id."""
+
+    #: Shown in readiness and error messages.
+    name: str = "task queue"
+
+    def __init__(self) -> None:
+        self.specs: dict[str, TaskSpec] = {}
+
+    def register(self, spec: TaskSpec) -> None:
+        if spec.name in self.specs and self.specs[spec.name].func is not spec.func:
+            raise ValueError(f"two @app.task functions are named {spec.name!r}; give one of them name=")
+        self.specs[spec.name] = spec
+
+    async def start(self) -> None:
+        """Called at app start-up."""
+
+    async def aclose(self) -> None:
+        """Called at app shutdown."""
+
+    async def problem(self) -> Optional[str]:
+        """``None`` when the queue can take work, else why not (used by ``/readiness``)."""
+        return None
+
+    @abstractmethod
+    async def submit(self, name: str, payload: Any) -> str:
+        """Queue ``name`` with ``payload``; returns the task id.  Raises :class:`BrokerUnavailable`."""
+
+    @abstractmethod
+    async def info(self, task_id: str) -> Optional[TaskInfo]:
+        """The task's state, or ``None`` for an id this queue never issued (or forgot)."""
+
+    @abstractmethod
+    async def cancel(self, task_id: str) -> Optional[TaskInfo]:
+        """Cancel a pending or running task; ``None`` for an unknown id."""

@@ -1,0 +1,122 @@
+"""``EmbeddedQueue``: background jobs inside the web process, when no broker is configured.
+
+Jobs run on the app's event loop with bounded concurrency; sync functions run in worker
+threads so they never block the loop.  A job's failure is its own: it is recorded and
+nothing else is affected.  Finished jobs are kept for ``result_ttl`` seconds, then
+forgotten (their ids then answer 404, not an eternal "pending").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import anyio
+
+from agentpack.app.serialize import NotSerializable, jsonable
+from agentpack.tasks.base import TaskInfo, TaskQueue, TaskSpec, TaskStatus, error_info
+
+logger = logging.getLogger("agentpack.tasks")
+
+
+@dataclass(eq=False)
+class _Job:
+    info: TaskInfo
+    task: Optional[asyncio.Task] = None
+    expires: float = float("inf")
+
+
+def _collect(iterator: Any) -> list:
+    return list(iterator)
+
+
+async def call(spec: TaskSpec, payload: Any) -> Any:
+    """Call a task function of any shape and return its (JSON-ready) result."""
+    func, args = spec.func, spec.arguments(payload)
+    if inspect.isasyncgenfunction(func):
+        result: Any = [item async for item in func(*args)]
+    elif inspect.iscoroutinefunction(func):
+        result = await func(*args)
+    else:
+        result = await anyio.to_thread.run_sync(functools.partial(func, *args), abandon_on_cancel=True)
+        if inspect.isgenerator(result):
+            result = await anyio.to_thread.run_sync(_collect, result, abandon_on_cancel=True)
+    if inspect.isawaitable(result):
+        result = await result
+    try:
+        return jsonable(result, strict=True)
+    except NotSerializable as exc:
+        raise NotSerializable(f"the result of {spec.name} cannot be stored as JSON: {exc}") from None
+
+
+class EmbeddedQueue(TaskQueue):
+    name = "embedded task queue"
+
+    def __init__(self, concurrency: int = 8, result_ttl: float = 3600.0) -> None:
+        super().__init__()
+        if concurrency < 1:
+            raise ValueError("task concurrency must be at least 1")
+        self.concurrency = concurrency
+        self.result_ttl = result_ttl
+        self._jobs: dict[str, _Job] = {}
+        self._slots: Optional[asyncio.Semaphore] = None
+
+    async def submit(self, name: str, payload: Any) -> str:
+        spec = self.specs[name]
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        self._sweep()
+        job = _Job(TaskInfo(uuid.uuid4().hex, TaskStatus.PENDING, queue=spec.queue))
+        self._jobs[job.info.task_id] = job
+        job.task = asyncio.create_task(self._run(job, spec, payload), name=f"agentpack-task-{job.info.task_id}")
+        return job.info.task_id
+
+    async def _run(self, job: _Job, spec: TaskSpec, payload: Any) -> None:
+        info = job.info
+        try:
+            assert self._slots is not None
+            async with self._slots:
+                info.status = TaskStatus.RUNNING
+                info.result = await call(spec, payload)
+                info.status = TaskStatus.FINISHED
+        except asyncio.CancelledError:
+            info.status = TaskStatus.CANCELED  # a cancel is the job's end, not an error to propagate
+        except Exception as exc:
+            logger.info("task %s (%s) failed: %r", info.task_id, spec.name, exc)
+            info.status, info.error = TaskStatus.ERROR, error_info(exc)
+        finally:
+            job.expires = time.monotonic() + self.result_ttl
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for task_id in [i for i, job in self._jobs.items() if job.expires <= now]:
+            del self._jobs[task_id]
+
+    async def info(self, task_id: str) -> Optional[TaskInfo]:
+        self._sweep()
+        job = self._jobs.get(task_id)
+        return job.info if job is not None else None
+
+    async def cancel(self, task_id: str) -> Optional[TaskInfo]:
+        job = self._jobs.get(task_id)
+        if job is None:
+            return None
+        if job.info.status not in TaskStatus.FINAL and job.task is not None:
+            job.task.cancel()
+            await asyncio.gather(job.task, return_exceptions=True)
+        return job.info
+
+    async def aclose(self) -> None:
+        running = [job.task for job in self._jobs.values() if job.task is not None and not job.task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    def __len__(self) -> int:
+        return len(self._jobs)

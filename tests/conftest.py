@@ -66,8 +66,11 @@ class RedisServer:
             self.process = None
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, message: str, interval: float = 0.01) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with ``message`` at the deadline."""
+def wait_until(condition: Callable[[], Any], timeout: float, message: Any, interval: float = 0.01) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``message`` at the deadline.
+
+    ``message`` may be a callable, called at the deadline to describe what was seen.
+    """
     import time
 
     deadline = time.monotonic() + timeout
@@ -76,7 +79,7 @@ def wait_until(condition: Callable[[], Any], timeout: float, message: str, inter
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"{message} (waited {timeout}s)")
+            pytest.fail(f"{message() if callable(message) else message} (waited {timeout}s)")
         time.sleep(interval)
 
 

@@ -174,12 +174,13 @@ def test_many_sessions_half_stopped_at_random_moments(cluster, redis_server):
         expected = "canceled" if plan[session][0] else "completed"
         assert terminal["status"] == expected, session
     redis = redis_server.client()
-    wait_until(lambda: not redis.keys("agentpack:*:lease"), 10, "leases left behind")
+    wait_until(lambda: not redis.keys("agentpack:*:lease"), 10, lambda: f"leases left behind: {redis.keys('agentpack:*:lease')}")
     assert not redis.keys("agentpack:*:stop")
     states = {s: redis.get(f"agentpack:{{u:{s}}}:state") for s in plan}
     assert all(states[s] == ("STOPPED" if plan[s][0] else "FINISHED") for s in plan)
     for node in (node_a, node_b):
-        wait_until(lambda: httpx.get(f"{node.url}/debug/tasks").json()["tasks"] == before[node.url], 10, "asyncio tasks left behind")
+        tasks = lambda: httpx.get(f"{node.url}/debug/tasks").json()["tasks"]  # noqa: E731
+        wait_until(lambda: tasks() == before[node.url], 10, lambda: f"asyncio tasks left behind: {tasks()} vs {before[node.url]}")
         assert httpx.get(f"{node.url}/health").json()["running_sessions"] == 0
 
 

@@ -109,12 +109,14 @@ class CeleryQueue(TaskQueue):
         from celery import states
         from celery.exceptions import Ignore
 
-        from agentpack.tasks.embedded import call
+        from agentpack.tasks.embedded import call, call_sync, is_async
 
         if self._kv and self.celery.backend.get(_cancel_marker(task.request.id)):
             task.update_state(state=states.REVOKED)
             raise Ignore()
-        return asyncio.run(call(spec, payload))
+        if is_async(spec):
+            return asyncio.run(call(spec, payload))  # a loop of its own per job: workers have none
+        return call_sync(spec, payload)
 
     # -- the queue interface -------------------------------------------------------------
     async def submit(self, name: str, payload: Any) -> str:

@@ -9,7 +9,6 @@ forgotten (their ids then answer 404, not an eternal "pending").
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import time
@@ -36,6 +35,23 @@ def _collect(iterator: Any) -> list:
     return list(iterator)
 
 
+def is_async(spec: TaskSpec) -> bool:
+    return inspect.iscoroutinefunction(spec.func) or inspect.isasyncgenfunction(spec.func)
+
+
+def _stored(spec: TaskSpec, result: Any) -> Any:
+    try:
+        return jsonable(result, strict=True)
+    except NotSerializable as exc:
+        raise NotSerializable(f"the result of {spec.name} cannot be stored as JSON: {exc}") from None
+
+
+def call_sync(spec: TaskSpec, payload: Any) -> Any:
+    """Call a sync task function in this thread (a Celery worker) and return its JSON-ready result."""
+    result = spec.func(*spec.arguments(payload))
+    return _stored(spec, _collect(result) if inspect.isgenerator(result) else result)
+
+
 async def call(spec: TaskSpec, payload: Any) -> Any:
     """Call a task function of any shape and return its (JSON-ready) result."""
     func, args = spec.func, spec.arguments(payload)
@@ -44,15 +60,10 @@ async def call(spec: TaskSpec, payload: Any) -> Any:
     elif inspect.iscoroutinefunction(func):
         result = await func(*args)
     else:
-        result = await anyio.to_thread.run_sync(functools.partial(func, *args), abandon_on_cancel=True)
-        if inspect.isgenerator(result):
-            result = await anyio.to_thread.run_sync(_collect, result, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(call_sync, spec, payload, abandon_on_cancel=True)
     if inspect.isawaitable(result):
         result = await result
-    try:
-        return jsonable(result, strict=True)
-    except NotSerializable as exc:
-        raise NotSerializable(f"the result of {spec.name} cannot be stored as JSON: {exc}") from None
+    return _stored(spec, result)
 
 
 class EmbeddedQueue(TaskQueue):

@@ -94,5 +94,42 @@ def worker(
     celery_app.worker_main(argv)
 
 
+@app.command()
+def build(
+    project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="The project (with agentpack.toml)."),
+    target: str = typer.Option(..., "--target", "-t", help="local, fc, agentrun or lambda."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output directory (default: PROJECT_DIR/dist)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="CPU architecture (lambda: x86_64 or arm64)."),
+    python: Optional[str] = typer.Option(None, "--python", help="Target Python version, e.g. 3.12."),
+    slim: bool = typer.Option(False, "--slim", help="Strip caches, tests and docs of dependencies (keeps *.dist-info)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the result."),
+) -> None:
+    """Pack the project and its dependencies into one reproducible artifact for a target."""
+    from pathlib import Path
+
+    from agentpack.cli.build_view import run_build
+
+    raise typer.Exit(run_build(Path(project_dir), target, Path(out) if out else None, arch, python, slim, as_json))
+
+
+@app.command()
+def init(
+    project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="Where to create the project."),
+    name: Optional[str] = typer.Option(None, "--name", help="Project name (default: the directory's name)."),
+) -> None:
+    """Scaffold a project: agentpack.toml, app.py and requirements.txt."""
+    from pathlib import Path
+
+    from agentpack.builders.scaffold import scaffold
+    from agentpack.builders.errors import ProjectError
+
+    try:
+        created = scaffold(Path(project_dir), name)
+    except ProjectError as exc:
+        raise usage_error(str(exc)) from None
+    for path in created:
+        typer.echo(f"created {path}")
+
+
 def main() -> None:
     app()

@@ -1,0 +1,1 @@
+"""Building artifacts: project config, dependencies for a target platform, layout, reproducible zip."""

@@ -86,8 +86,6 @@ class Target:
     zip_limit: int
     unpacked_limit: Optional[int] = None
     limit_note: str = ""
-    #: False for "local": dependencies are the host's own (no --platform)
-    cross: bool = True
     settings: tuple[str, ...] = field(default_factory=tuple)
 
     def platform_tags(self, arch: str, python: str) -> tuple[str, ...]:
@@ -103,6 +101,14 @@ def host_arch() -> str:
     return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
 
 
+def host_glibc() -> int:
+    """The host's glibc minor version (17 if it cannot be told), for the local target's wheels."""
+    library, version = platform.libc_ver()
+    if library == "glibc" and version.count(".") >= 1:
+        return int(version.split(".")[1])
+    return 17
+
+
 def host_python() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -115,12 +121,12 @@ TARGETS: dict[str, Target] = {
         default_python=host_python(),
         archs=(host_arch(),),
         default_arch=host_arch(),
-        glibc={},
+        # wheels for this host's glibc, for whichever Python version the project asks for
+        glibc={py: host_glibc() for py in ("3.10", "3.11", "3.12", "3.13")},
         deps_dir="python",
         default_port=8090,
         entry=_bootstrap(lambda py: f"python{py}", "PORT"),
         zip_limit=2048 * MB,
-        cross=False,
         settings=("port", "env"),
     ),
     "fc": Target(

@@ -51,7 +51,7 @@ def _digest(*parts: object) -> str:
 
 @dataclass(frozen=True)
 class Platform:
-    """What pip must target: tags, interpreter version, and whether this is the host itself."""
+    """What pip must target: platform tags and interpreter version."""
 
     target: Target
     arch: str
@@ -59,18 +59,16 @@ class Platform:
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return self.target.platform_tags(self.arch, self.python) if self.target.cross else ()
+        return self.target.platform_tags(self.arch, self.python)
 
     def pip_flags(self) -> list[str]:
-        if not self.target.cross:
-            return []
         flags = ["--only-binary=:all:", "--implementation", "cp", "--python-version", self.python]
         for tag in self.tags:
             flags += ["--platform", tag]
         return flags
 
     def describe(self) -> str:
-        return f"cp{self.python.replace('.', '')}-{self.tags[0] if self.tags else 'host'}"
+        return f"cp{self.python.replace('.', '')}-{self.tags[0]}"
 
 
 # -- requirements ------------------------------------------------------------------------
@@ -142,13 +140,15 @@ def _pip(args: list[str], python: Optional[str] = None) -> subprocess.CompletedP
     return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
-def _no_wheel(stderr: str, plat: Platform, requirements: list[str]) -> BuildError:
+def _no_wheel(stderr: str, plat: Platform, requirements: list[str]) -> Exception:
     """Turn pip's "no matching distribution" into a table of what exists and what to do."""
     missing = re.findall(r"No matching distribution found for ([^\s]+)", stderr)
     rows = []
     for spec in missing or ["?"]:
         name = _NAME.match(spec).group(1) if _NAME.match(spec) else spec
         version, tags = _published_tags(name)
+        if version == "":
+            return ProjectError(f"requirements: no package named {name!r} exists on the index; fix its name")  # type: ignore[return-value]
         rows.append(
             {
                 "package": name,
@@ -166,11 +166,13 @@ def _no_wheel(stderr: str, plat: Platform, requirements: list[str]) -> BuildErro
 
 
 def _published_tags(name: str) -> tuple[Optional[str], list[str]]:
-    """The latest version on PyPI and the tags of its wheels; ``(None, [])`` when unknown."""
+    """The latest version on PyPI and its wheel tags; ``("", [])`` if no such project, ``(None, [])`` if unknown."""
     try:
         import httpx
 
         response = httpx.get(f"https://pypi.org/pypi/{name}/json", timeout=5)
+        if response.status_code == 404:
+            return "", []  # no such project
         if response.status_code != 200:
             return None, []
         data = response.json()
@@ -182,7 +184,7 @@ def _published_tags(name: str) -> tuple[Optional[str], list[str]]:
 
 def resolve(requirements: list[str], plat: Platform, cache: Path) -> list[tuple[str, str]]:
     """The exact set of distributions pip picks for ``requirements`` on ``plat`` (cached)."""
-    key = _digest(sorted(requirements), plat.tags, plat.python, plat.target.cross, __version__, "resolve-1")
+    key = _digest(sorted(requirements), plat.tags, plat.python, __version__, "resolve-1")
     record = cache / "resolved" / f"{key}.json"
     if record.is_file():
         return [tuple(item) for item in json.loads(record.read_text())]  # type: ignore[misc]
@@ -210,7 +212,7 @@ def _last_error(stderr: str) -> str:
 
 def install_layer(resolved: list[tuple[str, str]], plat: Platform, cache: Path, on_download: Callable[[], None] = lambda: None) -> tuple[Path, bool]:
     """An installed tree of exactly ``resolved`` for ``plat``; returns (path, was it cached)."""
-    key = _digest(resolved, plat.tags, plat.python, plat.target.cross, __version__, "layer-1")
+    key = _digest(resolved, plat.tags, plat.python, __version__, "layer-1")
     layer = cache / "layers" / key
     if (layer / ".complete").is_file():
         return layer, True

@@ -192,9 +192,8 @@ def build(
     plat = deps.Platform(target, arch, python)
     requirements, _req_source = deps.project_requirements(project, config.requirements)
     progress("resolve")
-    resolved = deps.resolve(sorted(set(requirements + deps.agentpack_requirements())), plat, cache)
-    resolved = [(n, v) for n, v in resolved if deps.normalize(n) != "agentpack"]
-    layer, cached = deps.install_layer(resolved, plat, cache, on_download=lambda: progress("download"))
+    wanted = sorted(set(requirements + deps.agentpack_requirements()))
+    resolved, layer, cached = deps.dependencies(wanted, plat, cache, on_download=lambda: progress("download"))
 
     # -- layout ----------------------------------------------------------------------------
     progress("layout")

@@ -3,9 +3,9 @@
 Two cache levels make rebuilds cheap:
 
 1. *resolution*: (requirement lines, platform tags, python, agentpack version) -> the exact
-   ``name==version`` set pip chose (``pip install --dry-run --report``);
-2. *layer*: (that exact set, platform tags, python, agentpack version) -> an installed tree
-   (``pip install --target --platform … --only-binary=:all: --no-deps``).
+   ``name==version`` set pip chose (from ``pip install --report``);
+2. *layer*: (that exact set, platform tags, python, agentpack version) -> the installed tree
+   (``pip install --target --platform … --only-binary=:all:``).
 
 A code-only change hits both, so it never talks to an index.  A package without a wheel
 for the platform fails the build with a table: what exists, and what to do.
@@ -182,61 +182,62 @@ def _published_tags(name: str) -> tuple[Optional[str], list[str]]:
     return data.get("info", {}).get("version"), tags
 
 
-def resolve(requirements: list[str], plat: Platform, cache: Path) -> list[tuple[str, str]]:
-    """The exact set of distributions pip picks for ``requirements`` on ``plat`` (cached)."""
-    key = _digest(sorted(requirements), plat.tags, plat.python, __version__, "resolve-1")
-    record = cache / "resolved" / f"{key}.json"
-    if record.is_file():
-        return [tuple(item) for item in json.loads(record.read_text())]  # type: ignore[misc]
-    if not requirements:
-        return []
-    with tempfile.TemporaryDirectory(prefix="agentpack-resolve-") as tmp:
-        report = Path(tmp) / "report.json"
-        args = ["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), "--target", str(Path(tmp) / "t")]
-        result = _pip([*args, *plat.pip_flags(), *requirements])
-        if result.returncode != 0:
-            if "No matching distribution" in result.stderr or "Could not find a version" in result.stderr:
-                raise _no_wheel(result.stderr, plat, requirements)
-            raise BuildError(f"pip could not resolve the requirements: {_last_error(result.stderr)}")
-        chosen = json.loads(report.read_text())["install"]
-    resolved = sorted((item["metadata"]["name"], item["metadata"]["version"]) for item in chosen)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(record, json.dumps(resolved))
-    return resolved
-
-
 def _last_error(stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.strip() and not line.startswith("WARNING")]
     return lines[-1].strip() if lines else "pip failed without a message"
 
 
-def install_layer(resolved: list[tuple[str, str]], plat: Platform, cache: Path, on_download: Callable[[], None] = lambda: None) -> tuple[Path, bool]:
-    """An installed tree of exactly ``resolved`` for ``plat``; returns (path, was it cached)."""
-    key = _digest(resolved, plat.tags, plat.python, __version__, "layer-1")
-    layer = cache / "layers" / key
-    if (layer / ".complete").is_file():
-        return layer, True
+def dependencies(requirements: list[str], plat: Platform, cache: Path, on_download: Callable[[], None] = lambda: None) -> tuple[list[tuple[str, str]], Path, bool]:
+    """The exact distributions for ``requirements`` on ``plat``, installed; (resolved, layer, cached).
+
+    A miss costs one pip run, which resolves and installs at once (``--report`` tells what
+    it chose); the choice and the installed tree are then cached under their own keys.
+    """
+    request_key = _digest(sorted(requirements), plat.tags, plat.python, __version__, "resolve-2")
+    record = cache / "resolved" / f"{request_key}.json"
+    if record.is_file():
+        resolved = [tuple(item) for item in json.loads(record.read_text())]
+        layer = _layer_path(resolved, plat, cache)  # type: ignore[arg-type]
+        if (layer / ".complete").is_file():
+            return resolved, layer, True  # type: ignore[return-value]
     on_download()
-    layer.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=layer.parent))
+    (cache / "layers").mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache / "layers"))
     try:
-        if resolved:
-            pins = [f"{name}=={version}" for name, version in resolved]
-            args = ["install", "--no-deps", "--ignore-installed", "--no-compile", "--quiet", "--target", str(staging)]
-            result = _pip([*args, *plat.pip_flags(), *pins])
-            if result.returncode != 0:
-                if "No matching distribution" in result.stderr:
-                    raise _no_wheel(result.stderr, plat, pins)
-                raise BuildError(f"pip could not install the dependencies: {_last_error(result.stderr)}")
-        shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts point at the build host
-        (staging / ".complete").write_text("")
-        if layer.exists():
-            shutil.rmtree(layer)
-        staging.rename(layer)
+        resolved = _install(requirements, plat, staging)
+        layer = _layer_path(resolved, plat, cache)
+        if not (layer / ".complete").is_file():
+            shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts point at the build host
+            (staging / ".complete").write_text("")
+            if layer.exists():
+                shutil.rmtree(layer)
+            staging.rename(layer)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return layer, False
+    record.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(record, json.dumps(resolved))
+    return resolved, layer, False
+
+
+def _layer_path(resolved: list[tuple[str, str]], plat: Platform, cache: Path) -> Path:
+    return cache / "layers" / _digest(resolved, plat.tags, plat.python, __version__, "layer-2")
+
+
+def _install(requirements: list[str], plat: Platform, target_dir: Path) -> list[tuple[str, str]]:
+    """pip-install ``requirements`` for ``plat`` into ``target_dir``; returns what pip chose."""
+    if not requirements:
+        return []
+    report = target_dir / ".report.json"
+    args = ["install", "--ignore-installed", "--no-compile", "--quiet", "--report", str(report), "--target", str(target_dir)]
+    result = _pip([*args, *plat.pip_flags(), *requirements])
+    if result.returncode != 0:
+        if "No matching distribution" in result.stderr or "Could not find a version" in result.stderr:
+            raise _no_wheel(result.stderr, plat, requirements)
+        raise BuildError(f"pip could not install the requirements: {_last_error(result.stderr)}")
+    chosen = json.loads(report.read_text())["install"]
+    report.unlink()
+    return sorted((item["metadata"]["name"], item["metadata"]["version"]) for item in chosen)
 
 
 def _write_atomic(path: Path, text: str) -> None:

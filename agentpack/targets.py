@@ -8,6 +8,7 @@ row here (plus its adapter, emulator and deployer); nothing else branches on tar
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -113,6 +114,24 @@ def host_python() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
+#: Function Compute custom runtimes and AgentRun share interpreters: custom.debian10 has
+#: Python 3.10 (glibc 2.28), custom.debian12 3.11 (2.36), custom.debian11 3.12 (2.31).
+_FC = Target(
+    name="fc",
+    description="Alibaba Cloud Function Compute 3.0, custom runtime (x86_64, code at /code)",
+    pythons=("3.10", "3.11", "3.12"),
+    default_python="3.12",
+    archs=("x86_64",),
+    default_arch="x86_64",
+    glibc={"3.10": 28, "3.11": 36, "3.12": 31},
+    deps_dir="python",
+    default_port=9000,
+    entry=_bootstrap(lambda py: f"/var/fc/lang/python{py}/bin/python3", "FC_CUSTOM_LISTEN_PORT"),
+    zip_limit=100 * MB,
+    limit_note="inline upload limit; up to 500 MB through OSS",
+    settings=("region", "function_name", "memory", "cpu", "timeout", "port", "env", "role"),
+)
+
 TARGETS: dict[str, Target] = {
     "local": Target(
         name="local",
@@ -129,35 +148,13 @@ TARGETS: dict[str, Target] = {
         zip_limit=2048 * MB,
         settings=("port", "env"),
     ),
-    "fc": Target(
-        name="fc",
-        description="Alibaba Cloud Function Compute 3.0, custom runtime (x86_64, code at /code)",
-        # custom.debian10 -> 3.10, custom.debian12 -> 3.11, custom.debian11 -> 3.12
-        pythons=("3.10", "3.11", "3.12"),
-        default_python="3.12",
-        archs=("x86_64",),
-        default_arch="x86_64",
-        glibc={"3.10": 28, "3.11": 36, "3.12": 31},
-        deps_dir="python",
-        default_port=9000,
-        entry=_bootstrap(lambda py: f"/var/fc/lang/python{py}/bin/python3", "FC_CUSTOM_LISTEN_PORT"),
-        zip_limit=100 * MB,
-        limit_note="inline upload limit; up to 500 MB through OSS",
-        settings=("region", "function_name", "memory", "cpu", "timeout", "port", "env", "role"),
-    ),
-    "agentrun": Target(
+    "fc": _FC,
+    # AgentRun runs the same kind of code package as FC; it differs in entry and settings.
+    "agentrun": dataclasses.replace(
+        _FC,
         name="agentrun",
         description="Alibaba Cloud AgentRun, code artifact (x86_64)",
-        pythons=("3.10", "3.11", "3.12"),
-        default_python="3.12",
-        archs=("x86_64",),
-        default_arch="x86_64",
-        glibc={"3.10": 28, "3.11": 36, "3.12": 31},
-        deps_dir="python",
-        default_port=9000,
         entry=_bootstrap(lambda py: f"python{py}", "PORT"),
-        zip_limit=100 * MB,
-        limit_note="inline upload limit; up to 500 MB through OSS",
         settings=("region", "runtime_name", "memory", "cpu", "port", "env", "role", "session_concurrency", "idle_timeout"),
     ),
     "lambda": Target(

@@ -20,22 +20,7 @@ import time
 
 import httpx
 
-from common import ROOT, free_port, summary
-
-
-def wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} within {timeout}s")
-        time.sleep(0.02)
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+from common import ROOT, answers, free_port, summary, wait
 
 
 async def one_run(client: httpx.AsyncClient, a: str, b: str, session: str) -> float:

@@ -44,30 +44,21 @@ def submit_endpoint(app: "AgentApp", name: str, queue: str) -> Callable[..., Any
     return submit
 
 
-def status_endpoint(app: "AgentApp"):
-    async def status(task_id: str) -> JSONResponse:
+def _lookup_endpoint(app: "AgentApp", operation: str) -> Callable[..., Any]:
+    """``GET`` (``info``) or ``DELETE`` (``cancel``) of one task: its state, 404 or 503."""
+
+    async def endpoint(task_id: str) -> JSONResponse:
         try:
-            info = await app.task_queue.info(task_id)
+            info = await getattr(app.task_queue, operation)(task_id)
         except BrokerUnavailable as exc:
             return _unavailable(exc)
         return _unknown(task_id) if info is None else _answer(info)
 
-    return status
-
-
-def cancel_endpoint(app: "AgentApp"):
-    async def cancel(task_id: str) -> JSONResponse:
-        try:
-            info = await app.task_queue.cancel(task_id)
-        except BrokerUnavailable as exc:
-            return _unavailable(exc)
-        return _unknown(task_id) if info is None else _answer(info)
-
-    return cancel
+    return endpoint
 
 
 def add_task_routes(app: "AgentApp", path: str, name: str, queue: str, submit: Callable[..., Any]) -> None:
     """``POST path`` (202 + id), ``GET path/{task_id}``, ``DELETE path/{task_id}``."""
     app.add_api_route(path, submit, methods=["POST"], tags=["tasks"], response_model=None, status_code=202, name=f"submit {name}")
-    app.add_api_route(f"{path}/{{task_id}}", status_endpoint(app), methods=["GET"], tags=["tasks"], response_model=None, name=f"status of {name}")
-    app.add_api_route(f"{path}/{{task_id}}", cancel_endpoint(app), methods=["DELETE"], tags=["tasks"], response_model=None, name=f"cancel {name}")
+    app.add_api_route(f"{path}/{{task_id}}", _lookup_endpoint(app, "info"), methods=["GET"], tags=["tasks"], response_model=None, name=f"status of {name}")
+    app.add_api_route(f"{path}/{{task_id}}", _lookup_endpoint(app, "cancel"), methods=["DELETE"], tags=["tasks"], response_model=None, name=f"cancel {name}")

@@ -179,8 +179,12 @@ def test_many_sessions_half_stopped_at_random_moments(cluster, redis_server):
     states = {s: redis.get(f"agentpack:{{u:{s}}}:state") for s in plan}
     assert all(states[s] == ("STOPPED" if plan[s][0] else "FINISHED") for s in plan)
     for node in (node_a, node_b):
-        tasks = lambda: httpx.get(f"{node.url}/debug/tasks").json()["tasks"]  # noqa: E731
-        wait_until(lambda: tasks() == before[node.url], 10, lambda: f"asyncio tasks left behind: {tasks()} vs {before[node.url]}")
+
+        def tasks(url: str = node.url) -> list[str]:
+            return httpx.get(f"{url}/debug/tasks").json()["tasks"]
+
+        expected = before[node.url]
+        wait_until(lambda: tasks() == expected, 10, lambda: f"asyncio tasks left behind: {tasks()} vs {expected}")
         assert httpx.get(f"{node.url}/health").json()["running_sessions"] == 0
 
 

@@ -24,7 +24,7 @@ from agentpack.app.endpoints import make_endpoint
 from agentpack.app.handler import QueryHandler
 from agentpack.app.process import build_process_endpoint, build_stop_endpoint
 from agentpack.frameworks import get_framework
-from agentpack.interrupt.base import BackendUnavailable, BaseInterruptBackend, session_key
+from agentpack.interrupt.base import BaseInterruptBackend, session_key
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.tasks.agent_task import add_agent_task
 from agentpack.tasks.base import TaskQueue, TaskSpec, stable_name

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from agentpack._version import __version__
 from agentpack.builders import deps, zipper
-from agentpack.builders.config import ProjectConfig, load_config
+from agentpack.builders.config import load_config
 from agentpack.builders.errors import BuildError, ProjectError
 from agentpack.builders.files import project_files
 from agentpack.targets import MB, EntryContext, Target, get_target, host_arch

@@ -57,7 +57,8 @@ def run(
     import uvicorn
 
     if reload:
-        uvicorn.run(spec.import_string, host=host, port=port, reload=True, app_dir=str(spec.app_dir or "."), log_level=log_level)
+        app_dir = str(spec.app_dir or ".")
+        uvicorn.run(spec.import_string, host=host, port=port, reload=True, app_dir=app_dir, reload_dirs=[app_dir], log_level=log_level)
         return
     if ask is None:
         uvicorn.run(asgi_app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)

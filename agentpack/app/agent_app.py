@@ -11,7 +11,7 @@ import logging
 import os
 import time
 import warnings
-from typing import Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -26,9 +26,9 @@ from agentpack.app.process import build_process_endpoint, build_stop_endpoint
 from agentpack.frameworks import get_framework
 from agentpack.interrupt.base import BaseInterruptBackend, session_key
 from agentpack.interrupt.guard import SessionGuard
-from agentpack.tasks.agent_task import add_agent_task
-from agentpack.tasks.base import TaskQueue, TaskSpec, stable_name
-from agentpack.tasks.routes import add_task_routes, submit_endpoint
+
+if TYPE_CHECKING:
+    from agentpack.tasks.base import TaskQueue
 
 logger = logging.getLogger("agentpack")
 
@@ -167,8 +167,10 @@ class AgentApp(FastAPI):
         self._not_ready_reason: Optional[str] = "start-up has not finished"
         self._runtime_started = False
         self._readiness_checks.append(interrupt_backend.problem)
-        self.task_queue = self._make_task_queue(app_name, task_concurrency, task_result_seconds)
-        self._readiness_checks.append(self.task_queue.problem)
+        self._task_queue: Optional[TaskQueue] = None
+        self._task_settings = (app_name, task_concurrency, task_result_seconds)
+        if broker_url:  # workers import the app and need its Celery application right away
+            self.task_queue  # noqa: B018 - builds it
         self.enable_stream_task = enable_stream_task
         self.stream_task_queue = stream_task_queue
         self._add_system_routes()
@@ -245,14 +247,16 @@ class AgentApp(FastAPI):
     # -- runtime start-up and shutdown (called by the composed lifespan) ----------------
     async def _start_runtime(self) -> None:
         await self.interrupt_backend.start()
-        await self.task_queue.start()
+        if self._task_queue is not None:
+            await self._task_queue.start()
         if self.query_handler is not None:
             await self.query_handler.framework.prepare()
         self._runtime_started = True
 
     async def _shutdown_runtime(self) -> None:
         self._runtime_started = False
-        await self.task_queue.aclose()
+        if self._task_queue is not None:
+            await self._task_queue.aclose()
         await self.interrupt_backend.aclose()
 
     # -- decorators --------------------------------------------------------------------
@@ -287,6 +291,8 @@ class AgentApp(FastAPI):
                 name="process",
             )
             if self.enable_stream_task:
+                from agentpack.tasks.agent_task import add_agent_task
+
                 add_agent_task(self)
             return func
 
@@ -313,6 +319,9 @@ class AgentApp(FastAPI):
         this process.  ``func`` may be sync or async and takes no argument or one, the
         JSON body.  ``name`` overrides the stable task name (``module.function``).
         """
+        from agentpack.tasks.base import TaskSpec, stable_name
+        from agentpack.tasks.routes import add_task_routes, submit_endpoint
+
         path = _check_path("path", path)
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -324,14 +333,21 @@ class AgentApp(FastAPI):
 
         return decorator
 
-    def _make_task_queue(self, app_name: str, concurrency: int, result_seconds: float) -> TaskQueue:
-        if self.broker_url:
-            from agentpack.tasks.celery_queue import CeleryQueue
+    @property
+    def task_queue(self) -> TaskQueue:
+        """Where ``@app.task`` jobs run; built on first use, so apps without tasks never load it."""
+        if self._task_queue is None:
+            app_name, concurrency, result_seconds = self._task_settings
+            if self.broker_url:
+                from agentpack.tasks.celery_queue import CeleryQueue
 
-            return CeleryQueue(app_name, self.broker_url, self.backend_url, result_seconds)
-        from agentpack.tasks.embedded import EmbeddedQueue
+                self._task_queue = CeleryQueue(app_name, self.broker_url, self.backend_url, result_seconds)
+            else:
+                from agentpack.tasks.embedded import EmbeddedQueue
 
-        return EmbeddedQueue(concurrency, result_seconds)
+                self._task_queue = EmbeddedQueue(concurrency, result_seconds)
+            self._readiness_checks.append(self._task_queue.problem)
+        return self._task_queue
 
     @property
     def celery_app(self) -> Any:

@@ -185,3 +185,27 @@ def test_nothing_redis_is_imported_without_redis(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "clean", result.stderr
+
+
+def test_a_client_leaving_a_fast_stream_is_not_a_handler_failure(serve, caplog):
+    app = AgentApp()
+    finished = {}
+
+    @app.query(framework="text")
+    async def handler(msgs):
+        try:
+            for i in range(100_000):
+                yield f"chunk {i} "
+                await asyncio.sleep(0)
+        finally:
+            finished["closed"] = True
+
+    url = serve(app)
+    with httpx.stream("POST", f"{url}/process", json=user_body(session_id="fast", user_id="u"), timeout=30) as response:
+        for line in response.iter_lines():
+            if '"delta":true' in line:
+                break
+    wait_until(lambda: finished.get("closed"), 10, "the handler was not closed after the client left")
+    wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session still held")
+    assert not [r for r in caplog.records if "query handler failed" in r.getMessage()]
+    assert asyncio.run(app.get_chat_state("u", "fast")) == "STOPPED"

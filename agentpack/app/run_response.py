@@ -78,7 +78,8 @@ class RunStreamResponse(Response):
                 with anyio.CancelScope(shield=True):
                     await self.run.settle()  # cancels the run if the client left first
                     await asyncio.gather(*helpers, return_exceptions=True)
-            if connected and task.done() and not task.cancelled() and task.exception() is None:
+            failed = task.exception() if task.done() and not task.cancelled() else None  # retrieved, always
+            if connected and task.done() and not task.cancelled() and failed is None:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the client vanished while we were writing
             connected = False

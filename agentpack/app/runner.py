@@ -28,6 +28,11 @@ CLEANUP_GRACE = 5.0
 Write = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class WriteFailed(BaseException):
+    """Writing an event failed (the client is gone).  A BaseException so that it is never
+    mistaken for the handler failing: it passes every ``except Exception`` on its way out."""
+
+
 def error_of(exc: BaseException) -> tuple[str, str]:
     """``(code, message)`` for a failed response; exceptions may bring their own ``code``."""
     code = getattr(exc, "code", None)
@@ -59,7 +64,14 @@ class AgentRun:
 
     def start(self, write: Write) -> asyncio.Task:
         """Run :meth:`pump` in a task of its own (the task ``stop()`` cancels)."""
-        self.task = asyncio.create_task(self.pump(write), name=f"agentpack-run-{self.request.session_id}")
+
+        async def guarded(event: dict[str, Any]) -> None:
+            try:
+                await write(event)
+            except Exception as exc:
+                raise WriteFailed(exc) from exc
+
+        self.task = asyncio.create_task(self.pump(guarded), name=f"agentpack-run-{self.request.session_id}")
         return self.task
 
     def stop(self, reason: str = "the run was stopped") -> None:

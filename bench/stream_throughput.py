@@ -67,7 +67,7 @@ async def interleaved(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--paced", action="store_true", help="yield to the event loop between chunks (both apps)")
     args = parser.parse_args()
     if args.paced:

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Mapping, Optional
 import anyio
 from starlette.responses import Response
 
-from agentpack.app.runner import AgentRun
+from agentpack.app.runner import AgentRun, WriteFailed
 from agentpack.protocol.sse import STREAM_HEADERS, encode_event
 
 #: Seconds of silence after which a comment line is sent, so proxies keep the stream open.
@@ -50,7 +50,10 @@ class RunStreamResponse(Response):
         async def write(event: dict[str, Any]) -> None:
             nonlocal last_write
             last_write = time.monotonic()
-            await send({"type": "http.response.body", "body": encode_event(event), "more_body": True})
+            try:
+                await send({"type": "http.response.body", "body": encode_event(event), "more_body": True})
+            except Exception as exc:  # the client is gone: not the handler's failure
+                raise WriteFailed(exc) from exc
 
         async def watch_client() -> None:
             nonlocal connected

@@ -63,15 +63,11 @@ class AgentRun:
         self.task: Optional[asyncio.Task] = None
 
     def start(self, write: Write) -> asyncio.Task:
-        """Run :meth:`pump` in a task of its own (the task ``stop()`` cancels)."""
+        """Run :meth:`pump` in a task of its own (the task ``stop()`` cancels).
 
-        async def guarded(event: dict[str, Any]) -> None:
-            try:
-                await write(event)
-            except Exception as exc:
-                raise WriteFailed(exc) from exc
-
-        self.task = asyncio.create_task(self.pump(guarded), name=f"agentpack-run-{self.request.session_id}")
+        ``write`` raises :class:`WriteFailed` when it cannot deliver an event.
+        """
+        self.task = asyncio.create_task(self.pump(write), name=f"agentpack-run-{self.request.session_id}")
         return self.task
 
     def stop(self, reason: str = "the run was stopped") -> None:

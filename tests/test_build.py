@@ -241,3 +241,13 @@ def test_cli_build_json_init_and_errors(tmp_path):
         assert failed.returncode == 2, (args, failed.stderr)
         assert message in failed.stderr and "Traceback" not in failed.stderr
         assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+
+
+def test_a_pure_python_sdist_is_built_into_a_wheel(tmp_path):
+    project = copy_example(tmp_path)
+    (project / "requirements.txt").write_text("agentpack\ndocopt==0.6.2\n")  # published as an sdist only
+    result = build(project, "fc")
+    manifest = check_manifest(result.artifact)
+    assert {"name": "docopt", "version": "0.6.2"} in manifest["dependencies"]
+    assert "python/docopt.py" in entries(result.artifact)
+    assert result.import_check.startswith("passed"), result.import_check

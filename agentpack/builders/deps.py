@@ -224,20 +224,48 @@ def _layer_path(resolved: list[tuple[str, str]], plat: Platform, cache: Path) ->
     return cache / "layers" / _digest(resolved, plat.tags, plat.python, __version__, "layer-2")
 
 
+#: How many sdist-only packages one build may turn into wheels before giving up.
+_MAX_BUILT_WHEELS = 10
+
+
 def _install(requirements: list[str], plat: Platform, target_dir: Path) -> list[tuple[str, str]]:
-    """pip-install ``requirements`` for ``plat`` into ``target_dir``; returns what pip chose."""
+    """pip-install ``requirements`` for ``plat`` into ``target_dir``; returns what pip chose.
+
+    A package with no wheel for the platform but a pure-Python sdist is built into a
+    ``py3-none-any`` wheel on this host (any platform can run those) and offered to pip;
+    one with compiled code fails the build with the table of what exists.
+    """
     if not requirements:
         return []
     report = target_dir / ".report.json"
     args = ["install", "--ignore-installed", "--no-compile", "--quiet", "--report", str(report), "--target", str(target_dir)]
-    result = _pip([*args, *plat.pip_flags(), *requirements])
-    if result.returncode != 0:
-        if "No matching distribution" in result.stderr or "Could not find a version" in result.stderr:
-            raise _no_wheel(result.stderr, plat, requirements)
-        raise BuildError(f"pip could not install the requirements: {_last_error(result.stderr)}")
+    with tempfile.TemporaryDirectory(prefix="agentpack-wheels-") as wheels:
+        links = ["--find-links", wheels]
+        for _ in range(_MAX_BUILT_WHEELS + 1):
+            result = _pip([*args, *links, *plat.pip_flags(), *requirements])
+            if result.returncode == 0:
+                break
+            if "No matching distribution" not in result.stderr and "Could not find a version" not in result.stderr:
+                raise BuildError(f"pip could not install the requirements: {_last_error(result.stderr)}")
+            missing = re.findall(r"No matching distribution found for ([^\s]+)", result.stderr)
+            if not missing or not _build_pure_wheel(missing[0], Path(wheels)):
+                raise _no_wheel(result.stderr, plat, requirements)
+        else:
+            raise BuildError(f"more than {_MAX_BUILT_WHEELS} packages need wheels built from source; pin ones that ship wheels")
     chosen = json.loads(report.read_text())["install"]
     report.unlink()
     return sorted((item["metadata"]["name"], item["metadata"]["version"]) for item in chosen)
+
+
+def _build_pure_wheel(spec: str, wheels: Path) -> bool:
+    """Build ``spec`` from its sdist; keep the wheel only if it is pure Python (``none-any``)."""
+    with tempfile.TemporaryDirectory(prefix="agentpack-sdist-") as scratch:
+        result = _pip(["wheel", "--no-deps", "--no-binary", ":all:", "--quiet", "--wheel-dir", scratch, spec])
+        built = list(Path(scratch).glob("*.whl"))
+        if result.returncode != 0 or len(built) != 1 or not built[0].name.endswith("-none-any.whl"):
+            return False
+        shutil.move(str(built[0]), wheels / built[0].name)
+    return True
 
 
 def _write_atomic(path: Path, text: str) -> None:

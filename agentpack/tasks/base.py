@@ -35,7 +35,6 @@ class TaskInfo:
     status: str
     result: Any = None
     error: Optional[dict[str, str]] = None
-    queue: Optional[str] = None
 
     def to_json(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "status": self.status, "result": self.result, "error": self.error}

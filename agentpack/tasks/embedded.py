@@ -83,7 +83,7 @@ class EmbeddedQueue(TaskQueue):
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         self._sweep()
-        job = _Job(TaskInfo(uuid.uuid4().hex, TaskStatus.PENDING, queue=spec.queue))
+        job = _Job(TaskInfo(uuid.uuid4().hex, TaskStatus.PENDING))
         self._jobs[job.info.task_id] = job
         job.task = asyncio.create_task(self._run(job, spec, payload), name=f"agentpack-task-{job.info.task_id}")
         return job.info.task_id

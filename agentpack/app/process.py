@@ -13,7 +13,6 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import anyio
-from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
@@ -55,7 +54,7 @@ def session_headers(request: AgentRequest) -> dict[str, str]:
 def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[..., Any]:
     """The route function, with the handler's ``Depends`` parameters added to its signature."""
 
-    async def process(http_request: Request, agent_request: AgentRequest, **dependencies: Any) -> Response:
+    async def process(agent_request: AgentRequest, **dependencies: Any) -> Response:
         request = fill_ids(agent_request)
         run = AgentRun(app, handler, request, dependencies)
         key = session_key(request.user_id, request.session_id)
@@ -72,24 +71,15 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
         headers = session_headers(request)
         if request.stream:
             return RunStreamResponse(run, on_close=release, headers=headers)
-        final: dict[str, Any] = {}
-
-        async def keep(event: dict[str, Any]) -> None:
-            nonlocal final
-            final = event
-
         try:
-            await run.start(keep)
+            final = await run.final_response()
         finally:
             with anyio.CancelScope(shield=True):  # release even if the request was cancelled
                 await run.settle()
                 await release()
         return JSONResponse(final, headers=headers)
 
-    parameters = [
-        inspect.Parameter("http_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
-        inspect.Parameter("agent_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=AgentRequest),
-    ]
+    parameters = [inspect.Parameter("agent_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=AgentRequest)]
     parameters += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in handler.dependencies]
     process.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     return process

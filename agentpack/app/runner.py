@@ -70,6 +70,20 @@ class AgentRun:
         self.task = asyncio.create_task(self.pump(write), name=f"agentpack-run-{self.request.session_id}")
         return self.task
 
+    async def final_response(self) -> dict[str, Any]:
+        """Run to the end with nobody reading live; returns the terminal response event.
+
+        The caller still owes :meth:`settle` (in a ``finally``) for when it is cancelled.
+        """
+        final: dict[str, Any] = {}
+
+        async def keep(event: dict[str, Any]) -> None:
+            nonlocal final
+            final = event
+
+        await self.start(keep)
+        return final
+
     def stop(self, reason: str = "the run was stopped") -> None:
         """Interrupt the handler; the stream ends with a ``canceled`` response."""
         if self.stop_reason is not None:

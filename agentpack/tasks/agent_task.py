@@ -51,16 +51,10 @@ def add_agent_task(app: "AgentApp") -> None:
     async def run_agent(payload: dict[str, Any]) -> dict[str, Any]:
         request = AgentRequest.model_validate(payload)
         run = AgentRun(app, app.query_handler, request, {})
-        final: dict[str, Any] = {}
-
-        async def keep(event: dict[str, Any]) -> None:
-            nonlocal final
-            final = event
-
         async with job_guard(app) as guard:
             active = await guard.begin(session_key(request.user_id, request.session_id), run)
             try:
-                await run.start(keep)
+                final = await run.final_response()
             finally:
                 await run.settle()
                 await guard.end(active, final_state(run.status))

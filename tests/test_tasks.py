@@ -198,7 +198,7 @@ def test_task_function_signatures_are_checked():
 
 
 def test_embedded_results_expire(serve):
-    app = make_app(task_result_seconds=0.5)
+    app = make_app(task_result_seconds=3)  # long enough to see the result, short enough to see it go
     env = Env(serve(app), app)
     task_id = env.submit("/square", {"x": 4})
     assert env.final("/square", task_id)["result"] == {"result": 16}

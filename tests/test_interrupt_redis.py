@@ -49,7 +49,7 @@ def test_stop_sent_to_another_node_cancels_the_run(cluster, redis_server):
     assert terminal["error"]["code"] == "CANCELED"
     redis = redis_server.client()
     assert redis.get("cleanup:s-cross") == "cancelled"  # the handler's except-branch ran on node A
-    wait_until(lambda: httpx.get(f"{node_b.url}/health").json() and redis.get("agentpack:{u:s-cross}:state") == "STOPPED", 10, "state STOPPED")
+    wait_until(lambda: httpx.get(f"{node_b.url}/health").json() and redis.hget("agentpack:{u:s-cross}:state", "state") == "STOPPED", 10, "state STOPPED")
     assert redis.exists("agentpack:{u:s-cross}:lease") == 0
 
 
@@ -176,7 +176,7 @@ def test_many_sessions_half_stopped_at_random_moments(cluster, redis_server):
     redis = redis_server.client()
     wait_until(lambda: not redis.keys("agentpack:*:lease"), 10, lambda: f"leases left behind: {redis.keys('agentpack:*:lease')}")
     assert not redis.keys("agentpack:*:stop")
-    states = {s: redis.get(f"agentpack:{{u:{s}}}:state") for s in plan}
+    states = {s: redis.hget(f"agentpack:{{u:{s}}}:state", "state") for s in plan}
     assert all(states[s] == ("STOPPED" if plan[s][0] else "FINISHED") for s in plan)
     for node in (node_a, node_b):
 

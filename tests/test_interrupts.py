@@ -10,6 +10,7 @@ import pytest
 
 from agentpack import AgentApp
 from agentpack.interrupt import BaseInterruptBackend, RunState
+from agentpack.interrupt.base import Renewal
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.interrupt.local import LocalInterruptBackend
 from tests.conftest import wait_until
@@ -158,7 +159,7 @@ def test_local_backend_lease_expires():
         assert not await backend.acquire("k", "run-2", 0.05)
         await asyncio.sleep(0.06)  # the lease's own expiry is what is under test
         assert await backend.acquire("k", "run-2", 10)
-        assert not await backend.renew("k", "run-1", 10)
+        assert await backend.renew("k", "run-1", 10) is Renewal.LOST
         assert await backend.request_stop("k", 10)
         assert await backend.stop_requested("k", "run-2") and not await backend.stop_requested("k", "run-1")
 

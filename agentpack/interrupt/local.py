@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from agentpack.interrupt.base import BaseInterruptBackend, RunState, StopCallback
+from agentpack.interrupt.base import BaseInterruptBackend, Renewal, RunState, StopCallback
 
 #: Expired entries are swept after this many writes, so idle sessions never accumulate.
 _SWEEP_EVERY = 1024
@@ -22,7 +22,7 @@ class LocalInterruptBackend(BaseInterruptBackend):
     def __init__(self) -> None:
         self._leases: dict[str, tuple[str, float]] = {}
         self._flags: dict[str, tuple[str, float]] = {}
-        self._states: dict[str, tuple[RunState, float]] = {}
+        self._states: dict[str, tuple[RunState, float, str]] = {}  # state, expiry, run id
         self._watchers: dict[str, StopCallback] = {}
         self._writes = 0
 
@@ -37,7 +37,7 @@ class LocalInterruptBackend(BaseInterruptBackend):
         if self._writes % _SWEEP_EVERY == 0:
             now = time.monotonic()
             for table in (self._leases, self._flags, self._states):
-                for key in [k for k, (_, expires) in table.items() if expires <= now]:
+                for key in [k for k, entry in table.items() if entry[1] <= now]:
                     del table[key]
 
     async def acquire(self, key: str, run_id: str, lease_seconds: float) -> bool:
@@ -47,12 +47,18 @@ class LocalInterruptBackend(BaseInterruptBackend):
         self._wrote()
         return True
 
-    async def renew(self, key: str, run_id: str, lease_seconds: float) -> bool:
+    async def renew(self, key: str, run_id: str, lease_seconds: float) -> Renewal:
         holder = self._live(self._leases.get(key))
-        if holder not in (None, run_id):
-            return False
+        if holder is not None and holder != run_id:
+            return Renewal.LOST
+        if holder is None and self._ended_run(key) == run_id:
+            return Renewal.ENDED
         self._leases[key] = (run_id, time.monotonic() + lease_seconds)
-        return True
+        return Renewal.HELD if holder == run_id else Renewal.RETAKEN
+
+    def _ended_run(self, key: str) -> Optional[str]:
+        entry = self._states.get(key)
+        return entry[2] if entry is not None and entry[1] > time.monotonic() else None
 
     async def release(self, key: str, run_id: str, state: RunState, state_seconds: float) -> None:
         holder = self._live(self._leases.get(key))
@@ -61,10 +67,10 @@ class LocalInterruptBackend(BaseInterruptBackend):
         if self._live(self._flags.get(key)) == run_id:
             del self._flags[key]
         if holder in (None, run_id):
-            self._states[key] = (state, time.monotonic() + state_seconds)
+            self._states[key] = (state, time.monotonic() + state_seconds, run_id)
             self._wrote()
 
-    async def request_stop(self, key: str, ttl_seconds: float) -> bool:
+    async def request_stop(self, key: str, ttl_seconds: float, lease_seconds: float = 10.0) -> bool:
         holder = self._live(self._leases.get(key))
         if holder is None:
             return False

@@ -5,7 +5,10 @@ Cluster slot and the scripts below can touch them together::
 
     agentpack:{u:s}:lease   run id of the run holding the session   (expires: lease time)
     agentpack:{u:s}:stop    run id a stop was requested for         (expires: state time)
-    agentpack:{u:s}:state   STOPPED / FINISHED / ERROR of the last run (expires: state time)
+    agentpack:{u:s}:state   hash: state (STOPPED / FINISHED / ERROR) and run (its id) of the
+                            last run                                (expires: state time)
+
+``u`` and ``s`` are the percent-encoded ids (see :func:`~agentpack.interrupt.base.session_key`).
 
 Stop notices go over the channel ``agentpack:{u:s}:stop``.  A process keeps one pub/sub
 connection for all its runs (subscribing per session on it), reconnects by itself, and
@@ -16,34 +19,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-from agentpack.interrupt.base import BaseInterruptBackend, RunState, StopCallback
+from agentpack._aio import wait_bounded
+from agentpack.interrupt.base import BaseInterruptBackend, Renewal, RunState, StopCallback
 
 logger = logging.getLogger("agentpack.interrupt.redis")
 
-#: Renew the lease if it is still ours; take it again if it vanished (Redis restarted).
+#: Renew the lease if it is still ours; take it again if it vanished (Redis restarted) —
+#: unless this run was already released (a renewal sent just before the release must not
+#: bring the lease back).  1 held, 2 re-taken, 3 already ended, 0 another run holds it.
 _RENEW = """
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 2
-end
-return 0
+if holder then return 0 end
+if redis.call('HGET', KEYS[2], 'run') == ARGV[1] then return 3 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 2
 """
 
-#: End a run: drop its lease and stop flag, record its final state (unless another run holds the session).
+#: End a run: drop its lease and stop flag, record its final state and id (unless another run holds the session).
 _RELEASE = """
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then redis.call('DEL', KEYS[1]) end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 if holder == ARGV[1] or not holder then
-  redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[3], 'state', ARGV[2], 'run', ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
 end
 return 1
 """
@@ -57,6 +65,20 @@ redis.call('PUBLISH', ARGV[2], holder)
 return 1
 """
 
+#: Give a lease back, if it is still this run's (taking it turned out to be premature).
+_DROP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+#: RUNNING while a lease is held, else the recorded final state (or nil).
+_STATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'RUNNING' end
+return redis.call('HGET', KEYS[2], 'state')
+"""
+
+_RENEWALS = {1: Renewal.HELD, 2: Renewal.RETAKEN, 3: Renewal.ENDED, 0: Renewal.LOST}
+
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
@@ -65,9 +87,10 @@ def _ms(seconds: float) -> int:
 class _StopListener:
     """One pub/sub connection shared by every run of the process, kept alive across outages."""
 
-    def __init__(self, client: Any, control_channel: str) -> None:
+    def __init__(self, client: Any, control_channel: str, on_reconnect: Callable[[], None]) -> None:
         self._client = client
         self._control = control_channel
+        self._on_reconnect = on_reconnect
         self._callbacks: dict[str, StopCallback] = {}
         self._confirmations: dict[str, asyncio.Future] = {}
         self._pubsub: Any = None
@@ -77,14 +100,17 @@ class _StopListener:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="agentpack-redis-stop-listener")
 
-    async def close(self) -> None:
+    async def close(self, timeout: float) -> None:
+        """Stop listening and close the connection, within ``timeout`` even if Redis is frozen."""
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await wait_bounded(asyncio.gather(self._task, return_exceptions=True), timeout)
             self._task = None
+        await wait_bounded(self._client.aclose(), timeout)
 
     async def _run(self) -> None:
         delay = 0.05
+        lost = False
         while True:
             pubsub = self._client.pubsub()
             try:
@@ -92,6 +118,9 @@ class _StopListener:
                 self._pubsub = pubsub
                 self.connected.set()
                 delay = 0.05
+                if lost:  # back after an outage: the store may have lost every lease and flag
+                    lost = False
+                    self._on_reconnect()
                 async for message in pubsub.listen():
                     kind = message.get("type")
                     if kind == "message":
@@ -107,6 +136,7 @@ class _StopListener:
             except Exception as exc:
                 if self.connected.is_set():
                     logger.warning("lost the Redis stop channel (%s); reconnecting", exc)
+                lost = True
                 self.connected.clear()
                 self._pubsub = None
                 await asyncio.sleep(delay)
@@ -114,7 +144,7 @@ class _StopListener:
             finally:
                 self._pubsub = None
                 try:
-                    await pubsub.aclose()
+                    await wait_bounded(pubsub.aclose(), 1.0)
                 except Exception:  # already broken; nothing left to release
                     pass
 
@@ -128,11 +158,11 @@ class _StopListener:
         self._callbacks[channel] = callback
         waiter = asyncio.get_running_loop().create_future()
         self._confirmations[channel] = waiter
-        await self._send("subscribe", channel)
         try:
-            await asyncio.wait_for(waiter, confirm_within)
-        except asyncio.TimeoutError:  # the flag, checked at every lease renewal, still covers it
-            logger.debug("no confirmation for %s within %.1fs", channel, confirm_within)
+            await self._send("subscribe", channel)
+            confirmed, _ = await wait_bounded(waiter, confirm_within)
+            if not confirmed:  # the flag, checked at every lease renewal, still covers it
+                logger.debug("no confirmation for %s within %.1fs", channel, confirm_within)
         finally:
             self._confirmations.pop(channel, None)
 
@@ -145,50 +175,83 @@ class _StopListener:
         if pubsub is None:
             return
         try:
-            await getattr(pubsub, command)(channel)
+            sent, _ = await wait_bounded(getattr(pubsub, command)(channel), 1.0)
+            if not sent:
+                logger.debug("%s %s did not go out within 1s", command, channel)
         except Exception as exc:  # the reader loop notices too, reconnects and re-subscribes
             logger.debug("%s %s failed: %s", command, channel, exc)
 
 
+def _server_info(text: str) -> tuple[Optional[str], float]:
+    """``run_id`` and ``uptime_in_seconds`` from the text of ``INFO server``."""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+    uptime = fields.get("uptime_in_seconds", "").strip()
+    return fields.get("run_id", "").strip() or None, float(uptime) if uptime.isdigit() else 0.0
+
+
 class RedisInterruptBackend(BaseInterruptBackend):
+    """Leases, stop flags and notices in Redis.
+
+    Commands time out after ``command_timeout`` (retried once only when a pooled connection
+    turns out to be broken, as after a Redis restart), so a frozen or unreachable Redis is a
+    503 within about that time, never a hang.  A burst of runs waits up to ``pool_timeout``
+    for one of ``max_connections`` pooled connections.
+
+    A Redis that restarted has lost every lease.  The backend notices (each new connection
+    reads the server's ``run_id``) and then, for one renewal period, lets runs elsewhere
+    take their leases back before it starts a session or gives up on a stop: without that
+    wait a stop sent in that window would find no run, and a second run of a running
+    session would be let in.
+    """
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
         prefix: str = "agentpack",
-        connect_timeout: float = 1.0,
-        command_timeout: float = 2.0,
-        max_connections: int = 32,
+        connect_timeout: float = 0.5,
+        command_timeout: float = 0.5,
+        max_connections: int = 64,
+        pool_timeout: float = 2.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.max_connections = max_connections
+        self.pool_timeout = pool_timeout
         parts = urlsplit(url)
         self.name = f"Redis at {parts.hostname or parts.path}{':' + str(parts.port) if parts.port else ''}"
         self._redis: Any = None
         self._listener: Optional[_StopListener] = None
         self._scripts: dict[str, Any] = {}
+        self._server_id: Optional[str] = None
+        self._restarted_at: Optional[float] = None  # monotonic time a restart of Redis was seen to happen
 
     def clone(self) -> "RedisInterruptBackend":
-        return RedisInterruptBackend(self.url, self.prefix, self.connect_timeout, self.command_timeout, self.max_connections)
+        return RedisInterruptBackend(
+            self.url, self.prefix, self.connect_timeout, self.command_timeout, self.max_connections, self.pool_timeout
+        )
 
     # -- connection ----------------------------------------------------------------------
     async def start(self) -> None:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
-        # Commands fail fast (one quick retry), so /process answers 503 instead of hanging;
-        # a burst of runs waits for a pooled connection instead of failing with "too many".
+        # One retry, and only for a broken connection (a pooled socket that Redis closed when
+        # it restarted): a timeout is not retried, so a frozen Redis costs one command_timeout.
+        # Waiting for a free pooled connection is load, not failure: it gets longer.
+        retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
             decode_responses=True,
             max_connections=self.max_connections,
-            timeout=self.command_timeout,
+            timeout=self.pool_timeout,
             socket_connect_timeout=self.connect_timeout,
             socket_timeout=self.command_timeout,
-            retry=Retry(NoBackoff(), 1),
+            retry=retry,
+            redis_connect_func=self._on_connect,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         # The listener's connection blocks on reads by design: no read timeout there.
@@ -198,33 +261,44 @@ class RedisInterruptBackend(BaseInterruptBackend):
             socket_connect_timeout=self.connect_timeout,
             socket_keepalive=True,
             health_check_interval=10,
-            retry=Retry(NoBackoff(), 1),
+            retry=retry,
         )
         self._scripts = {
-            "renew": self._redis.register_script(_RENEW),
-            "release": self._redis.register_script(_RELEASE),
-            "stop": self._redis.register_script(_STOP),
+            name: self._redis.register_script(source)
+            for name, source in (("renew", _RENEW), ("release", _RELEASE), ("stop", _STOP), ("drop", _DROP), ("state", _STATE))
         }
-        self._listener = _StopListener(listener_client, f"{self.prefix}:control")
+        self._listener = _StopListener(listener_client, f"{self.prefix}:control", self.reconnected)
         self._listener.start()
         problem = await self.problem()
         if problem is not None:
             logger.error("%s; runs will be refused until it answers", problem)
 
+    async def _on_connect(self, connection: Any) -> None:
+        """Every new command connection: the usual handshake, then which Redis this is."""
+        await connection.on_connect()
+        await connection.send_command("INFO", "server")
+        server_id, uptime = _server_info(await connection.read_response())
+        if server_id is None:
+            return
+        if self._server_id is not None and server_id != self._server_id:
+            logger.warning("%s restarted; runs are taking their sessions back", self.name)
+            self._restarted_at = time.monotonic() - uptime
+            asyncio.get_running_loop().call_soon(self.reconnected)
+        self._server_id = server_id
+
     async def aclose(self) -> None:
         if self._listener is not None:
-            await self._listener.close()
-            await self._listener._client.aclose()
+            await self._listener.close(self.command_timeout * 2)
             self._listener = None
         if self._redis is not None:
-            await self._redis.aclose()
+            await wait_bounded(self._redis.aclose(), self.command_timeout * 2)
             self._redis = None
 
     async def problem(self) -> Optional[str]:
         try:
             await self._redis.ping()
         except Exception as exc:
-            return f"{self.name} is unreachable: {exc}"
+            return f"{self.name} is unreachable: {exc or type(exc).__name__}"
         return None
 
     # -- keys ----------------------------------------------------------------------------
@@ -235,21 +309,60 @@ class RedisInterruptBackend(BaseInterruptBackend):
     def channel(self, key: str) -> str:
         return f"{self.prefix}:{{{key}}}:stop"
 
+    # -- after a restart -----------------------------------------------------------------
+    def _recovery_deadline(self, lease_seconds: float) -> Optional[float]:
+        """Until when, after a restart, runs elsewhere may still be taking their leases back.
+
+        A live run renews every third of the lease (and at once when its own connection
+        comes back), so after ``lease_seconds / 3`` plus a reconnect delay every live run
+        holds its lease again.
+        """
+        if self._restarted_at is None:
+            return None
+        deadline = self._restarted_at + lease_seconds / 3 + 2 * self.command_timeout + 1.0
+        return deadline if time.monotonic() < deadline else None
+
+    async def _let_runs_return(self, lease_key: str, lease_seconds: float) -> None:
+        """Shortly after a restart, wait until the session's lease is back or the window passed;
+        outside that window this costs nothing."""
+        deadline = self._recovery_deadline(lease_seconds)
+        if deadline is None:
+            return
+        while time.monotonic() < deadline:
+            if await self._redis.exists(lease_key):
+                return
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        self._restarted_at = None  # the window is over for every session
+
     # -- the interface -------------------------------------------------------------------
     async def acquire(self, key: str, run_id: str, lease_seconds: float) -> bool:
         lease, _, _ = self._keys(key)
-        return bool(await self._redis.set(lease, run_id, nx=True, px=_ms(lease_seconds)))
+        await self._let_runs_return(lease, lease_seconds)
+        acquired = bool(await self._redis.set(lease, run_id, nx=True, px=_ms(lease_seconds)))
+        if acquired and self._recovery_deadline(lease_seconds) is not None:
+            # This very command found Redis restarted (its connection was re-made): a run
+            # elsewhere may not have taken its lease back yet.  Give it that chance first.
+            await self._scripts["drop"](keys=[lease], args=[run_id])
+            await self._let_runs_return(lease, lease_seconds)
+            acquired = bool(await self._redis.set(lease, run_id, nx=True, px=_ms(lease_seconds)))
+        return acquired
 
-    async def renew(self, key: str, run_id: str, lease_seconds: float) -> bool:
-        lease, _, _ = self._keys(key)
-        return bool(await self._scripts["renew"](keys=[lease], args=[run_id, _ms(lease_seconds)]))
+    async def renew(self, key: str, run_id: str, lease_seconds: float) -> Renewal:
+        lease, _, state = self._keys(key)
+        return _RENEWALS[int(await self._scripts["renew"](keys=[lease, state], args=[run_id, _ms(lease_seconds)]))]
 
     async def release(self, key: str, run_id: str, state: RunState, state_seconds: float) -> None:
         await self._scripts["release"](keys=list(self._keys(key)), args=[run_id, state.value, _ms(state_seconds)])
 
-    async def request_stop(self, key: str, ttl_seconds: float) -> bool:
+    async def request_stop(self, key: str, ttl_seconds: float, lease_seconds: float = 10.0) -> bool:
         lease, flag, _ = self._keys(key)
-        return bool(await self._scripts["stop"](keys=[lease, flag], args=[_ms(ttl_seconds), self.channel(key)]))
+        args = [_ms(ttl_seconds), self.channel(key)]
+        if await self._scripts["stop"](keys=[lease, flag], args=args):
+            return True
+        if self._recovery_deadline(lease_seconds) is None:
+            return False
+        await self._let_runs_return(lease, lease_seconds)
+        return bool(await self._scripts["stop"](keys=[lease, flag], args=args))
 
     async def stop_requested(self, key: str, run_id: str) -> bool:
         _, flag, _ = self._keys(key)
@@ -265,7 +378,5 @@ class RedisInterruptBackend(BaseInterruptBackend):
 
     async def get_state(self, key: str) -> Optional[RunState]:
         lease, _, state = self._keys(key)
-        holder, last = await self._redis.mget(lease, state)
-        if holder is not None:
-            return RunState.RUNNING
-        return RunState(last) if last else None
+        value = await self._scripts["state"](keys=[lease, state])
+        return RunState(value) if value else None

@@ -8,15 +8,63 @@ the start-up path.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 def new_id(prefix: str) -> str:
     """A collision-free id such as ``msg_3f2a…`` (uuid4 hex keeps ids URL- and key-safe)."""
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+#: Longest id accepted (session, user, request ids): ids travel in headers and keys.
+ID_MAX_LENGTH = 256
+_NOT_IN_IDS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _describe(char: str) -> str:
+    return f"a lone surrogate (U+{ord(char):04X})" if 0xD800 <= ord(char) <= 0xDFFF else f"the control character U+{ord(char):04X}"
+
+
+def check_id(value: str) -> str:
+    """An id may be any Unicode text (Chinese, emoji…) up to :data:`ID_MAX_LENGTH` characters,
+    without control characters (CR, LF, NUL…) or lone surrogates."""
+    if len(value) > ID_MAX_LENGTH:
+        raise ValueError(f"is {len(value)} characters long; ids may have at most {ID_MAX_LENGTH}")
+    bad = _NOT_IN_IDS.search(value)
+    if bad is not None:
+        raise ValueError(f"contains {_describe(bad.group())} at position {bad.start()}; remove it (ids may be any other Unicode text)")
+    return value
+
+
+#: A validated id (see :func:`check_id`).
+Id = Annotated[str, AfterValidator(check_id)]
+SessionId = Id
+UserId = Optional[Id]
+
+
+def _lone_surrogate(value: Any, path: tuple) -> Optional[tuple[tuple, str]]:
+    """The first string under ``value`` holding a lone surrogate, with its path."""
+    if isinstance(value, str):
+        found = _LONE_SURROGATE.search(value)
+        return (path, found.group()) if found else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and _LONE_SURROGATE.search(key):
+            return (path, key)
+        found = _lone_surrogate(item, (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 class RunStatus:
@@ -159,9 +207,9 @@ class AgentRequest(BaseModel):
 
     input: list[Message]
     stream: bool = True
-    id: Optional[str] = None
-    session_id: Optional[str] = None
-    user_id: Optional[str] = None
+    id: Optional[Id] = None
+    session_id: Optional[Id] = None
+    user_id: Optional[Id] = None
     model: Optional[str] = None
     top_p: Optional[float] = None
     temperature: Optional[float] = None
@@ -172,3 +220,18 @@ class AgentRequest(BaseModel):
     stop: Optional[Union[str, list[str]]] = None
     n: int = Field(default=1, ge=1, le=5)
     tools: Optional[list[Union[Tool, dict[str, Any]]]] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, data: Any) -> Any:
+        # A "\ud800" escape in JSON parses into a string UTF-8 cannot encode: it would fail
+        # mid-stream, so it is refused here, before anything runs, naming where it is.  The
+        # ids are left to their own validators, which name the field in the error's loc.
+        if isinstance(data, dict):
+            data_without_ids = {k: v for k, v in data.items() if k not in ("id", "session_id", "user_id")}
+        found = _lone_surrogate(data_without_ids if isinstance(data, dict) else data, ())
+        if found is not None:
+            path, char = found
+            where = ".".join(str(part) for part in path) or "the body"
+            raise ValueError(f"{where} contains {_describe(char)}; send text as valid UTF-8 (a surrogate must be half of a pair)")
+        return data

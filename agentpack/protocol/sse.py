@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
 def encode_json(value: Any) -> str:
@@ -17,11 +18,27 @@ def encode_json(value: Any) -> str:
     return _dumps(value)
 
 
+def encode_json_bytes(value: Any) -> bytes:
+    """:func:`encode_json` as UTF-8 bytes.
+
+    Text a handler produced may hold a lone surrogate (half of a UTF-16 pair), which UTF-8
+    cannot carry; such a value is sent with ``\\uXXXX`` escapes instead, which every JSON
+    parser reads back, rather than failing and cutting the stream.
+    """
+    try:
+        return _dumps(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return _dumps_ascii(value).encode("ascii")
+
+
 def encode_event(event: Any) -> bytes:
     """One SSE frame carrying ``event`` as a single ``data:`` line."""
     if type(event) is dict and event.get("delta") is True and event.get("type") == "text" and len(event) == 9:
-        return _text_delta(event)
-    return b"data: " + _dumps(event).encode("utf-8") + b"\n\n"
+        try:
+            return _text_delta(event)
+        except UnicodeEncodeError:
+            pass
+    return b"data: " + encode_json_bytes(event) + b"\n\n"
 
 
 def _text_delta(event: dict[str, Any]) -> bytes:

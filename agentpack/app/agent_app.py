@@ -19,10 +19,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 
 from agentpack._version import __version__
-from agentpack.app import lifespan as lifespan_module
+from agentpack.app import errors, lifespan as lifespan_module
 from agentpack.app.endpoints import make_endpoint
 from agentpack.app.handler import QueryHandler
 from agentpack.app.process import build_process_endpoint, build_stop_endpoint
+from agentpack.app.runner import CLEANUP_GRACE
 from agentpack.frameworks import get_framework
 from agentpack.interrupt.base import BaseInterruptBackend, session_key
 from agentpack.interrupt.guard import SessionGuard
@@ -141,6 +142,7 @@ class AgentApp(FastAPI):
         fastapi_kwargs.setdefault("description", app_description)
         fastapi_kwargs.setdefault("version", __version__)
         super().__init__(lifespan=lifespan_module.compose(lifespan, before_start, after_finish), **fastapi_kwargs)
+        errors.install(self)
 
         self.app_name = app_name
         self.app_description = app_description
@@ -246,6 +248,7 @@ class AgentApp(FastAPI):
 
     # -- runtime start-up and shutdown (called by the composed lifespan) ----------------
     async def _start_runtime(self) -> None:
+        self._guard.open()
         await self.interrupt_backend.start()
         if self._task_queue is not None:
             await self._task_queue.start()
@@ -255,6 +258,9 @@ class AgentApp(FastAPI):
 
     async def _shutdown_runtime(self) -> None:
         self._runtime_started = False
+        # Runs still going get their terminal event and give their sessions back before
+        # the connections they need for that are closed.
+        await self._guard.close(timeout=2 * CLEANUP_GRACE + self._guard.release_timeout)
         if self._task_queue is not None:
             await self._task_queue.aclose()
         await self.interrupt_backend.aclose()

@@ -8,19 +8,22 @@ started, every outcome — completed, failed or canceled — is its terminal eve
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Optional
+from urllib.parse import quote
 
-import anyio
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
+from agentpack._aio import uncancel
+from agentpack.app.errors import SafeJSONResponse
 from agentpack.app.handler import QueryHandler
 from agentpack.app.run_response import RunStreamResponse
 from agentpack.app.runner import AgentRun
 from agentpack.interrupt.base import BackendUnavailable, RunState, SessionBusy, session_key
-from agentpack.protocol.schemas import AgentRequest, RunStatus
+from agentpack.protocol.schemas import AgentRequest, RunStatus, SessionId, UserId
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
@@ -46,9 +49,17 @@ def fill_ids(request: AgentRequest) -> AgentRequest:
     return request
 
 
+def header_value(value: Optional[str]) -> str:
+    """An id as an HTTP header value: percent-encoded UTF-8 (RFC 3986), so any Unicode id fits.
+
+    ASCII letters, digits and ``-._~`` stay as they are, so plain ids read unchanged.
+    """
+    return quote(value or "", safe="")
+
+
 def session_headers(request: AgentRequest) -> dict[str, str]:
     """Tell the client which session it is in, so it can stop a run it started without ids."""
-    return {"X-Agentpack-Session-Id": request.session_id or "", "X-Agentpack-User-Id": request.user_id or ""}
+    return {"X-Agentpack-Session-Id": header_value(request.session_id), "X-Agentpack-User-Id": header_value(request.user_id)}
 
 
 def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[..., Any]:
@@ -64,20 +75,24 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
             return JSONResponse({"detail": str(exc), "session_id": request.session_id}, status_code=409)
         except BackendUnavailable as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
-
-        async def release() -> None:
-            await app._guard.end(active, final_state(run.status))
-
-        headers = session_headers(request)
-        if request.stream:
-            return RunStreamResponse(run, on_close=release, headers=headers)
+        run.on_release(lambda status: app._guard.end(active, final_state(status)))
         try:
-            final = await run.final_response()
-        finally:
-            with anyio.CancelScope(shield=True):  # release even if the request was cancelled
-                await run.settle()
-                await release()
-        return JSONResponse(final, headers=headers)
+            headers = session_headers(request)
+            if request.stream:
+                return RunStreamResponse(run, headers=headers)
+            try:
+                final = await run.final_response()
+            except asyncio.CancelledError:
+                if run.final is None:
+                    raise
+                uncancel()  # the server cancelled us; the run ended with its canceled event: send it
+                final = run.final
+            finally:
+                await asyncio.shield(run.settle())
+            return SafeJSONResponse(final, headers=headers)
+        except BaseException:  # whatever fails before the response owns the run, the session is released
+            await asyncio.shield(run.release())
+            raise
 
     parameters = [inspect.Parameter("agent_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=AgentRequest)]
     parameters += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in handler.dependencies]
@@ -90,8 +105,8 @@ class StopRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    session_id: str
-    user_id: Optional[str] = None
+    session_id: SessionId
+    user_id: UserId = None
 
 
 def build_stop_endpoint(app: "AgentApp") -> Callable[..., Any]:

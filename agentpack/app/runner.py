@@ -7,6 +7,10 @@ clean up; the cancellation then reaches the run, which, knowing it was *asked* t
 writes the terminal ``canceled`` event.  A client that goes away cancels the task the same
 way, and nothing is written.  Because the task is a plain asyncio task (no cancel scope
 around it), a handler's clean-up may await as much as it needs.
+
+The session is released *before* the terminal event is written, on every path: a client
+that sends its next message the moment it reads the terminal event must find the session
+free.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Optional
 
+from agentpack._aio import uncancel, wait_bounded
 from agentpack.app.handler import QueryHandler
 from agentpack.protocol.events import ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, RunStatus
@@ -26,6 +31,11 @@ CLEANUP_GRACE = 5.0
 
 #: Writes one event (the run passes the event dict; the writer encodes and sends it).
 Write = Callable[[dict[str, Any]], Awaitable[None]]
+#: Releases the run's session, given the run's final status (e.g. ``SessionGuard.end`` bound to the run).
+Release = Callable[[str], Awaitable[None]]
+
+#: Why a run ends when the server cancels its request (a graceful shutdown that ran out).
+CANCELLED_BY_SERVER = "the server is shutting down"
 
 
 class WriteFailed(BaseException):
@@ -41,14 +51,6 @@ def error_of(exc: BaseException) -> tuple[str, str]:
     return "AGENT_UNKNOWN_ERROR", f"Unknown agent error: {type(exc).__name__}: {exc}"
 
 
-def _forget_cancellation() -> None:
-    """After handling a stop, let the task go on awaiting (``uncancel`` exists from 3.11)."""
-    task = asyncio.current_task()
-    uncancel = getattr(task, "uncancel", None)
-    if uncancel is not None:
-        uncancel()
-
-
 class AgentRun:
     """Runs ``handler`` for ``request``; :meth:`pump` writes its events in order."""
 
@@ -61,6 +63,24 @@ class AgentRun:
         self.stop_reason: Optional[str] = None
         self.status: str = RunStatus.CREATED
         self.task: Optional[asyncio.Task] = None
+        self.final: Optional[dict[str, Any]] = None
+        self._release: Optional[Release] = None
+        self._released: Optional[asyncio.Task] = None
+
+    def on_release(self, release: Release) -> None:
+        """Set what releases the session; it runs once, before the terminal event is written."""
+        self._release = release
+
+    async def release(self) -> None:
+        """Release the session (once; later calls wait for the first).  Bounded by the release
+        itself (``SessionGuard.end`` never waits without a bound)."""
+        if self._release is None:
+            return
+        if self._released is None:
+            self._released = asyncio.ensure_future(self._release(self.status))
+        await asyncio.wait({self._released})
+        if not self._released.cancelled():
+            self._released.exception()  # retrieved: end() logs its own failures
 
     def start(self, write: Write) -> asyncio.Task:
         """Run :meth:`pump` in a task of its own (the task ``stop()`` cancels).
@@ -70,19 +90,28 @@ class AgentRun:
         self.task = asyncio.create_task(self.pump(write), name=f"agentpack-run-{self.request.session_id}")
         return self.task
 
-    async def final_response(self) -> dict[str, Any]:
+    async def final_response(self, cancel_reason: str = CANCELLED_BY_SERVER) -> dict[str, Any]:
         """Run to the end with nobody reading live; returns the terminal response event.
 
-        The caller still owes :meth:`settle` (in a ``finally``) for when it is cancelled.
+        If the caller is cancelled (the server is shutting down, a job is cancelled), the run
+        is stopped with ``cancel_reason`` — its terminal ``canceled`` event is then in
+        :attr:`final` — and the cancellation propagates.  The caller still owes
+        :meth:`settle` in a ``finally``.
         """
-        final: dict[str, Any] = {}
 
         async def keep(event: dict[str, Any]) -> None:
-            nonlocal final
-            final = event
+            pass
 
-        await self.start(keep)
-        return final
+        task = self.start(keep)
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            self.stop(cancel_reason)
+            await asyncio.shield(wait_bounded(asyncio.wait({task}), 2 * CLEANUP_GRACE))
+            raise
+        task.result()
+        assert self.final is not None
+        return self.final
 
     def stop(self, reason: str = "the run was stopped") -> None:
         """Interrupt the handler; the stream ends with a ``canceled`` response."""
@@ -104,9 +133,13 @@ class AgentRun:
                 error = await self._run_handler(write)
         except asyncio.CancelledError:
             if self.stop_reason is None:
-                raise  # the client left or the server is shutting down: nothing to write
-            _forget_cancellation()
-        await write(builder.stamp(self._terminal(error)))
+                raise  # the client left: nothing to write
+        if self.stop_reason is not None:
+            uncancel()  # the stop is handled here (or was swallowed by the handler)
+        terminal = self._terminal(error)
+        await self.release()  # before the client can read the end of the run
+        self.final = builder.stamp(terminal)
+        await write(self.final)
 
     async def _run_handler(self, write: Write) -> Optional[BaseException]:
         framework = self.handler.framework

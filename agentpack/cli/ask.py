@@ -43,12 +43,12 @@ def render_stream(url: str, text: str) -> int:
     return 0
 
 
-def serve_and_ask(app: Any, host: str, port: int, log_level: str, text: str, once: bool) -> int:
+def serve_and_ask(app: Any, host: str, port: int, log_level: str, text: str, once: bool, grace: float = 10.0) -> int:
     """Serve ``app`` on the main thread; a helper thread asks once the server is up."""
     import uvicorn
 
     # No access log: its lines would cut through the streamed reply.
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=grace)
     server = uvicorn.Server(config)
     outcome = {"code": 0}
 

@@ -40,12 +40,17 @@ def run(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     ask: Optional[str] = typer.Option(None, "--ask", help="Once serving, send this message and stream the reply."),
     once: bool = typer.Option(False, "--once", help="With --ask: stop serving after the reply."),
+    grace: float = typer.Option(
+        10.0, "--timeout-graceful-shutdown", help="On SIGTERM/Ctrl+C, seconds open streams get to finish before they are ended with a canceled event."
+    ),
 ) -> None:
     """Serve an agent app with uvicorn."""
     from agentpack.app.loader import AppLoadError, load_app
 
     if not 0 <= port <= 65535:
         raise usage_error(f"--port {port} is not a TCP port; use 1-65535")
+    if grace < 0:
+        raise usage_error(f"--timeout-graceful-shutdown {grace}: give 0 or more seconds")
     try:
         asgi_app, spec = load_app(app_spec)
     except AppLoadError as exc:
@@ -61,11 +66,11 @@ def run(
         uvicorn.run(spec.import_string, host=host, port=port, reload=True, app_dir=app_dir, reload_dirs=[app_dir], log_level=log_level)
         return
     if ask is None:
-        uvicorn.run(asgi_app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+        uvicorn.run(asgi_app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace)
         return
     from agentpack.cli.ask import serve_and_ask
 
-    raise typer.Exit(serve_and_ask(asgi_app, host, port, log_level, ask, once))
+    raise typer.Exit(serve_and_ask(asgi_app, host, port, log_level, ask, once, grace))
 
 
 @app.command()

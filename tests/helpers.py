@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from typing import Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 import httpx
 
@@ -92,3 +93,17 @@ class BackgroundStream(threading.Thread):
         self.join(timeout=timeout)
         assert not self.is_alive(), "the stream did not end"
         return self.events
+
+
+@contextlib.asynccontextmanager
+async def in_process(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client wired straight into ``app`` (no sockets), with the app's lifespan running."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent.test", timeout=30) as client:
+            yield client
+
+
+def sse_events(body: str) -> list[dict]:
+    """The ``data:`` events of a whole SSE body."""
+    return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]

@@ -2,8 +2,8 @@
 
 Configured by environment: AGENTPACK_TEST_REDIS (interrupt backend URL) and
 AGENTPACK_TEST_LEASE (lease seconds).  The request says how the handler behaves:
-``chunks`` (how many deltas), ``hang`` (after the first delta, wait until cancelled) and
-``swallow`` (catch the cancel and keep going).
+``chunks`` (how many deltas), ``hang`` (after the first delta, wait until cancelled),
+``swallow`` (catch the cancel and keep going) and ``fail`` (raise after the first delta).
 Every run records in Redis what its handler saw: ``cleanup:<session>`` = how it ended.
 """
 
@@ -33,6 +33,7 @@ app = AgentApp(
     lifespan=lifespan,
     interrupt_redis_url=REDIS_URL,
     session_lease_seconds=float(os.environ.get("AGENTPACK_TEST_LEASE", "10")),
+    enable_stream_task=True,
 )
 
 
@@ -42,10 +43,13 @@ async def handler(self, msgs, request, **kwargs):
     chunks = int(getattr(request, "chunks", 3))
     hang = bool(getattr(request, "hang", False))
     swallow = bool(getattr(request, "swallow", False))
+    fail = bool(getattr(request, "fail", False))
     record = f"cleanup:{request.session_id}"
     for i in range(chunks):
         try:
             yield f"tick {i} "
+            if fail:
+                raise RuntimeError("the handler failed on purpose")
             if hang:
                 await asyncio.Event().wait()  # until the run is stopped
             else:
@@ -62,4 +66,8 @@ async def handler(self, msgs, request, **kwargs):
 async def tasks():
     """Asyncio tasks alive in this node besides the one answering this request."""
     current = asyncio.current_task()
-    return {"tasks": sorted(f"{t.get_name()} {t.get_coro().__qualname__}" for t in asyncio.all_tasks() if t is not current)}
+    others = [t for t in asyncio.all_tasks() if t is not current]
+    return {
+        "tasks": sorted(f"{t.get_name()} {t.get_coro().__qualname__}" for t in others),
+        "where": sorted(f"{t.get_name()}: {' <- '.join(f'{f.f_code.co_name}:{f.f_lineno}' for f in t.get_stack(limit=8))}" for t in others),
+    }

@@ -17,12 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Node:
-    def __init__(self, redis_url: str, lease: float = 10.0, port: Optional[int] = None) -> None:
+    def __init__(self, redis_url: str, lease: float = 10.0, port: Optional[int] = None, grace: float = 10.0) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "AGENTPACK_TEST_REDIS": redis_url, "AGENTPACK_TEST_LEASE": str(lease)}
+        command = [sys.executable, "-m", "agentpack", "run", "tests/nodes/agent_node.py", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentpack", "run", "tests/nodes/agent_node.py", "--port", str(self.port), "--log-level", "warning"],
+            [*command, "--log-level", "warning", "--timeout-graceful-shutdown", str(grace)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -57,6 +58,19 @@ class Node:
 
     def stop_session(self, session_id: str, user_id: str = "u") -> httpx.Response:
         return httpx.post(f"{self.url}/process/stop", json={"session_id": session_id, "user_id": user_id}, timeout=10)
+
+    def terminate(self, within: float = 60) -> int:
+        """SIGTERM, as a platform stops an instance; returns the exit code once the node has exited.
+
+        uvicorn re-raises the signal once its graceful shutdown is done, so a clean exit reads
+        as ``-SIGTERM`` (or 0).
+        """
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"node on port {self.port} did not exit within {within}s of SIGTERM: {self.log_text()[-3000:]}") from None
 
     def kill(self) -> None:
         if self.process.poll() is None:

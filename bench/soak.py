@@ -1,0 +1,178 @@
+"""Soak: rounds of 200 concurrent streams for a fixed time, a third of the clients leaving
+mid-stream and a third stopped (from the other node) at random moments.
+
+    python bench/soak.py [--seconds 60] [--streams 200]
+
+Starts a private redis-server and two agent nodes (`agentpack run`, with this interpreter),
+and after every round checks what must hold: no errors, exactly one terminal event on every
+stream that was not abandoned (canceled for the stopped ones), no lease or stop flag left in
+Redis, no asyncio task left in the nodes, and the nodes' RSS.  Prints one JSON summary with
+the stop -> canceled latency under that load.  Loopback only; not a test (no thresholds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from common import ROOT, answers, free_port, wait
+
+TERMINAL = ("completed", "failed", "canceled")
+PAUSE = 0.1  # seconds between deltas of one stream (set by --pause)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def one_stream(client: httpx.AsyncClient, runner: str, stopper: str, session: str, fate: str, rng: random.Random, out: dict) -> None:
+    after = rng.randint(1, 15)
+    body = {"input": [{"role": "user", "content": "go"}], "session_id": session, "user_id": "soak"}
+    body["chunks"] = 100_000 if fate in ("stop", "leave") else rng.randint(5, 30)
+    body["pause"] = PAUSE
+    terminals: list[str] = []
+    deltas = 0
+    stop_sent = None
+    try:
+        async with client.stream("POST", f"{runner}/process", json=body) as response:
+            if response.status_code != 200:
+                out["errors"].append(f"{session}: HTTP {response.status_code} {(await response.aread())[:200]!r}")
+                return
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                event = json.loads(line[6:])
+                if event.get("object") == "content" and event.get("delta"):
+                    deltas += 1
+                    if deltas == after and fate == "leave":
+                        return  # the client goes away mid-stream
+                    if deltas == after and fate == "stop":
+                        stop_sent = time.perf_counter()
+                        answer = await client.post(f"{stopper}/process/stop", json={"session_id": session, "user_id": "soak"})
+                        if answer.json().get("stopped") is not True:
+                            out["errors"].append(f"{session}: stop answered {answer.text}")
+                if event.get("object") == "response" and event.get("status") in TERMINAL:
+                    terminals.append(event["status"])
+                    if event["status"] == "canceled" and stop_sent is not None:
+                        out["stop_ms"].append((time.perf_counter() - stop_sent) * 1000)
+    except httpx.HTTPError as exc:
+        out["errors"].append(f"{session}: {type(exc).__name__}: {exc}")
+        return
+    expected = "canceled" if fate == "stop" else "completed"
+    if terminals != [expected]:
+        out["errors"].append(f"{session} ({fate}): terminal events {terminals}, expected [{expected!r}]")
+
+
+async def one_round(urls: list[str], streams: int, round_no: int, rng: random.Random) -> dict:
+    out: dict = {"errors": [], "stop_ms": []}
+    limits = httpx.Limits(max_connections=streams * 2, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        jobs = []
+        for i in range(streams):
+            runner, stopper = (urls[0], urls[1]) if i % 2 else (urls[1], urls[0])
+            fate = ("complete", "leave", "stop")[i % 3]
+            jobs.append(one_stream(client, runner, stopper, f"r{round_no}-s{i}", fate, rng, out))
+        await asyncio.gather(*jobs)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--pause", type=float, default=0.1, help="seconds between deltas of one stream")
+    args = parser.parse_args()
+    global PAUSE
+    PAUSE = args.pause
+    rng = random.Random(20261129)
+    redis_port = free_port()
+    redis = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    env = {**os.environ, "AGENTPACK_BENCH_REDIS": f"redis://127.0.0.1:{redis_port}/0", "PYTHONPATH": str(ROOT)}
+    nodes: list[subprocess.Popen] = []
+    urls: list[str] = []
+    try:
+        import redis as redis_client
+
+        store = redis_client.Redis(port=redis_port, decode_responses=True)
+        for _ in range(2):
+            port = free_port()
+            command = [sys.executable, "-m", "agentpack", "run", "bench/soak_node.py", "--port", str(port), "--log-level", "warning"]
+            nodes.append(subprocess.Popen(command, cwd=ROOT, env=env))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            wait(lambda: answers(f"{url}/readiness"), 30, f"{url} not ready")
+        baseline_tasks = [httpx.get(f"{u}/debug/tasks").json()["tasks"] for u in urls]
+        rounds = []
+        errors: list[str] = []
+        stop_ms: list[float] = []
+        started = time.monotonic()
+        while time.monotonic() - started < args.seconds:
+            out = asyncio.run(one_round(urls, args.streams, len(rounds), rng))
+
+            def settled() -> bool:
+                return not store.keys("agentpack:*:lease") and not store.keys("agentpack:*:stop")
+
+            try:
+                wait(settled, 10, "leases or stop flags left in Redis")
+            except RuntimeError as exc:
+                out["errors"].append(f"{exc}: {store.keys('agentpack:*:lease')[:5]}")
+            try:
+                wait(lambda: [httpx.get(f"{u}/debug/tasks").json()["tasks"] for u in urls] == baseline_tasks, 10, "asyncio tasks left")
+            except RuntimeError as exc:
+                out["errors"].append(f"{exc}: {[httpx.get(f'{u}/debug/tasks').json()['tasks'] for u in urls]} vs {baseline_tasks}")
+            rounds.append({"errors": len(out["errors"]), "rss_mb": [round(rss_mb(n.pid), 1) for n in nodes]})
+            errors += out["errors"]
+            stop_ms += out["stop_ms"]
+        ordered = sorted(stop_ms)
+        print(
+            json.dumps(
+                {
+                    "python": sys.version.split()[0],
+                    "seconds": round(time.monotonic() - started, 1),
+                    "rounds": len(rounds),
+                    "streams": len(rounds) * args.streams,
+                    "concurrent_streams": args.streams,
+                    "seconds_between_deltas": args.pause,
+                    "errors": len(errors),
+                    "first_errors": errors[:10],
+                    "stops_measured": len(ordered),
+                    "stop_to_canceled_ms": {
+                        "p50": round(ordered[len(ordered) // 2], 2) if ordered else None,
+                        "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2) if ordered else None,
+                        "max": round(ordered[-1], 2) if ordered else None,
+                    },
+                    "leases_left": len(store.keys("agentpack:*:lease")),
+                    "stop_flags_left": len(store.keys("agentpack:*:stop")),
+                    "tasks_left": [httpx.get(f"{u}/debug/tasks").json()["tasks"] - b for u, b in zip(urls, baseline_tasks)],
+                    "rss_mb_first_round": rounds[0]["rss_mb"] if rounds else None,
+                    "rss_mb_last_round": rounds[-1]["rss_mb"] if rounds else None,
+                },
+                indent=2,
+            )
+        )
+    finally:
+        for node in nodes:
+            node.terminate()
+            node.wait(timeout=30)
+        redis.terminate()
+        redis.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

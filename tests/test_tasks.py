@@ -243,6 +243,7 @@ def _stop(env: Env, session: str) -> bool:
     return httpx.post(f"{env.url}/process/stop", json={"session_id": session, "user_id": "u"}).json()["stopped"]
 
 
+@pytest.mark.integration
 def test_background_runs_for_a_busy_session_wait_their_turn_in_order(serve):
     app = make_app(enable_stream_task=True)
     env = Env(serve(app), app)
@@ -263,6 +264,7 @@ def test_background_runs_for_a_busy_session_wait_their_turn_in_order(serve):
     assert final["result"]["output"][0]["content"][0]["text"] == "background answer"
 
 
+@pytest.mark.integration
 def test_a_background_run_waits_a_bounded_time(serve):
     app = make_app(enable_stream_task=True, stream_task_wait_seconds=1)
     env = Env(serve(app), app)
@@ -275,6 +277,7 @@ def test_a_background_run_waits_a_bounded_time(serve):
     assert env.final("/process/task", holder)["result"]["status"] == "canceled"
 
 
+@pytest.mark.integration
 def test_background_runs_wait_their_turn_on_celery_workers(serve, redis_server):
     queue = f"q-{uuid.uuid4().hex[:8]}"
     backend = f"redis://127.0.0.1:{redis_server.port}/1"

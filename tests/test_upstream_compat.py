@@ -313,7 +313,7 @@ def test_run_takes_web_ui_and_agentscope_runtime_keywords(tmp_path):
             f"""
             from agentpack import AgentApp
 
-            agent_app = AgentApp(app_name="Friday")
+            agent_app = AgentApp(app_name="Friday", enable_stream_task=True)
 
             @agent_app.query(framework="text")
             async def query_func(self, msgs, request=None, **kwargs):
@@ -348,7 +348,10 @@ def test_run_takes_web_ui_and_agentscope_runtime_keywords(tmp_path):
 
     try:
         wait_until(serving, 30, "app.run() did not serve")
-        assert httpx.get(f"{url}/").json()["endpoints"]["process"] == "/agent"
+        endpoints = httpx.get(f"{url}/").json()["endpoints"]
+        assert (endpoints["process"], endpoints["task"], endpoints["task_status"]) == ("/agent", "/agent/task", "/agent/task/{task_id}")
+        submitted = httpx.post(f"{url}/agent/task", json={"input": [{"role": "user", "content": "hi"}]}).json()
+        wait_until(lambda: httpx.get(f"{url}/agent/task/{submitted['task_id']}").json()["status"] == "finished", 30, "the moved background route did not run")
         with httpx.stream("POST", f"{url}/agent", json={"input": [{"role": "user", "content": "hi"}]}) as response:
             assert response.status_code == 200
         assert httpx.post(f"{url}/process", json={"input": []}).status_code in (404, 405)

@@ -114,6 +114,13 @@ def _check_path(keyword: str, path: str) -> str:
     return path.rstrip("/") or "/"
 
 
+def _check_endpoint_path(endpoint_path: str) -> str:
+    path = _check_path("endpoint_path", endpoint_path)
+    if path in {"/", "/health", "/readiness", "/liveness"}:
+        raise ValueError(f"endpoint_path={endpoint_path!r} collides with a built-in route; choose e.g. '/process'")
+    return path
+
+
 class AgentApp(FastAPI):
     """A FastAPI app with agent routes: ``@app.query``, ``@app.endpoint``, probes and stop."""
 
@@ -146,9 +153,7 @@ class AgentApp(FastAPI):
         ignored = {k: fastapi_kwargs.pop(k) for k in list(fastapi_kwargs) if k in _NO_EFFECT}
         for keyword in ignored:
             warnings.warn(f"AgentApp({keyword}=...) has no effect in agentpack: {_NO_EFFECT[keyword]}", UserWarning, stacklevel=2)
-        self.endpoint_path = _check_path("endpoint_path", endpoint_path)
-        if self.endpoint_path in {"/", "/health", "/readiness", "/liveness"}:
-            raise ValueError(f"endpoint_path={endpoint_path!r} collides with a built-in route; choose e.g. '/process'")
+        self.endpoint_path = _check_endpoint_path(endpoint_path)
         for name, hook in (("lifespan", lifespan), ("before_start", before_start), ("after_finish", after_finish)):
             if hook is not None and not callable(hook):
                 raise TypeError(f"{name} must be callable, got {type(hook).__name__}")
@@ -321,13 +326,11 @@ class AgentApp(FastAPI):
         return decorator
 
     def _agent_route_paths(self) -> list[tuple[str, set[str]]]:
-        task_path = f"{self.endpoint_path}/task"
-        return [
-            (self.endpoint_path, {"POST"}),
-            (self.stop_path, {"POST"}),
-            (task_path, {"POST"}),
-            (f"{task_path}/{{task_id}}", {"GET", "DELETE"}),
-        ]
+        paths = [(self.endpoint_path, {"POST"}), (self.stop_path, {"POST"})]
+        if self.enable_stream_task:
+            task_path = f"{self.endpoint_path}/task"
+            paths += [(task_path, {"POST"}), (f"{task_path}/{{task_id}}", {"GET", "DELETE"})]
+        return paths
 
     def _add_agent_routes(self) -> None:
         """(Re)create the routes of the query handler at ``endpoint_path``."""
@@ -359,9 +362,7 @@ class AgentApp(FastAPI):
 
     def _move_endpoint_path(self, endpoint_path: str) -> None:
         """Serve the handler's routes at another path (``run(endpoint_path=...)``)."""
-        path = _check_path("endpoint_path", endpoint_path)
-        if path in {"/", "/health", "/readiness", "/liveness"}:
-            raise ValueError(f"endpoint_path={endpoint_path!r} collides with a built-in route; choose e.g. '/process'")
+        path = _check_endpoint_path(endpoint_path)
         if path == self.endpoint_path:
             return
         if self.query_handler is not None:

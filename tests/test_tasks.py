@@ -272,7 +272,8 @@ def test_a_background_run_waits_a_bounded_time(serve):
     wait_until(lambda: env.status("/process/task", holder)["status"] == "running", 20, "the first run never started")
     final = env.final("/process/task", _background(env, "bounded"))
     assert final["status"] == "error" and final["error"]["type"] == "SessionStillBusy"
-    assert "'u:bounded'" in final["error"]["message"] and "stream_task_wait_seconds" in final["error"]["message"]
+    assert final["error"]["message"].startswith("session 'bounded' of user 'u' was still running another run after 1s")
+    assert "stream_task_wait_seconds" in final["error"]["message"] and final["result"] == final["error"]["message"]
     assert _stop(env, "bounded") is True
     assert env.final("/process/task", holder)["result"]["status"] == "canceled"
 

@@ -40,19 +40,20 @@ _LONGEST_RETRY = 0.5
 class SessionStillBusy(RuntimeError):
     """A background run waited its whole allowance for its session and did not start."""
 
-    def __init__(self, key: str, waited: float) -> None:
+    def __init__(self, session: str, waited: float) -> None:
         super().__init__(
-            f"session {key!r} was still running another run after {waited:g}s, so this background run "
+            f"{session} was still running another run after {waited:g}s, so this background run "
             "did not start; stop the other run (stop_chat) or raise AgentApp(stream_task_wait_seconds=...)",
         )
-        self.key = key
 
 
 #: Background runs waiting for a session, per guard and session key, first submitted first.
 _waiting: "weakref.WeakKeyDictionary[SessionGuard, dict[str, deque[object]]]" = weakref.WeakKeyDictionary()
 
 
-async def take_session(guard: SessionGuard, key: str, run: "Stoppable", wait_seconds: float) -> "ActiveRun":
+async def take_session(
+    guard: SessionGuard, key: str, run: "Stoppable", wait_seconds: float, session: str = "the session"
+) -> "ActiveRun":
     """Hold ``key`` for ``run``, waiting (reported as ``pending``) while another run holds it.
 
     Only the first waiter of a session tries to take it, so waiters in this process start
@@ -76,7 +77,7 @@ async def take_session(guard: SessionGuard, key: str, run: "Stoppable", wait_sec
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise SessionStillBusy(key, wait_seconds)
+                raise SessionStillBusy(session, wait_seconds)
             await asyncio.sleep(min(delay * random.uniform(0.8, 1.2), remaining))
             delay = min(delay * 2, _LONGEST_RETRY)
             if queue[0] is not ticket:
@@ -123,7 +124,8 @@ def add_agent_task(app: "AgentApp") -> None:
         run = AgentRun(app, app.query_handler, request, {})
         async with job_guard(app) as guard:
             key = session_key(request.user_id, request.session_id)
-            active = await take_session(guard, key, run, app.stream_task_wait_seconds)
+            session = f"session {request.session_id!r} of user {request.user_id!r}"
+            active = await take_session(guard, key, run, app.stream_task_wait_seconds, session)
             try:
                 final = await run.final_response()
             finally:

@@ -11,19 +11,86 @@ from typing import TYPE_CHECKING, Any
 
 from agentpack._version import __version__
 
+#: The Agent API models and vocabularies, named as in AgentScope Runtime's
+#: ``agentscope_runtime.engine.schemas.agent_schemas`` (see docs/migrating.md).
+SCHEMA_NAMES = (
+    "AgentContent",
+    "AgentRequest",
+    "AgentResponse",
+    "AgentRole",
+    "AudioContent",
+    "BaseRequest",
+    "BaseResponse",
+    "Content",
+    "ContentType",
+    "DataContent",
+    "Error",
+    "Event",
+    "FileContent",
+    "FunctionCall",
+    "FunctionCallOutput",
+    "FunctionParameters",
+    "FunctionTool",
+    "ImageContent",
+    "McpCall",
+    "McpCallOutput",
+    "Message",
+    "MessageType",
+    "RefusalContent",
+    "Role",
+    "RunStatus",
+    "TextContent",
+    "Tool",
+    "ToolCall",
+    "ToolCallOutput",
+    "Usage",
+    "VideoContent",
+)
+
 _EXPORTS = {
     "AgentApp": "agentpack.app.agent_app",
-    "AgentRequest": "agentpack.protocol.schemas",
-    "Message": "agentpack.protocol.schemas",
     "LocalDeployManager": "agentpack.deployers.local",
     "Msg": "agentpack.frameworks.agentscope",
+    **{name: "agentpack.protocol.schemas" for name in SCHEMA_NAMES},
 }
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
     from agentpack.deployers.local import LocalDeployManager
     from agentpack.frameworks.agentscope import Msg
-    from agentpack.protocol.schemas import AgentRequest, Message
+    from agentpack.protocol.schemas import (
+        AgentContent,
+        AgentRequest,
+        AgentResponse,
+        AgentRole,
+        AudioContent,
+        BaseRequest,
+        BaseResponse,
+        Content,
+        ContentType,
+        DataContent,
+        Error,
+        Event,
+        FileContent,
+        FunctionCall,
+        FunctionCallOutput,
+        FunctionParameters,
+        FunctionTool,
+        ImageContent,
+        McpCall,
+        McpCallOutput,
+        Message,
+        MessageType,
+        RefusalContent,
+        Role,
+        RunStatus,
+        TextContent,
+        Tool,
+        ToolCall,
+        ToolCallOutput,
+        Usage,
+        VideoContent,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -151,6 +151,50 @@ def test_messages_left_open_are_completed_at_the_end(serve):
     assert terminal["output"][0]["content"][0]["text"] == "never marked last"
 
 
+def test_output_lists_messages_in_the_order_they_were_completed(serve):
+    """AgentScope Runtime's own background-task test handler: three messages never marked
+    last, then a final one marked last.  Each earlier message ends when the agent moves on."""
+    steps = [(AgentScopeMsg("assistant", f"Thinking step {i}", "assistant"), False) for i in range(3)]
+    final = (AgentScopeMsg("assistant", "Final answer", "assistant"), True)
+    events = read_events(f"{serve(app_yielding([*steps, final]))}/process", user_body())
+    terminal = check_protocol(events)
+    completed = [e for e in events if e["object"] == "message" and e["status"] == "completed"]
+    assert [m["id"] for m in terminal["output"]] == [m["id"] for m in completed]
+    assert [m["content"][0]["text"] for m in terminal["output"]] == [
+        "Thinking step 0",
+        "Thinking step 1",
+        "Thinking step 2",
+        "Final answer",
+    ]
+
+
+def test_messages_streamed_concurrently_are_not_cut_by_each_other():
+    """Two agents printing at once: a message still receiving chunks stays open until its own end."""
+
+    async def run():
+        builder = ResponseBuilder()
+        a, b = Msg("a", "", "assistant"), Msg("b", "", "assistant")
+
+        def chunk(msg, text):
+            copy = Msg(msg.name, text, msg.role)
+            copy.id = msg.id
+            return copy
+
+        async def items():
+            yield chunk(a, "a1"), False
+            yield chunk(b, "b1"), False
+            yield chunk(a, "a1 a2"), False
+            yield chunk(b, "b1 b2"), True
+            yield chunk(a, "a1 a2 a3"), True
+
+        events = [builder.stamp(e) async for e in AgentScopeFramework().adapt(items(), builder)]
+        return events, builder.completed()
+
+    events, terminal = asyncio.run(run())
+    assert [m["content"][0]["text"] for m in terminal["output"]] == ["b1 b2", "a1 a2 a3"]
+    assert len([e for e in events if e["object"] == "message" and e["status"] == "in_progress"]) == 2
+
+
 def test_a_bare_string_fails_with_a_hint(serve):
     terminal = check_protocol(read_events(f"{serve(app_yielding(['oops']))}/process", user_body()))
     assert terminal["status"] == "failed"

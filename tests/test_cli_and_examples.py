@@ -135,6 +135,7 @@ def test_agentscope_style_example_streams_and_stops_via_its_own_route():
         assert stopped["status"] == "success"
         terminal = check_protocol(collected)
         assert terminal["status"] == "canceled"
+        assert [(m["type"], m["status"]) for m in terminal["output"]] == [("reasoning", "completed")]  # what was streamed
         # the handler's CancelledError branch and finally block ran: state was saved
         assert app.state.session.saved[("uu-123", "ss-123")][0] == "A very long story"
     finally:

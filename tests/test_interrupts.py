@@ -47,8 +47,14 @@ def test_stop_chat_cancels_and_client_gets_canceled(serve):
     stream = BackgroundStream(url, user_body(session_id="s", user_id="u")).begin()
     answer = httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"})
     assert answer.json() == {"stopped": True, "user_id": "u", "session_id": "s"}
-    terminal = check_protocol(stream.result())
-    assert terminal["status"] == "canceled" and terminal["output"] == []
+    events = stream.result()
+    terminal = check_protocol(events)
+    assert terminal["status"] == "canceled"
+    # the message cut short is in the output, with what the client received of it
+    [cut] = terminal["output"]
+    announced = next(e for e in events if e["object"] == "message")
+    assert (cut["id"], cut["status"]) == (announced["id"], "incomplete")
+    assert [(c["type"], c["status"], c["text"]) for c in cut["content"]] == [("text", "incomplete", "first ")]
     assert record == {"started": True, "cancelled": 1, "saved": True}
     assert httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"}).json()["stopped"] is False
 

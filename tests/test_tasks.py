@@ -33,9 +33,10 @@ class Env:
 
     def submit(self, path: str, body=None) -> str:
         response = httpx.post(f"{self.url}{path}", json=body)
-        assert response.status_code == 202, response.text
+        assert response.status_code == 200, response.text
         answer = response.json()
         assert answer["status"] == "submitted" and answer["task_id"] and answer["queue"]
+        assert answer["task_id"] in answer["message"] or answer["message"].startswith("Stream query task submitted")
         return answer["task_id"]
 
     def status(self, path: str, task_id: str) -> dict:
@@ -82,11 +83,25 @@ def env(request) -> Iterator[Env]:
 
 def test_submit_and_poll_to_finished(env):
     task_id = env.submit("/square", {"x": 5})
-    assert env.final("/square", task_id) == {"task_id": task_id, "status": "finished", "result": {"result": 25}, "error": None}
+    final = env.final("/square", task_id)
+    final.pop("started_at", None)  # the embedded queue also says when the job started
+    assert final == {"task_id": task_id, "status": "finished", "result": {"result": 25}, "error": None}
     async_id = env.submit("/async_square", {"x": 7})
     assert env.final("/async_square", async_id)["result"] == {"result": 49}
     ping_id = env.submit("/ping")  # no body, no argument
     assert env.final("/ping", ping_id)["result"] == "pong"
+
+
+def test_submission_answers_as_agentscope_runtime(env):
+    celery = env.worker is not None
+    answer = httpx.post(f"{env.url}/square", json={"x": 2}).json()
+    queue = answer["queue"]
+    where = "Celery queue" if celery else "queue"
+    assert answer == {"task_id": answer["task_id"], "status": "submitted", "queue": queue, "message": f"Task {answer['task_id']} submitted to {where} {queue}"}
+    body = {"input": [{"role": "user", "content": "hi"}], "session_id": f"m-{uuid.uuid4().hex[:6]}"}
+    run = httpx.post(f"{env.url}/process/task", json=body).json()
+    assert run["message"] == ("Stream query task submitted to Celery successfully" if celery else "Stream query task submitted successfully")
+    assert env.final("/process/task", run["task_id"])["result"]["status"] == "completed"
 
 
 def test_failure_reports_type_and_message(env):
@@ -94,7 +109,7 @@ def test_failure_reports_type_and_message(env):
     final = env.final("/fail", task_id)
     assert final["status"] == "error"
     assert final["error"] == {"type": "KeyError", "message": "'missing'"}
-    assert final["result"] is None
+    assert final["result"] == "'missing'"  # AgentScope Runtime's clients read the message here
 
 
 def test_unserializable_result_is_an_error_with_the_reason(env):
@@ -114,11 +129,14 @@ def test_cancel_a_running_task(env):
     assert env.final("/square", env.submit("/square", {"x": 3}))["result"] == {"result": 9}
 
 
-def test_unknown_ids_are_404(env):
-    for method in ("GET", "DELETE"):
-        response = httpx.request(method, f"{env.url}/square/{uuid.uuid4().hex}")
-        assert response.status_code == 404
-        assert "unknown" in response.json()["detail"]
+def test_unknown_ids_say_not_found(env):
+    for path in ("/square", "/process/task"):
+        task_id = uuid.uuid4().hex
+        response = httpx.get(f"{env.url}{path}/{task_id}")  # AgentScope Runtime's answer: 200
+        assert response.status_code == 200
+        assert response.json() == {"error": f"Task {task_id} not found", "task_id": task_id}
+        cancel = httpx.delete(f"{env.url}{path}/{task_id}")  # agentpack's own route: a REST 404
+        assert cancel.status_code == 404 and cancel.json()["error"] == f"Task {task_id} not found"
 
 
 def test_invalid_json_is_422(env):
@@ -153,6 +171,7 @@ def test_embedded_background_run_is_stoppable(serve):
     wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 1, 20, "background run never started")
     busy = httpx.post(f"{url}/process", json={"input": [], "session_id": "bg-stop", "user_id": "u"})
     assert busy.status_code == 409  # the background run holds the session
+    assert env.status("/process/task", task_id)["status"] == "running"
     assert httpx.post(f"{url}/process/stop", json={"session_id": "bg-stop", "user_id": "u"}).json()["stopped"] is True
     final = env.final("/process/task", task_id)
     assert final["status"] == "finished" and final["result"]["status"] == "canceled"
@@ -202,7 +221,7 @@ def test_embedded_results_expire(serve):
     env = Env(serve(app), app)
     task_id = env.submit("/square", {"x": 4})
     assert env.final("/square", task_id)["result"] == {"result": 16}
-    wait_until(lambda: httpx.get(f"{env.url}/square/{task_id}").status_code == 404, 10, "the result never expired")
+    wait_until(lambda: "not found" in (httpx.get(f"{env.url}/square/{task_id}").json()["error"] or ""), 10, "the result never expired")
 
 
 def test_embedded_concurrency_is_bounded(serve):
@@ -213,3 +232,71 @@ def test_embedded_concurrency_is_bounded(serve):
     assert [env.status("/slow", t)["status"] for t in slow].count("pending") == 1
     for task_id in slow:
         assert httpx.delete(f"{env.url}/slow/{task_id}").json()["status"] == "canceled"
+
+
+def _background(env: Env, session: str, hang: bool = False) -> str:
+    body = {"input": [{"role": "user", "content": "hi"}], "session_id": session, "user_id": "u"}
+    return env.submit("/process/task", {**body, "hang": True} if hang else body)
+
+
+def _stop(env: Env, session: str) -> bool:
+    return httpx.post(f"{env.url}/process/stop", json={"session_id": session, "user_id": "u"}).json()["stopped"]
+
+
+@pytest.mark.integration
+def test_background_runs_for_a_busy_session_wait_their_turn_in_order(serve):
+    app = make_app(enable_stream_task=True)
+    env = Env(serve(app), app)
+    first = _background(env, "turns", hang=True)
+    wait_until(lambda: env.status("/process/task", first)["status"] == "running", 20, "the first run never started")
+    second = _background(env, "turns", hang=True)
+    third = _background(env, "turns")
+    for waiting in (second, third):
+        wait_until(lambda: env.status("/process/task", waiting)["status"] == "pending", 20, "a run for a busy session should wait")
+    assert _stop(env, "turns") is True  # stops the running one only
+    assert env.final("/process/task", first)["result"]["status"] == "canceled"
+    wait_until(lambda: env.status("/process/task", second)["status"] == "running", 20, "the second run should start next")
+    assert env.status("/process/task", third)["status"] == "pending"  # still behind the second
+    assert _stop(env, "turns") is True
+    assert env.final("/process/task", second)["result"]["status"] == "canceled"
+    final = env.final("/process/task", third)
+    assert (final["status"], final["result"]["status"]) == ("finished", "completed")
+    assert final["result"]["output"][0]["content"][0]["text"] == "background answer"
+
+
+@pytest.mark.integration
+def test_a_background_run_waits_a_bounded_time(serve):
+    app = make_app(enable_stream_task=True, stream_task_wait_seconds=1)
+    env = Env(serve(app), app)
+    holder = _background(env, "bounded", hang=True)
+    wait_until(lambda: env.status("/process/task", holder)["status"] == "running", 20, "the first run never started")
+    final = env.final("/process/task", _background(env, "bounded"))
+    assert final["status"] == "error" and final["error"]["type"] == "SessionStillBusy"
+    assert final["error"]["message"].startswith("session 'bounded' of user 'u' was still running another run after 1s")
+    assert "stream_task_wait_seconds" in final["error"]["message"] and final["result"] == final["error"]["message"]
+    assert _stop(env, "bounded") is True
+    assert env.final("/process/task", holder)["result"]["status"] == "canceled"
+
+
+@pytest.mark.integration
+def test_background_runs_wait_their_turn_on_celery_workers(serve, redis_server):
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    backend = f"redis://127.0.0.1:{redis_server.port}/1"
+    interrupts = f"redis://127.0.0.1:{redis_server.port}/2"
+    app = make_app(redis_server.url, backend, queue, enable_stream_task=True, stream_task_queue=queue, interrupt_redis_url=interrupts)
+    env = Env(serve(app), app)
+    worker = Worker(redis_server.url, backend, queue, interrupts=interrupts).start(app.celery_app)
+    try:
+        first = _background(env, "celery-turns", hang=True)
+        wait_until(lambda: env.status("/process/task", first)["status"] == "running", 30, "the first run never started")
+        second = _background(env, "celery-turns")
+        # a worker took it and waits (Celery state WAITING), which clients see as pending
+        wait_until(lambda: app.celery_app.AsyncResult(second).state == "WAITING", 30, "the second run should wait in a worker")
+        assert env.status("/process/task", second)["status"] == "pending"
+        assert httpx.post(f"{env.url}/process", json={"input": [], "session_id": "celery-turns", "user_id": "u"}).status_code == 409
+        assert _stop(env, "celery-turns") is True  # reaches the worker through Redis
+        assert env.final("/process/task", first)["result"]["status"] == "canceled"
+        final = env.final("/process/task", second)
+        assert (final["status"], final["result"]["status"]) == ("finished", "completed")
+    finally:
+        worker.stop()

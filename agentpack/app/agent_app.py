@@ -59,6 +59,39 @@ _UNSUPPORTED = {
 }
 
 
+#: AgentScope Runtime ``run()`` keywords with no uvicorn meaning, and why they change nothing here.
+_RUN_NO_EFFECT = {
+    "stream": "each request chooses with its own \"stream\" field",
+    "protocol_adapters": "protocol adapters are not supported",
+    "embed_task_processor": "without a broker tasks run in this process; with one, start `agentpack worker APP`",
+    "mode": "deployment modes are chosen by `agentpack deploy --target`",
+    "runner": "the handler registered with @app.query is served",
+    "custom_endpoints": "routes are registered with @app.endpoint / @app.get",
+}
+
+
+def _uvicorn_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keywords ``uvicorn.Config`` takes; warns about (and drops) every other one."""
+    import inspect
+
+    import uvicorn
+
+    known = set(inspect.signature(uvicorn.Config.__init__).parameters) - {"self", "app", "host", "port"}
+    options = {}
+    for keyword, value in kwargs.items():
+        if keyword in known:
+            options[keyword] = value
+        elif keyword in _RUN_NO_EFFECT:
+            warnings.warn(f"app.run({keyword}=...) has no effect in agentpack: {_RUN_NO_EFFECT[keyword]}", UserWarning, stacklevel=3)
+        else:
+            warnings.warn(
+                f"app.run({keyword}=...) is neither an AgentScope Runtime run() keyword nor a uvicorn option; ignored",
+                UserWarning,
+                stacklevel=3,
+            )
+    return options
+
+
 def _check_url(keyword: str, value: Optional[str], schemes: set[str]) -> None:
     if value is None:
         return
@@ -82,6 +115,13 @@ def _check_path(keyword: str, path: str) -> str:
     return path.rstrip("/") or "/"
 
 
+def _check_endpoint_path(endpoint_path: str) -> str:
+    path = _check_path("endpoint_path", endpoint_path)
+    if path in {"/", "/health", "/readiness", "/liveness"}:
+        raise ValueError(f"endpoint_path={endpoint_path!r} collides with a built-in route; choose e.g. '/process'")
+    return path
+
+
 class AgentApp(FastAPI):
     """A FastAPI app with agent routes: ``@app.query``, ``@app.endpoint``, probes and stop."""
 
@@ -103,6 +143,7 @@ class AgentApp(FastAPI):
         session_state_seconds: float = 600.0,
         enable_stream_task: bool = False,
         stream_task_queue: str = "stream_query",
+        stream_task_wait_seconds: float = 300.0,
         task_concurrency: int = 8,
         task_result_seconds: float = 3600.0,
         **fastapi_kwargs: Any,
@@ -113,9 +154,7 @@ class AgentApp(FastAPI):
         ignored = {k: fastapi_kwargs.pop(k) for k in list(fastapi_kwargs) if k in _NO_EFFECT}
         for keyword in ignored:
             warnings.warn(f"AgentApp({keyword}=...) has no effect in agentpack: {_NO_EFFECT[keyword]}", UserWarning, stacklevel=2)
-        self.endpoint_path = _check_path("endpoint_path", endpoint_path)
-        if self.endpoint_path in {"/", "/health", "/readiness", "/liveness"}:
-            raise ValueError(f"endpoint_path={endpoint_path!r} collides with a built-in route; choose e.g. '/process'")
+        self.endpoint_path = _check_endpoint_path(endpoint_path)
         for name, hook in (("lifespan", lifespan), ("before_start", before_start), ("after_finish", after_finish)):
             if hook is not None and not callable(hook):
                 raise TypeError(f"{name} must be callable, got {type(hook).__name__}")
@@ -135,6 +174,8 @@ class AgentApp(FastAPI):
         if interrupt_backend is not None and not isinstance(interrupt_backend, BaseInterruptBackend):
             hint = "; pass a Redis URL as interrupt_redis_url=" if isinstance(interrupt_backend, str) else ""
             raise TypeError(f"interrupt_backend must be a BaseInterruptBackend instance, got {type(interrupt_backend).__name__}{hint}")
+        if not isinstance(stream_task_wait_seconds, (int, float)) or stream_task_wait_seconds < 0:
+            raise ValueError(f"stream_task_wait_seconds={stream_task_wait_seconds!r} must be a number of seconds >= 0")
         if a2a_config is not None and not (isinstance(a2a_config, dict) or hasattr(a2a_config, "model_dump")):
             raise TypeError("a2a_config must be a dict or an AgentCardWithRuntimeConfig-like pydantic model")
 
@@ -175,6 +216,11 @@ class AgentApp(FastAPI):
             self.task_queue  # noqa: B018 - builds it
         self.enable_stream_task = enable_stream_task
         self.stream_task_queue = stream_task_queue
+        #: The task name of background runs; fixed here so a later move of endpoint_path
+        #: (``run(endpoint_path=...)``) keeps web process and workers agreeing on it.
+        self.stream_task_name = f"agentpack.agent_run:{self.endpoint_path}"
+        #: How long a background run waits for its busy session before it fails.
+        self.stream_task_wait_seconds = float(stream_task_wait_seconds)
         self._add_system_routes()
 
     @property
@@ -200,12 +246,16 @@ class AgentApp(FastAPI):
         if self.query_handler is not None:
             endpoints["process"] = self.endpoint_path
             endpoints["stop"] = self.stop_path
+            if self.enable_stream_task:
+                endpoints["task"] = f"{self.endpoint_path}/task"
+                endpoints["task_status"] = f"{self.endpoint_path}/task/{{task_id}}"
         endpoints.update(health="/health", readiness="/readiness", liveness="/liveness")
         endpoints["custom"] = [{"path": e["path"], "methods": e["methods"]} for e in self.custom_endpoints]
         return endpoints
 
     async def _root(self) -> dict[str, Any]:
         return {
+            "service": self.app_name,
             "name": self.app_name,
             "description": self.app_description,
             "version": self.version,
@@ -276,33 +326,57 @@ class AgentApp(FastAPI):
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             self.query_handler = QueryHandler.inspect(func, converter)
-            self._remove_routes(self.endpoint_path, {"POST"})
-            self._remove_routes(self.stop_path, {"POST"})
-            self.add_api_route(
-                self.stop_path,
-                build_stop_endpoint(self),
-                methods=["POST"],
-                tags=["agent-api"],
-                response_model=None,
-                summary="Stop a running session, wherever it runs",
-                name="stop",
-            )
-            self.add_api_route(
-                self.endpoint_path,
-                build_process_endpoint(self, self.query_handler),
-                methods=["POST"],
-                tags=["agent-api"],
-                response_model=None,
-                summary="Run the agent and stream Agent API events",
-                name="process",
-            )
-            if self.enable_stream_task:
-                from agentpack.tasks.agent_task import add_agent_task
-
-                add_agent_task(self)
+            self._add_agent_routes()
             return func
 
         return decorator
+
+    def _agent_route_paths(self) -> list[tuple[str, set[str]]]:
+        paths = [(self.endpoint_path, {"POST"}), (self.stop_path, {"POST"})]
+        if self.enable_stream_task:
+            task_path = f"{self.endpoint_path}/task"
+            paths += [(task_path, {"POST"}), (f"{task_path}/{{task_id}}", {"GET", "DELETE"})]
+        return paths
+
+    def _add_agent_routes(self) -> None:
+        """(Re)create the routes of the query handler at ``endpoint_path``."""
+        assert self.query_handler is not None
+        for path, methods in self._agent_route_paths():
+            self._remove_routes(path, methods)
+        self.add_api_route(
+            self.stop_path,
+            build_stop_endpoint(self),
+            methods=["POST"],
+            tags=["agent-api"],
+            response_model=None,
+            summary="Stop a running session, wherever it runs",
+            name="stop",
+        )
+        self.add_api_route(
+            self.endpoint_path,
+            build_process_endpoint(self, self.query_handler),
+            methods=["POST"],
+            tags=["agent-api"],
+            response_model=None,
+            summary="Run the agent and stream Agent API events",
+            name="process",
+        )
+        if self.enable_stream_task:
+            from agentpack.tasks.agent_task import add_agent_task
+
+            add_agent_task(self)
+
+    def _move_endpoint_path(self, endpoint_path: str) -> None:
+        """Serve the handler's routes at another path (``run(endpoint_path=...)``)."""
+        path = _check_endpoint_path(endpoint_path)
+        if path == self.endpoint_path:
+            return
+        if self.query_handler is not None:
+            for old, methods in self._agent_route_paths():
+                self._remove_routes(old, methods)
+        self.endpoint_path = path
+        if self.query_handler is not None:
+            self._add_agent_routes()
 
     def endpoint(self, path: str, methods: Optional[list[str]] = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Expose ``func`` at ``path``: returns become JSON, generators become SSE streams."""
@@ -317,10 +391,11 @@ class AgentApp(FastAPI):
         return decorator
 
     def task(self, path: str, queue: str = "celery", name: Optional[str] = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Run ``func`` in the background behind ``POST path`` (202 + task id).
+        """Run ``func`` in the background behind ``POST path`` (200 ``submitted`` + task id).
 
         ``GET path/{task_id}`` reports ``pending``/``running``/``finished``/``error``/
-        ``canceled`` with the result or the error; ``DELETE path/{task_id}`` cancels.  With
+        ``canceled`` with the result or the error (an unknown id answers
+        ``{"error": "Task <id> not found"}``); ``DELETE path/{task_id}`` cancels.  With
         ``broker_url`` the job runs on Celery workers (``agentpack worker APP``), else in
         this process.  ``func`` may be sync or async and takes no argument or one, the
         JSON body.  ``name`` overrides the stable task name (``module.function``).
@@ -401,8 +476,21 @@ class AgentApp(FastAPI):
         return state.value if state is not None else None
 
     # -- serving -----------------------------------------------------------------------
-    def run(self, host: Optional[str] = None, port: Optional[int] = None, **uvicorn_options: Any) -> None:
-        """Serve the app with uvicorn (blocking).  Extra keywords are uvicorn options."""
+    def run(
+        self,
+        host: Optional[str] = None,
+        port: Optional[int] = None,
+        web_ui: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Serve the app with uvicorn (blocking).
+
+        Takes AgentScope Runtime's ``run()`` keywords: ``endpoint_path`` moves the agent's
+        routes; ``web_ui``, ``stream``, ``protocol_adapters``, ``embed_task_processor``,
+        ``mode``, ``runner`` and ``custom_endpoints`` are accepted and change nothing (a
+        log line or warning says so).  Any other keyword that is a ``uvicorn.Config``
+        option goes to uvicorn; anything else is dropped with a warning.
+        """
         from agentpack.app.loader import loading_for_cli
 
         if loading_for_cli():
@@ -412,7 +500,20 @@ class AgentApp(FastAPI):
 
         host = host or os.environ.get("HOST", "127.0.0.1")
         port = int(port if port is not None else os.environ.get("PORT", 8090))
+        endpoint_path = kwargs.pop("endpoint_path", None)
+        if endpoint_path is not None:
+            self._move_endpoint_path(endpoint_path)
+        uvicorn_options = _uvicorn_options(kwargs)
         uvicorn_options.setdefault("timeout_graceful_shutdown", 10)
+        if web_ui:
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            logger.warning(
+                "web_ui=True: agentpack serves no chat page yet; talk to the agent with "
+                "`agentpack run APP --ask \"hello\"` or POST an AgentRequest to http://%s:%s%s",
+                shown,
+                port,
+                self.endpoint_path,
+            )
         uvicorn.run(self, host=host, port=port, **uvicorn_options)
 
     async def deploy(self, deployer: Any, **kwargs: Any) -> Any:

@@ -83,7 +83,7 @@ def _url(source: Any) -> Optional[str]:
 
 def _request_blocks(message: Any) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for item in message.content:
+    for item in message.content or []:
         kind = item.type
         if kind == "text":
             blocks.append({"type": "text", "text": item.text or ""})
@@ -138,6 +138,8 @@ class _Stream:
 class _MsgState:
     """Everything produced so far for one AgentScope message id."""
 
+    born: int = 0  # the position of its first yield among all yields
+    touched: int = 0  # the position of its latest yield
     streams: dict[str, _Stream] = field(default_factory=dict)
     media_sent: int = 0
     calls: dict[str, tuple[OpenMessage, OpenContent, Any]] = field(default_factory=dict)
@@ -171,19 +173,43 @@ class AgentScopeFramework:
         return msgs
 
     async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncIterator[dict]:
+        """Convert the handler's ``(msg, last)`` yields, completing messages in the order they end.
+
+        A message ends when it is marked ``last``.  One never marked ``last`` ends when the
+        agent has moved past it: it is completed just before the next message that ends,
+        if nothing was yielded for it since that message began (messages printed one after
+        another); a message still receiving chunks (agents printing concurrently) stays
+        open.  Whatever is left open is completed when the handler returns.  So ``output``
+        lists the messages in the order the agent finished them.
+        """
         states: dict[Any, _MsgState] = {}
+        tick = 0
         async for item in items:
+            tick += 1
             msg, last = self._unpack(item)
             key = _get(msg, "id") or id(msg)
-            state = states.setdefault(key, _MsgState())
+            state = states.get(key)
+            if state is None:
+                state = states[key] = _MsgState(born=tick)
+            state.touched = tick
             for event in self._update(builder, state, msg):
                 yield event
             if last:
-                for opened in state.opened:
-                    if not opened.completed:
-                        for event in self._finish(builder, state, opened):
+                for other_key, other in list(states.items()):
+                    if other.born < state.born and other.touched < state.born:
+                        for event in self._finish_all(builder, other):
                             yield event
+                        del states[other_key]
+                for event in self._finish_all(builder, state):
+                    yield event
                 del states[key]
+
+    def _finish_all(self, builder: ResponseBuilder, state: _MsgState) -> list[dict]:
+        events: list[dict] = []
+        for opened in state.opened:
+            if not opened.completed:
+                events.extend(self._finish(builder, state, opened))
+        return events
 
     @staticmethod
     def _unpack(item: Any) -> tuple[Any, bool]:

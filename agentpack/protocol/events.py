@@ -32,6 +32,9 @@ PAYLOAD_KEYS: dict[str, tuple[str, ...]] = {
 #: Types whose deltas concatenate (text grows); every other type's delta replaces the payload.
 _APPENDABLE = {"text": "text", "refusal": "refusal"}
 
+#: Keys every content event has besides its payload.
+_CONTENT_KEYS = frozenset({"sequence_number", "object", "status", "error", "type", "index", "delta", "msg_id"})
+
 
 @dataclass
 class OpenContent:
@@ -61,6 +64,52 @@ class OpenMessage:
         return item
 
 
+class SentMessage:
+    """A message as the client has it so far: announced, with the content sent since."""
+
+    def __init__(self, announced: dict[str, Any]) -> None:
+        self.announced = announced
+        self.last_sequence: int = announced["sequence_number"]
+        self.contents: dict[int, dict[str, Any]] = {}
+
+    def add(self, event: dict[str, Any]) -> None:
+        self.last_sequence = event["sequence_number"]
+        index = event["index"]
+        if event["status"] == RunStatus.COMPLETED:
+            self.contents[index] = event
+            return
+        item = self.contents.get(index)
+        if item is None:
+            item = self.contents[index] = {
+                "sequence_number": None,
+                "object": "content",
+                "status": RunStatus.INCOMPLETE,
+                "error": None,
+                "type": event["type"],
+                "index": index,
+                "delta": None,
+                "msg_id": event["msg_id"],
+                **dict.fromkeys(PAYLOAD_KEYS.get(event["type"], ())),
+            }
+        elif item["status"] == RunStatus.COMPLETED:
+            return
+        item["sequence_number"] = event["sequence_number"]
+        appendable = _APPENDABLE.get(event["type"])
+        for key, value in event.items():
+            if key in _CONTENT_KEYS:
+                continue
+            item[key] = (item.get(key) or "") + (value or "") if key == appendable else value
+
+    def incomplete(self) -> dict[str, Any]:
+        """The message with what was sent of it, marked ``incomplete``."""
+        return {
+            **self.announced,
+            "sequence_number": self.last_sequence,
+            "status": RunStatus.INCOMPLETE,
+            "content": [self.contents[i] for i in sorted(self.contents)],
+        }
+
+
 class ResponseBuilder:
     """Turns "what happened" into numbered protocol events for one response."""
 
@@ -79,21 +128,34 @@ class ResponseBuilder:
         self.usage: Optional[dict[str, Any]] = None
         self.terminal: Optional[dict[str, Any]] = None
         self._open: list[OpenMessage] = []
+        self._sent: dict[str, SentMessage] = {}  # messages announced to the client, not yet completed
 
     # -- numbering ---------------------------------------------------------------------
     def stamp(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Number ``event`` as it is sent, and record a completed message in the output.
+        """Number ``event`` as it is sent, and record what the client now has.
 
         Numbers are given at send time, not build time: a run that is stopped drops the
         events it had built but not sent, and the client must still see 0, 1, 2… with no
-        gap, and an output holding only messages it actually received.
+        gap.  For the same reason the output is kept here: a completed message joins it
+        as it is sent (so ``output`` lists messages in the order they were completed), and
+        the content of messages still open is accumulated from the deltas actually sent,
+        so a ``canceled`` response can carry exactly what the client received.
         """
         event["sequence_number"] = self._sequence
         self._sequence += 1
-        if event["object"] == "message" and event["status"] == RunStatus.COMPLETED:
-            self.output.append(event)
-            if event.get("usage"):
-                self.usage = event["usage"]
+        kind, status = event["object"], event["status"]
+        if kind == "message":
+            if status == RunStatus.COMPLETED:
+                self._sent.pop(event["id"], None)
+                self.output.append(event)
+                if event.get("usage"):
+                    self.usage = event["usage"]
+            elif status == RunStatus.IN_PROGRESS:
+                self._sent[event["id"]] = SentMessage(event)
+        elif kind == "content":
+            sent = self._sent.get(event["msg_id"])
+            if sent is not None:
+                sent.add(event)
         return event
 
     # -- response ----------------------------------------------------------------------
@@ -124,15 +186,24 @@ class ResponseBuilder:
     def in_progress(self) -> dict[str, Any]:
         return self._response(RunStatus.IN_PROGRESS)
 
-    def _terminal(self, status: str, error: Optional[dict[str, str]] = None) -> dict[str, Any]:
-        """The one terminal event; build it only when everything before it has been stamped."""
+    def _terminal(
+        self, status: str, error: Optional[dict[str, str]] = None, partial: bool = False
+    ) -> dict[str, Any]:
+        """The one terminal event; build it only when everything before it has been stamped.
+
+        ``partial`` adds the messages the client saw start but not finish, each as it
+        received it, with status ``incomplete``, after the completed ones.
+        """
         if self.terminal is not None:
             raise RuntimeError("a response has exactly one terminal event; it was already built")
+        output = list(self.output)
+        if partial:
+            output.extend(sent.incomplete() for sent in self._sent.values())
         event = self._response(
             status,
             error=error,
             completed_at=int(self._clock()),
-            output=list(self.output),
+            output=output,
         )
         self.terminal = event
         return event
@@ -144,7 +215,8 @@ class ResponseBuilder:
         return self._terminal(RunStatus.FAILED, {"code": code, "message": message})
 
     def canceled(self, reason: str = "the run was stopped") -> dict[str, Any]:
-        return self._terminal(RunStatus.CANCELED, {"code": "CANCELED", "message": reason})
+        """Stopped: the output also holds the messages cut short, as far as they were sent."""
+        return self._terminal(RunStatus.CANCELED, {"code": "CANCELED", "message": reason}, partial=True)
 
     # -- messages ----------------------------------------------------------------------
     def _message(self, msg: OpenMessage, status: str, content: Optional[list]) -> dict[str, Any]:

@@ -1,16 +1,20 @@
-"""Pydantic models of the Agent API request: the body of ``POST /process``.
+"""Pydantic models and vocabularies of the Agent API: requests, messages, contents, responses.
 
-They validate input, so a bad body is a 422 with field paths before any stream starts.
-The models of the streamed events live in :mod:`agentpack.protocol.event_models`; the
-server never imports them (it builds plain dicts of the same shape), which keeps them off
-the start-up path.
+The names, fields and constant spellings are those of AgentScope Runtime's
+``agentscope_runtime.engine.schemas.agent_schemas``, so code and tests written against it
+work after ``from agentpack import ...`` replaces that import (docs/migrating.md lists
+them).  The server validates the *request* with these models, so a bad body is a 422
+with field paths before any stream starts; it builds the streamed *events* as plain
+dicts of the same shapes (:mod:`agentpack.protocol.events`), which clients may read back
+with :class:`AgentResponse`, :class:`Message` and the content models.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, TypeVar, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -68,69 +72,177 @@ def _lone_surrogate(value: Any, path: tuple) -> Optional[tuple[tuple, str]]:
 
 
 class RunStatus:
-    """Status vocabulary shared by response, message and content objects."""
+    """Status vocabulary of response, message and content objects.
 
-    CREATED = "created"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    CANCELED = "canceled"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"
-    QUEUED = "queued"
-    INCOMPLETE = "incomplete"
+    Plain string constants, so ``event["status"] == RunStatus.Completed`` holds for a
+    decoded JSON event and the values serialise as themselves.  The upper-case names are
+    agentpack's earlier spellings of the same values.
+    """
+
+    Created = "created"
+    InProgress = "in_progress"
+    Completed = "completed"
+    Canceled = "canceled"
+    Failed = "failed"
+    Rejected = "rejected"
+    Unknown = "unknown"
+    Queued = "queued"
+    Incomplete = "incomplete"
+
+    CREATED = Created
+    IN_PROGRESS = InProgress
+    COMPLETED = Completed
+    CANCELED = Canceled
+    FAILED = Failed
+    REJECTED = Rejected
+    UNKNOWN = Unknown
+    QUEUED = Queued
+    INCOMPLETE = Incomplete
 
 
 class MessageType:
     """Kinds of output message; ``message`` is plain assistant text."""
 
     MESSAGE = "message"
-    REASONING = "reasoning"
-    PLUGIN_CALL = "plugin_call"
-    PLUGIN_CALL_OUTPUT = "plugin_call_output"
-    MCP_CALL = "mcp_call"
-    MCP_CALL_OUTPUT = "mcp_call_output"
     FUNCTION_CALL = "function_call"
     FUNCTION_CALL_OUTPUT = "function_call_output"
+    PLUGIN_CALL = "plugin_call"
+    PLUGIN_CALL_OUTPUT = "plugin_call_output"
+    COMPONENT_CALL = "component_call"
+    COMPONENT_CALL_OUTPUT = "component_call_output"
+    MCP_LIST_TOOLS = "mcp_list_tools"
+    MCP_APPROVAL_REQUEST = "mcp_approval_request"
+    MCP_TOOL_CALL = "mcp_call"
+    MCP_TOOL_CALL_OUTPUT = "mcp_call_output"
+    MCP_APPROVAL_RESPONSE = "mcp_approval_response"
+    REASONING = "reasoning"
+    HEARTBEAT = "heartbeat"
+    ERROR = "error"
+
+    MCP_CALL = MCP_TOOL_CALL
+    MCP_CALL_OUTPUT = MCP_TOOL_CALL_OUTPUT
+
+    @classmethod
+    def all_values(cls) -> list[str]:
+        """Every distinct message type value."""
+        values: list[str] = []
+        for name, value in vars(cls).items():
+            if not name.startswith("_") and isinstance(value, str) and value not in values:
+                values.append(value)
+        return values
 
 
-class _ContentBase(BaseModel):
+class ContentType:
+    TEXT = "text"
+    DATA = "data"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    FILE = "file"
+    REFUSAL = "refusal"
+
+
+class Role:
+    ASSISTANT = "assistant"
+    USER = "user"
+    SYSTEM = "system"
+    TOOL = "tool"
+
+
+AgentRole = Literal["assistant", "system", "user", "tool"]
+
+
+class Error(BaseModel):
+    code: str
+    message: str
+
+
+class Usage(BaseModel):
+    """Token usage of a message or a response; ``details`` holds one entry per model call."""
+
     model_config = ConfigDict(extra="allow")
 
-    object: Literal["content"] = "content"
+    input_tokens: Optional[int] = None
+    output_tokens: Optional[int] = None
+    details: Optional[list[dict[str, Any]]] = None
+
+
+_E = TypeVar("_E", bound="Event")
+
+
+class Event(BaseModel):
+    """What every streamed object has: its place in the stream, kind, status and error."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sequence_number: Optional[int] = None
+    object: str
+    status: Optional[str] = None
+    error: Optional[Error] = None
+
+    def created(self: _E) -> _E:
+        self.status = RunStatus.Created
+        return self
+
+    def in_progress(self: _E) -> _E:
+        self.status = RunStatus.InProgress
+        return self
+
+    def completed(self: _E) -> _E:
+        self.status = RunStatus.Completed
+        return self
+
+    def failed(self: _E, error: Error) -> _E:
+        self.status = RunStatus.Failed
+        self.error = error
+        return self
+
+    def rejected(self: _E) -> _E:
+        self.status = RunStatus.Rejected
+        return self
+
+    def canceled(self: _E) -> _E:
+        self.status = RunStatus.Canceled
+        return self
+
+
+class Content(Event):
+    """Base of every content item; ``type`` says which payload field it carries."""
+
+    type: str
+    object: str = "content"
     index: Optional[int] = None
     delta: Optional[bool] = False
     msg_id: Optional[str] = None
-    status: Optional[str] = None
 
 
-class TextContent(_ContentBase):
+class TextContent(Content):
     type: Literal["text"] = "text"
     text: Optional[str] = None
 
 
-class ImageContent(_ContentBase):
+class ImageContent(Content):
     type: Literal["image"] = "image"
     image_url: Optional[str] = None
 
 
-class DataContent(_ContentBase):
+class DataContent(Content):
     type: Literal["data"] = "data"
     data: Optional[dict[str, Any]] = None
 
 
-class AudioContent(_ContentBase):
+class AudioContent(Content):
     type: Literal["audio"] = "audio"
     data: Optional[str] = None
     format: Optional[str] = None
 
 
-class VideoContent(_ContentBase):
+class VideoContent(Content):
     type: Literal["video"] = "video"
     video_url: Optional[str] = None
 
 
-class FileContent(_ContentBase):
+class FileContent(Content):
     type: Literal["file"] = "file"
     file_url: Optional[str] = None
     file_id: Optional[str] = None
@@ -138,12 +250,13 @@ class FileContent(_ContentBase):
     file_data: Optional[str] = None
 
 
-class RefusalContent(_ContentBase):
+class RefusalContent(Content):
     type: Literal["refusal"] = "refusal"
     refusal: Optional[str] = None
 
 
-Content = Annotated[
+#: Any content item, told apart by its ``type``.
+AgentContent = Annotated[
     Union[
         TextContent,
         ImageContent,
@@ -157,17 +270,15 @@ Content = Annotated[
 ]
 
 
-class Message(BaseModel):
-    """One input message.  ``content`` may also be given as a plain string (a single text item)."""
-
-    model_config = ConfigDict(extra="allow")
+class Message(Event):
+    """An input or output message.  Input ``content`` may also be a plain string (one text item)."""
 
     id: str = Field(default_factory=lambda: new_id("msg"))
-    object: Literal["message"] = "message"
+    object: str = "message"
     type: str = MessageType.MESSAGE
-    status: str = RunStatus.CREATED
-    role: Literal["user", "assistant", "system", "tool"] = "user"
-    content: list[Content] = Field(default_factory=list)
+    status: str = RunStatus.Created
+    role: AgentRole = "user"
+    content: Optional[list[AgentContent]] = Field(default_factory=list)
     code: Optional[str] = None
     message: Optional[str] = None
     usage: Optional[dict[str, Any]] = None
@@ -182,32 +293,99 @@ class Message(BaseModel):
 
     def text(self) -> str:
         """The message's text items joined by newlines (what most agents want as the prompt)."""
-        return "\n".join(c.text for c in self.content if isinstance(c, TextContent) and c.text)
+        return "\n".join(c.text for c in self.content or [] if isinstance(c, TextContent) and c.text)
+
+    def get_text_content(self) -> Optional[str]:
+        """The first text item's text, or ``None``."""
+        for item in self.content or []:
+            if isinstance(item, TextContent):
+                return item.text
+        return None
+
+    def get_image_content(self) -> list[str]:
+        """Every image item's URL (or ``data:`` URI)."""
+        return [c.image_url for c in self.content or [] if isinstance(c, ImageContent) and c.image_url]
+
+    def get_audio_content(self) -> list[str]:
+        """Every audio item's data (URL or ``data:`` URI)."""
+        return [c.data for c in self.content or [] if isinstance(c, AudioContent) and c.data]
 
 
-class FunctionSpec(BaseModel):
+class FunctionParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "object"
+    properties: dict[str, Any] = Field(default_factory=dict)
+    required: Optional[list[str]] = None
+
+
+class FunctionTool(BaseModel):
+    """A function the model may call.  Only ``name`` is required (the others are often omitted)."""
+
     model_config = ConfigDict(extra="allow")
 
     name: str
     description: Optional[str] = None
-    parameters: Optional[dict[str, Any]] = None
+    parameters: Optional[Union[FunctionParameters, dict[str, Any]]] = None
+
+
+#: agentpack's earlier name of :class:`FunctionTool`.
+FunctionSpec = FunctionTool
 
 
 class Tool(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    type: str = "function"
-    function: FunctionSpec
+    type: Optional[str] = "function"
+    function: Optional[FunctionTool] = None
 
 
-class AgentRequest(BaseModel):
-    """Body of ``POST /process``.  Unknown keys are kept (protocol adapters put their own there)."""
+class FunctionCall(BaseModel):
+    """The ``data`` of a ``function_call`` / ``plugin_call`` content."""
 
+    call_id: Optional[str] = None
+    name: Optional[str] = None
+    arguments: Optional[str] = None
+
+
+class FunctionCallOutput(BaseModel):
+    """The ``data`` of a ``function_call_output`` / ``plugin_call_output`` content."""
+
+    call_id: str
+    name: Optional[str] = None
+    output: str
+
+
+class McpCall(FunctionCall):
+    server_label: Optional[str] = None
+
+
+class McpCallOutput(FunctionCallOutput):
+    server_label: Optional[str] = None
+
+
+class ToolCall(BaseModel):
+    arguments: str
+    call_id: str
+    name: str
+
+
+class ToolCallOutput(BaseModel):
+    call_id: str
+    output: str
+
+
+class BaseRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     input: list[Message]
     stream: bool = True
     id: Optional[Id] = None
+
+
+class AgentRequest(BaseRequest):
+    """Body of ``POST /process``.  Unknown keys are kept (protocol adapters put their own there)."""
+
     session_id: Optional[Id] = None
     user_id: Optional[Id] = None
     model: Optional[str] = None
@@ -235,3 +413,27 @@ class AgentRequest(BaseModel):
             where = ".".join(str(part) for part in path) or "the body"
             raise ValueError(f"{where} contains {_describe(char)}; send text as valid UTF-8 (a surrogate must be half of a pair)")
         return data
+
+
+class BaseResponse(Event):
+    id: str = Field(default_factory=lambda: new_id("response"))
+    object: str = "response"
+    status: str = RunStatus.Created
+    created_at: int = Field(default_factory=lambda: int(time.time()))
+    completed_at: Optional[int] = None
+    output: Optional[list[Message]] = None
+    usage: Optional[dict[str, Any]] = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _missing_id_is_new(cls, value: Any) -> Any:
+        return new_id("response") if value is None else value
+
+    def add_new_message(self, message: Message) -> None:
+        self.output = [*(self.output or []), message]
+
+
+class AgentResponse(BaseResponse):
+    """A ``response`` event: the terminal one carries ``output``, the list of messages."""
+
+    session_id: Optional[str] = None

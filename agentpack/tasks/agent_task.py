@@ -1,30 +1,101 @@
 """Background runs of the agent itself: ``POST {endpoint_path}/task`` and friends.
 
 A background run is an ordinary ``/process`` run whose events nobody reads live: the job
-keeps only the final response (status, output).  It takes the session like any run — a
-second run of a busy session fails with ``SessionBusy`` — and ``stop_chat`` stops it, on
-the web process or, with the Redis interrupt backend, on a Celery worker.
+keeps only the final response (status, output).  It takes the session like any run, and
+``stop_chat`` stops it, on the web process or, with the Redis interrupt backend, on a
+Celery worker.
+
+A run submitted while its session is busy is not refused: it waits its turn, reported as
+``pending``, and starts as soon as the session is free — runs waiting in one process start
+in the order they were submitted — or fails with :class:`SessionStillBusy` once
+``stream_task_wait_seconds`` have passed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import weakref
+from collections import deque
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from starlette.responses import JSONResponse
 
-from agentpack.interrupt.base import session_key
+from agentpack.interrupt.base import SessionBusy, session_key
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.protocol.schemas import AgentRequest
-from agentpack.tasks.base import TaskSpec
+from agentpack.tasks.base import TaskSpec, TaskStatus, report_status
 from agentpack.tasks.routes import add_task_routes, submit_response
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
+    from agentpack.interrupt.guard import ActiveRun, Stoppable
+
+#: First and longest pause between two tries to take a busy session.
+_FIRST_RETRY = 0.05
+_LONGEST_RETRY = 0.5
+
+
+class SessionStillBusy(RuntimeError):
+    """A background run waited its whole allowance for its session and did not start."""
+
+    def __init__(self, session: str, waited: float) -> None:
+        super().__init__(
+            f"{session} was still running another run after {waited:g}s, so this background run "
+            "did not start; stop the other run (stop_chat) or raise AgentApp(stream_task_wait_seconds=...)",
+        )
+
+
+#: Background runs waiting for a session, per guard and session key, first submitted first.
+_waiting: "weakref.WeakKeyDictionary[SessionGuard, dict[str, deque[object]]]" = weakref.WeakKeyDictionary()
+
+
+async def take_session(
+    guard: SessionGuard, key: str, run: "Stoppable", wait_seconds: float, session: str = "the session"
+) -> "ActiveRun":
+    """Hold ``key`` for ``run``, waiting (reported as ``pending``) while another run holds it.
+
+    Only the first waiter of a session tries to take it, so waiters in this process start
+    in order.  The tries back off up to half a second; raises :class:`SessionStillBusy`
+    after ``wait_seconds``, or :class:`~agentpack.interrupt.BackendUnavailable`.
+    """
+    waiting = _waiting.setdefault(guard, {})
+    if not waiting.get(key):  # nobody is waiting ahead of this run: try at once
+        try:
+            return await guard.begin(key, run)
+        except SessionBusy:
+            pass
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    queue = waiting.setdefault(key, deque())
+    ticket = object()
+    queue.append(ticket)
+    report_status(TaskStatus.PENDING)
+    delay = _FIRST_RETRY
+    try:
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise SessionStillBusy(session, wait_seconds)
+            await asyncio.sleep(min(delay * random.uniform(0.8, 1.2), remaining))
+            delay = min(delay * 2, _LONGEST_RETRY)
+            if queue[0] is not ticket:
+                continue
+            try:
+                active = await guard.begin(key, run)
+            except SessionBusy:
+                continue
+            report_status(TaskStatus.RUNNING)
+            return active
+    finally:
+        queue.remove(ticket)
+        if not queue and waiting.get(key) is queue:
+            del waiting[key]
 
 
 def task_name(app: "AgentApp") -> str:
-    return f"agentpack.agent_run:{app.endpoint_path}"
+    return app.stream_task_name
 
 
 @asynccontextmanager
@@ -52,18 +123,25 @@ def add_agent_task(app: "AgentApp") -> None:
         request = AgentRequest.model_validate(payload)
         run = AgentRun(app, app.query_handler, request, {})
         async with job_guard(app) as guard:
-            active = await guard.begin(session_key(request.user_id, request.session_id), run)
+            key = session_key(request.user_id, request.session_id)
+            session = f"session {request.session_id!r} of user {request.user_id!r}"
+            active = await take_session(guard, key, run, app.stream_task_wait_seconds, session)
+            run.on_release(lambda status: guard.end(active, final_state(status)))  # before the job reads as finished
             try:
-                final = await run.final_response()
+                final = await run.final_response(cancel_reason="the background run was canceled")
             finally:
-                await run.settle()
-                await guard.end(active, final_state(run.status))
+                await asyncio.shield(run.settle())
+                await asyncio.shield(run.release())
         return final
+
+    def message(task_id: str) -> str:
+        where = " to Celery" if app.task_queue.label.startswith("Celery") else ""
+        return f"Stream query task submitted{where} successfully"
 
     async def submit(agent_request: AgentRequest) -> JSONResponse:
         request = fill_ids(agent_request)
-        return await submit_response(app, name, queue, request.model_dump(mode="json"))
+        return await submit_response(app, name, queue, request.model_dump(mode="json"), message)
 
     if name not in app.task_queue.specs:  # the job reads app.query_handler when it runs
         app.task_queue.register(TaskSpec(name, run_agent, queue))
-        add_task_routes(app, f"{app.endpoint_path}/task", name, queue, submit)
+    add_task_routes(app, f"{app.endpoint_path}/task", name, queue, submit)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 class TaskStatus:
@@ -35,9 +37,40 @@ class TaskInfo:
     status: str
     result: Any = None
     error: Optional[dict[str, str]] = None
+    started_at: Optional[float] = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"task_id": self.task_id, "status": self.status, "result": self.result, "error": self.error}
+        """``status`` and ``result`` as AgentScope Runtime answers them (a failed task's
+        ``result`` is its error message), plus ``task_id``, ``error`` and ``started_at``."""
+        result = self.result
+        if self.status == TaskStatus.ERROR and result is None and self.error is not None:
+            result = self.error.get("message")
+        body = {"task_id": self.task_id, "status": self.status, "result": result, "error": self.error}
+        if self.started_at is not None:
+            body["started_at"] = self.started_at
+        return body
+
+
+#: Where the job running in this context reports a change of status (set by the queue).
+_status_sink: ContextVar[Optional[Callable[[str], None]]] = ContextVar("agentpack_job_status", default=None)
+
+
+def report_status(status: str) -> None:
+    """Tell the queue the job running here is now ``status`` (e.g. ``pending`` while it waits
+    for its session); a no-op outside a queued job."""
+    sink = _status_sink.get()
+    if sink is not None:
+        sink(status)
+
+
+@contextmanager
+def status_reported_to(sink: Callable[[str], None]) -> Iterator[None]:
+    """Route :func:`report_status` calls of the job run inside this block to ``sink``."""
+    token = _status_sink.set(sink)
+    try:
+        yield
+    finally:
+        _status_sink.reset(token)
 
 
 def error_info(exc: BaseException) -> dict[str, str]:
@@ -90,6 +123,8 @@ class TaskQueue(ABC):
 
     #: Shown in readiness and error messages.
     name: str = "task queue"
+    #: How a submission's message names the queue: "submitted to <label> <queue>".
+    label: str = "queue"
 
     def __init__(self) -> None:
         self.specs: dict[str, TaskSpec] = {}

@@ -21,12 +21,16 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from agentpack.tasks.base import BrokerUnavailable, TaskInfo, TaskQueue, TaskSpec, TaskStatus
+from agentpack.tasks.base import BrokerUnavailable, TaskInfo, TaskQueue, TaskSpec, TaskStatus, status_reported_to
 
 logger = logging.getLogger("agentpack.tasks.celery")
 
+#: A job that is waiting inside the worker (a background run for a busy session).
+_WAITING = "WAITING"
+
 _STATUS = {
     "PENDING": TaskStatus.PENDING,
+    _WAITING: TaskStatus.PENDING,
     "RECEIVED": TaskStatus.PENDING,
     "STARTED": TaskStatus.RUNNING,
     "RETRY": TaskStatus.RUNNING,
@@ -52,6 +56,8 @@ def _cancel_marker(task_id: str) -> str:
 
 
 class CeleryQueue(TaskQueue):
+    label = "Celery queue"
+
     def __init__(
         self,
         app_name: str,
@@ -114,9 +120,17 @@ class CeleryQueue(TaskQueue):
         if self._kv and self.celery.backend.get(_cancel_marker(task.request.id)):
             task.update_state(state=states.REVOKED)
             raise Ignore()
-        if is_async(spec):
-            return asyncio.run(call(spec, payload))  # a loop of its own per job: workers have none
-        return call_sync(spec, payload)
+        def report(status: str) -> None:
+            state = _WAITING if status == TaskStatus.PENDING else states.STARTED
+            try:
+                task.update_state(state=state)
+            except Exception as exc:  # only the status shown to pollers is stale
+                logger.warning("could not record state %s of task %s: %s", state, task.request.id, exc)
+
+        with status_reported_to(report):
+            if is_async(spec):
+                return asyncio.run(call(spec, payload))  # a loop of its own per job: workers have none
+            return call_sync(spec, payload)
 
     # -- the queue interface -------------------------------------------------------------
     async def submit(self, name: str, payload: Any) -> str:

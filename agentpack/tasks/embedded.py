@@ -19,7 +19,7 @@ from typing import Any, Optional
 import anyio
 
 from agentpack.app.serialize import NotSerializable, jsonable
-from agentpack.tasks.base import TaskInfo, TaskQueue, TaskSpec, TaskStatus, error_info
+from agentpack.tasks.base import TaskInfo, TaskQueue, TaskSpec, TaskStatus, error_info, status_reported_to
 
 logger = logging.getLogger("agentpack.tasks")
 
@@ -93,8 +93,9 @@ class EmbeddedQueue(TaskQueue):
         try:
             assert self._slots is not None
             async with self._slots:
-                info.status = TaskStatus.RUNNING
-                info.result = await call(spec, payload)
+                info.status, info.started_at = TaskStatus.RUNNING, time.time()
+                with status_reported_to(lambda status: setattr(info, "status", status)):
+                    info.result = await call(spec, payload)
                 info.status = TaskStatus.FINISHED
         except asyncio.CancelledError:
             info.status = TaskStatus.CANCELED  # a cancel is the job's end, not an error to propagate

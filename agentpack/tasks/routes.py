@@ -1,40 +1,46 @@
-"""HTTP routes of a task: submit, poll, cancel.  Same contract for embedded and Celery queues."""
+"""HTTP routes of a task: submit, poll, cancel.  Same contract for embedded and Celery queues.
+
+``POST`` and ``GET`` answer as AgentScope Runtime's task routes do (200 with ``status``
+``submitted``; ``GET`` always 200, an unknown id ``{"error": "Task <id> not found"}``), so
+its clients work unchanged; ``task_id``, the ``error`` object and ``DELETE`` are additions.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from fastapi import Body
 from starlette.responses import JSONResponse
 
-from agentpack.tasks.base import BrokerUnavailable, TaskInfo
+from agentpack.tasks.base import BrokerUnavailable
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
 
-
-def _unknown(task_id: str) -> JSONResponse:
-    return JSONResponse({"detail": f"no task {task_id!r}: the id is unknown or its result has expired"}, status_code=404)
-
-
-def _unavailable(exc: BrokerUnavailable) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=503)
+#: Builds a submission's ``message`` from the task id (AgentScope Runtime's wording).
+SubmitMessage = Callable[[str], str]
 
 
-def _answer(info: TaskInfo) -> JSONResponse:
-    return JSONResponse(info.to_json())
+def not_found(task_id: str) -> dict[str, str]:
+    return {"error": f"Task {task_id} not found", "task_id": task_id}
 
 
-async def submit_response(app: "AgentApp", name: str, queue: str, payload: Any) -> JSONResponse:
-    """Queue the job and answer 202 with its id (503 naming the broker when it is down)."""
+def _unavailable(exc: BrokerUnavailable, **extra: Any) -> JSONResponse:
+    """503 naming the broker; ``error`` and ``status: failed`` are the keys AgentScope Runtime's
+    clients read on a failed submission (which it answers with 200)."""
+    return JSONResponse({"detail": str(exc), "error": str(exc), **extra}, status_code=503)
+
+
+async def submit_response(
+    app: "AgentApp", name: str, queue: str, payload: Any, message: Optional[SubmitMessage] = None
+) -> JSONResponse:
+    """Queue the job and answer 200 ``{"task_id", "status": "submitted", "queue", "message"}``."""
     try:
         task_id = await app.task_queue.submit(name, payload)
     except BrokerUnavailable as exc:
-        return _unavailable(exc)
-    return JSONResponse(
-        {"task_id": task_id, "status": "submitted", "queue": queue, "message": f"task {task_id} submitted to queue {queue}"},
-        status_code=202,
-    )
+        return _unavailable(exc, type="task", queue=queue, status="failed")
+    text = message(task_id) if message else f"Task {task_id} submitted to {app.task_queue.label} {queue}"
+    return JSONResponse({"task_id": task_id, "status": "submitted", "queue": queue, "message": text})
 
 
 def submit_endpoint(app: "AgentApp", name: str, queue: str) -> Callable[..., Any]:
@@ -44,21 +50,36 @@ def submit_endpoint(app: "AgentApp", name: str, queue: str) -> Callable[..., Any
     return submit
 
 
-def _lookup_endpoint(app: "AgentApp", operation: str) -> Callable[..., Any]:
-    """``GET`` (``info``) or ``DELETE`` (``cancel``) of one task: its state, 404 or 503."""
+def _status_endpoint(app: "AgentApp") -> Callable[..., Any]:
+    """``GET``: the task's state, always 200 (an unknown or expired id says so in ``error``)."""
 
-    async def endpoint(task_id: str) -> JSONResponse:
+    async def status(task_id: str) -> JSONResponse:
         try:
-            info = await getattr(app.task_queue, operation)(task_id)
+            info = await app.task_queue.info(task_id)
         except BrokerUnavailable as exc:
             return _unavailable(exc)
-        return _unknown(task_id) if info is None else _answer(info)
+        return JSONResponse(not_found(task_id) if info is None else info.to_json())
 
-    return endpoint
+    return status
+
+
+def _cancel_endpoint(app: "AgentApp") -> Callable[..., Any]:
+    """``DELETE`` (agentpack's own route): the state after the cancel; an unknown id is a 404."""
+
+    async def cancel(task_id: str) -> JSONResponse:
+        try:
+            info = await app.task_queue.cancel(task_id)
+        except BrokerUnavailable as exc:
+            return _unavailable(exc)
+        if info is None:
+            return JSONResponse(not_found(task_id), status_code=404)
+        return JSONResponse(info.to_json())
+
+    return cancel
 
 
 def add_task_routes(app: "AgentApp", path: str, name: str, queue: str, submit: Callable[..., Any]) -> None:
-    """``POST path`` (202 + id), ``GET path/{task_id}``, ``DELETE path/{task_id}``."""
-    app.add_api_route(path, submit, methods=["POST"], tags=["tasks"], response_model=None, status_code=202, name=f"submit {name}")
-    app.add_api_route(f"{path}/{{task_id}}", _lookup_endpoint(app, "info"), methods=["GET"], tags=["tasks"], response_model=None, name=f"status of {name}")
-    app.add_api_route(f"{path}/{{task_id}}", _lookup_endpoint(app, "cancel"), methods=["DELETE"], tags=["tasks"], response_model=None, name=f"cancel {name}")
+    """``POST path`` (submit), ``GET path/{task_id}`` (status), ``DELETE path/{task_id}`` (cancel)."""
+    app.add_api_route(path, submit, methods=["POST"], tags=["tasks"], response_model=None, name=f"submit {name}")
+    app.add_api_route(f"{path}/{{task_id}}", _status_endpoint(app), methods=["GET"], tags=["tasks"], response_model=None, name=f"status of {name}")
+    app.add_api_route(f"{path}/{{task_id}}", _cancel_endpoint(app), methods=["DELETE"], tags=["tasks"], response_model=None, name=f"cancel {name}")

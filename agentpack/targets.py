@@ -88,6 +88,8 @@ class Target:
     unpacked_limit: Optional[int] = None
     limit_note: str = ""
     settings: tuple[str, ...] = field(default_factory=tuple)
+    #: requirements the target's adapter needs in the artifact, beyond agentpack's own
+    extra_requirements: tuple[str, ...] = ()
 
     def platform_tags(self, arch: str, python: str) -> tuple[str, ...]:
         wheel_arch = {"arm64": "aarch64"}.get(arch, arch)
@@ -173,6 +175,7 @@ TARGETS: dict[str, Target] = {
         unpacked_limit=250 * MB,
         limit_note="direct upload limit; 250 MB unpacked",
         settings=("region", "function_name", "memory", "timeout", "arch", "streaming", "env", "role"),
+        extra_requirements=("mangum>=0.17",),
     ),
 }
 

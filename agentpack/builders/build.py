@@ -192,7 +192,7 @@ def build(
     plat = deps.Platform(target, arch, python)
     requirements, _req_source = deps.project_requirements(project, config.requirements)
     progress("resolve")
-    wanted = sorted(set(requirements + deps.agentpack_requirements()))
+    wanted = sorted(set(requirements + deps.agentpack_requirements() + list(target.extra_requirements)))
     resolved, layer, cached = deps.dependencies(wanted, plat, cache, on_download=lambda: progress("download"))
 
     # -- layout ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable, Optional
 
 from agentpack.adapters.lambda_environment import LambdaEnvironment
-from agentpack.adapters.lambda_http import INTERNAL_ERROR_BODY, INTERNAL_ERROR_HEADERS, Exchange, Headers, ResponseIncomplete
+from agentpack.adapters.lambda_http import INTERNAL_ERROR_BODY, INTERNAL_ERROR_HEADERS, Exchange, Headers, HTTPRequest, ResponseIncomplete
 
 Handler = Callable[[dict, Any], dict]
 
@@ -33,12 +33,16 @@ def deadline_of(context: Any) -> Optional[float]:
 
 
 async def buffered_response(environment: LambdaEnvironment, event: dict, context: Any) -> dict:
-    """Serve one HTTP event and return the whole answer in the event source's format.
+    """Serve one HTTP event and return the whole answer in the event source's format."""
+    return await buffered_answer(environment, environment.request(event, context), deadline_of(context))
+
+
+async def buffered_answer(environment: LambdaEnvironment, request: HTTPRequest, deadline: Optional[float]) -> dict:
+    """Serve a translated request and return Mangum's answer for its event source.
 
     An app that fails halfway through its body gets the 500 the client would otherwise
     never see (a buffered answer can still be replaced).
     """
-    request = environment.request(event, context)
     started: dict[str, Any] = {"status": 500, "headers": []}
     chunks: list[bytes] = []
 
@@ -50,7 +54,7 @@ async def buffered_response(environment: LambdaEnvironment, event: dict, context
 
     exchange = Exchange(request.scope, request.body, on_start, on_body)
     try:
-        await exchange.run(environment.app, deadline_of(context), environment.stop_run)
+        await exchange.run(environment.app, deadline, environment.stop_run)
     except ResponseIncomplete:
         started["status"], started["headers"], chunks[:] = 500, list(INTERNAL_ERROR_HEADERS), [INTERNAL_ERROR_BODY]
     response = {"status": started["status"], "headers": [list(pair) for pair in started["headers"]], "body": b"".join(chunks)}

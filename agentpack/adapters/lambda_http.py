@@ -14,6 +14,7 @@ terminal ``canceled`` event instead of being cut off by the platform).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -36,12 +37,21 @@ DEADLINE_MARGIN = 0.5
 SESSION_HEADER = b"x-agentpack-session-id"
 USER_HEADER = b"x-agentpack-user-id"
 
+#: Ends the JSON prelude of a streamed HTTP response.
+PRELUDE_END = b"\0" * 8
+#: The content type that tells Lambda a streamed response starts with the prelude.
+HTTP_INTEGRATION_RESPONSE = "application/vnd.awslambda.http-integration-response"
+
 INTERNAL_ERROR_HEADERS: Headers = [(b"content-type", b"text/plain; charset=utf-8")]
 INTERNAL_ERROR_BODY = b"Internal Server Error"
 
 
 class ResponseIncomplete(Exception):
     """The app failed after its response had started: the status is out, the body is not whole."""
+
+    def __init__(self, reason: str, error_type: str) -> None:
+        super().__init__(reason)
+        self.error_type = error_type
 
 
 @dataclass
@@ -83,6 +93,17 @@ def split_headers(headers: Headers) -> tuple[dict[str, str], list[str]]:
         else:
             single[name] = f"{single[name]},{value}" if name in single else value
     return single, cookies
+
+
+def stream_prelude(status: int, headers: Headers) -> bytes:
+    """The head of a streamed HTTP response: JSON status, headers and cookies, then eight NUL bytes.
+
+    This is what Lambda's HTTP integrations (function URLs) expect ahead of the raw body
+    when the response is posted with the ``application/vnd.awslambda.http-integration-response``
+    content type; JSON escapes control characters, so the NULs cannot occur before the end.
+    """
+    single, cookies = split_headers(headers)
+    return json.dumps({"statusCode": status, "headers": single, "cookies": cookies}).encode() + PRELUDE_END
 
 
 class Exchange:
@@ -153,7 +174,7 @@ class Exchange:
             return
         reason = f"{type(error).__name__}: {error}" if error is not None else "the app returned without finishing its response body"
         logger.error("the response broke off after status %s: %s", self.status, reason, exc_info=error)
-        raise ResponseIncomplete(reason)
+        raise ResponseIncomplete(reason, type(error).__name__ if error is not None else "Runtime.IncompleteResponse")
 
     async def _supervise(self, task: asyncio.Future, deadline: Optional[float], stop_run: Optional[StopRun]) -> None:
         if deadline is None:

@@ -46,6 +46,8 @@ PROBE_APP = textwrap.dedent(
     async def lifespan(app):
         STARTS.append(time.time())
         yield
+        # the environment is ending (SIGTERM): leave a mark the test can find
+        (Path(os.environ["GATE_DIR"]) / f"shutdown-{os.getpid()}").touch()
 
     app = AgentApp(app_name="probe", lifespan=lifespan)
 
@@ -241,7 +243,7 @@ def test_lifespan_starts_once_over_many_invocations(artifacts, emulate, streamin
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streaming"])
-def test_past_the_timeout_the_platform_answers_and_resets_the_environment(artifacts, emulate, streaming):
+def test_past_the_timeout_the_platform_answers_and_resets_the_environment(artifacts, emulate, tmp_path, streaming):
     emulator = emulate(artifacts("probe", streaming), streaming, timeout=2)
     before = httpx.get(f"{emulator.url}/starts", timeout=30).json()
     late = httpx.get(f"{emulator.url}/sleep", params={"seconds": 30}, timeout=30)
@@ -250,6 +252,7 @@ def test_past_the_timeout_the_platform_answers_and_resets_the_environment(artifa
     after = httpx.get(f"{emulator.url}/starts", timeout=30).json()
     assert after["pid"] != before["pid"] and after["starts"] == 1, "a fresh environment, initialised again"
     assert emulator.describe()["environments"][0]["starts"] == 2
+    assert (tmp_path / f"shutdown-{before['pid']}").exists(), "SIGTERM mid-invocation still ran the app's shutdown"
 
 
 def test_a_run_reaching_the_timeout_ends_with_its_terminal_event(artifacts, emulate):
@@ -309,3 +312,11 @@ def test_an_init_failure_shows_the_environments_output(python, tmp_path, streami
     assert "package_the_requirements_forgot" in error.init_error["errorMessage"]
     assert "about to import a package the requirements forgot" in error.output
     assert "exit code: 1" in str(error) and "package_the_requirements_forgot" in str(error)
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streaming"])
+def test_the_end_of_an_environment_runs_the_apps_shutdown(artifacts, emulate, tmp_path, streaming):
+    emulator = emulate(artifacts("probe", streaming), streaming)
+    pid = httpx.get(f"{emulator.url}/starts", timeout=30).json()["pid"]
+    emulator.stop()  # SIGTERM, as Lambda ends an environment (python3.12: awslambdaric waits in a thread)
+    assert (tmp_path / f"shutdown-{pid}").exists()

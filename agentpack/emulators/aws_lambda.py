@@ -188,15 +188,20 @@ class ExecutionEnvironment:
         await self.api.start()
         started = time.monotonic()
         self.info.output.clear()
-        self.process = await asyncio.create_subprocess_exec(
-            *emulator.command(),
-            cwd=str(emulator.code_dir),
-            env=emulator.process_env(self.api.address, self.info.index),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # Ctrl+C in the terminal reaches the emulator, which ends its children
-        )
+        command = emulator.command()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=str(emulator.code_dir),
+                env=emulator.process_env(self.api.address, self.info.index),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # Ctrl+C in the terminal reaches the emulator, which ends its children
+            )
+        except OSError as exc:
+            await self.api.close()
+            raise EmulatorStartError(f"execution environment {self.info.index} could not start {command[0]}: {exc}") from None
         self.info.pid, self.info.starts = self.process.pid, self.info.starts + 1
         self._readers = [asyncio.ensure_future(self._read(stream)) for stream in (self.process.stdout, self.process.stderr)]
         exited = asyncio.ensure_future(self.process.wait())
@@ -376,12 +381,11 @@ class LambdaEmulator:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
 
     def command(self) -> list[str]:
-        """The managed runtime's start command, through the exec wrapper when streaming."""
+        """The managed runtime's start command, handed to the exec wrapper when there is one."""
         assert self._runtime_dir is not None
         command = [self.python, str(self._runtime_dir / "bootstrap.py")]
-        if self.streaming:
-            return [str(self.code_dir / WRAPPER), *command]
-        return command
+        wrapper = self.env.get("AWS_LAMBDA_EXEC_WRAPPER") or (str(self.code_dir / WRAPPER) if self.streaming else None)
+        return [wrapper, *command] if wrapper else command
 
     def process_env(self, runtime_api: str, index: int) -> dict[str, str]:
         """The platform's variables, then the function's own; nothing from the host's environment."""

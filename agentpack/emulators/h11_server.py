@@ -76,7 +76,7 @@ class Exchange:
         await self._write(h11.Response(status_code=status, headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]))
 
     async def write(self, data: bytes) -> None:
-        if data:
+        if data and self.method != "HEAD":  # a HEAD response has headers only
             await self._write(h11.Data(data=data))
 
     async def end(self) -> None:

@@ -87,7 +87,8 @@ def split_headers(headers: Headers) -> tuple[dict[str, str], list[str]]:
     single: dict[str, str] = {}
     cookies: list[str] = []
     for raw_name, raw_value in headers:
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        # bytes the app sent that are not UTF-8 survive the JSON round trip as surrogates
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("utf-8", "surrogateescape")
         if name == "set-cookie":
             cookies.append(value)
         else:

@@ -73,7 +73,8 @@ class Exchange:
 
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         self.started = True
-        await self._write(h11.Response(status_code=status, headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]))
+        encoded = [(k.encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in headers]
+        await self._write(h11.Response(status_code=status, headers=encoded))
 
     async def write(self, data: bytes) -> None:
         if data and self.method != "HEAD":  # a HEAD response has headers only

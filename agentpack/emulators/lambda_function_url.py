@@ -43,6 +43,8 @@ RESPONSE_STREAM = "RESPONSE_STREAM"
 HTTP_INTEGRATION_RESPONSE = "application/vnd.awslambda.http-integration-response"
 PRELUDE_END = b"\0" * 8
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript", "application/x-www-form-urlencoded", "+json", "+xml")
+#: Framing is the front's to decide (chunked when streaming, a length when whole), never the function's.
+_FRAMING = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 #: Emulator-only response header naming why an invocation failed (the platform says only 502).
 ERROR_HEADER = "x-agentpack-emulator-error"
 
@@ -132,13 +134,15 @@ def http_answer(payload: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         status = int(data["statusCode"])
     except (TypeError, ValueError):
         raise BadAnswer(f"statusCode {data['statusCode']!r} is not a number") from None
-    headers = [(str(k).lower(), str(v)) for k, v in (data.get("headers") or {}).items()]
-    headers += [("set-cookie", str(cookie)) for cookie in data.get("cookies") or []]
+    headers = _headers(data)
     body = data.get("body")
     if body is None:
         content = b""
     elif data.get("isBase64Encoded"):
-        content = base64.b64decode(body)
+        try:
+            content = base64.b64decode(body, validate=True)
+        except (ValueError, TypeError):
+            raise BadAnswer("isBase64Encoded is true but the body is not base64") from None
     elif isinstance(body, str):
         content = body.encode()
     else:
@@ -153,9 +157,12 @@ def prelude_head(prelude: bytes) -> tuple[int, list[tuple[str, str]]]:
         status = int(data.get("statusCode", 200))
     except (ValueError, TypeError, AttributeError):
         raise BadAnswer("the response stream's prelude is not the JSON object a function URL expects") from None
-    headers = [(str(k).lower(), str(v)) for k, v in (data.get("headers") or {}).items()]
-    headers += [("set-cookie", str(cookie)) for cookie in data.get("cookies") or []]
-    return status, headers
+    return status, _headers(data)
+
+
+def _headers(data: dict[str, Any]) -> list[tuple[str, str]]:
+    headers = [(str(k).lower(), str(v)) for k, v in (data.get("headers") or {}).items() if str(k).lower() not in _FRAMING]
+    return headers + [("set-cookie", str(cookie)) for cookie in data.get("cookies") or []]
 
 
 class FunctionURL:

@@ -114,28 +114,52 @@ class Invocation:
 
 
 class Dispatcher:
-    """Invocations waiting for an environment; each free environment takes the oldest one."""
+    """Invocations waiting for an environment; each free environment takes the oldest one.
+
+    Nothing is ever lost between the two sides: an invocation handed to a waiter that was
+    cancelled in the same instant is put back at the front.
+    """
 
     def __init__(self) -> None:
         self._pending: collections.deque[Invocation] = collections.deque()
-        self._changed = asyncio.Condition()
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._demand = asyncio.Event()
 
-    async def submit(self, invocation: Invocation, first: bool = False) -> None:
-        async with self._changed:
-            (self._pending.appendleft if first else self._pending.append)(invocation)
-            self._changed.notify_all()
+    def put(self, invocation: Invocation, first: bool = False) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(invocation)
+                return
+        (self._pending.appendleft if first else self._pending.append)(invocation)
+        self._demand.set()
+
+    async def submit(self, invocation: Invocation) -> None:
+        self.put(invocation)
 
     async def take(self) -> Invocation:
-        async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._pending))
-            return self._pending.popleft()
+        if self._pending:
+            return self._popleft()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.put(waiter.result(), first=True)
+            raise
 
     async def wait_for_demand(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._pending))
+        await self._demand.wait()
 
     def take_nowait(self) -> Optional[Invocation]:
-        return self._pending.popleft() if self._pending else None
+        return self._popleft() if self._pending else None
+
+    def _popleft(self) -> Invocation:
+        invocation = self._pending.popleft()
+        if not self._pending:
+            self._demand.clear()
+        return invocation
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -230,8 +254,11 @@ class RuntimeAPI:
         try:
             await exchange.respond(200, invocation.event, headers)
         except (ConnectionError, OSError):
-            await self.dispatcher.submit(invocation, first=True)  # the runtime is gone: another takes it
+            self.dispatcher.put(invocation, first=True)  # the runtime is gone: another takes it
             return
+        except asyncio.CancelledError:
+            self.dispatcher.put(invocation, first=True)
+            raise
         self.current = invocation
         self._started_at = time.monotonic()
         self.log(f"START RequestId: {invocation.request_id} Version: $LATEST")

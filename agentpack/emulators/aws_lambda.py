@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from agentpack.emulators.lambda_function_url import BUFFERED, RESPONSE_STREAM, FunctionURL
-from agentpack.emulators.lambda_runtime_api import Dispatcher, Failed, Invocation, RuntimeAPI
+from agentpack.emulators.lambda_runtime_api import Dispatcher, Failed, RuntimeAPI
 
 logger = logging.getLogger("agentpack.emulate")
 
@@ -213,6 +213,7 @@ class ExecutionEnvironment:
             for waiter in (ready, failed):
                 waiter.cancel()
         if self.api.ready.is_set() and not exited.done():
+            exited.cancel()  # the supervisor watches the process from here on
             self.info.init_seconds = time.monotonic() - started
             self.log(f"INIT_REPORT Init Duration: {self.info.init_seconds * 1000:.2f} ms")
             return
@@ -229,14 +230,24 @@ class ExecutionEnvironment:
         )
 
     async def _read(self, stream: Optional[asyncio.StreamReader]) -> None:
+        """Forward the runtime's output line by line; never stop reading (a full pipe would stall it)."""
         assert stream is not None
+        pending = b""
         while True:
-            line = await stream.readline()
-            if not line:
+            data = await stream.read(65536)
+            pending += data
+            lines = pending.split(b"\n")
+            pending = lines.pop() if data else b""
+            if len(pending) > 65536:  # a very long line is shown in pieces
+                lines.append(pending)
+                pending = b""
+            for line in lines:
+                if line or data:
+                    text = line.decode("utf-8", "replace").rstrip("\r")
+                    self.info.output.append(text)
+                    self.log(text)
+            if not data:
                 return
-            text = line.decode("utf-8", "replace").rstrip("\n")
-            self.info.output.append(text)
-            self.log(text)
 
     def supervise(self) -> None:
         self._supervisor = asyncio.ensure_future(self._supervise())
@@ -295,11 +306,12 @@ class ExecutionEnvironment:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), SHUTDOWN_GRACE)
         except (asyncio.TimeoutError, ProcessLookupError):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # the wrapper's children too
-            except (ProcessLookupError, PermissionError):
-                pass
-            await process.wait()
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the runtime if it lingers, and anything it started
+        except (ProcessLookupError, PermissionError):
+            pass
+        await process.wait()
 
     async def stop(self) -> None:
         if self._supervisor is not None:

@@ -320,3 +320,43 @@ def test_the_end_of_an_environment_runs_the_apps_shutdown(artifacts, emulate, tm
     pid = httpx.get(f"{emulator.url}/starts", timeout=30).json()["pid"]
     emulator.stop()  # SIGTERM, as Lambda ends an environment (python3.12: awslambdaric waits in a thread)
     assert (tmp_path / f"shutdown-{pid}").exists()
+
+
+REDIS_APP = textwrap.dedent(
+    """
+    import asyncio
+    import os
+    from agentpack import AgentApp
+
+    app = AgentApp(app_name="stoppable", interrupt_redis_url=os.environ["REDIS_URL"])
+
+    @app.query(framework="text")
+    async def answer(self, msgs, request, **kwargs):
+        while True:
+            yield f"{os.getpid()} "
+            await asyncio.sleep(0.05)
+    """
+)
+
+
+def test_a_stop_sent_to_another_environment_ends_the_run_over_redis(python, tmp_path, redis_server):
+    source = project(tmp_path, REDIS_APP, True)
+    (source / "requirements.txt").write_text("agentpack\nredis>=5\n")
+    code = unpack(build(source, "lambda").artifact, tmp_path / "code")
+    emulator = LambdaEmulator(code, python, {"REDIS_URL": redis_server.url}, streaming=True, timeout=60, instances=2, log=lambda line: None)
+    emulator.start()
+    try:
+        assert len({env["pid"] for env in emulator.describe()["environments"]}) == 2
+        stopped: list[dict] = []
+
+        def stop_once_running(event: dict) -> None:
+            if event.get("object") == "content" and event.get("delta") and not stopped:
+                # environment 1 is busy with this stream: the stop can only be served by environment 2
+                answer = httpx.post(f"{emulator.url}/process/stop", json={"session_id": "s-1", "user_id": "u-1"}, timeout=30)
+                stopped.append(answer.json())
+
+        events, _, _ = events_with_arrival(f"{emulator.url}/process", user_body("go", session_id="s-1", user_id="u-1"), stop_once_running)
+        assert stopped == [{"stopped": True, "user_id": "u-1", "session_id": "s-1"}]
+        assert check_protocol(events)["status"] == "canceled"
+    finally:
+        emulator.stop()

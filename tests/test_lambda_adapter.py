@@ -251,7 +251,7 @@ def test_a_failing_start_up_raises(record):
 DRIVER = textwrap.dedent(
     """
     import sys, time
-    sys.path.insert(0, sys.argv[1])
+    sys.path[:0] = [sys.argv[1], sys.argv[2]]
     from agentpack.adapters.aws_lambda import make_handler
     handler = make_handler("app.py:app")
     print("ready", flush=True)
@@ -278,7 +278,8 @@ APP = textwrap.dedent(
 
 def test_sigterm_ends_a_real_process_after_its_shutdown(tmp_path: Path):
     (tmp_path / "app.py").write_text(APP)
-    process = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root = str(Path(__file__).resolve().parents[1])
+    process = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), root], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []
         while "ready" not in lines:

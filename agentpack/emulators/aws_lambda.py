@@ -39,11 +39,12 @@ from typing import Any, Callable, Optional
 
 from agentpack.emulators.lambda_function_url import BUFFERED, RESPONSE_STREAM, FunctionURL
 from agentpack.emulators.lambda_runtime_api import Dispatcher, Failed, RuntimeAPI
+from agentpack.targets import LAMBDA_HANDLER, LAMBDA_STREAM_WRAPPER
 
 logger = logging.getLogger("agentpack.emulate")
 
-HANDLER = "agentpack_lambda.handler"
-WRAPPER = "agentpack-lambda-stream"
+HANDLER = LAMBDA_HANDLER
+WRAPPER = LAMBDA_STREAM_WRAPPER
 #: What the platform waits between SIGTERM and SIGKILL when it ends a runtime (with extensions).
 SHUTDOWN_GRACE = 0.5
 #: The variables Lambda sets itself; a function may not configure them.

@@ -83,6 +83,10 @@ def test_examples_build_for_every_target(tmp_path, example, target, arch):
     assert "rich" not in dependency_names  # agentpack's CLI dependencies stay out of artifacts
     if target == "lambda":
         assert "agentpack_lambda.py" in names
+        assert "mangum" in dependency_names, "the Lambda adapter's requirement is packed for this target only"
+    else:
+        assert "mangum" not in dependency_names
+    if target == "lambda":
         so_files = [n for n in names if n.endswith(".so") and "pydantic_core" in n]
         assert all(("x86_64" if arch == "x86_64" else "aarch64") in n for n in so_files), so_files
     else:

@@ -1,159 +1,78 @@
-"""Run an ASGI app behind an AWS-Lambda-style handler (buffered responses).
+"""The Lambda handler for the managed Python runtime (buffered responses).
 
-``make_handler("app.py:agent_app")`` returns ``handler(event, context)`` for function URL and
-API Gateway HTTP API (payload 2.0) events, plus REST API (1.0) events.  The app is loaded and
-its lifespan started once per execution environment — on the first invocation — not on
-every call; one event loop lives as long as the environment does.
+``make_handler("app.py:app")`` loads the app and starts its lifespan right away — in the
+environment's init phase, where Lambda expects expensive set-up and where a failure is
+reported as an init error — and returns ``handler(event, context)``.  Every invocation then
+reuses that app, its event loop and its lifespan state (see :mod:`lambda_environment`).
 
-This adapter buffers the whole response, as Lambda's managed Python runtime requires; an
-SSE stream from ``/process`` arrives as one body.  Token-by-token streaming needs the
-response-streaming custom runtime, which a later agentpack release adds.
+Events are translated by Mangum's event handlers, so function URL, API Gateway HTTP API
+(payload 1.0 and 2.0), REST API, ALB and Lambda@Edge events all work, with their own
+response conventions (cookies on 2.0, ``multiValueHeaders`` on REST, base64 for bodies
+that are not UTF-8 text).  The managed runtime buffers the response: an SSE stream from
+``/process`` arrives as one body.  For token-by-token streaming, build with
+``streaming = true`` (see :mod:`agentpack.adapters.lambda_stream`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import base64
+import time
 from typing import Any, Callable, Optional
-from urllib.parse import urlencode
 
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+from agentpack.adapters.lambda_environment import LambdaEnvironment
+from agentpack.adapters.lambda_http import INTERNAL_ERROR_BODY, INTERNAL_ERROR_HEADERS, Exchange, Headers, HTTPRequest, ResponseIncomplete
 
-
-class _Environment:
-    """The app, its event loop and its running lifespan, kept for the environment's lifetime."""
-
-    def __init__(self, spec: str) -> None:
-        self.spec = spec
-        self.loop = asyncio.new_event_loop()
-        self.app: Any = None
-        self._lifespan_queue: Optional[asyncio.Queue] = None
-
-    def ensure_started(self) -> None:
-        if self.app is not None:
-            return
-        from agentpack.app.loader import load_app
-
-        self.app, _ = load_app(self.spec)
-        self.loop.run_until_complete(self._start_lifespan())
-
-    async def _start_lifespan(self) -> None:
-        receive_queue: asyncio.Queue = asyncio.Queue()
-        started: asyncio.Future = self.loop.create_future()
-
-        async def receive() -> dict:
-            return await receive_queue.get()
-
-        async def send(message: dict) -> None:
-            if message["type"] == "lifespan.startup.complete" and not started.done():
-                started.set_result(None)
-            elif message["type"] == "lifespan.startup.failed" and not started.done():
-                started.set_exception(RuntimeError(message.get("message", "start-up failed")))
-
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-        self.state = scope["state"]
-        self._lifespan_task = self.loop.create_task(self.app(scope, receive, send))
-        await receive_queue.put({"type": "lifespan.startup"})
-        await started
-        self._lifespan_queue = receive_queue
-        atexit.register(self.close)
-
-    def close(self) -> None:
-        """Run the app's shutdown when the environment ends (Lambda sends SIGTERM to extensions' runtime)."""
-        if self._lifespan_queue is None or self.loop.is_closed():
-            return
-        self._lifespan_queue.put_nowait({"type": "lifespan.shutdown"})
-        try:
-            self.loop.run_until_complete(asyncio.wait_for(self._lifespan_task, 10))
-        except Exception:  # shutting down regardless
-            pass
-        self.loop.close()
+Handler = Callable[[dict, Any], dict]
 
 
-def _scope(event: dict, state: dict) -> tuple[dict, bytes]:
-    version = event.get("version", "1.0")
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    if version == "2.0":
-        http = event["requestContext"]["http"]
-        method, path = http["method"], event.get("rawPath", http.get("path", "/"))
-        query = event.get("rawQueryString", "")
-        if event.get("cookies"):
-            headers["cookie"] = "; ".join(event["cookies"])
-        source = http.get("sourceIp", "127.0.0.1")
-    else:
-        method, path = event.get("httpMethod", "GET"), event.get("path", "/")
-        query = urlencode(event.get("multiValueQueryStringParameters") or event.get("queryStringParameters") or {}, doseq=True)
-        source = (event.get("requestContext", {}).get("identity") or {}).get("sourceIp", "127.0.0.1")
-    body = event.get("body") or ""
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": headers.get("x-forwarded-proto", "https"),
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(k.encode(), str(v).encode()) for k, v in headers.items()],
-        "client": (source, 0),
-        "server": (headers.get("host", "lambda"), 443),
-        "state": dict(state),
-    }
-    return scope, raw
+def deadline_of(context: Any) -> Optional[float]:
+    """The invocation's deadline as a ``time.time()`` value, from a Lambda context object."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return time.time() + remaining() / 1000
 
 
-async def _invoke(app: Any, scope: dict, body: bytes) -> dict:
+async def buffered_response(environment: LambdaEnvironment, event: dict, context: Any) -> dict:
+    """Serve one HTTP event and return the whole answer in the event source's format."""
+    return await buffered_answer(environment, environment.request(event, context), deadline_of(context))
+
+
+async def buffered_answer(environment: LambdaEnvironment, request: HTTPRequest, deadline: Optional[float]) -> dict:
+    """Serve a translated request and return Mangum's answer for its event source.
+
+    An app that fails halfway through its body gets the 500 the client would otherwise
+    never see (a buffered answer can still be replaced).
+    """
+    started: dict[str, Any] = {"status": 500, "headers": []}
     chunks: list[bytes] = []
-    response: dict[str, Any] = {"status": 500, "headers": []}
-    sent = False
 
-    async def receive() -> dict:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # the request never disconnects mid-invocation
-        return {"type": "http.disconnect"}  # pragma: no cover
+    async def on_start(status: int, headers: Headers) -> None:
+        started["status"], started["headers"] = status, headers
 
-    async def send(message: dict) -> None:
-        if message["type"] == "http.response.start":
-            response["status"] = message["status"]
-            response["headers"] = message.get("headers", [])
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
+    async def on_body(chunk: bytes) -> None:
+        chunks.append(chunk)
 
-    await app(scope, receive, send)
-    payload = b"".join(chunks)
-    headers: dict[str, str] = {}
-    cookies: list[str] = []
-    for key, value in response["headers"]:
-        name, text = key.decode().lower(), value.decode()
-        if name == "set-cookie":
-            cookies.append(text)
-        else:
-            headers[name] = f"{headers[name]},{text}" if name in headers else text
-    textual = headers.get("content-type", "").startswith(_TEXT_TYPES)
-    result = {
-        "statusCode": response["status"],
-        "headers": headers,
-        "body": payload.decode() if textual else base64.b64encode(payload).decode(),
-        "isBase64Encoded": not textual,
-    }
-    if cookies:
-        result["cookies"] = cookies
-    return result
+    exchange = Exchange(request.scope, request.body, on_start, on_body)
+    try:
+        await exchange.run(environment.app, deadline, environment.stop_run)
+    except ResponseIncomplete:
+        started["status"], started["headers"], chunks[:] = 500, list(INTERNAL_ERROR_HEADERS), [INTERNAL_ERROR_BODY]
+    response = {"status": started["status"], "headers": [list(pair) for pair in started["headers"]], "body": b"".join(chunks)}
+    return request.answer(response)
 
 
-def make_handler(spec: str) -> Callable[[dict, Any], dict]:
-    """A Lambda handler serving the app named by ``spec``."""
-    environment = _Environment(spec)
+def make_handler(spec: str) -> Handler:
+    """Load the app named by ``spec``, start its lifespan, and return the Lambda handler serving it."""
+    environment = LambdaEnvironment.from_spec(spec)
+    environment.start()
+    return handler_for(environment)
+
+
+def handler_for(environment: LambdaEnvironment) -> Handler:
+    """The Lambda handler serving a started environment (``make_handler`` without the loading)."""
 
     def handler(event: dict, context: Any = None) -> dict:
-        environment.ensure_started()
-        scope, body = _scope(event, environment.state)
-        return environment.loop.run_until_complete(_invoke(environment.app, scope, body))
+        return environment.run(buffered_response(environment, event, context))
 
+    handler.environment = environment  # type: ignore[attr-defined]
     return handler

@@ -192,7 +192,7 @@ def build(
     plat = deps.Platform(target, arch, python)
     requirements, _req_source = deps.project_requirements(project, config.requirements)
     progress("resolve")
-    wanted = sorted(set(requirements + deps.agentpack_requirements()))
+    wanted = sorted(set(requirements + deps.agentpack_requirements() + list(target.extra_requirements)))
     resolved, layer, cached = deps.dependencies(wanted, plat, cache, on_download=lambda: progress("download"))
 
     # -- layout ----------------------------------------------------------------------------
@@ -202,7 +202,8 @@ def build(
     code = {rel: project / rel for rel in project_files(project, config.include, config.exclude, out)}
     own = {prefix + rel: data for rel, data in deps.agentpack_files().items()}
     port = (settings.port if settings and settings.port else None) or target.default_port
-    generated = target.entry_files(EntryContext(config.app, python, port, target.deps_dir))
+    streaming = bool(settings and settings.streaming)
+    generated = target.entry_files(EntryContext(config.app, python, port, target.deps_dir, streaming))
     clashes = sorted((set(code) & (set(layer_zip.hashes) | set(own))) | (set(code) & {e.path for e in generated}))
     if clashes:
         raise ProjectError(f"project files clash with packed dependencies or generated files: {', '.join(clashes[:5])}; rename or exclude them")

@@ -1,0 +1,169 @@
+"""A small HTTP/1.1 server on h11 and asyncio streams, for the emulators' platform endpoints.
+
+ASGI servers hide two things a platform endpoint needs: the trailers after a chunked
+request body (Lambda's Runtime API reports mid-stream errors there) and a way to cut a
+response off mid-body the way a platform does when a function fails while streaming.
+h11 does the protocol; this module is the connection loop around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator, Awaitable, Callable, Optional
+
+import h11
+
+logger = logging.getLogger("agentpack.emulate")
+
+Handler = Callable[["Exchange"], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    """A request body went over the limit its reader set."""
+
+
+class Exchange:
+    """One request on a connection and the means to answer it."""
+
+    def __init__(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: h11.Request) -> None:
+        self._conn = conn
+        self._reader = reader
+        self._writer = writer
+        self.method = request.method.decode()
+        self.target = request.target.decode("latin-1")
+        self.headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
+        self.header_list = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in request.headers]
+        self.trailers: dict[str, str] = {}
+        self.body_read = False
+        self.started = False
+        self.ended = False
+        self.peer = writer.get_extra_info("peername") or ("127.0.0.1", 0)
+
+    async def _next_event(self) -> object:
+        while True:
+            event = self._conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if self._conn.they_are_waiting_for_100_continue:
+                self._writer.write(self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+            self._conn.receive_data(await self._reader.read(65536))
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The request body piece by piece, as it arrives; trailers land in :attr:`trailers`."""
+        while not self.body_read:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self.trailers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in event.headers}
+                self.body_read = True
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionError("the client closed the connection mid-request")
+
+    async def body(self, limit: Optional[int] = None) -> bytes:
+        """The whole request body; raises :class:`BodyTooLarge` past ``limit`` bytes."""
+        parts, size = [], 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise BodyTooLarge(size)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.started = True
+        encoded = [(k.encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in headers]
+        await self._write(h11.Response(status_code=status, headers=encoded))
+
+    async def write(self, data: bytes) -> None:
+        if data and self.method != "HEAD":  # a HEAD response has headers only
+            await self._write(h11.Data(data=data))
+
+    async def end(self) -> None:
+        self.ended = True
+        await self._write(h11.EndOfMessage())
+
+    async def respond(self, status: int, body: bytes = b"", headers: Optional[list[tuple[str, str]]] = None) -> None:
+        """A whole response with a Content-Length."""
+        await self.start(status, [*(headers or []), ("content-length", str(len(body)))])
+        await self.write(body)
+        await self.end()
+
+    def abort(self) -> None:
+        """Drop the connection mid-response: the client sees a body that never ends properly."""
+        self.ended = True
+        self._writer.transport.abort()
+
+    async def _write(self, event: object) -> None:
+        data = self._conn.send(event)
+        if data:
+            self._writer.write(data)
+            await self._writer.drain()
+
+
+class H11Server:
+    """Serves ``handler`` on ``host:port`` (port 0: any free port, see :attr:`port`)."""
+
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._connections: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve_connection, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=5)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                event = await self._next_request(conn, reader)
+                if not isinstance(event, h11.Request):
+                    return
+                exchange = Exchange(conn, reader, writer, event)
+                await self.handler(exchange)
+                if not exchange.ended and not exchange.started:
+                    await exchange.respond(500, b"the handler sent no response")
+                if exchange.ended and writer.transport.is_closing():
+                    return
+                if exchange.ended and not exchange.body_read and conn.their_state is h11.SEND_BODY:
+                    async for _ in exchange.chunks():  # the rest of the request (often just its end)
+                        pass
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return  # unread body or a close: no keep-alive
+                conn.start_next_cycle()
+        except (ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
+            logger.debug("connection ended: %s", exc)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("the emulator failed serving a request")
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    @staticmethod
+    async def _next_request(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                continue
+            return event

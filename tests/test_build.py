@@ -47,6 +47,12 @@ def entries(artifact: str) -> dict[str, zipfile.ZipInfo]:
         return {info.filename: info for info in archive.infolist()}
 
 
+def source_of(pyc: str) -> str:
+    """``a/__pycache__/b.cpython-312.pyc`` -> ``a/b.py``."""
+    directory, _, file = ("/" + pyc).rpartition("/__pycache__/")
+    return f"{directory}/{file.split('.')[0]}.py".lstrip("/")
+
+
 def check_manifest(artifact: str) -> dict:
     with zipfile.ZipFile(artifact) as archive:
         manifest = json.loads(archive.read(MANIFEST))
@@ -174,7 +180,10 @@ def test_slim_keeps_metadata_and_still_imports(tmp_path):
     assert slim.size_bytes < full.size_bytes
     names = entries(slim.artifact)
     assert any(n.startswith("python/fastapi-") and n.endswith(".dist-info/METADATA") for n in names)
-    assert not [n for n in names if "/__pycache__/" in n or n.endswith(".pyi")]
+    assert not [n for n in names if n.endswith(".pyi") or "/tests/" in n]
+    # what stays in __pycache__ is the bytecode this build compiled for the target, next to its source
+    for name in (n for n in names if n.endswith(".pyc")):
+        assert name.endswith(".cpython-312.pyc") and source_of(name) in names, name
     assert slim.import_check.startswith("passed"), slim.import_check
 
 

@@ -18,6 +18,12 @@ app = typer.Typer(
 )
 
 
+def _target_names() -> str:
+    from agentpack.targets import target_names
+
+    return target_names()
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"agentpack {__version__}")
@@ -103,7 +109,7 @@ def worker(
 @app.command()
 def build(
     project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="The project (with agentpack.toml)."),
-    target: str = typer.Option(..., "--target", "-t", help="local, fc, agentrun or lambda."),
+    target: str = typer.Option(..., "--target", "-t", help=f"{_target_names()}."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output directory (default: PROJECT_DIR/dist)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="CPU architecture (lambda: x86_64 or arm64)."),
     python: Optional[str] = typer.Option(None, "--python", help="Target Python version, e.g. 3.12."),

@@ -19,6 +19,8 @@ from agentpack import targets
 from agentpack.builders.build import MANIFEST, build
 from agentpack.builders.errors import BuildError, ProjectError
 
+pytestmark = [pytest.mark.integration, pytest.mark.network]
+
 ROOT = Path(__file__).resolve().parents[1]
 AGENTPACK = [sys.executable, "-m", "agentpack"]
 
@@ -123,6 +125,7 @@ def test_rebuilds_are_byte_identical_whatever_the_mtimes_or_directory(tmp_path, 
     second = build(second_project, "fc", out_dir=tmp_path / "out-two")
     assert first.sha256 == second.sha256
     assert Path(first.artifact).read_bytes() == Path(second.artifact).read_bytes()
+    assert first.bytecode.startswith("cpython-312") and "__pycache__/app.cpython-312.pyc" in entries(first.artifact)
     for info in entries(first.artifact).values():
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
         assert stat.S_IMODE(info.external_attr >> 16) in (0o644, 0o755)

@@ -414,11 +414,12 @@ _NOT_A_WHEEL = "agentpack packs wheels only: build one (pip wheel {spec} -w whee
 
 def _parse_requirement(spec: str, origin: str, base: Path) -> Optional[Requirement]:
     """A PEP 508 requirement, or a wheel given by path or URL (as ``name @ url``); None for agentpack itself."""
-    head, semicolon, marker = spec.partition(";") if " @ " not in spec else (spec, "", "")
+    named = " @ " in spec
+    head, _, marker = spec.partition(";") if not named else (spec, "", "")
     target = head.strip()
-    if target.endswith(".whl") and " @ " not in target:
-        requirement = _wheel_requirement(target, origin, base, marker if semicolon else "")
-    elif _looks_like_path_or_url(target):
+    if not named and target.endswith(".whl"):
+        requirement = _wheel_requirement(target, origin, base, marker)
+    elif not named and _looks_like_path_or_url(target):
         raise ProjectError(f"{origin}: {target} is a path or URL but not a wheel; {_NOT_A_WHEEL.format(spec=target)}")
     else:
         try:
@@ -455,4 +456,4 @@ def _wheel_requirement(target: str, origin: str, base: Path, marker: str) -> Req
         if not path.is_file():
             raise ProjectError(f"{origin}: {target}: {path} does not exist; fix the path (relative to this file)")
         url = path.resolve().as_uri()
-    return Requirement(f"{name} @ {url}" + (f"; {marker.strip()}" if marker.strip() else ""))
+    return Requirement(f"{name} @ {url}" + (f" ; {marker.strip()}" if marker.strip() else ""))

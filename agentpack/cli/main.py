@@ -128,6 +128,9 @@ def build(
 def init(
     project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="Where to create the project."),
     name: Optional[str] = typer.Option(None, "--name", help="Project name (default: the directory's name)."),
+    target: Optional[list[str]] = typer.Option(
+        None, "--target", "-t", help=f"Write a [targets.T] table listing every setting of T ({_target_names()}); repeatable. Default: fc and lambda."
+    ),
 ) -> None:
     """Scaffold a project: agentpack.toml, app.py and requirements.txt."""
     from pathlib import Path
@@ -136,7 +139,7 @@ def init(
     from agentpack.builders.errors import ProjectError
 
     try:
-        created = scaffold(Path(project_dir), name)
+        created = scaffold(Path(project_dir), name, target)
     except ProjectError as exc:
         raise usage_error(str(exc)) from None
     for path in created:

@@ -65,28 +65,62 @@ class Interpreter:
 
 
 def _candidates(python: str) -> list[str]:
-    found = [shutil.which(f"python{python}")]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    if pyenv_root.is_dir():
-        found += [str(p / "bin" / f"python{python}") for p in sorted(pyenv_root.glob(f"{python}.*"), reverse=True)]
-    return [c for c in found if c and Path(c).exists()]
+    """``pythonX.Y`` on PATH, then pyenv's installed versions (newest first).
+
+    A pyenv shim is skipped: it only forwards to one of those versions (and, for a version
+    that is not selected, fails after a slow shell round trip).
+    """
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = []
+    on_path = shutil.which(f"python{python}")
+    if on_path and Path(on_path).parent != pyenv_root / "shims":
+        found.append(on_path)
+    versions = pyenv_root / "versions"
+    if versions.is_dir():
+        found += [str(p / "bin" / f"python{python}") for p in sorted(versions.glob(f"{python}.*"), reverse=True)]
+    return [c for c in found if Path(c).exists()]
+
+
+def _probe(candidate: str) -> Optional[dict]:
+    """What ``candidate`` says about itself; remembered per binary (path, size, mtime) in the cache."""
+    from agentpack.builders.cache import cache_root, write_atomic
+
+    try:
+        stat = Path(candidate).resolve().stat()
+    except OSError:
+        return None
+    key = f"{Path(candidate).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    memo = cache_root() / "interpreters.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    try:
+        probe = subprocess.run([candidate, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if probe.returncode != 0:
+        return None
+    try:
+        info = json.loads(probe.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+    known[key] = info
+    try:
+        write_atomic(memo, json.dumps(known, indent=1, sort_keys=True))
+    except OSError:  # a read-only cache only costs the next build a probe
+        pass
+    return info
 
 
 @functools.lru_cache(maxsize=None)
 def find_target_python(python: str) -> Optional[Interpreter]:
-    """A working CPython ``python`` ("3.12") on this host, or None (a pyenv shim that fails is skipped)."""
+    """A working CPython ``python`` ("3.12") on this host, or None."""
     for candidate in _candidates(python):
-        try:
-            probe = subprocess.run([candidate, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode != 0:
-            continue
-        try:
-            info = json.loads(probe.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            continue
-        if info["version"] == python and info["implementation"] == "cpython":
+        info = _probe(candidate)
+        if info and info["version"] == python and info["implementation"] == "cpython":
             return Interpreter(info["executable"] or candidate, info["version"], info["full_version"], info["cache_tag"], info["magic"], info["pip"])
     return None
 

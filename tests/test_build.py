@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentpack import targets
-from agentpack.builders.build import MANIFEST, build
+from agentpack.builders.build import MANIFEST, build, plan_build, write_artifact
 from agentpack.builders.errors import BuildError, ProjectError
 
 pytestmark = [pytest.mark.integration, pytest.mark.network]
@@ -105,6 +105,24 @@ def test_examples_build_for_every_target(tmp_path, example, target, arch):
         assert result.import_check.startswith("skipped")
     elif target != "local" or shutil.which(f"python{result.python}"):
         assert result.import_check.startswith("passed"), result.import_check
+
+
+def test_the_plan_is_complete_before_anything_is_written(tmp_path):
+    project = copy_example(tmp_path)
+    plan = plan_build(project, "fc")
+    assert not (project / "dist").exists(), "planning writes nothing but the cache"
+    assert plan.artifact == project / "dist" / "quickstart-fc-3.12-x86_64.zip"
+    assert plan.manifest["port"] == 9000 and "app.py" in plan.files and "bootstrap" in plan.files
+    result = write_artifact(plan)
+    assert set(check_manifest(result.artifact)["files"]) == set(plan.files)
+
+
+def test_the_port_setting_reaches_the_bootstrap(tmp_path):
+    project = copy_example(tmp_path)
+    toml = project / "agentpack.toml"
+    toml.write_text(toml.read_text().replace("memory = 1024", "memory = 1024\nport = 9100"))
+    script = zipfile.ZipFile(build(project, "fc").artifact).read("bootstrap").decode()
+    assert '"${FC_CUSTOM_LISTEN_PORT:-9100}"' in script
 
 
 def test_fc_bootstrap_listens_on_the_fc_port(tmp_path):
@@ -222,6 +240,9 @@ def test_no_wheel_for_the_platform_fails_with_a_table(tmp_path):
         (lambda p: (p / "agentpack.toml").write_text('app = "app.py:app"\n[targets.fc]\narch = "arm64"\n'), "[targets.fc] does not take arch"),
         (lambda p: (p / "agentpack.toml").unlink(), "agentpack init"),
         (lambda p: (p / "requirements.txt").write_text("agentpack\nthis-package-does-not-exist-agentpack-test==1.0\n"), "no package named"),
+        (lambda p: (p / "requirements.txt").write_text("agentpack\n-e ./mypkg\n"), "requirements.txt:2: --editable ./mypkg: editable installs cannot be packed"),
+        (lambda p: (p / "agentpack.toml").write_text('app = "app.py:app"\n[targets.fc]\nmemory = 100\n'), "[targets.fc] memory = 100: must be a multiple of 64 MB"),
+        (lambda p: (p / "agentpack.toml").write_text('app = "app.py:app"\npython = "3.13"\n'), 'python = "3.13"'),
     ],
 )
 def test_bad_input_is_a_project_error_and_leaves_nothing(tmp_path, change, message):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, ClassVar, Optional
+from typing import TYPE_CHECKING, Annotated, ClassVar, Mapping, Optional
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -49,6 +49,8 @@ def _pattern(regex: str, rule: str) -> AfterValidator:
 _PORT = Annotated[int, _limit(1, 65535, "", "TCP", why="a TCP port")]
 _ALIYUN_REGION = Annotated[Optional[str], _pattern(r"[a-z]{2,}(-[a-z0-9]+)+", 'an Alibaba Cloud region id such as "cn-hangzhou"')]
 _RAM_ROLE = Annotated[Optional[str], _pattern(r"acs:ram::\d+:role/[A-Za-z0-9._@/-]+", "a RAM role ARN such as acs:ram::<account id>:role/<name>")]
+#: The variable the app reads its interrupt backend's Redis URL from, set from ``redis_url``.
+REDIS_URL_VARIABLE = "AGENTPACK_REDIS_URL"
 _SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -146,7 +148,7 @@ class TargetSettings(BaseModel):
         both = sorted(set(self.env) & set(self.secret_names()))
         if both:
             raise ValueError(f"{', '.join(both)} is in both env and secrets; keep it in secrets only (its value comes from the shell or .env)")
-        if self.redis_url is not None and "AGENTPACK_REDIS_URL" in self.env:
+        if self.redis_url is not None and REDIS_URL_VARIABLE in self.env:
             raise ValueError("env sets AGENTPACK_REDIS_URL and redis_url is set too; keep redis_url only")
         return self
 
@@ -170,6 +172,28 @@ class TargetSettings(BaseModel):
         """Every variable whose value the deployer reads from the shell or ``.env``."""
         extra = [self.redis_url_secret] if self.redis_url_secret and self.redis_url_secret not in self.secrets else []
         return [*self.secrets, *extra]
+
+    def platform_environment(self, secret_values: Mapping[str, str]) -> dict[str, str]:
+        """The variables a deployer sets on the platform: ``env``, the value of each secret (from
+        ``secret_values``: the shell and ``.env``), and ``AGENTPACK_REDIS_URL`` from ``redis_url``.
+
+        Raises ValueError naming a secret without a value, or when the whole set is over the
+        platform's limit (known only now: secrets' values are not in the config).
+        """
+        missing = [name for name in self.secret_names() if name not in secret_values]
+        if missing:
+            raise ValueError(f"[targets.{self.target}] secrets: {', '.join(missing)} has no value; set it in the shell or in .env")
+        values = {**self.env, **{name: secret_values[name] for name in self.secrets}}
+        if self.redis_url is not None:
+            secret = self.redis_url_secret
+            values[REDIS_URL_VARIABLE] = secret_values[secret] if secret else self.redis_url
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in values.items())
+        if self.env_limit_bytes is not None and size > self.env_limit_bytes:
+            raise ValueError(
+                f"[targets.{self.target}]: env and secrets hold {size} bytes, over the platform's {self.env_limit_bytes // 1024} KB; "
+                "shorten the values or move large ones into files"
+            )
+        return values
 
 
 class LocalSettings(TargetSettings):

@@ -152,3 +152,15 @@ def test_init_writes_the_chosen_targets_tables(tmp_path):
 
 def test_default_ports_come_from_the_models():
     assert {name: row.default_port for name, row in TARGETS.items()} == {"local": 8090, "fc": 9000, "agentrun": 9000, "lambda": None}
+
+
+def test_the_platform_environment_joins_env_secrets_and_redis():
+    fc = FCSettings(env={"LOG_LEVEL": "info"}, secrets=["OPENAI_API_KEY"], redis_url="${REDIS_URL}")
+    values = fc.platform_environment({"OPENAI_API_KEY": "sk-1", "REDIS_URL": "redis://:pw@r.example:6379/0", "UNRELATED": "x"})
+    assert values == {"LOG_LEVEL": "info", "OPENAI_API_KEY": "sk-1", "AGENTPACK_REDIS_URL": "redis://:pw@r.example:6379/0"}
+    with pytest.raises(ValueError, match=r"\[targets.fc\] secrets: REDIS_URL has no value; set it in the shell or in .env"):
+        fc.platform_environment({"OPENAI_API_KEY": "sk-1"})
+    with pytest.raises(ValueError, match="env and secrets hold 4960 bytes, over the platform's 4 KB"):
+        fc.platform_environment({"OPENAI_API_KEY": "k" * 4900, "REDIS_URL": "redis://r:6379"})
+    local = LocalSettings(redis_url="redis://127.0.0.1:6379/0")
+    assert local.platform_environment({}) == {"AGENTPACK_REDIS_URL": "redis://127.0.0.1:6379/0"}

@@ -2,7 +2,7 @@
 
 Each row of ``agentpack.targets.TARGETS`` names its model here; ``load_config`` validates the
 tables with them and hands the validated object to the builder, emulators and deployers
-(``load_config(project).targets["fc"]`` is an ``FCSettings``).  Every limit says whose it is,
+(``load_config(project)[0].targets["fc"]`` is an ``FCSettings``).  Every limit says whose it is,
 so a bad value fails with one line naming the key, the allowed range and the fix.
 """
 

@@ -37,7 +37,7 @@ def test_every_row_has_its_own_model_and_the_config_hands_it_out(tmp_path):
     assert {name: row.settings for name, row in TARGETS.items()} == {
         "local": LocalSettings, "fc": FCSettings, "agentrun": AgentRunSettings, "lambda": LambdaSettings,
     }  # fmt: skip
-    config = load_config(
+    config, _ = load_config(
         project(
             tmp_path,
             """
@@ -76,6 +76,7 @@ python = "3.13"
     assert isinstance(lam, LambdaSettings) and (lam.arch, lam.streaming, lam.python) == ("arm64", True, "3.13")
     # targets without a table get their defaults, and say so
     assert "agentrun" not in config.targets and "fc" in config.targets
+    assert config.targets.get("agentrun") is None and config.targets.get("fc") is fc
     assert config.targets["agentrun"].port == 9000 and config.targets["local"].port == 8090
     assert config.targets["agentrun"].memory is None, "unset means the platform's default"
     assert config.source.endswith("agentpack.toml")
@@ -141,7 +142,7 @@ def test_every_example_in_the_scaffold_is_valid(tmp_path):
 
 def test_init_writes_the_chosen_targets_tables(tmp_path):
     scaffold(tmp_path / "agent", targets=["agentrun", "local"])
-    config = load_config(tmp_path / "agent")
+    config, _ = load_config(tmp_path / "agent")
     text = (tmp_path / "agent" / "agentpack.toml").read_text()
     assert "[targets.agentrun]" in text and "[targets.local]" in text and "[targets.fc]" not in text
     assert "# session_concurrency = 20" in text

@@ -198,7 +198,7 @@ def plan_build(
 ) -> BuildPlan:
     """Work out the artifact; every user error is raised here, and nothing is written but the cache."""
     project = Path(project_dir).resolve()
-    config = load_config(project)
+    config, _ = load_config(project)
     try:
         target = get_target(target_name)
     except KeyError as exc:

@@ -1,8 +1,8 @@
 """``agentpack.toml`` (or ``[tool.agentpack]`` in pyproject.toml), validated with errors that name the key.
 
 The ``[targets.<name>]`` tables are validated by the settings model of each target's row in
-``agentpack.targets``; ``load_config(project).targets[name]`` is that model (its defaults when
-the table is absent), which emulators and deployers read as they are.
+``agentpack.targets``; ``config.targets[name]`` (or ``target_settings(config, name)``) is that
+model — its defaults when the table is absent — which emulators and deployers read as they are.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def _describe(error: ValidationError, source: str) -> str:
     return f"{source}: {where}{shown}: {message}"
 
 
-def load_config(project: Path) -> ProjectConfig:
-    """Read and validate the project's config (``.source`` says which file it came from)."""
+def load_config(project: Path) -> tuple[ProjectConfig, str]:
+    """Read and validate the project's config; returns it with the file it came from (also ``config.source``)."""
     if not project.is_dir():
         raise ProjectError(f"{project}: not a directory; give the project directory (the one with agentpack.toml)")
     toml_file = project / CONFIG_FILE
@@ -157,4 +157,4 @@ def load_config(project: Path) -> ProjectConfig:
     except ValidationError as exc:
         raise ProjectError(_describe(exc, source)) from None
     config._source = source
-    return config
+    return config, source

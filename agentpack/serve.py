@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from agentpack.app.loader import load_app
+    from agentpack.loader import load_app
 
     app, _ = load_app(args.app)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentpack.app.loader import load_app
+from agentpack.loader import load_app
 from agentpack.deployers.local import LocalDeployManager
 from tests.helpers import BackgroundStream, check_protocol, read_events, text_of, user_body
 

@@ -45,7 +45,7 @@ def run(
     ),
 ) -> None:
     """Serve an agent app with uvicorn."""
-    from agentpack.app.loader import AppLoadError, load_app
+    from agentpack.loader import AppLoadError, load_app
 
     if not 0 <= port <= 65535:
         raise usage_error(f"--port {port} is not a TCP port; use 1-65535")
@@ -82,7 +82,7 @@ def worker(
     log_level: str = typer.Option("info", "--log-level", help="Celery log level."),
 ) -> None:
     """Start a Celery worker that runs the app's @app.task jobs (needs broker_url)."""
-    from agentpack.app.loader import AppLoadError, load_app
+    from agentpack.loader import AppLoadError, load_app
 
     if concurrency < 1:
         raise usage_error(f"--concurrency {concurrency}: give at least 1")

@@ -202,7 +202,7 @@ class AcsStandIn:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.product}-stand-in", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=f"{self.product}-stand-in", daemon=True)
         self._thread.start()
         return self
 

@@ -71,9 +71,10 @@ class AgentRunStandIn(AcsStandIn):
 
     def __init__(self, *, on_code: Optional[CodeHook] = None, ready_after_polls: int = 1,
                  ready_after_seconds: float = 0.0, region: str = "cn-hangzhou",
-                 account_id: str = "1234567890123456", **kwargs: Any) -> None:
+                 account_id: str = "1234567890123456", max_inline_zip: int = MAX_INLINE_ZIP, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.on_code = on_code
+        self.max_inline_zip = max_inline_zip
         self.ready_after_polls = ready_after_polls
         self.ready_after_seconds = ready_after_seconds
         self.region = region
@@ -188,8 +189,8 @@ class AgentRunStandIn(AcsStandIn):
             data = base64.b64decode(inline, validate=True)
         except (binascii.Error, ValueError):
             raise ApiError(400, "ERR_VALIDATION_FAILED", "codeConfiguration.zipFile is not valid base64") from None
-        require(len(data) <= MAX_INLINE_ZIP, f"the code package is {len(data)} bytes; inline packages are limited to "
-                                             f"{MAX_INLINE_ZIP}", code="ERR_VALIDATION_FAILED")
+        require(len(data) <= self.max_inline_zip, f"the code package is {len(data)} bytes; inline packages are "
+                                                   f"limited to {self.max_inline_zip}", code="ERR_VALIDATION_FAILED")
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 archive.infolist()

@@ -79,9 +79,11 @@ class FCStandIn(AcsStandIn):
     }
 
     def __init__(self, *, on_code: Optional[CodeHook] = None, region: str = "cn-hangzhou",
-                 account_id: str = "1234567890123456", **kwargs: Any) -> None:
+                 account_id: str = "1234567890123456", max_inline_zip: int = MAX_INLINE_ZIP, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.on_code = on_code
+        # The published limit is 100 MB; tests lower it to exercise the rule without 100 MB bodies.
+        self.max_inline_zip = max_inline_zip
         self.region = region
         self.account_id = account_id
         self.functions: dict[str, _Function] = {}
@@ -155,15 +157,15 @@ class FCStandIn(AcsStandIn):
         require(bool(inline) != has_oss, "code must name exactly one source: zipFile, or ossBucketName with ossObjectName")
         if inline:
             require(isinstance(inline, str), "code.zipFile must be a base64 string")
-            require(len(inline) <= (MAX_INLINE_ZIP + 2) // 3 * 4,
-                    f"code.zipFile decodes to more than {MAX_INLINE_ZIP} bytes; upload code larger than 100 MB through OSS",
+            require(len(inline) <= (self.max_inline_zip + 2) // 3 * 4 + 4,
+                    f"code.zipFile decodes to more than {self.max_inline_zip} bytes; upload larger code through OSS",
                     code="EntityTooLarge")
             try:
                 data = base64.b64decode(inline, validate=True)
             except (binascii.Error, ValueError):
                 raise ApiError(400, "InvalidArgument", "code.zipFile is not valid base64") from None
-            require(len(data) <= MAX_INLINE_ZIP,
-                    f"code.zipFile decodes to {len(data)} bytes, more than {MAX_INLINE_ZIP}; upload it through OSS",
+            require(len(data) <= self.max_inline_zip,
+                    f"code.zipFile decodes to {len(data)} bytes, more than {self.max_inline_zip}; upload it through OSS",
                     code="EntityTooLarge")
         else:
             require(bool(bucket) and bool(key), "code from OSS needs both ossBucketName and ossObjectName")

@@ -443,3 +443,16 @@ def test_agentrun_polling_survives_throttling_and_5xx(agentrun: AgentRunStandIn,
     agentrun.fail_next("GetAgentRuntime", status=502, code="BadGateway", message="upstream closed")
     assert ar_api.wait_until_ready(created["agentRuntimeId"], timeout=60)["status"] == "READY"
     assert [c.status for c in agentrun.calls_of("GetAgentRuntime")][:2] == [429, 502]
+
+
+@pytest.mark.integration
+def test_agentrun_endpoint_reported_active_counts_as_ready(hook: Hook, fake_time: FakeTime) -> None:
+    from agentpack.deployers.agentrun_api import AgentRunApi
+
+    with AgentRunStandIn(on_code=hook, ready_after_polls=1, endpoint_ready_status="ACTIVE") as stand_in:
+        api = AgentRunApi(endpoint=f"http://{stand_in.endpoint}", credentials=TEST_CREDENTIALS, environ={},
+                          poll=PollPolicy(sleep=fake_time.sleep, clock=fake_time.clock))
+        runtime_id = api.create_or_update_runtime(runtime_spec())["agentRuntimeId"]
+        api.wait_until_ready(runtime_id, timeout=60)
+        assert api.ensure_endpoint(runtime_id, "default", "LATEST", timeout=60).endswith("/agent-rt/upload-1")
+        assert [e["status"] for e in stand_in.runtimes[runtime_id].endpoints.values()] == ["ACTIVE"]

@@ -28,6 +28,8 @@ ENDPOINT_ENV = "AGENTPACK_AGENTRUN_ENDPOINT"
 API_VERSION = "2025-09-10"
 MAX_INLINE_ZIP_BYTES = 100 * 1024 * 1024
 READY = "READY"
+# The endpoint reference shows ACTIVE where the runtime reference says READY; both mean "serving".
+READY_STATES = {"READY", "ACTIVE"}
 FAILED_STATES = {"FAILED", "CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED"}
 IN_PROGRESS_STATES = {"CREATING", "UPDATING", "DELETING"}
 DEFAULT_WAIT_SECONDS = 900.0
@@ -189,7 +191,8 @@ class AgentRunApi(AlibabaApi):
 
     def wait_until_ready(self, runtime_id: str, timeout: float = DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
         """Poll until READY; FAILED raises ResourceFailed with the platform's reason, the deadline WaitTimeout."""
-        runtime = self._wait(runtime_id, lambda status: status == READY or status in FAILED_STATES, timeout, "be READY")
+        runtime = self._wait(runtime_id, lambda status: status in READY_STATES or status in FAILED_STATES, timeout,
+                             "be READY")
         if runtime.get("status") in FAILED_STATES:
             reason = runtime.get("statusReason") or "the platform gave no reason"
             raise ResourceFailed(str(runtime.get("status")), f"agent runtime {runtime.get('agentRuntimeName') or runtime_id} "
@@ -319,7 +322,7 @@ class AgentRunApi(AlibabaApi):
         endpoint_id = str(endpoint["agentRuntimeEndpointId"])
         deadline = self.poll.clock() + timeout
         intervals = self.poll.intervals()
-        while endpoint.get("status") != READY:
+        while endpoint.get("status") not in READY_STATES:
             if endpoint.get("status") in FAILED_STATES:
                 raise ResourceFailed(str(endpoint["status"]), f"endpoint {name} of agent runtime {runtime_id} failed: "
                                      f"{endpoint.get('statusReason') or 'the platform gave no reason'}",

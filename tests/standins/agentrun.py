@@ -71,8 +71,11 @@ class AgentRunStandIn(AcsStandIn):
 
     def __init__(self, *, on_code: Optional[CodeHook] = None, ready_after_polls: int = 1,
                  ready_after_seconds: float = 0.0, region: str = "cn-hangzhou",
-                 account_id: str = "1234567890123456", max_inline_zip: int = MAX_INLINE_ZIP, **kwargs: Any) -> None:
+                 account_id: str = "1234567890123456", max_inline_zip: int = MAX_INLINE_ZIP,
+                 endpoint_ready_status: str = "READY", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # The published endpoint example shows ACTIVE where runtimes say READY; tests can pick either.
+        self.endpoint_ready_status = endpoint_ready_status
         self.on_code = on_code
         self.max_inline_zip = max_inline_zip
         self.ready_after_polls = ready_after_polls
@@ -397,7 +400,7 @@ class AgentRunStandIn(AcsStandIn):
             return
         endpoint["_polls"] += 1
         if endpoint["_polls"] > self.ready_after_polls and time.monotonic() - endpoint["_since"] >= self.ready_after_seconds:
-            endpoint["status"] = "READY"
+            endpoint["status"] = self.endpoint_ready_status
 
     def _endpoint_fields(self, runtime: _Runtime, body: dict[str, Any]) -> None:
         name = body.get("agentRuntimeEndpointName")

@@ -115,7 +115,6 @@ class AgentRunApi(AlibabaApi):
     """AgentRun control-plane calls (``region`` or ``endpoint`` must be known)."""
 
     endpoint_env = ENDPOINT_ENV
-    product = "agentrun"
 
     def _make_client(self, config: Any) -> Any:
         from alibabacloud_agentrun20250910.client import Client

@@ -27,7 +27,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -278,7 +278,7 @@ class PollPolicy:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
-    def intervals(self) -> "Any":
+    def intervals(self) -> Iterator[float]:
         interval = self.first_interval
         while True:
             yield interval
@@ -297,7 +297,6 @@ class AlibabaApi:
     """Holds one product client built from credentials, region and endpoint (see module doc)."""
 
     endpoint_env = ""  # e.g. AGENTPACK_FC_ENDPOINT
-    product = ""
 
     def __init__(self, *, region: Optional[str] = None, endpoint: Optional[str] = None,
                  credentials: Optional[Credentials] = None, retry: Optional[RetryPolicy] = None,

@@ -115,7 +115,6 @@ class FCApi(AlibabaApi):
     """Function Compute control-plane calls (``region`` or ``endpoint`` must be known)."""
 
     endpoint_env = ENDPOINT_ENV
-    product = "fc"
 
     def _make_client(self, config: Any) -> Any:
         from alibabacloud_fc20230330.client import Client

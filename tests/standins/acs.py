@@ -370,19 +370,13 @@ class AcsStandIn:
                 self._nonces.add(nonce)
 
     def _match(self, call: Call) -> tuple[_Route, dict[str, str]]:
-        path_matched = False
         for route in self._routes:
             found = route.regex.match(call.path)
-            if not found:
-                continue
-            path_matched = True
-            if route.method != call.method:
+            if not found or route.method != call.method:
                 continue
             if route.action != call.action:
                 raise self._fail("action", f"{call.method} {call.path} is {route.action}, not {call.action}")
-            return route, {name: value for name, value in found.groupdict().items()}
-        if path_matched:
-            raise self._fail("path", f"'{call.method}' against '{call.path}' is not supported")
+            return route, dict(found.groupdict())
         raise self._fail("path", f"'{call.method}' against '{call.path}' is not supported")
 
     def _take_injected(self, action: str) -> Optional[_Injected]:

@@ -456,3 +456,23 @@ def test_agentrun_endpoint_reported_active_counts_as_ready(hook: Hook, fake_time
         api.wait_until_ready(runtime_id, timeout=60)
         assert api.ensure_endpoint(runtime_id, "default", "LATEST", timeout=60).endswith("/agent-rt/upload-1")
         assert [e["status"] for e in stand_in.runtimes[runtime_id].endpoints.values()] == ["ACTIVE"]
+
+
+@pytest.mark.integration
+def test_sts_credentials_send_the_security_token(hook: Hook) -> None:
+    from agentpack.deployers.fc_api import FCApi
+
+    with FCStandIn(on_code=hook, security_token="sts-token-0123") as stand_in:
+        with_token = Credentials(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, security_token="sts-token-0123")
+        api = FCApi(endpoint=f"http://{stand_in.endpoint}", credentials=with_token, environ={})
+        assert api.list_functions() == []
+        assert stand_in.calls[-1].headers["x-acs-security-token"] == "sts-token-0123"
+        without = FCApi(endpoint=f"http://{stand_in.endpoint}", credentials=TEST_CREDENTIALS, environ={})
+        with pytest.raises(PlatformError) as refused:
+            without.list_functions()
+        assert (refused.value.status, refused.value.code) == (403, "InvalidAccessKeyID")
+        # A token that cannot travel in an HTTP header is reported as such, not as a network failure.
+        odd = Credentials(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, security_token="令牌")
+        with pytest.raises(PlatformError) as unsendable:
+            FCApi(endpoint=f"http://{stand_in.endpoint}", credentials=odd, environ={}).list_functions()
+        assert unsendable.value.code == "RequestError" and "UnicodeEncodeError" in unsendable.value.message

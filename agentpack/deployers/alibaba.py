@@ -223,8 +223,11 @@ def to_platform_error(exc: BaseException, action: Optional[str] = None) -> Platf
         return PlatformError(str(code or data.get("Code") or data.get("code") or "Unknown"), str(message),
                              request_id, int(status) if status is not None else None, action)
     inner = getattr(exc, "inner_exception", None)
-    if inner is not None:  # the SDK wraps transport failures (refused connection, timeout)
-        return PlatformError("ConnectionError", f"could not reach the endpoint: {inner}", None, None, action)
+    if inner is not None:  # the SDK wraps failures to send: network ones arrive as its RetryError
+        if type(inner).__name__ == "RetryError" or isinstance(inner, OSError):
+            return PlatformError("ConnectionError", f"could not reach the endpoint: {inner}", None, None, action)
+        return PlatformError("RequestError", f"the request could not be sent: {type(inner).__name__}: {inner}",
+                             None, None, action)
     return PlatformError(type(exc).__name__, str(exc) or repr(exc), None, None, action)
 
 

@@ -579,3 +579,12 @@ def test_agentrun_injected_server_errors_and_throttling(agentrun: AgentRunStandI
         ar_client.list_agent_runtimes_with_options(m.ListAgentRuntimesRequest(), {}, runtime_options())
     assert (throttled.value.status_code, throttled.value.code) == (429, "Throttling")
     assert ar_client.list_agent_runtimes_with_options(m.ListAgentRuntimesRequest(), {}, runtime_options()).body.data.total == 0
+
+
+def test_crc64_matches_the_reference_check_value_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.standins import acs
+
+    assert crc64_xz(b"123456789") == 0x995DC9BBDF1939FA  # CRC-64/XZ check value
+    monkeypatch.setattr(acs, "_FAST", [None])  # force the pure-Python table
+    assert crc64_xz(b"123456789") == 0x995DC9BBDF1939FA
+    assert crc64_xz(ZIP_V1) == crc64_xz(bytearray(ZIP_V1))

@@ -476,3 +476,13 @@ def test_sts_credentials_send_the_security_token(hook: Hook) -> None:
         with pytest.raises(PlatformError) as unsendable:
             FCApi(endpoint=f"http://{stand_in.endpoint}", credentials=odd, environ={}).list_functions()
         assert unsendable.value.code == "RequestError" and "UnicodeEncodeError" in unsendable.value.message
+
+
+def test_only_sdk_failures_become_platform_errors() -> None:
+    from agentpack.deployers.alibaba import call
+
+    def broken() -> None:
+        raise KeyError("a bug in the caller")
+
+    with pytest.raises(KeyError):
+        call("GetFunction", broken)

@@ -246,6 +246,11 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * (2 ** attempt)))
 
 
+# Exceptions raised from these packages are answers (or transport failures) of a call.
+_SDK_PACKAGES = frozenset({"darabonba", "Tea", "alibabacloud_tea_openapi", "alibabacloud_fc20230330",
+                           "alibabacloud_agentrun20250910", "alibabacloud_tea_util"})
+
+
 def call(action: str, request: Callable[[], T], retry: Optional[RetryPolicy] = None) -> T:
     """Run one SDK call; retry throttling and 5xx answers, map every failure to PlatformError."""
     policy = retry or RetryPolicy()
@@ -256,6 +261,11 @@ def call(action: str, request: Callable[[], T], retry: Optional[RetryPolicy] = N
         except AlibabaConfigError:
             raise
         except Exception as exc:
+            origin = type(exc).__module__.split(".")[0]
+            if origin == "alibabacloud_credentials":
+                raise CredentialsError(f"Alibaba Cloud credentials could not be used: {exc}") from exc
+            if origin not in _SDK_PACKAGES:
+                raise  # a bug on our side, not an answer from the platform
             error = to_platform_error(exc, action)
             attempt += 1
             if not error.retryable or attempt >= policy.max_attempts:

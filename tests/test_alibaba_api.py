@@ -277,7 +277,7 @@ def test_a_wrong_secret_is_a_platform_error(fc: FCStandIn) -> None:
 @pytest.mark.integration
 def test_an_unreachable_endpoint_is_a_platform_error() -> None:
     from agentpack.deployers.fc_api import FCApi
-    from tests.conftest import free_port
+    from tests.support import free_port
 
     api = FCApi(endpoint=f"http://127.0.0.1:{free_port()}", credentials=TEST_CREDENTIALS, environ={})
     with pytest.raises(PlatformError) as unreachable:

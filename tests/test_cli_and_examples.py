@@ -14,7 +14,7 @@ import pytest
 
 from agentpack.loader import load_app
 from agentpack.deployers.local import LocalDeployManager
-from tests.helpers import BackgroundStream, check_protocol, read_events, text_of, user_body
+from tests.support import BackgroundStream, check_protocol, read_events, text_of, user_body
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTPACK = [sys.executable, "-m", "agentpack"]

@@ -18,7 +18,7 @@ from agentpack._aio import wait_bounded
 from agentpack.interrupt.base import Renewal, RunState, session_key
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.interrupt.local import LocalInterruptBackend
-from tests.helpers import check_protocol, in_process, sse_events, user_body
+from tests.support import check_protocol, in_process, sse_events, user_body
 
 JSON = {"content-type": "application/json"}
 

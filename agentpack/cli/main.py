@@ -80,6 +80,9 @@ def worker(
     concurrency: int = typer.Option(2, "--concurrency", "-c", help="Worker processes (or threads)."),
     pool: str = typer.Option("prefork", "--pool", "-P", help="Celery pool: prefork, threads or solo."),
     log_level: str = typer.Option("info", "--log-level", help="Celery log level."),
+    hostname: Optional[str] = typer.Option(
+        None, "--hostname", "-n", help="Worker node name, e.g. worker1@%h (needed when several workers run on one host)."
+    ),
 ) -> None:
     """Start a Celery worker that runs the app's @app.task jobs (needs broker_url)."""
     from agentpack.loader import AppLoadError, load_app
@@ -97,6 +100,8 @@ def worker(
         raise usage_error(f"{app_spec} has no broker: pass broker_url= (and backend_url=) to AgentApp to run tasks on workers")
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else sorted({s.queue for s in agent_app.task_queue.specs.values()})
     argv = ["worker", f"--loglevel={log_level}", "-Q", ",".join(names or ["celery"]), "-c", str(concurrency), "-P", pool]
+    if hostname:
+        argv += ["-n", hostname]
     celery_app.worker_main(argv)
 
 

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
-from agentpack._aio import wait_bounded
+from agentpack._aio import run_bounded, wait_bounded
 from agentpack.interrupt.base import (
     BackendUnavailable,
     BaseInterruptBackend,
@@ -144,7 +144,7 @@ class SessionGuard:
             renewer = active.renewer
             if renewer is not None and not renewer.done():
                 renewer.cancel()
-                stopped, _ = await wait_bounded(asyncio.gather(renewer, return_exceptions=True), self.release_timeout)
+                stopped, _ = await asyncio.wait({renewer}, timeout=self.release_timeout)  # never raises the renewer's error
                 if not stopped:
                     logger.warning("the lease renewer of %s did not stop in time; releasing anyway", active.key)
             await self._release(active, state)
@@ -157,7 +157,7 @@ class SessionGuard:
             await self.backend.release(active.key, active.run_id, state, self.state_seconds)
 
         try:
-            released, _ = await wait_bounded(release(), self.release_timeout)
+            released, _ = await run_bounded(release(), self.release_timeout)
         except _backend_errors() as exc:
             released = False
             logger.warning("could not release %s: %s", active.key, exc)

@@ -54,7 +54,7 @@ class AgentRun:
         self.task: Optional[asyncio.Task] = None
         self.final: Optional[dict[str, Any]] = None
         self._release: Optional[Release] = None
-        self._released: Optional[asyncio.Task] = None
+        self._released: Optional[asyncio.Event] = None
 
     def on_release(self, release: Release) -> None:
         """Set what releases the session; it runs once, before the terminal event is written."""
@@ -65,11 +65,14 @@ class AgentRun:
         itself (``SessionGuard.end`` never waits without a bound)."""
         if self._release is None:
             return
-        if self._released is None:
-            self._released = asyncio.ensure_future(self._release(self.status))
-        await asyncio.wait({self._released})
-        if not self._released.cancelled():
-            self._released.exception()  # retrieved: end() logs its own failures
+        if self._released is not None:
+            await self._released.wait()
+            return
+        self._released = asyncio.Event()
+        try:
+            await asyncio.shield(self._release(self.status))  # a cancel of the caller does not cut it short
+        finally:
+            self._released.set()
 
     def start(self, write: Write) -> asyncio.Task:
         """Run :meth:`pump` in a task of its own (the task ``stop()`` cancels).

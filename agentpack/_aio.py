@@ -14,7 +14,7 @@ import functools
 import inspect
 from typing import Any, Awaitable, Callable, Optional
 
-__all__ = ["call", "is_async_callable", "is_async_gen_callable", "run_bounded", "uncancel", "wait_bounded"]
+__all__ = ["call", "is_async_callable", "is_async_gen_callable", "uncancel", "wait_bounded"]
 
 
 def _unwrap(func: Any) -> Any:
@@ -76,20 +76,6 @@ async def wait_bounded(awaitable: Awaitable[Any], seconds: float) -> tuple[bool,
         task.add_done_callback(_retrieve)
         return False, None
     return True, task.result()
-
-
-async def run_bounded(awaitable: Awaitable[Any], seconds: float) -> tuple[bool, Any]:
-    """:func:`wait_bounded` for work that need not outlive the caller: from 3.11 it runs inline
-    under ``asyncio.timeout`` (no extra task, and correct about cancellation there); on 3.10
-    it falls back to :func:`wait_bounded`."""
-    timeout = getattr(asyncio, "timeout", None)
-    if timeout is None:
-        return await wait_bounded(awaitable, seconds)
-    try:
-        async with timeout(seconds):
-            return True, await awaitable
-    except TimeoutError:
-        return False, None
 
 
 def _retrieve(task: "asyncio.Future[Any]") -> None:

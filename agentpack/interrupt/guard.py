@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
-from agentpack._aio import run_bounded, wait_bounded
+from agentpack._aio import wait_bounded
 from agentpack.interrupt.base import (
     BackendUnavailable,
     BaseInterruptBackend,
@@ -157,7 +157,8 @@ class SessionGuard:
             await self.backend.release(active.key, active.run_id, state, self.state_seconds)
 
         try:
-            released, _ = await run_bounded(release(), self.release_timeout)
+            # in a task of its own: a backend call that ignores cancellation cannot hold us here
+            released, _ = await wait_bounded(release(), self.release_timeout)
         except _backend_errors() as exc:
             released = False
             logger.warning("could not release %s: %s", active.key, exc)

@@ -62,6 +62,9 @@ class AgentApp(FastAPI):
         **fastapi_kwargs: Any,
     ) -> None:
         fastapi_kwargs = compat.constructor_keywords(fastapi_kwargs)
+        if interrupt_redis_url is None and interrupt_backend is None:
+            # set by `agentpack deploy` from [targets.<t>] redis_url, so instances share stops
+            interrupt_redis_url = os.environ.get("AGENTPACK_REDIS_URL") or None
         self.endpoint_path = checks.check_endpoint_path(endpoint_path)
         checks.check_callables(lifespan=lifespan, before_start=before_start, after_finish=after_finish)
         backend_url = checks.task_urls(broker_url, backend_url)

@@ -41,6 +41,26 @@ async def _cleanup(step: str, hook: Hook, app: "AgentApp") -> None:
         logger.exception("%s failed; continuing shutdown", step)
 
 
+#: Variables that say the app runs on a platform with many instances (FC, AgentRun, Lambda).
+_PLATFORM_MARKERS = ("FC_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME", "AGENTPACK_PLATFORM")
+
+
+def warn_if_stops_stay_local(app: "AgentApp") -> None:
+    """On a platform that runs several instances, a stop or a second request for a session
+    may land on another instance than the run: say so when the backend cannot reach there."""
+    import os
+
+    platform = next((name for name in _PLATFORM_MARKERS if os.environ.get(name)), None)
+    if platform is not None and not app.runtime.backend.shared:
+        logger.warning(
+            "this app runs where requests may reach several instances (%s is set) but its interrupt backend "
+            "is %s: stops and session locks will not cross instances; set AGENTPACK_REDIS_URL (or "
+            "interrupt_redis_url=) to a Redis all instances reach",
+            platform,
+            app.runtime.backend.name,
+        )
+
+
 def compose(
     user_lifespan: Optional[Lifespan],
     before_start: Optional[Hook],
@@ -55,6 +75,7 @@ def compose(
     """
 
     async def start_agentpack(app: "AgentApp") -> None:
+        warn_if_stops_stay_local(app)
         await app.runtime.start()
         if app.query_handler is not None:
             await app.query_handler.framework.prepare()

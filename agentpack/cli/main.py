@@ -124,6 +124,32 @@ def build(
 
 
 @app.command()
+def emulate(
+    source: str = typer.Argument(".", metavar="[PROJECT_DIR | ARTIFACT.zip]", help="A project (built first, with the cache) or a built artifact."),
+    target: str = typer.Option(..., "--target", "-t", help="fc, agentrun, lambda or local."),
+    port: int = typer.Option(8090, "--port", "-p", help="Port of the emulated trigger / function URL on 127.0.0.1 (0: any free port)."),
+    instances: int = typer.Option(1, "--instances", "-n", help="Instances (execution environments) to run, round-robin."),
+    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE for the function's environment (repeatable)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="The function timeout in seconds (default: the project's setting)."),
+    ask: Optional[str] = typer.Option(None, "--ask", help="Once ready, send this message and stream the reply."),
+    once: bool = typer.Option(False, "--once", help="With --ask: stop after the reply."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (URL, cold start, instances) once ready."),
+) -> None:
+    """Run the built artifact locally, exactly as the target platform would (no Docker)."""
+    from pathlib import Path
+
+    from agentpack.cli.emulate_view import run_emulate
+
+    if not 0 <= port <= 65535:
+        raise usage_error(f"--port {port} is not a TCP port; use 1-65535 (or 0 for any free port)")
+    if instances < 1:
+        raise usage_error(f"--instances {instances}: give 1 or more")
+    if timeout is not None and timeout <= 0:
+        raise usage_error(f"--timeout {timeout}: give a positive number of seconds")
+    raise typer.Exit(run_emulate(Path(source), target, port, instances, env, as_json, ask, once, timeout))
+
+
+@app.command()
 def init(
     project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="Where to create the project."),
     name: Optional[str] = typer.Option(None, "--name", help="Project name (default: the directory's name)."),

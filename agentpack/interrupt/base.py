@@ -82,6 +82,8 @@ class BaseInterruptBackend(ABC):
 
     #: Name used in readiness and error messages, e.g. ``"redis at 127.0.0.1:6379"``.
     name: str = "interrupt backend"
+    #: Whether other processes (instances, machines) see the same sessions and stops.
+    shared: bool = True
 
     def add_reconnect_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever the connection to a shared store comes back after a loss.

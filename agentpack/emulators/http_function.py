@@ -90,6 +90,8 @@ class FunctionConfig:
     initializer: bool = True  #: call ``POST /initialize`` once per instance
     pre_stop: bool = True  #: call ``GET /pre-stop`` before an instance is stopped
     affinity_header: Optional[str] = None
+    #: a health check the platform runs once the port listens (AgentRun: the one the deployer configures)
+    health_check_path: Optional[str] = None
     request_limit: int = 32 * MB
     start_timeout: float = 120.0
     port: int = 0  #: the front's port (0: any free one)
@@ -232,6 +234,8 @@ class Instance:
         self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
         self._reader.start()
         await self._await_listening(started)
+        if config.health_check_path:
+            await self._await_healthy(started)
         if config.initializer:
             await self._initialize()
         self.start_seconds = time.perf_counter() - started
@@ -266,6 +270,29 @@ class Instance:
                     output="\n".join(self.output),
                 )
             await asyncio.sleep(0.02)
+
+    async def _await_healthy(self, started: float) -> None:
+        config = self.emulator.config
+        deadline = started + config.start_timeout
+        last = "no answer"
+        while time.perf_counter() < deadline:
+            if not self.alive:
+                break
+            try:
+                response = await self.emulator.client.get(f"http://127.0.0.1:{self.port}{config.health_check_path}", timeout=5)
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text[:200]}"
+            except Exception as exc:
+                last = str(exc) or type(exc).__name__
+            await asyncio.sleep(0.1)
+        await self._kill()
+        raise EmulatorStartError(
+            f"the health check GET {config.health_check_path} did not answer 200 within {config.start_timeout:g} seconds (last: {last})",
+            code="HealthCheckFailed",
+            exit_code=self.process.returncode if self.process else None,
+            output="\n".join(self.output),
+        )
 
     async def _initialize(self) -> None:
         request_id = uuid.uuid4().hex

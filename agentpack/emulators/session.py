@@ -276,6 +276,7 @@ def _emulator(
         region=str(_setting(settings, "region", "cn-hangzhou")),
         role=_setting(settings, "role", None),
         affinity_header="x-agentpack-session-id" if platform == "fc" else None,
+        health_check_path="/readiness" if platform == "agentrun" else None,
         port=port,
     )
     return FunctionEmulator(config, log=log)

@@ -10,9 +10,51 @@ awaited task behind the caller's back.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Optional
+import functools
+import inspect
+from typing import Any, Awaitable, Callable, Optional
 
-__all__ = ["uncancel", "wait_bounded"]
+__all__ = ["call", "is_async_callable", "is_async_gen_callable", "uncancel", "wait_bounded"]
+
+
+def _unwrap(func: Any) -> Any:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return func
+
+
+def is_async_callable(func: Any) -> bool:
+    """Whether calling ``func`` gives a coroutine: ``async def`` functions and methods,
+    partials of them, and objects whose ``__call__`` is ``async def``."""
+    func = _unwrap(func)
+    return inspect.iscoroutinefunction(func) or (callable(func) and inspect.iscoroutinefunction(getattr(func, "__call__", None)))
+
+
+def is_async_gen_callable(func: Any) -> bool:
+    """Like :func:`is_async_callable`, for async generators."""
+    func = _unwrap(func)
+    return inspect.isasyncgenfunction(func) or (callable(func) and inspect.isasyncgenfunction(getattr(func, "__call__", None)))
+
+
+async def call(func: Callable[..., Any], *args: Any, in_thread: bool = True, **kwargs: Any) -> Any:
+    """Call ``func`` however it was written, and return its result.
+
+    Async callables are awaited.  Sync ones run in a worker thread (``in_thread``, the
+    default), so a blocking function never stalls the event loop — and every other stream
+    of the process with it; start-up hooks pass ``in_thread=False``.  An awaitable returned
+    by a sync callable is awaited too.
+    """
+    if is_async_callable(func):
+        return await func(*args, **kwargs)
+    if in_thread:
+        import anyio.to_thread
+
+        result = await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+    else:
+        result = func(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 async def wait_bounded(awaitable: Awaitable[Any], seconds: float) -> tuple[bool, Any]:

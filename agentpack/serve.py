@@ -1,12 +1,19 @@
-"""``python -m agentpack.serve --app SPEC --host H --port P``: what generated entry points run.
+"""``python -m agentpack.serve --app SPEC --host H --port P [--platform fc|agentrun]``: what
+generated entry points (an artifact's ``bootstrap``) run.
 
 Deliberately small (argparse, no CLI framework), because it sits on every cold start.
+With ``--platform``, the app is served behind that platform's adapter
+(:mod:`agentpack.adapters.http_function`: lifecycle hooks, request ids, invocation context).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+
+#: Seconds open streams get to finish on SIGTERM or ``/pre-stop`` before they are ended.
+GRACE_SECONDS = float(os.environ.get("AGENTPACK_GRACEFUL_SHUTDOWN", "10"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,14 +22,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "9000")))
     parser.add_argument("--log-level", default=os.environ.get("AGENTPACK_LOG_LEVEL", "info"))
+    parser.add_argument("--platform", choices=("fc", "agentrun"), default=os.environ.get("AGENTPACK_PLATFORM") or None)
     args = parser.parse_args(argv)
 
     import uvicorn
 
-    from agentpack.app.loader import load_app
+    from agentpack.loader import AppLoadError, load_app
 
-    app, _ = load_app(args.app)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    try:
+        app, _ = load_app(args.app)
+    except AppLoadError as exc:
+        print(f"agentpack: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    options: dict = {"host": args.host, "port": args.port, "log_level": args.log_level, "timeout_graceful_shutdown": GRACE_SECONDS}
+    if args.platform is None:
+        uvicorn.run(app, **options)
+        return
+    from agentpack.adapters.http_function import FunctionAdapter, log_config
+
+    server: uvicorn.Server
+
+    def request_shutdown() -> None:
+        server.should_exit = True
+
+    adapter = FunctionAdapter(app, request_shutdown, args.platform)
+    server = uvicorn.Server(uvicorn.Config(adapter, log_config=log_config(), **options))
+    server.run()
 
 
 if __name__ == "__main__":

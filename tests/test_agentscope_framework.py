@@ -14,7 +14,7 @@ from agentpack import AgentApp, Msg
 from agentpack.frameworks import FrameworkNotAvailable, get_framework
 from agentpack.frameworks.agentscope import AgentScopeFramework
 from agentpack.protocol.events import ResponseBuilder
-from tests.helpers import check_protocol, read_events, text_of, user_body
+from tests.support import check_protocol, read_events, text_of, user_body
 
 MSG_CLASSES = pytest.mark.parametrize("msg_class", [AgentScopeMsg, Msg], ids=["agentscope.Msg", "agentpack.Msg"])
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentpack.app.loader import load_app
+from agentpack.loader import load_app
 from agentpack.deployers.local import LocalDeployManager
-from tests.helpers import BackgroundStream, check_protocol, read_events, text_of, user_body
+from tests.support import BackgroundStream, check_protocol, read_events, text_of, user_body
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTPACK = [sys.executable, "-m", "agentpack"]

@@ -14,7 +14,7 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from agentpack import AgentApp, AgentRequest
-from tests.helpers import user_body
+from tests.support import user_body
 
 
 class Item(BaseModel):

@@ -15,8 +15,7 @@ import pytest
 from agentpack.interrupt.base import RunState
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.interrupt.redis import RedisInterruptBackend
-from tests.conftest import wait_until
-from tests.helpers import BackgroundStream, check_protocol, user_body
+from tests.support import BackgroundStream, check_protocol, user_body, wait_until
 from tests.nodes.cluster import Node
 
 

@@ -13,8 +13,7 @@ from agentpack.interrupt import BaseInterruptBackend, RunState
 from agentpack.interrupt.base import Renewal
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.interrupt.local import LocalInterruptBackend
-from tests.conftest import wait_until
-from tests.helpers import BackgroundStream, check_protocol, read_events, user_body
+from tests.support import BackgroundStream, check_protocol, read_events, user_body, wait_until
 
 
 def hanging_app(record: dict, swallow: bool = False) -> AgentApp:

@@ -20,7 +20,7 @@ from agentpack import AgentApp
 from agentpack.adapters.aws_lambda import handler_for
 from agentpack.adapters.lambda_environment import EnvironmentEnded, LambdaEnvironment
 from tests import lambda_events as events
-from tests.helpers import check_protocol, user_body
+from tests.support import check_protocol, user_body
 
 
 class Recorder:

@@ -18,8 +18,7 @@ from agentpack.builders import deps
 from agentpack.builders.build import build
 from agentpack.emulators.aws_lambda import EmulatorStartError, LambdaEmulator
 from agentpack.emulators.lambda_function_url import ERROR_HEADER
-from tests.conftest import wait_until
-from tests.helpers import check_protocol, user_body
+from tests.support import check_protocol, user_body, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi import Request
 
 from agentpack import AgentApp, LocalDeployManager
-from tests.helpers import read_events, text_of, user_body
+from tests.support import read_events, text_of, user_body
 
 
 def test_lifespan_order_and_shared_state(serve):

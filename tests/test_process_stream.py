@@ -13,8 +13,7 @@ import pytest
 from fastapi import Depends, Header
 
 from agentpack import AgentApp, AgentRequest
-from tests.conftest import wait_until
-from tests.helpers import check_protocol, read_events, text_of, user_body
+from tests.support import check_protocol, read_events, text_of, user_body, wait_until
 
 
 def text_app(chunks=("Hello", " ", "World!")) -> AgentApp:

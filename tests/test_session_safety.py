@@ -18,7 +18,7 @@ from agentpack._aio import wait_bounded
 from agentpack.interrupt.base import Renewal, RunState, session_key
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.interrupt.local import LocalInterruptBackend
-from tests.helpers import check_protocol, in_process, sse_events, user_body
+from tests.support import check_protocol, in_process, sse_events, user_body
 
 JSON = {"content-type": "application/json"}
 
@@ -167,14 +167,14 @@ def test_one_user_cannot_block_or_stop_another_by_choosing_colons():
     async def scenario() -> None:
         async with in_process(app) as client:
             victim = asyncio.create_task(client.post("/process", json=user_body(user_id="alice", session_id="X:s1")))
-            await _until(lambda: len(app._guard) == 1)
+            await _until(lambda: len(app.runtime.guard) == 1)
             # the other user's session is a different one: it runs (here: starts) instead of 409
             attacker = asyncio.create_task(client.post("/process", json=user_body(user_id="alice:X", session_id="s1")))
-            await _until(lambda: len(app._guard) == 2)
+            await _until(lambda: len(app.runtime.guard) == 2)
             stop = await client.post("/process/stop", json={"user_id": "alice:X", "session_id": "s1"})
             assert stop.json()["stopped"] is True
             assert check_protocol(sse_events((await attacker).text))["status"] == "canceled"
-            assert len(app._guard) == 1 and not victim.done()
+            assert len(app.runtime.guard) == 1 and not victim.done()
             await client.post("/process/stop", json={"user_id": "alice", "session_id": "X:s1"})
             assert check_protocol(sse_events((await victim).text))["status"] == "canceled"
 
@@ -240,7 +240,7 @@ def test_bad_ids_are_422_naming_the_field(field, value, says):
                 assert response.status_code == 422, (path, response.text[:200])
                 errors = response.json()["detail"]
                 assert any(e["loc"][-1] == field and says in e["msg"] for e in errors), errors
-            assert len(app._guard) == 0
+            assert len(app.runtime.guard) == 0
 
     asyncio.run(scenario())
 
@@ -321,7 +321,7 @@ def test_the_session_is_released_before_the_terminal_event_is_sent(kind):
 
             async def send(message: dict) -> None:
                 chunk = message.get("body", b"")
-                seen.append((chunk, len(app._guard)))
+                seen.append((chunk, len(app.runtime.guard)))
                 if kind == "canceled" and b'"delta":true' in chunk:
                     asyncio.get_running_loop().call_soon(asyncio.ensure_future, app.stop_chat("u", "s"))
 

@@ -19,8 +19,7 @@ import httpx
 import pytest
 
 from agentpack import AgentApp
-from tests.conftest import wait_until
-from tests.helpers import BackgroundStream, check_protocol, user_body
+from tests.support import BackgroundStream, check_protocol, user_body, wait_until
 from tests.nodes.cluster import Node
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from agentpack.deployers.local import LocalDeployManager
-from tests.conftest import RedisServer, free_port, wait_until
+from tests.support import RedisServer, free_port, wait_until
 from tests.nodes.cluster import Worker
 from tests.nodes.task_app import make_app
 

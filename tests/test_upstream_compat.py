@@ -35,7 +35,7 @@ from agentpack import (
     RunStatus,
     TextContent,
 )
-from tests.conftest import free_port, wait_until
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

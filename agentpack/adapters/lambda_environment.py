@@ -83,7 +83,7 @@ class LambdaEnvironment:
     @classmethod
     def from_spec(cls, spec: str, **options: Any) -> "LambdaEnvironment":
         """Load the app named by ``spec`` (``app.py:app`` or ``package.module:attr``)."""
-        from agentpack.app.loader import load_app
+        from agentpack.loader import load_app
 
         app, _ = load_app(spec)
         return cls(app, **options)

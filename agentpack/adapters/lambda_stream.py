@@ -314,7 +314,7 @@ async def stream_answer(environment: LambdaEnvironment, client: RuntimeAPIClient
 
 
 def _init_error(exc: BaseException) -> dict[str, Any]:
-    from agentpack.app.loader import AppLoadError
+    from agentpack.loader import AppLoadError
 
     if isinstance(exc, (ImportError, AppLoadError)):
         return error_payload(exc, "Runtime.ImportModuleError")

@@ -8,22 +8,16 @@ an exception mid-stream ends the stream with one error event instead of a cut co
 
 from __future__ import annotations
 
-import functools
 import inspect
-import logging
 import typing
 from typing import Any, AsyncIterator, Callable
 
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from agentpack.app.serialize import jsonable
-from agentpack.protocol.sse import STREAM_HEADERS, encode_event
-
-logger = logging.getLogger("agentpack.endpoint")
-
-#: Seconds between SSE comment pings on idle streams, so proxies keep the connection open.
-PING_INTERVAL = 15
+from agentpack._aio import call, is_async_gen_callable
+from agentpack.protocol.serialize import jsonable
+from agentpack.run.stream import IteratorProducer, StreamResponse
 
 
 def resolved_signature(func: Callable[..., Any]) -> inspect.Signature:
@@ -43,65 +37,31 @@ def resolved_signature(func: Callable[..., Any]) -> inspect.Signature:
     )
 
 
-def error_event(exc: BaseException) -> dict[str, str]:
-    return {"error": str(exc), "error_type": type(exc).__name__, "message": "Error in streaming generator"}
-
-
-async def sse_frames(source: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    """Encode each item as an SSE frame; an exception becomes one final error event."""
-    try:
-        async for item in source:
-            yield encode_event(jsonable(item))
-    except Exception as exc:
-        logger.exception("streaming endpoint failed")
-        yield encode_event(error_event(exc))
-
-
-@functools.cache
-def _response_class() -> type:
-    """sse-starlette's response, imported on the first stream, minus a per-frame cost."""
-    from sse_starlette import EventSourceResponse
-
-    class StreamResponse(EventSourceResponse):
-        async def _send_with_timeout(self, send: Any, message: Any) -> None:
-            # Without a send timeout there is nothing to time out: skip the per-frame
-            # cancel scope, which costs more than the send itself on a busy stream.
-            if self.send_timeout is None:
-                await send(message)
-            else:
-                await super()._send_with_timeout(send, message)
-
-    return StreamResponse
-
-
-def stream_response(frames: AsyncIterator[bytes]) -> Response:
-    """An SSE response that sends each frame the moment it is produced."""
-    return _response_class()(frames, headers=STREAM_HEADERS, sep="\n", ping=PING_INTERVAL)
+def stream_response(source: AsyncIterator[Any]) -> Response:
+    """An SSE response that sends each item the moment the generator yields it."""
+    return StreamResponse(IteratorProducer(source))
 
 
 def make_endpoint(func: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``func`` into a FastAPI endpoint with the behaviour described in the module doc."""
-    if inspect.isasyncgenfunction(func):
+    if is_async_gen_callable(func):
 
         async def endpoint(*args: Any, **kwargs: Any) -> Response:
-            return stream_response(sse_frames(func(*args, **kwargs)))
+            return stream_response(func(*args, **kwargs))
 
     elif inspect.isgeneratorfunction(func):
 
         async def endpoint(*args: Any, **kwargs: Any) -> Response:
-            return stream_response(sse_frames(iterate_in_threadpool(func(*args, **kwargs))))
+            return stream_response(iterate_in_threadpool(func(*args, **kwargs)))
 
     else:
 
         async def endpoint(*args: Any, **kwargs: Any) -> Any:
-            if inspect.iscoroutinefunction(func):
-                result = await func(*args, **kwargs)
-            else:
-                result = await run_in_threadpool(func, *args, **kwargs)
+            result = await call(func, *args, **kwargs)
             if isinstance(result, Response):
                 return result
             if hasattr(result, "__aiter__"):
-                return stream_response(sse_frames(result))
+                return stream_response(result)
             return JSONResponse(jsonable(result))
 
     endpoint.__name__ = getattr(func, "__name__", "endpoint")

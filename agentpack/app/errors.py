@@ -1,5 +1,13 @@
-"""How AgentApp answers requests it refuses: the same shapes FastAPI uses, rendered so that no
-input — however odd its text — turns a 4xx into a 500."""
+"""How AgentApp answers requests it refuses — one exception handler per kind of refusal:
+
+- an invalid body: 422, FastAPI's ``{"detail": [...]}``;
+- a session that is already running (:class:`~agentpack.interrupt.SessionBusy`): 409;
+- a backend or broker that cannot be reached (:class:`~agentpack.interrupt.BackendUnavailable`,
+  :class:`~agentpack.tasks.BrokerUnavailable`): 503 naming it.
+
+Routes just raise; the answer is decided here, once.  Every body is rendered so that no
+input — however odd its text — turns a 4xx into a 500.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from agentpack.interrupt.base import BackendUnavailable, SessionBusy
 from agentpack.protocol.sse import encode_json_bytes
+from agentpack.tasks.base import BrokerUnavailable
 
 
 class SafeJSONResponse(JSONResponse):
@@ -20,11 +30,26 @@ class SafeJSONResponse(JSONResponse):
         return encode_json_bytes(content)
 
 
-async def validation_error(request: Request, exc: RequestValidationError) -> SafeJSONResponse:
+async def validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
     """FastAPI's 422 body (``{"detail": [...]}`` with ``loc``, ``msg``, ``type``, ``input``)."""
+    assert isinstance(exc, RequestValidationError)
     return SafeJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+
+async def session_busy(request: Request, exc: Exception) -> SafeJSONResponse:
+    assert isinstance(exc, SessionBusy)
+    return SafeJSONResponse({"detail": str(exc), "session_id": exc.session_id}, status_code=409)
+
+
+async def unavailable(request: Request, exc: Exception) -> SafeJSONResponse:
+    """503 naming what is down.  ``error`` (and what the route attached as ``exc.answer``,
+    e.g. a failed task submission's ``status: failed``) are keys AgentScope Runtime clients read."""
+    return SafeJSONResponse({"detail": str(exc), "error": str(exc), **getattr(exc, "answer", {})}, status_code=503)
 
 
 def install(app: Any) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(SessionBusy, session_busy)
+    app.add_exception_handler(BackendUnavailable, unavailable)
+    app.add_exception_handler(BrokerUnavailable, unavailable)

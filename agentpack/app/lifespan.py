@@ -14,6 +14,8 @@ import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
 
+from agentpack._aio import call
+
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
 
@@ -29,9 +31,7 @@ async def call_hook(hook: Hook, app: "AgentApp") -> None:
         p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
         for p in inspect.signature(hook).parameters.values()
     )
-    result = hook(app) if takes_app else hook()
-    if inspect.isawaitable(result):
-        await result
+    await call(hook, *((app,) if takes_app else ()), in_thread=False)
 
 
 async def _cleanup(step: str, hook: Hook, app: "AgentApp") -> None:
@@ -41,34 +41,69 @@ async def _cleanup(step: str, hook: Hook, app: "AgentApp") -> None:
         logger.exception("%s failed; continuing shutdown", step)
 
 
+#: Variables that say the app runs on a platform with many instances (FC, AgentRun, Lambda).
+_PLATFORM_MARKERS = ("FC_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME", "AGENTPACK_PLATFORM")
+
+
+def warn_if_stops_stay_local(app: "AgentApp") -> None:
+    """On a platform that runs several instances, a stop or a second request for a session
+    may land on another instance than the run: say so when the backend cannot reach there."""
+    import os
+
+    platform = next((name for name in _PLATFORM_MARKERS if os.environ.get(name)), None)
+    if platform is not None and not app.runtime.backend.shared:
+        logger.warning(
+            "this app runs where requests may reach several instances (%s is set) but its interrupt backend "
+            "is %s: stops and session locks will not cross instances; set AGENTPACK_REDIS_URL (or "
+            "interrupt_redis_url=) to a Redis all instances reach",
+            platform,
+            app.runtime.backend.name,
+        )
+
+
 def compose(
     user_lifespan: Optional[Lifespan],
     before_start: Optional[Hook],
     after_finish: Optional[Hook],
+    init_hooks: list[Hook],
+    shutdown_hooks: list[Hook],
 ) -> Callable[["AgentApp"], Any]:
-    """Build the lifespan FastAPI runs; the user's yielded state becomes ``request.state``."""
+    """Build the lifespan FastAPI runs; the user's yielded state becomes ``request.state``.
+
+    ``init_hooks`` / ``shutdown_hooks`` are the lists the deprecated ``@app.init`` /
+    ``@app.shutdown`` decorators append to; they are read when the app starts.
+    """
+
+    async def start_agentpack(app: "AgentApp") -> None:
+        warn_if_stops_stay_local(app)
+        await app.runtime.start()
+        if app.query_handler is not None:
+            await app.query_handler.framework.prepare()
+
+    async def stop_agentpack(app: "AgentApp") -> None:
+        await app.runtime.aclose()
 
     @asynccontextmanager
     async def lifespan(app: "AgentApp") -> AsyncIterator[Any]:
-        cleanups: list[tuple[str, Hook]] = [("agentpack shutdown", app._shutdown_runtime)]
+        cleanups: list[tuple[str, Hook]] = [("agentpack shutdown", stop_agentpack)]
         try:
-            await app._start_runtime()
-            for hook in app._init_hooks:
+            await start_agentpack(app)
+            for hook in init_hooks:
                 await call_hook(hook, app)
-            cleanups += [("@app.shutdown function", hook) for hook in app._shutdown_hooks]
+            cleanups += [("@app.shutdown function", hook) for hook in shutdown_hooks]
             if before_start is not None:
                 await call_hook(before_start, app)
             if after_finish is not None:
                 cleanups.append(("after_finish", after_finish))
             if user_lifespan is None:
-                app._mark_ready()
+                app.runtime.mark_ready()
                 yield None
             else:
                 async with user_lifespan(app) as state:
-                    app._mark_ready()
+                    app.runtime.mark_ready()
                     yield state
         finally:
-            app._mark_not_ready("the app is shutting down")
+            app.runtime.mark_not_ready("the app is shutting down")
             for step, hook in reversed(cleanups):
                 await _cleanup(step, hook, app)
 

@@ -2,7 +2,8 @@
 
 Everything that can be refused is refused *before* the stream starts, as a real HTTP
 error: an invalid body is a 422 with field paths (FastAPI's validation of
-:class:`AgentRequest`), a session that is already running is a 409.  Once the stream has
+:class:`AgentRequest`), a session that is already running is a 409, an unreachable
+interrupt backend a 503 (the app's exception handlers answer those).  Once the stream has
 started, every outcome — completed, failed or canceled — is its terminal event.
 """
 
@@ -19,25 +20,15 @@ from starlette.responses import JSONResponse, Response
 
 from agentpack._aio import uncancel
 from agentpack.app.errors import SafeJSONResponse
-from agentpack.app.handler import QueryHandler
-from agentpack.app.run_response import RunStreamResponse
-from agentpack.app.runner import AgentRun
-from agentpack.interrupt.base import BackendUnavailable, RunState, SessionBusy, session_key
-from agentpack.protocol.schemas import AgentRequest, RunStatus, SessionId, UserId
+from agentpack.interrupt.base import session_key
+from agentpack.protocol.schemas import AgentRequest, SessionId, UserId
+from agentpack.protocol.status import session_state
+from agentpack.run.agent_run import AgentRun
+from agentpack.run.handler import QueryHandler
+from agentpack.run.stream import StreamResponse
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
-
-_FINAL_STATE = {
-    RunStatus.COMPLETED: RunState.FINISHED,
-    RunStatus.CANCELED: RunState.STOPPED,
-    RunStatus.FAILED: RunState.ERROR,
-}
-
-
-def final_state(status: str) -> RunState:
-    """The session state a run leaves behind; a run cut short (client gone) counts as STOPPED."""
-    return _FINAL_STATE.get(status, RunState.STOPPED)
 
 
 def fill_ids(request: AgentRequest) -> AgentRequest:
@@ -68,18 +59,13 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
     async def process(agent_request: AgentRequest, **dependencies: Any) -> Response:
         request = fill_ids(agent_request)
         run = AgentRun(app, handler, request, dependencies)
-        key = session_key(request.user_id, request.session_id)
-        try:
-            active = await app._guard.begin(key, run)
-        except SessionBusy as exc:
-            return JSONResponse({"detail": str(exc), "session_id": request.session_id}, status_code=409)
-        except BackendUnavailable as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
-        run.on_release(lambda status: app._guard.end(active, final_state(status)))
+        guard = app.runtime.guard
+        active = await guard.begin(session_key(request.user_id, request.session_id), run)  # 409 / 503 when refused
+        run.on_release(lambda status: guard.end(active, session_state(status)))
         try:
             headers = session_headers(request)
             if request.stream:
-                return RunStreamResponse(run, headers=headers)
+                return StreamResponse(run, headers=headers)
             try:
                 final = await run.final_response()
             except asyncio.CancelledError:
@@ -112,10 +98,7 @@ class StopRequest(BaseModel):
 def build_stop_endpoint(app: "AgentApp") -> Callable[..., Any]:
     async def stop(body: StopRequest) -> JSONResponse:
         user_id = body.user_id or body.session_id
-        try:
-            stopped = await app.stop_chat(user_id, body.session_id)
-        except BackendUnavailable as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
+        stopped = await app.stop_chat(user_id, body.session_id)  # 503 when the backend is unreachable
         return JSONResponse({"stopped": stopped, "user_id": user_id, "session_id": body.session_id})
 
     return stop

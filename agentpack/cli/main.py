@@ -51,7 +51,7 @@ def run(
     ),
 ) -> None:
     """Serve an agent app with uvicorn."""
-    from agentpack.app.loader import AppLoadError, load_app
+    from agentpack.loader import AppLoadError, load_app
 
     if not 0 <= port <= 65535:
         raise usage_error(f"--port {port} is not a TCP port; use 1-65535")
@@ -86,9 +86,12 @@ def worker(
     concurrency: int = typer.Option(2, "--concurrency", "-c", help="Worker processes (or threads)."),
     pool: str = typer.Option("prefork", "--pool", "-P", help="Celery pool: prefork, threads or solo."),
     log_level: str = typer.Option("info", "--log-level", help="Celery log level."),
+    hostname: Optional[str] = typer.Option(
+        None, "--hostname", "-n", help="Worker node name, e.g. worker1@%h (needed when several workers run on one host)."
+    ),
 ) -> None:
     """Start a Celery worker that runs the app's @app.task jobs (needs broker_url)."""
-    from agentpack.app.loader import AppLoadError, load_app
+    from agentpack.loader import AppLoadError, load_app
 
     if concurrency < 1:
         raise usage_error(f"--concurrency {concurrency}: give at least 1")
@@ -103,6 +106,8 @@ def worker(
         raise usage_error(f"{app_spec} has no broker: pass broker_url= (and backend_url=) to AgentApp to run tasks on workers")
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else sorted({s.queue for s in agent_app.task_queue.specs.values()})
     argv = ["worker", f"--loglevel={log_level}", "-Q", ",".join(names or ["celery"]), "-c", str(concurrency), "-P", pool]
+    if hostname:
+        argv += ["-n", hostname]
     celery_app.worker_main(argv)
 
 
@@ -122,6 +127,32 @@ def build(
     from agentpack.cli.build_view import run_build
 
     raise typer.Exit(run_build(Path(project_dir), target, Path(out) if out else None, arch, python, slim, as_json))
+
+
+@app.command()
+def emulate(
+    source: str = typer.Argument(".", metavar="[PROJECT_DIR | ARTIFACT.zip]", help="A project (built first, with the cache) or a built artifact."),
+    target: str = typer.Option(..., "--target", "-t", help="fc, agentrun, lambda or local."),
+    port: int = typer.Option(8090, "--port", "-p", help="Port of the emulated trigger / function URL on 127.0.0.1 (0: any free port)."),
+    instances: int = typer.Option(1, "--instances", "-n", help="Instances (execution environments) to run, round-robin."),
+    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE for the function's environment (repeatable)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="The function timeout in seconds (default: the project's setting)."),
+    ask: Optional[str] = typer.Option(None, "--ask", help="Once ready, send this message and stream the reply."),
+    once: bool = typer.Option(False, "--once", help="With --ask: stop after the reply."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (URL, cold start, instances) once ready."),
+) -> None:
+    """Run the built artifact locally, exactly as the target platform would (no Docker)."""
+    from pathlib import Path
+
+    from agentpack.cli.emulate_view import run_emulate
+
+    if not 0 <= port <= 65535:
+        raise usage_error(f"--port {port} is not a TCP port; use 1-65535 (or 0 for any free port)")
+    if instances < 1:
+        raise usage_error(f"--instances {instances}: give 1 or more")
+    if timeout is not None and timeout <= 0:
+        raise usage_error(f"--timeout {timeout}: give a positive number of seconds")
+    raise typer.Exit(run_emulate(Path(source), target, port, instances, env, as_json, ask, once, timeout))
 
 
 @app.command()

@@ -22,24 +22,22 @@ import enum
 import logging
 from abc import ABC, abstractmethod
 from typing import Callable, Optional
-from urllib.parse import quote
+from urllib.parse import quote, unquote
+
+from agentpack.protocol.status import RunState
 
 logger = logging.getLogger("agentpack.interrupt")
-
-
-class RunState(str, enum.Enum):
-    RUNNING = "RUNNING"
-    STOPPED = "STOPPED"
-    FINISHED = "FINISHED"
-    ERROR = "ERROR"
 
 
 class SessionBusy(RuntimeError):
     """Another run of the same session is in progress (here or elsewhere); answered with 409."""
 
     def __init__(self, key: str) -> None:
-        super().__init__(f"session {key!r} is already running; stop it or wait for it to finish")
         self.key = key
+        self.user_id, _, self.session_id = (unquote(part) for part in key.partition(":"))
+        super().__init__(
+            f"session {self.session_id!r} of user {self.user_id!r} is already running; stop it or wait for it to finish"
+        )
 
 
 class BackendUnavailable(RuntimeError):
@@ -84,6 +82,8 @@ class BaseInterruptBackend(ABC):
 
     #: Name used in readiness and error messages, e.g. ``"redis at 127.0.0.1:6379"``.
     name: str = "interrupt backend"
+    #: Whether other processes (instances, machines) see the same sessions and stops.
+    shared: bool = True
 
     def add_reconnect_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever the connection to a shared store comes back after a loss.

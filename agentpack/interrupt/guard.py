@@ -144,7 +144,7 @@ class SessionGuard:
             renewer = active.renewer
             if renewer is not None and not renewer.done():
                 renewer.cancel()
-                stopped, _ = await wait_bounded(asyncio.gather(renewer, return_exceptions=True), self.release_timeout)
+                stopped, _ = await asyncio.wait({renewer}, timeout=self.release_timeout)  # never raises the renewer's error
                 if not stopped:
                     logger.warning("the lease renewer of %s did not stop in time; releasing anyway", active.key)
             await self._release(active, state)
@@ -157,6 +157,7 @@ class SessionGuard:
             await self.backend.release(active.key, active.run_id, state, self.state_seconds)
 
         try:
+            # in a task of its own: a backend call that ignores cancellation cannot hold us here
             released, _ = await wait_bounded(release(), self.release_timeout)
         except _backend_errors() as exc:
             released = False

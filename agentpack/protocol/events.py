@@ -65,40 +65,59 @@ class OpenMessage:
 
 
 class SentMessage:
-    """A message as the client has it so far: announced, with the content sent since."""
+    """A message as the client has it so far: announced, with the content events sent since.
+
+    Sending a delta only appends it here; the events are folded into content items only if
+    the message ends incomplete (a stopped run), which keeps the hot path at one append.
+    """
 
     def __init__(self, announced: dict[str, Any]) -> None:
         self.announced = announced
         self.last_sequence: int = announced["sequence_number"]
-        self.contents: dict[int, dict[str, Any]] = {}
+        self.sent: list[dict[str, Any]] = []
 
     def add(self, event: dict[str, Any]) -> None:
         self.last_sequence = event["sequence_number"]
-        index = event["index"]
-        if event["status"] == RunStatus.COMPLETED:
-            self.contents[index] = event
-            return
-        item = self.contents.get(index)
-        if item is None:
-            item = self.contents[index] = {
-                "sequence_number": None,
-                "object": "content",
-                "status": RunStatus.INCOMPLETE,
-                "error": None,
-                "type": event["type"],
-                "index": index,
-                "delta": None,
-                "msg_id": event["msg_id"],
-                **dict.fromkeys(PAYLOAD_KEYS.get(event["type"], ())),
-            }
-        elif item["status"] == RunStatus.COMPLETED:
-            return
-        item["sequence_number"] = event["sequence_number"]
-        appendable = _APPENDABLE.get(event["type"])
-        for key, value in event.items():
-            if key in _CONTENT_KEYS:
+        self.sent.append(event)
+
+    def _contents(self) -> list[dict[str, Any]]:
+        contents: dict[int, dict[str, Any]] = {}
+        pieces: dict[int, list[str]] = {}
+        for event in self.sent:
+            index = event["index"]
+            if event["status"] == RunStatus.COMPLETED:
+                contents[index] = event
+                pieces.pop(index, None)
                 continue
-            item[key] = (item.get(key) or "") + (value or "") if key == appendable else value
+            item = contents.get(index)
+            if item is None:
+                item = contents[index] = {
+                    "sequence_number": None,
+                    "object": "content",
+                    "status": RunStatus.INCOMPLETE,
+                    "error": None,
+                    "type": event["type"],
+                    "index": index,
+                    "delta": None,
+                    "msg_id": event["msg_id"],
+                    **dict.fromkeys(PAYLOAD_KEYS.get(event["type"], ())),
+                }
+            elif item["status"] == RunStatus.COMPLETED:
+                continue
+            item["sequence_number"] = event["sequence_number"]
+            appendable = _APPENDABLE.get(event["type"])
+            for key, value in event.items():
+                if key in _CONTENT_KEYS:
+                    continue
+                if key == appendable:
+                    pieces.setdefault(index, []).append(value or "")
+                else:
+                    item[key] = value
+        for index, parts in pieces.items():
+            item = contents[index]
+            key = _APPENDABLE[item["type"]]
+            item[key] = (item.get(key) or "") + "".join(parts)
+        return [contents[i] for i in sorted(contents)]
 
     def incomplete(self) -> dict[str, Any]:
         """The message with what was sent of it, marked ``incomplete``."""
@@ -106,7 +125,7 @@ class SentMessage:
             **self.announced,
             "sequence_number": self.last_sequence,
             "status": RunStatus.INCOMPLETE,
-            "content": [self.contents[i] for i in sorted(self.contents)],
+            "content": self._contents(),
         }
 
 

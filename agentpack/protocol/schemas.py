@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal, Optional, TypeVar, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentpack.protocol.status import RunStatus
+
 
 def new_id(prefix: str) -> str:
     """A collision-free id such as ``msg_3f2a…`` (uuid4 hex keeps ids URL- and key-safe)."""
@@ -69,35 +71,6 @@ def _lone_surrogate(value: Any, path: tuple) -> Optional[tuple[tuple, str]]:
         if found is not None:
             return found
     return None
-
-
-class RunStatus:
-    """Status vocabulary of response, message and content objects.
-
-    Plain string constants, so ``event["status"] == RunStatus.Completed`` holds for a
-    decoded JSON event and the values serialise as themselves.  The upper-case names are
-    agentpack's earlier spellings of the same values.
-    """
-
-    Created = "created"
-    InProgress = "in_progress"
-    Completed = "completed"
-    Canceled = "canceled"
-    Failed = "failed"
-    Rejected = "rejected"
-    Unknown = "unknown"
-    Queued = "queued"
-    Incomplete = "incomplete"
-
-    CREATED = Created
-    IN_PROGRESS = InProgress
-    COMPLETED = Completed
-    CANCELED = Canceled
-    FAILED = Failed
-    REJECTED = Rejected
-    UNKNOWN = Unknown
-    QUEUED = Queued
-    INCOMPLETE = Incomplete
 
 
 class MessageType:

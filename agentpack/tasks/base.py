@@ -14,15 +14,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
-
-class TaskStatus:
-    PENDING = "pending"
-    RUNNING = "running"
-    FINISHED = "finished"
-    ERROR = "error"
-    CANCELED = "canceled"
-
-    FINAL = frozenset({FINISHED, ERROR, CANCELED})
+from agentpack._aio import call, is_async_callable, is_async_gen_callable
+from agentpack.protocol.serialize import NotSerializable, jsonable
+from agentpack.protocol.status import TaskStatus
 
 
 class BrokerUnavailable(RuntimeError):
@@ -104,6 +98,37 @@ class TaskSpec:
 
     def arguments(self, payload: Any) -> tuple[Any, ...]:
         return (payload,) if self.takes_payload else ()
+
+
+def _stored(spec: TaskSpec, result: Any) -> Any:
+    try:
+        return jsonable(result, strict=True)
+    except NotSerializable as exc:
+        raise NotSerializable(f"the result of {spec.name} cannot be stored as JSON: {exc}") from None
+
+
+def run_job_sync(spec: TaskSpec, payload: Any) -> Any:
+    """Call a sync task function in this thread (a Celery worker's) and return its JSON-ready result."""
+    result = spec.func(*spec.arguments(payload))
+    return _stored(spec, list(result) if inspect.isgenerator(result) else result)
+
+
+def is_async_job(spec: TaskSpec) -> bool:
+    return is_async_callable(spec.func) or is_async_gen_callable(spec.func)
+
+
+async def run_job(spec: TaskSpec, payload: Any) -> Any:
+    """Call a task function of any shape — async, async generator (its items, as a list), an
+    object with an async ``__call__``, or sync (in a worker thread) — and return its
+    JSON-ready result."""
+    func, args = spec.func, spec.arguments(payload)
+    if is_async_gen_callable(func):
+        return _stored(spec, [item async for item in func(*args)])
+    if is_async_callable(func):
+        return _stored(spec, await call(func, *args))
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(run_job_sync, spec, payload, abandon_on_cancel=True)
 
 
 def stable_name(func: Callable[..., Any], script_name: Optional[str] = None) -> str:

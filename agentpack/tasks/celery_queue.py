@@ -21,7 +21,17 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from agentpack.tasks.base import BrokerUnavailable, TaskInfo, TaskQueue, TaskSpec, TaskStatus, status_reported_to
+from agentpack.tasks.base import (
+    BrokerUnavailable,
+    TaskInfo,
+    TaskQueue,
+    TaskSpec,
+    TaskStatus,
+    is_async_job,
+    run_job,
+    run_job_sync,
+    status_reported_to,
+)
 
 logger = logging.getLogger("agentpack.tasks.celery")
 
@@ -115,7 +125,6 @@ class CeleryQueue(TaskQueue):
         from celery import states
         from celery.exceptions import Ignore
 
-        from agentpack.tasks.embedded import call, call_sync, is_async
 
         if self._kv and self.celery.backend.get(_cancel_marker(task.request.id)):
             task.update_state(state=states.REVOKED)
@@ -128,9 +137,9 @@ class CeleryQueue(TaskQueue):
                 logger.warning("could not record state %s of task %s: %s", state, task.request.id, exc)
 
         with status_reported_to(report):
-            if is_async(spec):
-                return asyncio.run(call(spec, payload))  # a loop of its own per job: workers have none
-            return call_sync(spec, payload)
+            if is_async_job(spec):
+                return asyncio.run(run_job(spec, payload))  # a loop of its own per job: workers have none
+            return run_job_sync(spec, payload)
 
     # -- the queue interface -------------------------------------------------------------
     async def submit(self, name: str, payload: Any) -> str:

@@ -9,17 +9,13 @@ forgotten (their ids then answer 404, not an eternal "pending").
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import anyio
-
-from agentpack.app.serialize import NotSerializable, jsonable
-from agentpack.tasks.base import TaskInfo, TaskQueue, TaskSpec, TaskStatus, error_info, status_reported_to
+from agentpack.tasks.base import TaskInfo, TaskQueue, TaskSpec, TaskStatus, error_info, run_job, status_reported_to
 
 logger = logging.getLogger("agentpack.tasks")
 
@@ -29,41 +25,6 @@ class _Job:
     info: TaskInfo
     task: Optional[asyncio.Task] = None
     expires: float = float("inf")
-
-
-def _collect(iterator: Any) -> list:
-    return list(iterator)
-
-
-def is_async(spec: TaskSpec) -> bool:
-    return inspect.iscoroutinefunction(spec.func) or inspect.isasyncgenfunction(spec.func)
-
-
-def _stored(spec: TaskSpec, result: Any) -> Any:
-    try:
-        return jsonable(result, strict=True)
-    except NotSerializable as exc:
-        raise NotSerializable(f"the result of {spec.name} cannot be stored as JSON: {exc}") from None
-
-
-def call_sync(spec: TaskSpec, payload: Any) -> Any:
-    """Call a sync task function in this thread (a Celery worker) and return its JSON-ready result."""
-    result = spec.func(*spec.arguments(payload))
-    return _stored(spec, _collect(result) if inspect.isgenerator(result) else result)
-
-
-async def call(spec: TaskSpec, payload: Any) -> Any:
-    """Call a task function of any shape and return its (JSON-ready) result."""
-    func, args = spec.func, spec.arguments(payload)
-    if inspect.isasyncgenfunction(func):
-        result: Any = [item async for item in func(*args)]
-    elif inspect.iscoroutinefunction(func):
-        result = await func(*args)
-    else:
-        return await anyio.to_thread.run_sync(call_sync, spec, payload, abandon_on_cancel=True)
-    if inspect.isawaitable(result):
-        result = await result
-    return _stored(spec, result)
 
 
 class EmbeddedQueue(TaskQueue):
@@ -95,7 +56,7 @@ class EmbeddedQueue(TaskQueue):
             async with self._slots:
                 info.status, info.started_at = TaskStatus.RUNNING, time.time()
                 with status_reported_to(lambda status: setattr(info, "status", status)):
-                    info.result = await call(spec, payload)
+                    info.result = await run_job(spec, payload)
                 info.status = TaskStatus.FINISHED
         except asyncio.CancelledError:
             info.status = TaskStatus.CANCELED  # a cancel is the job's end, not an error to propagate

@@ -6,12 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Optional
 
 import httpx
 
-from tests.conftest import free_port, wait_until
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,7 +106,9 @@ class Worker:
 
     def start(self, celery_app) -> "Worker":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentpack", "worker", "tests.nodes.task_app:app", "-c", "2", "--log-level", "info"],
+            # a unique node name: workers of other test runs on this host must not share its
+            # control queue (RabbitMQ refuses a second consumer of celery@host.celery.pidbox)
+            [sys.executable, "-m", "agentpack", "worker", "tests.nodes.task_app:app", "-c", "2", "--log-level", "info", "-n", f"test-{uuid.uuid4().hex[:8]}@%h"],
             cwd=ROOT,
             env=self.env,
             stdout=self.log,

@@ -3,6 +3,7 @@
 ``POST`` and ``GET`` answer as AgentScope Runtime's task routes do (200 with ``status``
 ``submitted``; ``GET`` always 200, an unknown id ``{"error": "Task <id> not found"}``), so
 its clients work unchanged; ``task_id``, the ``error`` object and ``DELETE`` are additions.
+A broker that cannot be reached is a 503 (the app's exception handler answers it).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from fastapi import Body
 from starlette.responses import JSONResponse
 
-from agentpack.tasks.base import BrokerUnavailable
+from agentpack.tasks.base import BrokerUnavailable, TaskQueue
 
 if TYPE_CHECKING:
-    from agentpack.app.agent_app import AgentApp
+    from agentpack.app.runtime import Runtime
 
 #: Builds a submission's ``message`` from the task id (AgentScope Runtime's wording).
 SubmitMessage = Callable[[str], str]
@@ -25,52 +26,42 @@ def not_found(task_id: str) -> dict[str, str]:
     return {"error": f"Task {task_id} not found", "task_id": task_id}
 
 
-def _unavailable(exc: BrokerUnavailable, **extra: Any) -> JSONResponse:
-    """503 naming the broker; ``error`` and ``status: failed`` are the keys AgentScope Runtime's
-    clients read on a failed submission (which it answers with 200)."""
-    return JSONResponse({"detail": str(exc), "error": str(exc), **extra}, status_code=503)
-
-
 async def submit_response(
-    app: "AgentApp", name: str, queue: str, payload: Any, message: Optional[SubmitMessage] = None
+    queue: TaskQueue, name: str, queue_name: str, payload: Any, message: Optional[SubmitMessage] = None
 ) -> JSONResponse:
     """Queue the job and answer 200 ``{"task_id", "status": "submitted", "queue", "message"}``."""
     try:
-        task_id = await app.task_queue.submit(name, payload)
+        task_id = await queue.submit(name, payload)
     except BrokerUnavailable as exc:
-        return _unavailable(exc, type="task", queue=queue, status="failed")
-    text = message(task_id) if message else f"Task {task_id} submitted to {app.task_queue.label} {queue}"
-    return JSONResponse({"task_id": task_id, "status": "submitted", "queue": queue, "message": text})
+        # the keys AgentScope Runtime's clients read on a failed submission
+        exc.answer = {"type": "task", "queue": queue_name, "status": "failed"}  # type: ignore[attr-defined]
+        raise
+    text = message(task_id) if message else f"Task {task_id} submitted to {queue.label} {queue_name}"
+    return JSONResponse({"task_id": task_id, "status": "submitted", "queue": queue_name, "message": text})
 
 
-def submit_endpoint(app: "AgentApp", name: str, queue: str) -> Callable[..., Any]:
+def submit_endpoint(runtime: "Runtime", name: str, queue_name: str) -> Callable[..., Any]:
     async def submit(body: Any = Body(None)) -> JSONResponse:
-        return await submit_response(app, name, queue, body)
+        return await submit_response(runtime.task_queue, name, queue_name, body)
 
     return submit
 
 
-def _status_endpoint(app: "AgentApp") -> Callable[..., Any]:
+def _status_endpoint(runtime: "Runtime") -> Callable[..., Any]:
     """``GET``: the task's state, always 200 (an unknown or expired id says so in ``error``)."""
 
     async def status(task_id: str) -> JSONResponse:
-        try:
-            info = await app.task_queue.info(task_id)
-        except BrokerUnavailable as exc:
-            return _unavailable(exc)
+        info = await runtime.task_queue.info(task_id)
         return JSONResponse(not_found(task_id) if info is None else info.to_json())
 
     return status
 
 
-def _cancel_endpoint(app: "AgentApp") -> Callable[..., Any]:
+def _cancel_endpoint(runtime: "Runtime") -> Callable[..., Any]:
     """``DELETE`` (agentpack's own route): the state after the cancel; an unknown id is a 404."""
 
     async def cancel(task_id: str) -> JSONResponse:
-        try:
-            info = await app.task_queue.cancel(task_id)
-        except BrokerUnavailable as exc:
-            return _unavailable(exc)
+        info = await runtime.task_queue.cancel(task_id)
         if info is None:
             return JSONResponse(not_found(task_id), status_code=404)
         return JSONResponse(info.to_json())
@@ -78,8 +69,8 @@ def _cancel_endpoint(app: "AgentApp") -> Callable[..., Any]:
     return cancel
 
 
-def add_task_routes(app: "AgentApp", path: str, name: str, queue: str, submit: Callable[..., Any]) -> None:
+def add_task_routes(app: Any, runtime: "Runtime", path: str, name: str, submit: Callable[..., Any]) -> None:
     """``POST path`` (submit), ``GET path/{task_id}`` (status), ``DELETE path/{task_id}`` (cancel)."""
     app.add_api_route(path, submit, methods=["POST"], tags=["tasks"], response_model=None, name=f"submit {name}")
-    app.add_api_route(f"{path}/{{task_id}}", _status_endpoint(app), methods=["GET"], tags=["tasks"], response_model=None, name=f"status of {name}")
-    app.add_api_route(f"{path}/{{task_id}}", _cancel_endpoint(app), methods=["DELETE"], tags=["tasks"], response_model=None, name=f"cancel {name}")
+    app.add_api_route(f"{path}/{{task_id}}", _status_endpoint(runtime), methods=["GET"], tags=["tasks"], response_model=None, name=f"status of {name}")
+    app.add_api_route(f"{path}/{{task_id}}", _cancel_endpoint(runtime), methods=["DELETE"], tags=["tasks"], response_model=None, name=f"cancel {name}")

@@ -17,16 +17,17 @@ import asyncio
 import random
 import weakref
 from collections import deque
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse
 
+from agentpack.app.task_routes import add_task_routes, submit_response
 from agentpack.interrupt.base import SessionBusy, session_key
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.protocol.schemas import AgentRequest
-from agentpack.tasks.base import TaskSpec, TaskStatus, report_status
-from agentpack.tasks.routes import add_task_routes, submit_response
+from agentpack.protocol.status import TaskStatus, session_state
+from agentpack.run.agent_run import AgentRun
+from agentpack.tasks.base import TaskSpec, report_status
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
@@ -94,39 +95,23 @@ async def take_session(
             del waiting[key]
 
 
-def task_name(app: "AgentApp") -> str:
-    return app.stream_task_name
+def add_background_runs(app: "AgentApp") -> None:
+    """``POST {endpoint_path}/task`` and friends, running ``app.query_handler`` in the background."""
+    from agentpack.app.process import fill_ids
 
-
-@asynccontextmanager
-async def job_guard(app: "AgentApp") -> AsyncIterator[SessionGuard]:
-    """The app's guard in the web process; in a worker (no lifespan ran) one of its own."""
-    if app._runtime_started:
-        yield app._guard
-        return
-    backend = app.interrupt_backend.clone()
-    await backend.start()
-    try:
-        yield SessionGuard(backend, app._guard.lease_seconds, app._guard.state_seconds)
-    finally:
-        await backend.aclose()
-
-
-def add_agent_task(app: "AgentApp") -> None:
-    from agentpack.app.process import fill_ids, final_state
-    from agentpack.app.runner import AgentRun
-
-    name = task_name(app)
-    queue = app.stream_task_queue
+    name = app.stream_task_name
+    queue_name = app.stream_task_queue
+    runtime = app.runtime
 
     async def run_agent(payload: dict[str, Any]) -> dict[str, Any]:
         request = AgentRequest.model_validate(payload)
+        assert app.query_handler is not None, "background runs need @app.query"
         run = AgentRun(app, app.query_handler, request, {})
-        async with job_guard(app) as guard:
+        async with runtime.session_guard() as guard:
             key = session_key(request.user_id, request.session_id)
             session = f"session {request.session_id!r} of user {request.user_id!r}"
             active = await take_session(guard, key, run, app.stream_task_wait_seconds, session)
-            run.on_release(lambda status: guard.end(active, final_state(status)))  # before the job reads as finished
+            run.on_release(lambda status: guard.end(active, session_state(status)))  # before the job reads as finished
             try:
                 final = await run.final_response(cancel_reason="the background run was canceled")
             finally:
@@ -135,13 +120,13 @@ def add_agent_task(app: "AgentApp") -> None:
         return final
 
     def message(task_id: str) -> str:
-        where = " to Celery" if app.task_queue.label.startswith("Celery") else ""
+        where = " to Celery" if runtime.task_queue.label.startswith("Celery") else ""
         return f"Stream query task submitted{where} successfully"
 
     async def submit(agent_request: AgentRequest) -> JSONResponse:
         request = fill_ids(agent_request)
-        return await submit_response(app, name, queue, request.model_dump(mode="json"), message)
+        return await submit_response(runtime.task_queue, name, queue_name, request.model_dump(mode="json"), message)
 
-    if name not in app.task_queue.specs:  # the job reads app.query_handler when it runs
-        app.task_queue.register(TaskSpec(name, run_agent, queue))
-    add_task_routes(app, f"{app.endpoint_path}/task", name, queue, submit)
+    if name not in runtime.task_queue.specs:  # the job reads app.query_handler when it runs
+        runtime.task_queue.register(TaskSpec(name, run_agent, queue_name))
+    add_task_routes(app, runtime, f"{app.endpoint_path}/task", name, submit)

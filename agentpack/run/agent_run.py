@@ -20,27 +20,16 @@ import logging
 from typing import Any, Awaitable, Callable, Optional
 
 from agentpack._aio import uncancel, wait_bounded
-from agentpack.app.handler import QueryHandler
 from agentpack.protocol.events import ResponseBuilder
-from agentpack.protocol.schemas import AgentRequest, RunStatus
+from agentpack.protocol.schemas import AgentRequest
+from agentpack.protocol.status import RunStatus
+from agentpack.run.handler import QueryHandler
+from agentpack.run.stream import CANCELLED_BY_SERVER, CLEANUP_GRACE, Write, settle_task
 
 logger = logging.getLogger("agentpack.run")
 
-#: How long a handler may keep running after it was cancelled before the run gives up on it.
-CLEANUP_GRACE = 5.0
-
-#: Writes one event (the run passes the event dict; the writer encodes and sends it).
-Write = Callable[[dict[str, Any]], Awaitable[None]]
 #: Releases the run's session, given the run's final status (e.g. ``SessionGuard.end`` bound to the run).
 Release = Callable[[str], Awaitable[None]]
-
-#: Why a run ends when the server cancels its request (a graceful shutdown that ran out).
-CANCELLED_BY_SERVER = "the server is shutting down"
-
-
-class WriteFailed(BaseException):
-    """Writing an event failed (the client is gone).  A BaseException so that it is never
-    mistaken for the handler failing: it passes every ``except Exception`` on its way out."""
 
 
 def error_of(exc: BaseException) -> tuple[str, str]:
@@ -65,7 +54,7 @@ class AgentRun:
         self.task: Optional[asyncio.Task] = None
         self.final: Optional[dict[str, Any]] = None
         self._release: Optional[Release] = None
-        self._released: Optional[asyncio.Task] = None
+        self._released: Optional[asyncio.Event] = None
 
     def on_release(self, release: Release) -> None:
         """Set what releases the session; it runs once, before the terminal event is written."""
@@ -76,11 +65,14 @@ class AgentRun:
         itself (``SessionGuard.end`` never waits without a bound)."""
         if self._release is None:
             return
-        if self._released is None:
-            self._released = asyncio.ensure_future(self._release(self.status))
-        await asyncio.wait({self._released})
-        if not self._released.cancelled():
-            self._released.exception()  # retrieved: end() logs its own failures
+        if self._released is not None:
+            await self._released.wait()
+            return
+        self._released = asyncio.Event()
+        try:
+            await asyncio.shield(self._release(self.status))  # a cancel of the caller does not cut it short
+        finally:
+            self._released.set()
 
     def start(self, write: Write) -> asyncio.Task:
         """Run :meth:`pump` in a task of its own (the task ``stop()`` cancels).
@@ -174,23 +166,5 @@ class AgentRun:
         return self.builder.completed()
 
     async def settle(self) -> None:
-        """Make sure the run's task is over: cancel it if needed, with a grace for clean-up.
-
-        A handler still running after its grace is cancelled again, and abandoned (with a
-        warning) if it ignores that too.
-        """
-        task = self.task
-        if task is None or task.done():
-            return
-        if self.stop_reason is None:
-            task.cancel()
-        for _ in range(2):
-            done, _ = await asyncio.wait({task}, timeout=CLEANUP_GRACE)
-            if done:
-                return
-            task.cancel()
-        logger.warning(
-            "query handler for session %s ignored cancellation for %.0fs; abandoning it",
-            self.request.session_id,
-            2 * CLEANUP_GRACE,
-        )
+        """Make sure the run's task is over: cancel it if needed, with a grace for clean-up."""
+        await settle_task(self.task, self.stop_reason is not None, f"query handler for session {self.request.session_id}")

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any, AsyncIterator, Callable
 
 from fastapi.params import Depends
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool
 
+from agentpack._aio import call, is_async_gen_callable
 from agentpack.frameworks import Framework
 
 
@@ -78,14 +79,12 @@ class QueryHandler:
         kwargs = self._keywords({"msgs": msgs, "request": request, **extra})
         args = (owner,) if self.binds_self else ()
         func = self.func
-        if inspect.isasyncgenfunction(func):
+        if is_async_gen_callable(func):
             source: AsyncIterator[Any] = func(*args, **kwargs)
         elif inspect.isgeneratorfunction(func):
             source = iterate_in_threadpool(func(*args, **kwargs))
-        elif inspect.iscoroutinefunction(func):
-            source = as_async_iterator(await func(*args, **kwargs))
         else:
-            source = as_async_iterator(await run_in_threadpool(func, *args, **kwargs))
+            source = as_async_iterator(await call(func, *args, **kwargs))
         try:
             async for item in source:
                 yield item

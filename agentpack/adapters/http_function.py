@@ -1,0 +1,214 @@
+"""How an app runs inside a Function Compute custom runtime or an AgentRun code runtime.
+
+Both platforms start the artifact's ``bootstrap``, which serves the app on ``0.0.0.0`` at
+the platform's port, and send it plain HTTP.  This ASGI wrapper adds what the platforms'
+contract asks of the server beyond the app itself:
+
+- the instance lifecycle hooks: ``POST /initialize`` (answered once the app has started),
+  ``GET /pre-freeze``, and ``GET /pre-stop``, which starts the server's graceful shutdown —
+  every open stream then ends with its terminal event and every session is released;
+- the request id (``x-fc-request-id``): in every log line written while the request is
+  handled, around it as ``FC Invoke Start/End RequestId:`` lines, and echoed on the response;
+- the invocation's context — function name, region, qualifier and, when the function has a
+  role, its temporary credentials — for handler code, through :func:`current_invocation`
+  (never logged: the credentials' repr is masked);
+- with ``AGENTPACK_REQUEST_TIMEOUT`` set (the deployer sets it to the function's timeout), a
+  ``/process`` run still going shortly before that timeout is stopped, so its client gets
+  the terminal ``canceled`` event instead of a stream the platform cuts.
+
+Streams need nothing special: uvicorn sends chunked responses, which is what both
+platforms pass through as a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
+from urllib.parse import unquote
+
+logger = logging.getLogger("agentpack.platform")
+
+#: Seconds before the function's timeout at which a still-running ``/process`` run is stopped.
+DEADLINE_MARGIN = 1.0
+LIFECYCLE_PATHS = {("POST", "/initialize"), ("GET", "/pre-freeze"), ("GET", "/pre-stop")}
+SESSION_HEADER, USER_HEADER = b"x-agentpack-session-id", b"x-agentpack-user-id"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The function role's temporary credentials (``x-fc-access-key-*`` headers)."""
+
+    access_key_id: str
+    access_key_secret: str = field(repr=False)
+    security_token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the platform says about the request being handled."""
+
+    request_id: str
+    function_name: str = ""
+    region: str = ""
+    account_id: str = ""
+    qualifier: str = ""
+    memory_mb: Optional[int] = None
+    credentials: Optional[Credentials] = None
+
+
+_current: contextvars.ContextVar[Optional[Invocation]] = contextvars.ContextVar("agentpack_invocation", default=None)
+
+
+def current_invocation() -> Optional[Invocation]:
+    """The invocation being handled, from anywhere in its request (handlers, their tasks, logs)."""
+    return _current.get()
+
+
+def _invocation(headers: dict[str, str]) -> Invocation:
+    key_id = headers.get("x-fc-access-key-id")
+    credentials = None
+    if key_id:
+        credentials = Credentials(key_id, headers.get("x-fc-access-key-secret", ""), headers.get("x-fc-security-token", ""))
+    memory = headers.get("x-fc-function-memory", "")
+    return Invocation(
+        request_id=headers.get("x-fc-request-id") or uuid.uuid4().hex,
+        function_name=headers.get("x-fc-function-name", ""),
+        region=headers.get("x-fc-region", ""),
+        account_id=headers.get("x-fc-account-id", ""),
+        qualifier=headers.get("x-fc-qualifier", ""),
+        memory_mb=int(memory) if memory.isdigit() else None,
+        credentials=credentials,
+    )
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives every log record ``request_id``: the current invocation's, or ``-``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        invocation = _current.get()
+        record.request_id = invocation.request_id if invocation is not None else "-"
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with the request id in every line (FC's log search
+    finds a request's lines by it)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["request_id"] = {"()": RequestIdFilter}
+    for formatter in config["formatters"].values():
+        formatter["fmt"] = formatter["fmt"].replace("%(levelprefix)s", "%(levelprefix)s [%(request_id)s]", 1)
+    for handler in config["handlers"].values():
+        handler["filters"] = ["request_id"]
+    config.setdefault("loggers", {})["agentpack"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+class FunctionAdapter:
+    """Wraps the app for a custom runtime; ``request_shutdown`` starts the server's graceful
+    shutdown (``/pre-stop``)."""
+
+    def __init__(self, app: Any, request_shutdown: Callable[[], None], platform: str = "fc") -> None:
+        self.app = app
+        self.request_shutdown = request_shutdown
+        self.platform = platform
+        self.started = asyncio.Event()
+        timeout = os.environ.get("AGENTPACK_REQUEST_TIMEOUT", "")
+        self.timeout = float(timeout) if timeout.replace(".", "", 1).isdigit() else None
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._watch_startup(send))
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        invocation = _invocation(headers)
+        token = _current.set(invocation)
+        try:
+            if (scope["method"], scope["path"]) in LIFECYCLE_PATHS:
+                await self._lifecycle(scope["path"], invocation, send)
+                return
+            print(f"FC Invoke Start RequestId: {invocation.request_id}", flush=True)
+            deadline: list[asyncio.Task] = []
+            try:
+                await self.app(scope, receive, self._wrap_send(send, invocation, time.monotonic(), deadline))
+            finally:
+                for task in deadline:  # the run is over: a later stop would hit the session's next run
+                    task.cancel()
+                print(f"FC Invoke End RequestId: {invocation.request_id}", flush=True)
+        finally:
+            _current.reset(token)
+
+    def _watch_startup(self, send: Callable[[dict], Awaitable[None]]) -> Callable[[dict], Awaitable[None]]:
+        async def watched(message: dict) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                self.started.set()
+            await send(message)
+
+        return watched
+
+    def _wrap_send(
+        self, send: Callable[[dict], Awaitable[None]], invocation: Invocation, started: float, deadline: list[asyncio.Task]
+    ) -> Callable[[dict], Awaitable[None]]:
+        async def wrapped(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-fc-request-id", invocation.request_id.encode("latin-1", "replace")))
+                message = {**message, "headers": headers}
+                task = self._guard_deadline(headers, started)
+                if task is not None:
+                    deadline.append(task)
+            await send(message)
+
+        return wrapped
+
+    def _guard_deadline(self, headers: list[tuple[bytes, bytes]], started: float) -> Optional[asyncio.Task]:
+        """Stop a ``/process`` run shortly before the function's timeout (see the module doc)."""
+        if self.timeout is None:
+            return None
+        names = {k.lower(): v for k, v in headers}
+        session, user = names.get(SESSION_HEADER), names.get(USER_HEADER)
+        stop_chat = getattr(self.app, "stop_chat", None)
+        if session is None or stop_chat is None:
+            return None
+        session_id, user_id = unquote(session.decode("latin-1")), unquote((user or session).decode("latin-1"))
+        delay = max(0.0, started + self.timeout - DEADLINE_MARGIN - time.monotonic())
+
+        async def stop_near_deadline() -> None:
+            await asyncio.sleep(delay)
+            try:
+                if await stop_chat(user_id, session_id):
+                    logger.warning("stopped session %s: the function's %.0fs timeout is near", session_id, self.timeout)
+            except Exception:
+                logger.exception("could not stop session %s before the timeout", session_id)
+
+        task = asyncio.get_running_loop().create_task(stop_near_deadline(), name="agentpack-deadline")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
+    async def _lifecycle(self, path: str, invocation: Invocation, send: Callable[[dict], Awaitable[None]]) -> None:
+        status, body = 200, b"OK"
+        if path == "/initialize":
+            print(f"FC Initialize Start RequestId: {invocation.request_id}", flush=True)
+            try:
+                await asyncio.wait_for(self.started.wait(), 120)
+            except asyncio.TimeoutError:
+                status, body = 500, b"the app did not finish starting"
+            print(f"FC Initialize End RequestId: {invocation.request_id}", flush=True)
+        elif path == "/pre-stop":
+            print(f"FC PreStop Start RequestId: {invocation.request_id}", flush=True)
+            self.request_shutdown()  # open streams get the graceful period, then their terminal event
+            print(f"FC PreStop End RequestId: {invocation.request_id}", flush=True)
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain"), (b"x-fc-request-id", invocation.request_id.encode("latin-1", "replace"))]})
+        await send({"type": "http.response.body", "body": body})

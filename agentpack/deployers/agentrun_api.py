@@ -1,0 +1,353 @@
+"""AgentRun (API 2025-09-10) operations a deployer needs, over the real SDK.
+
+Agent runtimes are found by name (the API lists by name; the exact match is made here, so
+a fuzzy server-side filter cannot pick the wrong one), created or updated in place, and
+waited for with a deadline and a growing poll interval. A runtime that ends FAILED raises
+:class:`~agentpack.deployers.alibaba.ResourceFailed` carrying the platform's ``statusReason``;
+one that is still not READY at the deadline raises
+:class:`~agentpack.deployers.alibaba.WaitTimeout`. Answers come in the envelope
+``{code, requestId, data}``; the wrappers return ``data``.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+from .alibaba import (
+    AlibabaApi,
+    AlibabaConfigError,
+    PlatformError,
+    ResourceFailed,
+    WaitTimeout,
+    sdk_runtime,
+)
+
+ENDPOINT_ENV = "AGENTPACK_AGENTRUN_ENDPOINT"
+API_VERSION = "2025-09-10"
+MAX_INLINE_ZIP_BYTES = 100 * 1024 * 1024
+READY = "READY"
+# The endpoint reference shows ACTIVE where the runtime reference says READY; both mean "serving".
+READY_STATES = {"READY", "ACTIVE"}
+FAILED_STATES = {"FAILED", "CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED"}
+IN_PROGRESS_STATES = {"CREATING", "UPDATING", "DELETING"}
+DEFAULT_WAIT_SECONDS = 900.0
+
+
+@dataclass
+class RuntimeSpec:
+    """A Code-artifact agent runtime as agentpack deploys it (AgentRun field names in ``to_api``)."""
+
+    name: str
+    command: list[str]
+    port: int
+    language: str = "python3.12"
+    zip_bytes: Optional[bytes] = None  # inline code; leave None to keep the current code on update
+    oss_bucket: Optional[str] = None
+    oss_object: Optional[str] = None
+    cpu: float = 2.0
+    memory: int = 4096
+    session_concurrency: Optional[int] = None
+    session_idle_timeout_seconds: Optional[int] = None
+    environment: dict[str, str] = field(default_factory=dict)
+    health_check_path: Optional[str] = None
+    execution_role_arn: Optional[str] = None
+    description: Optional[str] = None
+    network_mode: Optional[str] = "PUBLIC"
+
+    def code_configuration(self) -> Optional[dict[str, Any]]:
+        location: dict[str, Any]
+        if self.zip_bytes is not None and self.oss_bucket:
+            raise AlibabaConfigError("give the code inline (zip_bytes) or from OSS, not both")
+        if self.zip_bytes is not None:
+            if len(self.zip_bytes) > MAX_INLINE_ZIP_BYTES:
+                raise AlibabaConfigError(f"the artifact is {len(self.zip_bytes) / 2**20:.1f} MB zipped; inline code "
+                                         "is limited to 100 MB: upload it through OSS instead")
+            location = {"zipFile": base64.b64encode(self.zip_bytes).decode("ascii")}
+        elif self.oss_bucket and self.oss_object:
+            location = {"ossBucketName": self.oss_bucket, "ossObjectName": self.oss_object}
+        elif self.oss_bucket or self.oss_object:
+            raise AlibabaConfigError("code from OSS needs both the bucket and the object name")
+        else:
+            return None
+        return {**location, "language": self.language, "command": list(self.command)}
+
+    def to_api(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "agentRuntimeName": self.name,
+            "artifactType": "Code",
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "port": self.port,
+            "environmentVariables": dict(self.environment),
+        }
+        optional = {
+            "sessionConcurrencyLimitPerInstance": self.session_concurrency,
+            "sessionIdleTimeoutSeconds": self.session_idle_timeout_seconds,
+            "executionRoleArn": self.execution_role_arn,
+            "description": self.description,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        if self.health_check_path:
+            body["healthCheckConfiguration"] = {"httpGetUrl": self.health_check_path}
+        if self.network_mode:
+            body["networkConfiguration"] = {"networkMode": self.network_mode}
+        code = self.code_configuration()
+        if code is not None:
+            body["codeConfiguration"] = code
+        return body
+
+
+SpecLike = Union[RuntimeSpec, dict]
+
+
+def _as_body(spec: SpecLike) -> dict[str, Any]:
+    return spec.to_api() if isinstance(spec, RuntimeSpec) else dict(spec)
+
+
+def _data(body: dict[str, Any]) -> dict[str, Any]:
+    data = body.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+class AgentRunApi(AlibabaApi):
+    """AgentRun control-plane calls (``region`` or ``endpoint`` must be known)."""
+
+    endpoint_env = ENDPOINT_ENV
+
+    def _make_client(self, config: Any) -> Any:
+        from alibabacloud_agentrun20250910.client import Client
+
+        return Client(config)
+
+    @staticmethod
+    def _models() -> Any:
+        from alibabacloud_agentrun20250910 import models
+
+        return models
+
+    # -- runtimes ------------------------------------------------------------------------------
+
+    def get_runtime(self, runtime_id: str) -> Optional[dict[str, Any]]:
+        m = self._models()
+        body = self._call_or_none("GetAgentRuntime", lambda: self.client.get_agent_runtime_with_options(
+            runtime_id, m.GetAgentRuntimeRequest(), {}, sdk_runtime()))
+        return None if body is None else _data(body)
+
+    def list_runtimes(self, name: Optional[str] = None) -> list[dict[str, Any]]:
+        m = self._models()
+        found: list[dict[str, Any]] = []
+        page_number = 1
+        while True:
+            data = _data(self._call("ListAgentRuntimes", lambda: self.client.list_agent_runtimes_with_options(
+                m.ListAgentRuntimesRequest(agent_runtime_name=name, page_number=page_number, page_size=100), {},
+                sdk_runtime())))
+            items = data.get("items") or []
+            found.extend(items)
+            total = int(data.get("total") or 0)
+            if not items or len(found) >= total:
+                return found
+            page_number += 1
+
+    def find_runtime_by_name(self, name: str) -> Optional[dict[str, Any]]:
+        matches = [item for item in self.list_runtimes(name) if item.get("agentRuntimeName") == name]
+        if len(matches) > 1:
+            ids = ", ".join(str(item.get("agentRuntimeId")) for item in matches)
+            raise PlatformError("AmbiguousName", f"{len(matches)} agent runtimes are named {name!r} ({ids}); "
+                                "delete the extra ones", action="ListAgentRuntimes")
+        return matches[0] if matches else None
+
+    def create_runtime(self, spec: SpecLike) -> dict[str, Any]:
+        m = self._models()
+        body = _as_body(spec)
+        if "codeConfiguration" not in body and "containerConfiguration" not in body:
+            raise AlibabaConfigError(f"agent runtime {body.get('agentRuntimeName')!r} does not exist yet, so its code is needed")
+        return _data(self._call("CreateAgentRuntime", lambda: self.client.create_agent_runtime_with_options(
+            m.CreateAgentRuntimeRequest(body=m.CreateAgentRuntimeInput().from_map(body)), {}, sdk_runtime())))
+
+    def update_runtime(self, runtime_id: str, spec: SpecLike) -> dict[str, Any]:
+        m = self._models()
+        body = _as_body(spec)
+        return _data(self._call("UpdateAgentRuntime", lambda: self.client.update_agent_runtime_with_options(
+            runtime_id, m.UpdateAgentRuntimeRequest(body=m.UpdateAgentRuntimeInput().from_map(body)), {},
+            sdk_runtime())))
+
+    def create_or_update_runtime(self, spec: SpecLike, *, timeout: float = DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
+        """Create the runtime or update the one of that name (waiting out a change in progress first).
+
+        Returns the runtime as the create/update answered (usually CREATING or UPDATING): call
+        :meth:`wait_until_ready` next.
+        """
+        body = _as_body(spec)
+        existing = self.find_runtime_by_name(body["agentRuntimeName"])
+        if existing is None:
+            return self.create_runtime(body)
+        runtime_id = str(existing["agentRuntimeId"])
+        if existing.get("status") in IN_PROGRESS_STATES:
+            self._wait(runtime_id, lambda status: status not in IN_PROGRESS_STATES, timeout, "settle")
+        return self.update_runtime(runtime_id, body)
+
+    def wait_until_ready(self, runtime_id: str, timeout: float = DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
+        """Poll until READY; FAILED raises ResourceFailed with the platform's reason, the deadline WaitTimeout."""
+        runtime = self._wait(runtime_id, lambda status: status in READY_STATES or status in FAILED_STATES, timeout,
+                             "be READY")
+        if runtime.get("status") in FAILED_STATES:
+            reason = runtime.get("statusReason") or "the platform gave no reason"
+            raise ResourceFailed(str(runtime.get("status")), f"agent runtime {runtime.get('agentRuntimeName') or runtime_id} "
+                                 f"failed: {reason}", action="GetAgentRuntime")
+        return runtime
+
+    def _wait(self, runtime_id: str, done: Callable[[str], bool], timeout: float, goal: str) -> dict[str, Any]:
+        deadline = self.poll.clock() + timeout
+        intervals = self.poll.intervals()
+        while True:
+            runtime = self.get_runtime(runtime_id)
+            if runtime is None:
+                raise PlatformError("NotFound", f"agent runtime {runtime_id} no longer exists", status=404,
+                                    action="GetAgentRuntime")
+            status = str(runtime.get("status") or "")
+            if done(status):
+                return runtime
+            remaining = deadline - self.poll.clock()
+            if remaining <= 0:
+                raise WaitTimeout("Timeout", f"agent runtime {runtime.get('agentRuntimeName') or runtime_id} is still "
+                                  f"{status} after {timeout:g} s waiting for it to {goal}; check it in the AgentRun "
+                                  "console or deploy again with a longer wait", action="GetAgentRuntime")
+            self.poll.sleep(min(next(intervals), remaining))
+
+    def delete_runtime(self, runtime_id: str, *, wait: bool = True, timeout: float = DEFAULT_WAIT_SECONDS) -> bool:
+        """Delete the runtime's endpoints, then the runtime; with ``wait``, until it is gone. False if absent."""
+        if self.get_runtime(runtime_id) is None:
+            return False
+        for endpoint in self.list_endpoints(runtime_id):
+            self.delete_endpoint(runtime_id, str(endpoint["agentRuntimeEndpointId"]))
+        try:
+            self._call("DeleteAgentRuntime", lambda: self.client.delete_agent_runtime_with_options(
+                runtime_id, {}, sdk_runtime()))
+        except PlatformError as error:
+            if error.status == 404:
+                return False
+            raise
+        if wait:
+            deadline = self.poll.clock() + timeout
+            intervals = self.poll.intervals()
+            while True:
+                runtime = self.get_runtime(runtime_id)
+                if runtime is None:
+                    break
+                if runtime.get("status") in FAILED_STATES:
+                    raise ResourceFailed(str(runtime["status"]), f"deleting agent runtime {runtime_id} failed: "
+                                         f"{runtime.get('statusReason') or 'the platform gave no reason'}",
+                                         action="DeleteAgentRuntime")
+                remaining = deadline - self.poll.clock()
+                if remaining <= 0:
+                    raise WaitTimeout("Timeout", f"agent runtime {runtime_id} is still {runtime.get('status')} "
+                                      f"{timeout:g} s after the delete", action="DeleteAgentRuntime")
+                self.poll.sleep(min(next(intervals), remaining))
+        return True
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def publish_version(self, runtime_id: str, description: str = "") -> str:
+        m = self._models()
+        data = _data(self._call("PublishRuntimeVersion", lambda: self.client.publish_runtime_version_with_options(
+            runtime_id, m.PublishRuntimeVersionRequest(body=m.PublishRuntimeVersionInput(description=description)),
+            {}, sdk_runtime())))
+        version = data.get("agentRuntimeVersion")
+        if not version:
+            raise PlatformError("NoVersion", "PublishRuntimeVersion answered without a version", action="PublishRuntimeVersion")
+        return str(version)
+
+    def list_versions(self, runtime_id: str) -> list[dict[str, Any]]:
+        m = self._models()
+        found: list[dict[str, Any]] = []
+        page_number = 1
+        while True:
+            data = _data(self._call("ListAgentRuntimeVersions", lambda: self.client.list_agent_runtime_versions_with_options(
+                runtime_id, m.ListAgentRuntimeVersionsRequest(page_number=page_number, page_size=100), {},
+                sdk_runtime())))
+            items = data.get("items") or []
+            found.extend(items)
+            if not items or len(found) >= int(data.get("total") or 0):
+                return found
+            page_number += 1
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def list_endpoints(self, runtime_id: str, name: Optional[str] = None) -> list[dict[str, Any]]:
+        m = self._models()
+        found: list[dict[str, Any]] = []
+        page_number = 1
+        while True:
+            data = _data(self._call("ListAgentRuntimeEndpoints", lambda: self.client.list_agent_runtime_endpoints_with_options(
+                runtime_id, m.ListAgentRuntimeEndpointsRequest(endpoint_name=name, page_number=page_number,
+                                                               page_size=100), {}, sdk_runtime())))
+            items = data.get("items") or []
+            found.extend(items)
+            if not items or len(found) >= int(data.get("total") or 0):
+                return found
+            page_number += 1
+
+    def find_endpoint(self, runtime_id: str, name: str) -> Optional[dict[str, Any]]:
+        for endpoint in self.list_endpoints(runtime_id, name):
+            if endpoint.get("agentRuntimeEndpointName") == name:
+                return endpoint
+        return None
+
+    def get_endpoint(self, runtime_id: str, endpoint_id: str) -> Optional[dict[str, Any]]:
+        body = self._call_or_none("GetAgentRuntimeEndpoint", lambda: self.client.get_agent_runtime_endpoint_with_options(
+            runtime_id, endpoint_id, {}, sdk_runtime()))
+        return None if body is None else _data(body)
+
+    def ensure_endpoint(self, runtime_id: str, name: str, target_version: str, *, description: str = "",
+                        timeout: float = DEFAULT_WAIT_SECONDS) -> str:
+        """Create the endpoint or retarget it to ``target_version``; wait for READY; return its public URL."""
+        m = self._models()
+        existing = self.find_endpoint(runtime_id, name)
+        if existing is None:
+            endpoint = _data(self._call("CreateAgentRuntimeEndpoint", lambda: self.client.create_agent_runtime_endpoint_with_options(
+                runtime_id, m.CreateAgentRuntimeEndpointRequest(body=m.CreateAgentRuntimeEndpointInput(
+                    agent_runtime_endpoint_name=name, target_version=target_version, description=description)),
+                {}, sdk_runtime())))
+        elif existing.get("targetVersion") != target_version:
+            endpoint = _data(self._call("UpdateAgentRuntimeEndpoint", lambda: self.client.update_agent_runtime_endpoint_with_options(
+                runtime_id, str(existing["agentRuntimeEndpointId"]), m.UpdateAgentRuntimeEndpointRequest(
+                    body=m.UpdateAgentRuntimeEndpointInput(agent_runtime_endpoint_name=name,
+                                                           target_version=target_version, description=description)),
+                {}, sdk_runtime())))
+        else:
+            endpoint = existing
+        endpoint_id = str(endpoint["agentRuntimeEndpointId"])
+        deadline = self.poll.clock() + timeout
+        intervals = self.poll.intervals()
+        while endpoint.get("status") not in READY_STATES:
+            if endpoint.get("status") in FAILED_STATES:
+                raise ResourceFailed(str(endpoint["status"]), f"endpoint {name} of agent runtime {runtime_id} failed: "
+                                     f"{endpoint.get('statusReason') or 'the platform gave no reason'}",
+                                     action="GetAgentRuntimeEndpoint")
+            remaining = deadline - self.poll.clock()
+            if remaining <= 0:
+                raise WaitTimeout("Timeout", f"endpoint {name} of agent runtime {runtime_id} is still "
+                                  f"{endpoint.get('status')} after {timeout:g} s", action="GetAgentRuntimeEndpoint")
+            self.poll.sleep(min(next(intervals), remaining))
+            fresh = self.get_endpoint(runtime_id, endpoint_id)
+            if fresh is None:
+                raise PlatformError("NotFound", f"endpoint {name} of agent runtime {runtime_id} disappeared",
+                                    status=404, action="GetAgentRuntimeEndpoint")
+            endpoint = fresh
+        url = str(endpoint.get("endpointPublicUrl") or "").strip()
+        if not url:
+            raise PlatformError("EndpointHasNoURL", f"endpoint {name} of agent runtime {runtime_id} reports no public "
+                                "URL (is public network access disabled?)", action="GetAgentRuntimeEndpoint")
+        return url
+
+    def delete_endpoint(self, runtime_id: str, endpoint_id: str) -> bool:
+        try:
+            self._call("DeleteAgentRuntimeEndpoint", lambda: self.client.delete_agent_runtime_endpoint_with_options(
+                runtime_id, endpoint_id, {}, sdk_runtime()))
+        except PlatformError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True

@@ -1,0 +1,347 @@
+"""What the FC and AgentRun deployers share when they talk to Alibaba Cloud's control planes.
+
+Three things live here, so that the per-product wrappers (``fc_api``, ``agentrun_api``) stay
+small:
+
+* **Credentials** from the standard places, in the order the Alibaba Cloud SDKs use: the
+  ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` (/ ``_SECURITY_TOKEN``) environment variables,
+  then the CLI's ``~/.aliyun/config.json``, then the credentials file
+  ``~/.alibabacloud/credentials.ini`` (or ``ALIBABA_CLOUD_CREDENTIALS_FILE``). The
+  environment is read when credentials are resolved, not when a module is imported, and
+  the instance-metadata service is never probed (it would hang a laptop for seconds).
+  Nothing found is a :class:`CredentialsError` that says what to set.
+* **Endpoints**: a product's regional endpoint unless an override is given (argument or
+  environment variable); ``http://`` is allowed so that tests can point the real SDK at a
+  loopback stand-in.
+* **Errors and retries**: every SDK exception becomes a :class:`PlatformError` with the
+  platform's code, message, request id and HTTP status; throttling and 5xx answers are
+  retried with capped exponential backoff, nothing else is.
+
+The SDKs are imported inside functions so that ``import agentpack`` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
+
+T = TypeVar("T")
+
+ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
+ENV_ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+ENV_SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
+ENV_CREDENTIALS_FILE = "ALIBABA_CLOUD_CREDENTIALS_FILE"
+ENV_PROFILE = "ALIBABA_CLOUD_PROFILE"
+ENV_REGION = "ALIBABA_CLOUD_REGION_ID"
+
+# Error codes that mean "slow down" whatever HTTP status carries them.
+THROTTLING_CODES = frozenset({
+    "Throttling", "Throttling.User", "Throttling.Api", "Throttling.Concurrent", "ThrottlingException",
+    "ResourceThrottled", "ResourceExhausted", "TooManyRequests", "RATE_LIMITED", "ERR_THROTTLED",
+})
+
+
+class AlibabaConfigError(Exception):
+    """The user's setup is wrong or incomplete (the CLI reports it and exits 2)."""
+
+
+class CredentialsError(AlibabaConfigError):
+    """No usable Alibaba Cloud credentials were found; the message says what to set."""
+
+
+class PlatformError(Exception):
+    """The control plane refused or failed a call (the CLI reports it and exits 1).
+
+    ``code``/``message`` are the platform's own; ``request_id`` is what its support asks for;
+    ``status`` is the HTTP status (None when the request never got an answer).
+    """
+
+    def __init__(self, code: str, message: str, request_id: Optional[str] = None,
+                 status: Optional[int] = None, action: Optional[str] = None) -> None:
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.status = status
+        self.action = action
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.action} failed: " if self.action else ""
+        details = [f"HTTP {self.status}" if self.status else None,
+                   f"request id {self.request_id}" if self.request_id else None]
+        suffix = ", ".join(part for part in details if part)
+        return f"{where}{self.code}: {self.message}" + (f" ({suffix})" if suffix else "")
+
+    @property
+    def retryable(self) -> bool:
+        return (self.status is not None and (self.status >= 500 or self.status == 429)) or is_throttling_code(self.code)
+
+
+def is_throttling_code(code: Optional[str]) -> bool:
+    return bool(code) and (code in THROTTLING_CODES or code.startswith("Throttling"))
+
+
+# -- credentials ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    access_key_secret: str = field(repr=False)
+    security_token: Optional[str] = field(default=None, repr=False)
+    source: str = "environment"
+
+
+_MISSING_HELP = (
+    f"set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} (plus {ENV_SECURITY_TOKEN} for STS credentials), "
+    "or configure a profile with `aliyun configure` (~/.aliyun/config.json) or in ~/.alibabacloud/credentials.ini"
+)
+
+
+def resolve_credentials(environ: Optional[Mapping[str, str]] = None, home: Optional[str] = None) -> Credentials:
+    """Find credentials in the standard places, first hit wins; raise CredentialsError if none."""
+    env = os.environ if environ is None else environ
+    key_id, secret = env.get(ENV_ACCESS_KEY_ID) or "", env.get(ENV_ACCESS_KEY_SECRET) or ""
+    if key_id and secret:
+        return Credentials(key_id, secret, env.get(ENV_SECURITY_TOKEN) or None, "environment")
+    if key_id or secret:
+        missing = ENV_ACCESS_KEY_SECRET if key_id else ENV_ACCESS_KEY_ID
+        present = ENV_ACCESS_KEY_ID if key_id else ENV_ACCESS_KEY_SECRET
+        raise CredentialsError(f"{present} is set but {missing} is not: set both (or neither, to use a profile file)")
+
+    home_dir = Path(home) if home is not None else Path.home()
+    profile = env.get(ENV_PROFILE) or None
+    cli_config = home_dir / ".aliyun" / "config.json"
+    if cli_config.is_file():
+        return _from_provider("cli_profile", cli_config, profile)
+    explicit_file = env.get(ENV_CREDENTIALS_FILE)
+    candidates = [Path(explicit_file)] if explicit_file else [
+        home_dir / ".alibabacloud" / "credentials.ini", home_dir / ".alibabacloud" / "credentials"]
+    if explicit_file and not candidates[0].is_file():
+        raise CredentialsError(f"{ENV_CREDENTIALS_FILE} names {explicit_file}, which does not exist")
+    for path in candidates:
+        if path.is_file():
+            return _from_provider("profile", path, profile or "default")
+    raise CredentialsError(f"no Alibaba Cloud credentials found: {_MISSING_HELP}")
+
+
+def _from_provider(kind: str, path: Path, profile: Optional[str]) -> Credentials:
+    from alibabacloud_credentials.provider import CLIProfileCredentialsProvider, ProfileCredentialsProvider
+
+    if kind == "cli_profile":
+        provider: Any = CLIProfileCredentialsProvider(profile_file=str(path), profile_name=profile)
+    else:
+        provider = ProfileCredentialsProvider(profile_file=str(path), profile_name=profile)
+    try:
+        found = provider.get_credentials()
+    except Exception as exc:  # the providers raise plain exceptions with readable messages
+        which = f"profile {profile!r} in " if profile else ""
+        raise CredentialsError(f"could not read Alibaba Cloud credentials from {which}{path}: {exc}") from exc
+    key_id, secret = found.get_access_key_id(), found.get_access_key_secret()
+    if not key_id or not secret:
+        raise CredentialsError(f"{path} has no access key for profile {profile or 'default'}: {_MISSING_HELP}")
+    return Credentials(key_id, secret, found.get_security_token() or None, f"{kind}:{path}")
+
+
+# -- endpoints -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str  # host[:port], what the SDK calls the endpoint
+    protocol: str = "https"
+
+
+def resolve_endpoint(explicit: Optional[str], env_var: str, environ: Optional[Mapping[str, str]] = None) -> Optional[Endpoint]:
+    """The override from the argument or ``env_var``; None means the product's regional default."""
+    env = os.environ if environ is None else environ
+    value = (explicit or env.get(env_var) or "").strip()
+    if not value:
+        return None
+    source = "the endpoint argument" if explicit else env_var
+    protocol = "https"
+    if "://" in value:
+        protocol, _, value = value.partition("://")
+        protocol = protocol.lower()
+        if protocol not in {"http", "https"}:
+            raise AlibabaConfigError(f"{source}: unsupported scheme {protocol!r}; use https://host[:port] or http://host[:port]")
+    value = value.rstrip("/")
+    if not value or "/" in value or "?" in value:
+        raise AlibabaConfigError(f"{source}: {value!r} is not host[:port] (no path); e.g. fcv3.cn-hangzhou.aliyuncs.com")
+    return Endpoint(value, protocol)
+
+
+def sdk_config(credentials: Credentials, *, region: Optional[str], endpoint: Optional[Endpoint],
+               connect_timeout_ms: int = 5_000, read_timeout_ms: int = 120_000) -> Any:
+    """An ``alibabacloud_tea_openapi`` Config for a product client."""
+    from alibabacloud_tea_openapi import utils_models as open_api_models
+
+    if endpoint is None and not region:
+        raise AlibabaConfigError(f"no region: set the target's region in agentpack.toml or {ENV_REGION}")
+    config = open_api_models.Config(
+        access_key_id=credentials.access_key_id,
+        access_key_secret=credentials.access_key_secret,
+        security_token=credentials.security_token,
+        region_id=region,
+        connect_timeout=connect_timeout_ms,
+        read_timeout=read_timeout_ms,
+        user_agent="agentpack",
+    )
+    if endpoint is not None:
+        config.endpoint = endpoint.host
+        config.protocol = endpoint.protocol
+    return config
+
+
+def sdk_runtime() -> Any:
+    """Per-call options: the SDK's own retries stay off, :func:`call` does them."""
+    from darabonba.runtime import RuntimeOptions
+
+    return RuntimeOptions(autoretry=False)
+
+
+# -- errors and retries ------------------------------------------------------------------------------
+
+
+def to_platform_error(exc: BaseException, action: Optional[str] = None) -> PlatformError:
+    """Map whatever the SDK raised to a PlatformError, keeping the platform's own words."""
+    if isinstance(exc, PlatformError):
+        return exc
+    data = getattr(exc, "data", None)
+    data = data if isinstance(data, dict) else {}
+    status = getattr(exc, "status_code", None) or data.get("statusCode")
+    code = getattr(exc, "code", None)
+    if status is not None or "Code" in data or "code" in data:
+        message = data.get("Message") or data.get("message") or getattr(exc, "message", None) or str(exc)
+        request_id = getattr(exc, "request_id", None) or data.get("RequestId") or data.get("requestId")
+        if request_id in ("None", ""):
+            request_id = None
+        return PlatformError(str(code or data.get("Code") or data.get("code") or "Unknown"), str(message),
+                             request_id, int(status) if status is not None else None, action)
+    inner = getattr(exc, "inner_exception", None)
+    if inner is not None:  # the SDK wraps failures to send: network ones arrive as its RetryError
+        if type(inner).__name__ == "RetryError" or isinstance(inner, OSError):
+            return PlatformError("ConnectionError", f"could not reach the endpoint: {inner}", None, None, action)
+        return PlatformError("RequestError", f"the request could not be sent: {type(inner).__name__}: {inner}",
+                             None, None, action)
+    return PlatformError(type(exc).__name__, str(exc) or repr(exc), None, None, action)
+
+
+@dataclass
+class RetryPolicy:
+    """Capped exponential backoff with full jitter; ``sleep`` is swappable for tests."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 10.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def delay(self, attempt: int, retry_after_ms: Optional[int] = None) -> float:
+        if retry_after_ms:
+            return min(retry_after_ms / 1000, self.max_delay)
+        return random.uniform(0, min(self.max_delay, self.base_delay * (2 ** attempt)))
+
+
+# Exceptions raised from these packages are answers (or transport failures) of a call.
+_SDK_PACKAGES = frozenset({"darabonba", "Tea", "alibabacloud_tea_openapi", "alibabacloud_fc20230330",
+                           "alibabacloud_agentrun20250910", "alibabacloud_tea_util"})
+
+
+def call(action: str, request: Callable[[], T], retry: Optional[RetryPolicy] = None) -> T:
+    """Run one SDK call; retry throttling and 5xx answers, map every failure to PlatformError."""
+    policy = retry or RetryPolicy()
+    attempt = 0
+    while True:
+        try:
+            return request()
+        except AlibabaConfigError:
+            raise
+        except Exception as exc:
+            origin = type(exc).__module__.split(".")[0]
+            if origin == "alibabacloud_credentials":
+                raise CredentialsError(f"Alibaba Cloud credentials could not be used: {exc}") from exc
+            if origin not in _SDK_PACKAGES:
+                raise  # a bug on our side, not an answer from the platform
+            error = to_platform_error(exc, action)
+            attempt += 1
+            if not error.retryable or attempt >= policy.max_attempts:
+                raise error from exc
+            policy.sleep(policy.delay(attempt - 1, getattr(exc, "retry_after", None)))
+
+
+def response_body(response: Any) -> dict[str, Any]:
+    """An SDK response's body as the API's camelCase dict (empty for 204 answers)."""
+    body = getattr(response, "body", None)
+    if body is None:
+        return {}
+    return body.to_map() if hasattr(body, "to_map") else dict(body)
+
+
+@dataclass
+class PollPolicy:
+    """How status waits poll: a growing interval with a cap, on a swappable clock."""
+
+    first_interval: float = 0.5
+    factor: float = 1.5
+    max_interval: float = 5.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def intervals(self) -> Iterator[float]:
+        interval = self.first_interval
+        while True:
+            yield interval
+            interval = min(self.max_interval, interval * self.factor)
+
+
+class ResourceFailed(PlatformError):
+    """A resource the deploy waited for ended in a failed state; ``message`` is the platform's reason."""
+
+
+class WaitTimeout(PlatformError):
+    """A resource did not reach the wanted state before the deadline."""
+
+
+class AlibabaApi:
+    """Holds one product client built from credentials, region and endpoint (see module doc)."""
+
+    endpoint_env = ""  # e.g. AGENTPACK_FC_ENDPOINT
+
+    def __init__(self, *, region: Optional[str] = None, endpoint: Optional[str] = None,
+                 credentials: Optional[Credentials] = None, retry: Optional[RetryPolicy] = None,
+                 poll: Optional[PollPolicy] = None, environ: Optional[Mapping[str, str]] = None) -> None:
+        env = os.environ if environ is None else environ
+        self.region = region or env.get(ENV_REGION) or None
+        self.endpoint = resolve_endpoint(endpoint, self.endpoint_env, env)
+        if self.endpoint is None and not self.region:
+            raise AlibabaConfigError(f"no region: set the target's region in agentpack.toml or {ENV_REGION}, "
+                                     f"or an endpoint with {self.endpoint_env}")
+        self.credentials = credentials or resolve_credentials(env)
+        self.retry = retry or RetryPolicy()
+        self.poll = poll or PollPolicy()
+        self._client: Any = None
+
+    def _make_client(self, config: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client(sdk_config(self.credentials, region=self.region, endpoint=self.endpoint))
+        return self._client
+
+    def _call(self, action: str, request: Callable[[], Any]) -> dict[str, Any]:
+        return response_body(call(action, request, self.retry))
+
+    def _call_or_none(self, action: str, request: Callable[[], Any]) -> Optional[dict[str, Any]]:
+        """Like _call, but a 404 answer means "there is none" rather than an error."""
+        try:
+            return self._call(action, request)
+        except PlatformError as error:
+            if error.status == 404:
+                return None
+            raise

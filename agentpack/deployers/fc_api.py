@@ -1,0 +1,334 @@
+"""Function Compute 3.0 (API 2023-03-30) operations a deployer needs, over the real SDK.
+
+Every method is idempotent where the deploy flow needs it to be: ``create_or_update_function``
+works by name, ``ensure_alias`` and ``ensure_http_trigger`` create or retarget, and the
+deletes report whether there was anything to delete. Bodies are the API's own camelCase
+dicts; :class:`FunctionSpec` builds the one for a custom-runtime function.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from .alibaba import AlibabaApi, AlibabaConfigError, PlatformError, sdk_runtime
+
+ENDPOINT_ENV = "AGENTPACK_FC_ENDPOINT"
+API_VERSION = "2023-03-30"
+MAX_INLINE_ZIP_BYTES = 100 * 1024 * 1024
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
+DEFAULT_TRIGGER_NAME = "http"
+# FC requires a handler even for custom runtimes, where nothing reads it.
+CUSTOM_RUNTIME_HANDLER = "index.handler"
+
+
+@dataclass
+class FunctionSpec:
+    """A custom-runtime function as agentpack deploys it (FC field names in ``to_api``)."""
+
+    name: str
+    runtime: str = "custom.debian10"
+    zip_bytes: Optional[bytes] = None  # inline code; leave None to keep the current code on update
+    oss_bucket: Optional[str] = None  # or code from OSS (above the 100 MB inline limit)
+    oss_object: Optional[str] = None
+    command: list[str] = field(default_factory=lambda: ["/code/bootstrap"])
+    args: list[str] = field(default_factory=list)
+    port: int = 9000
+    health_check_path: Optional[str] = None
+    cpu: Optional[float] = None
+    memory_size: Optional[int] = None
+    disk_size: Optional[int] = None
+    timeout: Optional[int] = None
+    instance_concurrency: Optional[int] = None
+    environment: dict[str, str] = field(default_factory=dict)
+    role: Optional[str] = None
+    internet_access: Optional[bool] = None
+    session_affinity_header: Optional[str] = None
+    session_ttl_seconds: int = 21600
+    session_idle_timeout_seconds: int = 3600
+    sessions_per_instance: Optional[int] = None
+    instance_isolation_mode: Optional[str] = None
+    description: Optional[str] = None
+    handler: str = CUSTOM_RUNTIME_HANDLER
+
+    def code_location(self) -> Optional[dict[str, Any]]:
+        if self.zip_bytes is not None and self.oss_bucket:
+            raise AlibabaConfigError("give the code inline (zip_bytes) or from OSS, not both")
+        if self.zip_bytes is not None:
+            if len(self.zip_bytes) > MAX_INLINE_ZIP_BYTES:
+                raise AlibabaConfigError(
+                    f"the artifact is {len(self.zip_bytes) / 2**20:.1f} MB zipped; Function Compute takes at most "
+                    "100 MB inline: upload it through OSS instead")
+            return {"zipFile": base64.b64encode(self.zip_bytes).decode("ascii")}
+        if self.oss_bucket or self.oss_object:
+            if not (self.oss_bucket and self.oss_object):
+                raise AlibabaConfigError("code from OSS needs both the bucket and the object name")
+            return {"ossBucketName": self.oss_bucket, "ossObjectName": self.oss_object}
+        return None
+
+    def to_api(self) -> dict[str, Any]:
+        runtime_config: dict[str, Any] = {"command": list(self.command), "port": self.port}
+        if self.args:
+            runtime_config["args"] = list(self.args)
+        if self.health_check_path:
+            runtime_config["healthCheckConfig"] = {"httpGetUrl": self.health_check_path}
+        body: dict[str, Any] = {
+            "functionName": self.name,
+            "runtime": self.runtime,
+            "handler": self.handler,
+            "customRuntimeConfig": runtime_config,
+            "environmentVariables": dict(self.environment),
+        }
+        optional = {
+            "cpu": self.cpu, "memorySize": self.memory_size, "diskSize": self.disk_size, "timeout": self.timeout,
+            "instanceConcurrency": self.instance_concurrency, "role": self.role,
+            "internetAccess": self.internet_access, "instanceIsolationMode": self.instance_isolation_mode,
+            "description": self.description,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        if self.session_affinity_header:
+            affinity: dict[str, Any] = {
+                "affinityHeaderFieldName": self.session_affinity_header,
+                "sessionTTLInSeconds": self.session_ttl_seconds,
+                "sessionIdleTimeoutInSeconds": self.session_idle_timeout_seconds,
+            }
+            if self.sessions_per_instance is not None:
+                affinity["sessionConcurrencyPerInstance"] = self.sessions_per_instance
+            body["sessionAffinity"] = "HEADER_FIELD"
+            body["sessionAffinityConfig"] = json.dumps(affinity, separators=(",", ":"))
+        code = self.code_location()
+        if code is not None:
+            body["code"] = code
+        return body
+
+
+SpecLike = Union[FunctionSpec, dict]
+
+
+def _as_body(spec: SpecLike) -> dict[str, Any]:
+    return spec.to_api() if isinstance(spec, FunctionSpec) else dict(spec)
+
+
+class FCApi(AlibabaApi):
+    """Function Compute control-plane calls (``region`` or ``endpoint`` must be known)."""
+
+    endpoint_env = ENDPOINT_ENV
+
+    def _make_client(self, config: Any) -> Any:
+        from alibabacloud_fc20230330.client import Client
+
+        return Client(config)
+
+    @staticmethod
+    def _models() -> Any:
+        from alibabacloud_fc20230330 import models
+
+        return models
+
+    # -- functions -------------------------------------------------------------------------
+
+    def get_function(self, name: str, qualifier: Optional[str] = None) -> Optional[dict[str, Any]]:
+        m = self._models()
+        return self._call_or_none("GetFunction", lambda: self.client.get_function_with_options(
+            name, m.GetFunctionRequest(qualifier=qualifier), {}, sdk_runtime()))
+
+    def list_functions(self, prefix: str = "") -> list[dict[str, Any]]:
+        m = self._models()
+        found: list[dict[str, Any]] = []
+        token: Optional[str] = None
+        while True:
+            page = self._call("ListFunctions", lambda: self.client.list_functions_with_options(
+                m.ListFunctionsRequest(prefix=prefix or None, limit=100, next_token=token), {}, sdk_runtime()))
+            found.extend(page.get("functions") or [])
+            token = page.get("nextToken") or None
+            if not token:
+                return found
+
+    def create_function(self, spec: SpecLike) -> dict[str, Any]:
+        m = self._models()
+        body = _as_body(spec)
+        if "code" not in body:
+            raise AlibabaConfigError(f"function {body.get('functionName')!r} does not exist yet, so its code is needed")
+        return self._call("CreateFunction", lambda: self.client.create_function_with_options(
+            m.CreateFunctionRequest(body=m.CreateFunctionInput().from_map(body)), {}, sdk_runtime()))
+
+    def update_function(self, name: str, spec: SpecLike) -> dict[str, Any]:
+        m = self._models()
+        body = {key: value for key, value in _as_body(spec).items() if key != "functionName"}
+        return self._call("UpdateFunction", lambda: self.client.update_function_with_options(
+            name, m.UpdateFunctionRequest(body=m.UpdateFunctionInput().from_map(body)), {}, sdk_runtime()))
+
+    def create_or_update_function(self, spec: SpecLike) -> dict[str, Any]:
+        """Create the function, or update it in place when one of that name exists."""
+        body = _as_body(spec)
+        name = body["functionName"]
+        if self.get_function(name) is None:
+            try:
+                return self.create_function(body)
+            except PlatformError as error:
+                if error.status != 409:  # lost a race with another deploy: update instead
+                    raise
+        return self.update_function(name, body)
+
+    def delete_function(self, name: str) -> bool:
+        """Delete the function and what hangs off it (triggers, aliases, versions). False if absent."""
+        if self.get_function(name) is None:
+            return False
+        for trigger in self.list_triggers(name):
+            self.delete_trigger(name, trigger["triggerName"])
+        for alias in self.list_aliases(name):
+            self.delete_alias(name, alias["aliasName"])
+        for version in self.list_versions(name):
+            self.delete_version(name, version["versionId"])
+        try:
+            self._call("DeleteFunction", lambda: self.client.delete_function_with_options(name, {}, sdk_runtime()))
+        except PlatformError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    # -- versions and aliases ----------------------------------------------------------------
+
+    def publish_version(self, name: str, description: str = "") -> str:
+        m = self._models()
+        version = self._call("PublishFunctionVersion", lambda: self.client.publish_function_version_with_options(
+            name, m.PublishFunctionVersionRequest(body=m.PublishVersionInput(description=description)), {},
+            sdk_runtime()))
+        return str(version["versionId"])
+
+    def list_versions(self, name: str) -> list[dict[str, Any]]:
+        """Newest first."""
+        m = self._models()
+        found: list[dict[str, Any]] = []
+        token: Optional[str] = None
+        while True:
+            page = self._call("ListFunctionVersions", lambda: self.client.list_function_versions_with_options(
+                name, m.ListFunctionVersionsRequest(direction="BACKWARD", limit=100, next_token=token), {},
+                sdk_runtime()))
+            found.extend(page.get("versions") or [])
+            token = page.get("nextToken") or None
+            if not token:
+                return found
+
+    def delete_version(self, name: str, version_id: str) -> bool:
+        try:
+            self._call("DeleteFunctionVersion", lambda: self.client.delete_function_version_with_options(
+                name, version_id, {}, sdk_runtime()))
+        except PlatformError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def get_alias(self, name: str, alias: str) -> Optional[dict[str, Any]]:
+        return self._call_or_none("GetAlias", lambda: self.client.get_alias_with_options(name, alias, {}, sdk_runtime()))
+
+    def list_aliases(self, name: str) -> list[dict[str, Any]]:
+        m = self._models()
+        found: list[dict[str, Any]] = []
+        token: Optional[str] = None
+        while True:
+            page = self._call("ListAliases", lambda: self.client.list_aliases_with_options(
+                name, m.ListAliasesRequest(limit=100, next_token=token), {}, sdk_runtime()))
+            found.extend(page.get("aliases") or [])
+            token = page.get("nextToken") or None
+            if not token:
+                return found
+
+    def ensure_alias(self, name: str, alias: str, version_id: str, description: str = "") -> dict[str, Any]:
+        """Point ``alias`` at ``version_id``, creating it if needed."""
+        m = self._models()
+        if self.get_alias(name, alias) is None:
+            try:
+                return self._call("CreateAlias", lambda: self.client.create_alias_with_options(
+                    name, m.CreateAliasRequest(body=m.CreateAliasInput(
+                        alias_name=alias, version_id=version_id, description=description)), {}, sdk_runtime()))
+            except PlatformError as error:
+                if error.status != 409:
+                    raise
+        return self._call("UpdateAlias", lambda: self.client.update_alias_with_options(
+            name, alias, m.UpdateAliasRequest(body=m.UpdateAliasInput(version_id=version_id, description=description)),
+            {}, sdk_runtime()))
+
+    def delete_alias(self, name: str, alias: str) -> bool:
+        try:
+            self._call("DeleteAlias", lambda: self.client.delete_alias_with_options(name, alias, {}, sdk_runtime()))
+        except PlatformError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    # -- triggers ------------------------------------------------------------------------------
+
+    def get_trigger(self, name: str, trigger: str) -> Optional[dict[str, Any]]:
+        return self._call_or_none("GetTrigger", lambda: self.client.get_trigger_with_options(
+            name, trigger, {}, sdk_runtime()))
+
+    def list_triggers(self, name: str) -> list[dict[str, Any]]:
+        m = self._models()
+        found: list[dict[str, Any]] = []
+        token: Optional[str] = None
+        while True:
+            page = self._call("ListTriggers", lambda: self.client.list_triggers_with_options(
+                name, m.ListTriggersRequest(limit=100, next_token=token), {}, sdk_runtime()))
+            found.extend(page.get("triggers") or [])
+            token = page.get("nextToken") or None
+            if not token:
+                return found
+
+    def ensure_http_trigger(self, name: str, trigger: str = DEFAULT_TRIGGER_NAME, *, qualifier: str = "LATEST",
+                            auth_type: str = "function", methods: tuple[str, ...] = HTTP_METHODS) -> str:
+        """Create or retarget the function's HTTP trigger and return its public URL.
+
+        A trigger that cannot be made, or that reports no URL, is a PlatformError: a deploy
+        without a working URL has failed.
+        """
+        m = self._models()
+        config = json.dumps({"authType": auth_type, "methods": list(methods)}, separators=(",", ":"))
+        existing = self.get_trigger(name, trigger)
+        if existing is None:
+            try:
+                result = self._call("CreateTrigger", lambda: self.client.create_trigger_with_options(
+                    name, m.CreateTriggerRequest(body=m.CreateTriggerInput(
+                        trigger_name=trigger, trigger_type="http", qualifier=qualifier, trigger_config=config)),
+                    {}, sdk_runtime()))
+            except PlatformError as error:
+                if error.status != 409:
+                    raise
+                existing = self.get_trigger(name, trigger) or {}
+        if existing is not None:
+            if existing.get("triggerType", "http") != "http":
+                raise PlatformError("TriggerTypeMismatch", f"trigger {trigger!r} of function {name!r} exists but is "
+                                    f"a {existing.get('triggerType')} trigger; remove it or pick another name",
+                                    action="CreateTrigger")
+            if existing.get("qualifier") == qualifier and _same_json(existing.get("triggerConfig"), config):
+                result = existing
+            else:
+                result = self._call("UpdateTrigger", lambda: self.client.update_trigger_with_options(
+                    name, trigger, m.UpdateTriggerRequest(body=m.UpdateTriggerInput(
+                        qualifier=qualifier, trigger_config=config)), {}, sdk_runtime()))
+        url = ((result.get("httpTrigger") or {}).get("urlInternet") or "").strip()
+        if not url:
+            raise PlatformError("TriggerHasNoURL", f"the HTTP trigger {trigger!r} of function {name!r} reports no "
+                                "public URL (is internet access disabled?)", action="CreateTrigger")
+        return url
+
+    def delete_trigger(self, name: str, trigger: str) -> bool:
+        try:
+            self._call("DeleteTrigger", lambda: self.client.delete_trigger_with_options(name, trigger, {}, sdk_runtime()))
+        except PlatformError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+
+def _same_json(left: Any, right: str) -> bool:
+    try:
+        return json.loads(left) == json.loads(right)
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,282 @@
+"""``agentpack emulate``: from a project or an artifact to a local URL that behaves like the platform.
+
+Steps, each reported to ``progress``: **build** (a project is built for the target, reusing
+the build cache; an artifact zip is taken as it is), **unpack** (into a fresh, read-only
+directory — the same bytes that would be uploaded), **start** (the target's emulator starts
+the instances with the target's Python version, from a bare virtual environment so that
+nothing of the host's site-packages is importable), **ready** (with the cold-start time).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from agentpack.targets import get_target
+
+#: Called with a step ("build", "unpack", "start", "ready") and a detail for the user.
+Progress = Callable[[str, str], None]
+MANIFEST = "agentpack-manifest.json"
+
+
+class EmulationError(Exception):
+    """The user's input is wrong (exit 2): a missing file, a target the artifact is not for…"""
+
+
+@dataclass
+class Emulation:
+    """A running emulation; :meth:`stop` ends every instance and removes the unpacked copy."""
+
+    target: str
+    artifact: Path
+    sha256: str
+    python: str
+    code_dir: Path
+    server: Any
+    cold_start_seconds: float
+    built: bool = False
+    _scratch: Optional[Path] = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "url": self.url,
+            "artifact": str(self.artifact),
+            "sha256": self.sha256,
+            "python": self.python,
+            "cold_start_seconds": round(self.cold_start_seconds, 3),
+            "emulator": self.server.describe(),
+        }
+
+    def stop(self) -> None:
+        try:
+            self.server.stop()
+        finally:
+            if self._scratch is not None:
+                _make_writable(self._scratch)
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
+
+    def __enter__(self) -> "Emulation":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+# -- the artifact --------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(artifact: Path) -> dict[str, Any]:
+    try:
+        with zipfile.ZipFile(artifact) as archive:
+            return json.loads(archive.read(MANIFEST))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise EmulationError(f"{artifact}: not an agentpack artifact ({exc}); build one with `agentpack build --target ...`") from None
+
+
+def unpack(artifact: Path, destination: Path) -> Path:
+    """Extract with the archive's file modes, then make the tree read-only (as ``/code`` is)."""
+    code = destination / "code"
+    code.mkdir(parents=True)
+    with zipfile.ZipFile(artifact) as archive:
+        for info in archive.infolist():
+            target = (code / info.filename).resolve()
+            if code.resolve() not in target.parents and target != code.resolve():
+                raise EmulationError(f"{artifact}: entry {info.filename!r} points outside the artifact")
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            mode = (info.external_attr >> 16) & 0o777
+            os.chmod(target, (mode or 0o644) & 0o555)
+    for root, dirs, _ in os.walk(code):
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o555)
+    os.chmod(code, 0o555)
+    return code
+
+
+def _make_writable(path: Path) -> None:
+    for root, dirs, files in os.walk(path):
+        os.chmod(root, 0o755)
+        for name in dirs:
+            os.chmod(Path(root) / name, 0o755)
+        for name in files:
+            try:
+                os.chmod(Path(root) / name, os.stat(Path(root) / name).st_mode | stat.S_IWUSR)
+            except OSError:
+                pass
+
+
+# -- the interpreter ---------------------------------------------------------------------------------
+def bare_python(version: str, cache: Optional[Path] = None) -> str:
+    """A virtual environment of Python ``version`` with nothing installed (cached): the
+    artifact, not the host's site-packages, is all the app can import."""
+    from agentpack.builders import deps
+
+    base = deps.find_interpreter(version)
+    if base is None:
+        raise EmulationError(
+            f"the target runs Python {version}, which is not on this machine; install it (e.g. `pyenv install {version}`) "
+            "so the artifact runs with the interpreter it was built for"
+        )
+    root = (cache or deps.cache_root()) / "pythons" / version
+    python = root / "bin" / "python"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with (root.parent / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two emulators starting at once build it once
+        if not (root / ".complete").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            result = subprocess.run([base, "-m", "venv", "--without-pip", str(root)], capture_output=True, text=True)
+            if result.returncode != 0:
+                shutil.rmtree(root, ignore_errors=True)
+                raise EmulationError(f"could not create a Python {version} environment: {result.stderr.strip()[-300:]}")
+            (root / ".complete").write_text(base)
+    return str(python)
+
+
+# -- settings ----------------------------------------------------------------------------------------
+def _settings(project: Optional[Path], target: str) -> Any:
+    if project is None:
+        return None
+    from agentpack.builders.config import load_config
+
+    config, _ = load_config(project)
+    return config.targets.get(target)
+
+
+def _setting(settings: Any, name: str, default: Any) -> Any:
+    value = getattr(settings, name, None) if settings is not None else None
+    return default if value is None else value
+
+
+# -- the whole thing ----------------------------------------------------------------------------------
+def start(
+    source: Path,
+    target: str,
+    *,
+    port: int = 0,
+    instances: int = 1,
+    env: Optional[dict[str, str]] = None,
+    progress: Progress = lambda step, detail: None,
+    log: Optional[Callable[[str], None]] = None,
+    timeout: Optional[float] = None,
+    out_dir: Optional[Path] = None,
+) -> Emulation:
+    """Build (for a project, into ``out_dir``, default its ``dist/``), unpack and start
+    ``source`` under ``target``'s emulator."""
+    from agentpack.builders.errors import ProjectError
+
+    source = Path(source)
+    try:
+        spec = get_target(target)
+    except KeyError as exc:
+        raise EmulationError(f"--target {target}: {exc.args[0]}") from None
+    if instances < 1:
+        raise EmulationError(f"--instances {instances}: give 1 or more")
+    project: Optional[Path] = None
+    built = False
+    if source.is_dir():
+        from agentpack.builders.build import build
+
+        project = source
+        progress("build", f"building {source} for {target}")
+        try:
+            result = build(source, target, out_dir)
+        except ProjectError as exc:
+            raise EmulationError(str(exc)) from None
+        artifact, built = Path(result.artifact), not result.unchanged
+    elif source.is_file():
+        artifact = source
+    else:
+        raise EmulationError(f"{source}: no such project directory or artifact zip")
+    manifest = read_manifest(artifact)
+    if manifest.get("target") != spec.name:
+        raise EmulationError(f"{artifact} was built for {manifest.get('target')!r}, not {spec.name!r}; emulate it with --target {manifest.get('target')}")
+    settings = _settings(project, spec.name)
+    function_env = {**_setting(settings, "env", {}), **(env or {})}
+    python = bare_python(manifest["python"])
+    scratch = Path(tempfile.mkdtemp(prefix="agentpack-emulate-"))
+    try:
+        progress("unpack", f"unpacking {artifact.name}")
+        code_dir = unpack(artifact, scratch)
+        progress("start", f"starting {instances} instance{'s' if instances > 1 else ''} with Python {manifest['python']}")
+        started = time.perf_counter()
+        server = _emulator(spec.name, code_dir, python, settings, function_env, port, instances, timeout, log, manifest)
+        server.start()
+        cold = time.perf_counter() - started
+    except BaseException:
+        _make_writable(scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    emulation = Emulation(spec.name, artifact, _sha256(artifact), manifest["python"], code_dir, server, cold, built, scratch)
+    progress("ready", f"{emulation.url} (cold start {cold * 1000:.0f} ms)")
+    return emulation
+
+
+def _emulator(
+    target: str, code_dir: Path, python: str, settings: Any, env: dict[str, str], port: int, instances: int,
+    timeout: Optional[float], log: Optional[Callable[[str], None]], manifest: dict[str, Any],
+) -> Any:
+    """The target's emulator, configured as the deployer would configure the function."""
+    if target == "lambda":
+        from agentpack.emulators.aws_lambda import LambdaEmulator
+
+        return LambdaEmulator(
+            code_dir,
+            python,
+            env,
+            streaming=bool(_setting(settings, "streaming", False)) or (code_dir / "agentpack-lambda-stream").exists(),
+            timeout=timeout or float(_setting(settings, "timeout", 30)),
+            instances=instances,
+            port=port,
+            memory=int(_setting(settings, "memory", 1024)),
+            function_name=str(_setting(settings, "function_name", "agentpack-function")),
+            region=str(_setting(settings, "region", "us-east-1")),
+            log=log,
+        )
+    from agentpack.emulators.http_function import FunctionConfig, FunctionEmulator
+
+    platform = target  # fc, agentrun, or local (served as it is, no platform adapter)
+    config = FunctionConfig(
+        code_dir=code_dir,
+        python=python,
+        platform=platform,
+        env=env,
+        timeout=timeout or float(_setting(settings, "timeout", 300 if platform == "fc" else 600)),
+        memory_mb=int(_setting(settings, "memory", 1024)),
+        instances=instances,
+        instance_concurrency=int(_setting(settings, "instance_concurrency", _setting(settings, "session_concurrency", 20))),
+        function_name=str(_setting(settings, "function_name", _setting(settings, "runtime_name", "agentpack-function"))),
+        region=str(_setting(settings, "region", "cn-hangzhou")),
+        role=_setting(settings, "role", None),
+        affinity_header="x-agentpack-session-id" if platform == "fc" else None,
+        health_check_path="/readiness" if platform == "agentrun" else None,
+        port=port,
+    )
+    return FunctionEmulator(config, log=log)

@@ -1,0 +1,200 @@
+"""The one SSE response of agentpack: ``/process`` runs and generator ``@app.endpoint`` routes.
+
+A *producer* — an :class:`~agentpack.run.agent_run.AgentRun`, or an
+:class:`IteratorProducer` around an endpoint's generator — writes each event from its own
+task straight to the connection, so an event costs one hop instead of a queue hand-off,
+and the producer decides the last word (a run's terminal event) even when it is being
+stopped.  The response adds what remains: the headers, a disconnect watch that cancels the
+producer the moment the client leaves, comment pings on idle streams, and the end of the
+body.
+
+When the server cancels the request (its graceful shutdown ran out of time), the producer
+is stopped rather than cut: a run still sends its terminal ``canceled`` event, with the
+reason, and the body ends cleanly; the session is released either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Protocol
+
+import anyio
+from starlette.responses import Response
+
+from agentpack._aio import wait_bounded
+from agentpack.protocol.serialize import jsonable
+from agentpack.protocol.sse import STREAM_HEADERS, encode_event
+
+logger = logging.getLogger("agentpack.stream")
+
+#: Seconds of silence after which a comment line is sent, so proxies keep the stream open.
+PING_INTERVAL = 15.0
+_PING = b": ping\n\n"
+
+#: How long a producer's clean-up may take after it was cancelled before it is abandoned.
+CLEANUP_GRACE = 5.0
+
+#: Why a producer ends when the server cancels its request (a graceful shutdown that ran out).
+CANCELLED_BY_SERVER = "the server is shutting down"
+
+#: Writes one event (the producer passes the JSON value; the writer encodes and sends it).
+Write = Callable[[Any], Awaitable[None]]
+
+
+class WriteFailed(BaseException):
+    """Writing an event failed (the client is gone).  A BaseException so that it is never
+    mistaken for the producer failing: it passes every ``except Exception`` on its way out."""
+
+
+class Producer(Protocol):
+    """What :class:`StreamResponse` streams from."""
+
+    def start(self, write: Write) -> "asyncio.Task[None]": ...
+
+    def stop(self, reason: str = ...) -> None: ...
+
+    async def settle(self) -> None: ...
+
+    async def release(self) -> None: ...
+
+
+async def settle_task(task: Optional["asyncio.Task[Any]"], already_stopped: bool, what: str) -> None:
+    """Make sure ``task`` is over: cancel it (unless a stop already did), with a grace for
+    clean-up; a task still running after that is cancelled again, then abandoned with a warning."""
+    if task is None or task.done():
+        return
+    if not already_stopped:
+        task.cancel()
+    for _ in range(2):
+        done, _ = await asyncio.wait({task}, timeout=CLEANUP_GRACE)
+        if done:
+            return
+        task.cancel()
+    logger.warning("%s ignored cancellation for %.0fs; abandoning it", what, 2 * CLEANUP_GRACE)
+
+
+def error_event(exc: BaseException) -> dict[str, str]:
+    """The event a failing endpoint stream ends with (AgentScope Runtime's shape)."""
+    return {"error": str(exc), "error_type": type(exc).__name__, "message": "Error in streaming generator"}
+
+
+class IteratorProducer:
+    """Streams the items of an endpoint's (async) iterator, each deep-serialized to JSON;
+    an exception becomes one final error event instead of a cut connection."""
+
+    def __init__(self, source: AsyncIterator[Any]) -> None:
+        self.source = source
+        self.task: Optional[asyncio.Task[None]] = None
+        self.stopped = False
+
+    def start(self, write: Write) -> "asyncio.Task[None]":
+        self.task = asyncio.create_task(self._pump(write), name="agentpack-endpoint-stream")
+        return self.task
+
+    async def _pump(self, write: Write) -> None:
+        try:
+            async for item in self.source:
+                await write(jsonable(item))
+        except (asyncio.CancelledError, WriteFailed):
+            raise
+        except Exception as exc:
+            logger.exception("streaming endpoint failed")
+            await write(error_event(exc))
+        finally:
+            closer = getattr(self.source, "aclose", None)
+            if closer is not None:
+                await closer()  # the generator's own finally blocks run now, not at GC time
+
+    def stop(self, reason: str = CANCELLED_BY_SERVER) -> None:
+        self.stopped = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def settle(self) -> None:
+        await settle_task(self.task, self.stopped, "a streaming endpoint")
+
+    async def release(self) -> None:
+        return None
+
+
+class StreamResponse(Response):
+    """``text/event-stream`` written by a :class:`Producer`."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        producer: Producer,
+        headers: Optional[Mapping[str, str]] = None,
+        ping_interval: float = PING_INTERVAL,
+    ) -> None:
+        # Not Response.__init__: with no body it would declare "content-length: 0".
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**STREAM_HEADERS, **(headers or {})})
+        self.producer = producer
+        self.ping_interval = ping_interval
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        connected = True
+        last_write = time.monotonic()
+        producer = self.producer
+
+        async def write(event: Any) -> None:
+            nonlocal last_write
+            last_write = time.monotonic()
+            try:
+                await send({"type": "http.response.body", "body": encode_event(event), "more_body": True})
+            except Exception as exc:  # the client is gone: not the producer's failure
+                raise WriteFailed(exc) from exc
+
+        async def watch_client() -> None:
+            nonlocal connected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            connected = False
+
+        async def ping() -> None:
+            nonlocal last_write
+            while True:
+                await asyncio.sleep(max(0.0, last_write + self.ping_interval - time.monotonic()))
+                if time.monotonic() - last_write >= self.ping_interval:
+                    last_write = time.monotonic()
+                    await send({"type": "http.response.body", "body": _PING, "more_body": True})
+
+        async def end_body() -> None:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        def ended_well(task: "asyncio.Task[None]") -> bool:
+            return task.done() and not task.cancelled() and task.exception() is None  # retrieves it, always
+
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            task = producer.start(write)
+            helpers = [asyncio.create_task(watch_client()), asyncio.create_task(ping())]
+            try:
+                await asyncio.wait({task, helpers[0]}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # The server gives up on this request: end the producer with its last word
+                # while the connection is still open, then let the cancellation go on.
+                producer.stop(CANCELLED_BY_SERVER)
+                with anyio.CancelScope(shield=True):
+                    ended, _ = await wait_bounded(asyncio.wait({task}), 2 * CLEANUP_GRACE)
+                    if ended and connected and (task.cancelled() or task.exception() is None):
+                        await wait_bounded(end_body(), 1.0)
+                raise
+            finally:
+                for helper in helpers:
+                    helper.cancel()
+                with anyio.CancelScope(shield=True):
+                    await producer.settle()  # cancels the producer if the client left first
+                    await asyncio.gather(*helpers, return_exceptions=True)
+            if connected and ended_well(task):
+                await end_body()
+        except OSError:  # the client vanished while we were writing
+            connected = False
+        finally:
+            with anyio.CancelScope(shield=True):  # release the session even when cancelled
+                await producer.release()

@@ -1,0 +1,202 @@
+"""In-process tests of the pieces under AgentApp: the sync-or-async call helper, the one
+streaming response, the Runtime object and the task job runner (raw ASGI, no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+
+import pytest
+
+from agentpack import AgentApp
+from agentpack._aio import call, is_async_callable, is_async_gen_callable
+from agentpack.app.runtime import Runtime
+from agentpack.interrupt.local import LocalInterruptBackend
+from agentpack.run.stream import IteratorProducer, StreamResponse
+from agentpack.tasks.base import TaskSpec, run_job
+from agentpack.tasks.embedded import EmbeddedQueue
+from tests.support import in_process
+
+
+class AsyncCallable:
+    async def __call__(self, value: int = 1) -> int:
+        await asyncio.sleep(0)
+        return value * 2
+
+
+class AsyncGenCallable:
+    async def __call__(self):
+        yield 1
+        yield 2
+
+
+def sync_double(value: int = 1) -> int:
+    return value * 2
+
+
+async def async_double(value: int = 1) -> int:
+    return value * 2
+
+
+@pytest.mark.parametrize(
+    "func, is_async",
+    [(async_double, True), (functools.partial(async_double, 3), True), (AsyncCallable(), True), (sync_double, False), (functools.partial(sync_double, 3), False)],
+)
+def test_one_rule_for_what_is_async(func, is_async):
+    assert is_async_callable(func) is is_async
+    assert asyncio.run(call(func)) in (2, 6)
+
+
+def test_async_generators_are_recognised_behind_call_objects():
+    assert is_async_gen_callable(AsyncGenCallable()) and not is_async_callable(AsyncGenCallable())
+
+
+def test_a_task_that_is_an_object_with_an_async_call_returns_its_value_not_a_coroutine():
+    async def scenario() -> None:
+        assert await run_job(TaskSpec("double", AsyncCallable(), "q"), None) == 2
+        assert await run_job(TaskSpec("gen", AsyncGenCallable(), "q"), None) == [1, 2]
+        assert await run_job(TaskSpec("sync", sync_double, "q"), None) == 2
+        queue = EmbeddedQueue()
+        queue.register(TaskSpec("double", AsyncCallable(), "q"))
+        task_id = await queue.submit("double", None)
+        while (info := await queue.info(task_id)).status not in ("finished", "error"):
+            await asyncio.sleep(0.001)
+        assert (info.status, info.result) == ("finished", 2)
+
+    asyncio.run(scenario())
+
+
+async def _drive(response: StreamResponse, leave_after: int = 0) -> list[dict]:
+    """Run ``response`` over raw ASGI; the client leaves after ``leave_after`` body chunks (0: never)."""
+    sent: list[dict] = []
+    left = asyncio.Event()
+
+    async def receive() -> dict:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if leave_after and len([m for m in sent if m["type"] == "http.response.body"]) >= leave_after:
+            left.set()
+
+    await response({"type": "http"}, receive, send)
+    return sent
+
+
+def test_an_endpoint_stream_sends_each_item_and_ends_a_failure_with_one_error_event():
+    async def source():
+        yield {"n": 1}
+        yield "two"
+        raise ValueError("broken generator")
+
+    sent = asyncio.run(_drive(StreamResponse(IteratorProducer(source()))))
+    assert sent[0]["type"] == "http.response.start"
+    assert (b"content-type", b"text/event-stream; charset=utf-8") in sent[0]["headers"]
+    frames = [m["body"] for m in sent[1:] if m["body"]]
+    assert [json.loads(f[6:]) for f in frames] == [
+        {"n": 1},
+        "two",
+        {"error": "broken generator", "error_type": "ValueError", "message": "Error in streaming generator"},
+    ]
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def test_a_client_leaving_an_endpoint_stream_closes_the_generator():
+    closed = asyncio.Event()
+
+    async def source():
+        try:
+            while True:
+                yield "tick"
+                await asyncio.sleep(0)
+        finally:
+            closed.set()
+
+    async def scenario() -> None:
+        await _drive(StreamResponse(IteratorProducer(source())), leave_after=3)
+        assert closed.is_set()
+
+    asyncio.run(scenario())
+
+
+def test_a_server_cancel_ends_an_endpoint_stream_cleanly():
+    async def source():
+        yield "first"
+        await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        sent: list[dict] = []
+        first = asyncio.Event()
+
+        async def receive() -> dict:
+            await asyncio.Event().wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+            if b"first" in message.get("body", b""):
+                first.set()
+
+        task = asyncio.create_task(StreamResponse(IteratorProducer(source()))({"type": "http"}, receive, send))
+        await first.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+    asyncio.run(scenario())
+
+
+def test_the_runtime_starts_reports_readiness_and_closes():
+    async def scenario() -> None:
+        made = []
+
+        def make_queue() -> EmbeddedQueue:
+            made.append(1)
+            return EmbeddedQueue()
+
+        runtime = Runtime(LocalInterruptBackend(), 10, 600, make_queue)
+        assert await runtime.readiness_problem() == "start-up has not finished"
+        assert made == [] and not runtime.has_task_queue  # no queue unless something asks for one
+        await runtime.start()
+        runtime.mark_ready()
+        assert runtime.started and await runtime.readiness_problem() is None
+
+        async def database_down() -> str:
+            return "the database is down"
+
+        runtime.readiness_checks.append(database_down)
+        assert await runtime.readiness_problem() == "the database is down"
+        runtime.readiness_checks.remove(database_down)
+        async with runtime.session_guard() as guard:
+            assert guard is runtime.guard  # the web process's own guard
+        await runtime.aclose()
+        assert not runtime.started and await runtime.readiness_problem() == "the app is shutting down"
+        async with runtime.session_guard() as guard:
+            assert guard is not runtime.guard  # a worker's guard on its own backend
+
+    asyncio.run(scenario())
+
+
+def test_session_busy_and_backend_down_are_answered_by_the_app_handlers():
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        yield "x"
+        await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        async with in_process(app) as client:
+            first = asyncio.create_task(client.post("/process", json={"input": [], "session_id": "会话", "user_id": "u"}))
+            while len(app.runtime.guard) == 0:
+                await asyncio.sleep(0.001)
+            busy = await client.post("/process", json={"input": [], "session_id": "会话", "user_id": "u"})
+            assert busy.status_code == 409
+            assert busy.json() == {"detail": "session '会话' of user 'u' is already running; stop it or wait for it to finish", "session_id": "会话"}
+            await app.stop_chat("u", "会话")
+            await first
+
+    asyncio.run(scenario())

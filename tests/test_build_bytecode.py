@@ -103,7 +103,7 @@ def test_the_artifact_imports_from_its_bytecode_without_compiling_or_writing(tmp
     for source in unpacked.rglob("*.py"):  # unchecked-hash: the sources' mtimes do not matter
         os.utime(source, (2_000_000_000, 2_000_000_000))
     before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in unpacked.rglob("*")}
-    code = "import app, agentpack.serve, uvicorn, fastapi, pydantic, sse_starlette, anyio; print('imported')"
+    code = "import app, agentpack.serve, uvicorn, fastapi, pydantic, anyio; print('imported')"
     started = subprocess.run(
         [interpreter.path, "-B", "-I", "-v", "-c", f"import sys; sys.path[:0] = {[str(unpacked / 'python'), str(unpacked)]!r}; {code}"],
         capture_output=True,

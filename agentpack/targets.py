@@ -2,8 +2,9 @@
 
 A row says what a target needs: which interpreters and CPU architectures it offers, which
 wheels fit it (pip platform tags), where code and dependencies go in the artifact, which
-generated entry point starts the app there, and its size limits.  A new target is a new
-row here (plus its adapter, emulator and deployer); nothing else branches on target names.
+generated entry point starts the app there, its size limits, and the settings model of its
+``[targets.<name>]`` table in agentpack.toml.  A new target is a new row here (plus its
+adapter, emulator and deployer); nothing else branches on target names.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ import dataclasses
 import platform
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from agentpack.target_settings import TargetSettings
 
 MB = 1024 * 1024
+#: The settings models live in ``agentpack.target_settings`` (pydantic), imported on first use so
+#: that reading this table — the CLI's help does — stays cheap.  They are also reachable here.
+SETTINGS_MODELS = ("TargetSettings", "LocalSettings", "FCSettings", "AgentRunSettings", "LambdaSettings")
 
 
+# == entry points =================================================================================
 @dataclass(frozen=True)
 class EntryFile:
     """A generated file of the artifact (its path, text and whether it is executable)."""
@@ -32,7 +40,7 @@ class EntryContext:
 
     app: str  # "app.py:agent_app" or "package.module:attr", relative to the code root
     python: str  # "3.12"
-    port: int
+    port: Optional[int]  # the target's ``port`` setting (None where the target takes no port)
     deps_dir: str  # where dependencies live, relative to the code root ("" = root)
     streaming: bool = False  # the target's ``streaming`` setting (Lambda: response streaming)
 
@@ -101,6 +109,7 @@ exec "$@" -m agentpack.adapters.lambda_stream '{app}'
 """
 
 
+# == the table ====================================================================================
 def _manylinux(arch: str, max_glibc: int) -> tuple[str, ...]:
     """Every manylinux tag a glibc up to 2.``max_glibc`` accepts, newest first (pip's --platform list)."""
     tags = [f"manylinux_2_{minor}_{arch}" for minor in range(max_glibc, 16, -1)]
@@ -118,14 +127,32 @@ class Target:
     #: glibc minor version of the platform per Python version (for the manylinux tags)
     glibc: dict[str, int]
     deps_dir: str
-    default_port: int
     entry: Callable[[EntryContext], list[EntryFile]]
     zip_limit: int
+    #: the name of the model of this target's ``[targets.<name>]`` table (in agentpack.target_settings)
+    settings_model: str
     unpacked_limit: Optional[int] = None
     limit_note: str = ""
-    settings: tuple[str, ...] = field(default_factory=tuple)
     #: requirements the target's adapter needs in the artifact, beyond agentpack's own
     extra_requirements: tuple[str, ...] = ()
+    #: the platform's exact interpreter per Python version, where it documents one; environment
+    #: markers such as ``python_full_version < "3.11.3"`` are evaluated against it
+    python_full_versions: dict[str, str] = field(default_factory=dict)
+    #: the target is this machine, so its interpreters are the ones found here
+    runs_on_host: bool = False
+
+    @property
+    def settings(self) -> type[TargetSettings]:
+        """The model of this target's ``[targets.<name>]`` table."""
+        from agentpack import target_settings
+
+        return getattr(target_settings, self.settings_model)
+
+    @property
+    def default_port(self) -> Optional[int]:
+        """The port the entry point serves on when the settings name none (None: the target takes no port)."""
+        port = self.settings.model_fields.get("port")
+        return port.default if port is not None else None
 
     def platform_tags(self, arch: str, python: str) -> tuple[str, ...]:
         wheel_arch = {"arm64": "aarch64"}.get(arch, arch)
@@ -133,6 +160,10 @@ class Target:
 
     def entry_files(self, ctx: EntryContext) -> list[EntryFile]:
         return self.entry(ctx)
+
+    def parse_settings(self, table: Optional[dict[str, Any]] = None) -> TargetSettings:
+        """Validate one ``[targets.<name>]`` table (raises pydantic's ValidationError)."""
+        return self.settings.model_validate(table or {})
 
 
 def host_arch() -> str:
@@ -153,7 +184,7 @@ def host_python() -> str:
 
 
 #: Function Compute custom runtimes and AgentRun share interpreters: custom.debian10 has
-#: Python 3.10 (glibc 2.28), custom.debian12 3.11 (2.36), custom.debian11 3.12 (2.31).
+#: Python 3.10.9 (glibc 2.28), custom.debian12 3.11.2 (2.36), custom.debian11 3.12.4 (2.31).
 _FC = Target(
     name="fc",
     description="Alibaba Cloud Function Compute 3.0, custom runtime (x86_64, code at /code)",
@@ -163,11 +194,11 @@ _FC = Target(
     default_arch="x86_64",
     glibc={"3.10": 28, "3.11": 36, "3.12": 31},
     deps_dir="python",
-    default_port=9000,
     entry=_bootstrap(lambda py: f"/var/fc/lang/python{py}/bin/python3", "FC_CUSTOM_LISTEN_PORT"),
     zip_limit=100 * MB,
     limit_note="inline upload limit; up to 500 MB through OSS",
-    settings=("region", "function_name", "memory", "cpu", "timeout", "port", "env", "role"),
+    settings_model="FCSettings",
+    python_full_versions={"3.10": "3.10.9", "3.11": "3.11.2", "3.12": "3.12.4"},
 )
 
 TARGETS: dict[str, Target] = {
@@ -181,10 +212,10 @@ TARGETS: dict[str, Target] = {
         # wheels for this host's glibc, for whichever Python version the project asks for
         glibc={py: host_glibc() for py in ("3.10", "3.11", "3.12", "3.13")},
         deps_dir="python",
-        default_port=8090,
         entry=_bootstrap(lambda py: f"python{py}", "PORT"),
         zip_limit=2048 * MB,
-        settings=("port", "env"),
+        settings_model="LocalSettings",
+        runs_on_host=True,
     ),
     "fc": _FC,
     # AgentRun runs the same kind of code package as FC; it differs in entry and settings.
@@ -193,7 +224,9 @@ TARGETS: dict[str, Target] = {
         name="agentrun",
         description="Alibaba Cloud AgentRun, code artifact (x86_64)",
         entry=_bootstrap(lambda py: f"python{py}", "PORT"),
-        settings=("region", "runtime_name", "memory", "cpu", "port", "env", "role", "session_concurrency", "idle_timeout"),
+        settings_model="AgentRunSettings",
+        # AgentRun code runtimes offer the languages python3.10 and python3.12 (no 3.11)
+        pythons=("3.10", "3.12"),
     ),
     "lambda": Target(
         name="lambda",
@@ -205,15 +238,23 @@ TARGETS: dict[str, Target] = {
         # python3.10/3.11 run on Amazon Linux 2 (glibc 2.26), 3.12+ on AL2023 (glibc 2.34)
         glibc={"3.10": 26, "3.11": 26, "3.12": 34, "3.13": 34},
         deps_dir="",
-        default_port=8080,
         entry=_lambda_handler,
         zip_limit=50 * MB,
         unpacked_limit=250 * MB,
         limit_note="direct upload limit; 250 MB unpacked",
-        settings=("region", "function_name", "memory", "timeout", "arch", "streaming", "env", "role"),
+        settings_model="LambdaSettings",
         extra_requirements=("mangum>=0.17",),
     ),
 }
+
+
+def __getattr__(name: str) -> Any:
+    """``from agentpack.targets import FCSettings`` works, importing pydantic only then."""
+    if name in SETTINGS_MODELS:
+        from agentpack import target_settings
+
+        return getattr(target_settings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_target(name: str) -> Target:
@@ -221,3 +262,9 @@ def get_target(name: str) -> Target:
         return TARGETS[name]
     except KeyError:
         raise KeyError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}") from None
+
+
+def target_names() -> str:
+    """``"local, fc, agentrun or lambda"``, for help texts."""
+    names = list(TARGETS)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

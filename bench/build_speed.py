@@ -6,7 +6,8 @@ For examples/quickstart on the fc target (cp312, manylinux x86_64), in one run:
 - agentpack: cold build (empty agentpack cache), code-only rebuild, no-op rebuild;
 - naive: `pip install --target --platform … --only-binary=:all:` of the same requirements,
   then `zip -r`, twice — it has no incremental mode, and its two zips differ;
-then the artifact size of every target/arch.  pip's own download cache is warm for both.
+then the artifact size of every target/arch (with the shipped bytecode, --slim, and without
+bytecode).  pip's own download cache is warm for both.
 """
 
 from __future__ import annotations
@@ -60,8 +61,12 @@ def naive(project: Path, work: Path, requirements: list[str]) -> tuple[float, st
 
 
 def main() -> None:
-    from agentpack.builders.deps import agentpack_requirements
+    from agentpack.builders.requirements import agentpack_requirements, for_environment
+    from agentpack.builders.target_platform import Platform
+    from agentpack.targets import get_target
 
+    markers = Platform(get_target("fc"), "x86_64", "3.12", "3.12.4").markers()
+    requirements = [str(line.requirement) for line in for_environment(agentpack_requirements(), markers)]
     work = Path(tempfile.mkdtemp(prefix="agentpack-bench-build-"))
     try:
         project = work / "quickstart"
@@ -71,17 +76,24 @@ def main() -> None:
         noop, unchanged = agentpack_build(project, "fc", env)
         (project / "app.py").write_text((project / "app.py").read_text() + "\n# edited\n")
         code_only, rebuilt = agentpack_build(project, "fc", env)
-        naive_first, naive_sha1, naive_size = naive(project, work, agentpack_requirements())
-        naive_second, naive_sha2, _ = naive(project, work, agentpack_requirements())
+        naive_first, naive_sha1, naive_size = naive(project, work, requirements)
+        naive_second, naive_sha2, _ = naive(project, work, requirements)
+        source_only = work / "source-only"  # the same project with bytecode = false
+        shutil.copytree(project, source_only, ignore=shutil.ignore_patterns("dist"))
+        toml = source_only / "agentpack.toml"
+        toml.write_text(toml.read_text().replace('requirements = "requirements.txt"', 'requirements = "requirements.txt"\nbytecode = false', 1))
         sizes = {}
         for target, arch in (("local", None), ("fc", None), ("agentrun", None), ("lambda", "x86_64"), ("lambda", "arm64")):
             extra = ["--arch", arch] if arch else []
             _, result = agentpack_build(project, target, env, *extra)
             _, slim = agentpack_build(project, target, env, *extra, "--slim", "--out", str(work / "slim"))
+            _, plain = agentpack_build(source_only, target, env, *extra)
             sizes[f"{target}/{result['arch']}"] = {
                 "zipped_mb": round(result["size_bytes"] / 1e6, 2),
                 "unpacked_mb": round(result["unpacked_bytes"] / 1e6, 2),
                 "slim_zipped_mb": round(slim["size_bytes"] / 1e6, 2),
+                "without_bytecode_zipped_mb": round(plain["size_bytes"] / 1e6, 2),
+                "bytecode": result["bytecode"],
             }
         print(
             json.dumps(

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from agentpack import targets
-from agentpack.builders.build import MANIFEST, build
+from agentpack.builders.build import MANIFEST, build, plan_build, write_artifact
 from agentpack.builders.errors import BuildError, ProjectError
+
+pytestmark = [pytest.mark.integration, pytest.mark.network]
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTPACK = [sys.executable, "-m", "agentpack"]
@@ -45,6 +47,12 @@ def copy_example(tmp_path: Path, name: str = "quickstart") -> Path:
 def entries(artifact: str) -> dict[str, zipfile.ZipInfo]:
     with zipfile.ZipFile(artifact) as archive:
         return {info.filename: info for info in archive.infolist()}
+
+
+def source_of(pyc: str) -> str:
+    """``a/__pycache__/b.cpython-312.pyc`` -> ``a/b.py``."""
+    directory, _, file = ("/" + pyc).rpartition("/__pycache__/")
+    return f"{directory}/{file.split('.')[0]}.py".lstrip("/")
 
 
 def check_manifest(artifact: str) -> dict:
@@ -99,6 +107,24 @@ def test_examples_build_for_every_target(tmp_path, example, target, arch):
         assert result.import_check.startswith("passed"), result.import_check
 
 
+def test_the_plan_is_complete_before_anything_is_written(tmp_path):
+    project = copy_example(tmp_path)
+    plan = plan_build(project, "fc")
+    assert not (project / "dist").exists(), "planning writes nothing but the cache"
+    assert plan.artifact == project / "dist" / "quickstart-fc-3.12-x86_64.zip"
+    assert plan.manifest["port"] == 9000 and "app.py" in plan.files and "bootstrap" in plan.files
+    result = write_artifact(plan)
+    assert set(check_manifest(result.artifact)["files"]) == set(plan.files)
+
+
+def test_the_port_setting_reaches_the_bootstrap(tmp_path):
+    project = copy_example(tmp_path)
+    toml = project / "agentpack.toml"
+    toml.write_text(toml.read_text().replace("memory = 1024", "memory = 1024\nport = 9100"))
+    script = zipfile.ZipFile(build(project, "fc").artifact).read("bootstrap").decode()
+    assert '"${FC_CUSTOM_LISTEN_PORT:-9100}"' in script
+
+
 def test_fc_bootstrap_listens_on_the_fc_port(tmp_path):
     result = build(copy_example(tmp_path), "fc")
     script = zipfile.ZipFile(result.artifact).read("bootstrap").decode()
@@ -117,6 +143,7 @@ def test_rebuilds_are_byte_identical_whatever_the_mtimes_or_directory(tmp_path, 
     second = build(second_project, "fc", out_dir=tmp_path / "out-two")
     assert first.sha256 == second.sha256
     assert Path(first.artifact).read_bytes() == Path(second.artifact).read_bytes()
+    assert first.bytecode.startswith("cpython-312") and "__pycache__/app.cpython-312.pyc" in entries(first.artifact)
     for info in entries(first.artifact).values():
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
         assert stat.S_IMODE(info.external_attr >> 16) in (0o644, 0o755)
@@ -174,7 +201,10 @@ def test_slim_keeps_metadata_and_still_imports(tmp_path):
     assert slim.size_bytes < full.size_bytes
     names = entries(slim.artifact)
     assert any(n.startswith("python/fastapi-") and n.endswith(".dist-info/METADATA") for n in names)
-    assert not [n for n in names if "/__pycache__/" in n or n.endswith(".pyi")]
+    assert not [n for n in names if n.endswith(".pyi") or "/tests/" in n]
+    # what stays in __pycache__ is the bytecode this build compiled for the target, next to its source
+    for name in (n for n in names if n.endswith(".pyc")):
+        assert name.endswith(".cpython-312.pyc") and source_of(name) in names, name
     assert slim.import_check.startswith("passed"), slim.import_check
 
 
@@ -210,6 +240,9 @@ def test_no_wheel_for_the_platform_fails_with_a_table(tmp_path):
         (lambda p: (p / "agentpack.toml").write_text('app = "app.py:app"\n[targets.fc]\narch = "arm64"\n'), "[targets.fc] does not take arch"),
         (lambda p: (p / "agentpack.toml").unlink(), "agentpack init"),
         (lambda p: (p / "requirements.txt").write_text("agentpack\nthis-package-does-not-exist-agentpack-test==1.0\n"), "no package named"),
+        (lambda p: (p / "requirements.txt").write_text("agentpack\n-e ./mypkg\n"), "requirements.txt:2: --editable ./mypkg: editable installs cannot be packed"),
+        (lambda p: (p / "agentpack.toml").write_text('app = "app.py:app"\n[targets.fc]\nmemory = 100\n'), "[targets.fc] memory = 100: must be a multiple of 64 MB"),
+        (lambda p: (p / "agentpack.toml").write_text('app = "app.py:app"\npython = "3.13"\n'), 'python = "3.13"'),
     ],
 )
 def test_bad_input_is_a_project_error_and_leaves_nothing(tmp_path, change, message):

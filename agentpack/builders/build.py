@@ -1,14 +1,16 @@
 """``build()``: project directory + target -> one reproducible artifact, or a clear failure.
 
-Steps: read the config and check the app (user errors stop here, before any work);
-resolve and install dependencies for the target platform (cached); lay out code,
-dependencies, agentpack itself and the generated entry point as the target's row says;
-check size budgets; write the zip atomically (nothing half-written is ever left behind);
-run the import check where this host can run the target.
+Plan, then write.  ``plan_build`` works out everything the artifact will hold — config,
+target, arch, python, requirements, the dependency layer (installed into the cache), bytecode,
+every file with its hash, the generated entry files, the manifest — and raises every user
+error on the way, before anything is written to the output directory.  ``write_artifact``
+then writes the zip from the plan: into a temporary file, checked (size budget, imports) and
+renamed into place, so nothing half-written is ever left behind.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -20,14 +22,29 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from agentpack._version import __version__
-from agentpack.builders import deps, zipper
-from agentpack.builders.config import load_config
+from agentpack.builders import bytecode, zipper
+from agentpack.builders.cache import cache_root
+from agentpack.builders.config import ProjectConfig, load_config, target_settings
+from agentpack.builders.dependencies import DependencyLayer, Pip, PipRequest, dependency_layer
 from agentpack.builders.errors import BuildError, ProjectError
 from agentpack.builders.files import project_files
-from agentpack.targets import MB, EntryContext, Target, get_target, host_arch
+from agentpack.builders.import_check import check_artifact, why_not_checked
+from agentpack.builders.interpreters import Interpreter, find_target_python
+from agentpack.builders.layer_zip import LayerZip, layer_zip
+from agentpack.builders.requirements import (
+    Requirements,
+    agentpack_requirements,
+    extra_requirements,
+    for_environment,
+    project_requirements,
+)
+from agentpack.builders.target_platform import Platform, platform_python
+from agentpack.builders.vendor import agentpack_files
+from agentpack.target_settings import TargetSettings
+from agentpack.targets import MB, EntryContext, EntryFile, Target, get_target
 
 MANIFEST = "agentpack-manifest.json"
-#: Called with a step name ("resolve", "download", "layout", "zip", "check") as the build moves on.
+#: Called with a step name ("resolve", "download", "compile", "layout", "zip", "check") as the build moves on.
 Progress = Callable[[str], None]
 
 
@@ -45,21 +62,56 @@ class BuildResult:
     import_check: str = "skipped"
     largest_packages: list[dict] = field(default_factory=list)
     dependencies: int = 0
+    #: which pip resolved the dependencies and what the target's markers changed
+    resolver: str = ""
+    #: the shipped bytecode ("cpython-312 ...") or why there is none ("none (...)")
+    bytecode: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A file of the artifact beyond the dependency layer: its path, bytes and executable bit."""
+
+    path: str
+    data: bytes
+    executable: bool = False
+
+
+@dataclass
+class BuildPlan:
+    """Everything an artifact will hold, worked out before any of it is written."""
+
+    project: Path
+    config: ProjectConfig
+    target: Target
+    settings: TargetSettings
+    arch: str
+    python: str
+    platform: Platform
+    interpreter: Optional[Interpreter]
+    requirements: Requirements
+    request: PipRequest
+    layer: DependencyLayer
+    layer_zip: LayerZip
+    bytecode: str
+    generated: list[EntryFile]
+    entries: list[Entry]
+    manifest: dict
+    manifest_bytes: bytes
+    artifact: Path
+    unpacked_bytes: int
+
+    @property
+    def files(self) -> dict[str, str]:
+        """Every file of the artifact (but the manifest) with its sha256."""
+        return self.manifest["files"]
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_app(project: Path, spec: str) -> None:
@@ -80,8 +132,6 @@ def check_app(project: Path, spec: str) -> None:
         where = f"module {target}"
     if module_text is None:
         raise ProjectError(f'app = "{spec}": {where} is not in {project}; fix `app` in agentpack.toml')
-    import ast
-
     try:
         tree = ast.parse(module_text)
     except SyntaxError as exc:
@@ -100,64 +150,217 @@ def check_app(project: Path, spec: str) -> None:
         raise ProjectError(f'app = "{spec}": {attr} is a {type(getattr(value, "value", value)).__name__}, not an ASGI app such as AgentApp()')
 
 
-def _sizes_by_distribution(layer: Path, files: dict[str, int]) -> list[dict]:
-    """Installed size per distribution (from RECORD), largest first."""
-    owner: dict[str, str] = {}
-    for info in layer.glob("*.dist-info"):
-        name = info.name[: -len(".dist-info")].rsplit("-", 1)[0]
-        record = info / "RECORD"
-        for line in record.read_text().splitlines() if record.is_file() else []:
-            owner[line.split(",", 1)[0]] = name
-    totals: dict[str, int] = {}
-    for relative, size in files.items():
-        name = owner.get(relative, relative.split("/", 1)[0])
-        totals[name] = totals.get(name, 0) + size
-    return [{"package": n, "bytes": b} for n, b in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))]
+# -- planning ---------------------------------------------------------------------------------------
+def _choose_arch(target: Target, settings: TargetSettings, flag: Optional[str]) -> str:
+    configured = getattr(settings, "arch", None)
+    arch = flag or configured or target.default_arch
+    if arch not in target.archs:
+        where = f"--arch {arch}" if flag else f"[targets.{target.name}] arch = {arch!r}"
+        raise ProjectError(f"{where}: target {target.name} runs on {', '.join(target.archs)}")
+    return arch
 
 
-@dataclass
-class _LayerZip:
-    path: Path
-    hashes: dict[str, str]
-    sizes: dict[str, int]
-    largest: list[dict]
-    import_check: Optional[str]
+def _choose_python(target: Target, config: ProjectConfig, settings: TargetSettings, flag: Optional[str]) -> str:
+    """``--python``, else ``[targets.<t>] python``, else the top-level ``python``, else the target's default."""
+    if flag is not None:
+        if flag not in target.pythons:
+            raise ProjectError(f"--python {flag}: target {target.name} offers Python {', '.join(target.pythons)}")
+        return flag
+    if settings.python is not None:
+        return settings.python  # validated against the row with the config
+    if config.python is not None:
+        if config.python not in target.pythons:
+            raise ProjectError(
+                f'python = "{config.python}" ({config.source}): target {target.name} offers Python {", ".join(target.pythons)}; '
+                f'set [targets.{target.name}] python = "{target.default_python}" or pass --python'
+            )
+        return config.python
+    return target.default_python
 
 
-def _layer_zip(layer: Path, deps_dir: str, slim: bool, cache: Path) -> _LayerZip:
-    """The dependency part of artifacts, zipped once per (layer, placement, slim) and reused."""
-    key = hashlib.sha256(f"{layer.name}|{deps_dir}|{slim}|{zipper.fixed_date()}|zip-1".encode()).hexdigest()[:32]
-    zip_path = cache / "layer-zips" / f"{key}.zip"
-    meta_path = zip_path.with_suffix(".json")
-    if zip_path.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        return _LayerZip(zip_path, meta["hashes"], meta["sizes"], meta["largest"], meta.get("import_check"))
-    entries = []
-    for path in sorted(p for p in layer.rglob("*") if p.is_file() and p.name != ".complete"):
-        relative = path.relative_to(layer).as_posix()
-        if slim and deps.slim_away(relative):
-            continue
-        entries.append((relative, path))
-    prefix = f"{deps_dir}/" if deps_dir else ""
-    hashes = {prefix + rel: _file_sha256(path) for rel, path in entries}
-    sizes = {rel: path.stat().st_size for rel, path in entries}
-    largest = _sizes_by_distribution(layer, sizes)
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkstemp(dir=zip_path.parent, suffix=".tmp")[1])
+def _bytecode_off_reason(config: ProjectConfig, requested: Optional[bool]) -> Optional[str]:
+    if requested is False:
+        return "none (turned off for this build)"
+    if requested is None and not config.bytecode:
+        return "none (bytecode = false in the config)"
+    return None
+
+
+def plan_build(
+    project_dir: Path,
+    target_name: str,
+    out_dir: Optional[Path] = None,
+    arch: Optional[str] = None,
+    python: Optional[str] = None,
+    slim: bool = False,
+    bytecode_enabled: Optional[bool] = None,
+    progress: Progress = lambda step: None,
+) -> BuildPlan:
+    """Work out the artifact; every user error is raised here, and nothing is written but the cache."""
+    project = Path(project_dir).resolve()
+    config, _ = load_config(project)
     try:
-        zipper.write_zip(staging, ((prefix + rel, path, os.access(path, os.X_OK)) for rel, path in entries))
-        meta_path.write_text(json.dumps({"hashes": hashes, "sizes": {prefix + k: v for k, v in sizes.items()}, "largest": largest}))
-        os.replace(staging, zip_path)
+        target = get_target(target_name)
+    except KeyError as exc:
+        raise ProjectError(f"--target {target_name}: {exc.args[0]}") from None
+    settings = target_settings(config, target.name)
+    arch = _choose_arch(target, settings, arch)
+    python = _choose_python(target, config, settings, python)
+    check_app(project, config.app)
+    out = (Path(out_dir) if out_dir else project / "dist").resolve()
+    artifact = out / f"{config.name or project.name}-{target.name}-{python}-{arch}.zip"
+    requirements = project_requirements(project, config.requirements)
+    code_paths = project_files(project, config.include, config.exclude, out)
+    port = getattr(settings, "port", None)
+    streaming = bool(getattr(settings, "streaming", False))
+    generated = target.entry_files(EntryContext(config.app, python, port, target.deps_dir, streaming))
+
+    # -- dependencies, for the target's platform and markers ----------------------------------
+    interpreter = find_target_python(python)
+    plat = Platform(target, arch, python, platform_python(target, python, interpreter.full_version if interpreter else None))
+    markers = plat.markers()
+    own = agentpack_requirements()
+    wanted = [*requirements.requirements, *own, *extra_requirements(target.extra_requirements, f"the {target.name} target")]
+    request = PipRequest(tuple(for_environment(wanted, markers)), tuple(for_environment(requirements.constraints, markers)), requirements.options)
+    progress("resolve")
+    cache = cache_root()
+    layer = dependency_layer(request, plat, Pip.for_target(plat, interpreter), cache, on_download=lambda: progress("download"))
+
+    # -- files: agentpack, the project's code, generated entry points, and their bytecode ---------
+    prefix = f"{target.deps_dir}/" if target.deps_dir else ""
+    own_files = agentpack_files(for_environment(own, markers))
+    code = {rel: (project / rel).read_bytes() for rel in code_paths}
+    executable = {rel for rel in code_paths if os.access(project / rel, os.X_OK)}
+    off = _bytecode_off_reason(config, bytecode_enabled)
+    compiled_layer: Optional[Path] = None
+    own_pyc = code_pyc = bytecode.Compiled()
+    if off is not None:
+        bytecode_note = off
+    elif interpreter is None:
+        bytecode_note = f"none (python{python} not found on this host)"
+    else:
+        progress("compile")
+        compiled_layer = bytecode.compile_layer(interpreter, layer.path, layer.key, cache)
+        own_pyc = bytecode.compile_sources(interpreter, {r: d for r, d in own_files.items() if r.endswith(".py")}, cache)
+        sources = {r: d for r, d in code.items() if r.endswith(".py")}
+        sources.update({e.path: e.text.encode() for e in generated if e.path.endswith(".py")})
+        code_pyc = bytecode.compile_sources(interpreter, sources, cache)
+        bytecode_note = _describe_bytecode(interpreter, compiled_layer, own_pyc, code_pyc)
+
+    progress("layout")
+    deps_zip = layer_zip(layer.path, target.deps_dir, slim, cache, compiled_layer)
+    entries: dict[str, Entry] = {}
+    for rel, data in [*own_files.items(), *own_pyc.files.items()]:
+        entries[prefix + rel] = Entry(prefix + rel, data)
+    taken = set(deps_zip.hashes) | set(entries) | {e.path for e in generated}
+    clashes = sorted(set(code) & taken)
+    if clashes:
+        raise ProjectError(f"project files clash with packed dependencies or generated files: {', '.join(clashes[:5])}; rename or exclude them")
+    for rel, data in code.items():
+        entries[rel] = Entry(rel, data, rel in executable)
+    for rel, data in code_pyc.files.items():
+        entries[rel] = Entry(rel, data)
+    for entry in generated:
+        entries[entry.path] = Entry(entry.path, entry.text.encode(), entry.executable)
+    ordered = [entries[path] for path in sorted(entries)]
+
+    hashes = {**deps_zip.hashes, **{e.path: _sha256(e.data) for e in ordered}}
+    unpacked = sum(deps_zip.sizes.values()) + sum(len(e.data) for e in ordered)
+    manifest = {
+        "agentpack_version": __version__,
+        "target": target.name,
+        "arch": arch,
+        "python": python,
+        "platform_tags": list(plat.tags),
+        "entry": [e.path for e in generated],
+        "app": config.app,
+        "port": port,
+        "streaming": streaming,
+        "dependencies": [{"name": n, "version": v} for n, v in layer.resolved] + [{"name": "agentpack", "version": __version__}],
+        "bytecode": {"cache_tag": interpreter.cache_tag, "compiled_with": interpreter.full_version} if compiled_layer and interpreter else None,
+        "files": dict(sorted(hashes.items())),
+        "slim": slim,
+    }
+    if target.unpacked_limit is not None and unpacked > target.unpacked_limit:
+        raise _over_budget(f"{unpacked / MB:.1f} MB unpacked is over the {target.name} limit of {target.unpacked_limit // MB} MB", deps_zip)
+    return BuildPlan(
+        project=project,
+        config=config,
+        target=target,
+        settings=settings,
+        arch=arch,
+        python=python,
+        platform=plat,
+        interpreter=interpreter,
+        requirements=requirements,
+        request=request,
+        layer=layer,
+        layer_zip=deps_zip,
+        bytecode=bytecode_note,
+        generated=generated,
+        entries=ordered,
+        manifest=manifest,
+        manifest_bytes=json.dumps(manifest, indent=1, sort_keys=True).encode(),
+        artifact=artifact,
+        unpacked_bytes=unpacked,
+    )
+
+
+def _describe_bytecode(interpreter: Interpreter, compiled_layer: Path, own: bytecode.Compiled, code: bytecode.Compiled) -> str:
+    layer_failed = bytecode.layer_failures(compiled_layer)
+    note = f"{interpreter.cache_tag} (unchecked-hash, compiled by python {interpreter.full_version})"
+    left = []
+    if code.failed:
+        left.append(f"project files {', '.join(code.failed[:3])}{' ...' if len(code.failed) > 3 else ''} do not compile with python{interpreter.version}")
+    if layer_failed or own.failed:
+        left.append(f"{len(layer_failed) + len(own.failed)} dependency modules stay source only (not valid python{interpreter.version})")
+    return note + (f"; {'; '.join(left)}" if left else "")
+
+
+# -- writing ------------------------------------------------------------------------------------------
+def write_artifact(plan: BuildPlan, progress: Progress = lambda step: None) -> BuildResult:
+    """Write ``plan`` as a zip: to a temporary file, checked, then renamed into place."""
+    artifact = plan.artifact
+    if artifact.is_file():
+        try:
+            with zipfile.ZipFile(artifact) as existing:
+                same = existing.read(MANIFEST) == plan.manifest_bytes
+        except (zipfile.BadZipFile, KeyError, OSError):
+            same = False
+        if same:
+            return _result(plan, artifact.read_bytes(), unchanged=True, import_check=plan.layer_zip.import_check or "skipped")
+    progress("zip")
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=artifact.parent, prefix=f".{artifact.name}.", suffix=".tmp")
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        shutil.copyfile(plan.layer_zip.path, temp)
+        zipper.append_zip(temp, [*((e.path, e.data, e.executable) for e in plan.entries), (MANIFEST, plan.manifest_bytes, False)])
+        size = temp.stat().st_size
+        target = plan.target
+        if size > target.zip_limit:
+            raise _over_budget(
+                f"{size / MB:.1f} MB zipped is over the {target.name} limit of {target.zip_limit // MB} MB ({target.limit_note})", plan.layer_zip
+            )
+        outcome = _import_check(temp, plan, progress)
+        os.replace(temp, artifact)
     finally:
-        staging.unlink(missing_ok=True)
-    return _LayerZip(zip_path, hashes, {prefix + k: v for k, v in sizes.items()}, largest, None)
+        temp.unlink(missing_ok=True)
+    return _result(plan, artifact.read_bytes(), unchanged=False, import_check=outcome)
 
 
-def _record_import_check(layer_zip: _LayerZip, outcome: str) -> None:
-    meta_path = layer_zip.path.with_suffix(".json")
-    meta = json.loads(meta_path.read_text())
-    meta["import_check"] = outcome
-    meta_path.write_text(json.dumps(meta))
+def _import_check(zip_path: Path, plan: BuildPlan, progress: Progress) -> str:
+    """Import every packed distribution with the target's interpreter, when this host can run it (cached per layer zip)."""
+    if plan.layer_zip.import_check is not None:
+        return plan.layer_zip.import_check
+    skipped = why_not_checked(plan.arch, plan.python, plan.interpreter)
+    if skipped is not None or plan.interpreter is None:
+        return skipped or "skipped"
+    progress("check")
+    outcome = check_artifact(zip_path, plan.target, plan.python, plan.interpreter)
+    plan.layer_zip.record_import_check(outcome)
+    return outcome
 
 
 def build(
@@ -168,150 +371,32 @@ def build(
     python: Optional[str] = None,
     slim: bool = False,
     progress: Progress = lambda step: None,
+    bytecode_enabled: Optional[bool] = None,
 ) -> BuildResult:
-    project = Path(project_dir).resolve()
-    config, _source = load_config(project)
-    try:
-        target = get_target(target_name)
-    except KeyError as exc:
-        raise ProjectError(f"--target {target_name}: {exc.args[0]}") from None
-    settings = config.targets.get(target.name)
-    arch = arch or (settings.arch if settings and settings.arch else None) or target.default_arch
-    if arch not in target.archs:
-        raise ProjectError(f"--arch {arch}: target {target.name} runs on {', '.join(target.archs)}")
-    python = python or config.python or target.default_python
-    if python not in target.pythons:
-        raise ProjectError(f"--python {python}: target {target.name} offers Python {', '.join(target.pythons)}")
-    check_app(project, config.app)
-    out = (Path(out_dir) if out_dir else project / "dist").resolve()
-    name = config.name or project.name
-    artifact = out / f"{name}-{target.name}-{python}-{arch}.zip"
-
-    # -- dependencies ---------------------------------------------------------------------
-    cache = deps.cache_root()
-    plat = deps.Platform(target, arch, python)
-    requirements, _req_source = deps.project_requirements(project, config.requirements)
-    progress("resolve")
-    wanted = sorted(set(requirements + deps.agentpack_requirements() + list(target.extra_requirements)))
-    resolved, layer, cached = deps.dependencies(wanted, plat, cache, on_download=lambda: progress("download"))
-
-    # -- layout ----------------------------------------------------------------------------
-    progress("layout")
-    layer_zip = _layer_zip(layer, target.deps_dir, slim, cache)
-    prefix = f"{target.deps_dir}/" if target.deps_dir else ""
-    code = {rel: project / rel for rel in project_files(project, config.include, config.exclude, out)}
-    own = {prefix + rel: data for rel, data in deps.agentpack_files().items()}
-    port = (settings.port if settings and settings.port else None) or target.default_port
-    streaming = bool(settings and settings.streaming)
-    generated = target.entry_files(EntryContext(config.app, python, port, target.deps_dir, streaming))
-    clashes = sorted((set(code) & (set(layer_zip.hashes) | set(own))) | (set(code) & {e.path for e in generated}))
-    if clashes:
-        raise ProjectError(f"project files clash with packed dependencies or generated files: {', '.join(clashes[:5])}; rename or exclude them")
-
-    entries: list[tuple[str, zipper.Data, bool]] = []
-    hashes = dict(layer_zip.hashes)
-    for rel, data in sorted(own.items()):
-        entries.append((rel, data, False))
-        hashes[rel] = _sha256(data)
-    for rel, path in sorted(code.items()):
-        content = path.read_bytes()
-        entries.append((rel, content, os.access(path, os.X_OK)))
-        hashes[rel] = _sha256(content)
-    for entry in sorted(generated, key=lambda e: e.path):
-        content = entry.text.encode()
-        entries.append((entry.path, content, entry.executable))
-        hashes[entry.path] = _sha256(content)
-    unpacked = sum(layer_zip.sizes.values()) + sum(len(d) if isinstance(d, bytes) else 0 for _, d, _ in entries)
-    manifest = {
-        "agentpack_version": __version__,
-        "target": target.name,
-        "arch": arch,
-        "python": python,
-        "platform_tags": list(plat.tags),
-        "entry": [e.path for e in generated],
-        "app": config.app,
-        "dependencies": [{"name": n, "version": v} for n, v in resolved] + [{"name": "agentpack", "version": __version__}],
-        "files": dict(sorted(hashes.items())),
-        "slim": slim,
-    }
-    manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
-
-    if target.unpacked_limit is not None and unpacked > target.unpacked_limit:
-        raise _over_budget(f"{unpacked / MB:.1f} MB unpacked is over the {target.name} limit of {target.unpacked_limit // MB} MB", layer_zip)
-
-    if artifact.is_file():
-        try:
-            with zipfile.ZipFile(artifact) as existing:
-                same = existing.read(MANIFEST) == manifest_bytes
-        except (zipfile.BadZipFile, KeyError):
-            same = False
-        if same:
-            data = artifact.read_bytes()
-            return _result(artifact, data, unpacked, target, arch, python, True, cached, layer_zip, len(resolved))
-
-    # -- zip, atomically ---------------------------------------------------------------------
-    progress("zip")
-    out.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=out, prefix=f".{artifact.name}.", suffix=".tmp")
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        shutil.copyfile(layer_zip.path, temp)
-        zipper.append_zip(temp, [*entries, (MANIFEST, manifest_bytes, False)])
-        size = temp.stat().st_size
-        if size > target.zip_limit:
-            raise _over_budget(
-                f"{size / MB:.1f} MB zipped is over the {target.name} limit of {target.zip_limit // MB} MB ({target.limit_note})", layer_zip
-            )
-        outcome = _import_check(temp, target, arch, python, layer_zip, progress)
-        os.replace(temp, artifact)
-    finally:
-        temp.unlink(missing_ok=True)
-    result = _result(artifact, artifact.read_bytes(), unpacked, target, arch, python, False, cached, layer_zip, len(resolved))
-    result.import_check = outcome
-    return result
+    """Plan the artifact, then write it (``bytecode_enabled=None``: as the config says)."""
+    plan = plan_build(project_dir, target_name, out_dir, arch, python, slim, bytecode_enabled, progress)
+    return write_artifact(plan, progress)
 
 
-def _import_check(zip_path: Path, target: Target, arch: str, python: str, layer_zip: _LayerZip, progress: Progress) -> str:
-    """Import every packed distribution with the target's interpreter, when this host can run it."""
-    if layer_zip.import_check is not None:
-        return layer_zip.import_check
-    if arch != host_arch() or os.uname().sysname != "Linux":
-        return f"skipped: this host ({host_arch()}) cannot run {arch} code"
-    interpreter = deps.find_interpreter(python)
-    if interpreter is None:
-        return f"skipped: no python{python} on this host"
-    progress("check")
-    with tempfile.TemporaryDirectory(prefix="agentpack-check-") as tmp:
-        with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(tmp)
-        unpacked = Path(tmp)
-        modules = deps.top_level_modules(unpacked / target.deps_dir if target.deps_dir else unpacked)
-        failure = deps.import_check(unpacked, target.deps_dir, modules, interpreter)
-    if failure is not None:
-        raise BuildError(f"packed dependencies do not import with python{python}: {failure}")
-    outcome = f"passed: {len(modules)} modules imported with python{python}"
-    _record_import_check(layer_zip, outcome)
-    return outcome
-
-
-def _over_budget(message: str, layer_zip: _LayerZip) -> BuildError:
-    rows = [{"package": row["package"], "MB": f"{row['bytes'] / MB:.1f}"} for row in layer_zip.largest[:10]]
+def _over_budget(message: str, deps_zip: LayerZip) -> BuildError:
+    rows = [{"package": row["package"], "MB": f"{row['bytes'] / MB:.1f}"} for row in deps_zip.largest[:10]]
     return BuildError(f"{message}; biggest packages below (try --slim, or drop some)", rows)
 
 
-def _result(artifact: Path, data: bytes, unpacked: int, target: Target, arch: str, python: str, unchanged: bool, cached: bool, layer_zip: _LayerZip, count: int) -> BuildResult:
+def _result(plan: BuildPlan, data: bytes, unchanged: bool, import_check: str) -> BuildResult:
     return BuildResult(
-        artifact=str(artifact),
+        artifact=str(plan.artifact),
         sha256=_sha256(data),
         size_bytes=len(data),
-        unpacked_bytes=unpacked,
-        target=target.name,
-        arch=arch,
-        python=python,
+        unpacked_bytes=plan.unpacked_bytes,
+        target=plan.target.name,
+        arch=plan.arch,
+        python=plan.python,
         unchanged=unchanged,
-        cached_dependencies=cached,
-        import_check=layer_zip.import_check or "skipped",
-        largest_packages=layer_zip.largest[:5],
-        dependencies=count,
+        cached_dependencies=plan.layer.cached,
+        import_check=import_check,
+        largest_packages=plan.layer_zip.largest[:5],
+        dependencies=len(plan.layer.resolved),
+        resolver=plan.layer.resolver,
+        bytecode=plan.bytecode,
     )

@@ -1,14 +1,21 @@
-"""``agentpack.toml`` (or ``[tool.agentpack]`` in pyproject.toml), validated with errors that name the key."""
+"""``agentpack.toml`` (or ``[tool.agentpack]`` in pyproject.toml), validated with errors that name the key.
+
+The ``[targets.<name>]`` tables are validated by the settings model of each target's row in
+``agentpack.targets``; ``config.targets[name]`` (or ``target_settings(config, name)``) is that
+model — its defaults when the table is absent — which emulators and deployers read as they are.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator
 
 from agentpack.builders.errors import ProjectError
+from agentpack.target_settings import TargetSettings
 from agentpack.targets import TARGETS
 
 if sys.version_info >= (3, 11):
@@ -19,24 +26,30 @@ else:  # pragma: no cover - Python 3.10
 CONFIG_FILE = "agentpack.toml"
 
 
-class TargetSettings(BaseModel):
-    """Per-target settings; which keys a target accepts is in its row of ``agentpack.targets``."""
+class _TargetTablesBase(BaseModel):
+    """The ``[targets]`` tables: one field per row of ``TARGETS``, looked up by target name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    region: Optional[str] = None
-    function_name: Optional[str] = None
-    runtime_name: Optional[str] = None
-    memory: Optional[int] = Field(default=None, gt=0)
-    cpu: Optional[float] = Field(default=None, gt=0)
-    timeout: Optional[int] = Field(default=None, gt=0)
-    port: Optional[int] = Field(default=None, gt=0, lt=65536)
-    env: dict[str, str] = Field(default_factory=dict)
-    role: Optional[str] = None
-    arch: Optional[str] = None
-    streaming: bool = False
-    session_concurrency: Optional[int] = Field(default=None, gt=0)
-    idle_timeout: Optional[int] = Field(default=None, gt=0)
+    def __getitem__(self, name: str) -> TargetSettings:
+        if name not in TARGETS:
+            raise KeyError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        """Whether the config has a ``[targets.<name>]`` table (every target has settings anyway)."""
+        return name in self.model_fields_set
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+
+#: Built from the table, so a new row needs no change here.
+TargetTables = create_model(  # type: ignore[call-overload]
+    "TargetTables",
+    __base__=_TargetTablesBase,
+    **{name: (row.settings, Field(default_factory=row.settings)) for name, row in TARGETS.items()},
+)
 
 
 class ProjectConfig(BaseModel):
@@ -48,7 +61,15 @@ class ProjectConfig(BaseModel):
     requirements: Optional[str] = None
     include: Optional[list[str]] = None
     exclude: list[str] = Field(default_factory=list)
-    targets: dict[str, TargetSettings] = Field(default_factory=dict)
+    #: ship .pyc compiled by the target's Python (when this host has it)
+    bytecode: bool = True
+    targets: TargetTables = Field(default_factory=TargetTables)  # type: ignore[valid-type]
+    _source: str = PrivateAttr(default="")
+
+    @property
+    def source(self) -> str:
+        """The file this config came from, for messages."""
+        return self._source
 
     @field_validator("python")
     @classmethod
@@ -64,32 +85,54 @@ class ProjectConfig(BaseModel):
             raise ValueError('must name the app, e.g. "app.py:agent_app"')
         return value.strip()
 
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, value: dict[str, TargetSettings]) -> dict[str, TargetSettings]:
-        for name, settings in value.items():
-            if name not in TARGETS:
-                raise ValueError(f"unknown target {name!r}; targets are {', '.join(TARGETS)}")
-            allowed = set(TARGETS[name].settings)
-            extra = sorted(k for k in settings.model_fields_set if k not in allowed)
-            if extra:
-                raise ValueError(f"[targets.{name}] does not take {', '.join(extra)}; it takes {', '.join(sorted(allowed))}")
-        return value
+
+def target_settings(config: ProjectConfig, target: str) -> TargetSettings:
+    """The validated settings of ``target`` (its model's defaults when the config has no table)."""
+    return config.targets[target]  # type: ignore[index]
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    if len(loc) >= 2 and loc[0] == "targets":
+        key = ".".join(str(part) for part in loc[2:])
+        return f"[targets.{loc[1]}]" + (f" {key}" if key else "")
+    return ".".join(str(part) for part in loc) or "(top level)"
 
 
 def _describe(error: ValidationError, source: str) -> str:
+    """The first problem as one line: where, what was given, and the fix."""
     first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    loc = tuple(first["loc"])
+    where = _location(loc)
     message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "is not a known key (check its spelling)"
-    elif first["type"] == "missing":
-        message = "is required"
-    return f"{source}: {location} {message}"
+    kind = first["type"]
+    if kind == "extra_forbidden" and len(loc) == 2 and loc[0] == "targets":
+        return f"{source}: [targets.{loc[1]}]: unknown target {loc[1]!r}; targets are {', '.join(TARGETS)}"
+    if kind == "extra_forbidden" and len(loc) == 3 and loc[0] == "targets":
+        allowed = sorted(TARGETS[str(loc[1])].settings.model_fields)
+        return f"{source}: [targets.{loc[1]}] does not take {loc[2]}; it takes {', '.join(allowed)}"
+    if kind == "extra_forbidden":
+        return f"{source}: {where} is not a known key (check its spelling)"
+    if kind == "missing":
+        return f"{source}: {where} is required"
+    if kind == "string_type":
+        message = 'must be a string; quote it ("...")'
+    elif kind in ("int_type", "int_parsing", "int_from_float"):
+        message = "must be a whole number"
+    elif kind in ("float_type", "float_parsing"):
+        message = "must be a number"
+    elif kind in ("bool_type", "bool_parsing"):
+        message = "must be true or false"
+    elif kind in ("dict_type", "model_type"):
+        message = "must be a table ([...] or {...})"
+    elif kind == "list_type":
+        message = 'must be a list, e.g. ["A", "B"]'
+    given = first.get("input")
+    shown = f" = {json.dumps(given, ensure_ascii=False)}" if isinstance(given, (str, int, float, bool)) else ""
+    return f"{source}: {where}{shown}: {message}"
 
 
 def load_config(project: Path) -> tuple[ProjectConfig, str]:
-    """Read and validate the project's config; returns it with the file it came from."""
+    """Read and validate the project's config; returns it with the file it came from (also ``config.source``)."""
     if not project.is_dir():
         raise ProjectError(f"{project}: not a directory; give the project directory (the one with agentpack.toml)")
     toml_file = project / CONFIG_FILE
@@ -110,6 +153,8 @@ def load_config(project: Path) -> tuple[ProjectConfig, str]:
     if data is None:
         raise ProjectError(f"{project}: no {CONFIG_FILE} (or [tool.agentpack] in pyproject.toml); run `agentpack init {project}` to create one")
     try:
-        return ProjectConfig.model_validate(data), source
+        config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
         raise ProjectError(_describe(exc, source)) from None
+    config._source = source
+    return config, source

@@ -14,13 +14,23 @@ from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console
 STEPS = {
     "resolve": "resolving dependencies",
     "download": "downloading wheels for the target",
+    "compile": "compiling bytecode with the target's Python",
     "layout": "laying out the artifact",
     "zip": "writing the zip",
     "check": "checking that dependencies import",
 }
 
 
-def run_build(project: Path, target: str, out: Optional[Path], arch: Optional[str], python: Optional[str], slim: bool, as_json: bool) -> int:
+def run_build(
+    project: Path,
+    target: str,
+    out: Optional[Path],
+    arch: Optional[str],
+    python: Optional[str],
+    slim: bool,
+    as_json: bool,
+    bytecode: Optional[bool] = None,
+) -> int:
     from agentpack.builders.build import build
     from agentpack.builders.errors import BuildError, ProjectError
 
@@ -34,7 +44,7 @@ def run_build(project: Path, target: str, out: Optional[Path], arch: Optional[st
     try:
         if status is not None:
             status.start()
-        result = build(project, target, out, arch, python, slim, progress)
+        result = build(project, target, out, arch, python, slim, progress, bytecode_enabled=bytecode)
     except ProjectError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         return EXIT_USAGE
@@ -62,6 +72,8 @@ def run_build(project: Path, target: str, out: Optional[Path], arch: Optional[st
         f"{' (cached)' if result.cached_dependencies else ''}"
     )
     console.print(f"  sha256 {result.sha256}")
+    console.print(f"  resolver: {result.resolver or 'no dependencies'}")
+    console.print(f"  bytecode: {result.bytecode}")
     console.print(f"  import check: {result.import_check}")
     if result.largest_packages:
         table = Table("largest packages", "MB", show_header=True, header_style="bold")

@@ -18,6 +18,12 @@ app = typer.Typer(
 )
 
 
+def _target_names() -> str:
+    from agentpack.targets import target_names
+
+    return target_names()
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"agentpack {__version__}")
@@ -108,7 +114,7 @@ def worker(
 @app.command()
 def build(
     project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="The project (with agentpack.toml)."),
-    target: str = typer.Option(..., "--target", "-t", help="local, fc, agentrun or lambda."),
+    target: str = typer.Option(..., "--target", "-t", help=f"{_target_names()}."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output directory (default: PROJECT_DIR/dist)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="CPU architecture (lambda: x86_64 or arm64)."),
     python: Optional[str] = typer.Option(None, "--python", help="Target Python version, e.g. 3.12."),
@@ -153,6 +159,9 @@ def emulate(
 def init(
     project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="Where to create the project."),
     name: Optional[str] = typer.Option(None, "--name", help="Project name (default: the directory's name)."),
+    target: Optional[list[str]] = typer.Option(
+        None, "--target", "-t", help=f"Write a [targets.T] table listing every setting of T ({_target_names()}); repeatable. Default: fc and lambda."
+    ),
 ) -> None:
     """Scaffold a project: agentpack.toml, app.py and requirements.txt."""
     from pathlib import Path
@@ -161,7 +170,7 @@ def init(
     from agentpack.builders.errors import ProjectError
 
     try:
-        created = scaffold(Path(project_dir), name)
+        created = scaffold(Path(project_dir), name, target)
     except ProjectError as exc:
         raise usage_error(str(exc)) from None
     for path in created:

@@ -1,0 +1,315 @@
+"""The settings models of ``[targets.<name>]`` tables in agentpack.toml, one per target.
+
+Each row of ``agentpack.targets.TARGETS`` names its model here; ``load_config`` validates the
+tables with them and hands the validated object to the builder, emulators and deployers
+(``load_config(project)[0].targets["fc"]`` is an ``FCSettings``).  Every limit says whose it is,
+so a bad value fails with one line naming the key, the allowed range and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Annotated, ClassVar, Mapping, Optional
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from agentpack.targets import Target
+
+
+def _limit(low: float, high: float, unit: str, who: str, step: Optional[float] = None, why: Optional[str] = None) -> AfterValidator:
+    """A bound whose error says the allowed range and whose rule it is (so the fix is obvious)."""
+
+    def check(value: Optional[float]) -> Optional[float]:
+        if value is None:
+            return value
+        off_step = step is not None and not math.isclose(value / step, round(value / step), abs_tol=1e-9)
+        if not low <= value <= high or off_step:
+            what = f"a multiple of {step:g} {unit} " if step is not None else ""
+            reason = why or f"{who}'s limit"
+            raise ValueError(f"must be {what}between {low:g} and {high:g} {unit} ({reason})".replace("  ", " "))
+        return value
+
+    return AfterValidator(check)
+
+
+def _pattern(regex: str, rule: str) -> AfterValidator:
+    compiled = re.compile(regex)
+
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is not None and not compiled.fullmatch(value):
+            raise ValueError(f"must be {rule}")
+        return value
+
+    return AfterValidator(check)
+
+
+_PORT = Annotated[int, _limit(1, 65535, "", "TCP", why="a TCP port")]
+_ALIYUN_REGION = Annotated[Optional[str], _pattern(r"[a-z]{2,}(-[a-z0-9]+)+", 'an Alibaba Cloud region id such as "cn-hangzhou"')]
+_RAM_ROLE = Annotated[Optional[str], _pattern(r"acs:ram::\d+:role/[A-Za-z0-9._@/-]+", "a RAM role ARN such as acs:ram::<account id>:role/<name>")]
+#: The variable the app reads its interrupt backend's Redis URL from, set from ``redis_url``.
+REDIS_URL_VARIABLE = "AGENTPACK_REDIS_URL"
+_SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class TargetSettings(BaseModel):
+    """Keys every ``[targets.<name>]`` table takes; each target's model adds its own.
+
+    Settings left unset (``None``) mean "the platform's default": the deployer does not
+    send them.  ``env`` is written in agentpack.toml and so is committed with the project;
+    values that must stay out of it are listed by name in ``secrets`` and read from the
+    shell or ``.env`` at deploy time, straight into the platform's environment settings —
+    never into the artifact, the deployment state or a log.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the row of ``TARGETS`` this model belongs to (python and arch are checked against it)
+    target: ClassVar[str] = ""
+    #: the platform's rules for environment variables
+    env_key_pattern: ClassVar[str] = r"[A-Za-z_][A-Za-z0-9_]*"
+    env_key_rule: ClassVar[str] = "letters, digits and '_', not starting with a digit"
+    reserved_env_prefixes: ClassVar[tuple[str, ...]] = ()
+    reserved_env_names: ClassVar[frozenset[str]] = frozenset()
+    env_limit_bytes: ClassVar[Optional[int]] = None
+
+    python: Optional[str] = Field(None, description="Python version for this target (overrides the top-level python)", examples=["3.12"])
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables set on the platform (committed: no secrets here)", examples=[{"LOG_LEVEL": "info"}])
+    secrets: list[str] = Field(
+        default_factory=list, description="names of variables whose values come from the shell or .env at deploy time", examples=[["OPENAI_API_KEY"]]
+    )
+    redis_url: Optional[str] = Field(
+        None,
+        description='Redis for stops across instances: "${NAME}" takes it from NAME in the shell or .env at deploy time',
+        examples=["${REDIS_URL}"],
+    )
+
+    @classmethod
+    def _row(cls) -> Target:
+        from agentpack.targets import TARGETS
+
+        return TARGETS[cls.target]
+
+    @field_validator("python")
+    @classmethod
+    def _python_offered(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        if not re.fullmatch(r"\d+\.\d+", value):
+            raise ValueError('must look like "3.12"')
+        offered = cls._row().pythons
+        if value not in offered:
+            raise ValueError(f"{cls.target} offers Python {', '.join(offered)}; choose one of those")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            cls._check_variable_name(key, "key")
+        limit = cls.env_limit_bytes
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
+        if limit is not None and size > limit:
+            raise ValueError(f"holds {size} bytes, over the platform's {limit // 1024} KB for all variables; move large values into files or fewer variables")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            cls._check_variable_name(name, "secret")
+        repeated = sorted({n for n in value if value.count(n) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} more than once; list each name once")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        reference = _SECRET_REF.fullmatch(value)
+        if reference:
+            cls._check_variable_name(reference.group(1), "redis_url variable")
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError('must be a redis://, rediss:// or unix:// URL, or "${NAME}" to read it from NAME in the shell or .env at deploy time')
+        if parts.password:
+            raise ValueError(
+                'holds a password, which would be committed with agentpack.toml; put the URL in .env as REDIS_URL and write redis_url = "${REDIS_URL}"'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> TargetSettings:
+        both = sorted(set(self.env) & set(self.secret_names()))
+        if both:
+            raise ValueError(f"{', '.join(both)} is in both env and secrets; keep it in secrets only (its value comes from the shell or .env)")
+        if self.redis_url is not None and REDIS_URL_VARIABLE in self.env:
+            raise ValueError("env sets AGENTPACK_REDIS_URL and redis_url is set too; keep redis_url only")
+        return self
+
+    @classmethod
+    def _check_variable_name(cls, name: str, what: str) -> None:
+        if not re.fullmatch(cls.env_key_pattern, name):
+            raise ValueError(f"{what} {name!r} is not a valid variable name on {cls.target}: use {cls.env_key_rule}")
+        prefix = next((p for p in cls.reserved_env_prefixes if name.upper().startswith(p)), None)
+        if prefix is not None:
+            raise ValueError(f"{what} {name!r}: names starting with {prefix} are reserved by the platform; rename it")
+        if name in cls.reserved_env_names:
+            raise ValueError(f"{what} {name!r} is reserved by the platform, which sets it itself; rename it")
+
+    @property
+    def redis_url_secret(self) -> Optional[str]:
+        """The variable ``redis_url`` names (``"${NAME}"``), or None when it is a literal URL or unset."""
+        match = _SECRET_REF.fullmatch(self.redis_url or "")
+        return match.group(1) if match else None
+
+    def secret_names(self) -> list[str]:
+        """Every variable whose value the deployer reads from the shell or ``.env``."""
+        extra = [self.redis_url_secret] if self.redis_url_secret and self.redis_url_secret not in self.secrets else []
+        return [*self.secrets, *extra]
+
+    def platform_environment(self, secret_values: Mapping[str, str]) -> dict[str, str]:
+        """The variables a deployer sets on the platform: ``env``, the value of each secret (from
+        ``secret_values``: the shell and ``.env``), and ``AGENTPACK_REDIS_URL`` from ``redis_url``.
+
+        Raises ValueError naming a secret without a value, or when the whole set is over the
+        platform's limit (known only now: secrets' values are not in the config).
+        """
+        missing = [name for name in self.secret_names() if name not in secret_values]
+        if missing:
+            raise ValueError(f"[targets.{self.target}] secrets: {', '.join(missing)} has no value; set it in the shell or in .env")
+        values = {**self.env, **{name: secret_values[name] for name in self.secrets}}
+        if self.redis_url is not None:
+            secret = self.redis_url_secret
+            values[REDIS_URL_VARIABLE] = secret_values[secret] if secret else self.redis_url
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in values.items())
+        if self.env_limit_bytes is not None and size > self.env_limit_bytes:
+            raise ValueError(
+                f"[targets.{self.target}]: env and secrets hold {size} bytes, over the platform's {self.env_limit_bytes // 1024} KB; "
+                "shorten the values or move large ones into files"
+            )
+        return values
+
+
+class LocalSettings(TargetSettings):
+    """``[targets.local]``: this machine, uvicorn serving the unpacked artifact."""
+
+    target: ClassVar[str] = "local"
+
+    port: _PORT = Field(8090, description="port the bootstrap serves on when $PORT is not set", examples=[8090])
+
+
+class _AlibabaSettings(TargetSettings):
+    """What Function Compute and AgentRun share (both run on Function Compute's infrastructure)."""
+
+    env_key_pattern: ClassVar[str] = r"[A-Za-z][A-Za-z0-9_]*"
+    env_key_rule: ClassVar[str] = "letters, digits and '_', starting with a letter"
+    reserved_env_prefixes: ClassVar[tuple[str, ...]] = ("FC_",)
+    env_limit_bytes: ClassVar[Optional[int]] = 4096
+
+    region: _ALIYUN_REGION = Field(None, description="Alibaba Cloud region", examples=["cn-hangzhou"])
+    role: _RAM_ROLE = Field(None, description="RAM role ARN the code runs as (its temporary credentials reach the handler)", examples=["acs:ram::1234567890:role/agent"])
+    port: _PORT = Field(9000, description="port the platform sends requests to (the bootstrap listens on it)", examples=[9000])
+
+
+class FCSettings(_AlibabaSettings):
+    """``[targets.fc]``: Function Compute 3.0, custom runtime."""
+
+    target: ClassVar[str] = "fc"
+
+    function_name: Annotated[
+        Optional[str], _pattern(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", "1-64 letters, digits, '_' or '-', not starting with a digit or '-'")
+    ] = Field(None, description="function name (default: the project name)", examples=["my-agent"])
+    memory: Annotated[Optional[int], _limit(128, 32768, "MB", "Function Compute", step=64)] = Field(None, description="memory in MB", examples=[1024])
+    cpu: Annotated[Optional[float], _limit(0.05, 16, "vCPU", "Function Compute", step=0.05)] = Field(None, description="vCPUs", examples=[1.0])
+    timeout: Annotated[Optional[int], _limit(1, 86400, "seconds", "Function Compute")] = Field(
+        None, description="seconds a request may run before the platform ends it", examples=[300]
+    )
+    instance_concurrency: Annotated[Optional[int], _limit(1, 200, "requests", "Function Compute")] = Field(
+        None, description="requests one instance serves at once", examples=[20]
+    )
+    allow_anonymous: bool = Field(False, description="HTTP trigger without authentication (default: signed requests only)", examples=[False])
+
+    @model_validator(mode="after")
+    def _cpu_memory_ratio(self) -> FCSettings:
+        if self.cpu is not None and self.memory is not None:
+            ratio = (self.memory / 1024) / self.cpu
+            if not 1 - 1e-9 <= ratio <= 4 + 1e-9:
+                raise ValueError(
+                    f"cpu = {self.cpu:g} with memory = {self.memory}: Function Compute needs 1 to 4 GB of memory per vCPU; "
+                    f"use memory between {math.ceil(self.cpu * 1024 / 64) * 64} and {math.floor(self.cpu * 4096 / 64) * 64}"
+                )
+        return self
+
+
+class AgentRunSettings(_AlibabaSettings):
+    """``[targets.agentrun]``: an AgentRun agent runtime with a code artifact."""
+
+    target: ClassVar[str] = "agentrun"
+
+    runtime_name: Annotated[
+        Optional[str], _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,127}", "1-128 letters, digits, '_' or '-', starting with a letter")
+    ] = Field(None, description="agent runtime name (default: the project name)", examples=["my-agent"])
+    memory: Annotated[Optional[int], _limit(128, 32768, "MB", "AgentRun")] = Field(None, description="memory in MB", examples=[2048])
+    cpu: Annotated[Optional[float], _limit(0.05, 16, "vCPU", "AgentRun")] = Field(None, description="vCPUs", examples=[2.0])
+    session_concurrency: Annotated[Optional[int], _limit(1, 200, "sessions", "AgentRun")] = Field(
+        None, description="sessions one instance serves at once", examples=[20]
+    )
+    idle_timeout: Annotated[Optional[int], _limit(1, 86400, "seconds", "AgentRun")] = Field(
+        None, description="seconds an idle session lives", examples=[600]
+    )
+
+
+_LAMBDA_RESERVED = frozenset(
+    {
+        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    }
+)  # fmt: skip
+
+
+class LambdaSettings(TargetSettings):
+    """``[targets.lambda]``: AWS Lambda's managed Python runtime."""
+
+    target: ClassVar[str] = "lambda"
+    env_key_pattern: ClassVar[str] = r"[A-Za-z][A-Za-z0-9_]+"
+    env_key_rule: ClassVar[str] = "two or more letters, digits and '_', starting with a letter"
+    reserved_env_names: ClassVar[frozenset[str]] = _LAMBDA_RESERVED
+    env_limit_bytes: ClassVar[Optional[int]] = 4096
+
+    region: Annotated[Optional[str], _pattern(r"[a-z]{2}(-[a-z]+)+-\d+", 'an AWS region such as "us-east-1"')] = Field(
+        None, description="AWS region", examples=["us-east-1"]
+    )
+    function_name: Annotated[Optional[str], _pattern(r"[A-Za-z0-9_-]{1,64}", "1-64 letters, digits, '_' or '-'")] = Field(
+        None, description="function name (default: the project name)", examples=["my-agent"]
+    )
+    memory: Annotated[Optional[int], _limit(128, 10240, "MB", "Lambda")] = Field(None, description="memory in MB", examples=[1024])
+    timeout: Annotated[Optional[int], _limit(1, 900, "seconds", "Lambda")] = Field(
+        None, description="seconds an invocation may run before Lambda ends it", examples=[300]
+    )
+    arch: Optional[str] = Field(None, description="x86_64 or arm64", examples=["arm64"])
+    streaming: bool = Field(False, description="stream responses (function URL in RESPONSE_STREAM mode, exec wrapper)", examples=[True])
+    role: Annotated[
+        Optional[str], _pattern(r"arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]+", "an IAM role ARN such as arn:aws:iam::123456789012:role/agent")
+    ] = Field(None, description="execution role ARN", examples=["arn:aws:iam::123456789012:role/agent"])
+    allow_anonymous: bool = Field(False, description="function URL without IAM auth (default: AWS_IAM)", examples=[False])
+
+    @field_validator("arch")
+    @classmethod
+    def _arch_offered(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in cls._row().archs:
+            raise ValueError(f"Lambda runs on {' or '.join(cls._row().archs)}; choose one of those")
+        return value
+
+    @model_validator(mode="after")
+    def _wrapper_is_ours(self) -> LambdaSettings:
+        if self.streaming and "AWS_LAMBDA_EXEC_WRAPPER" in self.env:
+            raise ValueError("env sets AWS_LAMBDA_EXEC_WRAPPER, which agentpack sets itself when streaming = true; remove it from env")
+        return self

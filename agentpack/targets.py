@@ -45,8 +45,10 @@ class EntryContext:
     streaming: bool = False  # the target's ``streaming`` setting (Lambda: response streaming)
 
 
-def _bootstrap(runtime_python: Callable[[str], str], port_env: str) -> Callable[[EntryContext], list[EntryFile]]:
-    """A POSIX shell ``bootstrap`` that serves the app on 0.0.0.0 at the platform's port."""
+def _bootstrap(runtime_python: Callable[[str], str], port_env: str, platform: Optional[str] = None) -> Callable[[EntryContext], list[EntryFile]]:
+    """A POSIX shell ``bootstrap`` that serves the app on 0.0.0.0 at the platform's port
+    (behind the platform's adapter, :mod:`agentpack.adapters.http_function`, when it has one)."""
+    adapter = f" --platform {platform}" if platform else ""
 
     def render(ctx: EntryContext) -> list[EntryFile]:
         deps = f'"$HERE/{ctx.deps_dir}:$HERE"' if ctx.deps_dir else '"$HERE"'
@@ -57,7 +59,7 @@ cd "$HERE"
 export PYTHONPATH={deps}"${{PYTHONPATH:+:$PYTHONPATH}}"
 export PYTHONDONTWRITEBYTECODE=1
 PYTHON="${{AGENTPACK_PYTHON:-{runtime_python(ctx.python)}}}"
-exec "$PYTHON" -m agentpack.serve --app '{ctx.app}' --host 0.0.0.0 --port "${{{port_env}:-{ctx.port}}}"
+exec "$PYTHON" -m agentpack.serve --app '{ctx.app}' --host 0.0.0.0 --port "${{{port_env}:-{ctx.port}}}"{adapter}
 """
         return [EntryFile("bootstrap", text, executable=True)]
 
@@ -140,6 +142,8 @@ class Target:
     python_full_versions: dict[str, str] = field(default_factory=dict)
     #: the target is this machine, so its interpreters are the ones found here
     runs_on_host: bool = False
+    #: ``module:function`` building this target's emulator from an unpacked artifact and its settings
+    emulator: str = ""
 
     @property
     def settings(self) -> type[TargetSettings]:
@@ -194,7 +198,8 @@ _FC = Target(
     default_arch="x86_64",
     glibc={"3.10": 28, "3.11": 36, "3.12": 31},
     deps_dir="python",
-    entry=_bootstrap(lambda py: f"/var/fc/lang/python{py}/bin/python3", "FC_CUSTOM_LISTEN_PORT"),
+    entry=_bootstrap(lambda py: f"/var/fc/lang/python{py}/bin/python3", "FC_CUSTOM_LISTEN_PORT", "fc"),
+    emulator="agentpack.emulators.http_function:for_target",
     zip_limit=100 * MB,
     limit_note="inline upload limit; up to 500 MB through OSS",
     settings_model="FCSettings",
@@ -215,6 +220,7 @@ TARGETS: dict[str, Target] = {
         entry=_bootstrap(lambda py: f"python{py}", "PORT"),
         zip_limit=2048 * MB,
         settings_model="LocalSettings",
+        emulator="agentpack.emulators.http_function:for_target",
         runs_on_host=True,
     ),
     "fc": _FC,
@@ -223,7 +229,8 @@ TARGETS: dict[str, Target] = {
         _FC,
         name="agentrun",
         description="Alibaba Cloud AgentRun, code artifact (x86_64)",
-        entry=_bootstrap(lambda py: f"python{py}", "PORT"),
+        # the runtime's language sets which python3 is on PATH
+        entry=_bootstrap(lambda py: "python3", "PORT", "agentrun"),
         settings_model="AgentRunSettings",
         # AgentRun code runtimes offer the languages python3.10 and python3.12 (no 3.11)
         pythons=("3.10", "3.12"),
@@ -244,6 +251,7 @@ TARGETS: dict[str, Target] = {
         limit_note="direct upload limit; 250 MB unpacked",
         settings_model="LambdaSettings",
         extra_requirements=("mangum>=0.17",),
+        emulator="agentpack.emulators.aws_lambda:for_target",
     ),
 }
 

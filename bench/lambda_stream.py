@@ -32,7 +32,7 @@ from common import HERE, ROOT, free_port, summary, wait, answers
 
 sys.path.insert(0, str(ROOT))
 
-from agentpack.builders import deps  # noqa: E402
+from agentpack.builders.interpreters import find_interpreter  # noqa: E402
 from agentpack.builders.build import build  # noqa: E402
 from agentpack.emulators.aws_lambda import LambdaEmulator  # noqa: E402
 
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="/health requests per path per block (3 blocks)")
     parser.add_argument("--python", default="3.12")
     args = parser.parse_args()
-    interpreter = deps.find_interpreter(args.python)
+    interpreter = find_interpreter(args.python)
     if interpreter is None:
         raise SystemExit(f"python{args.python} is not installed")
 

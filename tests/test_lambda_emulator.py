@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
-from agentpack.builders import deps
+from agentpack.builders.interpreters import find_interpreter
 from agentpack.builders.build import build
 from agentpack.emulators.aws_lambda import EmulatorStartError, LambdaEmulator
 from agentpack.emulators.lambda_function_url import ERROR_HEADER
@@ -111,7 +111,7 @@ def shared_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def python() -> str:
-    interpreter = deps.find_interpreter(PYTHON)
+    interpreter = find_interpreter(PYTHON)
     if interpreter is None:
         pytest.fail(f"python{PYTHON} is not installed; the emulator runs artifacts with the target's Python (pyenv install {PYTHON})")
     return interpreter

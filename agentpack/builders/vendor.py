@@ -11,6 +11,10 @@ from pathlib import Path
 from agentpack._version import __version__
 from agentpack.builders.requirements import RequirementLine
 
+#: Parts of agentpack that only the command line on a developer's machine uses: they import
+#: packages an artifact does not carry (typer, rich, the cloud SDKs) and serve nothing there.
+PACKAGER_ONLY = ("__main__.py", "cli/", "builders/", "emulators/", "deployers/")
+
 
 def agentpack_files(requirements: list[RequirementLine]) -> dict[str, bytes]:
     """``{path in the dependency root: bytes}`` for this installation's ``agentpack`` package.
@@ -23,7 +27,10 @@ def agentpack_files(requirements: list[RequirementLine]) -> dict[str, bytes]:
     root = Path(agentpack.__file__).resolve().parent
     files: dict[str, bytes] = {}
     for path in sorted(root.rglob("*.py")):
-        files[f"agentpack/{path.relative_to(root).as_posix()}"] = path.read_bytes()
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(PACKAGER_ONLY):
+            continue
+        files[f"agentpack/{relative}"] = path.read_bytes()
     info = f"agentpack-{__version__}.dist-info"
     requires = "".join(f"Requires-Dist: {line.requirement}\n" for line in requirements)
     files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: agentpack\nVersion: {__version__}\n{requires}".encode()

@@ -119,6 +119,7 @@ def build(
     arch: Optional[str] = typer.Option(None, "--arch", help="CPU architecture (lambda: x86_64 or arm64)."),
     python: Optional[str] = typer.Option(None, "--python", help="Target Python version, e.g. 3.12."),
     slim: bool = typer.Option(False, "--slim", help="Strip caches, tests and docs of dependencies (keeps *.dist-info)."),
+    no_bytecode: bool = typer.Option(False, "--no-bytecode", help="Ship sources only (no .pyc compiled by the target's Python)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the result."),
 ) -> None:
     """Pack the project and its dependencies into one reproducible artifact for a target."""
@@ -126,13 +127,14 @@ def build(
 
     from agentpack.cli.build_view import run_build
 
-    raise typer.Exit(run_build(Path(project_dir), target, Path(out) if out else None, arch, python, slim, as_json))
+    bytecode = False if no_bytecode else None  # None: the project's setting (on by default)
+    raise typer.Exit(run_build(Path(project_dir), target, Path(out) if out else None, arch, python, slim, as_json, bytecode=bytecode))
 
 
 @app.command()
 def emulate(
     source: str = typer.Argument(".", metavar="[PROJECT_DIR | ARTIFACT.zip]", help="A project (built first, with the cache) or a built artifact."),
-    target: str = typer.Option(..., "--target", "-t", help="fc, agentrun, lambda or local."),
+    target: str = typer.Option(..., "--target", "-t", help=f"{_target_names()}."),
     port: int = typer.Option(8090, "--port", "-p", help="Port of the emulated trigger / function URL on 127.0.0.1 (0: any free port)."),
     instances: int = typer.Option(1, "--instances", "-n", help="Instances (execution environments) to run, round-robin."),
     env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE for the function's environment (repeatable)."),

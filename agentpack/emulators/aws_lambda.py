@@ -120,12 +120,12 @@ def runtime_dir(python: str, cache: Optional[Path] = None) -> Path:
     Installed once into the cache with ``pip install --target`` (wheels only, for this
     machine's architecture and the interpreter's version); later calls reuse it.
     """
-    from agentpack.builders import deps
+    from agentpack.builders.cache import cache_root
     from agentpack.targets import host_glibc
 
     version, machine = interpreter_info(python)
     requirement = runtime_client_requirement()
-    root = (cache or deps.cache_root()) / "lambda-runtime" / f"{requirement.replace('==', '-')}-cp{version.replace('.', '')}-{machine}"
+    root = (cache or cache_root()) / "lambda-runtime" / f"{requirement.replace('==', '-')}-cp{version.replace('.', '')}-{machine}"
     if (root / ".complete").is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -519,3 +519,28 @@ class LambdaEmulator:
             ],
         }
 
+
+
+def for_target(
+    target: str, code_dir: Path, python: str, settings: Any, env: dict[str, str], *, port: int = 0, instances: int = 1,
+    timeout: Optional[float] = None, log: Optional[Log] = None,
+) -> LambdaEmulator:
+    """The Lambda emulator configured from ``[targets.lambda]`` the way ``agentpack deploy``
+    configures the function (streaming when the artifact carries the exec wrapper)."""
+    def setting(name: str, default: Any) -> Any:
+        value = getattr(settings, name, None)
+        return default if value is None else value
+
+    return LambdaEmulator(
+        code_dir,
+        python,
+        env,
+        streaming=bool(setting("streaming", False)) or (Path(code_dir) / WRAPPER).exists(),
+        timeout=timeout or float(setting("timeout", 30)),
+        instances=instances,
+        port=port,
+        memory=int(setting("memory", 1024)),
+        function_name=str(setting("function_name", "agentpack-function")),
+        region=str(setting("region", "us-east-1")),
+        log=log,
+    )

@@ -579,3 +579,32 @@ class FunctionEmulator:
             json.dumps(body).encode(),
             [("content-type", "application/json"), ("x-fc-error-type", error_type), ("x-fc-request-id", request_id)],
         )
+
+
+def for_target(
+    target: str, code_dir: Path, python: str, settings: Any, env: dict[str, str], *, port: int = 0, instances: int = 1,
+    timeout: Optional[float] = None, log: Optional[Log] = None,
+) -> FunctionEmulator:
+    """The emulator of ``target`` (fc, agentrun, local), configured from its settings the way
+    ``agentpack deploy`` configures the function."""
+    def setting(name: str, default: Any) -> Any:
+        value = getattr(settings, name, None)
+        return default if value is None else value
+
+    config = FunctionConfig(
+        code_dir=code_dir,
+        python=python,
+        platform=target,
+        env=env,
+        timeout=timeout or float(setting("timeout", 300 if target == "fc" else 600)),
+        memory_mb=int(setting("memory", 1024)),
+        instances=instances,
+        instance_concurrency=int(setting("instance_concurrency", setting("session_concurrency", 20))),
+        function_name=str(setting("function_name", setting("runtime_name", "agentpack-function"))),
+        region=str(setting("region", "cn-hangzhou")),
+        role=setting("role", None),
+        affinity_header="x-agentpack-session-id" if target == "fc" else None,
+        health_check_path="/readiness" if target == "agentrun" else None,
+        port=port,
+    )
+    return FunctionEmulator(config, log=log)

@@ -10,6 +10,7 @@ nothing of the host's site-packages is importable), **ready** (with the cold-sta
 from __future__ import annotations
 
 import fcntl
+import importlib
 import json
 import os
 import shutil
@@ -137,15 +138,16 @@ def _make_writable(path: Path) -> None:
 def bare_python(version: str, cache: Optional[Path] = None) -> str:
     """A virtual environment of Python ``version`` with nothing installed (cached): the
     artifact, not the host's site-packages, is all the app can import."""
-    from agentpack.builders import deps
+    from agentpack.builders.cache import cache_root
+    from agentpack.builders.interpreters import find_interpreter
 
-    base = deps.find_interpreter(version)
+    base = find_interpreter(version)
     if base is None:
         raise EmulationError(
             f"the target runs Python {version}, which is not on this machine; install it (e.g. `pyenv install {version}`) "
             "so the artifact runs with the interpreter it was built for"
         )
-    root = (cache or deps.cache_root()) / "pythons" / version
+    root = (cache or cache_root()) / "pythons" / version
     python = root / "bin" / "python"
     root.parent.mkdir(parents=True, exist_ok=True)
     with (root.parent / ".lock").open("w") as lock:
@@ -162,17 +164,13 @@ def bare_python(version: str, cache: Optional[Path] = None) -> str:
 
 # -- settings ----------------------------------------------------------------------------------------
 def _settings(project: Optional[Path], target: str) -> Any:
+    """The project's ``[targets.<target>]`` settings (the target's defaults for a bare artifact)."""
     if project is None:
-        return None
-    from agentpack.builders.config import load_config
+        return get_target(target).parse_settings()
+    from agentpack.builders.config import load_config, target_settings
 
     config, _ = load_config(project)
-    return config.targets.get(target)
-
-
-def _setting(settings: Any, name: str, default: Any) -> Any:
-    value = getattr(settings, name, None) if settings is not None else None
-    return default if value is None else value
+    return target_settings(config, target)
 
 
 # -- the whole thing ----------------------------------------------------------------------------------
@@ -219,7 +217,12 @@ def start(
     if manifest.get("target") != spec.name:
         raise EmulationError(f"{artifact} was built for {manifest.get('target')!r}, not {spec.name!r}; emulate it with --target {manifest.get('target')}")
     settings = _settings(project, spec.name)
-    function_env = {**_setting(settings, "env", {}), **(env or {})}
+    from agentpack.builders.environment import secret_values
+
+    try:
+        function_env = {**settings.platform_environment(secret_values(project)), **(env or {})}
+    except ValueError as exc:
+        raise EmulationError(str(exc)) from None
     python = bare_python(manifest["python"])
     scratch = Path(tempfile.mkdtemp(prefix="agentpack-emulate-"))
     try:
@@ -227,7 +230,9 @@ def start(
         code_dir = unpack(artifact, scratch)
         progress("start", f"starting {instances} instance{'s' if instances > 1 else ''} with Python {manifest['python']}")
         started = time.perf_counter()
-        server = _emulator(spec.name, code_dir, python, settings, function_env, port, instances, timeout, log, manifest)
+        module, _, factory = spec.emulator.partition(":")
+        make = getattr(importlib.import_module(module), factory)
+        server = make(spec.name, code_dir, python, settings, function_env, port=port, instances=instances, timeout=timeout, log=log)
         server.start()
         cold = time.perf_counter() - started
     except BaseException:
@@ -237,46 +242,3 @@ def start(
     emulation = Emulation(spec.name, artifact, _sha256(artifact), manifest["python"], code_dir, server, cold, built, scratch)
     progress("ready", f"{emulation.url} (cold start {cold * 1000:.0f} ms)")
     return emulation
-
-
-def _emulator(
-    target: str, code_dir: Path, python: str, settings: Any, env: dict[str, str], port: int, instances: int,
-    timeout: Optional[float], log: Optional[Callable[[str], None]], manifest: dict[str, Any],
-) -> Any:
-    """The target's emulator, configured as the deployer would configure the function."""
-    if target == "lambda":
-        from agentpack.emulators.aws_lambda import LambdaEmulator
-
-        return LambdaEmulator(
-            code_dir,
-            python,
-            env,
-            streaming=bool(_setting(settings, "streaming", False)) or (code_dir / "agentpack-lambda-stream").exists(),
-            timeout=timeout or float(_setting(settings, "timeout", 30)),
-            instances=instances,
-            port=port,
-            memory=int(_setting(settings, "memory", 1024)),
-            function_name=str(_setting(settings, "function_name", "agentpack-function")),
-            region=str(_setting(settings, "region", "us-east-1")),
-            log=log,
-        )
-    from agentpack.emulators.http_function import FunctionConfig, FunctionEmulator
-
-    platform = target  # fc, agentrun, or local (served as it is, no platform adapter)
-    config = FunctionConfig(
-        code_dir=code_dir,
-        python=python,
-        platform=platform,
-        env=env,
-        timeout=timeout or float(_setting(settings, "timeout", 300 if platform == "fc" else 600)),
-        memory_mb=int(_setting(settings, "memory", 1024)),
-        instances=instances,
-        instance_concurrency=int(_setting(settings, "instance_concurrency", _setting(settings, "session_concurrency", 20))),
-        function_name=str(_setting(settings, "function_name", _setting(settings, "runtime_name", "agentpack-function"))),
-        region=str(_setting(settings, "region", "cn-hangzhou")),
-        role=_setting(settings, "role", None),
-        affinity_header="x-agentpack-session-id" if platform == "fc" else None,
-        health_check_path="/readiness" if platform == "agentrun" else None,
-        port=port,
-    )
-    return FunctionEmulator(config, log=log)

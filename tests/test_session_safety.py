@@ -57,6 +57,8 @@ class HangingBackend(LocalInterruptBackend):
     """``renew`` and ``release`` ignore every cancellation and do not return until the test lets
     them (at its very end, so that the event loop can close): the worst backend."""
 
+    bounded = False  # it says so: the guard must not trust its calls to return
+
     def __init__(self) -> None:
         super().__init__()
         self.renewing = asyncio.Event()

@@ -84,6 +84,9 @@ class BaseInterruptBackend(ABC):
     name: str = "interrupt backend"
     #: Whether other processes (instances, machines) see the same sessions and stops.
     shared: bool = True
+    #: Whether every call returns or raises within a bounded time by itself (no I/O, or I/O
+    #: with timeouts).  Otherwise the guard runs releases in a task it can give up on.
+    bounded: bool = False
 
     def add_reconnect_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever the connection to a shared store comes back after a loss.

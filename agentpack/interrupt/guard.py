@@ -132,7 +132,10 @@ class SessionGuard:
         """Release the session and record how the run ended; safe to call more than once.
 
         Every wait here is bounded, so a backend that hangs or a renewer that swallowed its
-        cancellation cannot keep the caller — or a server's shutdown — waiting.
+        cancellation cannot keep the caller — or a server's shutdown — waiting.  The renewer
+        is not waited for at all: it stops at its next step (it checks ``ending``), and a
+        renewal it already sent cannot take the session back (the backend refuses to renew a
+        run it recorded as ended).
         """
         if active.ending:
             await wait_bounded(active.ended.wait(), 2 * self.release_timeout)
@@ -141,12 +144,8 @@ class SessionGuard:
         try:
             if self.runs.get(active.key) is active:
                 del self.runs[active.key]
-            renewer = active.renewer
-            if renewer is not None and not renewer.done():
-                renewer.cancel()
-                stopped, _ = await asyncio.wait({renewer}, timeout=self.release_timeout)  # never raises the renewer's error
-                if not stopped:
-                    logger.warning("the lease renewer of %s did not stop in time; releasing anyway", active.key)
+            if active.renewer is not None:
+                active.renewer.cancel()
             await self._release(active, state)
         finally:
             active.ended.set()
@@ -157,8 +156,11 @@ class SessionGuard:
             await self.backend.release(active.key, active.run_id, state, self.state_seconds)
 
         try:
-            # in a task of its own: a backend call that ignores cancellation cannot hold us here
-            released, _ = await wait_bounded(release(), self.release_timeout)
+            if self.backend.bounded:  # its calls end by themselves in bounded time: no task needed
+                await release()
+                released = True
+            else:  # in a task of its own: a call that ignores cancellation cannot hold us here
+                released, _ = await wait_bounded(release(), self.release_timeout)
         except _backend_errors() as exc:
             released = False
             logger.warning("could not release %s: %s", active.key, exc)

@@ -19,6 +19,7 @@ _SWEEP_EVERY = 1024
 class LocalInterruptBackend(BaseInterruptBackend):
     name = "local interrupt backend (this process only)"
     shared = False
+    bounded = True  # memory only
 
     def __init__(self) -> None:
         self._leases: dict[str, tuple[str, float]] = {}

@@ -204,6 +204,9 @@ class RedisInterruptBackend(BaseInterruptBackend):
     session would be let in.
     """
 
+    #: every command has a socket timeout (and the pub/sub sends are bounded)
+    bounded = True
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",

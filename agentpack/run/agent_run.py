@@ -55,6 +55,9 @@ class AgentRun:
         self.final: Optional[dict[str, Any]] = None
         self._release: Optional[Release] = None
         self._released: Optional[asyncio.Event] = None
+        #: the handler is over and the run is releasing and writing its terminal event:
+        #: nothing may cancel it any more (a stop now changes nothing; the end is decided)
+        self._finishing = False
 
     def on_release(self, release: Release) -> None:
         """Set what releases the session; it runs once, before the terminal event is written."""
@@ -70,7 +73,7 @@ class AgentRun:
             return
         self._released = asyncio.Event()
         try:
-            await asyncio.shield(self._release(self.status))  # a cancel of the caller does not cut it short
+            await self._release(self.status)
         finally:
             self._released.set()
 
@@ -110,7 +113,7 @@ class AgentRun:
         if self.stop_reason is not None:
             return
         self.stop_reason = reason
-        if self.task is not None and not self.task.done():
+        if self.task is not None and not self.task.done() and not self._finishing:
             self.task.cancel()
 
     async def pump(self, write: Write) -> None:
@@ -128,6 +131,7 @@ class AgentRun:
                 raise  # the client left: nothing to write
         if self.stop_reason is not None:
             uncancel()  # the stop is handled here (or was swallowed by the handler)
+        self._finishing = True
         terminal = self._terminal(error)
         await self.release()  # before the client can read the end of the run
         self.final = builder.stamp(terminal)
@@ -167,4 +171,5 @@ class AgentRun:
 
     async def settle(self) -> None:
         """Make sure the run's task is over: cancel it if needed, with a grace for clean-up."""
-        await settle_task(self.task, self.stop_reason is not None, f"query handler for session {self.request.session_id}")
+        already_ending = self.stop_reason is not None or self._finishing
+        await settle_task(self.task, already_ending, f"query handler for session {self.request.session_id}")

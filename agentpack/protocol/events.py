@@ -64,69 +64,51 @@ class OpenMessage:
         return item
 
 
-class SentMessage:
-    """A message as the client has it so far: announced, with the content events sent since.
-
-    Sending a delta only appends it here; the events are folded into content items only if
-    the message ends incomplete (a stopped run), which keeps the hot path at one append.
-    """
-
-    def __init__(self, announced: dict[str, Any]) -> None:
-        self.announced = announced
-        self.last_sequence: int = announced["sequence_number"]
-        self.sent: list[dict[str, Any]] = []
-
-    def add(self, event: dict[str, Any]) -> None:
-        self.last_sequence = event["sequence_number"]
-        self.sent.append(event)
-
-    def _contents(self) -> list[dict[str, Any]]:
-        contents: dict[int, dict[str, Any]] = {}
-        pieces: dict[int, list[str]] = {}
-        for event in self.sent:
-            index = event["index"]
-            if event["status"] == RunStatus.COMPLETED:
-                contents[index] = event
-                pieces.pop(index, None)
+def incomplete_message(announced: dict[str, Any], sent: list[dict[str, Any]]) -> dict[str, Any]:
+    """A message the client saw start but not finish: its ``in_progress`` event, with the content
+    folded from the content events ``sent`` since, marked ``incomplete``."""
+    contents: dict[int, dict[str, Any]] = {}
+    pieces: dict[int, list[str]] = {}
+    for event in sent:
+        index = event["index"]
+        if event["status"] == RunStatus.COMPLETED:
+            contents[index] = event
+            pieces.pop(index, None)
+            continue
+        item = contents.get(index)
+        if item is None:
+            item = contents[index] = {
+                "sequence_number": None,
+                "object": "content",
+                "status": RunStatus.INCOMPLETE,
+                "error": None,
+                "type": event["type"],
+                "index": index,
+                "delta": None,
+                "msg_id": event["msg_id"],
+                **dict.fromkeys(PAYLOAD_KEYS.get(event["type"], ())),
+            }
+        elif item["status"] == RunStatus.COMPLETED:
+            continue
+        item["sequence_number"] = event["sequence_number"]
+        appendable = _APPENDABLE.get(event["type"])
+        for key, value in event.items():
+            if key in _CONTENT_KEYS:
                 continue
-            item = contents.get(index)
-            if item is None:
-                item = contents[index] = {
-                    "sequence_number": None,
-                    "object": "content",
-                    "status": RunStatus.INCOMPLETE,
-                    "error": None,
-                    "type": event["type"],
-                    "index": index,
-                    "delta": None,
-                    "msg_id": event["msg_id"],
-                    **dict.fromkeys(PAYLOAD_KEYS.get(event["type"], ())),
-                }
-            elif item["status"] == RunStatus.COMPLETED:
-                continue
-            item["sequence_number"] = event["sequence_number"]
-            appendable = _APPENDABLE.get(event["type"])
-            for key, value in event.items():
-                if key in _CONTENT_KEYS:
-                    continue
-                if key == appendable:
-                    pieces.setdefault(index, []).append(value or "")
-                else:
-                    item[key] = value
-        for index, parts in pieces.items():
-            item = contents[index]
-            key = _APPENDABLE[item["type"]]
-            item[key] = (item.get(key) or "") + "".join(parts)
-        return [contents[i] for i in sorted(contents)]
-
-    def incomplete(self) -> dict[str, Any]:
-        """The message with what was sent of it, marked ``incomplete``."""
-        return {
-            **self.announced,
-            "sequence_number": self.last_sequence,
-            "status": RunStatus.INCOMPLETE,
-            "content": self._contents(),
-        }
+            if key == appendable:
+                pieces.setdefault(index, []).append(value or "")
+            else:
+                item[key] = value
+    for index, parts in pieces.items():
+        item = contents[index]
+        key = _APPENDABLE[item["type"]]
+        item[key] = (item.get(key) or "") + "".join(parts)
+    return {
+        **announced,
+        "sequence_number": sent[-1]["sequence_number"] if sent else announced["sequence_number"],
+        "status": RunStatus.INCOMPLETE,
+        "content": [contents[i] for i in sorted(contents)],
+    }
 
 
 class ResponseBuilder:
@@ -147,7 +129,10 @@ class ResponseBuilder:
         self.usage: Optional[dict[str, Any]] = None
         self.terminal: Optional[dict[str, Any]] = None
         self._open: list[OpenMessage] = []
-        self._sent: dict[str, SentMessage] = {}  # messages announced to the client, not yet completed
+        # messages announced to the client and not yet completed: their in_progress event, and
+        # the content events sent since (folded into content only if the run is canceled)
+        self._announced: dict[str, dict[str, Any]] = {}
+        self._sent: dict[str, list[dict[str, Any]]] = {}
 
     # -- numbering ---------------------------------------------------------------------
     def stamp(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -160,21 +145,25 @@ class ResponseBuilder:
         the content of messages still open is accumulated from the deltas actually sent,
         so a ``canceled`` response can carry exactly what the client received.
         """
-        event["sequence_number"] = self._sequence
-        self._sequence += 1
-        kind, status = event["object"], event["status"]
-        if kind == "message":
+        sequence = self._sequence
+        event["sequence_number"] = sequence
+        self._sequence = sequence + 1
+        kind = event["object"]
+        if kind == "content":  # by far the most frequent: one lookup, one append
+            sent = self._sent.get(event["msg_id"])
+            if sent is not None:
+                sent.append(event)
+        elif kind == "message":
+            status = event["status"]
             if status == RunStatus.COMPLETED:
+                self._announced.pop(event["id"], None)
                 self._sent.pop(event["id"], None)
                 self.output.append(event)
                 if event.get("usage"):
                     self.usage = event["usage"]
             elif status == RunStatus.IN_PROGRESS:
-                self._sent[event["id"]] = SentMessage(event)
-        elif kind == "content":
-            sent = self._sent.get(event["msg_id"])
-            if sent is not None:
-                sent.add(event)
+                self._announced[event["id"]] = event
+                self._sent[event["id"]] = []
         return event
 
     # -- response ----------------------------------------------------------------------
@@ -217,7 +206,7 @@ class ResponseBuilder:
             raise RuntimeError("a response has exactly one terminal event; it was already built")
         output = list(self.output)
         if partial:
-            output.extend(sent.incomplete() for sent in self._sent.values())
+            output.extend(incomplete_message(self._announced[key], sent) for key, sent in self._sent.items())
         event = self._response(
             status,
             error=error,

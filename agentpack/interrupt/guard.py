@@ -152,8 +152,9 @@ class SessionGuard:
 
     async def _release(self, active: ActiveRun, state: RunState) -> None:
         async def release() -> None:
-            await self.backend.unwatch(active.key)
+            # the lease first: the session's next request must find it free as soon as possible
             await self.backend.release(active.key, active.run_id, state, self.state_seconds)
+            await self.backend.unwatch(active.key)
 
         try:
             if self.backend.bounded:  # its calls end by themselves in bounded time: no task needed

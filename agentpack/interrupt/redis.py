@@ -95,6 +95,7 @@ class _StopListener:
         self._confirmations: dict[str, asyncio.Future] = {}
         self._pubsub: Any = None
         self._task: Optional[asyncio.Task] = None
+        self._pending: set[asyncio.Task] = set()  # UNSUBSCRIBEs on their way
         self.connected = asyncio.Event()
 
     def start(self) -> None:
@@ -102,6 +103,8 @@ class _StopListener:
 
     async def close(self, timeout: float) -> None:
         """Stop listening and close the connection, within ``timeout`` even if Redis is frozen."""
+        if self._pending:
+            await wait_bounded(asyncio.gather(*self._pending, return_exceptions=True), timeout)
         if self._task is not None:
             self._task.cancel()
             await wait_bounded(asyncio.gather(self._task, return_exceptions=True), timeout)
@@ -167,8 +170,12 @@ class _StopListener:
             self._confirmations.pop(channel, None)
 
     async def remove(self, channel: str) -> None:
+        """Stop delivering notices of ``channel`` now; the UNSUBSCRIBE goes out in the background
+        (nothing waits for it: a late notice finds no callback)."""
         self._callbacks.pop(channel, None)
-        await self._send("unsubscribe", channel)
+        task = asyncio.get_running_loop().create_task(self._send("unsubscribe", channel))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _send(self, command: str, channel: str) -> None:
         pubsub = self._pubsub

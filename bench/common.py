@@ -90,3 +90,37 @@ def answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    """A private redis-server on ``port`` (no persistence), answering before this returns."""
+    import shutil
+
+    process = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    wait(lambda: _redis_pings(port), 10, f"redis-server on port {port} did not answer")
+    return process
+
+
+def _redis_pings(port: int) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.2).ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+def start_nodes(app: str, count: int, env: dict[str, str], log_level: str = "warning") -> tuple[list[subprocess.Popen], list[str]]:
+    """``count`` agent nodes (``agentpack run APP`` processes), each ready on /readiness."""
+    processes, urls = [], []
+    for _ in range(count):
+        port = free_port()
+        command = [sys.executable, "-m", "agentpack", "run", app, "--port", str(port), "--log-level", log_level]
+        processes.append(subprocess.Popen(command, cwd=ROOT, env=env))
+        urls.append(f"http://127.0.0.1:{port}")
+    for url in urls:
+        wait(lambda: answers(f"{url}/readiness"), 30, f"{url} not ready")
+    return processes, urls

@@ -14,34 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 
 import httpx
 
-from common import ROOT, answers, free_port, summary, wait
-
-
-def start_redis(port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    wait(lambda: _pings(port), 10, "redis did not start")
-    return process
-
-
-def _pings(port: int) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis(port=port, socket_connect_timeout=0.2).ping())
-    except redis.exceptions.ConnectionError:
-        return False
+from common import ROOT, answers, free_port, start_nodes, start_redis, summary, wait
 
 
 def timed(call) -> tuple[float, httpx.Response]:
@@ -61,13 +41,7 @@ def main() -> None:
     frozen: dict[str, list[float]] = {"readiness": [], "process": [], "stop": []}
     restart: dict[str, list[float]] = {"second_run_409": [], "stop_true": [], "canceled_seen": []}
     try:
-        for _ in range(2):
-            port = free_port()
-            command = [sys.executable, "-m", "agentpack", "run", "bench/stop_node.py", "--port", str(port), "--log-level", "error"]
-            nodes.append(subprocess.Popen(command, cwd=ROOT, env=env))
-            urls.append(f"http://127.0.0.1:{port}")
-        for url in urls:
-            wait(lambda: answers(f"{url}/readiness"), 30, f"{url} not ready")
+        nodes, urls = start_nodes("bench/stop_node.py", 2, env, log_level="error")
         a, b = urls
         body = {"input": [{"role": "user", "content": "go"}], "user_id": "bench"}
         with httpx.Client(timeout=30) as client:

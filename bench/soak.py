@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from common import ROOT, answers, free_port, wait
+from common import ROOT, free_port, start_nodes, start_redis, wait
 
 TERMINAL = ("completed", "failed", "canceled")
 PAUSE = 0.1  # seconds between deltas of one stream (set by --pause)
@@ -99,10 +98,7 @@ def main() -> None:
     PAUSE = args.pause
     rng = random.Random(20261129)
     redis_port = free_port()
-    redis = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    redis = start_redis(redis_port)
     env = {**os.environ, "AGENTPACK_BENCH_REDIS": f"redis://127.0.0.1:{redis_port}/0", "PYTHONPATH": str(ROOT)}
     nodes: list[subprocess.Popen] = []
     urls: list[str] = []
@@ -110,13 +106,7 @@ def main() -> None:
         import redis as redis_client
 
         store = redis_client.Redis(port=redis_port, decode_responses=True)
-        for _ in range(2):
-            port = free_port()
-            command = [sys.executable, "-m", "agentpack", "run", "bench/soak_node.py", "--port", str(port), "--log-level", "warning"]
-            nodes.append(subprocess.Popen(command, cwd=ROOT, env=env))
-            urls.append(f"http://127.0.0.1:{port}")
-        for url in urls:
-            wait(lambda: answers(f"{url}/readiness"), 30, f"{url} not ready")
+        nodes, urls = start_nodes("bench/soak_node.py", 2, env)
         baseline_tasks = [httpx.get(f"{u}/debug/tasks").json()["tasks"] for u in urls]
         rounds = []
         errors: list[str] = []

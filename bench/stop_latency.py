@@ -13,14 +13,12 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
 import httpx
 
-from common import ROOT, answers, free_port, summary, wait
+from common import ROOT, free_port, start_nodes, start_redis, summary
 
 
 async def one_run(client: httpx.AsyncClient, a: str, b: str, session: str) -> float:
@@ -54,26 +52,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
     redis_port = free_port()
-    redis = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    redis = start_redis(redis_port)
     env = {**os.environ, "AGENTPACK_BENCH_REDIS": f"redis://127.0.0.1:{redis_port}/0", "PYTHONPATH": str(ROOT)}
     nodes = []
     try:
-        urls = []
-        for _ in range(2):
-            port = free_port()
-            nodes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "agentpack", "run", "bench/stop_node.py", "--port", str(port), "--log-level", "warning"],
-                    cwd=ROOT,
-                    env=env,
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        for url in urls:
-            wait(lambda: answers(f"{url}/readiness"), 30, f"{url} not ready")
+        nodes, urls = start_nodes("bench/stop_node.py", 2, env)
         latencies = asyncio.run(measure(urls[0], urls[1], args.runs))
     finally:
         for node in nodes:

@@ -25,6 +25,16 @@ def serve() -> Iterator[Callable[[Any], str]]:
         manager.shutdown()
 
 
+@pytest.fixture(scope="module")
+def agentpack_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A build cache of the module's own: its first build of a platform downloads, later ones
+    reuse it, and nothing leaks into (or from) the user's cache."""
+    cache = tmp_path_factory.mktemp("agentpack-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGENTPACK_CACHE_DIR", str(cache))
+        yield cache
+
+
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(free_port()).start()

@@ -19,23 +19,10 @@ from agentpack import targets
 from agentpack.builders.build import MANIFEST, build, plan_build, write_artifact
 from agentpack.builders.errors import BuildError, ProjectError
 
-pytestmark = [pytest.mark.integration, pytest.mark.network]
+pytestmark = [pytest.mark.integration, pytest.mark.network, pytest.mark.usefixtures("agentpack_cache")]
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTPACK = [sys.executable, "-m", "agentpack"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_cache(tmp_path_factory):
-    """One dependency cache for the module: the first build of a platform downloads, later ones reuse."""
-    cache = tmp_path_factory.mktemp("agentpack-cache")
-    previous = os.environ.get("AGENTPACK_CACHE_DIR")
-    os.environ["AGENTPACK_CACHE_DIR"] = str(cache)
-    yield cache
-    if previous is None:
-        os.environ.pop("AGENTPACK_CACHE_DIR", None)
-    else:
-        os.environ["AGENTPACK_CACHE_DIR"] = previous
 
 
 def copy_example(tmp_path: Path, name: str = "quickstart") -> Path:
@@ -155,7 +142,7 @@ def test_source_date_epoch_sets_the_timestamps(tmp_path, monkeypatch):
     assert {info.date_time for info in entries(result.artifact).values()} == {(2023, 11, 14, 22, 13, 20)}
 
 
-def test_cache_unchanged_and_code_only_rebuilds(tmp_path, shared_cache):
+def test_cache_unchanged_and_code_only_rebuilds(tmp_path, agentpack_cache):
     project = copy_example(tmp_path)
     first = build(project, "fc")
     again = build(project, "fc")

@@ -17,22 +17,10 @@ from agentpack.builders import build as build_module
 from agentpack.builders.build import build
 from agentpack.builders.interpreters import find_target_python
 
-pytestmark = [pytest.mark.integration, pytest.mark.network]
+pytestmark = [pytest.mark.integration, pytest.mark.network, pytest.mark.usefixtures("agentpack_cache")]
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = "3.12"  # the fc default, and the quickstart's
-
-
-@pytest.fixture(scope="module", autouse=True)
-def module_cache(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("bytecode-cache")
-    previous = os.environ.get("AGENTPACK_CACHE_DIR")
-    os.environ["AGENTPACK_CACHE_DIR"] = str(cache)
-    yield cache
-    if previous is None:
-        os.environ.pop("AGENTPACK_CACHE_DIR", None)
-    else:
-        os.environ["AGENTPACK_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="module")

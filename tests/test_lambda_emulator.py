@@ -20,7 +20,7 @@ from agentpack.emulators.aws_lambda import EmulatorStartError, LambdaEmulator
 from agentpack.emulators.lambda_function_url import ERROR_HEADER
 from tests.support import check_protocol, user_body, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("agentpack_cache")]
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = "3.12"
@@ -95,18 +95,6 @@ PROBE_APP = textwrap.dedent(
         return {"chars": len(payload.get("text", ""))}
     '''
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_cache(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("agentpack-cache")
-    previous = os.environ.get("AGENTPACK_CACHE_DIR")
-    os.environ["AGENTPACK_CACHE_DIR"] = str(cache)
-    yield cache
-    if previous is None:
-        os.environ.pop("AGENTPACK_CACHE_DIR", None)
-    else:
-        os.environ["AGENTPACK_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="module")

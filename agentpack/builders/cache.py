@@ -54,3 +54,14 @@ def publish_dir(staging: Path, final: Path, marker: str = ".complete") -> Path:
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks (artifacts can be hundreds of MB)."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()

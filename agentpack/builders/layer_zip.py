@@ -6,7 +6,6 @@ appended, so a code-only rebuild never recompresses the dependencies.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from agentpack.builders import zipper
-from agentpack.builders.cache import digest, write_atomic
+from agentpack.builders.cache import digest, file_sha256, write_atomic
 
 _SLIM_DIRS = {"__pycache__", "tests", "test", "testing", "docs", "doc", "examples", "benchmarks"}
 _SLIM_FILES = (".pyc", ".pyo", ".pyi", ".c", ".h", ".pxd", ".pyx")
@@ -53,13 +52,6 @@ class LayerZip:
         self.import_check = outcome
 
 
-def _file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
 
 def layer_zip(layer: Path, deps_dir: str, slim: bool, cache: Path, compiled: Optional[Path] = None) -> LayerZip:
     """The zip of ``layer`` (plus the ``.pyc`` tree ``compiled``, if any) placed under ``deps_dir``."""
@@ -81,7 +73,7 @@ def layer_zip(layer: Path, deps_dir: str, slim: bool, cache: Path, compiled: Opt
                 files[relative] = path
     prefix = f"{deps_dir}/" if deps_dir else ""
     ordered = sorted(files.items())
-    hashes = {prefix + rel: _file_sha256(path) for rel, path in ordered}
+    hashes = {prefix + rel: file_sha256(path) for rel, path in ordered}
     sizes = {rel: path.stat().st_size for rel, path in ordered}
     largest = sizes_by_distribution(layer, sizes)
     zip_path.parent.mkdir(parents=True, exist_ok=True)

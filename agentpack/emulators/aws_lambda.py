@@ -30,13 +30,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from agentpack.emulators.background import BackgroundEmulator
 from agentpack.emulators.lambda_function_url import BUFFERED, RESPONSE_STREAM, FunctionURL
 from agentpack.emulators.lambda_runtime_api import Dispatcher, Failed, RuntimeAPI
 from agentpack.targets import LAMBDA_HANDLER, LAMBDA_STREAM_WRAPPER
@@ -325,7 +325,7 @@ class ExecutionEnvironment:
 
 
 # -- the emulator ------------------------------------------------------------------------------
-class LambdaEmulator:
+class LambdaEmulator(BackgroundEmulator):
     """An unpacked Lambda artifact, served on ``http://127.0.0.1:<port>`` as a function URL.
 
     ``code_dir``: the unpacked artifact.  ``python``: the interpreter playing the managed
@@ -338,6 +338,9 @@ class LambdaEmulator:
     REPORT); default stderr.  ``runtime_dir``: a ready awslambdaric directory (default: the
     cached install for ``python``'s version).
     """
+
+    thread_name = "agentpack-lambda-emulator"
+    stop_timeout = 30.0
 
     def __init__(
         self,
@@ -380,12 +383,10 @@ class LambdaEmulator:
         self.start_timeout = start_timeout
         self._log = log
         self._runtime_dir = Path(runtime_dir) if runtime_dir else None
-        self.stopping = False
+        super().__init__()
         self.environments: list[ExecutionEnvironment] = []
         self.dispatcher: Dispatcher
         self._front: Optional[FunctionURL] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
         self._python_version = ""
 
     # -- what the runtime sees ------------------------------------------------------------------
@@ -453,14 +454,7 @@ class LambdaEmulator:
         self._python_version, _ = interpreter_info(self.python)
         if self._runtime_dir is None:
             self._runtime_dir = runtime_dir(self.python)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="agentpack-lambda-emulator", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
-        except BaseException:
-            self.stop()
-            raise
+        self._run_start()
         return self
 
     async def _start(self) -> None:
@@ -475,23 +469,8 @@ class LambdaEmulator:
         for env in self.environments:
             env.supervise()
 
-    def stop(self) -> None:
-        """End every environment (SIGTERM, then SIGKILL) and close the front; idempotent."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        self.stopping = True
-        if loop.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout=30)
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(timeout=10)
-        if not loop.is_running():
-            loop.close()
-        self._loop = self._thread = None
-
     async def _stop(self) -> None:
+        """End every environment (SIGTERM, then SIGKILL) and close the front."""
         if self._front is not None:
             await self._front.close()
         await asyncio.gather(*(env.stop() for env in self.environments), return_exceptions=True)
@@ -503,9 +482,6 @@ class LambdaEmulator:
 
     def __enter__(self) -> "LambdaEmulator":
         return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary: URL, modes, and each environment's pid, starts and init time."""

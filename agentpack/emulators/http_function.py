@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from agentpack.emulators.background import BackgroundEmulator
 from agentpack.emulators.h11_server import BodyTooLarge, Exchange, H11Server
 
 logger = logging.getLogger("agentpack.emulate")
@@ -341,8 +342,10 @@ class Instance:
             await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
 
 
-class FunctionEmulator:
+class FunctionEmulator(BackgroundEmulator):
     """Instances of one function behind an emulated HTTP trigger; see the module doc."""
+
+    thread_name = "agentpack-function-emulator"
 
     def __init__(self, config: FunctionConfig, log: Optional[Log] = None) -> None:
         if config.platform not in ("fc", "agentrun", "local"):
@@ -351,17 +354,15 @@ class FunctionEmulator:
             config.initializer = config.pre_stop = False
         if config.timeout <= 0 or config.instances < 1 or config.instance_concurrency < 1:
             raise ValueError("timeout must be positive, instances and instance_concurrency at least 1")
+        super().__init__()
         self.config = config
         self._log = log
         self.instances: list[Instance] = []
         self.client: Any = None
         self._front: Optional[H11Server] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
         self._turn = itertools.count()
         self._affinity: dict[str, Instance] = {}
         self._freed: Optional[asyncio.Condition] = None
-        self.stopping = False
 
     def log(self, line: str) -> None:
         if self._log is not None:
@@ -404,14 +405,7 @@ class FunctionEmulator:
         """Start every instance and open the front; raises :class:`EmulatorStartError`."""
         if not any((self.config.code_dir / part[2:]).exists() for part in self.config.command if part.startswith("./")):
             raise EmulatorStartError(f"{self.config.code_dir} has no {self.config.command[0]}: is it an unpacked {self.config.platform} artifact?", code="CAExited")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="agentpack-function-emulator", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
-        except BaseException:
-            self.stop()
-            raise
+        self._run_start()
         return self
 
     async def _start(self) -> None:
@@ -427,23 +421,8 @@ class FunctionEmulator:
         if failures:
             raise failures[0]
 
-    def stop(self) -> None:
-        """Stop every instance (``/pre-stop``, SIGTERM, SIGKILL) and close the front; idempotent."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        self.stopping = True
-        if loop.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout=60)
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(timeout=10)
-        if not loop.is_running():
-            loop.close()
-        self._loop = self._thread = None
-
     async def _stop(self) -> None:
+        """Stop every instance (``/pre-stop``, SIGTERM, SIGKILL) and close the front."""
         await asyncio.gather(*(instance.stop() for instance in self.instances), return_exceptions=True)
         if self._front is not None:
             await self._front.close()
@@ -452,9 +431,6 @@ class FunctionEmulator:
 
     def __enter__(self) -> "FunctionEmulator":
         return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary: URL and each instance's pid, port, starts and start time."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from agentpack.builders.cache import file_sha256
 from agentpack.targets import get_target
 
 #: Called with a step ("build", "unpack", "start", "ready") and a detail for the user.
@@ -80,16 +81,6 @@ class Emulation:
 
 
 # -- the artifact --------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_manifest(artifact: Path) -> dict[str, Any]:
     try:
         with zipfile.ZipFile(artifact) as archive:
@@ -239,6 +230,6 @@ def start(
         _make_writable(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    emulation = Emulation(spec.name, artifact, _sha256(artifact), manifest["python"], code_dir, server, cold, built, scratch)
+    emulation = Emulation(spec.name, artifact, file_sha256(artifact), manifest["python"], code_dir, server, cold, built, scratch)
     progress("ready", f"{emulation.url} (cold start {cold * 1000:.0f} ms)")
     return emulation

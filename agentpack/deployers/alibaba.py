@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
+from agentpack.deployers.errors import DeployConfigError, PlatformError
+
 T = TypeVar("T")
 
 ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
@@ -45,40 +47,12 @@ THROTTLING_CODES = frozenset({
 })
 
 
-class AlibabaConfigError(Exception):
+class AlibabaConfigError(DeployConfigError):
     """The user's setup is wrong or incomplete (the CLI reports it and exits 2)."""
 
 
 class CredentialsError(AlibabaConfigError):
     """No usable Alibaba Cloud credentials were found; the message says what to set."""
-
-
-class PlatformError(Exception):
-    """The control plane refused or failed a call (the CLI reports it and exits 1).
-
-    ``code``/``message`` are the platform's own; ``request_id`` is what its support asks for;
-    ``status`` is the HTTP status (None when the request never got an answer).
-    """
-
-    def __init__(self, code: str, message: str, request_id: Optional[str] = None,
-                 status: Optional[int] = None, action: Optional[str] = None) -> None:
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.status = status
-        self.action = action
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = f"{self.action} failed: " if self.action else ""
-        details = [f"HTTP {self.status}" if self.status else None,
-                   f"request id {self.request_id}" if self.request_id else None]
-        suffix = ", ".join(part for part in details if part)
-        return f"{where}{self.code}: {self.message}" + (f" ({suffix})" if suffix else "")
-
-    @property
-    def retryable(self) -> bool:
-        return (self.status is not None and (self.status >= 500 or self.status == 429)) or is_throttling_code(self.code)
 
 
 def is_throttling_code(code: Optional[str]) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console
@@ -39,7 +40,7 @@ class View:
         self.console = Console(stderr=as_json, highlight=False, soft_wrap=True)
 
     def progress(self, step: str, detail: str) -> None:
-        self.console.print(f"[bold]{step:>9}[/] {detail}")
+        self.console.print(f"[bold]{step:>9}[/] {escape(detail)}")
 
     def emit(self, data: dict[str, Any]) -> None:
         print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
@@ -72,7 +73,7 @@ class View:
             raise
 
     def fail(self, code: int, label: str, message: str, data: dict[str, Any]) -> int:
-        err_console.print(f"[bold red]{label}:[/] {message}")
+        err_console.print(f"[bold red]{label}:[/] {escape(message)}")
         if self.as_json:
             self.emit({"error": data})
         return code
@@ -101,7 +102,7 @@ def run_deploy(project: Path, target: str, name: Optional[str], env_pairs: list[
         else:
             _show_deploy(view.console, result)
         for warning in result["warnings"]:
-            err_console.print(f"[yellow]warning:[/] {warning}")
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
         return 0
 
     return view.guarded(work)
@@ -114,8 +115,8 @@ def _show_deploy(console: Console, result: dict[str, Any]) -> None:
     else:
         was = f" (was {result['previous_version']})" if result["previous_version"] and result["previous_version"] != result["version"] else ""
         console.print(f"[bold green]deployed[/] {where}: {result['action']}, version {result['version']}{was} in {result['seconds']:.2f} s")
-    console.print(f"  url   {result['url']}")
-    console.print(f"  try   {result['curl']}")
+    console.print(f"  url   {escape(result['url'])}")
+    console.print(f"  try   {escape(result['curl'])}")
     if result["env"]:
         console.print("  env   " + ", ".join(f"{k}={v}" for k, v in result["env"].items()))
 

@@ -199,10 +199,21 @@ def to_platform_error(exc: BaseException, action: Optional[str] = None) -> Platf
     inner = getattr(exc, "inner_exception", None)
     if inner is not None:  # the SDK wraps failures to send: network ones arrive as its RetryError
         if type(inner).__name__ == "RetryError" or isinstance(inner, OSError):
-            return PlatformError("ConnectionError", f"could not reach the endpoint: {inner}", None, None, action)
+            return PlatformError("ConnectionError", f"could not reach the endpoint: {_connection_reason(inner)}", None, None, action)
         return PlatformError("RequestError", f"the request could not be sent: {type(inner).__name__}: {inner}",
                              None, None, action)
     return PlatformError(type(exc).__name__, str(exc) or repr(exc), None, None, action)
+
+
+def _connection_reason(error: BaseException) -> str:
+    """The reason inside the HTTP stack's nested message (``[Errno 111] Connection refused``…)."""
+    import re
+
+    text = str(getattr(error, "message", None) or error)
+    found = re.search(r"\[Errno -?\d+\] ([^\"'\)\\]+)", text)
+    host = re.search(r"host='([^']+)', port=(\d+)", text)
+    reason = found.group(1).strip() if found else text[:300]
+    return f"{host.group(1)}:{host.group(2)}: {reason}" if host else reason
 
 
 @dataclass

@@ -20,8 +20,8 @@ from agentpack.deployers.errors import DeployConfigError
 
 #: Called with a step ("build", "upload", "configure", "wait", "publish", "route", ...) and a detail.
 Progress = Callable[[str, str], None]
-#: Names a local deployment may have (they become directory names).
-LOCAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: Names a local deployment may have (they become directory names: any characters but a path's).
+LOCAL_NAME = re.compile(r"[^./\\\x00\s][^/\\\x00]{0,63}")
 
 
 def _quiet(step: str, detail: str) -> None:
@@ -37,7 +37,7 @@ class DeployRequest:
     target: str
     name: str
     settings: Any  # the target's TargetSettings, with the command line's overrides applied
-    environment: dict[str, str]
+    environment: dict[str, str] = field(repr=False)
     allow_anonymous: bool = False
     wait_seconds: float = 900.0
     progress: Progress = _quiet
@@ -74,10 +74,13 @@ class DeployRequest:
         return self.artifact.read_bytes()
 
 
-def _validation_message(error: Any) -> str:
+def _validation_message(error: Any, overridden: set[str]) -> str:
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
+    loc = [str(part) for part in first["loc"]]
     message = str(first["msg"]).removeprefix("Value error, ")
+    if loc and loc[0] in overridden:  # the flag already says where
+        loc = loc[1:]
+    where = ".".join(loc)
     return f"{where}: {message}" if where else message
 
 
@@ -91,7 +94,7 @@ def with_overrides(settings: Any, updates: dict[str, Any], what: str) -> Any:
     try:
         return type(settings).model_validate(data)
     except ValidationError as exc:
-        raise DeployConfigError(f"{what}: {_validation_message(exc)}") from None
+        raise DeployConfigError(f"{what}: {_validation_message(exc, set(updates) if what.startswith('--') else set())}") from None
 
 
 def default_name(project: Path, config: Any) -> str:
@@ -138,7 +141,7 @@ def prepare(
     if name_setting:
         settings = with_overrides(settings, {name_setting: chosen}, f"--name {chosen}" if name else f"the name {chosen!r} (from {source})")
     elif not LOCAL_NAME.fullmatch(chosen):
-        raise DeployConfigError(f"the name {chosen!r} cannot name a local deployment: use 1-64 letters, digits, '.', '_' or '-' (pass --name)")
+        raise DeployConfigError(f"the name {chosen!r} cannot name a local deployment: use 1-64 characters without '/', not starting with '.' (pass --name)")
 
     try:
         environment = settings.platform_environment(secret_values(project, shell))

@@ -131,6 +131,7 @@ def lambda_platform(tmp: Path, redis_url: str) -> Iterator[Platform]:
     from moto.core import DEFAULT_ACCOUNT_ID
 
     moto = RecordingMoto()
+    httpx.post(f"{moto.url}/moto-api/reset", timeout=30).raise_for_status()  # moto's backends live in this process
     client_options = {"endpoint_url": moto.url, "region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
     boto3.client("iam", **client_options).create_role(RoleName="agentpack-tests", AssumeRolePolicyDocument=json.dumps(trust))
@@ -162,7 +163,7 @@ def lambda_platform(tmp: Path, redis_url: str) -> Iterator[Platform]:
             "lambda", env, serving, writes, exists,
             uploads=lambda: sum(1 for method, path, status in moto.requests if status < 300 and (
                 (method == "POST" and path.endswith("/functions")) or (method == "PUT" and path.endswith("/code")))),
-            extra={"moto": moto, "lambda": lam, "emulations": emulations},
+            extra={"moto": moto, "lambda": lam, "emulations": emulations, "logs": boto3.client("logs", **client_options)},
         )
     finally:
         emulations.close()
@@ -262,6 +263,18 @@ def test_the_whole_lifecycle_through_the_command_line(target, tmp_path, redis_se
         status = cli.json("status", "deployed")
         assert status["platform"]["exists"] is True and str(status["platform"]["version"]) == str(first["version"]) and status["drift"] == []
         assert status["platform"].get("env", {}).get("DEPLOYED_SECRET", "***") == "***"
+
+        # logs, where the platform keeps them
+        if target == "local":
+            assert "GET /readiness" in cli.run("logs", "deployed").stdout
+        elif target == "lambda":
+            logs = platform.extra["logs"]
+            logs.create_log_group(logGroupName="/aws/lambda/deployed")
+            logs.create_log_stream(logGroupName="/aws/lambda/deployed", logStreamName="2026/01/01/[1]abc")
+            now_ms = int(__import__("time").time() * 1000)
+            logs.put_log_events(logGroupName="/aws/lambda/deployed", logStreamName="2026/01/01/[1]abc",
+                                logEvents=[{"timestamp": now_ms, "message": "START RequestId: 1"}, {"timestamp": now_ms + 1, "message": "答案 END"}])
+            assert cli.run("logs", "deployed").stdout.splitlines() == ["START RequestId: 1", "答案 END"]
 
         # invoke streams: the first numbers are on the terminal while the run is still going
         where = platform.invoke_target()
@@ -372,7 +385,7 @@ def fc(tmp_path):
         (["--env", "FC_REGION=x"], "names starting with FC_ are reserved"),
         (["--env", "NOEQUALS"], "write KEY=VALUE"),
         (["--env", f"BIG={'x' * 4100}"], "over the platform's 4 KB"),
-        (["--name", "智能体"], "function_name"),
+        (["--name", "智能体"], "--name 智能体: must be 1-64 letters, digits"),
     ],
 )
 def test_bad_input_is_refused_with_the_fix_and_no_platform_call(fc, flags, says):
@@ -422,13 +435,22 @@ def test_a_failed_trigger_fails_the_deploy(fc):
     assert not (project / ".agentpack" / "deployments.json").exists()
 
 
-def test_no_redis_url_warns_that_stops_stay_on_one_instance(fc):
-    standin, cli, project = fc
-    config = project / "agentpack.toml"
-    config.write_text(config.read_text().replace('redis_url = "${REDIS_URL}"\n', "", 1))
-    done = cli.run("deploy", "--target", "fc")
-    assert done.returncode == 0, done.stderr
-    assert "several instances" in done.stderr and "redis_url" in done.stderr
+def test_no_redis_url_warns_at_deploy_and_in_the_apps_start_up_log(tmp_path):
+    emulations = Emulations("fc", tmp_path / "emulations", instances=1)
+    emulations.scratch.mkdir()
+    standin = FCStandIn(on_code=emulations.hook).start()
+    try:
+        project = copy_project(tmp_path)
+        config = project / "agentpack.toml"
+        config.write_text(config.read_text().replace('redis_url = "${REDIS_URL}"\n', "", 1))
+        env = cli_env(**ALIBABA_KEYS, AGENTPACK_FC_ENDPOINT=f"http://{standin.endpoint}", DEPLOYED_SECRET=SECRET, HOME=str(tmp_path))
+        done = CLI(project, env).run("deploy", "--target", "fc")
+        assert done.returncode == 0, done.stderr
+        assert "several instances" in done.stderr and "redis_url" in done.stderr
+        assert any("will not cross instances" in line for line in emulations.lines), "\n".join(emulations.lines)
+    finally:
+        standin.stop()
+        emulations.close()
 
 
 @pytest.fixture

@@ -87,7 +87,8 @@ def _has_request(exc: Any) -> bool:
 
 
 # -- deploy ------------------------------------------------------------------------------------------
-def run_deploy(project: Path, target: str, name: Optional[str], env_pairs: list[str], allow_anonymous: Optional[bool], wait: float, as_json: bool) -> int:
+def run_deploy(project: Path, target: str, name: Optional[str], env_pairs: list[str], allow_anonymous: Optional[bool], wait: float, as_json: bool,
+               force: bool = False) -> int:
     from agentpack.deployers import service
 
     view = View(as_json)
@@ -95,7 +96,7 @@ def run_deploy(project: Path, target: str, name: Optional[str], env_pairs: list[
     def work() -> int:
         env = parse_pairs(env_pairs)
         outcome = service.deploy(project, target, name=name, env=env or None, allow_anonymous=allow_anonymous, wait_seconds=wait,
-                                 progress=view.progress)
+                                 progress=view.progress, force=force)
         result = service.describe(outcome)
         if as_json:
             view.emit(result)

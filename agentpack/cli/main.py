@@ -171,6 +171,7 @@ def deploy(
         None, "--allow-anonymous/--require-auth", help="A public URL (no signed requests), or not; default: the allow_anonymous setting (off)."
     ),
     wait: float = typer.Option(900.0, "--wait", help="Seconds to wait for the platform to report the deployment ready."),
+    force: bool = typer.Option(False, "--force", help="Upload and publish a new version even when nothing changed (restarts instances)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the result."),
 ) -> None:
     """Build the project and publish it to a target; prints the URL where the agent answers."""
@@ -180,7 +181,7 @@ def deploy(
 
     if wait <= 0:
         raise usage_error(f"--wait {wait}: give a positive number of seconds")
-    raise typer.Exit(run_deploy(Path(project_dir), target, name, env, allow_anonymous, wait, as_json))
+    raise typer.Exit(run_deploy(Path(project_dir), target, name, env, allow_anonymous, wait, as_json, force))
 
 
 @app.command(name="list")

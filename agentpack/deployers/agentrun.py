@@ -56,7 +56,7 @@ class AgentRunDeployer(Deployer):
             memory=settings.memory or DEFAULT_MEMORY,
             session_concurrency=settings.session_concurrency,
             session_idle_timeout_seconds=settings.idle_timeout,
-            environment=self.variables(request, {"PORT": str(settings.port)}),
+            environment=self.variables(request, {"PORT": str(settings.port), "AGENTPACK_PLATFORM": "agentrun"}),
             health_check_path="/readiness",
             execution_role_arn=settings.role,
             description="deployed by agentpack",
@@ -70,7 +70,8 @@ class AgentRunDeployer(Deployer):
         known = previous.resource if previous is not None else {}
         runtime_id = str(current["agentRuntimeId"]) if current is not None else None
         code_needed = (
-            current is None
+            request.force
+            or current is None
             or known.get("runtime_id") != runtime_id
             or known.get("latest_sha256") != request.sha256
             or current.get("lastUpdatedAt") != known.get("last_updated_at")

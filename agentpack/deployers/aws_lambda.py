@@ -143,7 +143,7 @@ class LambdaDeployer(Deployer):
         found = self._call_or_none("get_function", FunctionName=name)
         current = (found or {}).get("Configuration")
         code_sha = _b64_sha256(request.sha256)
-        code_needed = current is None or current.get("CodeSha256") != code_sha or (current.get("Architectures") or ["x86_64"]) != [request.arch]
+        code_needed = request.force or current is None or current.get("CodeSha256") != code_sha or (current.get("Architectures") or ["x86_64"]) != [request.arch]
         config_changed = current is None or not same(desired, current, exact=frozenset({"Variables"}))
         auth = "NONE" if request.allow_anonymous else "AWS_IAM"
         invoke_mode = "RESPONSE_STREAM" if streaming else "BUFFERED"

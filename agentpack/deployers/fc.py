@@ -58,7 +58,7 @@ class FCDeployer(Deployer):
             raise DeployConfigError(f"Function Compute has no custom runtime with Python {request.python}; build for {', '.join(RUNTIMES)}")
         timeout = settings.timeout or DEFAULT_TIMEOUT
         concurrency = settings.instance_concurrency or DEFAULT_INSTANCE_CONCURRENCY
-        variables = self.variables(request, {"AGENTPACK_REQUEST_TIMEOUT": str(timeout)})
+        variables = self.variables(request, {"AGENTPACK_REQUEST_TIMEOUT": str(timeout), "AGENTPACK_PLATFORM": "fc"})
         return FunctionSpec(
             name=request.name,
             runtime=runtime,
@@ -89,7 +89,8 @@ class FCDeployer(Deployer):
         current = self.api.get_function(name)
         known = previous.resource if previous is not None else {}
         code_needed = (
-            current is None
+            request.force
+            or current is None
             or known.get("latest_sha256") != request.sha256
             or str(current.get("codeChecksum") or "") != str(known.get("code_checksum") or "")
         )

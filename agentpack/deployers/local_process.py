@@ -197,7 +197,7 @@ class LocalProcessDeployer(Deployer):
         started = time.perf_counter()
         port = request.settings.port
         variables = self.variables(request, {})
-        if (previous is not None and previous.sha256 == request.sha256 and self.running(previous)
+        if (not request.force and previous is not None and previous.sha256 == request.sha256 and self.running(previous)
                 and previous.resource.get("port") == port and sorted(variables) == sorted(previous.env_keys)):
             live = _environ(int(previous.resource["pid"]))
             if all(live.get(key) == value for key, value in variables.items()):

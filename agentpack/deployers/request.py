@@ -41,6 +41,8 @@ class DeployRequest:
     allow_anonymous: bool = False
     wait_seconds: float = 900.0
     progress: Progress = _quiet
+    #: upload and publish even when the platform already holds this artifact and configuration
+    force: bool = False
     warnings: list[str] = field(default_factory=list)
     # filled in by build()
     artifact: Optional[Path] = None
@@ -112,6 +114,7 @@ def prepare(
     wait_seconds: float = 900.0,
     progress: Progress = _quiet,
     shell: Optional[dict[str, str]] = None,
+    force: bool = False,
 ) -> DeployRequest:
     """Config, overrides, name and environment, checked (see the module doc); nothing is built yet."""
     from agentpack.builders.config import load_config, target_settings
@@ -148,7 +151,7 @@ def prepare(
     except ValueError as exc:
         raise DeployConfigError(str(exc)) from None
     anonymous = bool(getattr(settings, "allow_anonymous", False))
-    request = DeployRequest(project, row.name, chosen, settings, environment, anonymous, wait_seconds, progress)
+    request = DeployRequest(project, row.name, chosen, settings, environment, anonymous, wait_seconds, progress, force=force)
     if deployer.scales_out and not environment.get("AGENTPACK_REDIS_URL"):
         request.warnings.append(
             f"{target} may run this app on several instances, and it has no Redis for its interrupt backend: a stop or a "

@@ -70,12 +70,13 @@ def deploy(
     settings_overrides: Optional[dict[str, Any]] = None,
     wait_seconds: float = 900.0,
     progress: Progress = _quiet,
+    force: bool = False,
 ) -> DeployOutcome:
     """Build and publish the project to ``target``; records the deployment (see the package doc)."""
     started = time.perf_counter()
     project = Path(project).resolve()
     request = prepare(project, target, name=name, env=env, allow_anonymous=allow_anonymous, settings_overrides=settings_overrides,
-                      wait_seconds=wait_seconds, progress=progress)
+                      wait_seconds=wait_seconds, progress=progress, force=force)
     store = DeploymentStore(project)
 
     def waiting() -> None:

@@ -540,3 +540,31 @@ def test_app_deploy_with_a_manager_returns_the_deploy_id_and_a_url_that_answers(
             assert asyncio.run(manager.stop(result["deploy_id"]))["success"] is False
         finally:
             del sys.modules[f"deployed_app_{target}"]
+
+
+def test_changes_made_in_the_console_show_as_drift_and_the_next_deploy_repairs_them(fc):
+    from agentpack.deployers.fc_api import FCApi
+
+    standin, cli, project = fc
+    first = cli.json("deploy", "--target", "fc")
+    set_version(project, "v2")
+    cli.json("deploy", "--target", "fc")
+    api = FCApi(endpoint=f"http://{standin.endpoint}", environ={**ALIBABA_KEYS})
+    api.ensure_alias("deployed", "live", first["version"])  # someone moved the alias in the console
+    assert cli.json("status", "deployed")["drift"] == [f"serves version {first['version']}, agentpack deployed 2"]
+    repaired = cli.json("deploy", "--target", "fc")
+    assert repaired["action"] == "republished" and repaired["version"] == "2" and repaired["uploaded"] is False
+    api.delete_function("deployed")  # ... or deleted the function
+    missing = cli.json("status", "deployed", expect=1)
+    assert missing["platform"]["exists"] is False and "does not exist" in missing["drift"][0]
+    recreated = cli.json("deploy", "--target", "fc")
+    assert recreated["action"] == "created" and recreated["uploaded"] is True and "deployed" in standin.functions
+    assert [r["version"] for r in cli.json("list")["deployments"][0]["releases"]] == [recreated["version"]]
+
+
+def test_a_deployment_does_not_silently_move_to_another_region(fc):
+    _, cli, project = fc
+    cli.json("deploy", "--target", "fc")
+    config = project / "agentpack.toml"
+    config.write_text(config.read_text().replace('region = "cn-hangzhou"', 'region = "cn-shanghai"', 1))
+    _refused(cli.run("deploy", "--target", "fc"), 2, "is deployed in cn-hangzhou, not cn-shanghai")

@@ -87,6 +87,8 @@ class AgentRunDeployer(Deployer):
 
         previous_version = previous.version if previous is not None else None
         uploaded = False
+        if current is None and previous is not None:  # deleted outside agentpack: its versions went with it
+            previous.releases = []
         last_updated = known.get("last_updated_at")
         if current is None or code_needed or config_changed:
             body = self.spec(request, request.zip_bytes() if code_needed else None).to_api()

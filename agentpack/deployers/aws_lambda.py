@@ -156,6 +156,8 @@ class LambdaDeployer(Deployer):
                 return DeployOutcome(previous, "unchanged", seconds=time.perf_counter() - started)
 
         previous_version = previous.version if previous is not None else None
+        if current is None and previous is not None:  # deleted outside agentpack: its versions went with it
+            previous.releases = []
         if current is None:
             if "Role" not in desired:
                 raise DeployConfigError(

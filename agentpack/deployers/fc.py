@@ -106,6 +106,8 @@ class FCDeployer(Deployer):
 
         previous_version = previous.version if previous is not None else None
         uploaded = False
+        if current is None and previous is not None:  # deleted outside agentpack: its versions went with it
+            previous.releases = []
         if current is None or code_needed or config_changed:
             body = self.spec(request, request.zip_bytes() if code_needed else None).to_api()
             if current is None:

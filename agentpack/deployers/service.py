@@ -86,6 +86,11 @@ def deploy(
         previous = store.get(request.target, request.name)
         region = getattr(request.settings, "region", None) or (previous.region if previous else None)
         deployer = make_deployer(request.target, request.settings, project, region=region, progress=progress)
+        if previous is not None and previous.region and deployer.region and previous.region != deployer.region:
+            raise DeployConfigError(
+                f"{request.target}/{request.name} is deployed in {previous.region}, not {deployer.region}: `agentpack destroy "
+                f"{request.name}` first, or deploy to the new region under another --name"
+            )
         request.build()
         outcome = deployer.deploy(request, previous)
         outcome.warnings = [*request.warnings, *outcome.warnings]

@@ -136,9 +136,11 @@ def run_list(project: Path, as_json: bool) -> int:
         if not deployments:
             view.console.print(f"no deployments in {project.resolve()} yet; `agentpack deploy --target T` makes one")
             return 0
-        table = Table("name", "target", "version", "status", "url", "region", "deployed", show_header=True, header_style="bold")
+        table = Table(show_header=True, header_style="bold")
+        for column in ("name", "target", "version", "status", "url", "region", "deployed"):
+            table.add_column(column, overflow="fold")
         for d in deployments:
-            table.add_row(d.name, d.target, str(d.version or ""), d.status, d.url, d.region or "", d.deployed_at)
+            table.add_row(d.name, d.target, str(d.version or ""), d.status, d.url, d.region or "", d.deployed_at.replace("T", " "))
         view.console.print(table)
         return 0
 

@@ -127,19 +127,20 @@ class LocalProcessDeployer(Deployer):
                 time.sleep(0.05)
         return _process_start(pid) is None
 
-    def _unpack(self, request: DeployRequest, version: str) -> Path:
+    def _unpack(self, request: DeployRequest, version: str) -> tuple[Path, bool]:
+        """The version's code directory, and whether it was unpacked now (False: already there)."""
         from agentpack.emulators.session import unpack
 
         directory = self.root(request.name) / "versions" / version
         code = directory / "code"
         if (code / "bootstrap").exists() and (directory / ".complete").exists():
-            return code
+            return code, False
         remove_tree(directory)
         directory.mkdir(parents=True)
         assert request.artifact is not None
         unpack(request.artifact, directory)
         (directory / ".complete").write_text(request.sha256)
-        return code
+        return code, True
 
     def _start(self, name: str, code: Path, python_version: str, port: int, variables: dict[str, str]) -> dict[str, Any]:
         from agentpack.emulators.session import EmulationError, bare_python
@@ -204,7 +205,7 @@ class LocalProcessDeployer(Deployer):
                 return DeployOutcome(previous, "unchanged", seconds=time.perf_counter() - started)
         version = request.sha256[:12]
         self.progress("upload", f"unpacking {request.artifact.name if request.artifact else 'the artifact'} into {self.root(request.name)}")
-        code = self._unpack(request, version)
+        code, unpacked = self._unpack(request, version)
         previous_version = previous.version if previous is not None else None
         was_running = previous is not None and self._stop_process(previous)
         self.progress("start", f"starting it on port {port} with Python {request.python}")
@@ -225,7 +226,7 @@ class LocalProcessDeployer(Deployer):
         deployment.remember(version, request.sha256)
         deployment.deployed_at = now()
         self._prune(deployment)
-        return DeployOutcome(deployment, action, True, previous_version, seconds=time.perf_counter() - started)
+        return DeployOutcome(deployment, action, unpacked, previous_version, seconds=time.perf_counter() - started)
 
     def _restart(self, deployment: Deployment, variables: dict[str, str]) -> None:
         try:

@@ -228,6 +228,20 @@ def invoke_text(cli: CLI, where: str, text: str) -> str:
     return done.stdout
 
 
+def instances_of_last_run_and_stop(lines: list[str]) -> tuple[str, str]:
+    """Which emulated instance logged the last ``POST /process/stop`` and the run before it."""
+    import re
+
+    def instance(line: str) -> str:
+        found = re.match(r"\[instance (\d+)\]", line)
+        assert found, line
+        return found.group(1)
+
+    stop = max(i for i, line in enumerate(lines) if '"POST /process/stop HTTP' in line)
+    run = max(i for i, line in enumerate(lines[:stop]) if '"POST /process HTTP' in line)
+    return instance(lines[run]), instance(lines[stop])
+
+
 def whoami(cli: CLI, where: str, tries: int = 12) -> list[dict]:
     url = where if where.startswith("http") else cli.json("status", where)["deployment"]["url"]
     return [httpx.get(f"{url}/whoami", timeout=30).json() for _ in range(tries)]
@@ -310,6 +324,9 @@ def test_the_whole_lifecycle_through_the_command_line(target, tmp_path, redis_se
         assert other.wait(timeout=60) == 1
         other_reader.join(timeout=10)
         assert "response canceled" in other_reader.text
+        if target in ("fc", "agentrun"):  # the instances' access logs say who ran it and who got the stop
+            ran, stopped_by = instances_of_last_run_and_stop(platform.extra["emulations"].lines)
+            assert ran != stopped_by, "the stop reached the run from the other instance, through Redis"
 
         # redeploy unchanged: nothing uploaded, nothing changed on the platform
         writes, uploads = platform.writes(), platform.uploads()

@@ -50,6 +50,9 @@ SCHEMA_NAMES = (
 _EXPORTS = {
     "AgentApp": "agentpack.app.agent_app",
     "LocalDeployManager": "agentpack.deployers.local",
+    "FCDeployManager": "agentpack.deployers.managers",
+    "AgentRunDeployManager": "agentpack.deployers.managers",
+    "LambdaDeployManager": "agentpack.deployers.managers",
     "Msg": "agentpack.frameworks.agentscope",
     **{name: "agentpack.protocol.schemas" for name in SCHEMA_NAMES},
 }
@@ -57,6 +60,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
     from agentpack.deployers.local import LocalDeployManager
+    from agentpack.deployers.managers import AgentRunDeployManager, FCDeployManager, LambdaDeployManager
     from agentpack.frameworks.agentscope import Msg
     from agentpack.protocol.schemas import (
         AgentContent,

@@ -29,12 +29,15 @@ class AgentAPIError(RuntimeError):
         self.detail = detail
 
 
-def stream_events(url: str, body: dict, timeout: Optional[float] = 300.0, headers: Optional[dict] = None) -> Iterator[dict]:
-    """POST ``body`` to ``url`` and yield each SSE event's JSON as soon as it is received."""
+def stream_events(url: str, body: dict, timeout: Optional[float] = 300.0, headers: Optional[dict] = None, auth: Any = None) -> Iterator[dict]:
+    """POST ``body`` to ``url`` and yield each SSE event's JSON as soon as it is received.
+
+    ``auth`` is an ``httpx.Auth`` for endpoints that need signed requests (see
+    ``agentpack.deployers.request_auth``)."""
     import httpx
 
     with httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)) as client:
-        with client.stream("POST", url, json=body, headers=headers) as response:
+        with client.stream("POST", url, json=body, headers=headers, auth=auth) as response:
             if response.status_code >= 400:
                 response.read()
                 try:
@@ -52,3 +55,48 @@ def delta_text(event: dict) -> Optional[str]:
     if event.get("object") == "content" and event.get("delta") and event.get("type") == "text":
         return event.get("text")
     return None
+
+
+def session_headers(session_id: Optional[str], user_id: Optional[str]) -> dict:
+    """Headers naming the session: Function Compute's session affinity routes on the first."""
+    from urllib.parse import quote
+
+    headers = {}
+    if session_id:
+        headers["X-Agentpack-Session-Id"] = quote(session_id, safe="")
+    if user_id:
+        headers["X-Agentpack-User-Id"] = quote(user_id, safe="")
+    return headers
+
+
+def agent_paths(base_url: str, auth: Any = None, timeout: float = 10.0) -> dict:
+    """The app's ``process`` and ``stop`` paths as its ``GET /`` advertises them (AgentApp defaults otherwise)."""
+    import httpx
+
+    paths = {"process": "/process", "stop": "/process/stop"}
+    try:
+        answer = httpx.get(f"{base_url.rstrip('/')}/", auth=auth, timeout=timeout)
+        endpoints = answer.json().get("endpoints", {}) if answer.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError, AttributeError):
+        endpoints = {}
+    for key in paths:
+        if isinstance(endpoints.get(key), str):
+            paths[key] = endpoints[key]
+    if "stop" not in endpoints and paths["process"] != "/process":
+        paths["stop"] = paths["process"].rstrip("/") + "/stop"
+    return paths
+
+
+def stop_run(url: str, session_id: str, user_id: Optional[str] = None, auth: Any = None, timeout: float = 30.0) -> dict:
+    """``POST {endpoint_path}/stop`` for a session; the app's answer (``{"stopped": bool, ...}``)."""
+    import httpx
+
+    body = {"session_id": session_id, **({"user_id": user_id} if user_id else {})}
+    answer = httpx.post(url, json=body, headers=session_headers(session_id, user_id), auth=auth, timeout=timeout)
+    if answer.status_code >= 400:
+        try:
+            detail = answer.json().get("detail", answer.text)
+        except ValueError:
+            detail = answer.text
+        raise AgentAPIError(answer.status_code, detail)
+    return answer.json()

@@ -47,6 +47,11 @@ def _pattern(regex: str, rule: str) -> AfterValidator:
 
 
 _PORT = Annotated[int, _limit(1, 65535, "", "TCP", why="a TCP port")]
+#: A control-plane endpoint override: ``host[:port]`` or ``http(s)://host[:port]`` (no path).
+_ENDPOINT = Annotated[
+    Optional[str], _pattern(r"(https?://)?[A-Za-z0-9.-]+(:\d{1,5})?/?", "host[:port] or https://host[:port] (no path), e.g. fcv3.cn-hangzhou.aliyuncs.com")
+]
+_AWS_ENDPOINT = Annotated[Optional[str], _pattern(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?/?", "an http(s):// URL such as https://lambda.us-east-1.amazonaws.com")]
 _ALIYUN_REGION = Annotated[Optional[str], _pattern(r"[a-z]{2,}(-[a-z0-9]+)+", 'an Alibaba Cloud region id such as "cn-hangzhou"')]
 _RAM_ROLE = Annotated[Optional[str], _pattern(r"acs:ram::\d+:role/[A-Za-z0-9._@/-]+", "a RAM role ARN such as acs:ram::<account id>:role/<name>")]
 #: The variable the app reads its interrupt backend's Redis URL from, set from ``redis_url``.
@@ -215,6 +220,9 @@ class _AlibabaSettings(TargetSettings):
     region: _ALIYUN_REGION = Field(None, description="Alibaba Cloud region", examples=["cn-hangzhou"])
     role: _RAM_ROLE = Field(None, description="RAM role ARN the code runs as (its temporary credentials reach the handler)", examples=["acs:ram::1234567890:role/agent"])
     port: _PORT = Field(9000, description="port the platform sends requests to (the bootstrap listens on it)", examples=[9000])
+    endpoint: _ENDPOINT = Field(
+        None, description="control-plane endpoint (default: the region's; env AGENTPACK_FC_ENDPOINT / AGENTPACK_AGENTRUN_ENDPOINT)", examples=["fcv3.cn-hangzhou.aliyuncs.com"]
+    )
 
 
 class FCSettings(_AlibabaSettings):
@@ -300,6 +308,9 @@ class LambdaSettings(TargetSettings):
         Optional[str], _pattern(r"arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]+", "an IAM role ARN such as arn:aws:iam::123456789012:role/agent")
     ] = Field(None, description="execution role ARN", examples=["arn:aws:iam::123456789012:role/agent"])
     allow_anonymous: bool = Field(False, description="function URL without IAM auth (default: AWS_IAM)", examples=[False])
+    endpoint: _AWS_ENDPOINT = Field(
+        None, description="Lambda API endpoint (default: the region's; env AGENTPACK_LAMBDA_ENDPOINT or AWS_ENDPOINT_URL_LAMBDA)", examples=["https://lambda.us-east-1.amazonaws.com"]
+    )
 
     @field_validator("arch")
     @classmethod

@@ -2,9 +2,9 @@
 
 A row says what a target needs: which interpreters and CPU architectures it offers, which
 wheels fit it (pip platform tags), where code and dependencies go in the artifact, which
-generated entry point starts the app there, its size limits, and the settings model of its
-``[targets.<name>]`` table in agentpack.toml.  A new target is a new row here (plus its
-adapter, emulator and deployer); nothing else branches on target names.
+generated entry point starts the app there, its size limits, the settings model of its
+``[targets.<name>]`` table in agentpack.toml, and its emulator and deployer.  A new target is
+a new row here (plus its adapter, emulator and deployer); nothing else branches on target names.
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ class Target:
     runs_on_host: bool = False
     #: ``module:function`` building this target's emulator from an unpacked artifact and its settings
     emulator: str = ""
+    #: ``module:Class`` of this target's deployer (``agentpack deploy``; see agentpack.deployers.base)
+    deployer: str = ""
 
     @property
     def settings(self) -> type[TargetSettings]:
@@ -200,6 +202,7 @@ _FC = Target(
     deps_dir="python",
     entry=_bootstrap(lambda py: f"/var/fc/lang/python{py}/bin/python3", "FC_CUSTOM_LISTEN_PORT", "fc"),
     emulator="agentpack.emulators.http_function:for_target",
+    deployer="agentpack.deployers.fc:FCDeployer",
     zip_limit=100 * MB,
     limit_note="inline upload limit; up to 500 MB through OSS",
     settings_model="FCSettings",
@@ -221,6 +224,7 @@ TARGETS: dict[str, Target] = {
         zip_limit=2048 * MB,
         settings_model="LocalSettings",
         emulator="agentpack.emulators.http_function:for_target",
+        deployer="agentpack.deployers.local_process:LocalProcessDeployer",
         runs_on_host=True,
     ),
     "fc": _FC,
@@ -232,6 +236,7 @@ TARGETS: dict[str, Target] = {
         # the runtime's language sets which python3 is on PATH
         entry=_bootstrap(lambda py: "python3", "PORT", "agentrun"),
         settings_model="AgentRunSettings",
+        deployer="agentpack.deployers.agentrun:AgentRunDeployer",
         # AgentRun code runtimes offer the languages python3.10 and python3.12 (no 3.11)
         pythons=("3.10", "3.12"),
     ),
@@ -252,6 +257,7 @@ TARGETS: dict[str, Target] = {
         settings_model="LambdaSettings",
         extra_requirements=("mangum>=0.17",),
         emulator="agentpack.emulators.aws_lambda:for_target",
+        deployer="agentpack.deployers.aws_lambda:LambdaDeployer",
     ),
 }
 

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Optional
 
 from rich.console import Console
 
 from agentpack.cli.errors import EXIT_FAILED
-from agentpack.client import AgentAPIError, build_request, delta_text, stream_events
+from agentpack.client import AgentAPIError, build_request, delta_text, session_headers, stream_events
 
 console = Console(highlight=False, soft_wrap=True)
 
 
-def render_stream(url: str, text: str) -> int:
-    """Print the reply as it streams; returns the exit code (0 when the response completed)."""
+def render_stream(
+    url: str, text: str, *, session_id: Optional[str] = None, user_id: Optional[str] = None, auth: Any = None, timeout: Optional[float] = 300.0
+) -> int:
+    """Print the reply as it streams; returns the exit code (0 when the response completed).
+
+    ``session_id`` / ``user_id`` go into the body and into the headers that Function Compute's
+    session affinity routes on; ``auth`` signs the request (a deployment that is not public)."""
     console.print(f"[bold]you>[/] {text}")
     console.print("[bold]agent>[/] ", end="")
     final: dict[str, Any] = {}
     kinds: dict[str, str] = {}  # message id -> message type, to show reasoning apart
+    headers = session_headers(session_id, user_id)
     try:
-        for event in stream_events(url, build_request(text)):
+        for event in stream_events(url, build_request(text, session_id, user_id), timeout=timeout, headers=headers or None, auth=auth):
             if event.get("object") == "message":
                 kinds[event["id"]] = event.get("type", "message")
                 if event.get("status") == "completed" and kinds[event["id"]] == "reasoning":

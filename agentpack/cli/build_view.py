@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console
@@ -46,10 +47,10 @@ def run_build(
             status.start()
         result = build(project, target, out, arch, python, slim, progress, bytecode_enabled=bytecode)
     except ProjectError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE
     except BuildError as exc:
-        err_console.print(f"[bold red]build failed:[/] {exc}")
+        err_console.print(f"[bold red]build failed:[/] {escape(str(exc))}")
         if exc.details:
             table = Table(show_header=True, header_style="bold")
             for column in exc.details[0]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rich.console import Console
+from rich.markup import escape
 
 from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console
 
@@ -49,7 +50,7 @@ def run_emulate(
     try:
         env = parse_env(env_pairs)
     except ValueError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE
     if once and not ask:
         err_console.print("[bold red]error:[/] --once needs --ask MESSAGE (it stops after that reply)")
@@ -70,16 +71,16 @@ def run_emulate(
     try:
         emulation = start(source, target, port=port, instances=instances, env=env, progress=progress, log=log, timeout=timeout)
     except EmulationError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE
     except BuildError as exc:
-        err_console.print(f"[bold red]build failed:[/] {exc}")
+        err_console.print(f"[bold red]build failed:[/] {escape(str(exc))}")
         return EXIT_FAILED
     except (EmulatorStartError, LambdaStartError) as exc:
-        err_console.print(f"[bold red]the artifact did not start under the {target} emulator:[/]\n{exc}")
+        err_console.print(f"[bold red]the artifact did not start under the {target} emulator:[/]\n{escape(str(exc))}")
         return EXIT_FAILED
     except ValueError as exc:  # a setting the platform refuses (e.g. a reserved env name)
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE
     code = 0
     try:

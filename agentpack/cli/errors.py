@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -14,5 +15,5 @@ EXIT_USAGE = 2
 
 def usage_error(message: str) -> typer.Exit:
     """Print ``message`` as the one-line error and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(EXIT_USAGE)

@@ -157,6 +157,147 @@ def emulate(
     raise typer.Exit(run_emulate(Path(source), target, port, instances, env, as_json, ask, once, timeout))
 
 
+_PROJECT_HELP = "The project whose .agentpack/deployments.json names the deployment (default: the current directory)."
+_TARGET_HELP = "The deployment's target, when the name is deployed to more than one."
+
+
+@app.command()
+def deploy(
+    project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="The project (with agentpack.toml)."),
+    target: str = typer.Option(..., "--target", "-t", help=f"{_target_names()}."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="The function / runtime name (default: the target's name setting, else the project's name)."),
+    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE set on the platform for this deploy, over [targets.T] env (repeatable)."),
+    allow_anonymous: Optional[bool] = typer.Option(
+        None, "--allow-anonymous/--require-auth", help="A public URL (no signed requests), or not; default: the allow_anonymous setting (off)."
+    ),
+    wait: float = typer.Option(900.0, "--wait", help="Seconds to wait for the platform to report the deployment ready."),
+    force: bool = typer.Option(False, "--force", help="Upload and publish a new version even when nothing changed (restarts instances)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the result."),
+) -> None:
+    """Build the project and publish it to a target; prints the URL where the agent answers."""
+    from pathlib import Path
+
+    from agentpack.cli.deploy_view import run_deploy
+
+    if wait <= 0:
+        raise usage_error(f"--wait {wait}: give a positive number of seconds")
+    raise typer.Exit(run_deploy(Path(project_dir), target, name, env, allow_anonymous, wait, as_json, force))
+
+
+@app.command(name="list")
+def list_(
+    project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the deployments."),
+) -> None:
+    """List the project's deployments (from .agentpack/deployments.json)."""
+    from pathlib import Path
+
+    from agentpack.cli.deploy_view import run_list
+
+    raise typer.Exit(run_list(Path(project), as_json))
+
+
+@app.command()
+def status(
+    name: str = typer.Argument(..., help="The deployment's name."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Ask the platform how a deployment is doing (and where it differs from what was deployed)."""
+    from pathlib import Path
+
+    from agentpack.cli.deploy_view import run_status
+
+    raise typer.Exit(run_status(Path(project), name, target, as_json))
+
+
+@app.command()
+def invoke(
+    name_or_url: str = typer.Argument(..., metavar="NAME|URL", help="A deployment's name, or a URL where an agent answers."),
+    text: str = typer.Argument(..., help="The message to send."),
+    session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (a later `agentpack stop` names it)."),
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="User id."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the whole reply."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the reply instead of streaming it."),
+) -> None:
+    """Send a message to a deployed agent and stream the reply into the terminal as it arrives."""
+    from pathlib import Path
+
+    from agentpack.cli.deploy_view import run_invoke
+
+    if timeout <= 0:
+        raise usage_error(f"--timeout {timeout}: give a positive number of seconds")
+    raise typer.Exit(run_invoke(Path(project), name_or_url, text, session, user, target, timeout, as_json))
+
+
+@app.command()
+def stop(
+    name_or_url: str = typer.Argument(..., metavar="NAME|URL", help="A deployment's name, or a URL where an agent answers."),
+    session: Optional[str] = typer.Option(None, "--session", "-s", help="Stop the run of this session (wherever it runs)."),
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="The run's user id (default: the session id, as the app assumes)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Interrupt a running session (--session); without it, end a local deployment's process."""
+    from pathlib import Path
+
+    from agentpack.cli.deploy_view import run_stop
+
+    raise typer.Exit(run_stop(Path(project), name_or_url, session, user, target, as_json))
+
+
+@app.command()
+def logs(
+    name: str = typer.Argument(..., help="The deployment's name."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines as they come (Ctrl+C ends)."),
+    since: float = typer.Option(3600.0, "--since", help="Seconds of history to show (where the platform keeps it)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
+) -> None:
+    """Print a deployment's logs, where the platform offers them (local, lambda)."""
+    from pathlib import Path
+
+    from agentpack.cli.deploy_view import run_logs
+
+    raise typer.Exit(run_logs(Path(project), name, target, follow, since))
+
+
+@app.command()
+def rollback(
+    name: str = typer.Argument(..., help="The deployment's name."),
+    to: Optional[str] = typer.Option(None, "--to", help="The version to serve (default: the one before the version serving now)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Serve the previous version again (moves the alias / endpoint; nothing is rebuilt or uploaded)."""
+    from pathlib import Path
+
+    from agentpack.cli.deploy_view import run_rollback
+
+    raise typer.Exit(run_rollback(Path(project), name, target, to, as_json))
+
+
+@app.command()
+def destroy(
+    name: str = typer.Argument(..., help="The deployment's name."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (it is asked only in a terminal)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Remove everything the deploys of NAME created (function or runtime, versions, routes, process) and forget it."""
+    from pathlib import Path
+
+    from agentpack.cli.deploy_view import run_destroy
+
+    raise typer.Exit(run_destroy(Path(project), name, target, yes, as_json))
+
+
 @app.command()
 def init(
     project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="Where to create the project."),

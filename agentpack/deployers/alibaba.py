@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
+from agentpack.deployers.errors import DeployConfigError, PlatformError
+
 T = TypeVar("T")
 
 ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
@@ -45,40 +47,12 @@ THROTTLING_CODES = frozenset({
 })
 
 
-class AlibabaConfigError(Exception):
+class AlibabaConfigError(DeployConfigError):
     """The user's setup is wrong or incomplete (the CLI reports it and exits 2)."""
 
 
 class CredentialsError(AlibabaConfigError):
     """No usable Alibaba Cloud credentials were found; the message says what to set."""
-
-
-class PlatformError(Exception):
-    """The control plane refused or failed a call (the CLI reports it and exits 1).
-
-    ``code``/``message`` are the platform's own; ``request_id`` is what its support asks for;
-    ``status`` is the HTTP status (None when the request never got an answer).
-    """
-
-    def __init__(self, code: str, message: str, request_id: Optional[str] = None,
-                 status: Optional[int] = None, action: Optional[str] = None) -> None:
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.status = status
-        self.action = action
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = f"{self.action} failed: " if self.action else ""
-        details = [f"HTTP {self.status}" if self.status else None,
-                   f"request id {self.request_id}" if self.request_id else None]
-        suffix = ", ".join(part for part in details if part)
-        return f"{where}{self.code}: {self.message}" + (f" ({suffix})" if suffix else "")
-
-    @property
-    def retryable(self) -> bool:
-        return (self.status is not None and (self.status >= 500 or self.status == 429)) or is_throttling_code(self.code)
 
 
 def is_throttling_code(code: Optional[str]) -> bool:
@@ -225,10 +199,21 @@ def to_platform_error(exc: BaseException, action: Optional[str] = None) -> Platf
     inner = getattr(exc, "inner_exception", None)
     if inner is not None:  # the SDK wraps failures to send: network ones arrive as its RetryError
         if type(inner).__name__ == "RetryError" or isinstance(inner, OSError):
-            return PlatformError("ConnectionError", f"could not reach the endpoint: {inner}", None, None, action)
+            return PlatformError("ConnectionError", f"could not reach the endpoint: {_connection_reason(inner)}", None, None, action)
         return PlatformError("RequestError", f"the request could not be sent: {type(inner).__name__}: {inner}",
                              None, None, action)
     return PlatformError(type(exc).__name__, str(exc) or repr(exc), None, None, action)
+
+
+def _connection_reason(error: BaseException) -> str:
+    """The reason inside the HTTP stack's nested message (``[Errno 111] Connection refused``…)."""
+    import re
+
+    text = str(getattr(error, "message", None) or error)
+    found = re.search(r"\[Errno -?\d+\] ([^\"'\)\\]+)", text)
+    host = re.search(r"host='([^']+)', port=(\d+)", text)
+    reason = found.group(1).strip() if found else text[:300]
+    return f"{host.group(1)}:{host.group(2)}: {reason}" if host else reason
 
 
 @dataclass

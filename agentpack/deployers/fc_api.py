@@ -22,6 +22,9 @@ HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
 DEFAULT_TRIGGER_NAME = "http"
 # FC requires a handler even for custom runtimes, where nothing reads it.
 CUSTOM_RUNTIME_HANDLER = "index.handler"
+# A custom runtime's lifecycle hooks are HTTP paths (/initialize, /pre-stop); FC still wants a
+# handler string to switch a hook on, and nothing reads it.
+LIFECYCLE_HANDLER = "true"
 
 
 @dataclass
@@ -52,6 +55,9 @@ class FunctionSpec:
     instance_isolation_mode: Optional[str] = None
     description: Optional[str] = None
     handler: str = CUSTOM_RUNTIME_HANDLER
+    #: seconds FC gives ``POST /initialize`` / ``GET /pre-stop``; None leaves the hook unconfigured
+    initializer_timeout: Optional[int] = None
+    pre_stop_timeout: Optional[int] = None
 
     def code_location(self) -> Optional[dict[str, Any]]:
         if self.zip_bytes is not None and self.oss_bucket:
@@ -98,6 +104,13 @@ class FunctionSpec:
                 affinity["sessionConcurrencyPerInstance"] = self.sessions_per_instance
             body["sessionAffinity"] = "HEADER_FIELD"
             body["sessionAffinityConfig"] = json.dumps(affinity, separators=(",", ":"))
+        lifecycle: dict[str, Any] = {}
+        if self.initializer_timeout is not None:
+            lifecycle["initializer"] = {"handler": LIFECYCLE_HANDLER, "timeout": self.initializer_timeout}
+        if self.pre_stop_timeout is not None:
+            lifecycle["preStop"] = {"handler": LIFECYCLE_HANDLER, "timeout": self.pre_stop_timeout}
+        if lifecycle:
+            body["instanceLifecycleConfig"] = lifecycle
         code = self.code_location()
         if code is not None:
             body["code"] = code

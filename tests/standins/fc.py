@@ -217,6 +217,8 @@ class FCStandIn(AcsStandIn):
             _validate_env(body["environmentVariables"])
         if "customRuntimeConfig" in body:
             _validate_custom_runtime(body["customRuntimeConfig"])
+        if "instanceLifecycleConfig" in body:
+            _validate_lifecycle(body["instanceLifecycleConfig"])
         if "instanceIsolationMode" in body:
             require(body["instanceIsolationMode"] in ISOLATION_MODES,
                     f"instanceIsolationMode must be one of {sorted(ISOLATION_MODES)}")
@@ -564,6 +566,21 @@ def _validate_custom_runtime(config: Any) -> None:
         for key in ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"):
             if key in health:
                 require(isinstance(health[key], int) and health[key] >= 0, f"healthCheckConfig.{key} must be a non-negative integer")
+
+
+def _validate_lifecycle(config: Any) -> None:
+    require(isinstance(config, dict), "instanceLifecycleConfig must be an object")
+    unknown = sorted(set(config) - {"initializer", "preStop"})
+    require(not unknown, f"instanceLifecycleConfig does not take {unknown}; it takes initializer and preStop")
+    for key, hook in config.items():
+        if hook is None:
+            continue
+        require(isinstance(hook, dict), f"instanceLifecycleConfig.{key} must be an object")
+        require(isinstance(hook.get("handler"), str) and 1 <= len(hook["handler"]) <= 128,
+                f"instanceLifecycleConfig.{key}.handler is required (1-128 characters)")
+        if "timeout" in hook:
+            require(isinstance(hook["timeout"], int) and 1 <= hook["timeout"] <= 600,
+                    f"instanceLifecycleConfig.{key}.timeout must be between 1 and 600 seconds")
 
 
 def _validate_affinity(mode: str, raw: Any) -> None:

@@ -1,0 +1,296 @@
+"""How the deployment commands look: progress lines while they work, a summary, tables for
+lists, and one JSON object on the last line of stdout with ``--json``.
+
+Every error ends in one of two exits: 2 with one line naming the fix when the input or setup
+is wrong (a bad flag or setting, a missing credential, region or secret, an unknown
+deployment), 1 when the operation failed (the platform's code, message and request id; a
+build failure; an agent that refused a request).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console
+
+
+def parse_pairs(pairs: list[str], flag: str = "--env") -> dict[str, str]:
+    """``KEY=VALUE`` flags; the platform's own key rules are checked later, by the settings model."""
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} {pair!r}: write KEY=VALUE")
+        values[key.strip()] = value
+    return values
+
+
+class View:
+    """Console, progress and error handling shared by the commands."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+
+    def progress(self, step: str, detail: str) -> None:
+        self.console.print(f"[bold]{step:>9}[/] {escape(detail)}")
+
+    def emit(self, data: dict[str, Any]) -> None:
+        print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
+
+    def guarded(self, work: Callable[[], int]) -> int:
+        """Run ``work``; map every expected failure to its exit code and message (never a traceback)."""
+        from agentpack.builders.errors import BuildError, ProjectError
+        from agentpack.client import AgentAPIError
+        from agentpack.deployers.errors import DeployConfigError, PlatformError
+        from agentpack.deployers.state import StateError
+
+        try:
+            return work()
+        except (DeployConfigError, ProjectError, StateError, ValueError) as exc:
+            return self.fail(EXIT_USAGE, "error", str(exc), {"code": "UserError", "message": str(exc)})
+        except PlatformError as exc:
+            return self.fail(EXIT_FAILED, "failed", str(exc), exc.to_json())
+        except BuildError as exc:
+            return self.fail(EXIT_FAILED, "build failed", str(exc), {"code": "BuildFailed", "message": str(exc)})
+        except AgentAPIError as exc:
+            return self.fail(EXIT_FAILED, "the agent refused the request", str(exc), {"code": f"HTTP{exc.status_code}", "message": str(exc.detail)})
+        except OSError as exc:  # e.g. the URL does not answer
+            return self.fail(EXIT_FAILED, "failed", str(exc), {"code": type(exc).__name__, "message": str(exc)})
+        except Exception as exc:
+            import httpx
+
+            if isinstance(exc, httpx.HTTPError):
+                message = f"{type(exc).__name__}: {exc}" + (f" ({exc.request.url})" if _has_request(exc) else "")
+                return self.fail(EXIT_FAILED, "failed", message, {"code": type(exc).__name__, "message": str(exc)})
+            raise
+
+    def fail(self, code: int, label: str, message: str, data: dict[str, Any]) -> int:
+        err_console.print(f"[bold red]{label}:[/] {escape(message)}")
+        if self.as_json:
+            self.emit({"error": data})
+        return code
+
+
+def _has_request(exc: Any) -> bool:
+    try:
+        return exc.request is not None
+    except RuntimeError:
+        return False
+
+
+# -- deploy ------------------------------------------------------------------------------------------
+def run_deploy(project: Path, target: str, name: Optional[str], env_pairs: list[str], allow_anonymous: Optional[bool], wait: float, as_json: bool,
+               force: bool = False) -> int:
+    from agentpack.deployers import service
+
+    view = View(as_json)
+
+    def work() -> int:
+        env = parse_pairs(env_pairs)
+        outcome = service.deploy(project, target, name=name, env=env or None, allow_anonymous=allow_anonymous, wait_seconds=wait,
+                                 progress=view.progress, force=force)
+        result = service.describe(outcome)
+        if as_json:
+            view.emit(result)
+        else:
+            _show_deploy(view.console, result)
+        for warning in result["warnings"]:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+        return 0
+
+    return view.guarded(work)
+
+
+def _show_deploy(console: Console, result: dict[str, Any]) -> None:
+    where = f"{result['target']}/{result['name']}"
+    if result["action"] == "unchanged":
+        console.print(f"[bold green]unchanged[/] {where}: version {result['version']} already serves this artifact; nothing uploaded ({result['seconds']:.2f} s)")
+    else:
+        was = f" (was {result['previous_version']})" if result["previous_version"] and result["previous_version"] != result["version"] else ""
+        console.print(f"[bold green]deployed[/] {where}: {result['action']}, version {result['version']}{was} in {result['seconds']:.2f} s")
+    console.print(f"  url   {escape(result['url'])}")
+    console.print(f"  try   {escape(result['curl'])}")
+    if result["env"]:
+        console.print("  env   " + ", ".join(f"{k}={v}" for k, v in result["env"].items()))
+
+
+# -- list / status -------------------------------------------------------------------------------------
+def run_list(project: Path, as_json: bool) -> int:
+    from agentpack.deployers import service
+
+    view = View(as_json)
+
+    def work() -> int:
+        deployments = service.list_deployments(project)
+        if as_json:
+            view.emit({"deployments": [{**d.to_json(), "env": d.masked_env(), "deploy_id": d.deploy_id} for d in deployments]})
+            return 0
+        if not deployments:
+            view.console.print(f"no deployments in {project.resolve()} yet; `agentpack deploy --target T` makes one")
+            return 0
+        table = Table(show_header=True, header_style="bold")
+        for column in ("name", "target", "version", "status", "url", "region", "deployed"):
+            table.add_column(column, overflow="fold")
+        for d in deployments:
+            table.add_row(d.name, d.target, str(d.version or ""), d.status, d.url, d.region or "", d.deployed_at.replace("T", " "))
+        view.console.print(table)
+        return 0
+
+    return view.guarded(work)
+
+
+def run_status(project: Path, name: str, target: Optional[str], as_json: bool) -> int:
+    from agentpack.deployers import service
+
+    view = View(as_json)
+
+    def work() -> int:
+        found = service.status(project, name, target)
+        data = found.to_json()
+        if as_json:
+            view.emit(data)
+        else:
+            d = found.deployment
+            view.console.print(f"[bold]{d.target}/{d.name}[/] — recorded: version {d.version}, {d.url}, deployed {d.deployed_at}")
+            platform = found.platform
+            if platform.get("exists"):
+                shown = {k: v for k, v in platform.items() if k not in ("exists", "env") and v not in (None, "")}
+                view.console.print("  platform: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+                if platform.get("env"):
+                    view.console.print("  env: " + ", ".join(f"{k}=***" for k in platform["env"]))
+            for line in found.drift:
+                view.console.print(f"  [yellow]drift:[/] {line}")
+        return 0 if found.platform.get("exists") else EXIT_FAILED
+
+    return view.guarded(work)
+
+
+# -- invoke / stop ----------------------------------------------------------------------------------------
+def run_invoke(project: Path, name_or_url: str, text: str, session: Optional[str], user: Optional[str], target: Optional[str],
+               timeout: float, as_json: bool) -> int:
+    from agentpack.client import agent_paths, build_request, delta_text, session_headers, stream_events
+    from agentpack.deployers import service
+
+    view = View(as_json)
+
+    def work() -> int:
+        where = service.endpoint(project, name_or_url, target)
+        paths = agent_paths(where.url, where.auth)
+        url = where.url + paths["process"]
+        if not as_json:
+            from agentpack.cli.ask import render_stream
+
+            return render_stream(url, text, session_id=session, user_id=user, auth=where.auth, timeout=timeout)
+        final: dict[str, Any] = {}
+        pieces = []
+        for event in stream_events(url, build_request(text, session, user), timeout=timeout, headers=session_headers(session, user) or None, auth=where.auth):
+            piece = delta_text(event)
+            if piece:
+                pieces.append(piece)
+            if event.get("object") == "response":
+                final = event
+        view.emit({"url": url, "status": final.get("status"), "text": "".join(pieces), "error": final.get("error"), "response_id": final.get("id")})
+        return 0 if final.get("status") == "completed" else EXIT_FAILED
+
+    return view.guarded(work)
+
+
+def run_stop(project: Path, name_or_url: str, session: Optional[str], user: Optional[str], target: Optional[str], as_json: bool) -> int:
+    from agentpack.client import agent_paths, stop_run
+    from agentpack.deployers import service
+
+    view = View(as_json)
+
+    def work() -> int:
+        if session is None:
+            if user is not None:
+                raise ValueError("--user needs --session: a run is stopped by its session (and user)")
+            if name_or_url.startswith(("http://", "https://")):
+                raise ValueError("give --session (and --user) to stop a run at a URL")
+            deployment, stopped = service.stop_service(project, name_or_url, target)
+            if as_json:
+                view.emit({"deploy_id": deployment.deploy_id, "stopped": stopped, "status": deployment.status})
+            else:
+                verb = "stopped" if stopped else "was not running:"
+                view.console.print(f"{verb} {deployment.target}/{deployment.name}; `agentpack deploy --target {deployment.target}` starts it again")
+            return 0
+        where = service.endpoint(project, name_or_url, target)
+        paths = agent_paths(where.url, where.auth)
+        answer = stop_run(where.url + paths["stop"], session, user, auth=where.auth)
+        if as_json:
+            view.emit({"url": where.url, **answer})
+        elif answer.get("stopped"):
+            view.console.print(f"stopped the run of session {session}" + (f" (user {user})" if user else ""))
+        else:
+            view.console.print(f"no run of session {session} was going" + (f" (user {user})" if user else ""))
+        return 0
+
+    return view.guarded(work)
+
+
+# -- logs / rollback / destroy ----------------------------------------------------------------------------
+def run_logs(project: Path, name: str, target: Optional[str], follow: bool, since: float) -> int:
+    from agentpack.deployers import service
+
+    view = View(False)
+
+    def work() -> int:
+        try:
+            for line in service.logs(project, name, target, since_seconds=since, follow=follow):
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    return view.guarded(work)
+
+
+def run_rollback(project: Path, name: str, target: Optional[str], to: Optional[str], as_json: bool) -> int:
+    from agentpack.deployers import service
+
+    view = View(as_json)
+
+    def work() -> int:
+        deployment, left = service.rollback(project, name, target, to, progress=view.progress)
+        if as_json:
+            view.emit({"deploy_id": deployment.deploy_id, "url": deployment.url, "version": deployment.version, "previous_version": left,
+                       "sha256": deployment.sha256})
+        else:
+            view.console.print(f"[bold green]rolled back[/] {deployment.target}/{deployment.name}: version {left} → {deployment.version}")
+            view.console.print(f"  url   {deployment.url}")
+        return 0
+
+    return view.guarded(work)
+
+
+def run_destroy(project: Path, name: str, target: Optional[str], yes: bool, as_json: bool) -> int:
+    from agentpack.deployers import service
+
+    view = View(as_json)
+
+    def work() -> int:
+        deployment = service.find(project, name, target)
+        if not yes and sys.stdin.isatty():
+            import typer
+
+            if not typer.confirm(f"remove {deployment.target}/{deployment.name} and everything agentpack created for it?"):
+                view.console.print("kept it")
+                return EXIT_USAGE
+        deployment, existed = service.destroy(project, name, deployment.target, progress=view.progress)
+        if as_json:
+            view.emit({"deploy_id": deployment.deploy_id, "destroyed": True, "existed": existed})
+        else:
+            note = "" if existed else " (it was already gone on the platform)"
+            view.console.print(f"[bold green]destroyed[/] {deployment.target}/{deployment.name}{note}")
+        return 0
+
+    return view.guarded(work)

@@ -1,0 +1,49 @@
+"""The two ways a deployer command can fail, which the CLI maps to exit codes 2 and 1.
+
+``DeployConfigError`` is the user's to fix (a bad setting, a missing credential or secret, a
+name the platform refuses): one line that says what to set.  ``PlatformError`` is a failure
+reported by the platform (or by the local process standing in for one): its own code and
+message, and the request id its support asks for.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class DeployConfigError(Exception):
+    """The user's setup is wrong or incomplete (the CLI reports it and exits 2)."""
+
+
+class PlatformError(Exception):
+    """The control plane refused or failed a call (the CLI reports it and exits 1).
+
+    ``code``/``message`` are the platform's own; ``request_id`` is what its support asks for;
+    ``status`` is the HTTP status (None when the request never got an answer).
+    """
+
+    def __init__(self, code: str, message: str, request_id: Optional[str] = None,
+                 status: Optional[int] = None, action: Optional[str] = None) -> None:
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.status = status
+        self.action = action
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.action} failed: " if self.action else ""
+        details = [f"HTTP {self.status}" if self.status else None,
+                   f"request id {self.request_id}" if self.request_id else None]
+        suffix = ", ".join(part for part in details if part)
+        return f"{where}{self.code}: {self.message}" + (f" ({suffix})" if suffix else "")
+
+    @property
+    def retryable(self) -> bool:
+        from agentpack.deployers.alibaba import is_throttling_code
+
+        return (self.status is not None and (self.status >= 500 or self.status == 429)) or is_throttling_code(self.code)
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "message": self.message, "request_id": self.request_id,
+                "status": self.status, "action": self.action}

@@ -1,0 +1,174 @@
+"""From a project and a few flags to everything a deployer needs, checked before any platform call.
+
+``prepare()`` reads ``agentpack.toml``, applies the command line's overrides (``--name``,
+``--env``, ``--allow-anonymous``) by validating them with the target's settings model — so a
+bad ``--env`` key fails with the same rule as a bad ``env`` key in the file — resolves the
+secrets' values (shell, then ``.env``) and checks the whole environment against the
+platform's limit.  The build comes after, in :meth:`DeployRequest.build`, so that a
+deployment that cannot work (no credentials, no region, a missing secret) is refused before a
+minute of dependency downloads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from agentpack.deployers.errors import DeployConfigError
+
+#: Called with a step ("build", "upload", "configure", "wait", "publish", "route", ...) and a detail.
+Progress = Callable[[str, str], None]
+#: Names a local deployment may have (they become directory names: any characters but a path's).
+LOCAL_NAME = re.compile(r"[^./\\\x00\s][^/\\\x00]{0,63}")
+
+
+def _quiet(step: str, detail: str) -> None:
+    pass
+
+
+@dataclass
+class DeployRequest:
+    """One deploy of one project to one target (see the module doc).  ``environment`` holds
+    secret values: it lives in memory only and is never written or shown."""
+
+    project: Path
+    target: str
+    name: str
+    settings: Any  # the target's TargetSettings, with the command line's overrides applied
+    environment: dict[str, str] = field(repr=False)
+    allow_anonymous: bool = False
+    wait_seconds: float = 900.0
+    progress: Progress = _quiet
+    #: upload and publish even when the platform already holds this artifact and configuration
+    force: bool = False
+    warnings: list[str] = field(default_factory=list)
+    # filled in by build()
+    artifact: Optional[Path] = None
+    sha256: str = ""
+    size_bytes: int = 0
+    python: str = ""
+    arch: str = ""
+    built: bool = False
+
+    @property
+    def env_keys(self) -> list[str]:
+        return sorted(self.environment)
+
+    def build(self) -> None:
+        """Build (or reuse) the artifact; raises the builder's ProjectError / BuildError."""
+        from agentpack.builders.build import build
+
+        self.progress("build", f"building {self.project.name} for {self.target}")
+        result = build(self.project, self.target)
+        self.artifact = Path(result.artifact)
+        self.sha256 = result.sha256
+        self.size_bytes = result.size_bytes
+        self.python = result.python
+        self.arch = result.arch
+        self.built = not result.unchanged
+        verb = "built" if self.built else "unchanged"
+        self.progress("build", f"{self.artifact.name} {verb} (sha256 {self.sha256[:12]}, {self.size_bytes / 1e6:.1f} MB)")
+
+    def zip_bytes(self) -> bytes:
+        assert self.artifact is not None, "build() first"
+        return self.artifact.read_bytes()
+
+
+def _validation_message(error: Any, overridden: set[str]) -> str:
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if loc and loc[0] in overridden:  # the flag already says where
+        loc = loc[1:]
+    where = ".".join(loc)
+    return f"{where}: {message}" if where else message
+
+
+def with_overrides(settings: Any, updates: dict[str, Any], what: str) -> Any:
+    """``settings`` re-validated with ``updates`` (so the model's rules apply to flags as well)."""
+    if not updates:
+        return settings
+    from pydantic import ValidationError
+
+    data = {**settings.model_dump(exclude_unset=True), **updates}
+    try:
+        return type(settings).model_validate(data)
+    except ValidationError as exc:
+        raise DeployConfigError(f"{what}: {_validation_message(exc, set(updates) if what.startswith('--') else set())}") from None
+
+
+def default_name(project: Path, config: Any) -> str:
+    return config.name or project.resolve().name
+
+
+def prepare(
+    project: Path,
+    target: str,
+    *,
+    name: Optional[str] = None,
+    env: Optional[dict[str, str]] = None,
+    allow_anonymous: Optional[bool] = None,
+    settings_overrides: Optional[dict[str, Any]] = None,
+    wait_seconds: float = 900.0,
+    progress: Progress = _quiet,
+    shell: Optional[dict[str, str]] = None,
+    force: bool = False,
+) -> DeployRequest:
+    """Config, overrides, name and environment, checked (see the module doc); nothing is built yet."""
+    from agentpack.builders.config import load_config, target_settings
+    from agentpack.builders.environment import secret_values
+    from agentpack.targets import get_target
+
+    project = Path(project).resolve()
+    config, source = load_config(project)
+    try:
+        row = get_target(target)
+    except KeyError as exc:
+        raise DeployConfigError(f"--target {target}: {exc.args[0]}") from None
+    deployer = deployer_class(target)
+    settings = target_settings(config, row.name)
+    settings = with_overrides(settings, dict(settings_overrides or {}), f"[targets.{target}]")
+    if env:
+        settings = with_overrides(settings, {"env": {**settings.env, **env}}, "--env")
+    if allow_anonymous is not None and "allow_anonymous" in type(settings).model_fields:
+        settings = with_overrides(settings, {"allow_anonymous": allow_anonymous}, "--allow-anonymous")
+    elif allow_anonymous and "allow_anonymous" not in type(settings).model_fields:
+        raise DeployConfigError(f"--allow-anonymous: {target} has no authentication to turn off; drop the flag")
+
+    # the name: --name, else the target's name setting, else the project's name
+    name_setting = deployer.name_setting
+    configured = getattr(settings, name_setting, None) if name_setting else None
+    chosen = name or configured or default_name(project, config)
+    if name_setting:
+        settings = with_overrides(settings, {name_setting: chosen}, f"--name {chosen}" if name else f"the name {chosen!r} (from {source})")
+    elif not LOCAL_NAME.fullmatch(chosen):
+        raise DeployConfigError(f"the name {chosen!r} cannot name a local deployment: use 1-64 characters without '/', not starting with '.' (pass --name)")
+
+    try:
+        environment = settings.platform_environment(secret_values(project, shell))
+    except ValueError as exc:
+        raise DeployConfigError(str(exc)) from None
+    anonymous = bool(getattr(settings, "allow_anonymous", False))
+    request = DeployRequest(project, row.name, chosen, settings, environment, anonymous, wait_seconds, progress, force=force)
+    if deployer.scales_out and not environment.get("AGENTPACK_REDIS_URL"):
+        request.warnings.append(
+            f"{target} may run this app on several instances, and it has no Redis for its interrupt backend: a stop or a "
+            f"second request for a session can land on another instance than the run. Set [targets.{target}] redis_url = "
+            '"${REDIS_URL}" (and REDIS_URL in the shell or .env) unless the app sets interrupt_redis_url itself.'
+        )
+    return request
+
+
+def deployer_class(target: str) -> Any:
+    """The deployer class the targets table names for ``target``."""
+    import importlib
+
+    from agentpack.targets import get_target
+
+    row = get_target(target)
+    if not row.deployer:
+        raise DeployConfigError(f"target {target} has no deployer")
+    module, _, attribute = row.deployer.partition(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import time
 from pathlib import Path
@@ -73,22 +72,11 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _make_writable(path: Path) -> None:
-    for root, dirs, files in os.walk(path):
-        os.chmod(root, 0o755)
-        for name in dirs:
-            os.chmod(Path(root) / name, 0o755)
-        for name in files:
-            target = Path(root) / name
-            try:
-                os.chmod(target, os.stat(target).st_mode | stat.S_IWUSR)
-            except OSError:
-                pass
-
-
 def remove_tree(path: Path) -> None:
     if path.exists():
-        _make_writable(path)
+        from agentpack.emulators.session import make_writable
+
+        make_writable(path)
         shutil.rmtree(path, ignore_errors=True)
 
 

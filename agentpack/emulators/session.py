@@ -69,7 +69,7 @@ class Emulation:
             self.server.stop()
         finally:
             if self._scratch is not None:
-                _make_writable(self._scratch)
+                make_writable(self._scratch)
                 shutil.rmtree(self._scratch, ignore_errors=True)
                 self._scratch = None
 
@@ -113,7 +113,8 @@ def unpack(artifact: Path, destination: Path) -> Path:
     return code
 
 
-def _make_writable(path: Path) -> None:
+def make_writable(path: Path) -> None:
+    """Undo :func:`unpack`'s read-only modes (before deleting the tree)."""
     for root, dirs, files in os.walk(path):
         os.chmod(root, 0o755)
         for name in dirs:
@@ -227,7 +228,7 @@ def start(
         server.start()
         cold = time.perf_counter() - started
     except BaseException:
-        _make_writable(scratch)
+        make_writable(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     emulation = Emulation(spec.name, artifact, file_sha256(artifact), manifest["python"], code_dir, server, cold, built, scratch)

@@ -59,14 +59,9 @@ def delta_text(event: dict) -> Optional[str]:
 
 def session_headers(session_id: Optional[str], user_id: Optional[str]) -> dict:
     """Headers naming the session: Function Compute's session affinity routes on the first."""
-    from urllib.parse import quote
+    from agentpack.headers import session_headers as named
 
-    headers = {}
-    if session_id:
-        headers["X-Agentpack-Session-Id"] = quote(session_id, safe="")
-    if user_id:
-        headers["X-Agentpack-User-Id"] = quote(user_id, safe="")
-    return headers
+    return named(session_id, user_id) if session_id else {}
 
 
 def agent_paths(base_url: str, auth: Any = None, timeout: float = 10.0) -> dict:

@@ -275,3 +275,14 @@ def test_a_pure_python_sdist_is_built_into_a_wheel(tmp_path):
     assert {"name": "docopt", "version": "0.6.2"} in manifest["dependencies"]
     assert "python/docopt.py" in entries(result.artifact)
     assert result.import_check.startswith("passed"), result.import_check
+
+
+def test_a_redis_url_setting_packs_the_redis_client(tmp_path):
+    """The deployer sets AGENTPACK_REDIS_URL from redis_url, so the app will import redis: the
+    artifact must carry it even though the project does not list it."""
+    project = copy_example(tmp_path)
+    config = project / "agentpack.toml"
+    config.write_text(config.read_text().replace("[targets.fc]\n", '[targets.fc]\nredis_url = "${REDIS_URL}"\n'))
+    without = {d["name"].lower() for d in check_manifest(build(copy_example(tmp_path / "plain"), "fc", tmp_path / "plain-out").artifact)["dependencies"]}
+    packed = {d["name"].lower() for d in check_manifest(build(project, "fc", tmp_path / "out").artifact)["dependencies"]}
+    assert "redis" not in without and "redis" in packed

@@ -181,6 +181,17 @@ def test_a_stop_sent_to_instance_two_ends_a_run_on_instance_one_over_redis(tmp_p
         emulation.stop()
 
 
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(EmulationError, match=f"--port {port} is in use"):
+            start(PROJECT, "fc", port=port, out_dir=tmp_path, log=lambda line: None)
+
+
 def test_bad_input_is_an_emulation_error(tmp_path):
     with pytest.raises(EmulationError, match="no such project directory or artifact zip"):
         start(tmp_path / "nope", "fc")
@@ -207,6 +218,7 @@ def test_the_cli_builds_emulates_and_streams_a_reply(tmp_path):
     for args, says in (
         (["--target", "moon"], "--target moon"),
         (["--target", "fc", "--env", "not-a-key"], "--env 'not-a-key'"),
+        (["--target", "fc", "--env", "FC_REGION=x"], "reserved by the platform"),
         (["--target", "fc", "--instances", "0"], "--instances 0"),
     ):
         bad = subprocess.run([sys.executable, "-m", "agentpack", "emulate", "examples/quickstart", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)

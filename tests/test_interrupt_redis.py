@@ -221,3 +221,21 @@ def test_redis_down_at_start_up(redis_server):
         assert check_protocol(events)["status"] == "completed"
     finally:
         node.close()
+
+
+def test_closing_the_backend_closes_every_pooled_connection(redis_server):
+    observer = redis_server.client()
+
+    def clients() -> int:
+        return len(observer.client_list())
+
+    async def scenario() -> None:
+        before = clients()
+        backend = RedisInterruptBackend(redis_server.url)
+        await backend.start()
+        await asyncio.gather(*(backend.get_state(f"u:s{i}") for i in range(10)))  # several pooled connections
+        assert clients() > before
+        await backend.aclose()
+        wait_until(lambda: clients() == before, 10, lambda: f"{clients() - before} connections left open")
+
+    asyncio.run(scenario())

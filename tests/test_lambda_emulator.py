@@ -298,7 +298,7 @@ def test_an_init_failure_shows_the_environments_output(python, tmp_path, streami
     assert error.init_error is not None and error.init_error["errorType"] == "Runtime.ImportModuleError"
     assert "package_the_requirements_forgot" in error.init_error["errorMessage"]
     assert "about to import a package the requirements forgot" in error.output
-    assert "exit code: 1" in str(error) and "package_the_requirements_forgot" in str(error)
+    assert "the process exited with code 1" in str(error) and "package_the_requirements_forgot" in str(error)
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streaming"])

@@ -338,3 +338,37 @@ def test_the_session_is_released_before_the_terminal_event_is_sent(kind):
     asyncio.run(scenario())
     terminal = [held for chunk, held in seen if b'"object":"response","status":"' + (b"completed" if kind == "json" else kind.encode()) in chunk]
     assert terminal == [0], seen
+
+
+class GatedBackend(LocalInterruptBackend):
+    """``acquire`` waits until the test opens the gate (a slow Redis round trip, made controllable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.acquiring = asyncio.Event()
+
+    async def acquire(self, key: str, run_id: str, lease_seconds: float) -> bool:
+        self.acquiring.set()
+        await self.gate.wait()
+        return await super().acquire(key, run_id, lease_seconds)
+
+
+def test_a_run_that_takes_its_lease_while_shutdown_begins_is_refused_and_released():
+    from agentpack.interrupt.base import BackendUnavailable
+
+    async def scenario() -> None:
+        backend = GatedBackend()
+        guard = SessionGuard(backend, lease_seconds=60, state_seconds=60)
+        begin = asyncio.create_task(guard.begin("u:late", _Run()))
+        await backend.acquiring.wait()
+        closing = asyncio.create_task(guard.close("the server is shutting down", timeout=5))
+        await asyncio.sleep(0)  # close() has taken its snapshot of the runs: this one is not in it
+        backend.gate.set()
+        with pytest.raises(BackendUnavailable, match="shutting down"):
+            await begin
+        await closing
+        assert await backend.get_state("u:late") is RunState.STOPPED  # the lease it took was given back
+        assert len(guard) == 0
+
+    asyncio.run(scenario())

@@ -165,3 +165,14 @@ def test_the_platform_environment_joins_env_secrets_and_redis():
         fc.platform_environment({"OPENAI_API_KEY": "k" * 4900, "REDIS_URL": "redis://r:6379"})
     local = LocalSettings(redis_url="redis://127.0.0.1:6379/0")
     assert local.platform_environment({}) == {"AGENTPACK_REDIS_URL": "redis://127.0.0.1:6379/0"}
+
+
+def test_only_platform_targets_listen_on_every_interface():
+    from agentpack.targets import EntryContext
+
+    def host_of(target: str) -> str:
+        text = TARGETS[target].entry_files(EntryContext("app.py:app", "3.12", TARGETS[target].default_port, "python"))[0].text
+        return text.split("--host ", 1)[1].split(" ", 1)[0]
+
+    assert host_of("fc") == host_of("agentrun") == "0.0.0.0"  # the platform reaches the instance from outside
+    assert host_of("local") == '"${HOST:-127.0.0.1}"'  # this machine: loopback unless HOST says otherwise

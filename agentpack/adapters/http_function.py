@@ -30,14 +30,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
-from urllib.parse import unquote
+
+from agentpack.headers import run_session
 
 logger = logging.getLogger("agentpack.platform")
 
 #: Seconds before the function's timeout at which a still-running ``/process`` run is stopped.
 DEADLINE_MARGIN = 1.0
 LIFECYCLE_PATHS = {("POST", "/initialize"), ("GET", "/pre-freeze"), ("GET", "/pre-stop")}
-SESSION_HEADER, USER_HEADER = b"x-agentpack-session-id", b"x-agentpack-user-id"
 
 
 @dataclass(frozen=True)
@@ -177,12 +177,11 @@ class FunctionAdapter:
         """Stop a ``/process`` run shortly before the function's timeout (see the module doc)."""
         if self.timeout is None:
             return None
-        names = {k.lower(): v for k, v in headers}
-        session, user = names.get(SESSION_HEADER), names.get(USER_HEADER)
+        named = run_session(headers)
         stop_chat = getattr(self.app, "stop_chat", None)
-        if session is None or stop_chat is None:
+        if named is None or stop_chat is None:
             return None
-        session_id, user_id = unquote(session.decode("latin-1")), unquote((user or session).decode("latin-1"))
+        user_id, session_id = named
         delay = max(0.0, started + self.timeout - DEADLINE_MARGIN - time.monotonic())
 
         async def stop_near_deadline() -> None:

@@ -19,7 +19,8 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
-from urllib.parse import unquote
+
+from agentpack.headers import run_session
 
 logger = logging.getLogger("agentpack.lambda")
 
@@ -35,8 +36,6 @@ StopRun = Callable[[str, str], Awaitable[Any]]
 #: time the invocation had, if that is less), so its terminal event still gets out.
 DEADLINE_MARGIN = 0.5
 #: Response headers by which ``/process`` names the run's session (see ``app/process.py``).
-SESSION_HEADER = b"x-agentpack-session-id"
-USER_HEADER = b"x-agentpack-user-id"
 
 #: Ends the JSON prelude of a streamed HTTP response.
 PRELUDE_END = b"\0" * 8
@@ -194,13 +193,12 @@ class Exchange:
 
         Other requests are left alone: the platform's timeout is their answer.
         """
-        # the ids come back percent-encoded (UTF-8), so any Unicode id survives the header
-        names = {name: unquote(value.decode("latin-1")) for name, value in self.headers}
-        session, user = names.get(SESSION_HEADER), names.get(USER_HEADER)
-        if stop_run is None or not session:
+        named = run_session(self.headers)
+        if stop_run is None or named is None:
             return
+        user, session = named
         logger.warning("the invocation is about to time out: stopping the agent run of session %s", session)
         try:
-            await stop_run(user or session, session)
+            await stop_run(user, session)
         except Exception:
             logger.exception("could not stop session %s before the deadline", session)

@@ -352,6 +352,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         environment.run(serve(environment, client))
     except (RuntimeAPIError, OSError, h11.ProtocolError) as exc:
         logger.error("the Runtime API failed: %s; the runtime exits", exc)
+        environment.shutdown()  # the app's lifespan shutdown still runs: sessions are released
         return 1
     return 0  # pragma: no cover - serve() never returns
 

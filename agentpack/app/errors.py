@@ -42,9 +42,10 @@ async def session_busy(request: Request, exc: Exception) -> SafeJSONResponse:
 
 
 async def unavailable(request: Request, exc: Exception) -> SafeJSONResponse:
-    """503 naming what is down.  ``error`` (and what the route attached as ``exc.answer``,
-    e.g. a failed task submission's ``status: failed``) are keys AgentScope Runtime clients read."""
-    return SafeJSONResponse({"detail": str(exc), "error": str(exc), **getattr(exc, "answer", {})}, status_code=503)
+    """503 naming what is down.  ``error`` (and a broker failure's ``answer``, e.g. a failed
+    task submission's ``status: failed``) are keys AgentScope Runtime clients read."""
+    extra = exc.answer if isinstance(exc, BrokerUnavailable) else {}
+    return SafeJSONResponse({"detail": str(exc), "error": str(exc), **extra}, status_code=503)
 
 
 def install(app: Any) -> None:

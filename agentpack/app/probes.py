@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
 
 SYSTEM_TAG = "system"
-PROBE_PATHS = ("/", "/health", "/readiness", "/liveness")
 
 
 def add_probes(app: "AgentApp") -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Optional
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
 from agentpack._aio import uncancel
 from agentpack.app.errors import SafeJSONResponse
+from agentpack.headers import session_headers
 from agentpack.interrupt.base import session_key
 from agentpack.protocol.schemas import AgentRequest, SessionId, UserId
 from agentpack.protocol.status import session_state
@@ -40,17 +40,9 @@ def fill_ids(request: AgentRequest) -> AgentRequest:
     return request
 
 
-def header_value(value: Optional[str]) -> str:
-    """An id as an HTTP header value: percent-encoded UTF-8 (RFC 3986), so any Unicode id fits.
-
-    ASCII letters, digits and ``-._~`` stay as they are, so plain ids read unchanged.
-    """
-    return quote(value or "", safe="")
-
-
-def session_headers(request: AgentRequest) -> dict[str, str]:
+def run_headers(request: AgentRequest) -> dict[str, str]:
     """Tell the client which session it is in, so it can stop a run it started without ids."""
-    return {"X-Agentpack-Session-Id": header_value(request.session_id), "X-Agentpack-User-Id": header_value(request.user_id)}
+    return session_headers(request.session_id, request.user_id)
 
 
 def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[..., Any]:
@@ -63,7 +55,7 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
         active = await guard.begin(session_key(request.user_id, request.session_id), run)  # 409 / 503 when refused
         run.on_release(lambda status: guard.end(active, session_state(status)))
         try:
-            headers = session_headers(request)
+            headers = run_headers(request)
             if request.stream:
                 return StreamResponse(run, headers=headers)
             try:

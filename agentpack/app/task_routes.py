@@ -34,7 +34,7 @@ async def submit_response(
         task_id = await queue.submit(name, payload)
     except BrokerUnavailable as exc:
         # the keys AgentScope Runtime's clients read on a failed submission
-        exc.answer = {"type": "task", "queue": queue_name, "status": "failed"}  # type: ignore[attr-defined]
+        exc.answer = {"type": "task", "queue": queue_name, "status": "failed"}
         raise
     text = message(task_id) if message else f"Task {task_id} submitted to {queue.label} {queue_name}"
     return JSONResponse({"task_id": task_id, "status": "submitted", "queue": queue_name, "message": text})

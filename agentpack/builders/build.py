@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 from agentpack._version import __version__
 from agentpack.builders import bytecode, zipper
-from agentpack.builders.cache import cache_root
+from agentpack.builders.cache import cache_root, file_sha256
 from agentpack.builders.config import ProjectConfig, load_config, target_settings
 from agentpack.builders.dependencies import DependencyLayer, Pip, PipRequest, dependency_layer
 from agentpack.builders.errors import BuildError, ProjectError
@@ -33,6 +33,7 @@ from agentpack.builders.interpreters import Interpreter, find_target_python
 from agentpack.builders.layer_zip import LayerZip, layer_zip
 from agentpack.builders.requirements import (
     Requirements,
+    agentpack_extra,
     agentpack_requirements,
     extra_requirements,
     for_environment,
@@ -220,6 +221,8 @@ def plan_build(
     plat = Platform(target, arch, python, platform_python(target, python, interpreter.full_version if interpreter else None))
     markers = plat.markers()
     own = agentpack_requirements()
+    if getattr(settings, "redis_url", None):  # the app will run on the Redis interrupt backend
+        own += agentpack_extra("redis")
     wanted = [*requirements.requirements, *own, *extra_requirements(target.extra_requirements, f"the {target.name} target")]
     request = PipRequest(tuple(for_environment(wanted, markers)), tuple(for_environment(requirements.constraints, markers)), requirements.options)
     progress("resolve")
@@ -328,7 +331,7 @@ def write_artifact(plan: BuildPlan, progress: Progress = lambda step: None) -> B
         except (zipfile.BadZipFile, KeyError, OSError):
             same = False
         if same:
-            return _result(plan, artifact.read_bytes(), unchanged=True, import_check=plan.layer_zip.import_check or "skipped")
+            return _result(plan, unchanged=True, import_check=plan.layer_zip.import_check or "skipped")
     progress("zip")
     artifact.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=artifact.parent, prefix=f".{artifact.name}.", suffix=".tmp")
@@ -347,7 +350,7 @@ def write_artifact(plan: BuildPlan, progress: Progress = lambda step: None) -> B
         os.replace(temp, artifact)
     finally:
         temp.unlink(missing_ok=True)
-    return _result(plan, artifact.read_bytes(), unchanged=False, import_check=outcome)
+    return _result(plan, unchanged=False, import_check=outcome)
 
 
 def _import_check(zip_path: Path, plan: BuildPlan, progress: Progress) -> str:
@@ -383,11 +386,11 @@ def _over_budget(message: str, deps_zip: LayerZip) -> BuildError:
     return BuildError(f"{message}; biggest packages below (try --slim, or drop some)", rows)
 
 
-def _result(plan: BuildPlan, data: bytes, unchanged: bool, import_check: str) -> BuildResult:
+def _result(plan: BuildPlan, unchanged: bool, import_check: str) -> BuildResult:
     return BuildResult(
         artifact=str(plan.artifact),
-        sha256=_sha256(data),
-        size_bytes=len(data),
+        sha256=file_sha256(plan.artifact),  # read in blocks: artifacts can be large
+        size_bytes=plan.artifact.stat().st_size,
         unpacked_bytes=plan.unpacked_bytes,
         target=plan.target.name,
         arch=plan.arch,

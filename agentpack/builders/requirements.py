@@ -130,6 +130,19 @@ def agentpack_requirements() -> list[RequirementLine]:
     return [line for line in lines if line.name not in CLI_ONLY]
 
 
+def agentpack_extra(extra: str) -> list[RequirementLine]:
+    """The requirements of one of agentpack's extras (e.g. ``redis``), without their
+    ``extra == ...`` marker, so an artifact can carry what a setting needs."""
+    lines = []
+    for line in agentpack_requirements():
+        marker = line.requirement.marker
+        if marker is None or not marker.evaluate({"extra": extra}) or marker.evaluate({"extra": ""}):
+            continue
+        plain = Requirement(str(line.requirement).split(";", 1)[0].strip())
+        lines.append(RequirementLine(plain, f"agentpack[{extra}]"))
+    return lines
+
+
 def _source_tree_requirements() -> list[str]:
     import agentpack
 

@@ -48,9 +48,18 @@ def run_build(
         result = build(project, target, out, arch, python, slim, progress, bytecode_enabled=bytecode)
     except ProjectError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        if as_json:  # scripts still get one JSON object on the last line of stdout
+            print(json.dumps({"error": {"code": "UserError", "message": str(exc)}}))
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. --out where nothing can be written
+        err_console.print(f"[bold red]error:[/] cannot write the artifact: {escape(str(exc))}; check --out and the disk")
+        if as_json:
+            print(json.dumps({"error": {"code": "UserError", "message": f"cannot write the artifact: {exc}"}}))
         return EXIT_USAGE
     except BuildError as exc:
         err_console.print(f"[bold red]build failed:[/] {escape(str(exc))}")
+        if as_json:
+            print(json.dumps({"error": {"code": "BuildFailed", "message": str(exc), "details": exc.details}}))
         if exc.details:
             table = Table(show_header=True, header_style="bold")
             for column in exc.details[0]:

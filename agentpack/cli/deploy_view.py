@@ -18,18 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console
-
-
-def parse_pairs(pairs: list[str], flag: str = "--env") -> dict[str, str]:
-    """``KEY=VALUE`` flags; the platform's own key rules are checked later, by the settings model."""
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{flag} {pair!r}: write KEY=VALUE")
-        values[key.strip()] = value
-    return values
+from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console, parse_pairs
 
 
 class View:

@@ -12,52 +12,34 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.markup import escape
 
-from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console
-
-STEPS = {"build": "build", "unpack": "unpack", "start": "start", "ready": "ready"}
-
-
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    """``--env KEY=VALUE`` flags; a malformed one is a usage error naming it."""
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
-            raise ValueError(f"--env {pair!r}: write KEY=VALUE with a key of letters, digits and '_' (not starting with a digit)")
-        env[key] = value
-    return env
-
-
-def process_path(url: str) -> str:
-    """The app's ``/process`` path, as its ``GET /`` advertises it."""
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/", timeout=10).json().get("endpoints", {}).get("process") or "/process"
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return "/process"
+from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console, parse_pairs
+from agentpack.client import agent_paths
 
 
 def run_emulate(
     source: Path, target: str, port: int, instances: int, env_pairs: list[str], as_json: bool, ask: Optional[str], once: bool, timeout: Optional[float]
 ) -> int:
     from agentpack.builders.errors import BuildError
-    from agentpack.emulators.aws_lambda import EmulatorStartError as LambdaStartError
-    from agentpack.emulators.http_function import EmulatorStartError
+    from agentpack.emulators.background import EmulatorStartError
     from agentpack.emulators.session import EmulationError, start
 
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+
+    def fail(code: int, label: str, message: str) -> int:
+        err_console.print(f"[bold red]{label}:[/] {escape(message)}")
+        if as_json:  # scripts still get one JSON object on the last line of stdout
+            print(json.dumps({"error": {"code": "UserError" if code == EXIT_USAGE else "EmulationFailed", "message": message}}), flush=True)
+        return code
+
     try:
-        env = parse_env(env_pairs)
+        env = parse_pairs(env_pairs)
     except ValueError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, "error", str(exc))
     if once and not ask:
-        err_console.print("[bold red]error:[/] --once needs --ask MESSAGE (it stops after that reply)")
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, "error", "--once needs --ask MESSAGE (it stops after that reply)")
 
     def progress(step: str, detail: str) -> None:
-        console.print(f"[bold]{STEPS.get(step, step):>6}[/] {detail}")
+        console.print(f"[bold]{step:>6}[/] {escape(detail)}")
 
     held: list[str] = []
 
@@ -71,17 +53,13 @@ def run_emulate(
     try:
         emulation = start(source, target, port=port, instances=instances, env=env, progress=progress, log=log, timeout=timeout)
     except EmulationError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, "error", str(exc))
     except BuildError as exc:
-        err_console.print(f"[bold red]build failed:[/] {escape(str(exc))}")
-        return EXIT_FAILED
-    except (EmulatorStartError, LambdaStartError) as exc:
-        err_console.print(f"[bold red]the artifact did not start under the {target} emulator:[/]\n{escape(str(exc))}")
-        return EXIT_FAILED
+        return fail(EXIT_FAILED, "build failed", str(exc))
+    except EmulatorStartError as exc:
+        return fail(EXIT_FAILED, f"the artifact did not start under the {target} emulator", "\n" + str(exc))
     except ValueError as exc:  # a setting the platform refuses (e.g. a reserved env name)
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, "error", str(exc))
     code = 0
     try:
         if as_json:
@@ -89,7 +67,7 @@ def run_emulate(
         if ask is not None:
             from agentpack.cli.ask import render_stream
 
-            code = render_stream(emulation.url + process_path(emulation.url), ask)
+            code = render_stream(emulation.url + agent_paths(emulation.url)["process"], ask)
             if code != 0 and held:
                 console.out("\n".join(held[-40:]), style="dim", highlight=False)
             if once:

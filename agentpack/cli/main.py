@@ -136,7 +136,7 @@ def emulate(
     source: str = typer.Argument(".", metavar="[PROJECT_DIR | ARTIFACT.zip]", help="A project (built first, with the cache) or a built artifact."),
     target: str = typer.Option(..., "--target", "-t", help=f"{_target_names()}."),
     port: int = typer.Option(8090, "--port", "-p", help="Port of the emulated trigger / function URL on 127.0.0.1 (0: any free port)."),
-    instances: int = typer.Option(1, "--instances", "-n", help="Instances (execution environments) to run, round-robin."),
+    instances: int = typer.Option(1, "--instances", "-n", help="Instances (execution environments) to run; each request goes to the least busy one."),
     env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE for the function's environment (repeatable)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="The function timeout in seconds (default: the project's setting)."),
     ask: Optional[str] = typer.Option(None, "--ask", help="Once ready, send this message and stream the reply."),

@@ -30,7 +30,6 @@ DEFAULT_MEMORY = 4096
 class AgentRunDeployer(Deployer):
     target = "agentrun"
     name_setting = "runtime_name"
-    noun = "agent runtime"
 
     def __init__(self, settings: Any, *, environ: Optional[dict[str, str]] = None, api: Any = None, **options: Any) -> None:
         super().__init__(settings, **options)

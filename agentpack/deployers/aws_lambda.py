@@ -73,7 +73,6 @@ def platform_error(exc: BaseException, action: Optional[str] = None) -> Exceptio
 class LambdaDeployer(Deployer):
     target = "lambda"
     name_setting = "function_name"
-    noun = "function"
 
     def __init__(self, settings: Any, *, environ: Optional[dict[str, str]] = None, session: Any = None, **options: Any) -> None:
         super().__init__(settings, **options)

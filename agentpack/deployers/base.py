@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Optional
 
+from agentpack import headers
 from agentpack.deployers.errors import DeployConfigError
-from agentpack.deployers.request import DeployRequest, Progress, _quiet
+from agentpack.deployers.request import DeployRequest, Progress, no_progress
 from agentpack.deployers.state import Deployment
 
 #: The header FC's session affinity keys on, which ``agentpack invoke`` / ``stop`` send.
-SESSION_HEADER = "x-agentpack-session-id"
-USER_HEADER = "x-agentpack-user-id"
+SESSION_HEADER = headers.SESSION_HEADER.lower()  # FC's session affinity keys on this request header
+USER_HEADER = headers.USER_HEADER.lower()
 #: The stable route each deploy moves: FC and Lambda alias, AgentRun endpoint.
 ROUTE = "live"
 
@@ -54,9 +55,8 @@ class Deployer:
     #: whether the platform may run more than one instance (then stops need Redis)
     scales_out: ClassVar[bool] = True
     #: what the platform calls the thing (for messages)
-    noun: ClassVar[str] = "deployment"
 
-    def __init__(self, settings: Any, *, region: Optional[str] = None, progress: Progress = _quiet,
+    def __init__(self, settings: Any, *, region: Optional[str] = None, progress: Progress = no_progress,
                  project: Optional[Path] = None) -> None:
         self.settings = settings
         self.region = region or getattr(settings, "region", None)

@@ -39,7 +39,6 @@ HOOK_TIMEOUT = 60
 class FCDeployer(Deployer):
     target = "fc"
     name_setting = "function_name"
-    noun = "function"
 
     def __init__(self, settings: Any, *, environ: Optional[dict[str, str]] = None, api: Any = None, **options: Any) -> None:
         super().__init__(settings, **options)

@@ -84,7 +84,6 @@ class LocalProcessDeployer(Deployer):
     target = "local"
     name_setting = None
     scales_out = False
-    noun = "process"
 
     def __init__(self, settings: Any, *, environ: Optional[dict[str, str]] = None, **options: Any) -> None:
         options["region"] = None
@@ -154,9 +153,14 @@ class LocalProcessDeployer(Deployer):
             log.flush()
             process = subprocess.Popen([str(code / "bootstrap")], cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
-        started = _process_start(process.pid)
-        url = f"http://127.0.0.1:{port}"
-        self._await_ready(process, url, log_path)
+        try:
+            started = _process_start(process.pid)
+            self._await_ready(process, f"http://127.0.0.1:{port}", log_path)
+        except BaseException:  # Ctrl+C or a failure before the state records it: leave nothing running
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            raise
         return {"pid": process.pid, "started": started, "port": port, "log": str(log_path), "code_dir": str(code)}
 
     def _await_ready(self, process: subprocess.Popen, url: str, log_path: Path) -> None:
@@ -170,7 +174,7 @@ class LocalProcessDeployer(Deployer):
                                     f"its output ends with:\n{_tail(log_path)}")
             try:
                 answer = httpx.get(f"{url}/readiness", timeout=2)
-                if answer.status_code in (200, 404):  # 404: an app without the probe, but serving
+                if answer.status_code in (200, 404):  # 404: an app that is not an AgentApp (no probe), but serving
                     return
                 last = f"{answer.status_code} {answer.text[:200]}"
             except httpx.HTTPError as exc:

@@ -24,7 +24,7 @@ Progress = Callable[[str, str], None]
 LOCAL_NAME = re.compile(r"[^./\\\x00\s][^/\\\x00]{0,63}")
 
 
-def _quiet(step: str, detail: str) -> None:
+def no_progress(step: str, detail: str) -> None:
     pass
 
 
@@ -40,7 +40,7 @@ class DeployRequest:
     environment: dict[str, str] = field(repr=False)
     allow_anonymous: bool = False
     wait_seconds: float = 900.0
-    progress: Progress = _quiet
+    progress: Progress = no_progress
     #: upload and publish even when the platform already holds this artifact and configuration
     force: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -112,7 +112,7 @@ def prepare(
     allow_anonymous: Optional[bool] = None,
     settings_overrides: Optional[dict[str, Any]] = None,
     wait_seconds: float = 900.0,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     shell: Optional[dict[str, str]] = None,
     force: bool = False,
 ) -> DeployRequest:
@@ -163,12 +163,9 @@ def prepare(
 
 def deployer_class(target: str) -> Any:
     """The deployer class the targets table names for ``target``."""
-    import importlib
-
     from agentpack.targets import get_target
 
-    row = get_target(target)
-    if not row.deployer:
-        raise DeployConfigError(f"target {target} has no deployer")
-    module, _, attribute = row.deployer.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    try:
+        return get_target(target).load("deployer")
+    except LookupError as exc:
+        raise DeployConfigError(str(exc)) from None

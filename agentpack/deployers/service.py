@@ -18,7 +18,7 @@ from typing import Any, Iterator, Optional
 
 from agentpack.deployers.base import Deployer, DeployOutcome
 from agentpack.deployers.errors import DeployConfigError
-from agentpack.deployers.request import Progress, _quiet, deployer_class, prepare
+from agentpack.deployers.request import Progress, no_progress, deployer_class, prepare
 from agentpack.deployers.state import Deployment, DeploymentStore
 
 SAMPLE_BODY = {"input": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}
@@ -37,11 +37,11 @@ def project_settings(project: Path, target: str) -> Any:
     return target_settings(config, target)
 
 
-def make_deployer(target: str, settings: Any, project: Path, *, region: Optional[str] = None, progress: Progress = _quiet) -> Deployer:
+def make_deployer(target: str, settings: Any, project: Path, *, region: Optional[str] = None, progress: Progress = no_progress) -> Deployer:
     return deployer_class(target)(settings, region=region, progress=progress, project=project)
 
 
-def deployer_for(project: Path, deployment: Deployment, progress: Progress = _quiet) -> Deployer:
+def deployer_for(project: Path, deployment: Deployment, progress: Progress = no_progress) -> Deployer:
     return make_deployer(deployment.target, project_settings(project, deployment.target), project, region=deployment.region, progress=progress)
 
 
@@ -69,7 +69,7 @@ def deploy(
     allow_anonymous: Optional[bool] = None,
     settings_overrides: Optional[dict[str, Any]] = None,
     wait_seconds: float = 900.0,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     force: bool = False,
 ) -> DeployOutcome:
     """Build and publish the project to ``target``; records the deployment (see the package doc)."""
@@ -164,7 +164,7 @@ def status(project: Path, name: str, target: Optional[str] = None) -> Status:
     return Status(deployment, deployer_for(Path(project), deployment).status(deployment))
 
 
-def rollback(project: Path, name: str, target: Optional[str] = None, to: Optional[str] = None, progress: Progress = _quiet) -> tuple[Deployment, str]:
+def rollback(project: Path, name: str, target: Optional[str] = None, to: Optional[str] = None, progress: Progress = no_progress) -> tuple[Deployment, str]:
     """Point the deployment back at ``to`` (default: the version before the one serving); returns it and the version left."""
     project = Path(project).resolve()
     store = DeploymentStore(project)
@@ -191,7 +191,7 @@ def rollback(project: Path, name: str, target: Optional[str] = None, to: Optiona
     return deployment, left
 
 
-def destroy(project: Path, name: str, target: Optional[str] = None, progress: Progress = _quiet) -> tuple[Deployment, bool]:
+def destroy(project: Path, name: str, target: Optional[str] = None, progress: Progress = no_progress) -> tuple[Deployment, bool]:
     """Remove what the deploys created and forget the deployment; returns it and whether anything was left to remove."""
     project = Path(project).resolve()
     store = DeploymentStore(project)

@@ -36,15 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from agentpack.emulators.background import BackgroundEmulator
+from agentpack.emulators.background import BackgroundEmulator, EmulatorStartError
 from agentpack.emulators.lambda_function_url import BUFFERED, RESPONSE_STREAM, FunctionURL
 from agentpack.emulators.lambda_runtime_api import Dispatcher, Failed, RuntimeAPI
 from agentpack.targets import LAMBDA_HANDLER, LAMBDA_STREAM_WRAPPER
 
 logger = logging.getLogger("agentpack.emulate")
 
-HANDLER = LAMBDA_HANDLER
-WRAPPER = LAMBDA_STREAM_WRAPPER
 #: What the platform waits between SIGTERM and SIGKILL when it ends a runtime (with extensions).
 SHUTDOWN_GRACE = 0.5
 #: The variables Lambda sets itself; a function may not configure them.
@@ -69,26 +67,6 @@ main([sys.argv[0], os.environ["_HANDLER"]])
 '''
 
 Log = Callable[[str], None]
-
-
-class EmulatorStartError(Exception):
-    """An execution environment did not initialise: what it reported, its exit code, its output."""
-
-    def __init__(self, message: str, *, exit_code: Optional[int] = None, output: str = "", init_error: Optional[dict[str, Any]] = None) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.output = output
-        self.init_error = init_error
-
-    def __str__(self) -> str:
-        lines = [self.args[0]]
-        if self.init_error:
-            lines.append(f"init error: {self.init_error.get('errorType')}: {self.init_error.get('errorMessage')}")
-        if self.exit_code is not None:
-            lines.append(f"exit code: {self.exit_code}")
-        if self.output:
-            lines.append("output (last lines):\n" + self.output)
-        return "\n".join(lines)
 
 
 # -- the runtime client, for the target's Python ---------------------------------------------
@@ -398,7 +376,7 @@ class LambdaEmulator(BackgroundEmulator):
         """The managed runtime's start command, handed to the exec wrapper when there is one."""
         assert self._runtime_dir is not None
         command = [self.python, str(self._runtime_dir / "bootstrap.py")]
-        wrapper = self.env.get("AWS_LAMBDA_EXEC_WRAPPER") or (str(self.code_dir / WRAPPER) if self.streaming else None)
+        wrapper = self.env.get("AWS_LAMBDA_EXEC_WRAPPER") or (str(self.code_dir / LAMBDA_STREAM_WRAPPER) if self.streaming else None)
         return [wrapper, *command] if wrapper else command
 
     def process_env(self, runtime_api: str, index: int) -> dict[str, str]:
@@ -412,7 +390,7 @@ class LambdaEmulator(BackgroundEmulator):
             "LD_LIBRARY_PATH": f"{self.code_dir}:{self.code_dir}/lib",
             "LAMBDA_TASK_ROOT": str(self.code_dir),
             "LAMBDA_RUNTIME_DIR": str(self._runtime_dir),
-            "_HANDLER": HANDLER,
+            "_HANDLER": LAMBDA_HANDLER,
             "AWS_EXECUTION_ENV": f"AWS_Lambda_python{self._python_version}",
             "AWS_LAMBDA_RUNTIME_API": runtime_api,
             "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
@@ -426,7 +404,7 @@ class LambdaEmulator(BackgroundEmulator):
             **self.env,
         }
         if self.streaming:
-            env["AWS_LAMBDA_EXEC_WRAPPER"] = str(self.code_dir / WRAPPER)
+            env["AWS_LAMBDA_EXEC_WRAPPER"] = str(self.code_dir / LAMBDA_STREAM_WRAPPER)
         return env
 
     def log(self, line: str) -> None:
@@ -447,8 +425,8 @@ class LambdaEmulator(BackgroundEmulator):
 
     def start(self) -> "LambdaEmulator":
         """Initialise every environment and open the front; raises :class:`EmulatorStartError`."""
-        if self.streaming and not (self.code_dir / WRAPPER).is_file():
-            raise EmulatorStartError(f"{self.code_dir} has no {WRAPPER}: build with `streaming = true` in [targets.lambda]")
+        if self.streaming and not (self.code_dir / LAMBDA_STREAM_WRAPPER).is_file():
+            raise EmulatorStartError(f"{self.code_dir} has no {LAMBDA_STREAM_WRAPPER}: build with `streaming = true` in [targets.lambda]")
         if not (self.code_dir / "agentpack_lambda.py").is_file():
             raise EmulatorStartError(f"{self.code_dir} is not an unpacked Lambda artifact (no agentpack_lambda.py)")
         self._python_version, _ = interpreter_info(self.python)
@@ -511,7 +489,7 @@ def for_target(
         code_dir,
         python,
         env,
-        streaming=bool(setting("streaming", False)) or (Path(code_dir) / WRAPPER).exists(),
+        streaming=bool(setting("streaming", False)) or (Path(code_dir) / LAMBDA_STREAM_WRAPPER).exists(),
         timeout=timeout or float(setting("timeout", 30)),
         instances=instances,
         port=port,

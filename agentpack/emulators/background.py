@@ -9,6 +9,37 @@ import threading
 from typing import Any, Optional
 
 
+class EmulatorStartError(Exception):
+    """The artifact did not start under the emulator: the platform's error code (when it has
+    one), what went wrong, the process's exit code, its last output, and (Lambda) the error it
+    reported to ``/runtime/init/error``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: Optional[str] = None,
+        exit_code: Optional[int] = None,
+        output: str = "",
+        init_error: Optional[dict[str, Any]] = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.exit_code = exit_code
+        self.output = output
+        self.init_error = init_error
+
+    def __str__(self) -> str:
+        lines = [f"{self.code}: {self.args[0]}" if self.code else self.args[0]]
+        if self.init_error:
+            lines.append(f"init error: {self.init_error.get('errorType')}: {self.init_error.get('errorMessage')}")
+        if self.exit_code is not None:
+            lines.append(f"the process exited with code {self.exit_code}")
+        if self.output.strip():
+            lines.append("its output ended with:\n" + self.output.rstrip())
+        return "\n".join(lines)
+
+
 class BackgroundEmulator:
     """Subclasses implement ``_start()`` and ``_stop()`` (coroutines run on the loop) and set
     :attr:`stopping`-aware behaviour; :meth:`start` raises what ``_start`` raised, after stopping."""

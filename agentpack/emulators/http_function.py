@@ -27,6 +27,7 @@ stream through chunk by chunk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import logging
@@ -42,33 +43,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from agentpack.emulators.background import BackgroundEmulator
+from agentpack.emulators.background import BackgroundEmulator, EmulatorStartError
+from agentpack.headers import SESSION_HEADER
 from agentpack.emulators.h11_server import BodyTooLarge, Exchange, H11Server
 
 logger = logging.getLogger("agentpack.emulate")
 
 Log = Callable[[str], None]
 MB = 1024 * 1024
+#: How long a session stays pinned to its instance after its last request (FC's session TTL).
+AFFINITY_TTL = 600.0
 #: Headers that describe one hop of a connection, never forwarded.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
-
-
-class EmulatorStartError(Exception):
-    """An instance did not start: the platform's error, the process's exit code and its last output."""
-
-    def __init__(self, message: str, *, code: str = "FunctionNotStarted", exit_code: Optional[int] = None, output: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.exit_code = exit_code
-        self.output = output
-
-    def __str__(self) -> str:
-        parts = [f"{self.code}: {self.args[0]}"]
-        if self.exit_code is not None:
-            parts.append(f"the instance exited with code {self.exit_code}")
-        if self.output.strip():
-            parts.append("its output ended with:\n" + self.output.rstrip())
-        return "\n".join(parts)
 
 
 @dataclass
@@ -167,6 +153,7 @@ class Instance:
         self.port = 0
         self.process: Optional[subprocess.Popen] = None
         self.output: deque[str] = deque(maxlen=200)
+        self.relaunching = asyncio.Lock()  # two requests finding it dead start one new process
         self.in_flight = 0
         self.starts = 0
         self.start_seconds: Optional[float] = None
@@ -250,12 +237,14 @@ class Instance:
                 await asyncio.sleep(0.05)  # let the reader catch the last lines
                 raise EmulatorStartError(
                     f"the instance exited before listening on port {self.port}",
+                    code="FunctionNotStarted",
                     exit_code=self.process.returncode,
                     output="\n".join(self.output),
                 )
             sockets = _listening(_process_group(self.process.pid))
             on_port = [address for address, port in sockets if port == self.port]
-            if any(address in ("0.0.0.0", "::") for address in on_port):
+            reachable = ("0.0.0.0", "::", "127.0.0.1", "::1") if config.platform == "local" else ("0.0.0.0", "::")
+            if any(address in reachable for address in on_port):
                 return
             if time.perf_counter() > deadline:
                 await self._kill()
@@ -268,6 +257,7 @@ class Instance:
                     reason = "it opened no listening socket"
                 raise EmulatorStartError(
                     f"Function instance health check failed on port {self.port} in {config.start_timeout:g} seconds: {reason}",
+                    code="FunctionNotStarted",
                     output="\n".join(self.output),
                 )
             await asyncio.sleep(0.02)
@@ -315,14 +305,17 @@ class Instance:
         if not self.alive:
             return
         config = self.emulator.config
+        steps: list[tuple[Optional[int], float]] = [(signal.SIGTERM, 10.0)]
         if config.pre_stop:
             try:
-                await self.emulator.client.get(
+                answer = await self.emulator.client.get(
                     f"http://127.0.0.1:{self.port}/pre-stop", headers={**self.emulator.platform_headers(uuid.uuid4().hex), "x-fc-control-path": "/pre-stop"}, timeout=5
                 )
+                if answer.status_code < 300:  # the graceful shutdown has begun: give it its time
+                    steps.insert(0, (None, 20.0))
             except Exception as exc:
                 self.log(f"pre-stop failed: {exc}")
-        for sig, wait in ((None, 20.0), (signal.SIGTERM, 10.0)):
+        for sig, wait in steps:
             if sig is not None and self.alive:
                 assert self.process is not None
                 os.killpg(self.process.pid, sig)
@@ -350,8 +343,8 @@ class FunctionEmulator(BackgroundEmulator):
     def __init__(self, config: FunctionConfig, log: Optional[Log] = None) -> None:
         if config.platform not in ("fc", "agentrun", "local"):
             raise ValueError(f"platform {config.platform!r}: use fc, agentrun or local")
-        if config.platform == "local":
-            config.initializer = config.pre_stop = False
+        if config.platform == "local":  # no platform adapter in front of the app: no hooks to call
+            config = dataclasses.replace(config, initializer=False, pre_stop=False)
         if config.timeout <= 0 or config.instances < 1 or config.instance_concurrency < 1:
             raise ValueError("timeout must be positive, instances and instance_concurrency at least 1")
         super().__init__()
@@ -361,7 +354,8 @@ class FunctionEmulator(BackgroundEmulator):
         self.client: Any = None
         self._front: Optional[H11Server] = None
         self._turn = itertools.count()
-        self._affinity: dict[str, Instance] = {}
+        #: session header value -> (instance, last use); entries expire like FC's session TTL
+        self._affinity: dict[str, tuple[Instance, float]] = {}
         self._freed: Optional[asyncio.Condition] = None
 
     def log(self, line: str) -> None:
@@ -450,8 +444,12 @@ class FunctionEmulator(BackgroundEmulator):
         assert self._freed is not None
         async with self._freed:
             while True:
-                if affinity is not None and affinity in self._affinity:
-                    candidates = [self._affinity[affinity]]
+                now = time.monotonic()
+                if len(self._affinity) > 1000:
+                    self._affinity = {k: v for k, v in self._affinity.items() if now - v[1] < AFFINITY_TTL}
+                pinned = self._affinity.get(affinity) if affinity is not None else None
+                if pinned is not None and now - pinned[1] < AFFINITY_TTL:
+                    candidates = [pinned[0]]
                 else:
                     start = next(self._turn) % len(self.instances)
                     rotated = self.instances[start:] + self.instances[:start]
@@ -460,7 +458,7 @@ class FunctionEmulator(BackgroundEmulator):
                     if instance.in_flight < self.config.instance_concurrency:
                         instance.in_flight += 1
                         if affinity is not None:
-                            self._affinity[affinity] = instance
+                            self._affinity[affinity] = (instance, now)
                         return instance
                 await self._freed.wait()
 
@@ -483,12 +481,14 @@ class FunctionEmulator(BackgroundEmulator):
         instance = await self._instance_for(affinity)
         try:
             if not instance.alive and not self.stopping:  # it crashed between requests: a cold start
-                instance.log("the instance is gone; starting a new one")
-                try:
-                    await instance.launch()
-                except EmulatorStartError as exc:
-                    await self._error(exchange, 502, "FunctionNotStarted", {"ErrorCode": exc.code, "ErrorMessage": str(exc)}, request_id)
-                    return
+                async with instance.relaunching:
+                    if not instance.alive:
+                        instance.log("the instance is gone; starting a new one")
+                        try:
+                            await instance.launch()
+                        except EmulatorStartError as exc:
+                            await self._error(exchange, 502, "FunctionNotStarted", {"ErrorCode": exc.code, "ErrorMessage": str(exc)}, request_id)
+                            return
             await self._forward(exchange, instance, body, request_id)
         finally:
             await self._release(instance)
@@ -579,7 +579,7 @@ def for_target(
         function_name=str(setting("function_name", setting("runtime_name", "agentpack-function"))),
         region=str(setting("region", "cn-hangzhou")),
         role=setting("role", None),
-        affinity_header="x-agentpack-session-id" if target == "fc" else None,
+        affinity_header=SESSION_HEADER if target == "fc" else None,
         health_check_path="/readiness" if target == "agentrun" else None,
         port=port,
     )

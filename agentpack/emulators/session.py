@@ -9,8 +9,8 @@ nothing of the host's site-packages is importable), **ready** (with the cold-sta
 
 from __future__ import annotations
 
+import errno
 import fcntl
-import importlib
 import json
 import os
 import shutil
@@ -165,6 +165,20 @@ def _settings(project: Optional[Path], target: str) -> Any:
     return target_settings(config, target)
 
 
+def _with_env(settings: Any, env: dict[str, str]) -> Any:
+    """``settings`` with ``--env`` values added, checked by the target's own rules (key syntax,
+    reserved names, size), as ``deploy --env`` checks them."""
+    if not env:
+        return settings
+    from pydantic import ValidationError
+
+    try:
+        return type(settings).model_validate({**settings.model_dump(exclude_unset=True), "env": {**settings.env, **env}})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise EmulationError(f"--env: {first['msg'].removeprefix('Value error, ')}") from None
+
+
 # -- the whole thing ----------------------------------------------------------------------------------
 def start(
     source: Path,
@@ -208,11 +222,11 @@ def start(
     manifest = read_manifest(artifact)
     if manifest.get("target") != spec.name:
         raise EmulationError(f"{artifact} was built for {manifest.get('target')!r}, not {spec.name!r}; emulate it with --target {manifest.get('target')}")
-    settings = _settings(project, spec.name)
+    settings = _with_env(_settings(project, spec.name), env or {})
     from agentpack.builders.environment import secret_values
 
     try:
-        function_env = {**settings.platform_environment(secret_values(project)), **(env or {})}
+        function_env = settings.platform_environment(secret_values(project))
     except ValueError as exc:
         raise EmulationError(str(exc)) from None
     python = bare_python(manifest["python"])
@@ -222,10 +236,13 @@ def start(
         code_dir = unpack(artifact, scratch)
         progress("start", f"starting {instances} instance{'s' if instances > 1 else ''} with Python {manifest['python']}")
         started = time.perf_counter()
-        module, _, factory = spec.emulator.partition(":")
-        make = getattr(importlib.import_module(module), factory)
-        server = make(spec.name, code_dir, python, settings, function_env, port=port, instances=instances, timeout=timeout, log=log)
-        server.start()
+        server = spec.load("emulator")(spec.name, code_dir, python, settings, function_env, port=port, instances=instances, timeout=timeout, log=log)
+        try:
+            server.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise EmulationError(f"--port {port} is in use on 127.0.0.1; pass another, or --port 0 for any free one") from None
         cold = time.perf_counter() - started
     except BaseException:
         make_writable(scratch)

@@ -250,7 +250,7 @@ class AgentScopeFramework:
                 piece = text[len(stream.seen):]
             else:  # the text was rewritten, not extended: resend it whole; it is the new full text
                 piece = text
-                stream.item.payload["text"] = ""
+                stream.item.restart()
             if piece:
                 events.append(builder.delta(stream.msg, stream.item, {"text": piece}))
             stream.seen = text

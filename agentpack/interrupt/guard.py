@@ -116,6 +116,9 @@ class SessionGuard:
             raise SessionBusy(key)
         active = ActiveRun(key, run_id, run)
         self.runs[key] = active
+        if self.closing is not None:  # close() began while we were taking the lease
+            await asyncio.shield(self.end(active, RunState.STOPPED))
+            raise BackendUnavailable(f"not taking new runs: {self.closing}")
         try:
             await self.backend.watch(key, lambda named: self._notice(key, named))
             if await self.backend.stop_requested(key, run_id):

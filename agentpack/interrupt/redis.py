@@ -117,8 +117,12 @@ class _StopListener:
         while True:
             pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(self._control, *self._callbacks)
+                sent = set(self._callbacks)
+                await pubsub.subscribe(self._control, *sent)
                 self._pubsub = pubsub
+                added_meanwhile = set(self._callbacks) - sent  # add() found no connection to send on
+                if added_meanwhile:
+                    await pubsub.subscribe(*added_meanwhile)
                 self.connected.set()
                 delay = 0.05
                 if lost:  # back after an outage: the store may have lost every lease and flag
@@ -129,7 +133,10 @@ class _StopListener:
                     if kind == "message":
                         callback = self._callbacks.get(message["channel"])
                         if callback is not None:
-                            callback(message["data"])
+                            try:
+                                callback(message["data"])
+                            except Exception:  # one run's bug must not drop every run's notices
+                                logger.exception("stop notice callback failed for %s", message["channel"])
                     elif kind == "subscribe":
                         waiter = self._confirmations.pop(message["channel"], None)
                         if waiter is not None and not waiter.done():
@@ -223,6 +230,14 @@ class RedisInterruptBackend(BaseInterruptBackend):
         max_connections: int = 64,
         pool_timeout: float = 2.0,
     ) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("redis") is None:
+            raise ModuleNotFoundError(
+                "the Redis interrupt backend (interrupt_redis_url= or AGENTPACK_REDIS_URL) needs the redis package; "
+                "add redis>=5 to the requirements (pip install 'agentpack[redis]')",
+                name="redis",
+            )
         self.url = url
         self.prefix = prefix
         self.connect_timeout = connect_timeout
@@ -301,7 +316,7 @@ class RedisInterruptBackend(BaseInterruptBackend):
             await self._listener.close(self.command_timeout * 2)
             self._listener = None
         if self._redis is not None:
-            await wait_bounded(self._redis.aclose(), self.command_timeout * 2)
+            await wait_bounded(self._redis.aclose(close_connection_pool=True), self.command_timeout * 2)
             self._redis = None
 
     async def problem(self) -> Optional[str]:

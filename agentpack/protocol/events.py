@@ -38,12 +38,27 @@ _CONTENT_KEYS = frozenset({"sequence_number", "object", "status", "error", "type
 
 @dataclass
 class OpenContent:
-    """One content item of an open message, with its payload accumulated so far."""
+    """One content item of an open message, with its payload accumulated so far.
+
+    Text that grows delta by delta is kept as a list of pieces and joined once, when the
+    content completes: concatenating on every delta would make long answers quadratic.
+    """
 
     index: int
     type: str
     payload: dict[str, Any]
     completed: Optional[dict[str, Any]] = None
+    pieces: list[str] = field(default_factory=list)
+
+    def restart(self) -> None:
+        """Forget the text so far (the agent rewrote it rather than extending it)."""
+        self.pieces.clear()
+
+    def accumulated(self) -> dict[str, Any]:
+        appendable = _APPENDABLE.get(self.type)
+        if appendable is None:
+            return dict(self.payload)
+        return {**self.payload, appendable: "".join(self.pieces)}
 
 
 @dataclass
@@ -275,7 +290,7 @@ class ResponseBuilder:
         appendable = _APPENDABLE.get(item.type)
         for key, value in payload.items():
             if key == appendable:
-                item.payload[key] = item.payload.get(key, "") + (value or "")
+                item.pieces.append(value or "")
             else:
                 item.payload[key] = value
         return self._content(msg, item, RunStatus.IN_PROGRESS, True, payload)
@@ -285,9 +300,13 @@ class ResponseBuilder:
     ) -> dict[str, Any]:
         """Close a content item with its full payload (``payload`` overrides what was accumulated)."""
         if payload is not None:
-            item.payload.update(payload)
-        full = {key: item.payload.get(key) for key in PAYLOAD_KEYS.get(item.type, ())}
-        full.update({k: v for k, v in item.payload.items() if k not in full})
+            appendable = _APPENDABLE.get(item.type)
+            if appendable in payload:
+                item.pieces[:] = [payload[appendable] or ""]
+            item.payload.update({k: v for k, v in payload.items() if k != appendable})
+        accumulated = item.accumulated()
+        full = {key: accumulated.get(key) for key in PAYLOAD_KEYS.get(item.type, ())}
+        full.update({k: v for k, v in accumulated.items() if k not in full})
         event = self._content(msg, item, RunStatus.COMPLETED, None, full)
         item.completed = event
         return event

@@ -22,6 +22,9 @@ from agentpack.protocol.status import TaskStatus
 class BrokerUnavailable(RuntimeError):
     """The broker cannot be reached; submissions answer 503 naming it."""
 
+    #: extra keys for the 503 body, set by the route that knows them (a submission's queue)
+    answer: dict = {}
+
 
 @dataclass
 class TaskInfo:

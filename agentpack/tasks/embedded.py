@@ -15,9 +15,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from agentpack._aio import wait_bounded
 from agentpack.tasks.base import TaskInfo, TaskQueue, TaskSpec, TaskStatus, error_info, run_job, status_reported_to
 
 logger = logging.getLogger("agentpack.tasks")
+
+#: Seconds a cancelled job gets to end before the cancel (or shutdown) stops waiting for it.
+CANCEL_GRACE = 5.0
 
 
 @dataclass(eq=False)
@@ -82,14 +86,16 @@ class EmbeddedQueue(TaskQueue):
             return None
         if job.info.status not in TaskStatus.FINAL and job.task is not None:
             job.task.cancel()
-            await asyncio.gather(job.task, return_exceptions=True)
+            # bounded: a job that swallows its cancellation must not hang the DELETE
+            await wait_bounded(asyncio.gather(job.task, return_exceptions=True), CANCEL_GRACE)
         return job.info
 
     async def aclose(self) -> None:
         running = [job.task for job in self._jobs.values() if job.task is not None and not job.task.done()]
         for task in running:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        if running:  # bounded: a job that swallows its cancellation must not hang shutdown
+            await wait_bounded(asyncio.gather(*running, return_exceptions=True), CANCEL_GRACE)
 
     def __len__(self) -> int:
         return len(self._jobs)

@@ -328,7 +328,7 @@ def write_artifact(plan: BuildPlan, progress: Progress = lambda step: None) -> B
         except (zipfile.BadZipFile, KeyError, OSError):
             same = False
         if same:
-            return _result(plan, artifact.read_bytes(), unchanged=True, import_check=plan.layer_zip.import_check or "skipped")
+            return _result(plan, artifact, unchanged=True, import_check=plan.layer_zip.import_check or "skipped")
     progress("zip")
     artifact.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=artifact.parent, prefix=f".{artifact.name}.", suffix=".tmp")
@@ -347,7 +347,7 @@ def write_artifact(plan: BuildPlan, progress: Progress = lambda step: None) -> B
         os.replace(temp, artifact)
     finally:
         temp.unlink(missing_ok=True)
-    return _result(plan, artifact.read_bytes(), unchanged=False, import_check=outcome)
+    return _result(plan, artifact, unchanged=False, import_check=outcome)
 
 
 def _import_check(zip_path: Path, plan: BuildPlan, progress: Progress) -> str:
@@ -383,11 +383,15 @@ def _over_budget(message: str, deps_zip: LayerZip) -> BuildError:
     return BuildError(f"{message}; biggest packages below (try --slim, or drop some)", rows)
 
 
-def _result(plan: BuildPlan, data: bytes, unchanged: bool, import_check: str) -> BuildResult:
+def _result(plan: BuildPlan, artifact: Path, unchanged: bool, import_check: str) -> BuildResult:
+    digest = hashlib.sha256()
+    with artifact.open("rb") as zipped:  # read in blocks: an FC artifact may be hundreds of MB
+        for block in iter(lambda: zipped.read(1 << 20), b""):
+            digest.update(block)
     return BuildResult(
         artifact=str(plan.artifact),
-        sha256=_sha256(data),
-        size_bytes=len(data),
+        sha256=digest.hexdigest(),
+        size_bytes=artifact.stat().st_size,
         unpacked_bytes=plan.unpacked_bytes,
         target=plan.target.name,
         arch=plan.arch,

@@ -267,3 +267,16 @@ def test_the_inline_choice_is_refused_above_100_mb_and_oss_needs_a_bucket(tmp_pa
     assert not deployer.through_oss(small)
     small.settings = FCSettings(code_upload="oss", oss_bucket="b-1")
     assert deployer.through_oss(small)
+
+
+def test_an_unreachable_oss_endpoint_is_a_platform_error_naming_it():
+    from agentpack.deployers.alibaba import Credentials, RetryPolicy
+    from agentpack.deployers.errors import PlatformError
+    from agentpack.deployers.oss_api import OSSApi
+    from tests.support import free_port
+
+    port = free_port()
+    api = OSSApi(region="cn-hangzhou", credentials=Credentials(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET),
+                 endpoint=f"http://127.0.0.1:{port}", environ={}, retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(PlatformError, match=rf"HeadObject failed: ConnectionError: could not reach http://127.0.0.1:{port}: .*refused"):
+        api.head(BUCKET, "agentpack/x.zip")

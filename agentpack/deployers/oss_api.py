@@ -147,9 +147,12 @@ class OSSApi:
     def _to_error(self, action: str, bucket: str, exc: BaseException) -> Exception:
         from alibabacloud_oss_v2 import exceptions
 
-        inner: Optional[BaseException] = exc
-        while inner is not None and hasattr(inner, "unwrap") and not isinstance(inner, exceptions.ServiceError):
-            inner = inner.unwrap()
+        inner: BaseException = exc  # OperationError / UploadError wrap the cause: unwrap to it
+        while not isinstance(inner, (exceptions.ServiceError, exceptions.InconsistentError)) and callable(getattr(inner, "unwrap", None)):
+            cause = inner.unwrap()
+            if cause is None:
+                break
+            inner = cause
         if isinstance(inner, exceptions.ServiceError):
             request_id = inner.request_id or None
             if inner.code == "NoSuchBucket":
@@ -159,13 +162,10 @@ class OSSApi:
                 )
             message = inner.message or str(inner.code)
             if inner.status_code == 403:
-                message += (f" — the credentials need oss:{action.replace('HeadObject', 'GetObject')} on "
-                            f"acs:oss:*:*:{bucket}/* (see docs/deploy.md, RAM permissions)")
+                needed = "GetObject" if action == "HeadObject" else action
+                message += f" — the credentials need oss:{needed} on acs:oss:*:*:{bucket}/* (see docs/deploy.md, RAM permissions)"
             return PlatformError(str(inner.code or "OSSError"), message, request_id, inner.status_code or None, action)
         if isinstance(inner, exceptions.InconsistentError):
-            return PlatformError("InconsistentCRC", f"OSS stored other bytes than were sent ({inner}); deploy again",
-                                 None, None, action)
-        reason = str(inner.unwrap() if inner is not None and hasattr(inner, "unwrap") and inner.unwrap() else inner or exc)
+            return PlatformError("InconsistentCRC", f"OSS stored other bytes than were sent ({inner}); deploy again", None, None, action)
         where = f"{self.endpoint.protocol}://{self.endpoint.host}" if self.endpoint else f"OSS in {self.region}"
-        return PlatformError("ConnectionError", f"could not reach {where}: {reason[:300]}", None, None, action)
-
+        return PlatformError("ConnectionError", f"could not reach {where}: {str(inner)[:300]}", None, None, action)

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import tracemalloc
 from pathlib import Path
@@ -66,8 +67,9 @@ def clouds(tmp: Path, redis_url: str = "redis://127.0.0.1:1/0", *, instances: in
         yield Clouds(fc, oss, emulations, env)
     finally:
         fc.stop()
-        oss.stop()
+        oss.stop()  # removes what the bucket held
         emulations.close()
+        shutil.rmtree(emulations.scratch, ignore_errors=True)
 
 
 def refused(done: subprocess.CompletedProcess, code: int, *needles: str) -> str:
@@ -88,72 +90,80 @@ def code_sent(fc: FCStandIn) -> list[dict[str, Any]]:
 def test_an_artifact_over_100_mb_deploys_through_oss_end_to_end(tmp_path, redis_server):
     with clouds(tmp_path, redis_server.url) as cloud:
         project = copy_project(tmp_path)
-        write_random(project / "weights.bin", 110 * MiB)
-        cli = CLI(project, cloud.env)
+        try:
+            deploy_a_big_project(cloud, project)
+        finally:  # ~110 MB of data, two ~120 MB artifacts: not left in the temporary directory
+            shutil.rmtree(project, ignore_errors=True)
 
-        # over 100 MB without a bucket: one line naming what to set, before any call
-        stderr = refused(cli.run("deploy", "--target", "fc"), 2, "over Function Compute's 100 MB inline limit", "oss_bucket")
-        assert len([line for line in stderr.splitlines() if "error" in line.lower()]) == 1, stderr
-        assert cloud.fc.calls == [] and cloud.oss.calls == []
 
-        add_fc_settings(project, f'oss_bucket = "{BUCKET}"\n')
-        done = cli.run("deploy", "--target", "fc", "--json")
-        assert done.returncode == 0, done.stdout + done.stderr
-        first = json.loads(done.stdout.splitlines()[-1])
-        assert first["action"] == "created" and first["uploaded"] is True
-        artifact = next((project / "dist").glob("deployed-fc-*.zip"))
-        size = artifact.stat().st_size
-        assert size > 100 * MiB
+def deploy_a_big_project(cloud: Clouds, project: Path) -> None:
+    """The whole way for a project with ~110 MB of random data (see the test above)."""
+    write_random(project / "weights.bin", 110 * MiB)
+    cli = CLI(project, cloud.env)
 
-        # one content-addressed object, sent in parts, named to FC with its CRC-64
-        key = f"agentpack/deployed/{first['sha256']}.zip"
-        assert cloud.oss.keys(BUCKET) == [key]
-        assert [c.action for c in cloud.oss.calls][:2] == ["HeadObject", "InitiateMultipartUpload"]
-        assert len(cloud.oss.calls_of("UploadPart")) == -(-size // (8 * MiB)) and cloud.oss.bytes_uploaded() == size
-        with artifact.open("rb") as zipped:
-            assert cloud.oss.object_bytes(BUCKET, key) == zipped.read()
-        assert code_sent(cloud.fc) == [{"ossBucketName": BUCKET, "ossObjectName": key, "checksum": str(crc64_xz(artifact.read_bytes()))}]
-        seconds = float(re.search(r"MB in ([0-9.]+) s", done.stderr + done.stdout).group(1))
-        print(f"\nfigure: {size / 1e6:.1f} MB uploaded to the OSS stand-in in {seconds:.2f} s")
+    # over 100 MB without a bucket: one line naming what to set, before any call
+    stderr = refused(cli.run("deploy", "--target", "fc"), 2, "over Function Compute's 100 MB inline limit", "oss_bucket")
+    assert len([line for line in stderr.splitlines() if "error" in line.lower()]) == 1, stderr
+    assert cloud.fc.calls == [] and cloud.oss.calls == []
 
-        # the state names the object, never a URL to it or a secret
-        state = (project / ".agentpack" / "deployments.json").read_text()
-        record = json.loads(state)["deployments"]["fc/deployed"]
-        assert record["resource"]["oss_objects"] == [
-            {"bucket": BUCKET, "key": key, "region": "cn-hangzhou", "sha256": first["sha256"], "bytes": size}]
-        for leak in ("x-oss-", "Signature", "Expires", cloud.oss.endpoint, SECRET, TEST_ACCESS_KEY_SECRET):
-            assert leak not in state
+    add_fc_settings(project, f'oss_bucket = "{BUCKET}"\n')
+    done = cli.run("deploy", "--target", "fc", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = json.loads(done.stdout.splitlines()[-1])
+    assert first["action"] == "created" and first["uploaded"] is True
+    artifact = next((project / "dist").glob("deployed-fc-*.zip"))
+    size = artifact.stat().st_size
+    assert size > 100 * MiB
 
-        # the URL answers from the bytes that went through OSS
-        answered = cli.run("invoke", "deployed", "hello")
-        assert answered.returncode == 0 and "v1: hello" in answered.stdout, answered.stdout + answered.stderr
+    # one content-addressed object, sent in parts, named to FC with its CRC-64
+    key = f"agentpack/deployed/{first['sha256']}.zip"
+    assert cloud.oss.keys(BUCKET) == [key]
+    assert [c.action for c in cloud.oss.calls][:2] == ["HeadObject", "InitiateMultipartUpload"]
+    assert len(cloud.oss.calls_of("UploadPart")) == -(-size // (8 * MiB)) and cloud.oss.bytes_uploaded() == size
+    with artifact.open("rb") as zipped:
+        assert cloud.oss.object_bytes(BUCKET, key) == zipped.read()
+    assert code_sent(cloud.fc) == [{"ossBucketName": BUCKET, "ossObjectName": key, "checksum": str(crc64_xz(artifact.read_bytes()))}]
+    seconds = float(re.search(r"MB in ([0-9.]+) s", done.stderr + done.stdout).group(1))
+    print(f"\nfigure: {size / 1e6:.1f} MB uploaded to the OSS stand-in in {seconds:.2f} s")
 
-        # unchanged: not one request to OSS, nothing sent to FC
-        calls = len(cloud.oss.calls)
-        again = cli.json("deploy", "--target", "fc")
-        assert again["action"] == "unchanged" and again["uploaded"] is False
-        assert len(cloud.oss.calls) == calls and len(code_sent(cloud.fc)) == 1
+    # the state names the object, never a URL to it or a secret
+    state = (project / ".agentpack" / "deployments.json").read_text()
+    record = json.loads(state)["deployments"]["fc/deployed"]
+    assert record["resource"]["oss_objects"] == [
+        {"bucket": BUCKET, "key": key, "region": "cn-hangzhou", "sha256": first["sha256"], "bytes": size}]
+    for leak in ("x-oss-", "Signature", "Expires", cloud.oss.endpoint, SECRET, TEST_ACCESS_KEY_SECRET):
+        assert leak not in state
 
-        # a code change: one new object, uploaded once
-        set_version(project, "v2")
-        second = cli.json("deploy", "--target", "fc")
-        assert second["action"] == "updated" and second["uploaded"] is True
-        new_key = f"agentpack/deployed/{second['sha256']}.zip"
-        assert cloud.oss.keys(BUCKET) == sorted([key, new_key])
-        assert len(cloud.oss.calls_of("CompleteMultipartUpload")) == 2 and cloud.oss.bytes_uploaded() == size + artifact.stat().st_size
-        assert "v2: hello" in cli.run("invoke", "deployed", "hello").stdout
+    # the URL answers from the bytes that went through OSS
+    answered = cli.run("invoke", "deployed", "hello")
+    assert answered.returncode == 0 and "v1: hello" in answered.stdout, answered.stdout + answered.stderr
 
-        # rollback needs nothing from OSS: FC keeps each version's code
-        calls = len(cloud.oss.calls)
-        assert cli.json("rollback", "deployed")["version"] == first["version"]
-        assert "v1: hello" in cli.run("invoke", "deployed", "hello").stdout
-        assert len(cloud.oss.calls) == calls
+    # unchanged: not one request to OSS, nothing sent to FC
+    calls = len(cloud.oss.calls)
+    again = cli.json("deploy", "--target", "fc")
+    assert again["action"] == "unchanged" and again["uploaded"] is False
+    assert len(cloud.oss.calls) == calls and len(code_sent(cloud.fc)) == 1
 
-        # destroy: the function and both objects
-        gone = cli.json("destroy", "deployed", "--yes")
-        assert gone["destroyed"] is True and "deployed" not in cloud.fc.functions
-        assert cloud.oss.keys(BUCKET) == []
-        assert sorted(c.key for c in cloud.oss.calls_of("DeleteObject")) == sorted([key, new_key])
+    # a code change: one new object, uploaded once
+    set_version(project, "v2")
+    second = cli.json("deploy", "--target", "fc")
+    assert second["action"] == "updated" and second["uploaded"] is True
+    new_key = f"agentpack/deployed/{second['sha256']}.zip"
+    assert cloud.oss.keys(BUCKET) == sorted([key, new_key])
+    assert len(cloud.oss.calls_of("CompleteMultipartUpload")) == 2 and cloud.oss.bytes_uploaded() == size + artifact.stat().st_size
+    assert "v2: hello" in cli.run("invoke", "deployed", "hello").stdout
+
+    # rollback needs nothing from OSS: FC keeps each version's code
+    calls = len(cloud.oss.calls)
+    assert cli.json("rollback", "deployed")["version"] == first["version"]
+    assert "v1: hello" in cli.run("invoke", "deployed", "hello").stdout
+    assert len(cloud.oss.calls) == calls
+
+    # destroy: the function and both objects
+    gone = cli.json("destroy", "deployed", "--yes")
+    assert gone["destroyed"] is True and "deployed" not in cloud.fc.functions
+    assert cloud.oss.keys(BUCKET) == []
+    assert sorted(c.key for c in cloud.oss.calls_of("DeleteObject")) == sorted([key, new_key])
 
 
 def test_the_upload_streams_from_the_file_and_memory_stays_flat(tmp_path):
@@ -162,7 +172,8 @@ def test_the_upload_streams_from_the_file_and_memory_stays_flat(tmp_path):
 
     path = tmp_path / "big.zip"
     write_random(path, 110 * MiB)
-    with OSSStandIn(tmp_path / "oss", buckets=(BUCKET,)) as oss:
+    with OSSStandIn(tmp_path / "oss", buckets=(BUCKET,)) as oss, contextlib.ExitStack() as cleanup:
+        cleanup.callback(path.unlink)
         api = OSSApi(region="cn-hangzhou", credentials=Credentials(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET),
                      endpoint=f"http://{oss.endpoint}", environ={})
         crc = crc64_of(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, ClassVar, Mapping, Optional
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Mapping, Optional
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -54,6 +54,15 @@ _ENDPOINT = Annotated[
 _AWS_ENDPOINT = Annotated[Optional[str], _pattern(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?/?", "an http(s):// URL such as https://lambda.us-east-1.amazonaws.com")]
 _ALIYUN_REGION = Annotated[Optional[str], _pattern(r"[a-z]{2,}(-[a-z0-9]+)+", 'an Alibaba Cloud region id such as "cn-hangzhou"')]
 _RAM_ROLE = Annotated[Optional[str], _pattern(r"acs:ram::\d+:role/[A-Za-z0-9._@/-]+", "a RAM role ARN such as acs:ram::<account id>:role/<name>")]
+#: OSS bucket names: 3-63 lowercase letters, digits and '-', starting and ending with a letter or digit.
+_OSS_BUCKET = Annotated[
+    Optional[str], _pattern(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "an OSS bucket name: 3-63 lowercase letters, digits and '-', starting and ending with a letter or digit")
+]
+#: The folder agentpack's objects go under in the bucket (object names may not start with '/' or '\').
+_OSS_PREFIX = Annotated[
+    Optional[str],
+    _pattern(r"([A-Za-z0-9._=+@~-]+/)*[A-Za-z0-9._=+@~-]*", "a folder such as \"agentpack\" or \"builds/agents\": letters, digits and ._=+@~- separated by '/', no leading '/'"),
+]
 #: The variable the app reads its interrupt backend's Redis URL from, set from ``redis_url``.
 REDIS_URL_VARIABLE = "AGENTPACK_REDIS_URL"
 _SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -242,6 +251,45 @@ class FCSettings(_AlibabaSettings):
         None, description="requests one instance serves at once", examples=[20]
     )
     allow_anonymous: bool = Field(False, description="HTTP trigger without authentication (default: signed requests only)", examples=[False])
+    code_upload: Literal["auto", "inline", "oss"] = Field(
+        "auto", description='how the code reaches Function Compute: "auto" (inline up to 100 MB, through OSS above), "inline" or "oss"', examples=["oss"]
+    )
+    oss_bucket: _OSS_BUCKET = Field(
+        None, description="existing OSS bucket the code goes through when it is over 100 MB zipped (or code_upload = \"oss\"); never created by agentpack", examples=["my-agent-artifacts"]
+    )
+    oss_prefix: _OSS_PREFIX = Field(
+        None, description='folder in the bucket; objects are <oss_prefix>/<function>/<sha256>.zip (default "agentpack")', examples=["agentpack"]
+    )
+    oss_region: _ALIYUN_REGION = Field(None, description="the bucket's region (default: the function's region)", examples=["cn-hangzhou"])
+    oss_endpoint: _ENDPOINT = Field(
+        None, description="OSS endpoint (default: the region's; env AGENTPACK_OSS_ENDPOINT)", examples=["oss-cn-hangzhou.aliyuncs.com"]
+    )
+
+    @field_validator("oss_prefix")
+    @classmethod
+    def _no_dot_folders(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and any(part in (".", "..") for part in value.split("/")):
+            raise ValueError("must not have '.' or '..' folders; name the folder plainly, e.g. \"agentpack\"")
+        return value
+
+    @model_validator(mode="after")
+    def _oss_needs_a_bucket(self) -> FCSettings:
+        if self.code_upload == "oss" and not self.oss_bucket:
+            raise ValueError('code_upload = "oss" needs oss_bucket = "<an existing bucket in the function\'s region>"')
+        if self.code_upload == "inline":
+            named = [key for key in ("oss_bucket", "oss_prefix", "oss_region", "oss_endpoint") if getattr(self, key) is not None]
+            if named:
+                raise ValueError(f'code_upload = "inline" never uses OSS, but {", ".join(named)} is set; remove it or use code_upload = "auto"')
+        elif not self.oss_bucket:
+            named = [key for key in ("oss_prefix", "oss_region", "oss_endpoint") if getattr(self, key) is not None]
+            if named:
+                raise ValueError(f'{", ".join(named)} is set but oss_bucket is not; add oss_bucket = "<bucket>" or remove {", ".join(named)}')
+        return self
+
+    @property
+    def oss_folder(self) -> str:
+        """``oss_prefix`` without a trailing '/' ("agentpack" when unset; "" puts objects at the bucket's root)."""
+        return (self.oss_prefix if self.oss_prefix is not None else "agentpack").strip("/")
 
     @model_validator(mode="after")
     def _cpu_memory_ratio(self) -> FCSettings:

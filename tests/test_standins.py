@@ -588,3 +588,128 @@ def test_crc64_matches_the_reference_check_value_on_both_paths(monkeypatch: pyte
     monkeypatch.setattr(acs, "_FAST", [None])  # force the pure-Python table
     assert crc64_xz(b"123456789") == 0x995DC9BBDF1939FA
     assert crc64_xz(ZIP_V1) == crc64_xz(bytearray(ZIP_V1))
+
+
+# -- Object Storage Service ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def oss(tmp_path: Any) -> Iterator[Any]:
+    from tests.standins import OSSStandIn
+
+    with OSSStandIn(tmp_path / "oss", buckets=("artifacts",)) as stand_in:
+        yield stand_in
+
+
+def oss_client(stand_in: Any, secret: str = TEST_ACCESS_KEY_SECRET, region: str = "cn-hangzhou", key_id: str = TEST_ACCESS_KEY_ID) -> Any:
+    import alibabacloud_oss_v2 as oss_sdk
+
+    config = oss_sdk.config.load_default()
+    config.credentials_provider = oss_sdk.credentials.StaticCredentialsProvider(key_id, secret)
+    config.region = region
+    config.endpoint = f"http://{stand_in.endpoint}"
+    config.retry_max_attempts = 1
+    return oss_sdk.Client(config)
+
+
+def oss_refusal(exc_info: Any, stand_in: Any, status: int, code: str) -> Any:
+    """The SDK raised its real ServiceError with the stand-in's code and request id."""
+    from alibabacloud_oss_v2 import exceptions
+
+    inner = exc_info.value.unwrap()
+    assert isinstance(inner, exceptions.ServiceError), type(inner)
+    assert (inner.status_code, inner.code) == (status, code), (inner.status_code, inner.code, inner.message)
+    assert inner.request_id == stand_in.calls[-1].request_id and stand_in.calls[-1].error_code == code
+    return inner
+
+
+def test_oss_put_head_get_delete_round_trip_with_a_v4_signature(oss: Any) -> None:
+    import alibabacloud_oss_v2 as oss_sdk
+
+    client = oss_client(oss)
+    put = client.put_object(oss_sdk.PutObjectRequest(bucket="artifacts", key="代理/agent.zip", body=ZIP_V1))
+    assert put.hash_crc64 == str(crc64_xz(ZIP_V1)) and put.etag == f'"{hashlib.md5(ZIP_V1).hexdigest().upper()}"'
+    head = client.head_object(oss_sdk.HeadObjectRequest(bucket="artifacts", key="代理/agent.zip"))
+    assert (head.content_length, head.hash_crc64, head.object_type) == (len(ZIP_V1), str(crc64_xz(ZIP_V1)), "Normal")
+    assert client.get_object(oss_sdk.GetObjectRequest(bucket="artifacts", key="代理/agent.zip")).body.read() == ZIP_V1
+    client.delete_object(oss_sdk.DeleteObjectRequest(bucket="artifacts", key="代理/agent.zip"))
+    client.delete_object(oss_sdk.DeleteObjectRequest(bucket="artifacts", key="代理/agent.zip"))  # gone: still 204
+    assert oss.keys("artifacts") == [] and [c.status for c in oss.calls_of("DeleteObject")] == [204, 204]
+
+
+def test_oss_refuses_a_wrong_secret_region_or_key(oss: Any) -> None:
+    import alibabacloud_oss_v2 as oss_sdk
+
+    request = oss_sdk.HeadObjectRequest(bucket="artifacts", key="x")
+    for client, code in [(oss_client(oss, secret="wrong"), "SignatureDoesNotMatch"), (oss_client(oss, region="cn-beijing"), "SignatureDoesNotMatch"),
+                         (oss_client(oss, key_id="LTAI-unknown"), "InvalidAccessKeyId")]:
+        with pytest.raises(Exception) as refused:
+            client.head_object(request)
+        oss_refusal(refused, oss, 403, code)
+    with pytest.raises(Exception) as refused:  # a body-carrying request is refused too, and the connection stays usable
+        oss_client(oss, secret="wrong").put_object(oss_sdk.PutObjectRequest(bucket="artifacts", key="x", body=b"x" * 200_000))
+    oss_refusal(refused, oss, 403, "SignatureDoesNotMatch")
+    assert oss.keys("artifacts") == []
+
+
+def test_oss_missing_bucket_and_key_are_its_xml_errors_also_for_head(oss: Any) -> None:
+    import alibabacloud_oss_v2 as oss_sdk
+
+    client = oss_client(oss)
+    with pytest.raises(Exception) as no_key:
+        client.head_object(oss_sdk.HeadObjectRequest(bucket="artifacts", key="missing.zip"))
+    assert "The specified key does not exist" in oss_refusal(no_key, oss, 404, "NoSuchKey").message  # read from x-oss-err
+    with pytest.raises(Exception) as no_bucket:
+        client.put_object(oss_sdk.PutObjectRequest(bucket="no-such-bucket", key="a.zip", body=b"zip"))
+    oss_refusal(no_bucket, oss, 404, "NoSuchBucket")
+    assert "no-such-bucket" not in oss.buckets, "nothing creates a bucket"
+
+
+def test_oss_multipart_rules_at_complete(oss: Any) -> None:
+    import alibabacloud_oss_v2 as oss_sdk
+
+    client = oss_client(oss)
+    upload = client.initiate_multipart_upload(oss_sdk.InitiateMultipartUploadRequest(bucket="artifacts", key="big.zip")).upload_id
+    parts = {n: client.upload_part(oss_sdk.UploadPartRequest(bucket="artifacts", key="big.zip", upload_id=upload, part_number=n,
+                                                             body=bytes([n]) * size)).etag
+             for n, size in [(1, 50_000), (2, 200_000), (3, 10)]}
+
+    def complete(numbers: list[int]) -> Any:
+        listed = [oss_sdk.UploadPart(part_number=n, etag=parts[n]) for n in numbers]
+        return client.complete_multipart_upload(oss_sdk.CompleteMultipartUploadRequest(
+            bucket="artifacts", key="big.zip", upload_id=upload, complete_multipart_upload=oss_sdk.CompleteMultipartUpload(parts=listed)))
+
+    for numbers, code in [([2, 1], "InvalidPartOrder"), ([1, 2], "EntityTooSmall")]:
+        with pytest.raises(Exception) as refused:
+            complete(numbers)
+        oss_refusal(refused, oss, 400, code)
+    done = complete([2, 3])  # the last part may be small; part 1 is left out
+    assert oss.object_bytes("artifacts", "big.zip") == bytes([2]) * 200_000 + bytes([3]) * 10
+    assert done.hash_crc64 == str(crc64_xz(bytes([2]) * 200_000 + bytes([3]) * 10))
+    with pytest.raises(Exception) as gone:
+        client.abort_multipart_upload(oss_sdk.AbortMultipartUploadRequest(bucket="artifacts", key="big.zip", upload_id=upload))
+    oss_refusal(gone, oss, 404, "NoSuchUpload")
+
+
+def test_fc_fetches_code_from_the_oss_stand_in(oss: Any, hook: Hook) -> None:
+    from alibabacloud_fc20230330.client import Client
+
+    with FCStandIn(on_code=hook, oss=oss) as fc:
+        client = Client(sdk_config(fc.endpoint))
+        with pytest.raises(Exception) as missing:
+            create_function(client, function_body(code={"ossBucketName": "artifacts", "ossObjectName": "agent.zip"}))
+        assert_refused(missing, fc, 400, "InvalidArgument", "unable to access object agent.zip in bucket artifacts")
+        import alibabacloud_oss_v2 as oss_sdk
+
+        oss_client(oss).put_object(oss_sdk.PutObjectRequest(bucket="artifacts", key="agent.zip", body=ZIP_V2))
+        oss.function_compute_may_read = False
+        with pytest.raises(Exception) as denied:
+            create_function(client, function_body(code={"ossBucketName": "artifacts", "ossObjectName": "agent.zip"}))
+        assert_refused(denied, fc, 400, "InvalidArgument", "oss:GetObject")
+        oss.function_compute_may_read = True
+        with pytest.raises(Exception) as corrupt:
+            create_function(client, function_body(code={"ossBucketName": "artifacts", "ossObjectName": "agent.zip", "checksum": "1"}))
+        assert_refused(corrupt, fc, 400, "InvalidArgument", "does not match the package's CRC-64")
+        create_function(client, function_body(code={"ossBucketName": "artifacts", "ossObjectName": "agent.zip",
+                                                    "checksum": str(crc64_xz(ZIP_V2))}))
+        assert hook.calls[-1][1] == ZIP_V2

@@ -1,7 +1,11 @@
 """``agentpack deploy --target fc``: a Function Compute 3.0 custom-runtime function.
 
-The function is created or updated by name.  Its code is the artifact, inline (base64) — the
-builder refuses artifacts over FC's 100 MB inline limit — started by ``/code/bootstrap`` on
+The function is created or updated by name.  Its code is the artifact: inline (base64) up to
+FC's 100 MB inline limit, and above it (or with ``code_upload = "oss"``) through an existing OSS
+bucket, ``oss_bucket`` — a content-addressed object ``<oss_prefix>/<function>/<sha256>.zip``
+that is uploaded once (streamed, multipart) and named to FC with its CRC-64; the objects a
+deployment used are recorded in its state and deleted by ``destroy``.  The builder refuses
+what FC cannot take at all (over 500 MB).  The code is started by ``/code/bootstrap`` on
 ``port`` with the runtime whose Python matches the artifact (custom.debian10 = 3.10,
 custom.debian12 = 3.11, custom.debian11 = 3.12).  The instance lifecycle hooks are switched on
 so FC calls the adapter's ``POST /initialize`` and ``GET /pre-stop``; ``AGENTPACK_REQUEST_TIMEOUT``
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from agentpack.deployers.alibaba import PlatformError
@@ -46,9 +51,24 @@ class FCDeployer(Deployer):
 
         self.api = api or FCApi(region=self.region, endpoint=getattr(settings, "endpoint", None), environ=environ)
         self.region = self.api.region or self.region
+        self.environ = environ
+        self._oss: dict[str, Any] = {}
+        #: objects this deployer uploaded (not found in the bucket already), newest last
+        self.fresh_objects: list[Any] = []
+
+    def oss(self, region: Optional[str]) -> Any:
+        """The OSS client for ``region``, with the deployer's credentials (one per region)."""
+        from agentpack.deployers.oss_api import OSSApi
+
+        key = region or ""
+        if key not in self._oss:
+            self._oss[key] = OSSApi(region=region, credentials=self.api.credentials,
+                                    endpoint=getattr(self.settings, "oss_endpoint", None), environ=self.environ)
+        return self._oss[key]
 
     # -- the function as agentpack configures it ---------------------------------------------------
-    def spec(self, request: DeployRequest, code: Optional[bytes]) -> Any:
+    def spec(self, request: DeployRequest, code: Optional[bytes], oss_object: Optional[Any] = None) -> Any:
+        """The function's body: ``code`` inline, or the StoredObject ``oss_object``, or neither (keep the code)."""
         from agentpack.deployers.fc_api import FunctionSpec
 
         settings = request.settings
@@ -62,6 +82,9 @@ class FCDeployer(Deployer):
             name=request.name,
             runtime=runtime,
             zip_bytes=code,
+            oss_bucket=oss_object.bucket if oss_object is not None else None,
+            oss_object=oss_object.key if oss_object is not None else None,
+            code_checksum=oss_object.crc64 if oss_object is not None else None,
             command=["/code/bootstrap"],
             port=settings.port,
             cpu=settings.cpu,
@@ -77,6 +100,52 @@ class FCDeployer(Deployer):
             pre_stop_timeout=HOOK_TIMEOUT,
         )
 
+    def through_oss(self, request: DeployRequest) -> bool:
+        """Whether the code goes through OSS; a DeployConfigError saying what to set when it must and cannot."""
+        from agentpack.deployers.fc_api import MAX_INLINE_ZIP_BYTES
+
+        settings = request.settings
+        size = f"{request.size_bytes / 2**20:.1f} MB"
+        if settings.code_upload == "oss":
+            return True
+        if request.size_bytes <= MAX_INLINE_ZIP_BYTES:
+            return False
+        if settings.code_upload == "inline":
+            raise DeployConfigError(
+                f'[targets.fc] code_upload = "inline": the artifact is {size} zipped, over Function Compute\'s 100 MB inline limit; '
+                'use code_upload = "auto" with oss_bucket = "<an existing bucket>" to upload it through OSS'
+            )
+        if not settings.oss_bucket:
+            region = settings.oss_region or self.region or "the function's region"
+            raise DeployConfigError(
+                f"the artifact is {size} zipped, over Function Compute's 100 MB inline limit: set [targets.fc] oss_bucket = "
+                f'"<an existing bucket in {region}>" to upload it through OSS (up to 500 MB)'
+            )
+        return True
+
+    def ship_through_oss(self, request: DeployRequest) -> Any:
+        """Put the artifact in the bucket unless it holds these bytes already; the StoredObject FC reads."""
+        from agentpack.deployers.oss_api import crc64_of, object_key
+
+        settings = request.settings
+        assert request.artifact is not None, "build() first"
+        api = self.oss(settings.oss_region or self.region)
+        key = object_key(settings.oss_folder, request.name, request.sha256)
+        where = api.where(settings.oss_bucket, key)
+        crc64 = crc64_of(request.artifact)
+        found = api.head(settings.oss_bucket, key)
+        if found is not None and found.crc64 == crc64 and found.size == request.size_bytes:
+            self.progress("upload", f"{where} already holds this artifact; not uploaded again")
+            return found
+        megabytes = request.size_bytes / 1e6
+        self.progress("upload", f"uploading {megabytes:.1f} MB to {where}")
+        started = time.perf_counter()
+        stored = api.upload_file(settings.oss_bucket, key, Path(request.artifact), crc64)
+        seconds = time.perf_counter() - started
+        self.progress("upload", f"{where}: {megabytes:.1f} MB in {seconds:.2f} s ({megabytes / max(seconds, 1e-6):.0f} MB/s)")
+        self.fresh_objects.append(stored)
+        return stored
+
     def auth_type(self, request: DeployRequest) -> str:
         return "anonymous" if request.allow_anonymous else "function"
 
@@ -84,6 +153,7 @@ class FCDeployer(Deployer):
     def deploy(self, request: DeployRequest, previous: Optional[Deployment]) -> DeployOutcome:
         started = time.perf_counter()
         name = request.name
+        via_oss = self.through_oss(request)  # before any call: a missing oss_bucket is the user's to fix
         desired = self.spec(request, None).to_api()
         current = self.api.get_function(name)
         known = previous.resource if previous is not None else {}
@@ -107,17 +177,27 @@ class FCDeployer(Deployer):
         uploaded = False
         if current is None and previous is not None:  # deleted outside agentpack: its versions went with it
             previous.releases = []
+        oss_object = None
         if current is None or code_needed or config_changed:
-            body = self.spec(request, request.zip_bytes() if code_needed else None).to_api()
-            if current is None:
-                self.progress("upload", f"creating function {name} with {request.size_bytes / 1e6:.1f} MB of code")
-                result = self.api.create_function(body)
-                action = "created"
+            if code_needed and via_oss:
+                oss_object = self.ship_through_oss(request)
+                body = self.spec(request, None, oss_object).to_api()
             else:
-                what = "uploading code and configuration" if code_needed and config_changed else "uploading code" if code_needed else "updating configuration"
-                self.progress("upload" if code_needed else "configure", f"{what} of function {name}")
-                result = self.api.update_function(name, body)
-                action = "updated" if code_needed else "configured"
+                body = self.spec(request, request.zip_bytes() if code_needed else None).to_api()
+            source = f" from oss://{oss_object.bucket}/{oss_object.key}" if oss_object is not None else ""
+            try:
+                if current is None:
+                    self.progress("upload", f"creating function {name} with {request.size_bytes / 1e6:.1f} MB of code{source}")
+                    result = self.api.create_function(body)
+                    action = "created"
+                else:
+                    what = "uploading code and configuration" if code_needed and config_changed else "uploading code" if code_needed else "updating configuration"
+                    self.progress("upload" if code_needed else "configure", f"{what} of function {name}{source}")
+                    result = self.api.update_function(name, body)
+                    action = "updated" if code_needed else "configured"
+            except PlatformError:
+                self.forget_fresh_objects(previous)
+                raise
             uploaded = code_needed
             checksum = str(result.get("codeChecksum") or "")
             version = self.api.publish_version(name, description=f"agentpack {request.sha256[:12]}")
@@ -139,6 +219,9 @@ class FCDeployer(Deployer):
         deployment.status = "deployed"
         deployment.resource = {**known, "function_name": name, "alias": ROUTE, "trigger": TRIGGER,
                                "latest_sha256": request.sha256, "code_checksum": checksum}
+        if oss_object is not None:
+            deployment.resource["oss_objects"] = remember_object(known.get("oss_objects"), oss_object,
+                                                                 request.settings.oss_region or self.region, request.sha256)
         deployment.remember(version, request.sha256)
         from agentpack.deployers.state import now
 
@@ -179,7 +262,27 @@ class FCDeployer(Deployer):
         return deployment
 
     def destroy(self, deployment: Deployment) -> bool:
-        return self.api.delete_function(deployment.name)
+        """The function with its triggers, aliases and versions, then the OSS objects its deploys used."""
+        existed = self.api.delete_function(deployment.name)
+        removed = 0
+        for record in deployment.resource.get("oss_objects") or []:
+            if self.oss(record.get("region") or self.region).delete(record["bucket"], record["key"]):
+                removed += 1
+        if removed:
+            self.progress("destroy", f"deleted {removed} code object{'s' if removed != 1 else ''} from OSS")
+        return existed or removed > 0
+
+    def forget_fresh_objects(self, previous: Optional[Deployment]) -> None:
+        """After a failed create/update: delete what this deploy uploaded and no deployment records (best effort)."""
+        recorded = {(r.get("bucket"), r.get("key")) for r in ((previous.resource if previous else {}).get("oss_objects") or [])}
+        for stored in self.fresh_objects:
+            if (stored.bucket, stored.key) in recorded:
+                continue
+            try:
+                self.oss(self.settings.oss_region or self.region).delete(stored.bucket, stored.key)
+            except PlatformError:
+                pass  # the next deploy finds it by its key and reuses it
+        self.fresh_objects.clear()
 
     def request_auth(self, deployment: Deployment) -> Any:
         if deployment.auth != "function":
@@ -206,3 +309,10 @@ class FCDeployer(Deployer):
 
 def body_env(body: dict[str, Any]) -> dict[str, str]:
     return dict(body.get("environmentVariables") or {})
+
+
+def remember_object(known: Optional[list[dict[str, Any]]], stored: Any, region: Optional[str], sha256: str) -> list[dict[str, Any]]:
+    """The deployment's OSS objects with ``stored`` added once (where, never a URL or a secret)."""
+    records = [dict(r) for r in known or [] if (r.get("bucket"), r.get("key")) != (stored.bucket, stored.key)]
+    records.append({"bucket": stored.bucket, "key": stored.key, "region": region, "sha256": sha256, "bytes": stored.size})
+    return records

@@ -36,6 +36,8 @@ class FunctionSpec:
     zip_bytes: Optional[bytes] = None  # inline code; leave None to keep the current code on update
     oss_bucket: Optional[str] = None  # or code from OSS (above the 100 MB inline limit)
     oss_object: Optional[str] = None
+    #: the package's CRC-64 as a decimal string; FC refuses code whose checksum differs
+    code_checksum: Optional[str] = None
     command: list[str] = field(default_factory=lambda: ["/code/bootstrap"])
     args: list[str] = field(default_factory=list)
     port: int = 9000
@@ -66,12 +68,15 @@ class FunctionSpec:
             if len(self.zip_bytes) > MAX_INLINE_ZIP_BYTES:
                 raise AlibabaConfigError(
                     f"the artifact is {len(self.zip_bytes) / 2**20:.1f} MB zipped; Function Compute takes at most "
-                    "100 MB inline: upload it through OSS instead")
+                    "100 MB inline: upload it through OSS instead ([targets.fc] oss_bucket)")
             return {"zipFile": base64.b64encode(self.zip_bytes).decode("ascii")}
         if self.oss_bucket or self.oss_object:
             if not (self.oss_bucket and self.oss_object):
                 raise AlibabaConfigError("code from OSS needs both the bucket and the object name")
-            return {"ossBucketName": self.oss_bucket, "ossObjectName": self.oss_object}
+            location = {"ossBucketName": self.oss_bucket, "ossObjectName": self.oss_object}
+            if self.code_checksum:
+                location["checksum"] = self.code_checksum
+            return location
         return None
 
     def to_api(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Loopback stand-ins for Alibaba Cloud control planes (FC 3.0, AgentRun), driven by the real SDKs.
+"""Loopback stand-ins for Alibaba Cloud control planes (FC 3.0, AgentRun) and OSS, driven by the real SDKs.
 
 See README.md in this folder for the API facts they check and where those facts come from.
 """
@@ -11,10 +11,11 @@ import zipfile
 from .acs import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, AcsStandIn, ApiError, Call, crc64_xz
 from .agentrun import AgentRunStandIn
 from .fc import FCStandIn
+from .oss import OSSStandIn
 
 __all__ = [
     "TEST_ACCESS_KEY_ID", "TEST_ACCESS_KEY_SECRET", "AcsStandIn", "AgentRunStandIn", "ApiError", "Call",
-    "FCStandIn", "crc64_xz", "make_zip",
+    "FCStandIn", "OSSStandIn", "crc64_xz", "make_zip",
 ]
 
 

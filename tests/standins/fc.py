@@ -42,6 +42,7 @@ HTTP_AUTH_TYPES = {"anonymous", "function", "jwt"}
 SESSION_AFFINITIES = {"NONE", "HEADER_FIELD", "COOKIE", "MCP_SSE", "MCP_STREAMABLE"}
 ISOLATION_MODES = {"SHARE", "SESSION_EXCLUSIVE"}
 MAX_INLINE_ZIP = 100 * 1024 * 1024
+MAX_OSS_ZIP = 500 * 1024 * 1024
 MAX_ENV_BYTES = 4 * 1024
 DISK_SIZES = {512, 10240}
 # What the stand-in fills in when a create leaves a field out.
@@ -79,9 +80,13 @@ class FCStandIn(AcsStandIn):
     }
 
     def __init__(self, *, on_code: Optional[CodeHook] = None, region: str = "cn-hangzhou",
-                 account_id: str = "1234567890123456", max_inline_zip: int = MAX_INLINE_ZIP, **kwargs: Any) -> None:
+                 account_id: str = "1234567890123456", max_inline_zip: int = MAX_INLINE_ZIP, oss: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.on_code = on_code
+        # Code named by ossBucketName/ossObjectName is fetched from this OSS stand-in (an
+        # OSSStandIn), else looked up in ``oss_objects``.
+        self.oss = oss
         # The published limit is 100 MB; tests lower it to exercise the rule without 100 MB bodies.
         self.max_inline_zip = max_inline_zip
         self.region = region
@@ -169,10 +174,12 @@ class FCStandIn(AcsStandIn):
                     code="EntityTooLarge")
         else:
             require(bool(bucket) and bool(key), "code from OSS needs both ossBucketName and ossObjectName")
-            stored = self.oss_objects.get((bucket, key))
+            stored = self.oss.read_for_function_compute(bucket, key) if self.oss is not None else self.oss_objects.get((bucket, key))
             require(stored is not None, f"unable to access object {key} in bucket {bucket}; check that it exists "
                                         "and that Function Compute may read it (oss:GetObject)")
             data = stored  # type: ignore[assignment]
+            require(len(data) <= MAX_OSS_ZIP, f"the code package in OSS is {len(data)} bytes, more than {MAX_OSS_ZIP} (500 MB)",
+                    code="EntityTooLarge")
         require(_is_zip(data), "the code package is not a valid zip file")
         checksum = str(crc64_xz(data))
         stated = code.get("checksum")

@@ -43,14 +43,14 @@ class RuntimeSpec:
     command: list[str]
     port: int
     language: str = "python3.12"
-    zip_bytes: Optional[bytes] = None  # inline code; leave None to keep the current code on update
+    zip_bytes: Optional[bytes] = field(default=None, repr=False)  # inline code; None keeps the current code on update
     oss_bucket: Optional[str] = None
     oss_object: Optional[str] = None
     cpu: float = 2.0
     memory: int = 4096
     session_concurrency: Optional[int] = None
     session_idle_timeout_seconds: Optional[int] = None
-    environment: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict, repr=False)  # holds secret values: never in a repr
     health_check_path: Optional[str] = None
     execution_role_arn: Optional[str] = None
     description: Optional[str] = None

@@ -33,7 +33,7 @@ class FunctionSpec:
 
     name: str
     runtime: str = "custom.debian10"
-    zip_bytes: Optional[bytes] = None  # inline code; leave None to keep the current code on update
+    zip_bytes: Optional[bytes] = field(default=None, repr=False)  # inline code; None keeps the current code on update
     oss_bucket: Optional[str] = None  # or code from OSS (above the 100 MB inline limit)
     oss_object: Optional[str] = None
     #: the package's CRC-64 as a decimal string; FC refuses code whose checksum differs
@@ -47,7 +47,7 @@ class FunctionSpec:
     disk_size: Optional[int] = None
     timeout: Optional[int] = None
     instance_concurrency: Optional[int] = None
-    environment: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict, repr=False)  # holds secret values: never in a repr
     role: Optional[str] = None
     internet_access: Optional[bool] = None
     session_affinity_header: Optional[str] = None

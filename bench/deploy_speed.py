@@ -104,7 +104,7 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     from agentpack.builders.cache import cache_root
-    from tests.deploy_support import Emulations, cli_env
+    from tests.support import Emulations, cli_env
     from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, AgentRunStandIn, FCStandIn
     from tests.support import free_port
 

@@ -23,9 +23,8 @@ from typing import Any, Callable, Iterator, Optional
 import httpx
 import pytest
 
-from tests.deploy_support import CLI, Emulations, cli_env, copy_project, set_version
+from tests.support import CLI, Emulations, cli_env, copy_project, free_port, set_version, wait_until
 from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, AgentRunStandIn, FCStandIn
-from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.deploy_support import CLI, Emulations, cli_env, copy_project, set_version
+from tests.support import CLI, Emulations, cli_env, copy_project, free_port, set_version
 from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, FCStandIn, OSSStandIn, crc64_xz
 
 pytestmark = pytest.mark.integration
@@ -284,7 +284,6 @@ def test_an_unreachable_oss_endpoint_is_a_platform_error_naming_it():
     from agentpack.deployers.alibaba import Credentials, RetryPolicy
     from agentpack.deployers.errors import PlatformError
     from agentpack.deployers.oss_api import OSSApi
-    from tests.support import free_port
 
     port = free_port()
     api = OSSApi(region="cn-hangzhou", credentials=Credentials(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET),

@@ -17,7 +17,7 @@ from agentpack.deployers.base import same
 from agentpack.deployers.errors import DeployConfigError
 from agentpack.deployers.request import prepare
 from agentpack.deployers.state import Deployment, DeploymentStore
-from tests.deploy_support import copy_project
+from tests.support import copy_project
 
 
 # -- state ------------------------------------------------------------------------------------------------

@@ -3,26 +3,23 @@
 The public surface mirrors AgentScope Runtime's ``AgentApp`` (same constructor keywords,
 decorators and methods) so existing apps move over by changing their imports; see
 docs/migrating.md for every point, including what behaves better here.  This class is a
-facade: routes live in :mod:`~agentpack.app.process`, :mod:`~agentpack.app.endpoints`,
-:mod:`~agentpack.app.task_routes` and :mod:`~agentpack.app.probes`; what the app runs on
-(interrupt backend, session guard, task queue, readiness) is its :class:`Runtime`.
+facade: routes live in :mod:`~agentpack.app.agent_routes` (the query handler's group),
+:mod:`~agentpack.app.endpoints`, :mod:`~agentpack.app.task_routes` and
+:mod:`~agentpack.app.probes`; ``run()`` is :mod:`~agentpack.app.serving`; what the app runs
+on (interrupt backend, session guard, task queue, readiness) is its :class:`Runtime`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import warnings
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from fastapi import FastAPI
-from starlette.routing import BaseRoute
 
 from agentpack._version import __version__
-from agentpack.app import checks, compat, errors, lifespan as lifespan_module
+from agentpack.app import agent_routes, checks, compat, errors, lifespan as lifespan_module, serving
 from agentpack.app.endpoints import make_endpoint
 from agentpack.app.probes import add_probes
-from agentpack.app.process import build_process_endpoint, build_stop_endpoint
 from agentpack.app.runtime import ReadinessCheck, Runtime
 from agentpack.frameworks import get_framework
 from agentpack.interrupt.base import BaseInterruptBackend, session_key
@@ -31,7 +28,6 @@ from agentpack.run.handler import QueryHandler
 if TYPE_CHECKING:
     from agentpack.tasks.base import TaskQueue
 
-logger = logging.getLogger("agentpack")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -84,20 +80,18 @@ class AgentApp(FastAPI):
 
         self.app_name, self.app_description, self.a2a_config = app_name, app_description, a2a_config
         self.broker_url, self.backend_url, self.interrupt_redis_url = broker_url, backend_url, interrupt_redis_url
-        self.interrupt_backend = interrupt_backend or _interrupt_backend(interrupt_redis_url)
-
-        def make_task_queue() -> "TaskQueue":
-            if broker_url:
-                from agentpack.tasks.celery_queue import CeleryQueue
-
-                return CeleryQueue(app_name, broker_url, backend_url or broker_url, task_result_seconds)
-            from agentpack.tasks.embedded import EmbeddedQueue
-
-            return EmbeddedQueue(task_concurrency, task_result_seconds)
-
-        self.runtime = Runtime(self.interrupt_backend, session_lease_seconds, session_state_seconds, make_task_queue)
-        if broker_url:  # workers import the app and need its Celery application right away
-            self.runtime.task_queue  # noqa: B018 - builds it
+        self.runtime = Runtime.configure(
+            app_name=app_name,
+            interrupt_redis_url=interrupt_redis_url,
+            interrupt_backend=interrupt_backend,
+            lease_seconds=session_lease_seconds,
+            state_seconds=session_state_seconds,
+            broker_url=broker_url,
+            backend_url=backend_url,
+            task_concurrency=task_concurrency,
+            task_result_seconds=task_result_seconds,
+        )
+        self.interrupt_backend = self.runtime.backend
         self.query_handler: Optional[QueryHandler] = None
         self.custom_endpoints: list[dict[str, Any]] = []
         self.enable_stream_task = enable_stream_task
@@ -153,7 +147,7 @@ class AgentApp(FastAPI):
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             self.query_handler = QueryHandler.inspect(func, converter)
-            self._add_agent_routes()
+            agent_routes.install(self)
             return func
 
         return decorator
@@ -196,52 +190,11 @@ class AgentApp(FastAPI):
 
     def init(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Deprecated: run ``func`` at start-up.  Use ``lifespan=`` or ``before_start=``."""
-        return _deprecated_hook("init", "before_start", self.init_hooks, func)
+        return compat.deprecated_hook("init", "before_start", self.init_hooks, func)
 
     def shutdown(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Deprecated: run ``func`` at shutdown.  Use ``lifespan=`` or ``after_finish=``."""
-        return _deprecated_hook("shutdown", "after_finish", self.shutdown_hooks, func)
-
-    # -- the agent's routes --------------------------------------------------------------
-    def _agent_route_paths(self) -> list[tuple[str, set[str]]]:
-        paths = [(self.endpoint_path, {"POST"}), (self.stop_path, {"POST"})]
-        if self.enable_stream_task:
-            task_path = f"{self.endpoint_path}/task"
-            paths += [(task_path, {"POST"}), (f"{task_path}/{{task_id}}", {"GET", "DELETE"})]
-        return paths
-
-    def _add_agent_routes(self) -> None:
-        """(Re)create the routes of the query handler at ``endpoint_path``."""
-        assert self.query_handler is not None
-        for path, methods in self._agent_route_paths():
-            self._remove_routes(path, methods)
-        agent_api = {"methods": ["POST"], "tags": ["agent-api"], "response_model": None}
-        self.add_api_route(self.stop_path, build_stop_endpoint(self), summary="Stop a running session, wherever it runs", name="stop", **agent_api)
-        process = build_process_endpoint(self, self.query_handler)
-        self.add_api_route(self.endpoint_path, process, summary="Run the agent and stream Agent API events", name="process", **agent_api)
-        if self.enable_stream_task:
-            from agentpack.app.background_runs import add_background_runs
-
-            add_background_runs(self)
-
-    def _move_endpoint_path(self, endpoint_path: str) -> None:
-        """Serve the handler's routes at another path (``run(endpoint_path=...)``)."""
-        path = checks.check_endpoint_path(endpoint_path)
-        if path == self.endpoint_path:
-            return
-        if self.query_handler is not None:
-            for old, methods in self._agent_route_paths():
-                self._remove_routes(old, methods)
-        self.endpoint_path = path
-        if self.query_handler is not None:
-            self._add_agent_routes()
-
-    def _remove_routes(self, path: str, methods: set[str]) -> None:
-        def keep(route: BaseRoute) -> bool:
-            return not (getattr(route, "path", None) == path and methods & set(getattr(route, "methods", None) or ()))
-
-        self.router.routes[:] = [r for r in self.router.routes if keep(r)]
-        self.openapi_schema = None
+        return compat.deprecated_hook("shutdown", "after_finish", self.shutdown_hooks, func)
 
     # -- interrupts --------------------------------------------------------------------
     async def stop_chat(self, user_id: Optional[str], session_id: Optional[str]) -> bool:
@@ -268,45 +221,9 @@ class AgentApp(FastAPI):
         log line or warning says so).  Any other keyword that is a ``uvicorn.Config``
         option goes to uvicorn; anything else is dropped with a warning.
         """
-        from agentpack.loader import loading_for_cli
-
-        if loading_for_cli():
-            logger.info("app.run() called while `agentpack run` imports the app; the CLI serves it instead")
-            return
-        import uvicorn
-
-        host = host or os.environ.get("HOST", "127.0.0.1")
-        port = int(port if port is not None else os.environ.get("PORT", 8090))
-        if "endpoint_path" in kwargs:
-            self._move_endpoint_path(kwargs.pop("endpoint_path"))
-        options = {"timeout_graceful_shutdown": 10, **compat.uvicorn_options(kwargs)}
-        if web_ui:
-            shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-            logger.warning(
-                "web_ui=True: agentpack serves no chat page yet; talk to the agent with "
-                '`agentpack run APP --ask "hello"` or POST an AgentRequest to http://%s:%s%s',
-                shown,
-                port,
-                self.endpoint_path,
-            )
-        uvicorn.run(self, host=host, port=port, **options)
+        serving.serve(self, host, port, web_ui, kwargs)
 
     async def deploy(self, deployer: Any, **kwargs: Any) -> Any:
         """Hand the app to a deployer, e.g. ``await app.deploy(LocalDeployManager(port=8090))``."""
         return await deployer.deploy(self, **kwargs)
 
-
-def _interrupt_backend(redis_url: Optional[str]) -> BaseInterruptBackend:
-    if redis_url is not None:
-        from agentpack.interrupt.redis import RedisInterruptBackend
-
-        return RedisInterruptBackend(redis_url)
-    from agentpack.interrupt.local import LocalInterruptBackend
-
-    return LocalInterruptBackend()
-
-
-def _deprecated_hook(name: str, instead: str, hooks: list, func: Callable[..., Any]) -> Callable[..., Any]:
-    warnings.warn(f"@app.{name} is deprecated; pass lifespan= (or {instead}=) to AgentApp instead", DeprecationWarning, stacklevel=3)
-    hooks.append(func)
-    return func

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 #: ``AgentApp(...)`` keywords accepted so AgentScope Runtime apps construct unchanged, and
 #: why they change nothing here.
@@ -50,7 +50,8 @@ def constructor_keywords(fastapi_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def uvicorn_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The ``run()`` keywords ``uvicorn.Config`` takes; warns about (and drops) every other one."""
+    """The ``run()`` keywords ``uvicorn.Config`` takes; warns about (and drops) every other one
+    (the warnings point at the user's ``app.run()`` call, through ``serving.serve``)."""
     import uvicorn
 
     known = set(inspect.signature(uvicorn.Config.__init__).parameters) - {"self", "app", "host", "port"}
@@ -59,11 +60,19 @@ def uvicorn_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         if keyword in known:
             options[keyword] = value
         elif keyword in RUN_NO_EFFECT:
-            warnings.warn(f"app.run({keyword}=...) has no effect in agentpack: {RUN_NO_EFFECT[keyword]}", UserWarning, stacklevel=3)
+            warnings.warn(f"app.run({keyword}=...) has no effect in agentpack: {RUN_NO_EFFECT[keyword]}", UserWarning, stacklevel=4)
         else:
             warnings.warn(
                 f"app.run({keyword}=...) is neither an AgentScope Runtime run() keyword nor a uvicorn option; ignored",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
     return options
+
+
+def deprecated_hook(name: str, instead: str, hooks: list[Callable[..., Any]], func: Callable[..., Any]) -> Callable[..., Any]:
+    """``@app.init`` / ``@app.shutdown``: kept working (the lifespan runs ``hooks``), with a warning
+    pointing at the decorated line."""
+    warnings.warn(f"@app.{name} is deprecated; pass lifespan= (or {instead}=) to AgentApp instead", DeprecationWarning, stacklevel=3)
+    hooks.append(func)
+    return func

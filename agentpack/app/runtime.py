@@ -37,6 +37,47 @@ class Runtime:
         self._task_queue: Optional[TaskQueue] = None
         self._not_ready: Optional[str] = "start-up has not finished"
 
+    @classmethod
+    def configure(
+        cls,
+        *,
+        app_name: str,
+        interrupt_redis_url: Optional[str],
+        interrupt_backend: Optional[BaseInterruptBackend],
+        lease_seconds: float,
+        state_seconds: float,
+        broker_url: Optional[str],
+        backend_url: Optional[str],
+        task_concurrency: int,
+        task_result_seconds: float,
+    ) -> "Runtime":
+        """The runtime AgentApp's keywords describe (already checked by ``app.checks``): Redis or
+        in-process interrupts, Celery or the embedded queue.  Redis and Celery are imported only
+        when named, so an app that uses neither never loads them."""
+        if interrupt_backend is None:
+            if interrupt_redis_url is not None:
+                from agentpack.interrupt.redis import RedisInterruptBackend
+
+                interrupt_backend = RedisInterruptBackend(interrupt_redis_url)
+            else:
+                from agentpack.interrupt.local import LocalInterruptBackend
+
+                interrupt_backend = LocalInterruptBackend()
+
+        def make_task_queue() -> TaskQueue:
+            if broker_url:
+                from agentpack.tasks.celery_queue import CeleryQueue
+
+                return CeleryQueue(app_name, broker_url, backend_url or broker_url, task_result_seconds)
+            from agentpack.tasks.embedded import EmbeddedQueue
+
+            return EmbeddedQueue(task_concurrency, task_result_seconds)
+
+        runtime = cls(interrupt_backend, lease_seconds, state_seconds, make_task_queue)
+        if broker_url:  # workers import the app and need its Celery application right away
+            runtime.task_queue  # noqa: B018 - builds it
+        return runtime
+
     @property
     def task_queue(self) -> TaskQueue:
         """Where ``@app.task`` jobs run; built on first use, so apps without tasks never load it."""

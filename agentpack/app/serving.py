@@ -1,0 +1,40 @@
+"""``app.run()``: serve an AgentApp with uvicorn, taking AgentScope Runtime's ``run()`` keywords
+so its scripts start unchanged, and passing uvicorn only what uvicorn understands."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Optional
+
+from agentpack.app import agent_routes, compat
+
+if TYPE_CHECKING:
+    from agentpack.app.agent_app import AgentApp
+
+logger = logging.getLogger("agentpack")
+
+
+def serve(app: "AgentApp", host: Optional[str], port: Optional[int], web_ui: bool, kwargs: dict[str, Any]) -> None:
+    from agentpack.loader import loading_for_cli
+
+    if loading_for_cli():
+        logger.info("app.run() called while `agentpack run` imports the app; the CLI serves it instead")
+        return
+    import uvicorn
+
+    host = host or os.environ.get("HOST", "127.0.0.1")
+    port = int(port if port is not None else os.environ.get("PORT", 8090))
+    if "endpoint_path" in kwargs:
+        agent_routes.move(app, kwargs.pop("endpoint_path"))
+    options = {"timeout_graceful_shutdown": 10, **compat.uvicorn_options(kwargs)}
+    if web_ui:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        logger.warning(
+            "web_ui=True: agentpack serves no chat page yet; talk to the agent with "
+            '`agentpack run APP --ask "hello"` or POST an AgentRequest to http://%s:%s%s',
+            shown,
+            port,
+            app.endpoint_path,
+        )
+    uvicorn.run(app, host=host, port=port, **options)

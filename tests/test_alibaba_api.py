@@ -26,7 +26,7 @@ from agentpack.deployers.alibaba import (
     resolve_credentials,
     resolve_endpoint,
 )
-from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, AgentRunStandIn, FCStandIn, make_zip
+from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, AgentRunStandIn, FCStandIn, RecordingHook, make_zip
 
 ZIP_V1 = make_zip({"bootstrap": "#!/bin/sh\nexec python3 -m app\n", "app.py": "print('v1')\n"})
 ZIP_V2 = make_zip({"bootstrap": "#!/bin/sh\nexec python3 -m app\n", "app.py": "print('v2')\n"})
@@ -176,22 +176,13 @@ def fake_time() -> FakeTime:
     return FakeTime()
 
 
-class Hook:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, bytes, dict]] = []
-
-    def __call__(self, name: str, zip_bytes: bytes, config: dict) -> str:
-        self.calls.append((name, zip_bytes, config))
-        return f"http://127.0.0.1:1/{name}/upload-{len(self.calls)}"
+@pytest.fixture
+def hook() -> RecordingHook:
+    return RecordingHook()
 
 
 @pytest.fixture
-def hook() -> Hook:
-    return Hook()
-
-
-@pytest.fixture
-def fc(hook: Hook) -> Iterator[FCStandIn]:
+def fc(hook: RecordingHook) -> Iterator[FCStandIn]:
     with FCStandIn(on_code=hook) as stand_in:
         yield stand_in
 
@@ -212,7 +203,6 @@ def spec(**overrides: Any) -> Any:
                                   session_affinity_header="x-agentpack-session-id", health_check_path="/readiness")
     values.update(overrides)
     return FunctionSpec(**values)
-
 
 
 @pytest.mark.integration
@@ -289,7 +279,7 @@ def test_an_unreachable_endpoint_is_a_platform_error() -> None:
 
 
 @pytest.mark.integration
-def test_fc_create_or_update_publish_alias_trigger_and_delete(fc: FCStandIn, fc_api: Any, hook: Hook) -> None:
+def test_fc_create_or_update_publish_alias_trigger_and_delete(fc: FCStandIn, fc_api: Any, hook: RecordingHook) -> None:
     created = fc_api.create_or_update_function(spec())
     assert created["functionName"] == "agent-fn" and created["codeSize"] == len(ZIP_V1)
     assert fc.actions() == ["GetFunction", "CreateFunction"]
@@ -344,7 +334,7 @@ def test_fc_create_that_loses_a_race_updates_instead(fc: FCStandIn, fc_api: Any)
 
 
 @pytest.fixture
-def agentrun(hook: Hook) -> Iterator[AgentRunStandIn]:
+def agentrun(hook: RecordingHook) -> Iterator[AgentRunStandIn]:
     with AgentRunStandIn(on_code=hook, ready_after_polls=2) as stand_in:
         yield stand_in
 
@@ -446,7 +436,7 @@ def test_agentrun_polling_survives_throttling_and_5xx(agentrun: AgentRunStandIn,
 
 
 @pytest.mark.integration
-def test_agentrun_endpoint_reported_active_counts_as_ready(hook: Hook, fake_time: FakeTime) -> None:
+def test_agentrun_endpoint_reported_active_counts_as_ready(hook: RecordingHook, fake_time: FakeTime) -> None:
     from agentpack.deployers.agentrun_api import AgentRunApi
 
     with AgentRunStandIn(on_code=hook, ready_after_polls=1, endpoint_ready_status="ACTIVE") as stand_in:
@@ -459,7 +449,7 @@ def test_agentrun_endpoint_reported_active_counts_as_ready(hook: Hook, fake_time
 
 
 @pytest.mark.integration
-def test_sts_credentials_send_the_security_token(hook: Hook) -> None:
+def test_sts_credentials_send_the_security_token(hook: RecordingHook) -> None:
     from agentpack.deployers.fc_api import FCApi
 
     with FCStandIn(on_code=hook, security_token="sts-token-0123") as stand_in:

@@ -21,6 +21,7 @@ from tests.standins import (
     TEST_ACCESS_KEY_SECRET,
     AgentRunStandIn,
     FCStandIn,
+    RecordingHook,
     crc64_xz,
     make_zip,
 )
@@ -43,27 +44,16 @@ def runtime_options() -> Any:
     return RuntimeOptions()
 
 
-class Hook:
-    """An on_code hook that records what it was given and hands out a URL per upload."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, bytes, dict]] = []
-
-    def __call__(self, name: str, zip_bytes: bytes, config: dict) -> str:
-        self.calls.append((name, zip_bytes, config))
-        return f"http://127.0.0.1:1/{name}/upload-{len(self.calls)}"
-
-
 # -- Function Compute ------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def hook() -> Hook:
-    return Hook()
+def hook() -> RecordingHook:
+    return RecordingHook()
 
 
 @pytest.fixture
-def fc(hook: Hook) -> Iterator[FCStandIn]:
+def fc(hook: RecordingHook) -> Iterator[FCStandIn]:
     with FCStandIn(on_code=hook, max_inline_zip=64 * 1024) as stand_in:
         yield stand_in
 
@@ -119,7 +109,7 @@ def http_trigger(client: Any, name: str = "agent-fn", trigger: str = "http", qua
         trigger_name=trigger, trigger_type="http", qualifier=qualifier, trigger_config=raw)), {}, runtime_options())
 
 
-def test_fc_full_lifecycle_with_the_real_sdk(fc: FCStandIn, fc_client: Any, hook: Hook) -> None:
+def test_fc_full_lifecycle_with_the_real_sdk(fc: FCStandIn, fc_client: Any, hook: RecordingHook) -> None:
     m = fc_models()
     created = create_function(fc_client, function_body()).body
     assert created.function_name == "agent-fn"
@@ -271,7 +261,7 @@ def test_fc_inline_code_above_the_limit_is_entity_too_large(fc: FCStandIn, fc_cl
     assert_refused(refused, fc, 400, "EntityTooLarge", "through OSS")
 
 
-def test_fc_code_from_oss_is_read_from_the_bucket(fc: FCStandIn, fc_client: Any, hook: Hook) -> None:
+def test_fc_code_from_oss_is_read_from_the_bucket(fc: FCStandIn, fc_client: Any, hook: RecordingHook) -> None:
     fc.oss_objects[("artifacts", "agent.zip")] = ZIP_V2
     created = create_function(fc_client, function_body(code={"ossBucketName": "artifacts", "ossObjectName": "agent.zip"}))
     assert created.body.code_size == len(ZIP_V2)
@@ -359,7 +349,7 @@ def test_fc_injected_server_errors_and_throttling(fc: FCStandIn, fc_client: Any)
 
 
 @pytest.fixture
-def agentrun(hook: Hook) -> Iterator[AgentRunStandIn]:
+def agentrun(hook: RecordingHook) -> Iterator[AgentRunStandIn]:
     with AgentRunStandIn(on_code=hook, ready_after_polls=2, max_inline_zip=64 * 1024) as stand_in:
         yield stand_in
 
@@ -408,7 +398,7 @@ def poll_status(client: Any, runtime_id: str) -> str:
                                                  runtime_options()).body.data.status
 
 
-def test_agentrun_full_lifecycle_with_the_real_sdk(agentrun: AgentRunStandIn, ar_client: Any, hook: Hook) -> None:
+def test_agentrun_full_lifecycle_with_the_real_sdk(agentrun: AgentRunStandIn, ar_client: Any, hook: RecordingHook) -> None:
     m = ar_models()
     created = create_runtime(ar_client, runtime_body()).body
     assert created.code == "SUCCESS" and created.request_id == agentrun.calls[-1].request_id
@@ -555,7 +545,7 @@ def test_agentrun_scripted_failure_carries_the_reason(agentrun: AgentRunStandIn,
     assert [poll_status(ar_client, runtime_id) for _ in range(3)] == ["UPDATING", "UPDATING", "READY"]
 
 
-def test_agentrun_slow_ready_waits_for_seconds_as_well_as_polls(hook: Hook) -> None:
+def test_agentrun_slow_ready_waits_for_seconds_as_well_as_polls(hook: RecordingHook) -> None:
     from alibabacloud_agentrun20250910.client import Client
 
     with AgentRunStandIn(on_code=hook, ready_after_polls=0, ready_after_seconds=3600) as slow:
@@ -691,7 +681,7 @@ def test_oss_multipart_rules_at_complete(oss: Any) -> None:
     oss_refusal(gone, oss, 404, "NoSuchUpload")
 
 
-def test_fc_fetches_code_from_the_oss_stand_in(oss: Any, hook: Hook) -> None:
+def test_fc_fetches_code_from_the_oss_stand_in(oss: Any, hook: RecordingHook) -> None:
     from alibabacloud_fc20230330.client import Client
 
     with FCStandIn(on_code=hook, oss=oss) as fc:

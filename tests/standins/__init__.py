@@ -15,7 +15,7 @@ from .oss import OSSStandIn
 
 __all__ = [
     "TEST_ACCESS_KEY_ID", "TEST_ACCESS_KEY_SECRET", "AcsStandIn", "AgentRunStandIn", "ApiError", "Call",
-    "FCStandIn", "OSSStandIn", "crc64_xz", "make_zip",
+    "FCStandIn", "OSSStandIn", "RecordingHook", "crc64_xz", "make_zip",
 ]
 
 
@@ -26,3 +26,15 @@ def make_zip(files: dict[str, str]) -> bytes:
         for name, text in sorted(files.items()):
             archive.writestr(name, text)
     return buffer.getvalue()
+
+
+class RecordingHook:
+    """An ``on_code`` hook that records what the stand-in was given to run and hands out a
+    made-up URL per upload (for tests that check requests, not the deployed code)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes, dict]] = []
+
+    def __call__(self, name: str, zip_bytes: bytes, config: dict) -> str:
+        self.calls.append((name, zip_bytes, config))
+        return f"http://127.0.0.1:1/{name}/upload-{len(self.calls)}"

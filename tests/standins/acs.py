@@ -20,9 +20,11 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qsl, quote, unquote
+
+from .loopback import LoopbackServer
 
 TEST_ACCESS_KEY_ID = "LTAI-test-key-id"
 TEST_ACCESS_KEY_SECRET = "test-secret-for-loopback-only"
@@ -137,7 +139,7 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class AcsStandIn:
+class AcsStandIn(LoopbackServer):
     """A threaded loopback server for one ROA product version (routes added by subclasses).
 
     ``error_body`` shapes an error answer the way the product does; ``auth_errors`` names the
@@ -170,8 +172,7 @@ class AcsStandIn:
         self._injected: dict[str, list[_Injected]] = {}
         self._nonces: set[str] = set()
         self._lock = threading.RLock()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self.thread_name = f"{self.product}-stand-in"
 
     # -- routes ---------------------------------------------------------------------------
 
@@ -183,52 +184,6 @@ class AcsStandIn:
 
     def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
         return {"Code": error.code, "Message": error.message, "RequestId": request_id}
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> "AcsStandIn":
-        stand_in = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # One buffered write per answer and no Nagle delay: otherwise every call pays ~40 ms of
-            # delayed-ACK latency on loopback.
-            wbufsize = -1
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-                pass
-
-            def _serve(self) -> None:
-                stand_in._handle(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=f"{self.product}-stand-in", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def __enter__(self) -> "AcsStandIn":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "start() the stand-in first"
-        return self._server.server_address[1]
 
     @property
     def endpoint(self) -> str:

@@ -31,7 +31,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote
@@ -39,6 +39,7 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from .acs import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET
+from .loopback import LoopbackServer
 
 # OSS refuses requests whose signing time is more than 15 minutes from its clock.
 MAX_CLOCK_SKEW = _dt.timedelta(minutes=15)
@@ -109,8 +110,10 @@ def signing_key(secret: str, date: str, region: str, product: str = "oss") -> by
     return key
 
 
-class OSSStandIn:
+class OSSStandIn(LoopbackServer):
     """A threaded loopback OSS endpoint for one region (see the module doc)."""
+
+    thread_name = "oss-stand-in"
 
     def __init__(self, root: Path, *, region: str = "cn-hangzhou", buckets: tuple[str, ...] = (),
                  access_key_id: str = TEST_ACCESS_KEY_ID, access_key_secret: str = TEST_ACCESS_KEY_SECRET,
@@ -127,8 +130,6 @@ class OSSStandIn:
         self.function_compute_may_read = True
         self._lock = threading.RLock()
         self._injected: dict[str, list[list[Any]]] = {}
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
         self.root.mkdir(parents=True, exist_ok=True)
         for bucket in buckets:
             self.create_bucket(bucket)
@@ -169,47 +170,13 @@ class OSSStandIn:
             self._injected.setdefault(action, []).append([times, status, code, message])
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    def start(self) -> "OSSStandIn":
-        stand_in = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-                pass
-
-            def _serve(self) -> None:
-                stand_in._handle(self)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="oss-stand-in", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        super().stop()
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> "OSSStandIn":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     @property
     def endpoint(self) -> str:
-        assert self._server is not None, "start() the stand-in first"
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self.port}"
 
     # -- request handling ------------------------------------------------------------------------------
     def _handle(self, http: BaseHTTPRequestHandler) -> None:

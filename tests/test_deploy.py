@@ -384,6 +384,21 @@ def test_missing_credentials_name_what_to_set_before_building(target, variables,
     assert not (project / ".agentpack" / "deployments.json").exists()
 
 
+@pytest.mark.parametrize("target, sdk", [("fc", "alibabacloud_fc20230330"), ("agentrun", "alibabacloud_agentrun20250910"),
+                                         ("lambda", "boto3")])
+def test_a_missing_cloud_sdk_names_the_extra_to_install(target, sdk, tmp_path):
+    """The SDKs are extras: a plain ``pip install agentpack`` deploys nowhere but local, and says so."""
+    project = copy_project(tmp_path)
+    hide = tmp_path / "hide-sdk"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(f"import sys\nsys.modules[{sdk!r}] = None  # as if not installed\n")
+    env = cli_env(**ALIBABA_KEYS, **AWS_KEYS, AWS_DEFAULT_REGION="us-east-1", DEPLOYED_SECRET=SECRET, REDIS_URL="redis://127.0.0.1:1/0",
+                  HOME=str(tmp_path), PYTHONPATH=str(hide))
+    done = CLI(project, env).run("deploy", "--target", target)
+    _refused(done, 2, sdk, f"pip install 'agentpack[{target}]'")
+    assert not (project / ".agentpack" / "deployments.json").exists()
+
+
 @pytest.fixture
 def fc(tmp_path):
     standin = FCStandIn().start()

@@ -219,3 +219,19 @@ def test_cli_usage_errors_exit_2(tmp_path):
     assert result.exit_code == 2 and "agentpack init" in result.output
     listed = runner.invoke(app, ["list", "--project", str(tmp_path), "--json"])
     assert listed.exit_code == 0 and json.loads(listed.output.splitlines()[-1]) == {"deployments": []}
+
+
+def test_lambda_takes_its_region_from_aws_region_as_the_aws_cli_does(monkeypatch):
+    from agentpack.deployers.aws_lambda import LambdaDeployer
+    from agentpack.targets import get_target
+
+    for variable in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings = get_target("lambda").parse_settings({})
+    deployer = LambdaDeployer(settings, environ={"AWS_REGION": "eu-west-1"})
+    assert deployer.region == "eu-west-1"
+    with pytest.raises(DeployConfigError, match="AWS_REGION"):
+        LambdaDeployer(settings, environ={})

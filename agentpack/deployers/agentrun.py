@@ -30,6 +30,7 @@ DEFAULT_MEMORY = 4096
 class AgentRunDeployer(Deployer):
     target = "agentrun"
     name_setting = "runtime_name"
+    sdk_modules = ("alibabacloud_agentrun20250910", "alibabacloud_tea_openapi", "darabonba", "alibabacloud_credentials")
 
     def __init__(self, settings: Any, *, environ: Optional[dict[str, str]] = None, api: Any = None, **options: Any) -> None:
         super().__init__(settings, **options)

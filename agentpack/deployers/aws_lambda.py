@@ -73,6 +73,7 @@ def platform_error(exc: BaseException, action: Optional[str] = None) -> Exceptio
 class LambdaDeployer(Deployer):
     target = "lambda"
     name_setting = "function_name"
+    sdk_modules = ("boto3", "botocore")
 
     def __init__(self, settings: Any, *, environ: Optional[dict[str, str]] = None, session: Any = None, **options: Any) -> None:
         super().__init__(settings, **options)
@@ -80,7 +81,8 @@ class LambdaDeployer(Deployer):
         from botocore.config import Config
 
         env = os.environ if environ is None else environ
-        self.session = session or boto3.session.Session(region_name=self.region or None)
+        # boto3 reads AWS_DEFAULT_REGION; AWS_REGION is what Lambda itself and the AWS CLI v2 set
+        self.session = session or boto3.session.Session(region_name=self.region or env.get("AWS_REGION") or None)
         if self.session.region_name is None:
             raise DeployConfigError("no AWS region: set [targets.lambda] region, or AWS_REGION / AWS_DEFAULT_REGION")
         self.region = self.session.region_name

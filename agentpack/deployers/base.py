@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Optional
 
 from agentpack import headers
-from agentpack.deployers.errors import DeployConfigError
+from agentpack.deployers.errors import DeployConfigError, require_modules
 from agentpack.deployers.request import DeployRequest, Progress, no_progress
 from agentpack.deployers.state import Deployment
 
@@ -54,10 +54,13 @@ class Deployer:
     name_setting: ClassVar[Optional[str]] = None
     #: whether the platform may run more than one instance (then stops need Redis)
     scales_out: ClassVar[bool] = True
+    #: the top-level modules of the SDK this deployer drives (installed by ``agentpack[<target>]``)
+    sdk_modules: ClassVar[tuple[str, ...]] = ()
     #: what the platform calls the thing (for messages)
 
     def __init__(self, settings: Any, *, region: Optional[str] = None, progress: Progress = no_progress,
                  project: Optional[Path] = None) -> None:
+        require_modules(self.sdk_modules, f"the {self.target} deployer", self.target)
         self.settings = settings
         self.region = region or getattr(settings, "region", None)
         self.progress = progress

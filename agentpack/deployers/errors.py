@@ -8,11 +8,22 @@ message, and the request id its support asks for.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Optional
 
 
 class DeployConfigError(Exception):
     """The user's setup is wrong or incomplete (the CLI reports it and exits 2)."""
+
+
+def require_modules(modules: tuple[str, ...], needed_by: str, extra: str) -> None:
+    """Fail with the install command, not a traceback, when a cloud SDK is missing: the SDKs are
+    extras (``agentpack[fc]``, ``[agentrun]``, ``[lambda]``), so a plain install lacks them."""
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        raise DeployConfigError(
+            f"{needed_by} needs {', '.join(missing)}, which is not installed; install it with: pip install 'agentpack[{extra}]'"
+        )
 
 
 class PlatformError(Exception):

@@ -44,6 +44,7 @@ HOOK_TIMEOUT = 60
 class FCDeployer(Deployer):
     target = "fc"
     name_setting = "function_name"
+    sdk_modules = ("alibabacloud_fc20230330", "alibabacloud_tea_openapi", "darabonba", "alibabacloud_credentials")
 
     def __init__(self, settings: Any, *, environ: Optional[dict[str, str]] = None, api: Any = None, **options: Any) -> None:
         super().__init__(settings, **options)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from agentpack.deployers.alibaba import AlibabaConfigError, Credentials, RetryPolicy, resolve_endpoint
-from agentpack.deployers.errors import PlatformError
+from agentpack.deployers.errors import PlatformError, require_modules
 
 ENDPOINT_ENV = "AGENTPACK_OSS_ENDPOINT"
 #: Parts of the multipart upload: read from the file one at a time per worker.
@@ -66,6 +66,7 @@ class OSSApi:
 
     def __init__(self, *, region: Optional[str], credentials: Credentials, endpoint: Optional[str] = None,
                  environ: Optional[Mapping[str, str]] = None, retry: Optional[RetryPolicy] = None) -> None:
+        require_modules(("alibabacloud_oss_v2",), "FC code through OSS", "fc")
         env = os.environ if environ is None else environ
         self.endpoint = resolve_endpoint(endpoint, ENDPOINT_ENV, env)
         if not region:  # V4 signatures name the region even when the endpoint is given

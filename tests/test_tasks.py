@@ -256,7 +256,9 @@ def test_background_runs_for_a_busy_session_wait_their_turn_in_order(serve):
     assert _stop(env, "turns") is True  # stops the running one only
     assert env.final("/process/task", first)["result"]["status"] == "canceled"
     wait_until(lambda: env.status("/process/task", second)["status"] == "running", 20, "the second run should start next")
-    assert env.status("/process/task", third)["status"] == "pending"  # still behind the second
+    behind = env.status("/process/task", third)
+    assert behind["status"] == "pending" and "started_at" not in behind  # still behind the second, not started
+    assert "started_at" in env.status("/process/task", second)
     assert _stop(env, "turns") is True
     assert env.final("/process/task", second)["result"]["status"] == "canceled"
     final = env.final("/process/task", third)

@@ -59,7 +59,7 @@ class EmbeddedQueue(TaskQueue):
             assert self._slots is not None
             async with self._slots:
                 info.status, info.started_at = TaskStatus.RUNNING, time.time()
-                with status_reported_to(lambda status: setattr(info, "status", status)):
+                with status_reported_to(lambda status: _report(info, status)):
                     info.result = await run_job(spec, payload)
                 info.status = TaskStatus.FINISHED
         except asyncio.CancelledError:
@@ -99,3 +99,13 @@ class EmbeddedQueue(TaskQueue):
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+
+def _report(info: TaskInfo, status: str) -> None:
+    """A job that waits (a background run for a busy session) has not started yet: its
+    ``started_at`` is when it runs, not when it took a slot."""
+    info.status = status
+    if status == TaskStatus.PENDING:
+        info.started_at = None
+    elif status == TaskStatus.RUNNING:
+        info.started_at = time.time()

@@ -142,9 +142,37 @@ def test_a_server_cancel_ends_an_endpoint_stream_cleanly():
         task = asyncio.create_task(StreamResponse(IteratorProducer(source()))({"type": "http"}, receive, send))
         await first.wait()
         task.cancel()
+        # the response ended whole, so the request ends normally (a server would otherwise log
+        # a traceback for every stream its shutdown ended)
+        assert await task is None and not task.cancelled()
+        assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+    asyncio.run(scenario())
+
+
+def test_a_server_cancel_goes_on_when_the_stream_cannot_be_ended():
+    async def source():
+        yield "first"
+        await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        first = asyncio.Event()
+
+        async def receive() -> dict:
+            await asyncio.Event().wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message.get("more_body") is False:
+                raise OSError("connection reset by peer")
+            if b"first" in message.get("body", b""):
+                first.set()
+
+        task = asyncio.create_task(StreamResponse(IteratorProducer(source()))({"type": "http"}, receive, send))
+        await first.wait()
+        task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
 
     asyncio.run(scenario())
 

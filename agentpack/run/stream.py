@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, P
 import anyio
 from starlette.responses import Response
 
-from agentpack._aio import wait_bounded
+from agentpack._aio import uncancel, wait_bounded
 from agentpack.protocol.serialize import jsonable
 from agentpack.protocol.sse import STREAM_HEADERS, encode_event
 
@@ -174,24 +174,33 @@ class StreamResponse(Response):
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             task = producer.start(write)
             helpers = [asyncio.create_task(watch_client()), asyncio.create_task(ping())]
+            whole = False  # the server cancelled us, and the response still ended properly
             try:
                 await asyncio.wait({task, helpers[0]}, return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
                 # The server gives up on this request: end the producer with its last word
-                # while the connection is still open, then let the cancellation go on.
+                # while the connection is still open.
                 producer.stop(CANCELLED_BY_SERVER)
                 with anyio.CancelScope(shield=True):
                     ended, _ = await wait_bounded(asyncio.wait({task}), 2 * CLEANUP_GRACE)
                     if ended and connected and (task.cancelled() or task.exception() is None):
-                        await wait_bounded(end_body(), 1.0)
-                raise
+                        try:
+                            whole, _ = await wait_bounded(end_body(), 1.0)
+                        except Exception:  # the connection broke: the cancel goes on
+                            whole = False
+                if not whole:
+                    raise
+                # The cancel has done its job — the run is over and the client has its terminal
+                # event and the end of the body — so the request ends normally: re-raising would
+                # only make the server log a traceback for every stream a shutdown ended.
+                uncancel()
             finally:
                 for helper in helpers:
                     helper.cancel()
                 with anyio.CancelScope(shield=True):
                     await producer.settle()  # cancels the producer if the client left first
                     await asyncio.gather(*helpers, return_exceptions=True)
-            if connected and ended_well(task):
+            if connected and not whole and ended_well(task):
                 await end_body()
         except OSError:  # the client vanished while we were writing
             connected = False

@@ -176,3 +176,16 @@ def test_only_platform_targets_listen_on_every_interface():
 
     assert host_of("fc") == host_of("agentrun") == "0.0.0.0"  # the platform reaches the instance from outside
     assert host_of("local") == '"${HOST:-127.0.0.1}"'  # this machine: loopback unless HOST says otherwise
+
+
+@pytest.mark.parametrize("command", ["build", "emulate", "deploy"])
+def test_the_commands_name_every_target_of_the_table(command):
+    """The ``--target`` help is read from the targets table, so a new row shows up in it."""
+    from typer.testing import CliRunner
+
+    from agentpack.cli.main import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "240", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    help_text = " ".join(result.output.split())
+    assert f"{', '.join(list(TARGETS)[:-1])} or {list(TARGETS)[-1]}" in help_text, help_text

@@ -290,3 +290,25 @@ def test_an_unreachable_oss_endpoint_is_a_platform_error_naming_it():
                  endpoint=f"http://127.0.0.1:{port}", environ={}, retry=RetryPolicy(max_attempts=1))
     with pytest.raises(PlatformError, match=rf"HeadObject failed: ConnectionError: could not reach http://127.0.0.1:{port}: .*refused"):
         api.head(BUCKET, "agentpack/x.zip")
+
+
+def test_a_missing_oss_sdk_is_named_before_any_call(tmp_path, monkeypatch):
+    import sys
+
+    from agentpack.deployers.errors import DeployConfigError
+    from agentpack.deployers.fc import FCDeployer
+    from agentpack.deployers.request import DeployRequest
+    from agentpack.target_settings import FCSettings
+
+    class NoCalls:
+        region = "cn-hangzhou"
+
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"{name} was called although the OSS SDK is missing")
+
+    request = DeployRequest(tmp_path, "fc", "agent", FCSettings(code_upload="oss", oss_bucket="b-1"), {})
+    request.size_bytes = MiB
+    monkeypatch.setitem(sys.modules, "alibabacloud_oss_v2", None)  # as if not installed
+    deployer = FCDeployer(FCSettings(region="cn-hangzhou"), api=NoCalls(), environ={})
+    with pytest.raises(DeployConfigError, match=r"needs alibabacloud_oss_v2, which is not installed; install it with: pip install 'agentpack\[fc\]'"):
+        deployer.deploy(request, None)

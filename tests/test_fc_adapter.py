@@ -6,12 +6,16 @@ adapter through real processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
+import logging.config
+from typing import Iterator
 
 import httpx
 
 from agentpack import AgentApp
-from agentpack.adapters.http_function import FunctionAdapter, RequestIdFilter, current_invocation
+from agentpack.adapters.http_function import FunctionAdapter, current_invocation, log_config
 
 SECRET = "fc-secret-9f8e7d6c5b"
 TOKEN = "sts-token-CAIS-0123456789"
@@ -70,26 +74,49 @@ class Lifespan:
         await asyncio.wait_for(self.task, 10)
 
 
-def test_the_handler_gets_the_role_credentials_and_no_log_line_shows_them(caplog, capsys):
+def test_the_handler_gets_the_role_credentials_and_no_log_line_shows_them(capsys):
     adapter = FunctionAdapter(_app(), request_shutdown=lambda: None)
-    caplog.handler.addFilter(RequestIdFilter())
 
     async def scenario() -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=adapter), base_url="http://fc.test") as client:
             return await client.get("/who", headers=ROLE_HEADERS)
 
-    with caplog.at_level(logging.INFO):
+    with logging_as_served() as logged:  # the logging configuration the artifact's server runs with
         answer = asyncio.run(scenario())
     assert answer.status_code == 200, answer.text
     request_id = ROLE_HEADERS["x-fc-request-id"]
     assert answer.json() == {"request_id": request_id, "function": "my-agent", "region": "cn-hangzhou", "memory_mb": 1024,
                              "key_id": "STS.key-id", "secret_matches": True, "token_matches": True}
     assert answer.headers["x-fc-request-id"] == request_id, "the request id is echoed on the response"
-    user_records = [r for r in caplog.records if r.name == "agentpack.user"]
-    assert user_records and all(r.request_id == request_id for r in user_records), "log lines carry the request id"
-    logged = caplog.text + capsys.readouterr().out
-    assert "STS.key-id" in logged, "the invocation was logged (a key id is not a secret)"
-    assert SECRET not in logged and TOKEN not in logged, "credentials never reach a log line"
+    lines = [line for line in logged.getvalue().splitlines() if "handling" in line]
+    assert lines and all(f"[{request_id}]" in line for line in lines), logged.getvalue()
+    assert "STS.key-id" in lines[0], "the invocation was logged (a key id is not a secret)"
+    printed = capsys.readouterr().out
+    assert f"FC Invoke Start RequestId: {request_id}" in printed
+    for text in (logged.getvalue(), printed):
+        assert SECRET not in text and TOKEN not in text, "credentials never reach a log line"
+
+
+@contextlib.contextmanager
+def logging_as_served() -> Iterator[io.StringIO]:
+    """Configure logging with :func:`log_config` (what ``serve`` gives uvicorn), writing to a
+    buffer; the loggers it touches are put back afterwards."""
+    config = log_config()
+    buffer = io.StringIO()
+    for handler in config["handlers"].values():
+        handler["stream"] = buffer
+    names = ["", *config.get("loggers", {})]
+    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate)
+             for name in names}
+    logging.config.dictConfig(config)
+    try:
+        yield buffer
+    finally:
+        for name, (handlers, level, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 def test_without_a_role_there_are_no_credentials_and_a_request_id_is_made_up():
@@ -130,6 +157,6 @@ def test_lifecycle_hooks_initialize_after_start_up_and_pre_stop_starts_the_shutd
     for hook, request_id in (("initialize", "init-1"), ("pre-freeze", "freeze-1"), ("pre-stop", "stop-1")):
         assert answers[hook].status_code == 200, (hook, answers[hook].text)
         assert answers[hook].headers["x-fc-request-id"] == request_id
-    assert shutdowns == ["requested"], "pre-stop starts the server's graceful shutdown, once"
+    assert shutdowns == ["requested"], "pre-stop (and only pre-stop) starts the server's graceful shutdown"
     out = capsys.readouterr().out
     assert "FC Initialize Start RequestId: init-1" in out and "FC PreStop End RequestId: stop-1" in out

@@ -155,6 +155,10 @@ class FCDeployer(Deployer):
         started = time.perf_counter()
         name = request.name
         via_oss = self.through_oss(request)  # before any call: a missing oss_bucket is the user's to fix
+        if via_oss:
+            from agentpack.deployers.oss_api import require_sdk
+
+            require_sdk()
         desired = self.spec(request, None).to_api()
         current = self.api.get_function(name)
         known = previous.resource if previous is not None else {}

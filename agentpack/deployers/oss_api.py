@@ -61,12 +61,17 @@ def object_key(folder: str, function: str, sha256: str) -> str:
     return "/".join(part for part in (folder.strip("/"), function, f"{sha256}.zip") if part)
 
 
+def require_sdk() -> None:
+    """The OSS SDK is in the ``fc`` extra; checked before a deploy that needs it makes any call."""
+    require_modules(("alibabacloud_oss_v2",), "FC code through OSS", "fc")
+
+
 class OSSApi:
     """One region's OSS, reached with the deployer's credentials (``endpoint`` overrides the region's)."""
 
     def __init__(self, *, region: Optional[str], credentials: Credentials, endpoint: Optional[str] = None,
                  environ: Optional[Mapping[str, str]] = None, retry: Optional[RetryPolicy] = None) -> None:
-        require_modules(("alibabacloud_oss_v2",), "FC code through OSS", "fc")
+        require_sdk()
         env = os.environ if environ is None else environ
         self.endpoint = resolve_endpoint(endpoint, ENDPOINT_ENV, env)
         if not region:  # V4 signatures name the region even when the endpoint is given

@@ -140,7 +140,7 @@ def test_many_sessions_half_stopped_at_random_moments(cluster, redis_server):
     node_a, node_b = cluster(2)
     rng = random.Random(20261125)
     plan = {f"s-many-{i}": (rng.random() < 0.5, rng.randint(1, 20)) for i in range(200)}
-    for node in (node_a, node_b):  # warm up: process-wide helpers (sse-starlette's shutdown watcher) start once
+    for node in (node_a, node_b):  # warm up: process-wide helpers (the Redis stop channel, pools) start once
         httpx.post(f"{node.url}/process", json=user_body(session_id="warm-up", user_id="u", chunks=1, stream=True))
     before = {node.url: httpx.get(f"{node.url}/debug/tasks").json()["tasks"] for node in (node_a, node_b)}
 

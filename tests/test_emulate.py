@@ -77,6 +77,15 @@ def test_lifespan_starts_once_per_instance_over_many_requests(emulated):
     assert {a["starts"] for a in answers} == {1}
 
 
+def test_a_body_over_the_payload_limit_gets_the_platform_answer_and_the_instance_serves_on(emulated):
+    too_big = b"x" * (32 * 1024 * 1024 + 1)
+    answer = httpx.post(f"{emulated.url}/echo", content=too_big, headers={"content-type": "application/octet-stream"}, timeout=60)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["ErrorCode"] == "EntityTooLarge" and "32 MB" in answer.json()["ErrorMessage"]
+    assert answer.headers["x-fc-error-type"] == "FcCommonError"
+    assert httpx.get(f"{emulated.url}/health").status_code == 200
+
+
 def test_the_code_is_read_only_and_the_host_packages_are_not_importable(emulated):
     python = emulated.python
     probe = subprocess.run(

@@ -235,3 +235,34 @@ def test_lambda_takes_its_region_from_aws_region_as_the_aws_cli_does(monkeypatch
     assert deployer.region == "eu-west-1"
     with pytest.raises(DeployConfigError, match="AWS_REGION"):
         LambdaDeployer(settings, environ={})
+
+
+def test_polling_waits_with_growing_intervals_up_to_the_deadline_and_reports_the_last_state():
+    from agentpack.deployers.alibaba import PollPolicy
+
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    poll = PollPolicy(sleep=sleep, clock=lambda: now[0])
+    states = iter(["CREATING", "CREATING", "READY"])
+    assert poll.until(lambda: next(states), lambda s: s == "READY", 60, lambda s: AssertionError(s)) == "READY"
+    assert sleeps == [0.5, 0.75]
+
+    sleeps.clear()
+    fetched: list[str] = []
+    with pytest.raises(TimeoutError, match="still UPDATING"):
+        poll.until(lambda: fetched.append("GET") or "UPDATING", lambda s: False, 3,
+                   lambda s: TimeoutError(f"still {s}"), start="CREATING")
+    assert sum(sleeps) == pytest.approx(3) and len(fetched) == len(sleeps), "a state in hand is checked before any fetch"
+
+    def failed(state: str) -> bool:
+        if state == "FAILED":
+            raise RuntimeError("the platform's reason")
+        return False
+
+    with pytest.raises(RuntimeError, match="the platform's reason"):
+        poll.until(lambda: "FAILED", failed, 60, lambda s: AssertionError(s))

@@ -33,6 +33,7 @@ READY_STATES = {"READY", "ACTIVE"}
 FAILED_STATES = {"FAILED", "CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED"}
 IN_PROGRESS_STATES = {"CREATING", "UPDATING", "DELETING"}
 DEFAULT_WAIT_SECONDS = 900.0
+PAGE_SIZE = 100
 
 
 @dataclass
@@ -137,16 +138,18 @@ class AgentRunApi(AlibabaApi):
 
     def list_runtimes(self, name: Optional[str] = None) -> list[dict[str, Any]]:
         m = self._models()
+        return self._all_pages("ListAgentRuntimes", lambda page: self.client.list_agent_runtimes_with_options(
+            m.ListAgentRuntimesRequest(agent_runtime_name=name, page_number=page, page_size=PAGE_SIZE), {}, sdk_runtime()))
+
+    def _all_pages(self, action: str, request_page: Callable[[int], Any]) -> list[dict[str, Any]]:
+        """Every item of a list call, page by page (``request_page(n)`` asks for page ``n``)."""
         found: list[dict[str, Any]] = []
         page_number = 1
         while True:
-            data = _data(self._call("ListAgentRuntimes", lambda: self.client.list_agent_runtimes_with_options(
-                m.ListAgentRuntimesRequest(agent_runtime_name=name, page_number=page_number, page_size=100), {},
-                sdk_runtime())))
+            data = _data(self._call(action, lambda: request_page(page_number)))
             items = data.get("items") or []
             found.extend(items)
-            total = int(data.get("total") or 0)
-            if not items or len(found) >= total:
+            if not items or len(found) >= int(data.get("total") or 0):
                 return found
             page_number += 1
 
@@ -199,22 +202,19 @@ class AgentRunApi(AlibabaApi):
         return runtime
 
     def _wait(self, runtime_id: str, done: Callable[[str], bool], timeout: float, goal: str) -> dict[str, Any]:
-        deadline = self.poll.clock() + timeout
-        intervals = self.poll.intervals()
-        while True:
+        def fetch() -> dict[str, Any]:
             runtime = self.get_runtime(runtime_id)
             if runtime is None:
                 raise PlatformError("NotFound", f"agent runtime {runtime_id} no longer exists", status=404,
                                     action="GetAgentRuntime")
-            status = str(runtime.get("status") or "")
-            if done(status):
-                return runtime
-            remaining = deadline - self.poll.clock()
-            if remaining <= 0:
-                raise WaitTimeout("Timeout", f"agent runtime {runtime.get('agentRuntimeName') or runtime_id} is still "
-                                  f"{status} after {timeout:g} s waiting for it to {goal}; check it in the AgentRun "
-                                  "console or deploy again with a longer wait", action="GetAgentRuntime")
-            self.poll.sleep(min(next(intervals), remaining))
+            return runtime
+
+        def timed_out(runtime: dict[str, Any]) -> Exception:
+            return WaitTimeout("Timeout", f"agent runtime {runtime.get('agentRuntimeName') or runtime_id} is still "
+                               f"{runtime.get('status') or ''} after {timeout:g} s waiting for it to {goal}; check it in "
+                               "the AgentRun console or deploy again with a longer wait", action="GetAgentRuntime")
+
+        return self.poll.until(fetch, lambda runtime: done(str(runtime.get("status") or "")), timeout, timed_out)
 
     def delete_runtime(self, runtime_id: str, *, wait: bool = True, timeout: float = DEFAULT_WAIT_SECONDS) -> bool:
         """Delete the runtime's endpoints, then the runtime; with ``wait``, until it is gone. False if absent."""
@@ -230,21 +230,16 @@ class AgentRunApi(AlibabaApi):
                 return False
             raise
         if wait:
-            deadline = self.poll.clock() + timeout
-            intervals = self.poll.intervals()
-            while True:
-                runtime = self.get_runtime(runtime_id)
-                if runtime is None:
-                    break
-                if runtime.get("status") in FAILED_STATES:
+            def gone(runtime: Optional[dict[str, Any]]) -> bool:
+                if runtime is not None and runtime.get("status") in FAILED_STATES:
                     raise ResourceFailed(str(runtime["status"]), f"deleting agent runtime {runtime_id} failed: "
                                          f"{runtime.get('statusReason') or 'the platform gave no reason'}",
                                          action="DeleteAgentRuntime")
-                remaining = deadline - self.poll.clock()
-                if remaining <= 0:
-                    raise WaitTimeout("Timeout", f"agent runtime {runtime_id} is still {runtime.get('status')} "
-                                      f"{timeout:g} s after the delete", action="DeleteAgentRuntime")
-                self.poll.sleep(min(next(intervals), remaining))
+                return runtime is None
+
+            self.poll.until(lambda: self.get_runtime(runtime_id), gone, timeout, lambda runtime: WaitTimeout(
+                "Timeout", f"agent runtime {runtime_id} is still {(runtime or {}).get('status')} {timeout:g} s after the delete",
+                action="DeleteAgentRuntime"))
         return True
 
     # -- versions ------------------------------------------------------------------------------
@@ -261,33 +256,16 @@ class AgentRunApi(AlibabaApi):
 
     def list_versions(self, runtime_id: str) -> list[dict[str, Any]]:
         m = self._models()
-        found: list[dict[str, Any]] = []
-        page_number = 1
-        while True:
-            data = _data(self._call("ListAgentRuntimeVersions", lambda: self.client.list_agent_runtime_versions_with_options(
-                runtime_id, m.ListAgentRuntimeVersionsRequest(page_number=page_number, page_size=100), {},
-                sdk_runtime())))
-            items = data.get("items") or []
-            found.extend(items)
-            if not items or len(found) >= int(data.get("total") or 0):
-                return found
-            page_number += 1
+        return self._all_pages("ListAgentRuntimeVersions", lambda page: self.client.list_agent_runtime_versions_with_options(
+            runtime_id, m.ListAgentRuntimeVersionsRequest(page_number=page, page_size=PAGE_SIZE), {}, sdk_runtime()))
 
     # -- endpoints -----------------------------------------------------------------------------
 
     def list_endpoints(self, runtime_id: str, name: Optional[str] = None) -> list[dict[str, Any]]:
         m = self._models()
-        found: list[dict[str, Any]] = []
-        page_number = 1
-        while True:
-            data = _data(self._call("ListAgentRuntimeEndpoints", lambda: self.client.list_agent_runtime_endpoints_with_options(
-                runtime_id, m.ListAgentRuntimeEndpointsRequest(endpoint_name=name, page_number=page_number,
-                                                               page_size=100), {}, sdk_runtime())))
-            items = data.get("items") or []
-            found.extend(items)
-            if not items or len(found) >= int(data.get("total") or 0):
-                return found
-            page_number += 1
+        return self._all_pages("ListAgentRuntimeEndpoints", lambda page: self.client.list_agent_runtime_endpoints_with_options(
+            runtime_id, m.ListAgentRuntimeEndpointsRequest(endpoint_name=name, page_number=page, page_size=PAGE_SIZE), {},
+            sdk_runtime()))
 
     def find_endpoint(self, runtime_id: str, name: str) -> Optional[dict[str, Any]]:
         for endpoint in self.list_endpoints(runtime_id, name):
@@ -319,23 +297,24 @@ class AgentRunApi(AlibabaApi):
         else:
             endpoint = existing
         endpoint_id = str(endpoint["agentRuntimeEndpointId"])
-        deadline = self.poll.clock() + timeout
-        intervals = self.poll.intervals()
-        while endpoint.get("status") not in READY_STATES:
-            if endpoint.get("status") in FAILED_STATES:
-                raise ResourceFailed(str(endpoint["status"]), f"endpoint {name} of agent runtime {runtime_id} failed: "
-                                     f"{endpoint.get('statusReason') or 'the platform gave no reason'}",
-                                     action="GetAgentRuntimeEndpoint")
-            remaining = deadline - self.poll.clock()
-            if remaining <= 0:
-                raise WaitTimeout("Timeout", f"endpoint {name} of agent runtime {runtime_id} is still "
-                                  f"{endpoint.get('status')} after {timeout:g} s", action="GetAgentRuntimeEndpoint")
-            self.poll.sleep(min(next(intervals), remaining))
+
+        def fetch() -> dict[str, Any]:
             fresh = self.get_endpoint(runtime_id, endpoint_id)
             if fresh is None:
                 raise PlatformError("NotFound", f"endpoint {name} of agent runtime {runtime_id} disappeared",
                                     status=404, action="GetAgentRuntimeEndpoint")
-            endpoint = fresh
+            return fresh
+
+        def ready(endpoint: dict[str, Any]) -> bool:
+            if endpoint.get("status") in FAILED_STATES:
+                raise ResourceFailed(str(endpoint["status"]), f"endpoint {name} of agent runtime {runtime_id} failed: "
+                                     f"{endpoint.get('statusReason') or 'the platform gave no reason'}",
+                                     action="GetAgentRuntimeEndpoint")
+            return endpoint.get("status") in READY_STATES
+
+        endpoint = self.poll.until(fetch, ready, timeout, lambda endpoint: WaitTimeout(
+            "Timeout", f"endpoint {name} of agent runtime {runtime_id} is still {endpoint.get('status')} after {timeout:g} s",
+            action="GetAgentRuntimeEndpoint"), start=endpoint)
         url = str(endpoint.get("endpointPublicUrl") or "").strip()
         if not url:
             raise PlatformError("EndpointHasNoURL", f"endpoint {name} of agent runtime {runtime_id} reports no public "

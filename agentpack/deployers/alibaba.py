@@ -282,6 +282,22 @@ class PollPolicy:
             yield interval
             interval = min(self.max_interval, interval * self.factor)
 
+    def until(self, fetch: Callable[[], T], done: Callable[[T], bool], timeout: float,
+              timed_out: Callable[[T], Exception], *, start: Optional[T] = None) -> T:
+        """Fetch the resource until ``done`` says so (it may raise, e.g. on a failed state); past
+        ``timeout`` seconds raise ``timed_out(last seen)``.  ``start``: a state already in hand
+        (a create's answer), checked before the first fetch."""
+        deadline = self.clock() + timeout
+        intervals = self.intervals()
+        current = fetch() if start is None else start
+        while not done(current):
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise timed_out(current)
+            self.sleep(min(next(intervals), remaining))
+            current = fetch()
+        return current
+
 
 class ResourceFailed(PlatformError):
     """A resource the deploy waited for ended in a failed state; ``message`` is the platform's reason."""

@@ -224,6 +224,16 @@ def cli_env(**extra: Optional[str]) -> dict[str, str]:
     return env
 
 
+
+def refused(done: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    """Check a command was refused as a user or platform error: exit ``code``, no traceback, and
+    each of ``needles`` in what it printed to stderr."""
+    assert done.returncode == code, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in done.stderr, done.stderr
+    return done.stderr
+
 class CLI:
     """``agentpack ...`` as a subprocess in ``cwd`` with ``env``."""
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Optional
 import httpx
 import pytest
 
-from tests.support import CLI, Emulations, cli_env, copy_project, free_port, set_version, wait_until
+from tests.support import CLI, Emulations, cli_env, copy_project, free_port, refused, set_version, wait_until
 from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, AgentRunStandIn, FCStandIn
 
 pytestmark = pytest.mark.integration
@@ -355,14 +355,6 @@ def test_the_whole_lifecycle_through_the_command_line(target, tmp_path, redis_se
 
 
 # -- refusals before anything is uploaded ------------------------------------------------------------------------
-def _refused(done: subprocess.CompletedProcess, code: int, *needles: str) -> str:
-    assert done.returncode == code, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    for needle in needles:
-        assert needle in done.stderr, done.stderr
-    return done.stderr
-
-
 @pytest.mark.parametrize(
     "target, variables, says",
     [
@@ -379,7 +371,7 @@ def test_missing_credentials_name_what_to_set_before_building(target, variables,
     for variable in variables:
         env.pop(variable, None)
     done = CLI(project, env).run("deploy", "--target", target)
-    _refused(done, 2, says)
+    refused(done, 2, says)
     assert not (project / "dist").exists(), "refused before the build"
     assert not (project / ".agentpack" / "deployments.json").exists()
 
@@ -395,7 +387,7 @@ def test_a_missing_cloud_sdk_names_the_extra_to_install(target, sdk, tmp_path):
     env = cli_env(**ALIBABA_KEYS, **AWS_KEYS, AWS_DEFAULT_REGION="us-east-1", DEPLOYED_SECRET=SECRET, REDIS_URL="redis://127.0.0.1:1/0",
                   HOME=str(tmp_path), PYTHONPATH=str(hide))
     done = CLI(project, env).run("deploy", "--target", target)
-    _refused(done, 2, sdk, f"pip install 'agentpack[{target}]'")
+    refused(done, 2, sdk, f"pip install 'agentpack[{target}]'")
     assert not (project / ".agentpack" / "deployments.json").exists()
 
 
@@ -421,21 +413,21 @@ def fc(tmp_path):
 )
 def test_bad_input_is_refused_with_the_fix_and_no_platform_call(fc, flags, says):
     standin, cli, _ = fc
-    _refused(cli.run("deploy", "--target", "fc", *flags), 2, says)
+    refused(cli.run("deploy", "--target", "fc", *flags), 2, says)
     assert standin.calls == []
 
 
 def test_a_secret_without_a_value_is_refused(fc):
     standin, cli, _ = fc
     env = {k: v for k, v in cli.env.items() if k != "DEPLOYED_SECRET"}
-    _refused(cli.run("deploy", "--target", "fc", env=env), 2, "DEPLOYED_SECRET has no value; set it in the shell or in .env")
+    refused(cli.run("deploy", "--target", "fc", env=env), 2, "DEPLOYED_SECRET has no value; set it in the shell or in .env")
     assert standin.calls == []
 
 
 def test_the_environment_over_4_kb_with_secrets_is_refused(fc):
     standin, cli, _ = fc
     env = {**cli.env, "DEPLOYED_SECRET": "s" * 4000}  # env alone is small: only the secret's value tips it over
-    _refused(cli.run("deploy", "--target", "fc", env=env), 2, "over the platform's 4 KB")
+    refused(cli.run("deploy", "--target", "fc", env=env), 2, "over the platform's 4 KB")
     assert standin.calls == []
 
 
@@ -443,7 +435,7 @@ def test_platform_errors_show_code_message_and_request_id(fc):
     standin, cli, project = fc
     standin.fail_next("CreateFunction", status=403, code="AccessDenied", message="the RAM user may not create functions")
     done = cli.run("deploy", "--target", "fc", "--json")
-    stderr = _refused(done, 1, "AccessDenied", "the RAM user may not create functions", "request id")
+    stderr = refused(done, 1, "AccessDenied", "the RAM user may not create functions", "request id")
     request_id = standin.calls_of("CreateFunction")[-1].request_id
     assert request_id in stderr
     assert json.loads(done.stdout.splitlines()[-1])["error"]["request_id"] == request_id
@@ -462,7 +454,7 @@ def test_a_5xx_once_and_throttling_are_retried(fc):
 def test_a_failed_trigger_fails_the_deploy(fc):
     standin, cli, project = fc
     standin.fail_next("CreateTrigger", status=400, code="InvalidArgument", message="triggerConfig refused")
-    _refused(cli.run("deploy", "--target", "fc"), 1, "CreateTrigger failed", "triggerConfig refused")
+    refused(cli.run("deploy", "--target", "fc"), 1, "CreateTrigger failed", "triggerConfig refused")
     assert not (project / ".agentpack" / "deployments.json").exists()
 
 
@@ -498,7 +490,7 @@ def test_a_failed_runtime_ends_the_deploy_with_the_platforms_reason(agentrun):
     standin, cli, project = agentrun
     standin.fail_next_deploy("bootstrap exited with code 1: ModuleNotFoundError: No module named 'yaml'")
     done = cli.run("deploy", "--target", "agentrun", "--json")
-    _refused(done, 1, "FAILED", "No module named 'yaml'")
+    refused(done, 1, "FAILED", "No module named 'yaml'")
     assert json.loads(done.stdout.splitlines()[-1])["error"]["code"] == "FAILED"
     assert "PublishRuntimeVersion" not in standin.actions()
     assert not (project / ".agentpack" / "deployments.json").exists()
@@ -510,23 +502,23 @@ def test_a_failed_runtime_ends_the_deploy_with_the_platforms_reason(agentrun):
 def test_a_runtime_that_never_gets_ready_times_out_at_the_deadline(agentrun):
     standin, cli, _ = agentrun
     standin.hang_next_deploy()
-    _refused(cli.run("deploy", "--target", "agentrun", "--wait", "2"), 1, "Timeout", "still CREATING after 2 s")
+    refused(cli.run("deploy", "--target", "agentrun", "--wait", "2"), 1, "Timeout", "still CREATING after 2 s")
     polls = standin.calls_of("GetAgentRuntime")
     assert 2 <= len(polls) < 20, "polled with a growing interval, not in a tight loop"
 
 
 def test_commands_on_an_unknown_deployment_say_what_exists(fc):
     _, cli, _ = fc
-    _refused(cli.run("status", "nope"), 2, "no deployment named 'nope'")
-    _refused(cli.run("rollback", "nope"), 2, "no deployment named 'nope'")
+    refused(cli.run("status", "nope"), 2, "no deployment named 'nope'")
+    refused(cli.run("rollback", "nope"), 2, "no deployment named 'nope'")
 
 
 def test_rollback_with_nothing_before_and_logs_where_there_are_none(fc):
     standin, cli, _ = fc
     cli.json("deploy", "--target", "fc")
-    _refused(cli.run("rollback", "deployed"), 2, "nothing to roll back to")
-    _refused(cli.run("logs", "deployed"), 2, "Simple Log Service")
-    _refused(cli.run("stop", "deployed"), 2, "give --session")
+    refused(cli.run("rollback", "deployed"), 2, "nothing to roll back to")
+    refused(cli.run("logs", "deployed"), 2, "Simple Log Service")
+    refused(cli.run("stop", "deployed"), 2, "give --session")
 
 
 # -- the Python API ---------------------------------------------------------------------------------------------------
@@ -598,4 +590,4 @@ def test_a_deployment_does_not_silently_move_to_another_region(fc):
     cli.json("deploy", "--target", "fc")
     config = project / "agentpack.toml"
     config.write_text(config.read_text().replace('region = "cn-hangzhou"', 'region = "cn-shanghai"', 1))
-    _refused(cli.run("deploy", "--target", "fc"), 2, "is deployed in cn-hangzhou, not cn-shanghai")
+    refused(cli.run("deploy", "--target", "fc"), 2, "is deployed in cn-hangzhou, not cn-shanghai")

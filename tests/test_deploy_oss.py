@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.support import CLI, Emulations, cli_env, copy_project, free_port, set_version
+from tests.support import CLI, Emulations, cli_env, copy_project, free_port, refused, set_version
 from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, FCStandIn, OSSStandIn, crc64_xz
 
 pytestmark = pytest.mark.integration
@@ -70,14 +70,6 @@ def clouds(tmp: Path, redis_url: str = "redis://127.0.0.1:1/0", *, instances: in
         oss.stop()  # removes what the bucket held
         emulations.close()
         shutil.rmtree(emulations.scratch, ignore_errors=True)
-
-
-def refused(done: subprocess.CompletedProcess, code: int, *needles: str) -> str:
-    assert done.returncode == code, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    for needle in needles:
-        assert needle in done.stderr, done.stderr
-    return done.stderr
 
 
 def code_sent(fc: FCStandIn) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from agentpack.app.task_routes import add_task_routes, submit_response
 from agentpack.interrupt.base import SessionBusy, session_key
 from agentpack.interrupt.guard import SessionGuard
-from agentpack.protocol.schemas import AgentRequest
+from agentpack.protocol.schemas import AgentRequest, fill_ids
 from agentpack.protocol.status import TaskStatus, session_state
 from agentpack.run.agent_run import AgentRun
 from agentpack.tasks.base import TaskSpec, report_status
@@ -97,8 +97,6 @@ async def take_session(
 
 def add_background_runs(app: "AgentApp") -> None:
     """``POST {endpoint_path}/task`` and friends, running ``app.query_handler`` in the background."""
-    from agentpack.app.process import fill_ids
-
     name = app.stream_task_name
     queue_name = app.stream_task_queue
     runtime = app.runtime

@@ -16,19 +16,10 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from agentpack.interrupt.base import BackendUnavailable, SessionBusy
-from agentpack.protocol.sse import encode_json_bytes
+from agentpack.run.json_response import SafeJSONResponse
 from agentpack.tasks.base import BrokerUnavailable
-
-
-class SafeJSONResponse(JSONResponse):
-    """JSON encoded like the stream's events: a lone surrogate in echoed text is escaped, not a crash."""
-
-    def render(self, content: Any) -> bytes:
-        return encode_json_bytes(content)
-
 
 async def validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
     """FastAPI's 422 body (``{"detail": [...]}`` with ``loc``, ``msg``, ``type``, ``input``)."""

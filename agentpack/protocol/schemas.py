@@ -410,3 +410,13 @@ class AgentResponse(BaseResponse):
     """A ``response`` event: the terminal one carries ``output``, the list of messages."""
 
     session_id: Optional[str] = None
+
+
+def fill_ids(request: AgentRequest) -> AgentRequest:
+    """Give a request without ids fresh ones, so anonymous requests never share a session
+    (the user defaults to the session, as everywhere in the Agent API)."""
+    if not request.session_id:
+        request.session_id = uuid.uuid4().hex
+    if not request.user_id:
+        request.user_id = request.session_id
+    return request

@@ -11,12 +11,19 @@ around it), a handler's clean-up may await as much as it needs.
 The session is released *before* the terminal event is written, on every path: a client
 that sends its next message the moment it reads the terminal event must find the session
 free.
+
+A run may have time limits (:class:`RunLimits`): a whole-run deadline and a longest silence
+between two events.  Passing one ends the run the way a stop does — the handler is cancelled
+and may clean up — but the terminal event is ``failed`` with code ``timeout`` and a reason,
+because the run did not end by anyone's choice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 from agentpack._aio import uncancel, wait_bounded
@@ -32,6 +39,49 @@ logger = logging.getLogger("agentpack.run")
 Release = Callable[[str], Awaitable[None]]
 
 
+#: The error code of a run ended by one of its :class:`RunLimits`.
+TIMEOUT_CODE = "timeout"
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Time limits of one run, in seconds; ``None`` means no limit."""
+
+    #: from the start of the run to its terminal event
+    total: Optional[float] = None
+    #: between two events (a handler silent for longer is stuck, or waiting on something that is)
+    idle: Optional[float] = None
+
+    def __bool__(self) -> bool:
+        return self.total is not None or self.idle is not None
+
+
+def enforce_limits(
+    limits: RunLimits, write: Write, fail: Callable[[str, str], None], name: Optional[str] = None
+) -> tuple[Write, "asyncio.Task[None]"]:
+    """``write`` that notes when each event goes out, and the task that calls ``fail`` once a
+    limit has passed (the caller cancels it when the run ends)."""
+    total, idle = limits.total, limits.idle
+    started = last = time.monotonic()
+
+    async def noted(event: Any) -> None:
+        nonlocal last
+        last = time.monotonic()
+        await write(event)
+
+    async def enforce() -> None:
+        while True:
+            now = time.monotonic()
+            if total is not None and now >= started + total:
+                return fail(TIMEOUT_CODE, f"the run took longer than its {total:g}s limit")
+            if idle is not None and now >= last + idle:
+                return fail(TIMEOUT_CODE, f"the run sent nothing for {idle:g}s (its limit between two events)")
+            deadlines = ([started + total] if total is not None else []) + ([last + idle] if idle is not None else [])
+            await asyncio.sleep(max(0.0, min(deadlines) - now))
+
+    return noted, asyncio.create_task(enforce(), name=f"agentpack-run-limits-{name}")
+
+
 def error_of(exc: BaseException) -> tuple[str, str]:
     """``(code, message)`` for a failed response; exceptions may bring their own ``code``."""
     code = getattr(exc, "code", None)
@@ -43,13 +93,23 @@ def error_of(exc: BaseException) -> tuple[str, str]:
 class AgentRun:
     """Runs ``handler`` for ``request``; :meth:`pump` writes its events in order."""
 
-    def __init__(self, owner: Any, handler: QueryHandler, request: AgentRequest, extra: dict[str, Any]):
+    def __init__(
+        self,
+        owner: Any,
+        handler: QueryHandler,
+        request: AgentRequest,
+        extra: dict[str, Any],
+        limits: Optional[RunLimits] = None,
+    ):
         self.owner = owner
         self.handler = handler
         self.request = request
         self.extra = extra
         self.builder = ResponseBuilder(request.id, request.session_id)
+        self.limits = limits
         self.stop_reason: Optional[str] = None
+        #: ``(code, message)`` when the run was ended as failed from outside (a time limit)
+        self.failure: Optional[tuple[str, str]] = None
         self.status: str = RunStatus.CREATED
         self.task: Optional[asyncio.Task] = None
         self.final: Optional[dict[str, Any]] = None
@@ -116,11 +176,22 @@ class AgentRun:
         if self.task is not None and not self.task.done() and not self._finishing:
             self.task.cancel()
 
+    def fail(self, code: str, message: str) -> None:
+        """End the run as failed (a time limit passed): the handler is interrupted as by
+        :meth:`stop`, and the terminal event is ``failed`` with ``code`` and ``message``."""
+        if self.stop_reason is not None:
+            return
+        self.failure = (code, message)
+        self.stop(message)
+
     async def pump(self, write: Write) -> None:
         """Write created, in_progress, the handler's events and exactly one terminal event."""
         builder = self.builder
         self.status = RunStatus.IN_PROGRESS
         error: Optional[BaseException] = None
+        watchdog: Optional[asyncio.Task] = None
+        if self.limits:
+            write, watchdog = enforce_limits(self.limits, write, self.fail, self.request.session_id)
         try:
             await write(builder.stamp(builder.created()))
             await write(builder.stamp(builder.in_progress()))
@@ -129,6 +200,9 @@ class AgentRun:
         except asyncio.CancelledError:
             if self.stop_reason is None:
                 raise  # the client left: nothing to write
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         if self.stop_reason is not None:
             uncancel()  # the stop is handled here (or was swallowed by the handler)
         self._finishing = True
@@ -160,6 +234,9 @@ class AgentRun:
         return None
 
     def _terminal(self, error: Optional[BaseException]) -> dict[str, Any]:
+        if self.failure is not None:
+            self.status = RunStatus.FAILED
+            return self.builder.failed(*self.failure)
         if self.stop_reason is not None:
             self.status = RunStatus.CANCELED
             return self.builder.canceled(self.stop_reason)

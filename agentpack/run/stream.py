@@ -39,7 +39,8 @@ CLEANUP_GRACE = 5.0
 #: Why a producer ends when the server cancels its request (a graceful shutdown that ran out).
 CANCELLED_BY_SERVER = "the server is shutting down"
 
-#: Writes one event (the producer passes the JSON value; the writer encodes and sends it).
+#: Writes one event: a JSON value, which the writer encodes as one SSE ``data:`` frame, or
+#: bytes already framed by the producer (another protocol's frames over the same response).
 Write = Callable[[Any], Awaitable[None]]
 
 
@@ -146,7 +147,8 @@ class StreamResponse(Response):
             nonlocal last_write
             last_write = time.monotonic()
             try:
-                await send({"type": "http.response.body", "body": encode_event(event), "more_body": True})
+                body = event if type(event) is bytes else encode_event(event)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
             except Exception as exc:  # the client is gone: not the producer's failure
                 raise WriteFailed(exc) from exc
 

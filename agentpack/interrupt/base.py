@@ -21,10 +21,13 @@ from __future__ import annotations
 import enum
 import logging
 from abc import ABC, abstractmethod
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 from urllib.parse import quote, unquote
 
 from agentpack.protocol.status import RunState
+
+if TYPE_CHECKING:
+    from agentpack.interrupt.records import Records
 
 logger = logging.getLogger("agentpack.interrupt")
 
@@ -104,6 +107,16 @@ class BaseInterruptBackend(ABC):
                 callback()
             except Exception:  # one listener's bug must not stop the others
                 logger.exception("reconnect listener failed")
+
+    def records(self, namespace: str) -> "Records":
+        """Records every process sharing this backend sees (one store per namespace); this
+        process's memory unless a backend shares more (see :mod:`agentpack.interrupt.records`)."""
+        from agentpack.interrupt.records import MemoryRecords
+
+        stores = self.__dict__.setdefault("_records", {})
+        if namespace not in stores:
+            stores[namespace] = MemoryRecords()
+        return stores[namespace]
 
     def clone(self) -> "BaseInterruptBackend":
         """A backend with the same settings and no connections, for another event loop

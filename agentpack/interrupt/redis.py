@@ -20,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from agentpack._aio import wait_bounded
 from agentpack.interrupt.base import BaseInterruptBackend, Renewal, RunState, StopCallback
+
+if TYPE_CHECKING:
+    from agentpack.interrupt.records import Records
 
 logger = logging.getLogger("agentpack.interrupt.redis")
 
@@ -325,6 +328,16 @@ class RedisInterruptBackend(BaseInterruptBackend):
         except Exception as exc:
             return f"{self.name} is unreachable: {exc or type(exc).__name__}"
         return None
+
+    def records(self, namespace: str) -> "Records":
+        from agentpack.interrupt.records import RedisRecords
+
+        def client() -> Any:
+            if self._redis is None:
+                raise ConnectionError(f"{self.name} is not connected (the app has not started)")
+            return self._redis
+
+        return RedisRecords(client, f"{self.prefix}:{namespace}")
 
     # -- keys ----------------------------------------------------------------------------
     def _keys(self, key: str) -> tuple[str, str, str]:

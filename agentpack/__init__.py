@@ -54,6 +54,16 @@ _EXPORTS = {
     "AgentRunDeployManager": "agentpack.deployers.managers",
     "LambdaDeployManager": "agentpack.deployers.managers",
     "Msg": "agentpack.frameworks.agentscope",
+    "ProtocolAdapter": "agentpack.frontends.base",
+    "A2AFastAPIDefaultAdapter": "agentpack.frontends.a2a.adapter",
+    "AgentCardWithRuntimeConfig": "agentpack.frontends.a2a.runtime_config",
+    "A2ARegistry": "agentpack.frontends.a2a.config",
+    "A2ATransportsProperties": "agentpack.frontends.a2a.config",
+    "NacosRegistry": "agentpack.frontends.a2a.nacos",
+    "ResponseAPIDefaultAdapter": "agentpack.frontends.responses.adapter",
+    "AGUIDefaultAdapter": "agentpack.frontends.agui.adapter",
+    "AGUIAdaptorConfig": "agentpack.frontends.agui.config",
+    "FlexibleRunAgentInput": "agentpack.frontends.agui.request",
     **{name: "agentpack.protocol.schemas" for name in SCHEMA_NAMES},
 }
 
@@ -62,6 +72,15 @@ if TYPE_CHECKING:
     from agentpack.deployers.local import LocalDeployManager
     from agentpack.deployers.managers import AgentRunDeployManager, FCDeployManager, LambdaDeployManager
     from agentpack.frameworks.agentscope import Msg
+    from agentpack.frontends.a2a.adapter import A2AFastAPIDefaultAdapter
+    from agentpack.frontends.a2a.config import A2ARegistry, A2ATransportsProperties
+    from agentpack.frontends.a2a.runtime_config import AgentCardWithRuntimeConfig
+    from agentpack.frontends.a2a.nacos import NacosRegistry
+    from agentpack.frontends.agui.adapter import AGUIDefaultAdapter
+    from agentpack.frontends.agui.config import AGUIAdaptorConfig
+    from agentpack.frontends.agui.request import FlexibleRunAgentInput
+    from agentpack.frontends.base import ProtocolAdapter
+    from agentpack.frontends.responses.adapter import ResponseAPIDefaultAdapter
     from agentpack.protocol.schemas import (
         AgentContent,
         AgentRequest,

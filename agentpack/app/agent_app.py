@@ -20,6 +20,8 @@ from agentpack._version import __version__
 from agentpack.app import agent_routes, checks, compat, errors, lifespan as lifespan_module, serving
 from agentpack.app.endpoints import make_endpoint
 from agentpack.app.probes import add_probes
+from agentpack.app.process import AppRuns
+from agentpack.app.protocols import Protocols
 from agentpack.app.runtime import ReadinessCheck, Runtime
 from agentpack.frameworks import get_framework
 from agentpack.interrupt.base import BaseInterruptBackend, session_key
@@ -44,6 +46,8 @@ class AgentApp(FastAPI):
         before_start: Optional[Callable[..., Any]] = None,
         after_finish: Optional[Callable[..., Any]] = None,
         a2a_config: Any = None,
+        agui_config: Any = None,
+        protocol_adapters: Optional[list[Any]] = None,
         broker_url: Optional[str] = None,
         backend_url: Optional[str] = None,
         interrupt_redis_url: Optional[str] = None,
@@ -79,6 +83,8 @@ class AgentApp(FastAPI):
         errors.install(self)
 
         self.app_name, self.app_description, self.a2a_config = app_name, app_description, a2a_config
+        #: how long results stay readable: background tasks and A2A tasks
+        self.task_result_seconds = task_result_seconds
         self.broker_url, self.backend_url, self.interrupt_redis_url = broker_url, backend_url, interrupt_redis_url
         self.runtime = Runtime.configure(
             app_name=app_name,
@@ -93,6 +99,11 @@ class AgentApp(FastAPI):
         )
         self.interrupt_backend = self.runtime.backend
         self.query_handler: Optional[QueryHandler] = None
+        #: where every run of the query handler starts, for /process and every protocol
+        self.runs = AppRuns(self)
+        #: A2A, the Responses API and AG-UI, served beside /process (see app/protocols.py)
+        self.protocols = Protocols(self, protocol_adapters, a2a_config, agui_config)
+        self.agui_config = agui_config
         self.custom_endpoints: list[dict[str, Any]] = []
         self.enable_stream_task = enable_stream_task
         self.stream_task_queue = stream_task_queue
@@ -123,6 +134,8 @@ class AgentApp(FastAPI):
             endpoints.update(process=self.endpoint_path, stop=self.stop_path)
             if self.enable_stream_task:
                 endpoints.update(task=f"{self.endpoint_path}/task", task_status=f"{self.endpoint_path}/task/{{task_id}}")
+        if self.query_handler is not None:
+            endpoints.update(self.protocols.endpoints())
         endpoints.update(health="/health", readiness="/readiness", liveness="/liveness")
         endpoints["custom"] = [{"path": e["path"], "methods": e["methods"]} for e in self.custom_endpoints]
         return endpoints

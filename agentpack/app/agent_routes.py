@@ -37,6 +37,7 @@ def install(app: "AgentApp") -> None:
         from agentpack.app.background_runs import add_background_runs
 
         add_background_runs(app)
+    app.protocols.install()
 
 
 def move(app: "AgentApp", endpoint_path: str) -> None:
@@ -53,6 +54,7 @@ def move(app: "AgentApp", endpoint_path: str) -> None:
 
 def remove(app: "AgentApp") -> None:
     """Drop the group's routes at the current ``endpoint_path`` (other methods on them stay)."""
+    app.protocols.remove()
     for path, methods in route_paths(app):
 
         def keep(route: BaseRoute, path: str = path, methods: set[str] = methods) -> bool:

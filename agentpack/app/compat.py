@@ -15,8 +15,6 @@ NO_EFFECT = {
     "request_model": "the body of /process is always AgentRequest",
     "mode": "deployment modes are chosen by `agentpack deploy --target`",
     "custom_endpoints": "routes are registered with @app.endpoint / @app.get",
-    "protocol_adapters": "protocol adapters are not supported",
-    "agui_config": "the AG-UI protocol is not supported",
     "enable_embedded_worker": "start workers with `agentpack worker APP`; without a broker, tasks run embedded",
     "stream_task_timeout": "stop a background run with stop_chat / POST {endpoint_path}/stop instead",
 }
@@ -29,7 +27,6 @@ UNSUPPORTED = {
 #: ``app.run(...)`` keywords with no uvicorn meaning, and why they change nothing here.
 RUN_NO_EFFECT = {
     "stream": "each request chooses with its own \"stream\" field",
-    "protocol_adapters": "protocol adapters are not supported",
     "embed_task_processor": "without a broker tasks run in this process; with one, start `agentpack worker APP`",
     "mode": "deployment modes are chosen by `agentpack deploy --target`",
     "runner": "the handler registered with @app.query is served",

@@ -79,8 +79,11 @@ def compose(
         await app.runtime.start()
         if app.query_handler is not None:
             await app.query_handler.framework.prepare()
+            await app.protocols.startup()
 
     async def stop_agentpack(app: "AgentApp") -> None:
+        if app.query_handler is not None:
+            await app.protocols.shutdown()  # their runs end (and say so) while the backends are up
         await app.runtime.aclose()
 
     @asynccontextmanager

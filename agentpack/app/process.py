@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import uuid
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
@@ -21,9 +20,11 @@ from agentpack._aio import uncancel
 from agentpack.app.errors import SafeJSONResponse
 from agentpack.headers import session_headers
 from agentpack.interrupt.base import session_key
-from agentpack.protocol.schemas import AgentRequest, SessionId, UserId
+from agentpack.interrupt.records import Records
+from agentpack.protocol.schemas import AgentRequest, SessionId, UserId, fill_ids
 from agentpack.protocol.status import session_state
-from agentpack.run.agent_run import AgentRun
+from agentpack.run.agent_run import AgentRun, RunLimits
+from agentpack.run.iterate import iterate_run
 from agentpack.run.handler import QueryHandler
 from agentpack.run.stream import StreamResponse
 
@@ -31,13 +32,47 @@ if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
 
 
-def fill_ids(request: AgentRequest) -> AgentRequest:
-    """Give a request without ids fresh ones, so anonymous requests never share a session."""
-    if not request.session_id:
-        request.session_id = uuid.uuid4().hex
-    if not request.user_id:
-        request.user_id = request.session_id
-    return request
+class AppRuns:
+    """Where every run of the app's query handler starts — ``/process`` and every protocol
+    front-end alike: ids filled, the session taken through the guard (a busy session raises
+    :class:`~agentpack.interrupt.SessionBusy`, an unreachable backend
+    :class:`~agentpack.interrupt.BackendUnavailable`), and the release wired to the run's end.
+
+    The caller owns the run from then on: it starts it, and must :meth:`AgentRun.release` it
+    on every path where the run never starts.
+    """
+
+    def __init__(self, app: "AgentApp") -> None:
+        self.app = app
+
+    async def open_run(
+        self, request: AgentRequest, limits: Optional[RunLimits] = None, dependencies: Optional[dict[str, Any]] = None
+    ) -> AgentRun:
+        handler = self.app.query_handler
+        if handler is None:
+            raise RuntimeError("the app has no @app.query handler to run")
+        request = fill_ids(request)
+        run = AgentRun(self.app, handler, request, dependencies or {}, limits)
+        guard = self.app.runtime.guard
+        active = await guard.begin(session_key(request.user_id, request.session_id), run)
+        run.on_release(lambda status: guard.end(active, session_state(status)))
+        return run
+
+    def __call__(self, request: AgentRequest) -> AsyncIterator[dict[str, Any]]:
+        """The run's events, for code written against AgentScope Runtime's ``add_endpoint(app, func)``."""
+        return iterate_run(self, request)
+
+    async def stop(self, user_id: Optional[str], session_id: Optional[str]) -> bool:
+        """Stop the session's run wherever it runs (``stop_chat``)."""
+        return await self.app.stop_chat(user_id, session_id)
+
+    async def running(self, user_id: Optional[str], session_id: Optional[str]) -> bool:
+        """Whether a run holds the session, on any instance."""
+        return await self.app.get_chat_state(user_id, session_id) == "RUNNING"
+
+    def records(self, namespace: str) -> Records:
+        """Records every instance sharing the app's interrupt backend sees."""
+        return self.app.runtime.backend.records(namespace)
 
 
 def run_headers(request: AgentRequest) -> dict[str, str]:
@@ -49,11 +84,8 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
     """The route function, with the handler's ``Depends`` parameters added to its signature."""
 
     async def process(agent_request: AgentRequest, **dependencies: Any) -> Response:
-        request = fill_ids(agent_request)
-        run = AgentRun(app, handler, request, dependencies)
-        guard = app.runtime.guard
-        active = await guard.begin(session_key(request.user_id, request.session_id), run)  # 409 / 503 when refused
-        run.on_release(lambda status: guard.end(active, session_state(status)))
+        run = await app.runs.open_run(agent_request, dependencies=dependencies)  # 409 / 503 when refused
+        request = run.request
         try:
             headers = run_headers(request)
             if request.stream:

@@ -27,6 +27,8 @@ def serve(app: "AgentApp", host: Optional[str], port: Optional[int], web_ui: boo
     port = int(port if port is not None else os.environ.get("PORT", 8090))
     if "endpoint_path" in kwargs:
         agent_routes.move(app, kwargs.pop("endpoint_path"))
+    if "protocol_adapters" in kwargs:
+        app.protocols.replace(kwargs.pop("protocol_adapters") or [])
     options = {"timeout_graceful_shutdown": 10, **compat.uvicorn_options(kwargs)}
     if web_ui:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

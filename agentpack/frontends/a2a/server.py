@@ -1,0 +1,303 @@
+"""The A2A server: a2a-sdk's JSON-RPC dispatcher (A2A 1.0, and 0.3 on the same endpoint)
+over a request handler that runs every task through the app's run source.
+
+Method by method (1.0 name / 0.3 name):
+
+- ``SendMessage`` / ``message/send``: starts a task and answers it when it ends (or at once,
+  with ``returnImmediately`` / ``blocking: false``).  ``contextId`` is the session (a new one
+  when absent); the user is the message's (or the request's) metadata ``user_id``, else the
+  session's.  A message naming a ``taskId`` must name a known task; one that has ended cannot
+  take more input (send the message without ``taskId``, same ``contextId``, to go on).
+- ``SendStreamingMessage`` / ``message/stream``: the task, then its status and artifact
+  updates as the run produces them, until its final status.
+- ``GetTask`` / ``tasks/get``: the task's state, artifacts and history, from any instance
+  sharing the app's interrupt backend.
+- ``CancelTask`` / ``tasks/cancel``: stops the run wherever it runs; answers the task once it
+  is ``canceled`` (an ended task is not cancelable: -32002).
+- ``SubscribeToTask`` / ``tasks/resubscribe``: a running task's updates, on any instance.
+- Not offered: ``ListTasks`` (-32004), push notifications (-32003), the extended card (-32007).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, AsyncIterator, Callable, Optional
+
+from a2a.server.context import ServerCallContext
+from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.server.routes.common import DefaultServerCallContextBuilder
+from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
+from a2a.types import a2a_pb2
+from a2a.utils.errors import (
+    ExtendedAgentCardNotConfiguredError,
+    InternalError,
+    InvalidParamsError,
+    PushNotificationNotSupportedError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+from google.protobuf.json_format import MessageToDict
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from agentpack._aio import wait_bounded
+from agentpack.frontends.a2a.tasks import LOST_AFTER, TaskRun, agent_message, request_input, state_name, task_from_record
+from agentpack.frontends.base import run_headers
+from agentpack.interrupt.base import BackendUnavailable, SessionBusy
+from agentpack.interrupt.records import MemoryRecords, Records
+from agentpack.protocol.schemas import AgentRequest
+from agentpack.run.agent_run import RunLimits
+
+logger = logging.getLogger("agentpack.a2a")
+
+S = a2a_pb2.TaskState
+#: How long ``tasks/cancel`` waits for the stopped run to say it is canceled.
+CANCEL_WAIT = 10.0
+#: How often a task running on another instance is read while waiting on it.
+POLL_INTERVAL = 0.1
+#: Where the handler leaves the run's session headers for the route to send.
+_HEADERS = "agentpack_headers"
+
+
+class ContextBuilder(DefaultServerCallContextBuilder):
+    """Keeps the HTTP request in the call context, so the handler can hand the route the
+    run's session headers (the platform adapters read them to stop a run before a deadline)."""
+
+    def build(self, request: Request) -> ServerCallContext:
+        context = super().build(request)
+        context.state["agentpack_request"] = request
+        return context
+
+
+def _metadata_user(*structs: Any) -> Optional[str]:
+    for struct in structs:
+        if struct is None or not len(struct):
+            continue
+        values = MessageToDict(struct)
+        user = values.get("user_id") or values.get("userId")
+        if isinstance(user, str) and user:
+            return user
+    return None
+
+
+class TaskHandler(RequestHandler):
+    """A2A methods over runs of ``source``; tasks live in ``source.records`` (see the module doc)."""
+
+    def __init__(self, source: Any, limits: RunLimits, retention: float) -> None:
+        self.source = source
+        make_records = getattr(source, "records", None)
+        self.records: Records = make_records("a2a-tasks") if callable(make_records) else MemoryRecords()
+        self.limits = limits
+        self.retention = retention
+        #: tasks running in this process
+        self.live: dict[str, TaskRun] = {}
+
+    # -- tasks -----------------------------------------------------------------------------------
+    async def _load(self, task_id: str) -> Optional[tuple[a2a_pb2.Task, str]]:
+        """A task not running here, from the records; one whose run died is answered failed."""
+        try:
+            raw = await self.records.get(task_id)
+        except Exception as exc:
+            raise InternalError(message=f"the task store is unreachable: {exc}") from exc
+        if raw is None:
+            return None
+        task, user_id, updated = task_from_record(raw)
+        if task.status.state not in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
+            running = getattr(self.source, "running", None)
+            if time.time() - updated > LOST_AFTER and callable(running) and not await running(user_id, task.context_id):
+                task.status.state = S.TASK_STATE_FAILED
+                task.status.message.CopyFrom(agent_message(task.id, task.context_id, "the instance running this task stopped before it finished"))
+        return task, user_id
+
+    async def _task(self, task_id: str) -> tuple[a2a_pb2.Task, Optional[TaskRun], str]:
+        live = self.live.get(task_id)
+        if live is not None:
+            return live.snapshot(), live, live.user_id
+        found = await self._load(task_id)
+        if found is None:
+            raise TaskNotFoundError(message=f"task {task_id!r} is not known here (or has expired)")
+        return found[0], None, found[1]
+
+    async def _start(self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext) -> TaskRun:
+        message = params.message
+        if not message.parts:
+            raise InvalidParamsError(message="the message has no parts; send at least one (e.g. a text part)")
+        context_id = message.context_id
+        if message.task_id:
+            earlier, _, _ = await self._task(message.task_id)
+            if earlier.status.state in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
+                raise InvalidParamsError(
+                    message=f"task {message.task_id!r} is {state_name(earlier.status.state)} and takes no more input; "
+                    "send the message without taskId (same contextId) to continue the conversation"
+                )
+            context_id = context_id or earlier.context_id
+        context_id = context_id or uuid.uuid4().hex
+        task_id = uuid.uuid4().hex
+        try:
+            request = AgentRequest.model_validate(
+                {
+                    "input": request_input(message),
+                    "session_id": context_id,
+                    "user_id": _metadata_user(message.metadata, params.metadata),
+                    "id": task_id,
+                    "stream": True,
+                }
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidParamsError(message=f"{where}: {first['msg']}") from None
+        stored = a2a_pb2.Message()
+        stored.CopyFrom(message)
+        stored.context_id, stored.task_id = context_id, task_id
+        task = TaskRun(task_id, context_id, request.user_id or context_id, stored, self.records, self.retention)
+        try:
+            run = await self.source.open_run(request, self.limits)
+        except SessionBusy:
+            task.end_without_run(S.TASK_STATE_REJECTED, f"context {context_id!r} is running another task; cancel it or wait until it ends")
+            await task._save_final()
+            return task
+        except BackendUnavailable as exc:
+            task.end_without_run(S.TASK_STATE_FAILED, str(exc))
+            return task
+        request_state = context.state.get("agentpack_request")
+        if request_state is not None:
+            setattr(request_state.state, _HEADERS, run_headers(run))
+        self.live[task_id] = task
+        task.start(run, on_end=lambda: self.live.pop(task_id, None))
+        return task
+
+    async def stop_all(self, reason: str, timeout: float) -> None:
+        """Stop every task running here and wait (bounded) until each has said so."""
+        tasks = list(self.live.values())
+        for task in tasks:
+            task.stop(reason)
+        if tasks:
+            await wait_bounded(asyncio.gather(*(t.done.wait() for t in tasks)), timeout)
+
+    # -- the methods -----------------------------------------------------------------------------
+    async def on_message_send(self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext) -> a2a_pb2.Task:
+        task = await self._start(params, context)
+        length = params.configuration.history_length if params.configuration.HasField("history_length") else None
+        if not params.configuration.return_immediately:
+            await task.done.wait()  # a client that leaves does not cancel the task
+        return task.snapshot(length)
+
+    async def on_message_send_stream(self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext) -> AsyncIterator[Any]:
+        task = await self._start(params, context)
+        async for event in task.subscribe():
+            yield event
+
+    async def on_get_task(self, params: a2a_pb2.GetTaskRequest, context: ServerCallContext) -> Optional[a2a_pb2.Task]:
+        live = self.live.get(params.id)
+        length = params.history_length if params.HasField("history_length") else None
+        if live is not None:
+            return live.snapshot(length)
+        found = await self._load(params.id)
+        if found is None:
+            return None
+        task = found[0]
+        if length is not None:
+            del task.history[: max(0, len(task.history) - length)]
+        return task
+
+    async def on_cancel_task(self, params: a2a_pb2.CancelTaskRequest, context: ServerCallContext) -> Optional[a2a_pb2.Task]:
+        live = self.live.get(params.id)
+        if live is not None:
+            if live.terminal:
+                raise TaskNotCancelableError(message=f"task {params.id!r} is already {state_name(live.state)}")
+            live.stop("canceled by tasks/cancel")
+            await wait_bounded(live.done.wait(), CANCEL_WAIT)
+            return live.snapshot()
+        found = await self._load(params.id)
+        if found is None:
+            return None
+        task, user_id = found
+        if task.status.state in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
+            raise TaskNotCancelableError(message=f"task {params.id!r} is already {state_name(task.status.state)}")
+        stop = getattr(self.source, "stop", None)
+        if callable(stop):
+            try:
+                await stop(user_id, task.context_id)
+            except BackendUnavailable as exc:
+                raise InternalError(message=f"could not reach the run to cancel it: {exc}") from exc
+        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(POLL_INTERVAL)
+            found = await self._load(params.id)
+            if found is not None and found[0].status.state != task.status.state and found[0].status.state in (
+                S.TASK_STATE_CANCELED,
+                S.TASK_STATE_COMPLETED,
+                S.TASK_STATE_FAILED,
+            ):
+                return found[0]
+        return task
+
+    async def on_subscribe_to_task(self, params: a2a_pb2.SubscribeToTaskRequest, context: ServerCallContext) -> AsyncIterator[Any]:
+        live = self.live.get(params.id)
+        if live is not None:
+            async for event in live.subscribe():
+                yield event
+            return
+        task, _, _ = await self._task(params.id)
+        if task.status.state in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
+            raise UnsupportedOperationError(message=f"task {params.id!r} is already {state_name(task.status.state)}; read it with GetTask")
+        yield task
+        last = task.SerializeToString(deterministic=True)
+        while True:  # running on another instance: follow its record
+            await asyncio.sleep(POLL_INTERVAL)
+            found = await self._load(params.id)
+            if found is None:
+                return
+            current = found[0]
+            serialized = current.SerializeToString(deterministic=True)
+            if serialized != last:
+                last = serialized
+                yield current
+            if current.status.state in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
+                return
+
+    async def on_list_tasks(self, params: a2a_pb2.ListTasksRequest, context: ServerCallContext) -> a2a_pb2.ListTasksResponse:
+        raise UnsupportedOperationError(message="ListTasks is not offered; read each task with GetTask")
+
+    async def on_create_task_push_notification_config(self, params: Any, context: ServerCallContext) -> Any:
+        raise PushNotificationNotSupportedError()
+
+    async def on_get_task_push_notification_config(self, params: Any, context: ServerCallContext) -> Any:
+        raise PushNotificationNotSupportedError()
+
+    async def on_list_task_push_notification_configs(self, params: Any, context: ServerCallContext) -> Any:
+        raise PushNotificationNotSupportedError()
+
+    async def on_delete_task_push_notification_config(self, params: Any, context: ServerCallContext) -> None:
+        raise PushNotificationNotSupportedError()
+
+    async def on_get_extended_agent_card(self, params: Any, context: ServerCallContext) -> Any:
+        raise ExtendedAgentCardNotConfiguredError()
+
+
+class A2AServer:
+    """The routes' implementation, made on the first A2A request (or at start-up when the app
+    configures A2A), so apps that never speak A2A never import the SDK."""
+
+    def __init__(self, source: Any, limits: RunLimits, retention: float, card: Callable[[Optional[str]], dict[str, Any]]) -> None:
+        self.handler = TaskHandler(source, limits, retention)
+        self.dispatcher = JsonRpcDispatcher(self.handler, context_builder=ContextBuilder(), enable_v0_3_compat=True)
+        self._card = card
+
+    async def rpc(self, request: Request) -> Response:
+        response = await self.dispatcher.handle_requests(request)
+        for name, value in (getattr(request.state, _HEADERS, None) or {}).items():
+            response.headers[name] = value
+        return response
+
+    def card(self, request_base: Optional[str]) -> dict[str, Any]:
+        return self._card(request_base)
+
+
+__all__ = ["A2AServer", "TaskHandler"]

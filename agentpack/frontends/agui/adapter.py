@@ -1,0 +1,98 @@
+"""``POST /ag-ui``: the AG-UI protocol over the agent's runs.
+
+The body is an AG-UI ``RunAgentInput`` (only ``threadId`` and ``runId`` required); the answer
+is an SSE stream of AG-UI events (:mod:`agentpack.frontends.agui.events`).  A run that cannot
+start is answered before any stream with a ``RUN_ERROR`` event — status 409, code
+``SESSION_BUSY``, when the thread's session is running another run; 503,
+``BACKEND_UNAVAILABLE``, when the interrupt backend cannot be reached — and an invalid body
+with 422, FastAPI's ``{"detail": [...]}``.  A client that drops the stream stops the run, as
+on ``/process``.
+
+``ag_ui`` (the ``agentpack[agui]`` extra) is imported by the first request, not before.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from agentpack.frontends.base import ProtocolAdapter, run_source, stream
+from agentpack.interrupt.base import BackendUnavailable, SessionBusy
+from agentpack.run.json_response import json_response
+
+if TYPE_CHECKING:
+    from agentpack.frontends.agui.config import AGUIAdaptorConfig
+
+#: AgentScope Runtime's path for AG-UI.
+AGUI_ENDPOINT_PATH = "/ag-ui"
+
+
+def refused(status: int, code: str, message: str) -> Response:
+    """A run that never started, in AG-UI's own words: one ``RUN_ERROR`` event."""
+    from agentpack.frontends.agui.events import frames
+
+    body = frames([{"type": "RUN_ERROR", "message": message, "code": code}])
+    return Response(body, status_code=status, media_type="text/event-stream")
+
+
+def invalid(errors: list[Any]) -> Response:
+    from fastapi.encoders import jsonable_encoder
+
+    return json_response({"detail": jsonable_encoder(errors)}, 422)
+
+
+class AGUIDefaultAdapter(ProtocolAdapter):
+    """Serves AG-UI at ``config.route_path``; ``config`` may be an ``AGUIAdaptorConfig`` or a dict
+    (its model is built only when asked for, so the default adapter costs an app nothing)."""
+
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._config = config
+        path = config.get("route_path") if isinstance(config, dict) else getattr(config, "route_path", None)
+        if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+            raise ValueError(f"agui_config route_path={path!r} must be a path starting with '/', e.g. '/ag-ui'")
+        self.route_path: str = path or AGUI_ENDPOINT_PATH
+
+    @property
+    def config(self) -> "AGUIAdaptorConfig":
+        from agentpack.frontends.agui.config import AGUIAdaptorConfig
+
+        if not isinstance(self._config, AGUIAdaptorConfig):
+            self._config = AGUIAdaptorConfig(route_path=self.route_path)
+        return self._config
+
+    def describe_endpoints(self) -> dict[str, str]:
+        return {"ag_ui": self.route_path}
+
+    def add_endpoint(self, app: Any, func: Callable[..., Any], **kwargs: Any) -> Any:
+        source = run_source(func)
+
+        async def ag_ui(request: Request) -> Response:
+            from agentpack.frontends.agui.events import AGUIStream, frames
+            from agentpack.frontends.agui.request import FlexibleRunAgentInput, to_agent_request
+
+            try:
+                body = FlexibleRunAgentInput.model_validate(json.loads(await request.body()))
+                agent_request = to_agent_request(body)
+            except json.JSONDecodeError as exc:
+                return invalid([{"type": "json_invalid", "loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}", "input": {}}])
+            except ValidationError as exc:
+                return invalid([{**error, "loc": ["body", *error["loc"]]} for error in exc.errors(include_url=False)])
+            try:
+                run = await source.open_run(agent_request)
+            except SessionBusy as exc:
+                return refused(409, "SESSION_BUSY", f"{exc}; wait for its run to finish, or stop it")
+            except BackendUnavailable as exc:
+                return refused(503, "BACKEND_UNAVAILABLE", str(exc))
+            translator = AGUIStream(body.thread_id, body.run_id)
+            return stream(run, lambda event: frames(translator.feed(event)))
+
+        app.add_api_route(self.route_path, ag_ui, methods=["POST"], tags=["ag-ui"], summary="AG-UI run", response_model=None)
+        return app
+
+
+__all__ = ["AGUIDefaultAdapter", "AGUI_ENDPOINT_PATH"]

@@ -1,0 +1,263 @@
+"""What the protocol front-ends share: where their runs come from, and how a run's Agent API
+events become another protocol's frames on agentpack's one streaming response.
+
+A front-end gets runs from a *run source* (:class:`~agentpack.run.iterate.RunSource`):
+
+- inside an :class:`~agentpack.AgentApp`, the app's own: every run from every protocol is
+  taken through the same session guard, interrupt backend, time limits and terminal states
+  as ``/process`` (a busy session is refused, a stop reaches the run on any instance);
+- given a plain function — AgentScope Runtime's ``add_endpoint(app, func)`` convention, where
+  ``func(request)`` yields the Agent API events of one run — a :class:`FuncSource`, which adds
+  what such a function cannot promise: exactly one terminal event, a stop, time limits.
+
+Either way the front-end reads plain event dicts in the Agent API's shapes and writes its own
+wire; it never calls the handler itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Optional
+
+from agentpack._aio import uncancel, wait_bounded
+from agentpack.headers import session_headers
+from agentpack.interrupt.records import MemoryRecords
+from agentpack.protocol.events import ResponseBuilder
+from agentpack.protocol.schemas import AgentRequest, fill_ids
+from agentpack.protocol.serialize import jsonable
+from agentpack.protocol.status import RunStatus
+from agentpack.run.agent_run import RunLimits, enforce_limits, error_of
+from agentpack.run.handler import as_async_iterator
+from agentpack.run.iterate import RunSource
+from agentpack.run.stream import CANCELLED_BY_SERVER, CLEANUP_GRACE, Producer, StreamResponse, Write, settle_task
+
+logger = logging.getLogger("agentpack.frontends")
+
+#: The statuses that end a response.
+TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+
+#: Turns one Agent API event into the protocol's frames (``b""`` when it has nothing to say).
+Translate = Callable[[dict[str, Any]], bytes]
+
+
+class ProtocolAdapter(ABC):
+    """A protocol served beside ``/process`` (AgentScope Runtime's adapter interface).
+
+    ``add_endpoint(app, func)`` adds the protocol's routes to ``app``; ``func`` is where runs
+    come from (see the module doc).  :meth:`startup` and :meth:`shutdown` are agentpack's
+    additions: an :class:`~agentpack.AgentApp` calls them from its lifespan, so work such as
+    registering with a service registry happens when the app starts serving — never when a
+    build or a worker merely imports it.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+
+    @abstractmethod
+    def add_endpoint(self, app: Any, func: Callable[..., Any], **kwargs: Any) -> Any:
+        """Add the protocol's routes to ``app``; runs come from ``func``."""
+
+    async def startup(self, app: Any) -> None:
+        """Called once the app has started (its backends are connected)."""
+
+    async def shutdown(self, app: Any) -> None:
+        """Called when the app stops, before its backends are closed."""
+
+
+def run_source(func: Any) -> RunSource:
+    """The run source behind what ``add_endpoint`` was given: the app's own, or a function's."""
+    if callable(getattr(func, "open_run", None)):
+        return func
+    if not callable(func):
+        raise TypeError(f"add_endpoint() needs a function that yields Agent API events for a request, got {type(func).__name__}")
+    return FuncSource(func)
+
+
+def as_event(item: Any) -> dict[str, Any]:
+    """An event a function yielded (a pydantic model of the Agent API, or a dict) as a dict."""
+    if type(item) is dict:
+        return item
+    value = jsonable(item)
+    if not isinstance(value, dict) or "object" not in value:
+        raise TypeError(f"expected an Agent API event (a response, message or content object), got {type(item).__name__}")
+    return value
+
+
+def is_terminal(event: dict[str, Any]) -> bool:
+    return event.get("object") == "response" and event.get("status") in TERMINAL
+
+
+class FuncSource:
+    """Runs of a function ``func(request)`` that yields Agent API events (no session guard:
+    the function is whatever its author made it)."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self._records: dict[str, MemoryRecords] = {}
+
+    async def open_run(self, request: AgentRequest, limits: Optional[RunLimits] = None) -> "FuncRun":
+        return FuncRun(self.func, fill_ids(request), limits)
+
+    def records(self, namespace: str) -> MemoryRecords:
+        return self._records.setdefault(namespace, MemoryRecords())
+
+
+class FuncRun:
+    """One run of a :class:`FuncSource`: the function's events, then exactly one terminal event
+    (its own, or one this run adds when the function stops short, fails, is stopped or passes a
+    time limit)."""
+
+    def __init__(self, func: Callable[..., Any], request: AgentRequest, limits: Optional[RunLimits] = None) -> None:
+        self.func = func
+        self.request = request
+        self.limits = limits
+        self.task: Optional[asyncio.Task[None]] = None
+        self.final: Optional[dict[str, Any]] = None
+        self.stop_reason: Optional[str] = None
+        self.failure: Optional[tuple[str, str]] = None
+        self._finishing = False
+
+    def start(self, write: Write) -> "asyncio.Task[None]":
+        self.task = asyncio.create_task(self._pump(write), name=f"agentpack-func-run-{self.request.session_id}")
+        return self.task
+
+    def stop(self, reason: str = "the run was stopped") -> None:
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        if self.task is not None and not self.task.done() and not self._finishing:
+            self.task.cancel()
+
+    def fail(self, code: str, message: str) -> None:
+        if self.stop_reason is None:
+            self.failure = (code, message)
+            self.stop(message)
+
+    async def _pump(self, write: Write) -> None:
+        watchdog = None
+        if self.limits:
+            write, watchdog = enforce_limits(self.limits, write, self.fail, self.request.session_id)
+        sent = 0
+        error: Optional[BaseException] = None
+        try:
+            result = self.func(self.request)
+            if asyncio.iscoroutine(result):
+                result = await result
+            async for item in as_async_iterator(result):
+                event = as_event(item)
+                await write(event)
+                sent += 1
+                if is_terminal(event):
+                    self.final = event
+                    break
+        except asyncio.CancelledError:
+            if self.stop_reason is None:
+                raise
+        except Exception as exc:
+            logger.exception("the run function failed for session %s", self.request.session_id)
+            error = exc
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        if self.stop_reason is not None:
+            uncancel()
+        self._finishing = True
+        if self.final is None or self.stop_reason is not None:
+            self.final = self._terminal(error)
+            self.final["sequence_number"] = sent
+            await write(self.final)
+
+    def _terminal(self, error: Optional[BaseException]) -> dict[str, Any]:
+        builder = ResponseBuilder(self.request.id, self.request.session_id)
+        if self.failure is not None:
+            return builder.failed(*self.failure)
+        if self.stop_reason is not None:
+            return builder.canceled(self.stop_reason)
+        if error is not None:
+            return builder.failed(*error_of(error))
+        return builder.completed()
+
+    async def settle(self) -> None:
+        await settle_task(self.task, self.stop_reason is not None or self._finishing, "a protocol run function")
+
+    async def release(self) -> None:
+        return None
+
+
+class Translated:
+    """A run whose events go out as another protocol's frames (a :class:`Producer` itself)."""
+
+    def __init__(self, run: Any, translate: Translate) -> None:
+        self.run = run
+        self.translate = translate
+
+    def start(self, write: Write) -> "asyncio.Task[None]":
+        translate = self.translate
+
+        async def translated(event: dict[str, Any]) -> None:
+            frames = translate(event)
+            if frames:
+                await write(frames)
+
+        return self.run.start(translated)
+
+    def stop(self, reason: str = CANCELLED_BY_SERVER) -> None:
+        self.run.stop(reason)
+
+    async def settle(self) -> None:
+        await self.run.settle()
+
+    async def release(self) -> None:
+        await self.run.release()
+
+
+def run_headers(run: Any) -> dict[str, str]:
+    """The session headers ``/process`` sends: platform adapters read them to stop a run
+    before the function's timeout, and clients to stop a run they started without ids."""
+    return session_headers(run.request.session_id, run.request.user_id)
+
+
+def stream(run: Any, translate: Translate, headers: Optional[dict[str, str]] = None) -> StreamResponse:
+    """The run as a stream of the protocol's frames: disconnects stop it, pings keep proxies
+    open, a server shutdown ends it with its terminal frames."""
+    return StreamResponse(Translated(run, translate), headers={**run_headers(run), **(headers or {})})
+
+
+async def run_to_end(run: Producer, write: Write) -> None:
+    """Run with nobody reading live (a non-streaming answer); everything goes to ``write``.
+
+    If the caller is cancelled (the server is shutting down) the run is stopped and still
+    ends with its terminal event; the cancellation propagates only when that could not be
+    written.  The session is released on every path.
+    """
+    task = run.start(write)
+    try:
+        await asyncio.wait({task})
+    except asyncio.CancelledError:
+        run.stop(CANCELLED_BY_SERVER)
+        await asyncio.shield(wait_bounded(asyncio.wait({task}), 2 * CLEANUP_GRACE))
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            raise
+        uncancel()
+    finally:
+        await asyncio.shield(run.settle())
+        await asyncio.shield(run.release())
+    task.result()
+
+
+__all__ = [
+    "FuncRun",
+    "FuncSource",
+    "ProtocolAdapter",
+    "TERMINAL",
+    "Translate",
+    "Translated",
+    "as_event",
+    "is_terminal",
+    "run_headers",
+    "run_source",
+    "run_to_end",
+    "stream",
+]

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import aiohttp
@@ -287,7 +288,7 @@ def test_a_second_deploy_on_a_busy_manager_is_refused():
         deploy_id = None
         try:
             deploy_id = (await app_with_test_endpoint("one").deploy(manager))["deploy_id"]
-            with pytest.raises(RuntimeError, match="Service is already running"):
+            with pytest.raises(RuntimeError, match="^Service is already running"):  # not a failed start-up
                 await app_with_test_endpoint("two").deploy(manager)
             async with httpx.AsyncClient() as client:  # the first deployment is untouched
                 assert (await client.get(f"{manager.service_url}/test")).json() == {"app": "one"}
@@ -299,6 +300,100 @@ def test_a_second_deploy_on_a_busy_manager_is_refused():
         assert (await manager.stop())["success"] is False  # no id: still an answer
 
     asyncio.run(scenario())
+
+
+def test_a_new_manager_holds_nothing_and_keeps_one_value_per_timeout():
+    manager = LocalDeployManager(host="localhost", port=8090)
+    assert (manager._server, manager._server_task, manager._app, manager.is_running) == (None, None, None, False)
+    assert (manager._startup_timeout, manager._shutdown_timeout) == (30, 30)
+    assert (manager.startup_timeout, manager.shutdown_timeout) == (30, 30)
+
+    manager = LocalDeployManager(startup_timeout=5, shutdown_timeout=7)
+    assert (manager._startup_timeout, manager._shutdown_timeout) == (5, 7)
+    manager.startup_timeout, manager._shutdown_timeout = 9, 11  # either spelling, one value
+    assert (manager._startup_timeout, manager.shutdown_timeout) == (9, 11)
+    assert not {"startup_timeout", "shutdown_timeout"} & set(vars(manager))
+
+
+def test_is_running_is_assignable_and_service_url_follows_it():
+    """AgentScope Runtime's tests and scripts assign ``is_running``; no server is involved."""
+    manager = LocalDeployManager(host="localhost", port=8090)
+    assert manager.service_url is None
+    manager.is_running = True
+    manager.port = 8000
+    assert manager.is_running is True and manager.service_url == "http://localhost:8000"
+    manager.is_running = False
+    assert manager.service_url is None
+    wildcard = LocalDeployManager(host="0.0.0.0", port=8001)
+    wildcard.is_running = True
+    assert wildcard.service_url == "http://127.0.0.1:8001"  # an address a client can reach
+
+
+def test_stop_when_nothing_runs_answers_instead_of_raising():
+    async def scenario():
+        manager = LocalDeployManager(host="localhost", port=free_port())
+        manager.is_running = False
+        first = await manager.stop("")
+        manager.is_running = True  # assigned, but nothing is served
+        second = await manager.stop()
+        return manager, first, second
+
+    manager, first, second = asyncio.run(scenario())
+    assert first["success"] is False and "not running" in first["message"]
+    assert second["success"] is False and manager.is_running is False and manager._server is None
+
+
+@pytest.mark.integration
+def test_a_served_wildcard_host_and_port_0_give_a_reachable_url_and_stop_leaves_nothing():
+    app = app_with_test_endpoint("wild")
+
+    async def scenario():
+        manager = LocalDeployManager(host="0.0.0.0", port=0)
+        info = await app.deploy(manager)
+        try:
+            port = int(info["url"].rsplit(":", 1)[1])
+            assert port != 0 and info["url"] == manager.service_url == f"http://127.0.0.1:{port}"
+            assert manager.is_running is True and manager._app is app and manager._server is not None
+            # a synchronous client blocking this event loop: the server has its own loop, so it answers
+            assert httpx.get(f"{manager.service_url}/test", timeout=10).json() == {"app": "wild"}
+        finally:
+            result = await manager.stop(info["deploy_id"])
+        return manager, result, port
+
+    manager, result, port = asyncio.run(scenario())
+    assert result["success"] is True
+    assert (manager._server, manager._server_task, manager._app, manager.is_running, manager.service_url) == (None, None, None, False, None)
+    assert not [t for t in threading.enumerate() if t.name == f"agentpack-local-{port}"]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/test", timeout=2)
+
+
+@pytest.mark.integration
+def test_a_server_that_never_becomes_ready_fails_the_deploy_and_is_shut_down(monkeypatch):
+    calls: list[str] = []
+    app = AgentApp(after_finish=lambda app: calls.append("after_finish"))
+    port = free_port()
+    manager = LocalDeployManager(host="127.0.0.1", port=port)
+    manager._startup_timeout = 0.1
+    monkeypatch.setattr(manager, "_is_server_ready", lambda: False)  # what the start-up wait polls
+
+    with pytest.raises(RuntimeError, match="Failed to deploy service: Server did not become ready within timeout"):
+        asyncio.run(manager.deploy(app=app))
+    assert (manager._server, manager._server_thread, manager._app, manager.is_running) == (None, None, None, False)
+    assert calls == ["after_finish"]  # the app's lifespan ran its shutdown: the server stopped gracefully
+    assert not [t for t in threading.enumerate() if t.name == f"agentpack-local-{port}"]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+
+    with pytest.raises(RuntimeError, match="^Server did not become ready within timeout"):  # the blocking form
+        manager.start(app)
+    monkeypatch.undo()  # the same manager serves once the server is ready
+    info = asyncio.run(manager.deploy(app=app))
+    try:
+        assert httpx.get(f"{info['url']}/health", timeout=10).status_code == 200
+    finally:
+        manager.shutdown()
+    assert manager.is_running is False
 
 
 # -- app.run() -----------------------------------------------------------------------------
@@ -363,3 +458,11 @@ def test_run_takes_web_ui_and_agentscope_runtime_keywords(tmp_path):
     [hint] = [line for line in text.splitlines() if "web_ui=True" in line]
     assert f"http://127.0.0.1:{port}/agent" in hint and "agentpack run" in hint
     assert "no_such_option" in text  # warned about, not passed to uvicorn
+
+
+def test_the_constructor_takes_upstreams_positional_order_and_its_logger():
+    import logging
+
+    logger = logging.getLogger("my-deploys")
+    manager = LocalDeployManager("localhost", 9000, 5, 7, logger)
+    assert (manager.shutdown_timeout, manager.startup_timeout, manager.logger) == (5, 7, logger)

@@ -18,11 +18,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Node:
-    def __init__(self, redis_url: str, lease: float = 10.0, port: Optional[int] = None, grace: float = 10.0) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        lease: float = 10.0,
+        port: Optional[int] = None,
+        grace: float = 10.0,
+        app: str = "tests/nodes/agent_node.py",
+        env: Optional[dict[str, str]] = None,
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "AGENTPACK_TEST_REDIS": redis_url, "AGENTPACK_TEST_LEASE": str(lease)}
-        command = [sys.executable, "-m", "agentpack", "run", "tests/nodes/agent_node.py", "--port", str(self.port)]
+        env = {**os.environ, "AGENTPACK_TEST_REDIS": redis_url, "AGENTPACK_TEST_LEASE": str(lease), **(env or {})}
+        command = [sys.executable, "-m", "agentpack", "run", app, "--port", str(self.port)]
         self.process = subprocess.Popen(
             [*command, "--log-level", "warning", "--timeout-graceful-shutdown", str(grace)],
             cwd=ROOT,

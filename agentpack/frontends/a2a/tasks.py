@@ -188,8 +188,11 @@ class TaskRun:
         self.done = asyncio.Event()
         self._kinds: dict[str, tuple[str, str]] = {}  # open message id -> (message type, role)
         self._watchers: set[asyncio.Queue[Any]] = set()
-        self._flushed = 0.0
-        self._flush: Optional[asyncio.Task[None]] = None
+        self._written_at = 0.0  # monotonic time of the last record write
+        self._due: Optional[float] = None  # when the record must be written next (None: it is current)
+        self._writer: Optional[asyncio.Task[None]] = None
+        self._wake = asyncio.Event()  # set when the record is due
+        self._writing = False  # the writer stops on this flag (a cancel alone can be swallowed before 3.12)
         self._driver: Optional[asyncio.Task[None]] = None
 
     @property
@@ -237,6 +240,8 @@ class TaskRun:
 
     async def _drive(self, run: Any) -> None:
         await self._save()
+        self._writing = True
+        self._writer = asyncio.create_task(self._keep_written(), name=f"agentpack-a2a-record-{self.task_id}")
         task = run.start(self._write)
         try:
             await asyncio.wait({task})
@@ -245,6 +250,9 @@ class TaskRun:
             await asyncio.shield(run.release())
             if not self.terminal:  # the run ended without its terminal event (a bug, or cancelled)
                 self._set_status(S.TASK_STATE_FAILED, "the run ended without a result")
+            self._writing = False
+            self._wake.set()
+            await asyncio.shield(wait_bounded(asyncio.gather(self._writer, return_exceptions=True), 2.0))
             await asyncio.shield(self._save_final())
             self._end_watchers()
             self.done.set()
@@ -260,22 +268,40 @@ class TaskRun:
             queue.put_nowait(None)
 
     async def _write(self, event: dict[str, Any]) -> None:
-        for update in self.feed(event):
+        state = self.state
+        updates = self.feed(event)
+        for update in updates:
             for queue in self._watchers:
                 queue.put_nowait(update)
-        if not self.terminal and time.monotonic() - self._flushed >= FLUSH_INTERVAL and (self._flush is None or self._flush.done()):
-            self._flush = asyncio.create_task(self._save())
+        if self.state != state:  # a new state is written at once, new artifacts at most every FLUSH_INTERVAL
+            self._due = time.monotonic()
+        elif updates and self._due is None:
+            self._due = self._written_at + FLUSH_INTERVAL
+        else:
+            return
+        self._wake.set()
+
+    async def _keep_written(self) -> None:
+        """The one writer of a running task's record, so writes never overtake each other."""
+        while self._writing:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._due is None:
+                continue
+            await asyncio.sleep(max(0.0, self._due - time.monotonic()))
+            if not self._writing:
+                return
+            self._due = None
+            await self._save()
 
     async def _save(self) -> None:
-        self._flushed = time.monotonic()
+        self._written_at = time.monotonic()
         try:
             await self.records.put(self.task_id, self.record(), self.retention)
         except Exception as exc:  # the task goes on; tasks/get elsewhere sees it later, or not at all
             logger.warning("could not store A2A task %s: %s", self.task_id, exc)
 
     async def _save_final(self) -> None:
-        if self._flush is not None and not self._flush.done():
-            await wait_bounded(asyncio.shield(self._flush), 2.0)
         await wait_bounded(self._save(), 5.0)
 
     # -- translation ---------------------------------------------------------------------------

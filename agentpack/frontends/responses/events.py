@@ -19,7 +19,8 @@ assistant ``message``                   a ``message`` output item: ``output_item
 ``*_call_output``                       a ``function_call_output`` item (call id, output)
 usage                                   ``usage`` (input, output, total tokens)
 completed / failed / canceled           ``response.completed`` / ``response.failed`` (error) /
-                                        ``response.incomplete`` (reason ``interrupted``)
+                                        ``response.incomplete`` (the stop's cause in
+                                        ``incomplete_details.message``)
 =====================================  ==============================================================
 """
 
@@ -35,9 +36,6 @@ from agentpack.protocol.sse import encode_json_bytes
 _CALLS = {"function_call", "plugin_call", "component_call", "mcp_call"}
 _OUTPUTS = {"function_call_output", "plugin_call_output", "component_call_output", "mcp_call_output"}
 
-#: Why a stopped run's response is ``incomplete`` (OpenAI's own reasons are about token limits
-#: and content filters; a stop is neither).
-INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -66,7 +64,7 @@ def usage_of(usage: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
     tokens_out = int(usage.get("output_tokens") or usage.get("completion_tokens") or 0)
     return {
         "input_tokens": tokens_in,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": tokens_out,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": int(usage.get("total_tokens") or tokens_in + tokens_out),
@@ -154,7 +152,9 @@ class ResponsesStream:
             else:
                 error = event.get("error") or {}
                 response["status"] = "incomplete"
-                response["incomplete_details"] = {"reason": INTERRUPTED, "message": error.get("message")}
+                # OpenAI's reasons (token limits, content filters…) name none of a stop's causes: the
+                # reason stays null, as its schema allows, and the cause is said in ``message``.
+                response["incomplete_details"] = {"reason": None, "message": error.get("message")}
                 self._emit(out, "response.incomplete", response=self._snapshot())
 
     # -- items ---------------------------------------------------------------------------------
@@ -327,4 +327,4 @@ def frames(events: list[dict[str, Any]]) -> bytes:
     return b"".join(b"event: " + e["type"].encode("ascii") + b"\ndata: " + encode_json_bytes(e) + b"\n\n" for e in events)
 
 
-__all__ = ["INTERRUPTED", "ResponsesStream", "frames", "usage_of"]
+__all__ = ["ResponsesStream", "frames", "usage_of"]

@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
+    from agentpack.addresses import announce_serving
     from agentpack.loader import AppLoadError, load_app
+
+    announce_serving(args.host, args.port)
 
     try:
         app, _ = load_app(args.app)

@@ -233,3 +233,29 @@ def test_the_cli_builds_emulates_and_streams_a_reply(tmp_path):
         bad = subprocess.run([sys.executable, "-m", "agentpack", "emulate", "examples/quickstart", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert bad.returncode == 2, bad.stdout + bad.stderr
         assert says in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_one_emulated_function_serves_a2a_responses_and_agui_and_its_card_names_the_emulators_url(tmp_path):
+    """The artifact carries the extras (its requirements); the card says where the platform's front
+    answers, not the instance's own port."""
+    from tests.support import sse_events
+
+    emulation = start(ROOT / "tests" / "projects" / "protocols", "fc", port=0, instances=1, out_dir=tmp_path, log=lambda line: None)
+    try:
+        url = emulation.url
+        card = httpx.get(f"{url}/.well-known/agent-card.json", timeout=30).json()
+        assert card["url"] == f"{url}/a2a" and card["supportedInterfaces"][0]["url"] == f"{url}/a2a"
+        sent = httpx.post(
+            f"{url}/a2a",
+            json={"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}}},
+            headers={"A2A-Version": "1.0"},
+            timeout=30,
+        ).json()["result"]["task"]
+        assert sent["status"]["state"] == "TASK_STATE_COMPLETED"
+        assert sent["artifacts"][0]["parts"][0]["text"] == "Hello from the emulator"
+        responses = httpx.post(f"{url}/compatible-mode/v1/responses", json={"model": "m", "input": "hi"}, timeout=30).json()
+        assert responses["output"][0]["content"][0]["text"] == "Hello from the emulator"
+        agui = sse_events(httpx.post(f"{url}/ag-ui", json={"threadId": "t", "runId": "r", "messages": []}, timeout=30).text)
+        assert [e["type"] for e in agui][0] == "RUN_STARTED" and agui[-1]["type"] == "RUN_FINISHED"
+    finally:
+        emulation.stop()

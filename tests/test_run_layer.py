@@ -217,3 +217,71 @@ def test_session_busy_and_backend_down_are_answered_by_the_app_handlers():
             await first
 
     asyncio.run(scenario())
+
+
+def _limited_app(cleanups: list[str], pause: float) -> AgentApp:
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        try:
+            yield "first"
+            await asyncio.sleep(pause)
+            yield "second"
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cleanups.append("cancelled")
+            raise
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "limits, reason",
+    [
+        ({"total": 0.3}, "the run took longer than its 0.3s limit"),
+        ({"idle": 0.2}, "the run sent nothing for 0.2s (its limit between two events)"),
+    ],
+)
+def test_a_run_over_a_time_limit_ends_failed_with_code_timeout_and_its_handler_is_cancelled(limits, reason):
+    from agentpack.protocol.schemas import AgentRequest
+    from agentpack.run.agent_run import RunLimits
+    from agentpack.run.iterate import iterate_run
+
+    cleanups: list[str] = []
+    app = _limited_app(cleanups, pause=0.05)
+
+    async def scenario() -> None:
+        async with app.router.lifespan_context(app):
+            request = AgentRequest(input=[{"role": "user", "content": "hi"}], session_id="limited")
+            events = [event async for event in iterate_run(app.runs, request, RunLimits(**limits))]
+            assert len(app.runtime.guard) == 0
+            assert await app.get_chat_state("limited", "limited") == "ERROR"
+        terminal = events[-1]
+        assert (terminal["status"], terminal["error"]) == ("failed", {"code": "timeout", "message": reason})
+        assert [e["text"] for e in events if e["object"] == "content" and e.get("delta")] == ["first", "second"]
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        assert cleanups == ["cancelled"]
+
+    asyncio.run(scenario())
+
+
+def test_a_reader_that_stops_iterating_a_run_cancels_it_and_frees_the_session():
+    from agentpack.protocol.schemas import AgentRequest
+    from agentpack.run.iterate import iterate_run
+
+    cleanups: list[str] = []
+    app = _limited_app(cleanups, pause=10)
+
+    async def scenario() -> None:
+        async with app.router.lifespan_context(app):
+            request = AgentRequest(input=[{"role": "user", "content": "hi"}], session_id="reader")
+            events = iterate_run(app.runs, request)
+            async for event in events:
+                if event["object"] == "content":
+                    break
+            await events.aclose()
+            assert len(app.runtime.guard) == 0
+        assert cleanups == ["cancelled"]
+
+    asyncio.run(scenario())

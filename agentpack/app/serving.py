@@ -7,6 +7,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, Optional
 
+from agentpack.addresses import announce_serving
 from agentpack.app import agent_routes, compat
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def serve(app: "AgentApp", host: Optional[str], port: Optional[int], web_ui: boo
     if "protocol_adapters" in kwargs:
         app.protocols.replace(kwargs.pop("protocol_adapters") or [])
     options = {"timeout_graceful_shutdown": 10, **compat.uvicorn_options(kwargs)}
+    announce_serving(host, port)
     if web_ui:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         logger.warning(

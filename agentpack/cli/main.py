@@ -67,6 +67,9 @@ def run(
         raise usage_error("--reload and --ask cannot be combined; drop one of them")
     import uvicorn
 
+    from agentpack.addresses import announce_serving
+
+    announce_serving(host, port)
     if reload:
         app_dir = str(spec.app_dir or ".")
         uvicorn.run(spec.import_string, host=host, port=port, reload=True, app_dir=app_dir, reload_dirs=[app_dir], log_level=log_level)

@@ -401,6 +401,8 @@ class LambdaEmulator(BackgroundEmulator):
             "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[$LATEST]emulated{index:04d}",
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
+            # what the app tells clients (an A2A card) is the function URL's, as on the platform
+            **({"AGENTPACK_PUBLIC_URL": self._front.url} if self._front is not None else {}),
             **self.env,
         }
         if self.streaming:

@@ -172,6 +172,8 @@ class Instance:
             "HOME": "/tmp",
             "PYTHONNOUSERSITE": "1",
             "AGENTPACK_PYTHON": config.python,  # the interpreter standing in for the platform's
+            # what the app tells clients (an A2A card) is the front's URL, as on the platform
+            "AGENTPACK_PUBLIC_URL": self.emulator.url,
         }
         if config.platform != "local":
             env.update(AGENTPACK_PLATFORM=config.platform, AGENTPACK_REQUEST_TIMEOUT=f"{config.timeout:g}")

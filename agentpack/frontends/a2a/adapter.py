@@ -108,22 +108,24 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
             return {"name": card.get("name"), "description": card.get("description")}
         return {"name": getattr(card, "name", None), "description": getattr(card, "description", None)}
 
-    def _url(self, app: Any, request_base: Optional[str] = None) -> str:
+    def _url(self, app: Any, request_base: Optional[str] = None, root_path: Optional[str] = None) -> str:
         from agentpack.frontends.a2a.card import endpoint_url
 
-        return endpoint_url(self._a2a_config, self._json_rpc_path, getattr(app, "root_path", "") or "", request_base)
+        root = root_path if root_path is not None else getattr(app, "root_path", "") or ""
+        return endpoint_url(self._a2a_config, self._json_rpc_path, root, request_base)
 
-    def get_agent_card(self, app: Any = None, request_base: Optional[str] = None) -> Any:
+    def get_agent_card(self, app: Any = None, request_base: Optional[str] = None, root_path: Optional[str] = None) -> Any:
         """The card, as an a2a-sdk 0.3 ``AgentCard`` (the model AgentScope Runtime returns); the
         card served at the well-known path is its A2A 1.0 form with both protocol lines."""
         from agentpack.frontends.a2a.card import compat_card
 
-        return compat_card(self._a2a_config, self._agent_name, self._agent_description, self._url(app, request_base))
+        url = self._url(app, request_base, root_path)
+        return compat_card(self._a2a_config, self._agent_name, self._agent_description, url)
 
-    def _served_card(self, app: Any, request_base: Optional[str]) -> dict[str, Any]:
+    def _served_card(self, app: Any, where: tuple[Optional[str], Optional[str]]) -> dict[str, Any]:
         from agentpack.frontends.a2a.card import core_card, served_card
 
-        return served_card(core_card(self.get_agent_card(app, request_base)))
+        return served_card(core_card(self.get_agent_card(app, *where)))
 
     def _build_a2a_transports_properties(self, app: Any) -> List[A2ATransportsProperties]:
         """Where the agent answers, for registries."""
@@ -168,7 +170,7 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
             except ModuleNotFoundError as exc:
                 return _missing_sdk(exc)
             base = request_base(request.headers, request.url.scheme, request.scope.get("server"))
-            return json_response(server.card(base))
+            return json_response(server.card((base, request.scope.get("root_path") or None)))
 
         async def json_rpc(request: Request) -> Response:
             try:

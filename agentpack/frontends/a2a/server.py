@@ -285,7 +285,7 @@ class A2AServer:
     """The routes' implementation, made on the first A2A request (or at start-up when the app
     configures A2A), so apps that never speak A2A never import the SDK."""
 
-    def __init__(self, source: Any, limits: RunLimits, retention: float, card: Callable[[Optional[str]], dict[str, Any]]) -> None:
+    def __init__(self, source: Any, limits: RunLimits, retention: float, card: Callable[[Any], dict[str, Any]]) -> None:
         self.handler = TaskHandler(source, limits, retention)
         self.dispatcher = JsonRpcDispatcher(self.handler, context_builder=ContextBuilder(), enable_v0_3_compat=True)
         self._card = card
@@ -296,8 +296,9 @@ class A2AServer:
             response.headers[name] = value
         return response
 
-    def card(self, request_base: Optional[str]) -> dict[str, Any]:
-        return self._card(request_base)
+    def card(self, where: Any) -> dict[str, Any]:
+        """The served card for a request: ``where`` is its base URL and root path."""
+        return self._card(where)
 
 
 __all__ = ["A2AServer", "TaskHandler"]

@@ -45,6 +45,9 @@ class ResponseAPIDefaultAdapter(ProtocolAdapter):
         super().__init__(**kwargs)
         self.path: str = kwargs.get("path", RESPONSES_ENDPOINT_PATH)
 
+    def describe_endpoints(self) -> dict[str, str]:
+        return {"responses": self.path}
+
     def add_endpoint(self, app: Any, func: Callable[..., Any], **kwargs: Any) -> Any:
         source = run_source(func)
 

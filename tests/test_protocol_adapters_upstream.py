@@ -231,3 +231,15 @@ def test_flexible_run_agent_input_takes_either_spelling():
     body = FlexibleRunAgentInput(thread_id="t", run_id="r", forwarded_props={"user_id": "u"})
     assert (body.thread_id, body.run_id, body.forwarded_props) == ("t", "r", {"user_id": "u"})
     assert FlexibleRunAgentInput.model_validate({"threadId": "t", "runId": "r"}).messages == []
+
+
+def test_an_async_registry_on_a_plain_fastapi_app_is_awaited_not_dropped():
+    class AsyncRegistry(RecordingRegistry):
+        async def register(self, agent_card, a2a_transports_properties=None):
+            await asyncio.sleep(0)
+            self.calls.append(("register", agent_card, a2a_transports_properties))
+
+    registry = AsyncRegistry()
+    adapter = A2AFastAPIDefaultAdapter(agent_name="a", agent_description="d", a2a_config=AgentCardWithRuntimeConfig(registry=registry, agent_card={"url": "http://localhost:8080"}))
+    adapter.add_endpoint(FastAPI(), upstream_style_run)  # called from plain code, as upstream's tests do
+    assert [c[0] for c in registry.calls] == ["register"]

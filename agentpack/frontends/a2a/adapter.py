@@ -15,6 +15,7 @@ that never speaks A2A never loads it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any, Callable, List, Optional
 from urllib.parse import urlsplit
@@ -189,7 +190,7 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
             card, transports = self.get_agent_card(app), self._build_a2a_transports_properties(app)
             for registry in self._registry:
                 try:
-                    registry.register(agent_card=card, a2a_transports_properties=transports)
+                    _run_now_or_soon(registry.register(agent_card=card, a2a_transports_properties=transports))
                 except Exception:
                     logger.warning("[A2A] registering with %s failed; the agent serves anyway", registry.registry_name(), exc_info=True)
         return app
@@ -232,6 +233,20 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
         self._registered.clear()
         if self._server is not None:
             await self._server.handler.stop_all("the server is shutting down", 2 * CLEANUP_GRACE)
+
+
+def _run_now_or_soon(result: Any) -> None:
+    """An ``async`` registry's registration: in the running loop's background if there is one,
+    else run to its end here (``add_endpoint`` is called from plain code, as upstream calls it)."""
+    if not inspect.isawaitable(result):
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(wait_bounded(result, REGISTRY_TIMEOUT))
+        return
+    task = loop.create_task(wait_bounded(result, REGISTRY_TIMEOUT))
+    task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or logger.warning("[A2A] registering failed: %s", t.exception()))
 
 
 def _missing_sdk(exc: ModuleNotFoundError) -> Response:

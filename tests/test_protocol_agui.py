@@ -169,3 +169,11 @@ def test_agui_config_moves_the_route(config):
             assert (await client.get("/")).json()["endpoints"]["ag_ui"] == "/copilot"
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("delta", ["plain", "中文🙂", 'quote " and \\ back', "\ud800"])
+def test_the_text_content_fast_frame_is_byte_for_byte_the_generic_one(delta):
+    from agentpack.frontends.agui.events import _frame, frames
+
+    event = {"type": "TEXT_MESSAGE_CONTENT", "messageId": "msg_1", "delta": delta}
+    assert frames([event]) == _frame(event)

@@ -218,3 +218,11 @@ def test_a_client_that_drops_a_responses_stream_stops_the_run(serve):
                 break
     wait_until(lambda: ENDINGS.get("gone") == "cancelled", 10, "the run was not stopped when its client left")
     wait_until(lambda: len(app.runtime.guard) == 0, 10, "the session stayed held")
+
+
+@pytest.mark.parametrize("delta", ["plain", "中文🙂", 'quote " and \\ back', "\u2028", "\ud800"])
+def test_the_text_delta_fast_frame_is_byte_for_byte_the_generic_one(delta):
+    from agentpack.frontends.responses.events import _frame, frames
+
+    event = {"type": "response.output_text.delta", "sequence_number": 12, "item_id": "msg_1", "output_index": 0, "content_index": 2, "delta": delta, "logprobs": []}
+    assert frames([event]) == _frame(event)

@@ -23,12 +23,13 @@ from typing import Any, Callable, Optional
 
 from agentpack._aio import uncancel, wait_bounded
 from agentpack.headers import session_headers
+from agentpack.interrupt.base import BackendUnavailable, SessionBusy
 from agentpack.interrupt.records import MemoryRecords
 from agentpack.protocol.events import ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, fill_ids
 from agentpack.protocol.serialize import jsonable
 from agentpack.protocol.status import RunStatus
-from agentpack.run.agent_run import RunLimits, enforce_limits, error_of
+from agentpack.run.agent_run import RunLimits, StoppableRun, enforce_limits, error_of
 from agentpack.run.handler import as_async_iterator
 from agentpack.run.iterate import RunSource
 from agentpack.run.stream import CANCELLED_BY_SERVER, CLEANUP_GRACE, Producer, StreamResponse, Write, settle_task
@@ -40,6 +41,31 @@ TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED}
 
 #: Turns one Agent API event into the protocol's frames (``b""`` when it has nothing to say).
 Translate = Callable[[dict[str, Any]], bytes]
+
+
+class Translator:
+    """Turns one run's Agent API events into a protocol's events: :meth:`feed` hands each event
+    to the method for its object (content, message, response) and returns what it appended."""
+
+    def feed(self, event: dict[str, Any]) -> list[Any]:
+        out: list[Any] = []
+        kind = event.get("object")
+        if kind == "content":  # by far the most frequent
+            self.on_content(event, out)
+        elif kind == "message":
+            self.on_message(event, out)
+        elif kind == "response":
+            self.on_response(event, out)
+        return out
+
+    def on_content(self, event: dict[str, Any], out: list[Any]) -> None:
+        """A content delta or a completed content."""
+
+    def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
+        """A message announced (``in_progress``) or completed."""
+
+    def on_response(self, event: dict[str, Any], out: list[Any]) -> None:
+        """The response created, in progress, or ended."""
 
 
 class ProtocolAdapter(ABC):
@@ -104,7 +130,7 @@ class FuncSource:
         return self._records.setdefault(namespace, MemoryRecords())
 
 
-class FuncRun:
+class FuncRun(StoppableRun):
     """One run of a :class:`FuncSource`: the function's events, then exactly one terminal event
     (its own, or one this run adds when the function stops short, fails, is stopped or passes a
     time limit)."""
@@ -122,18 +148,6 @@ class FuncRun:
     def start(self, write: Write) -> "asyncio.Task[None]":
         self.task = asyncio.create_task(self._pump(write), name=f"agentpack-func-run-{self.request.session_id}")
         return self.task
-
-    def stop(self, reason: str = "the run was stopped") -> None:
-        if self.stop_reason is not None:
-            return
-        self.stop_reason = reason
-        if self.task is not None and not self.task.done() and not self._finishing:
-            self.task.cancel()
-
-    def fail(self, code: str, message: str) -> None:
-        if self.stop_reason is None:
-            self.failure = (code, message)
-            self.stop(message)
 
     async def _pump(self, write: Write) -> None:
         watchdog = None
@@ -213,6 +227,17 @@ class Translated:
         await self.run.release()
 
 
+async def open_or_refuse(source: RunSource, request: AgentRequest, refuse: Callable[[int, Exception], Any]) -> Any:
+    """The run, or the protocol's answer when it cannot start: ``refuse(409, exc)`` for a busy
+    session, ``refuse(503, exc)`` for an unreachable interrupt backend."""
+    try:
+        return await source.open_run(request)
+    except SessionBusy as exc:
+        return refuse(409, exc)
+    except BackendUnavailable as exc:
+        return refuse(503, exc)
+
+
 def run_headers(run: Any) -> dict[str, str]:
     """The session headers ``/process`` sends: platform adapters read them to stop a run
     before the function's timeout, and clients to stop a run they started without ids."""
@@ -248,6 +273,7 @@ async def run_to_end(run: Producer, write: Write) -> None:
 
 
 __all__ = [
+    "Translator",
     "FuncRun",
     "FuncSource",
     "ProtocolAdapter",
@@ -256,6 +282,7 @@ __all__ = [
     "Translated",
     "as_event",
     "is_terminal",
+    "open_or_refuse",
     "run_headers",
     "run_source",
     "run_to_end",

@@ -90,7 +90,36 @@ def error_of(exc: BaseException) -> tuple[str, str]:
     return "AGENT_UNKNOWN_ERROR", f"Unknown agent error: {type(exc).__name__}: {exc}"
 
 
-class AgentRun:
+class StoppableRun:
+    """How a run that runs in ``self.task`` is stopped or failed from outside.
+
+    ``_finishing`` is set once the run's end is decided (it is releasing and writing its
+    terminal event): from then on nothing cancels it.
+    """
+
+    task: Optional[asyncio.Task]
+    stop_reason: Optional[str]
+    failure: Optional[tuple[str, str]]
+    _finishing: bool
+
+    def stop(self, reason: str = "the run was stopped") -> None:
+        """Interrupt the handler; the run ends with a ``canceled`` response."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        if self.task is not None and not self.task.done() and not self._finishing:
+            self.task.cancel()
+
+    def fail(self, code: str, message: str) -> None:
+        """End the run as failed (a time limit passed): the handler is interrupted as by
+        :meth:`stop`, and the terminal event is ``failed`` with ``code`` and ``message``."""
+        if self.stop_reason is not None:
+            return
+        self.failure = (code, message)
+        self.stop(message)
+
+
+class AgentRun(StoppableRun):
     """Runs ``handler`` for ``request``; :meth:`pump` writes its events in order."""
 
     def __init__(
@@ -167,22 +196,6 @@ class AgentRun:
         task.result()
         assert self.final is not None
         return self.final
-
-    def stop(self, reason: str = "the run was stopped") -> None:
-        """Interrupt the handler; the stream ends with a ``canceled`` response."""
-        if self.stop_reason is not None:
-            return
-        self.stop_reason = reason
-        if self.task is not None and not self.task.done() and not self._finishing:
-            self.task.cancel()
-
-    def fail(self, code: str, message: str) -> None:
-        """End the run as failed (a time limit passed): the handler is interrupted as by
-        :meth:`stop`, and the terminal event is ``failed`` with ``code`` and ``message``."""
-        if self.stop_reason is not None:
-            return
-        self.failure = (code, message)
-        self.stop(message)
 
     async def pump(self, write: Write) -> None:
         """Write created, in_progress, the handler's events and exactly one terminal event."""

@@ -21,6 +21,7 @@ Method by method (1.0 name / 0.3 name):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -31,7 +32,9 @@ from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.server.routes.common import DefaultServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
 from a2a.types import a2a_pb2
+from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.utils.errors import (
+    A2AError,
     ExtendedAgentCardNotConfiguredError,
     InternalError,
     InvalidParamsError,
@@ -40,22 +43,33 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, ParseDict
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from agentpack._aio import wait_bounded
-from agentpack.frontends.a2a.tasks import LOST_AFTER, TaskRun, agent_message, request_input, state_name, task_from_record
+from agentpack.frontends.a2a.tasks import (
+    FAILED,
+    LOST_AFTER,
+    REJECTED,
+    TERMINAL_STATES,
+    TaskRun,
+    agent_message,
+    request_input,
+    state_name,
+    task_from_record,
+)
 from agentpack.frontends.base import run_headers
 from agentpack.interrupt.base import BackendUnavailable, SessionBusy
 from agentpack.interrupt.records import MemoryRecords, Records
 from agentpack.protocol.schemas import AgentRequest
 from agentpack.run.agent_run import RunLimits
+from agentpack.run.json_response import json_response
+from agentpack.run.stream import CANCELLED_BY_SERVER, StreamResponse, settle_task
 
 logger = logging.getLogger("agentpack.a2a")
 
-S = a2a_pb2.TaskState
 #: How long ``tasks/cancel`` waits for the stopped run to say it is canceled.
 CANCEL_WAIT = 10.0
 #: How often a task running on another instance is read while waiting on it.
@@ -98,8 +112,8 @@ class TaskHandler(RequestHandler):
         self.live: dict[str, TaskRun] = {}
 
     # -- tasks -----------------------------------------------------------------------------------
-    async def _load(self, task_id: str) -> Optional[tuple[a2a_pb2.Task, str]]:
-        """A task not running here, from the records; one whose run died is answered failed."""
+    async def _load(self, task_id: str) -> Optional[tuple[dict[str, Any], str]]:
+        """A task not running here, from the records (A2A JSON); one whose run died is answered failed."""
         try:
             raw = await self.records.get(task_id)
         except Exception as exc:
@@ -107,35 +121,36 @@ class TaskHandler(RequestHandler):
         if raw is None:
             return None
         task, user_id, updated = task_from_record(raw)
-        if task.status.state not in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
+        if task["status"]["state"] not in TERMINAL_STATES:
             running = getattr(self.source, "running", None)
-            if time.time() - updated > LOST_AFTER and callable(running) and not await running(user_id, task.context_id):
-                task.status.state = S.TASK_STATE_FAILED
-                task.status.message.CopyFrom(agent_message(task.id, task.context_id, "the instance running this task stopped before it finished"))
+            if time.time() - updated > LOST_AFTER and callable(running) and not await running(user_id, task["contextId"]):
+                lost = agent_message(task_id, task["contextId"], "the instance running this task stopped before it finished")
+                task["status"] = {**task["status"], "state": FAILED, "message": lost}
         return task, user_id
 
-    async def _task(self, task_id: str) -> tuple[a2a_pb2.Task, Optional[TaskRun], str]:
+    async def _task(self, task_id: str) -> tuple[dict[str, Any], str]:
         live = self.live.get(task_id)
         if live is not None:
-            return live.snapshot(), live, live.user_id
+            return live.json(), live.user_id
         found = await self._load(task_id)
         if found is None:
             raise TaskNotFoundError(message=f"task {task_id!r} is not known here (or has expired)")
-        return found[0], None, found[1]
+        return found
 
-    async def _start(self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext) -> TaskRun:
+    async def start_task(self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext) -> TaskRun:
+        """A task for the message, its run started (or the task rejected: the session is busy)."""
         message = params.message
         if not message.parts:
             raise InvalidParamsError(message="the message has no parts; send at least one (e.g. a text part)")
         context_id = message.context_id
         if message.task_id:
-            earlier, _, _ = await self._task(message.task_id)
-            if earlier.status.state in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
+            earlier, _ = await self._task(message.task_id)
+            if earlier["status"]["state"] in TERMINAL_STATES:
                 raise InvalidParamsError(
-                    message=f"task {message.task_id!r} is {state_name(earlier.status.state)} and takes no more input; "
+                    message=f"task {message.task_id!r} is {state_name(earlier['status']['state'])} and takes no more input; "
                     "send the message without taskId (same contextId) to continue the conversation"
                 )
-            context_id = context_id or earlier.context_id
+            context_id = context_id or earlier["contextId"]
         context_id = context_id or uuid.uuid4().hex
         task_id = uuid.uuid4().hex
         try:
@@ -152,18 +167,15 @@ class TaskHandler(RequestHandler):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise InvalidParamsError(message=f"{where}: {first['msg']}") from None
-        stored = a2a_pb2.Message()
-        stored.CopyFrom(message)
-        stored.context_id, stored.task_id = context_id, task_id
+        stored = {**MessageToDict(message), "contextId": context_id, "taskId": task_id}
         task = TaskRun(task_id, context_id, request.user_id or context_id, stored, self.records, self.retention)
         try:
             run = await self.source.open_run(request, self.limits)
         except SessionBusy:
-            task.end_without_run(S.TASK_STATE_REJECTED, f"context {context_id!r} is running another task; cancel it or wait until it ends")
-            await task._save_final()
+            await task.end_without_run(REJECTED, f"context {context_id!r} is running another task; cancel it or wait until it ends")
             return task
         except BackendUnavailable as exc:
-            task.end_without_run(S.TASK_STATE_FAILED, str(exc))
+            await task.end_without_run(FAILED, str(exc))
             return task
         request_state = context.state.get("agentpack_request")
         if request_state is not None:
@@ -182,20 +194,20 @@ class TaskHandler(RequestHandler):
 
     # -- the methods -----------------------------------------------------------------------------
     async def on_message_send(self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext) -> a2a_pb2.Task:
-        task = await self._start(params, context)
+        task = await self.start_task(params, context)
         length = params.configuration.history_length if params.configuration.HasField("history_length") else None
         if not params.configuration.return_immediately:
             await task.done.wait()  # a client that leaves does not cancel the task
         return task.snapshot(length)
 
     async def on_message_send_stream(self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext) -> AsyncIterator[Any]:
-        task = await self._start(params, context)
+        task = await self.start_task(params, context)
         async for event in task.subscribe():
             yield event
 
     async def on_get_task(self, params: a2a_pb2.GetTaskRequest, context: ServerCallContext) -> Optional[a2a_pb2.Task]:
-        live = self.live.get(params.id)
         length = params.history_length if params.HasField("history_length") else None
+        live = self.live.get(params.id)
         if live is not None:
             return live.snapshot(length)
         found = await self._load(params.id)
@@ -203,8 +215,8 @@ class TaskHandler(RequestHandler):
             return None
         task = found[0]
         if length is not None:
-            del task.history[: max(0, len(task.history) - length)]
-        return task
+            task["history"] = task.get("history", [])[-length:] if length > 0 else []
+        return _proto(task)
 
     async def on_cancel_task(self, params: a2a_pb2.CancelTaskRequest, context: ServerCallContext) -> Optional[a2a_pb2.Task]:
         live = self.live.get(params.id)
@@ -218,25 +230,22 @@ class TaskHandler(RequestHandler):
         if found is None:
             return None
         task, user_id = found
-        if task.status.state in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
-            raise TaskNotCancelableError(message=f"task {params.id!r} is already {state_name(task.status.state)}")
+        if task["status"]["state"] in TERMINAL_STATES:
+            raise TaskNotCancelableError(message=f"task {params.id!r} is already {state_name(task['status']['state'])}")
         stop = getattr(self.source, "stop", None)
         if callable(stop):
             try:
-                await stop(user_id, task.context_id)
+                await stop(user_id, task["contextId"])
             except BackendUnavailable as exc:
                 raise InternalError(message=f"could not reach the run to cancel it: {exc}") from exc
-        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT
-        while asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CANCEL_WAIT
+        while loop.time() < deadline:  # the run is elsewhere: its instance writes how it ended
             await asyncio.sleep(POLL_INTERVAL)
             found = await self._load(params.id)
-            if found is not None and found[0].status.state != task.status.state and found[0].status.state in (
-                S.TASK_STATE_CANCELED,
-                S.TASK_STATE_COMPLETED,
-                S.TASK_STATE_FAILED,
-            ):
-                return found[0]
-        return task
+            if found is not None and found[0]["status"]["state"] in TERMINAL_STATES:
+                return _proto(found[0])
+        return _proto(task)
 
     async def on_subscribe_to_task(self, params: a2a_pb2.SubscribeToTaskRequest, context: ServerCallContext) -> AsyncIterator[Any]:
         live = self.live.get(params.id)
@@ -244,22 +253,20 @@ class TaskHandler(RequestHandler):
             async for event in live.subscribe():
                 yield event
             return
-        task, _, _ = await self._task(params.id)
-        if task.status.state in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
-            raise UnsupportedOperationError(message=f"task {params.id!r} is already {state_name(task.status.state)}; read it with GetTask")
-        yield task
-        last = task.SerializeToString(deterministic=True)
+        task, _ = await self._task(params.id)
+        if task["status"]["state"] in TERMINAL_STATES:
+            raise UnsupportedOperationError(message=f"task {params.id!r} is already {state_name(task['status']['state'])}; read it with GetTask")
+        yield _proto(task)
+        last = task
         while True:  # running on another instance: follow its record
             await asyncio.sleep(POLL_INTERVAL)
             found = await self._load(params.id)
             if found is None:
                 return
-            current = found[0]
-            serialized = current.SerializeToString(deterministic=True)
-            if serialized != last:
-                last = serialized
-                yield current
-            if current.status.state in (S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED):
+            if found[0] != last:
+                last = found[0]
+                yield _proto(last)
+            if last["status"]["state"] in TERMINAL_STATES:
                 return
 
     async def on_list_tasks(self, params: a2a_pb2.ListTasksRequest, context: ServerCallContext) -> a2a_pb2.ListTasksResponse:
@@ -281,20 +288,89 @@ class TaskHandler(RequestHandler):
         raise ExtendedAgentCardNotConfiguredError()
 
 
+def _proto(task: dict[str, Any]) -> a2a_pb2.Task:
+    return ParseDict(task, a2a_pb2.Task(), ignore_unknown_fields=True)
+
+
+class Subscription:
+    """A task's updates as one A2A 1.0 JSON-RPC stream, on agentpack's streaming response (a
+    :class:`~agentpack.run.stream.Producer`).  The client leaving ends the subscription, not the
+    task; the server shutting down stops the task, whose last update still goes out."""
+
+    def __init__(self, task: TaskRun, request_id: Any) -> None:
+        self.task = task
+        self.request_id = request_id
+        self.job: Optional[asyncio.Task[None]] = None
+
+    def start(self, write: Any) -> "asyncio.Task[None]":
+        self.job = asyncio.create_task(self._pump(write), name=f"agentpack-a2a-stream-{self.task.task_id}")
+        return self.job
+
+    async def _pump(self, write: Any) -> None:
+        async for update in self.task.updates():
+            await write({"jsonrpc": "2.0", "id": self.request_id, "result": update})
+
+    def stop(self, reason: str = CANCELLED_BY_SERVER) -> None:
+        self.task.stop(reason)
+
+    async def settle(self) -> None:
+        await settle_task(self.job, False, "an A2A stream")
+
+    async def release(self) -> None:
+        return None
+
+
 class A2AServer:
     """The routes' implementation, made on the first A2A request (or at start-up when the app
-    configures A2A), so apps that never speak A2A never import the SDK."""
+    configures A2A), so apps that never speak A2A never import the SDK.
+
+    The SDK's dispatcher answers every method, but one: an A2A 1.0 ``SendStreamingMessage`` is
+    streamed here, from the task's JSON updates on agentpack's own streaming response — the
+    SDK would turn each update into protobuf and back into JSON, then send it through a second
+    SSE stack, several times the cost of the update itself ([benchmarks.md]).  A request that is
+    not well formed goes to the dispatcher, whose errors are the protocol's.
+    """
 
     def __init__(self, source: Any, limits: RunLimits, retention: float, card: Callable[[Any], dict[str, Any]]) -> None:
         self.handler = TaskHandler(source, limits, retention)
-        self.dispatcher = JsonRpcDispatcher(self.handler, context_builder=ContextBuilder(), enable_v0_3_compat=True)
+        self.context_builder = ContextBuilder()
+        self.dispatcher = JsonRpcDispatcher(self.handler, context_builder=self.context_builder, enable_v0_3_compat=True)
         self._card = card
 
     async def rpc(self, request: Request) -> Response:
+        streamed = await self._stream(request)
+        if streamed is not None:
+            return streamed
         response = await self.dispatcher.handle_requests(request)
         for name, value in (getattr(request.state, _HEADERS, None) or {}).items():
             response.headers[name] = value
         return response
+
+    async def _stream(self, request: Request) -> Optional[Response]:
+        """A well-formed A2A 1.0 ``SendStreamingMessage``, streamed; ``None`` for anything else."""
+        version = request.headers.get("a2a-version") or ""
+        if not version.startswith("1."):
+            return None
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            return None
+        if not isinstance(payload, dict) or payload.get("jsonrpc") != "2.0" or payload.get("method") != "SendStreamingMessage":
+            return None
+        request_id = payload.get("id")
+        if isinstance(request_id, bool) or not isinstance(request_id, (str, int, type(None))):
+            return None
+        try:
+            params = ParseDict(payload.get("params") or {}, a2a_pb2.SendMessageRequest(), ignore_unknown_fields=True)
+        except Exception:  # the dispatcher says what is wrong with them
+            return None
+        context = self.context_builder.build(request)
+        context.state["method"], context.state["request_id"] = "SendStreamingMessage", request_id
+        try:
+            task = await self.handler.start_task(params, context)
+        except A2AError as exc:
+            return json_response(build_error_response(request_id, exc))
+        return StreamResponse(Subscription(task, request_id), headers=getattr(request.state, _HEADERS, None) or {})
 
     def card(self, where: Any) -> dict[str, Any]:
         """The served card for a request: ``where`` is its base URL and root path."""

@@ -24,17 +24,19 @@ usage                           the task's metadata ``usage``
 failed / canceled               the final status carries the reason as an agent message
 =============================  ==================================================================
 
-In the stored task each answer's text is one part (the deltas joined).  The record —
-the task as A2A JSON, with its user and when it was last written — goes to the interrupt
-backend's records (Redis with the Redis backend), when the run starts, at most every
-:data:`FLUSH_INTERVAL` while it produces, and when it ends; it is kept for the app's
+The task is kept as A2A 1.0 JSON (what goes on the wire and into the record), so the updates of
+a stream are written without protobuf; the SDK's paths get protobuf messages made from it.  In
+the stored task each answer's text is one part (the deltas joined).  The record — the task, its
+user and when it was written — goes to the interrupt backend's records (Redis with the Redis
+backend) when the run starts and whenever its state changes, at most every
+:data:`FLUSH_INTERVAL` while artifacts grow, and when it ends; it is kept for the app's
 ``task_result_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import datetime as dt
 import json
 import logging
 import time
@@ -43,51 +45,45 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from a2a.types import a2a_pb2
 from google.protobuf.json_format import MessageToDict, ParseDict
-from google.protobuf.struct_pb2 import Struct, Value
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from agentpack._aio import wait_bounded
+from agentpack.frontends.base import Translator
 from agentpack.interrupt.records import Records
 
 logger = logging.getLogger("agentpack.a2a")
 
-S = a2a_pb2.TaskState
-TERMINAL_STATES = frozenset({S.TASK_STATE_COMPLETED, S.TASK_STATE_FAILED, S.TASK_STATE_CANCELED, S.TASK_STATE_REJECTED})
-#: Seconds between two writes of a running task's record (its artifacts so far).
+SUBMITTED, WORKING = "TASK_STATE_SUBMITTED", "TASK_STATE_WORKING"
+COMPLETED, FAILED, CANCELED, REJECTED = "TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED", "TASK_STATE_REJECTED"
+TERMINAL_STATES = frozenset({COMPLETED, FAILED, CANCELED, REJECTED})
+#: Seconds between two writes of a running task's record while only its artifacts grow.
 FLUSH_INTERVAL = 0.5
 #: A record not written for this long, whose session no run holds, belongs to a run that died.
 LOST_AFTER = 5.0
 
 _CALLS = {"function_call", "plugin_call", "component_call", "mcp_call"}
 _OUTPUTS = {"function_call_output", "plugin_call_output", "component_call_output", "mcp_call_output"}
+_MEDIA_KEY = {"image": "image_url", "video": "video_url", "audio": "data", "file": "file_url"}
 
 
-def state_name(state: int) -> str:
-    return S.Name(state).removeprefix("TASK_STATE_").lower()
+def state_name(state: str) -> str:
+    """``completed`` for ``TASK_STATE_COMPLETED`` (for messages)."""
+    return state.removeprefix("TASK_STATE_").lower()
 
 
-def _now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
+def _timestamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _struct(value: dict[str, Any]) -> Struct:
-    struct = Struct()
-    struct.update(json.loads(json.dumps(value, default=str)))
-    return struct
-
-
-def agent_message(task_id: str, context_id: str, text: str, metadata: Optional[dict[str, Any]] = None) -> a2a_pb2.Message:
-    message = a2a_pb2.Message(
-        message_id=f"msg_{task_id}_{int(time.time() * 1000)}",
-        context_id=context_id,
-        task_id=task_id,
-        role=a2a_pb2.ROLE_AGENT,
-        parts=[a2a_pb2.Part(text=text)],
-    )
+def agent_message(task_id: str, context_id: str, text: str, metadata: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    message = {
+        "messageId": f"msg_{task_id}_{time.monotonic_ns()}",
+        "contextId": context_id,
+        "taskId": task_id,
+        "role": "ROLE_AGENT",
+        "parts": [{"text": text}],
+    }
     if metadata:
-        message.metadata.CopyFrom(_struct(metadata))
+        message["metadata"] = metadata
     return message
 
 
@@ -105,6 +101,8 @@ def _media(part: a2a_pb2.Part, url: str) -> dict[str, Any]:
 
 def content_of(part: a2a_pb2.Part) -> dict[str, Any]:
     """One A2A part as an Agent API content item."""
+    import base64
+
     kind = part.WhichOneof("content")
     if kind == "text":
         return {"type": "text", "text": part.text}
@@ -127,21 +125,24 @@ def request_input(message: a2a_pb2.Message) -> list[dict[str, Any]]:
 
 
 # -- the Agent API -> artifacts ----------------------------------------------------------------
-def _part(content: dict[str, Any]) -> Optional[a2a_pb2.Part]:
-    """A completed non-text content of an answer as an A2A part."""
-    kind = content.get("type")
-    url = {"image": "image_url", "video": "video_url", "audio": "data", "file": "file_url"}.get(kind or "")
-    if url is not None:
-        link = content.get(url) or ""
-        media = {"image": "image/*", "video": "video/*", "audio": f"audio/{content.get('format') or '*'}"}.get(kind or "", "")
+def _part(content: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """A completed non-text content of an answer as an A2A part (JSON)."""
+    kind = content.get("type") or ""
+    key = _MEDIA_KEY.get(kind)
+    if key is not None:
+        link = content.get(key) or ""
+        media = {"image": "image/*", "video": "video/*", "audio": f"audio/{content.get('format') or '*'}"}.get(kind, "")
         if link.startswith("data:") and ";base64," in link:
             media, _, data = link[5:].partition(";base64,")
-            return a2a_pb2.Part(raw=base64.b64decode(data), media_type=media)
+            return {"raw": data, "mediaType": media}
         if kind == "file" and not link and content.get("file_data"):
-            return a2a_pb2.Part(raw=base64.b64decode(content["file_data"]), filename=content.get("filename") or "")
-        return a2a_pb2.Part(url=link, media_type=media, filename=content.get("filename") or "")
+            return {"raw": content["file_data"], **({"filename": content["filename"]} if content.get("filename") else {})}
+        part = {"url": link, "mediaType": media}
+        if content.get("filename"):
+            part["filename"] = content["filename"]
+        return part
     if kind == "data":
-        return a2a_pb2.Part(data=Value(struct_value=_struct(content.get("data") or {})))
+        return {"data": content.get("data") or {}}
     return None
 
 
@@ -150,7 +151,7 @@ class _Artifact:
     artifact_id: str
     name: str
     metadata: dict[str, Any]
-    #: each part: a list of text pieces (joined when the task is read) or a finished Part
+    #: each part: a list of text pieces (joined when the task is read) or a finished part
     parts: list[Any] = field(default_factory=list)
     sent: dict[int, list[str]] = field(default_factory=dict)  # Agent API content index -> pieces
     done: set[int] = field(default_factory=set)  # Agent API content indexes completed
@@ -161,70 +162,82 @@ class _Artifact:
         else:
             self.parts.append([piece])
 
-    def proto(self) -> a2a_pb2.Artifact:
-        parts = [a2a_pb2.Part(text="".join(p)) if isinstance(p, list) else p for p in self.parts]
-        artifact = a2a_pb2.Artifact(artifact_id=self.artifact_id, name=self.name, parts=parts or [a2a_pb2.Part(text="")])
+    def json(self) -> dict[str, Any]:
+        parts = [{"text": "".join(p)} if isinstance(p, list) else p for p in self.parts]
+        artifact = {"artifactId": self.artifact_id, "name": self.name, "parts": parts or [{"text": ""}]}
         if self.metadata:
-            artifact.metadata.CopyFrom(_struct(self.metadata))
+            artifact["metadata"] = self.metadata
         return artifact
 
 
-class TaskRun:
+class TaskRun(Translator):
     """One task: its state, its artifacts so far, who is watching, and the run behind it."""
 
-    def __init__(self, task_id: str, context_id: str, user_id: str, message: a2a_pb2.Message, records: Records, retention: float) -> None:
+    def __init__(self, task_id: str, context_id: str, user_id: str, message: dict[str, Any], records: Records, retention: float) -> None:
         self.task_id = task_id
         self.context_id = context_id
         self.user_id = user_id
         self.history = [message]
-        self.state: int = S.TASK_STATE_SUBMITTED
-        self.status_message: Optional[a2a_pb2.Message] = None
-        self.stamp = _now()
+        self.status: dict[str, Any] = {"state": SUBMITTED, "timestamp": _timestamp()}
         self.metadata: dict[str, Any] = {}
         self.artifacts: dict[str, _Artifact] = {}
         self.records = records
         self.retention = retention
         self.run: Any = None
         self.done = asyncio.Event()
+        self._ids = {"taskId": task_id, "contextId": context_id}
         self._kinds: dict[str, tuple[str, str]] = {}  # open message id -> (message type, role)
         self._watchers: set[asyncio.Queue[Any]] = set()
         self._written_at = 0.0  # monotonic time of the last record write
         self._due: Optional[float] = None  # when the record must be written next (None: it is current)
-        self._writer: Optional[asyncio.Task[None]] = None
         self._wake = asyncio.Event()  # set when the record is due
         self._writing = False  # the writer stops on this flag (a cancel alone can be swallowed before 3.12)
+        self._writer: Optional[asyncio.Task[None]] = None
         self._driver: Optional[asyncio.Task[None]] = None
 
     @property
+    def state(self) -> str:
+        return self.status["state"]
+
+    @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
+        return self.status["state"] in TERMINAL_STATES
 
     # -- reading -------------------------------------------------------------------------------
-    def snapshot(self, history_length: Optional[int] = None) -> a2a_pb2.Task:
-        status = a2a_pb2.TaskStatus(state=self.state, timestamp=self.stamp)  # type: ignore[arg-type]
-        if self.status_message is not None:
-            status.message.CopyFrom(self.status_message)
+    def json(self, history_length: Optional[int] = None) -> dict[str, Any]:
+        """The task as A2A 1.0 JSON."""
         history = self.history if history_length is None else self.history[-history_length:] if history_length > 0 else []
-        task = a2a_pb2.Task(id=self.task_id, context_id=self.context_id, status=status, artifacts=[a.proto() for a in self.artifacts.values()], history=history)
+        task = {"id": self.task_id, "contextId": self.context_id, "status": self.status, "artifacts": [a.json() for a in self.artifacts.values()], "history": history}
         if self.metadata:
-            task.metadata.CopyFrom(_struct(self.metadata))
+            task["metadata"] = self.metadata
         return task
 
-    def record(self) -> str:
-        return json.dumps({"task": MessageToDict(self.snapshot()), "user_id": self.user_id, "updated": time.time()})
+    def snapshot(self, history_length: Optional[int] = None) -> a2a_pb2.Task:
+        """The task as the SDK's message (for the SDK's routes)."""
+        return ParseDict(self.json(history_length), a2a_pb2.Task(), ignore_unknown_fields=True)
 
-    async def subscribe(self) -> AsyncIterator[Any]:
-        """The task as it is now, then every update until it ends."""
+    def record(self) -> str:
+        return json.dumps({"task": self.json(), "user_id": self.user_id, "updated": time.time()}, ensure_ascii=False)
+
+    async def updates(self) -> AsyncIterator[dict[str, Any]]:
+        """``{"task": …}`` as it is now, then each ``{"statusUpdate": …}`` / ``{"artifactUpdate": …}``
+        until it ends: a stream's results, as A2A 1.0 JSON."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        yield self.snapshot()
+        yield {"task": self.json()}
         if self.terminal:
             return
         self._watchers.add(queue)
         try:
-            while (event := await queue.get()) is not None:
-                yield event
+            while (update := await queue.get()) is not None:
+                yield update
         finally:
             self._watchers.discard(queue)
+
+    async def subscribe(self) -> AsyncIterator[Any]:
+        """:meth:`updates` as the SDK's messages (for its routes: A2A 0.3 streams, resubscription)."""
+        async for update in self.updates():
+            response = ParseDict(update, a2a_pb2.StreamResponse(), ignore_unknown_fields=True)
+            yield getattr(response, response.WhichOneof("payload"))
 
     # -- the run -------------------------------------------------------------------------------
     def start(self, run: Any, on_end: Optional[Callable[[], Any]] = None) -> None:
@@ -239,8 +252,8 @@ class TaskRun:
             self.run.stop(reason)
 
     async def _drive(self, run: Any) -> None:
-        await self._save()
-        self._writing = True
+        self._writing, self._due = True, time.monotonic()  # the first record, written beside the run's start
+        self._wake.set()
         self._writer = asyncio.create_task(self._keep_written(), name=f"agentpack-a2a-record-{self.task_id}")
         task = run.start(self._write)
         try:
@@ -249,31 +262,32 @@ class TaskRun:
             await asyncio.shield(run.settle())
             await asyncio.shield(run.release())
             if not self.terminal:  # the run ended without its terminal event (a bug, or cancelled)
-                self._set_status(S.TASK_STATE_FAILED, "the run ended without a result")
+                self._set_status(FAILED, "the run ended without a result")
             self._writing = False
             self._wake.set()
             await asyncio.shield(wait_bounded(asyncio.gather(self._writer, return_exceptions=True), 2.0))
-            await asyncio.shield(self._save_final())
+            await asyncio.shield(self.save())
             self._end_watchers()
             self.done.set()
 
-    def end_without_run(self, state: int, reason: str) -> None:
-        """Rejected (the session is busy) or failed before it could start."""
+    async def end_without_run(self, state: str, reason: str) -> None:
+        """Rejected (the session is busy) or failed before it could start; the record is written."""
         self._set_status(state, reason)
         self._end_watchers()
         self.done.set()
+        await self.save()
 
     def _end_watchers(self) -> None:
         for queue in list(self._watchers):
             queue.put_nowait(None)
 
     async def _write(self, event: dict[str, Any]) -> None:
-        state = self.state
+        state = self.status["state"]
         updates = self.feed(event)
         for update in updates:
             for queue in self._watchers:
                 queue.put_nowait(update)
-        if self.state != state:  # a new state is written at once, new artifacts at most every FLUSH_INTERVAL
+        if self.status["state"] != state:  # a new state is written at once, new artifacts at most every FLUSH_INTERVAL
             self._due = time.monotonic()
         elif updates and self._due is None:
             self._due = self._written_at + FLUSH_INTERVAL
@@ -292,55 +306,52 @@ class TaskRun:
             if not self._writing:
                 return
             self._due = None
-            await self._save()
+            await self._write_record()
 
-    async def _save(self) -> None:
+    async def _write_record(self) -> None:
         self._written_at = time.monotonic()
         try:
             await self.records.put(self.task_id, self.record(), self.retention)
         except Exception as exc:  # the task goes on; tasks/get elsewhere sees it later, or not at all
             logger.warning("could not store A2A task %s: %s", self.task_id, exc)
 
-    async def _save_final(self) -> None:
-        await wait_bounded(self._save(), 5.0)
+    async def save(self) -> None:
+        """Write the record now (bounded: a store that does not answer is given up on)."""
+        await wait_bounded(self._write_record(), 5.0)
 
     # -- translation ---------------------------------------------------------------------------
-    def _set_status(self, state: int, text: Optional[str] = None, metadata: Optional[dict[str, Any]] = None) -> a2a_pb2.TaskStatusUpdateEvent:
-        self.state, self.stamp = state, _now()
-        self.status_message = agent_message(self.task_id, self.context_id, text, metadata) if text else None
-        status = a2a_pb2.TaskStatus(state=state, timestamp=self.stamp)  # type: ignore[arg-type]
-        if self.status_message is not None:
-            status.message.CopyFrom(self.status_message)
-        return a2a_pb2.TaskStatusUpdateEvent(task_id=self.task_id, context_id=self.context_id, status=status)
+    def _set_status(self, state: str, text: Optional[str] = None, metadata: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        status: dict[str, Any] = {"state": state, "timestamp": _timestamp()}
+        if text:
+            status["message"] = agent_message(self.task_id, self.context_id, text, metadata)
+        self.status = status
+        return {"statusUpdate": {**self._ids, "status": status}}
 
-    def _update(self, artifact: _Artifact, parts: list[a2a_pb2.Part], append: bool, last: bool) -> a2a_pb2.TaskArtifactUpdateEvent:
-        proto = a2a_pb2.Artifact(artifact_id=artifact.artifact_id, name=artifact.name, parts=parts)
+    def _update(self, artifact: _Artifact, parts: list[dict[str, Any]], append: bool, last: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"artifactId": artifact.artifact_id, "name": artifact.name, "parts": parts}
         if artifact.metadata:
-            proto.metadata.CopyFrom(_struct(artifact.metadata))
-        return a2a_pb2.TaskArtifactUpdateEvent(task_id=self.task_id, context_id=self.context_id, artifact=proto, append=append, last_chunk=last)
+            body["metadata"] = artifact.metadata
+        update: dict[str, Any] = {**self._ids, "artifact": body}
+        if append:
+            update["append"] = True
+        if last:
+            update["lastChunk"] = True
+        return {"artifactUpdate": update}
 
-    def feed(self, event: dict[str, Any]) -> list[Any]:
-        """The A2A events one Agent API event becomes; the task's state follows."""
-        kind = event.get("object")
-        if kind == "content":
-            return self._content(event)
-        if kind == "message":
-            return self._message(event)
-        if kind != "response":
-            return []
+    def on_response(self, event: dict[str, Any], out: list[Any]) -> None:
         status = event.get("status")
         if status == "in_progress":
-            return [self._set_status(S.TASK_STATE_WORKING)]
+            out.append(self._set_status(WORKING))
+            return
         if event.get("usage"):
             self.metadata["usage"] = event["usage"]
         error = event.get("error") or {}
         if status == "completed":
-            return [self._set_status(S.TASK_STATE_COMPLETED)]
-        if status == "failed":
-            return [self._set_status(S.TASK_STATE_FAILED, error.get("message") or "the agent failed", {"code": error.get("code")})]
-        if status == "canceled":
-            return [self._set_status(S.TASK_STATE_CANCELED, error.get("message") or "the task was canceled", {"code": error.get("code")})]
-        return []
+            out.append(self._set_status(COMPLETED))
+        elif status == "failed":
+            out.append(self._set_status(FAILED, error.get("message") or "the agent failed", {"code": error.get("code")}))
+        elif status == "canceled":
+            out.append(self._set_status(CANCELED, error.get("message") or "the task was canceled", {"code": error.get("code")}))
 
     def _artifact(self, msg_id: str) -> Optional[_Artifact]:
         known = self.artifacts.get(msg_id)
@@ -358,42 +369,39 @@ class TaskRun:
         artifact = self.artifacts[msg_id] = _Artifact(msg_id, name, metadata)
         return artifact
 
-    def _message(self, event: dict[str, Any]) -> list[Any]:
+    def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
         msg_id = event.get("id") or ""
         if event.get("status") == "in_progress":
             self._kinds[msg_id] = (event.get("type") or "message", event.get("role") or "assistant")
-            return []
+            return
         if event.get("usage"):
             self.metadata["usage"] = event["usage"]
         self._kinds.setdefault(msg_id, (event.get("type") or "message", event.get("role") or "assistant"))
-        updates: list[Any] = []
         for content in event.get("content") or []:  # whatever the deltas did not carry
-            updates += self._content({**content, "msg_id": msg_id, "delta": None})
+            self.on_content({**content, "msg_id": msg_id, "delta": None}, out)
         artifact = self.artifacts.get(msg_id)
         message_type = self._kinds.pop(msg_id)[0]
         if artifact is not None and message_type not in _CALLS and message_type not in _OUTPUTS:
-            updates.append(self._update(artifact, [a2a_pb2.Part(text="")], True, True))
-        return updates
+            out.append(self._update(artifact, [{"text": ""}], True, True))
 
-    def _content(self, event: dict[str, Any]) -> list[Any]:
+    def on_content(self, event: dict[str, Any], out: list[Any]) -> None:
         msg_id = event.get("msg_id") or ""
         message_type = self._kinds.get(msg_id, ("", ""))[0]
         is_delta = event.get("delta") is True
         if message_type in _CALLS or message_type in _OUTPUTS:
-            if is_delta or not isinstance(event.get("data"), dict):
-                return []  # a call is one data part, sent when complete
             artifact = self._artifact(msg_id)
-            if artifact is None or artifact.parts:
-                return []
-            part = a2a_pb2.Part(data=Value(struct_value=_struct(event["data"])))
+            if is_delta or not isinstance(event.get("data"), dict) or artifact is None or artifact.parts:
+                return  # a call is one data part, sent when complete
+            part = {"data": event["data"]}
             artifact.parts.append(part)
-            return [self._update(artifact, [part], False, True)]
+            out.append(self._update(artifact, [part], False, True))
+            return
         artifact = self._artifact(msg_id)
         if artifact is None:
-            return []
+            return
         kind, index = event.get("type"), event.get("index") or 0
         if index in artifact.done:
-            return []
+            return
         if not is_delta:
             artifact.done.add(index)
         appending = bool(artifact.parts)
@@ -403,24 +411,34 @@ class TaskRun:
             if not is_delta:
                 so_far = "".join(pieces)
                 text = text[len(so_far):] if text.startswith(so_far) else ""
-            if not text:
-                return []
-            pieces.append(text)
-            artifact.append_text(text)
-            return [self._update(artifact, [a2a_pb2.Part(text=text)], appending, False)]
+            if text:
+                pieces.append(text)
+                artifact.append_text(text)
+                out.append(self._update(artifact, [{"text": text}], appending, False))
+            return
         if is_delta:
-            return []  # other payloads are replaced as they grow: sent whole when complete
+            return  # other payloads are replaced as they grow: sent whole when complete
         part = _part(event)
-        if part is None:
-            return []
-        artifact.parts.append(part)
-        return [self._update(artifact, [part], appending, False)]
+        if part is not None:
+            artifact.parts.append(part)
+            out.append(self._update(artifact, [part], appending, False))
 
 
-def task_from_record(raw: str) -> tuple[a2a_pb2.Task, str, float]:
-    """``(task, user_id, last written)`` from a stored record."""
+def task_from_record(raw: str) -> tuple[dict[str, Any], str, float]:
+    """``(task as A2A JSON, user_id, when it was written)`` from a stored record."""
     record = json.loads(raw)
-    return ParseDict(record["task"], a2a_pb2.Task(), ignore_unknown_fields=True), record.get("user_id") or "", float(record.get("updated") or 0)
+    return record["task"], record.get("user_id") or "", float(record.get("updated") or 0)
 
 
-__all__ = ["FLUSH_INTERVAL", "LOST_AFTER", "TERMINAL_STATES", "TaskRun", "agent_message", "content_of", "request_input", "state_name", "task_from_record"]
+__all__ = [
+    "COMPLETED",
+    "FLUSH_INTERVAL",
+    "LOST_AFTER",
+    "TERMINAL_STATES",
+    "TaskRun",
+    "agent_message",
+    "content_of",
+    "request_input",
+    "state_name",
+    "task_from_record",
+]

@@ -14,14 +14,13 @@ on ``/process``.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentpack.frontends.base import ProtocolAdapter, run_source, stream
-from agentpack.interrupt.base import BackendUnavailable, SessionBusy
+from agentpack.frontends.base import ProtocolAdapter, open_or_refuse, run_source, stream
 from agentpack.run.json_response import json_response
 
 if TYPE_CHECKING:
@@ -37,6 +36,12 @@ def refused(status: int, code: str, message: str) -> Response:
 
     body = frames([{"type": "RUN_ERROR", "message": message, "code": code}])
     return Response(body, status_code=status, media_type="text/event-stream")
+
+
+def refuse(status: int, exc: Exception) -> Response:
+    if status == 409:
+        return refused(409, "SESSION_BUSY", f"{exc}; wait for its run to finish, or stop it")
+    return refused(status, "BACKEND_UNAVAILABLE", str(exc))
 
 
 def invalid(errors: list[Any]) -> Response:
@@ -82,12 +87,9 @@ class AGUIDefaultAdapter(ProtocolAdapter):
                 return invalid([{"type": "json_invalid", "loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}", "input": {}}])
             except ValidationError as exc:
                 return invalid([{**error, "loc": ["body", *error["loc"]]} for error in exc.errors(include_url=False)])
-            try:
-                run = await source.open_run(agent_request)
-            except SessionBusy as exc:
-                return refused(409, "SESSION_BUSY", f"{exc}; wait for its run to finish, or stop it")
-            except BackendUnavailable as exc:
-                return refused(503, "BACKEND_UNAVAILABLE", str(exc))
+            run = await open_or_refuse(source, agent_request, refuse)
+            if isinstance(run, Response):
+                return run
             translator = AGUIStream(body.thread_id, body.run_id)
             return stream(run, lambda event: frames(translator.feed(event)))
 

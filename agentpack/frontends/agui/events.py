@@ -27,7 +27,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from agentpack.protocol.sse import encode_json_bytes
+from agentpack.frontends.base import Translator
+from agentpack.protocol.sse import encode_json, encode_json_bytes
 
 _CALLS = {"function_call", "plugin_call", "component_call", "mcp_call"}
 _OUTPUTS = {"function_call_output", "plugin_call_output", "component_call_output", "mcp_call_output"}
@@ -58,7 +59,7 @@ def token_usage(usage: Optional[dict[str, Any]]) -> Optional[list[dict[str, Any]
     return [entry] if entry else None
 
 
-class AGUIStream:
+class AGUIStream(Translator):
     """Translates one run; see the module doc for the mapping."""
 
     def __init__(self, thread_id: str, run_id: str) -> None:
@@ -68,18 +69,16 @@ class AGUIStream:
         self._open: dict[str, _Open] = {}
         self._started = False
 
-    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        kind = event.get("object")
-        if kind == "content":
-            item = self._open.get(event.get("msg_id"))  # type: ignore[arg-type]
-            if item is not None:
-                self._content(item, event, out)
-        elif kind == "message":
-            self._message(event, out)
-        elif kind == "response":
-            self._response(event, out)
-        return out
+    def on_content(self, event: dict[str, Any], out: list[Any]) -> None:
+        item = self._open.get(event.get("msg_id"))  # type: ignore[arg-type]
+        if item is not None:
+            self._content(item, event, out)
+
+    def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
+        self._message(event, out)
+
+    def on_response(self, event: dict[str, Any], out: list[Any]) -> None:
+        self._response(event, out)
 
     # -- run ---------------------------------------------------------------------------------
     def _run(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -210,7 +209,19 @@ class AGUIStream:
 
 def frames(events: list[dict[str, Any]]) -> bytes:
     """``data: <json>`` frames, as AG-UI's own encoder writes them."""
-    return b"".join(b"data: " + encode_json_bytes(e) + b"\n\n" for e in events)
+    return b"".join(_text_content(e) if e["type"] == "TEXT_MESSAGE_CONTENT" else _frame(e) for e in events)
+
+
+def _frame(event: dict[str, Any]) -> bytes:
+    return b"data: " + encode_json_bytes(event) + b"\n\n"
+
+
+def _text_content(event: dict[str, Any]) -> bytes:
+    """The most frequent frame, written without walking the dict (what :func:`_frame` makes of it)."""
+    try:
+        return ('data: {"type":"TEXT_MESSAGE_CONTENT","messageId":%s,"delta":%s}\n\n' % (encode_json(event["messageId"]), encode_json(event["delta"]))).encode("utf-8")
+    except UnicodeEncodeError:
+        return _frame(event)
 
 
 __all__ = ["AGUIStream", "frames", "token_usage"]

@@ -22,8 +22,7 @@ from typing import Any, Callable, Optional
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentpack.frontends.base import ProtocolAdapter, run_headers, run_source, run_to_end, stream
-from agentpack.interrupt.base import BackendUnavailable, SessionBusy
+from agentpack.frontends.base import ProtocolAdapter, open_or_refuse, run_headers, run_source, run_to_end, stream
 from agentpack.run.json_response import json_response
 
 logger = logging.getLogger("agentpack.frontends.responses")
@@ -34,6 +33,12 @@ RESPONSES_ENDPOINT_PATH = "/compatible-mode/v1/responses"
 
 def openai_error(status: int, message: str, kind: str = "invalid_request_error", param: Optional[str] = None, code: Optional[str] = None) -> Response:
     return json_response({"error": {"message": message, "type": kind, "param": param, "code": code}}, status)
+
+
+def refuse(status: int, exc: Exception) -> Response:
+    if status == 409:
+        return openai_error(409, f"{exc}; wait for its response to end, or stop it", param="conversation", code="conversation_locked")
+    return openai_error(status, str(exc), kind="server_error", code="service_unavailable")
 
 
 class ResponseAPIDefaultAdapter(ProtocolAdapter):
@@ -62,12 +67,9 @@ class ResponseAPIDefaultAdapter(ProtocolAdapter):
                 return openai_error(400, f"We could not parse the JSON body of your request ({exc.msg} at position {exc.pos}).")
             except RequestError as exc:
                 return openai_error(400, str(exc), param=exc.param)
-            try:
-                run = await source.open_run(agent_request)
-            except SessionBusy as exc:
-                return openai_error(409, f"{exc}; wait for its response to end, or stop it", param="conversation", code="conversation_locked")
-            except BackendUnavailable as exc:
-                return openai_error(503, str(exc), kind="server_error", code="service_unavailable")
+            run = await open_or_refuse(source, agent_request, refuse)
+            if isinstance(run, Response):
+                return run
             try:
                 base = {
                     "model": body.model or "",

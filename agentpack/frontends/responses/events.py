@@ -31,7 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from agentpack.protocol.sse import encode_json_bytes
+from agentpack.frontends.base import Translator
+from agentpack.protocol.sse import encode_json, encode_json_bytes
 
 _CALLS = {"function_call", "plugin_call", "component_call", "mcp_call"}
 _OUTPUTS = {"function_call_output", "plugin_call_output", "component_call_output", "mcp_call_output"}
@@ -85,7 +86,7 @@ def _rendered(content: dict[str, Any]) -> str:
     return json.dumps(content.get("data"), ensure_ascii=False)
 
 
-class ResponsesStream:
+class ResponsesStream(Translator):
     """Translates one run; see the module doc for the mapping."""
 
     def __init__(self, response_id: str, base: dict[str, Any]) -> None:
@@ -106,19 +107,16 @@ class ResponsesStream:
         self._items: dict[str, _Item] = {}
 
     # -- feeding -----------------------------------------------------------------------------
-    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """The Responses events ``event`` becomes (often none, sometimes several)."""
-        out: list[dict[str, Any]] = []
-        kind = event.get("object")
-        if kind == "content":
-            item = self._items.get(event.get("msg_id"))  # type: ignore[arg-type]
-            if item is not None:
-                self._content(item, event, out)
-        elif kind == "message":
-            self._message(event, out)
-        elif kind == "response":
-            self._response(event, out)
-        return out
+    def on_content(self, event: dict[str, Any], out: list[Any]) -> None:
+        item = self._items.get(event.get("msg_id"))  # type: ignore[arg-type]
+        if item is not None:
+            self._content(item, event, out)
+
+    def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
+        self._message(event, out)
+
+    def on_response(self, event: dict[str, Any], out: list[Any]) -> None:
+        self._response(event, out)
 
     def _emit(self, out: list[dict[str, Any]], kind: str, **fields: Any) -> None:
         out.append({"type": kind, "sequence_number": self._sequence, **fields})
@@ -231,6 +229,25 @@ class ResponsesStream:
 
     def _text_content(self, item: _Item, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
         index, kind = event.get("index") or 0, event.get("type")
+        if kind == "text" and event.get("delta") is True and item.kind == "message":
+            content_index = item.parts.get(index)
+            if content_index is not None:  # the most frequent event of all: a further text delta
+                piece = event.get("text")
+                if piece:
+                    item.texts[content_index].append(piece)
+                    out.append(
+                        {
+                            "type": "response.output_text.delta",
+                            "sequence_number": self._sequence,
+                            "item_id": item.body["id"],
+                            "output_index": item.index,
+                            "content_index": content_index,
+                            "delta": piece,
+                            "logprobs": [],
+                        }
+                    )
+                    self._sequence += 1
+                return
         if index in item.done:
             return
         is_delta = event.get("delta") is True
@@ -324,7 +341,24 @@ class ResponsesStream:
 
 def frames(events: list[dict[str, Any]]) -> bytes:
     """Server-sent events as OpenAI sends them: ``event: <type>`` then ``data: <json>``."""
-    return b"".join(b"event: " + e["type"].encode("ascii") + b"\ndata: " + encode_json_bytes(e) + b"\n\n" for e in events)
+    return b"".join(_text_delta(e) if e["type"] == "response.output_text.delta" else _frame(e) for e in events)
+
+
+def _frame(event: dict[str, Any]) -> bytes:
+    return b"event: " + event["type"].encode("ascii") + b"\ndata: " + encode_json_bytes(event) + b"\n\n"
+
+
+def _text_delta(event: dict[str, Any]) -> bytes:
+    """The most frequent frame, written without walking the dict: byte for byte what
+    :func:`_frame` makes of it (same keys, same order)."""
+    try:
+        return (
+            'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":%d,'
+            '"item_id":%s,"output_index":%d,"content_index":%d,"delta":%s,"logprobs":[]}\n\n'
+            % (event["sequence_number"], encode_json(event["item_id"]), event["output_index"], event["content_index"], encode_json(event["delta"]))
+        ).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the generic encoder escapes it
+        return _frame(event)
 
 
 __all__ = ["ResponsesStream", "frames", "usage_of"]

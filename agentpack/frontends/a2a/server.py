@@ -65,6 +65,7 @@ from agentpack.interrupt.base import BackendUnavailable, SessionBusy
 from agentpack.interrupt.records import MemoryRecords, Records
 from agentpack.protocol.schemas import AgentRequest
 from agentpack.run.agent_run import RunLimits
+from agentpack.protocol.sse import encode_json_bytes
 from agentpack.run.json_response import json_response
 from agentpack.run.stream import CANCELLED_BY_SERVER, StreamResponse, settle_task
 
@@ -307,8 +308,9 @@ class Subscription:
         return self.job
 
     async def _pump(self, write: Any) -> None:
-        async for update in self.task.updates():
-            await write({"jsonrpc": "2.0", "id": self.request_id, "result": update})
+        prefix = b'data: {"jsonrpc":"2.0","id":' + encode_json_bytes(self.request_id) + b',"result":'
+        async for batch in self.task.updates():
+            await write(b"".join(prefix + encode_json_bytes(update) + b"}\n\n" for update in batch))
 
     def stop(self, reason: str = CANCELLED_BY_SERVER) -> None:
         self.task.stop(reason)

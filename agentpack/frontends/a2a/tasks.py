@@ -57,6 +57,8 @@ COMPLETED, FAILED, CANCELED, REJECTED = "TASK_STATE_COMPLETED", "TASK_STATE_FAIL
 TERMINAL_STATES = frozenset({COMPLETED, FAILED, CANCELED, REJECTED})
 #: Seconds between two writes of a running task's record while only its artifacts grow.
 FLUSH_INTERVAL = 0.5
+#: Longest a run keeps the readers of its stream waiting for a turn (see ``TaskRun._write``).
+HAND_OVER = 0.002
 #: A record not written for this long, whose session no run holds, belongs to a run that died.
 LOST_AFTER = 5.0
 
@@ -189,6 +191,7 @@ class TaskRun(Translator):
         self._kinds: dict[str, tuple[str, str]] = {}  # open message id -> (message type, role)
         self._watchers: set[asyncio.Queue[Any]] = set()
         self._written_at = 0.0  # monotonic time of the last record write
+        self._handed_over = 0.0  # monotonic time the readers were last given a turn
         self._due: Optional[float] = None  # when the record must be written next (None: it is current)
         self._wake = asyncio.Event()  # set when the record is due
         self._writing = False  # the writer stops on this flag (a cancel alone can be swallowed before 3.12)
@@ -219,25 +222,36 @@ class TaskRun(Translator):
     def record(self) -> str:
         return json.dumps({"task": self.json(), "user_id": self.user_id, "updated": time.time()}, ensure_ascii=False)
 
-    async def updates(self) -> AsyncIterator[dict[str, Any]]:
+    async def updates(self) -> AsyncIterator[list[dict[str, Any]]]:
         """``{"task": …}`` as it is now, then each ``{"statusUpdate": …}`` / ``{"artifactUpdate": …}``
-        until it ends: a stream's results, as A2A 1.0 JSON."""
+        until it ends — a stream's results, as A2A 1.0 JSON — in batches: whatever piled up while
+        the reader was writing comes at once, so a fast run costs a slow reader fewer writes."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        yield {"task": self.json()}
+        yield [{"task": self.json()}]
         if self.terminal:
             return
         self._watchers.add(queue)
         try:
-            while (update := await queue.get()) is not None:
-                yield update
+            while True:
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                ended = batch[-1] is None
+                if ended:
+                    batch.pop()
+                if batch:
+                    yield batch
+                if ended:
+                    return
         finally:
             self._watchers.discard(queue)
 
     async def subscribe(self) -> AsyncIterator[Any]:
         """:meth:`updates` as the SDK's messages (for its routes: A2A 0.3 streams, resubscription)."""
-        async for update in self.updates():
-            response = ParseDict(update, a2a_pb2.StreamResponse(), ignore_unknown_fields=True)
-            yield getattr(response, response.WhichOneof("payload"))
+        async for batch in self.updates():
+            for update in batch:
+                response = ParseDict(update, a2a_pb2.StreamResponse(), ignore_unknown_fields=True)
+                yield getattr(response, response.WhichOneof("payload"))
 
     # -- the run -------------------------------------------------------------------------------
     def start(self, run: Any, on_end: Optional[Callable[[], Any]] = None) -> None:
@@ -284,9 +298,16 @@ class TaskRun(Translator):
     async def _write(self, event: dict[str, Any]) -> None:
         state = self.status["state"]
         updates = self.feed(event)
-        for update in updates:
-            for queue in self._watchers:
-                queue.put_nowait(update)
+        if updates and self._watchers:
+            for update in updates:
+                for queue in self._watchers:
+                    queue.put_nowait(update)
+            now = time.monotonic()
+            if now - self._handed_over >= HAND_OVER:
+                # A handler that yields without awaiting never lets the readers run: give them a
+                # turn at least this often, so what it produces streams out as it is produced.
+                self._handed_over = now
+                await asyncio.sleep(0)
         if self.status["state"] != state:  # a new state is written at once, new artifacts at most every FLUSH_INTERVAL
             self._due = time.monotonic()
         elif updates and self._due is None:

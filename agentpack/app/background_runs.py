@@ -110,11 +110,7 @@ def add_background_runs(app: "AgentApp") -> None:
             session = f"session {request.session_id!r} of user {request.user_id!r}"
             active = await take_session(guard, key, run, app.stream_task_wait_seconds, session)
             run.on_release(lambda status: guard.end(active, session_state(status)))  # before the job reads as finished
-            try:
-                final = await run.final_response(cancel_reason="the background run was canceled")
-            finally:
-                await asyncio.shield(run.settle())
-                await asyncio.shield(run.release())
+            final = await run.final_response(cancel_reason="the background run was canceled")  # settles and releases it
         return final
 
     def message(task_id: str) -> str:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
-from agentpack._aio import uncancel
 from agentpack.app.errors import SafeJSONResponse
 from agentpack.headers import session_headers
 from agentpack.interrupt.base import session_key
@@ -26,7 +25,7 @@ from agentpack.protocol.status import session_state
 from agentpack.run.agent_run import AgentRun, RunLimits
 from agentpack.run.iterate import iterate_run
 from agentpack.run.handler import QueryHandler
-from agentpack.run.stream import StreamResponse
+from agentpack.run.stream import StreamResponse, run_to_end
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
@@ -90,16 +89,8 @@ def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[.
             headers = run_headers(request)
             if request.stream:
                 return StreamResponse(run, headers=headers)
-            try:
-                final = await run.final_response()
-            except asyncio.CancelledError:
-                if run.final is None:
-                    raise
-                uncancel()  # the server cancelled us; the run ended with its canceled event: send it
-                final = run.final
-            finally:
-                await asyncio.shield(run.settle())
-            return SafeJSONResponse(final, headers=headers)
+            await run_to_end(run)  # a server's cancel still ends it with its canceled event, sent here
+            return SafeJSONResponse(run.final, headers=headers)
         except BaseException:  # whatever fails before the response owns the run, the session is released
             await asyncio.shield(run.release())
             raise

@@ -21,7 +21,7 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Optional
 
-from agentpack._aio import uncancel, wait_bounded
+from agentpack._aio import uncancel
 from agentpack.headers import session_headers
 from agentpack.interrupt.base import BackendUnavailable, SessionBusy
 from agentpack.interrupt.records import MemoryRecords
@@ -32,7 +32,7 @@ from agentpack.protocol.status import RunStatus
 from agentpack.run.agent_run import RunLimits, StoppableRun, enforce_limits, error_of
 from agentpack.run.handler import as_async_iterator
 from agentpack.run.iterate import RunSource
-from agentpack.run.stream import CANCELLED_BY_SERVER, CLEANUP_GRACE, Producer, StreamResponse, Write, settle_task
+from agentpack.run.stream import CANCELLED_BY_SERVER, StreamResponse, Write, run_to_end, settle_task
 
 logger = logging.getLogger("agentpack.frontends")
 
@@ -45,21 +45,30 @@ Translate = Callable[[dict[str, Any]], bytes]
 
 class Translator:
     """Turns one run's Agent API events into a protocol's events: :meth:`feed` hands each event
-    to the method for its object (content, message, response) and returns what it appended."""
+    to the method for its object (content, message, response) and returns what it appended.
+
+    ``open`` holds what the protocol keeps per message being streamed, by message id; a content
+    event of a message with no entry there is ignored (the protocol does not show that kind).
+    """
+
+    def __init__(self) -> None:
+        self.open: dict[str, Any] = {}
 
     def feed(self, event: dict[str, Any]) -> list[Any]:
         out: list[Any] = []
         kind = event.get("object")
         if kind == "content":  # by far the most frequent
-            self.on_content(event, out)
+            item = self.open.get(event.get("msg_id"))  # type: ignore[arg-type]
+            if item is not None:
+                self.on_content(item, event, out)
         elif kind == "message":
             self.on_message(event, out)
         elif kind == "response":
             self.on_response(event, out)
         return out
 
-    def on_content(self, event: dict[str, Any], out: list[Any]) -> None:
-        """A content delta or a completed content."""
+    def on_content(self, item: Any, event: dict[str, Any], out: list[Any]) -> None:
+        """A content delta or a completed content of the message ``item`` stands for."""
 
     def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
         """A message announced (``in_progress``) or completed."""
@@ -248,28 +257,6 @@ def stream(run: Any, translate: Translate, headers: Optional[dict[str, str]] = N
     """The run as a stream of the protocol's frames: disconnects stop it, pings keep proxies
     open, a server shutdown ends it with its terminal frames."""
     return StreamResponse(Translated(run, translate), headers={**run_headers(run), **(headers or {})})
-
-
-async def run_to_end(run: Producer, write: Write) -> None:
-    """Run with nobody reading live (a non-streaming answer); everything goes to ``write``.
-
-    If the caller is cancelled (the server is shutting down) the run is stopped and still
-    ends with its terminal event; the cancellation propagates only when that could not be
-    written.  The session is released on every path.
-    """
-    task = run.start(write)
-    try:
-        await asyncio.wait({task})
-    except asyncio.CancelledError:
-        run.stop(CANCELLED_BY_SERVER)
-        await asyncio.shield(wait_bounded(asyncio.wait({task}), 2 * CLEANUP_GRACE))
-        if not task.done() or task.cancelled() or task.exception() is not None:
-            raise
-        uncancel()
-    finally:
-        await asyncio.shield(run.settle())
-        await asyncio.shield(run.release())
-    task.result()
 
 
 __all__ = [

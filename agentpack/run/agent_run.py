@@ -26,12 +26,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
-from agentpack._aio import uncancel, wait_bounded
+from agentpack._aio import uncancel
 from agentpack.protocol.events import ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest
 from agentpack.protocol.status import RunStatus
 from agentpack.run.handler import QueryHandler
-from agentpack.run.stream import CANCELLED_BY_SERVER, CLEANUP_GRACE, Write, settle_task
+from agentpack.run.stream import CANCELLED_BY_SERVER, Write, run_to_end, settle_task
 
 logger = logging.getLogger("agentpack.run")
 
@@ -177,23 +177,11 @@ class AgentRun(StoppableRun):
     async def final_response(self, cancel_reason: str = CANCELLED_BY_SERVER) -> dict[str, Any]:
         """Run to the end with nobody reading live; returns the terminal response event.
 
-        If the caller is cancelled (the server is shutting down, a job is cancelled), the run
-        is stopped with ``cancel_reason`` — its terminal ``canceled`` event is then in
-        :attr:`final` — and the cancellation propagates.  The caller still owes
-        :meth:`settle` in a ``finally``.
+        If the caller is cancelled (a job is cancelled) the run is stopped with
+        ``cancel_reason`` — its terminal ``canceled`` event is then in :attr:`final` — and the
+        cancellation propagates.  The run is settled and its session released either way.
         """
-
-        async def keep(event: dict[str, Any]) -> None:
-            pass
-
-        task = self.start(keep)
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            self.stop(cancel_reason)
-            await asyncio.shield(wait_bounded(asyncio.wait({task}), 2 * CLEANUP_GRACE))
-            raise
-        task.result()
+        await run_to_end(self, cancel_reason=cancel_reason, keep_cancel=True)
         assert self.final is not None
         return self.final
 

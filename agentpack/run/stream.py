@@ -76,6 +76,34 @@ async def settle_task(task: Optional["asyncio.Task[Any]"], already_stopped: bool
     logger.warning("%s ignored cancellation for %.0fs; abandoning it", what, 2 * CLEANUP_GRACE)
 
 
+async def _discard(event: Any) -> None:
+    pass
+
+
+async def run_to_end(producer: Producer, write: Write = _discard, cancel_reason: str = CANCELLED_BY_SERVER, keep_cancel: bool = False) -> None:
+    """Run ``producer`` with nobody reading live (a non-streaming answer, a background job);
+    everything it writes goes to ``write``.
+
+    If the caller is cancelled (the server is shutting down, a job is cancelled) the producer is
+    stopped with ``cancel_reason`` and still writes its last word; the cancellation propagates
+    when ``keep_cancel`` is set or that could not be written.  The producer is settled and
+    released on every path.
+    """
+    task = producer.start(write)
+    try:
+        await asyncio.wait({task})
+    except asyncio.CancelledError:
+        producer.stop(cancel_reason)
+        await asyncio.shield(wait_bounded(asyncio.wait({task}), 2 * CLEANUP_GRACE))
+        if keep_cancel or not task.done() or task.cancelled() or task.exception() is not None:
+            raise
+        uncancel()
+    finally:
+        await asyncio.shield(producer.settle())
+        await asyncio.shield(producer.release())
+    task.result()
+
+
 def error_event(exc: BaseException) -> dict[str, str]:
     """The event a failing endpoint stream ends with (AgentScope Runtime's shape)."""
     return {"error": str(exc), "error_type": type(exc).__name__, "message": "Error in streaming generator"}

@@ -101,7 +101,6 @@ class _Route:
 
 @dataclass
 class _Injected:
-    remaining: int
     status: int
     code: str
     message: str
@@ -169,7 +168,6 @@ class AcsStandIn(LoopbackServer):
         self.security_token = security_token
         self.calls: list[Call] = []
         self._routes: list[_Route] = []
-        self._injected: dict[str, list[_Injected]] = {}
         self._nonces: set[str] = set()
         self._lock = threading.RLock()
         self.thread_name = f"{self.product}-stand-in"
@@ -197,7 +195,7 @@ class AcsStandIn(LoopbackServer):
                   headers: Optional[dict[str, str]] = None) -> None:
         """Answer the next ``times`` calls of ``action`` with this error instead of running them."""
         with self._lock:
-            self._injected.setdefault(action, []).append(_Injected(times, status, code, message, dict(headers or {})))
+            self._inject(action, times, _Injected(status, code, message, dict(headers or {})))
 
     def throttle_next(self, action: str, times: int = 1, *, retry_after: Optional[int] = None) -> None:
         """Answer the next calls of ``action`` as the gateway does when the caller exceeds its rate.
@@ -337,17 +335,6 @@ class AcsStandIn(LoopbackServer):
                 raise self._fail("action", f"{call.method} {call.path} is {route.action}, not {call.action}")
             return route, dict(found.groupdict())
         raise self._fail("path", f"'{call.method}' against '{call.path}' is not supported")
-
-    def _take_injected(self, action: str) -> Optional[_Injected]:
-        with self._lock:
-            queue = self._injected.get(action)
-            if not queue:
-                return None
-            head = queue[0]
-            head.remaining -= 1
-            if head.remaining <= 0:
-                queue.pop(0)
-            return head
 
 
 def require(condition: bool, message: str, *, status: int = 400, code: str = "InvalidArgument") -> None:

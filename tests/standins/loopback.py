@@ -1,5 +1,6 @@
 """What every stand-in is underneath: a threaded HTTP/1.1 server on a free loopback port that
-hands each request to the stand-in's ``_handle``, usable as a context manager."""
+hands each request to the stand-in's ``_handle``, usable as a context manager, and the queue of
+prepared answers its ``fail_next`` fills."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional, TypeVar
 
 Self = TypeVar("Self", bound="LoopbackServer")
+_INJECTIONS = threading.Lock()
 
 
 class LoopbackServer:
@@ -19,6 +21,24 @@ class LoopbackServer:
 
     def _handle(self, http: BaseHTTPRequestHandler) -> None:
         raise NotImplementedError
+
+    # -- prepared answers ------------------------------------------------------------------------
+    def _inject(self, action: str, times: int, answer: Any) -> None:
+        """Give ``answer`` (the stand-in's own error description) to the next ``times`` calls of ``action``."""
+        with _INJECTIONS:
+            self.__dict__.setdefault("_injected", {}).setdefault(action, []).append([times, answer])
+
+    def _take_injected(self, action: str) -> Optional[Any]:
+        """The answer prepared for this call of ``action``, if any (each is used ``times`` times)."""
+        with _INJECTIONS:
+            queue = self.__dict__.get("_injected", {}).get(action)
+            if not queue:
+                return None
+            head = queue[0]
+            head[0] -= 1
+            if head[0] <= 0:
+                queue.pop(0)
+            return head[1]
 
     def start(self: Self) -> Self:
         stand_in = self

@@ -132,7 +132,6 @@ class NacosStandIn(LoopbackServer):
         self.calls: list[NacosCall] = []
         self.agents: dict[tuple[str, str], _Agent] = {}
         self._tokens: set[str] = set()
-        self._injected: dict[str, list[list[Any]]] = {}
         self._lock = threading.RLock()
 
     # -- what tests read and script --------------------------------------------------------------
@@ -174,7 +173,7 @@ class NacosStandIn(LoopbackServer):
                   detail: str = "injected failure") -> None:
         """Answer the next ``times`` calls of ``action`` with this envelope error."""
         with self._lock:
-            self._injected.setdefault(action, []).append([times, status, error, detail])
+            self._inject(action, times, (status, error, detail))
 
     # -- request handling --------------------------------------------------------------------------
     def _handle(self, http: BaseHTTPRequestHandler) -> None:
@@ -239,7 +238,7 @@ class NacosStandIn(LoopbackServer):
                 self._authorize(call)
                 injected = self._take_injected(call.action)
                 if injected is not None:
-                    raise NacosApiError(injected[1], injected[2], injected[3])
+                    raise NacosApiError(*injected)
             with self._lock:
                 return handler(call)
         except _Forbidden as denied:
@@ -253,17 +252,6 @@ class NacosStandIn(LoopbackServer):
         ``server.error.include-message=ALWAYS`` [SRC-3.1.0 distribution/conf/application.properties]."""
         now = _dt.datetime.now(_dt.timezone.utc).isoformat()
         return {"timestamp": now, "status": status, "error": error, "message": message, "path": path}
-
-    def _take_injected(self, action: str) -> Optional[list[Any]]:
-        with self._lock:
-            queue = self._injected.get(action)
-            if not queue:
-                return None
-            head = queue[0]
-            head[0] -= 1
-            if head[0] <= 0:
-                queue.pop(0)
-            return head
 
     # -- authentication -----------------------------------------------------------------------------
     def _login(self, call: NacosCall) -> tuple[int, Any, dict[str, str]]:

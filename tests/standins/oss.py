@@ -129,7 +129,6 @@ class OSSStandIn(LoopbackServer):
         #: False plays a bucket whose policy does not let Function Compute read it (no oss:GetObject)
         self.function_compute_may_read = True
         self._lock = threading.RLock()
-        self._injected: dict[str, list[list[Any]]] = {}
         self.root.mkdir(parents=True, exist_ok=True)
         for bucket in buckets:
             self.create_bucket(bucket)
@@ -167,7 +166,7 @@ class OSSStandIn(LoopbackServer):
     def fail_next(self, action: str, times: int = 1, *, status: int = 503, code: str = "ServiceUnavailable",
                   message: str = "Please reduce your request rate.") -> None:
         with self._lock:
-            self._injected.setdefault(action, []).append([times, status, code, message])
+            self._inject(action, times, (status, code, message))
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -198,7 +197,7 @@ class OSSStandIn(LoopbackServer):
             call.bytes_received = received
             injected = self._take_injected(call.action)
             if injected is not None:
-                raise OSSError(injected[1], injected[2], injected[3])
+                raise OSSError(*injected)
             if call.bucket is None or call.key is None:
                 raise OSSError(501, "NotImplemented", f"the stand-in serves object operations only, not {call.method} {call.path}")
             if call.action == "?":
@@ -319,17 +318,6 @@ class OSSStandIn(LoopbackServer):
         if not hmac.compare_digest(expected, match["sig"]):
             raise OSSError(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. "
                            "Check your key and signing method.", StringToSign=string_to_sign)
-
-    def _take_injected(self, action: str) -> Optional[list[Any]]:
-        with self._lock:
-            queue = self._injected.get(action)
-            if not queue:
-                return None
-            head = queue[0]
-            head[0] -= 1
-            if head[0] <= 0:
-                queue.pop(0)
-            return head
 
     # -- operations ---------------------------------------------------------------------------------------
     def _bucket(self, name: str) -> dict[str, _Object]:

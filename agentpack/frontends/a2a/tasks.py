@@ -176,6 +176,7 @@ class TaskRun(Translator):
     """One task: its state, its artifacts so far, who is watching, and the run behind it."""
 
     def __init__(self, task_id: str, context_id: str, user_id: str, message: dict[str, Any], records: Records, retention: float) -> None:
+        super().__init__()
         self.task_id = task_id
         self.context_id = context_id
         self.user_id = user_id
@@ -188,7 +189,6 @@ class TaskRun(Translator):
         self.run: Any = None
         self.done = asyncio.Event()
         self._ids = {"taskId": task_id, "contextId": context_id}
-        self._kinds: dict[str, tuple[str, str]] = {}  # open message id -> (message type, role)
         self._watchers: set[asyncio.Queue[Any]] = set()
         self._written_at = 0.0  # monotonic time of the last record write
         self._handed_over = 0.0  # monotonic time the readers were last given a turn
@@ -378,7 +378,7 @@ class TaskRun(Translator):
         known = self.artifacts.get(msg_id)
         if known is not None:
             return known
-        message_type, role = self._kinds.get(msg_id, ("", ""))
+        message_type, role = self.open.get(msg_id, ("", ""))
         if message_type == "message" and role == "assistant":
             name, metadata = "answer", {}
         elif message_type == "reasoning":
@@ -393,21 +393,21 @@ class TaskRun(Translator):
     def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
         msg_id = event.get("id") or ""
         if event.get("status") == "in_progress":
-            self._kinds[msg_id] = (event.get("type") or "message", event.get("role") or "assistant")
+            self.open[msg_id] = (event.get("type") or "message", event.get("role") or "assistant")
             return
         if event.get("usage"):
             self.metadata["usage"] = event["usage"]
-        self._kinds.setdefault(msg_id, (event.get("type") or "message", event.get("role") or "assistant"))
+        self.open.setdefault(msg_id, (event.get("type") or "message", event.get("role") or "assistant"))
         for content in event.get("content") or []:  # whatever the deltas did not carry
-            self.on_content({**content, "msg_id": msg_id, "delta": None}, out)
+            self.on_content(None, {**content, "msg_id": msg_id, "delta": None}, out)
         artifact = self.artifacts.get(msg_id)
-        message_type = self._kinds.pop(msg_id)[0]
+        message_type = self.open.pop(msg_id)[0]
         if artifact is not None and message_type not in _CALLS and message_type not in _OUTPUTS:
             out.append(self._update(artifact, [{"text": ""}], True, True))
 
-    def on_content(self, event: dict[str, Any], out: list[Any]) -> None:
+    def on_content(self, item: Any, event: dict[str, Any], out: list[Any]) -> None:
         msg_id = event.get("msg_id") or ""
-        message_type = self._kinds.get(msg_id, ("", ""))[0]
+        message_type = self.open.get(msg_id, ("", ""))[0]
         is_delta = event.get("delta") is True
         if message_type in _CALLS or message_type in _OUTPUTS:
             artifact = self._artifact(msg_id)

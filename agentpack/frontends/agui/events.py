@@ -65,26 +65,16 @@ class AGUIStream(Translator):
     def __init__(self, thread_id: str, run_id: str) -> None:
         self.thread_id = thread_id
         self.run_id = run_id
+        super().__init__()
         self.usage: Optional[dict[str, Any]] = None
-        self._open: dict[str, _Open] = {}
         self._started = False
 
-    def on_content(self, event: dict[str, Any], out: list[Any]) -> None:
-        item = self._open.get(event.get("msg_id"))  # type: ignore[arg-type]
-        if item is not None:
-            self._content(item, event, out)
-
-    def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
-        self._message(event, out)
-
-    def on_response(self, event: dict[str, Any], out: list[Any]) -> None:
-        self._response(event, out)
 
     # -- run ---------------------------------------------------------------------------------
     def _run(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {"type": kind, "threadId": self.thread_id, "runId": self.run_id, **fields}
 
-    def _response(self, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def on_response(self, event: dict[str, Any], out: list[Any]) -> None:
         status = event.get("status")
         if status == "created" and not self._started:
             self._started = True
@@ -92,9 +82,9 @@ class AGUIStream(Translator):
             return
         if status not in ("completed", "failed", "canceled"):
             return
-        for item in list(self._open.values()):
+        for item in list(self.open.values()):
             self._close(item, out)
-        self._open.clear()
+        self.open.clear()
         usage = token_usage(event.get("usage") or self.usage)
         if status == "failed":
             error = event.get("error") or {}
@@ -109,30 +99,30 @@ class AGUIStream(Translator):
         out.append(finished)
 
     # -- messages ----------------------------------------------------------------------------
-    def _message(self, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
         msg_id, message_type = event.get("id") or "", event.get("type")
         if event.get("status") == "in_progress":
             if message_type == "message" and event.get("role") == "assistant":
-                item = self._open[msg_id] = _Open("text", msg_id)
+                item = self.open[msg_id] = _Open("text", msg_id)
             elif message_type == "reasoning":
-                item = self._open[msg_id] = _Open("reasoning", msg_id)
+                item = self.open[msg_id] = _Open("reasoning", msg_id)
             elif message_type in _CALLS:
-                self._open[msg_id] = _Open("call", msg_id)
+                self.open[msg_id] = _Open("call", msg_id)
                 return
             elif message_type in _OUTPUTS:
-                self._open[msg_id] = _Open("output", msg_id)
+                self.open[msg_id] = _Open("output", msg_id)
                 return
             else:
                 return
             self._start(item, out)
             return
-        item = self._open.pop(msg_id, None)
+        item = self.open.pop(msg_id, None)
         if item is None:
             return
         if event.get("usage"):
             self.usage = event["usage"]
         for content in event.get("content") or []:  # whatever the stream did not carry (a message sent whole)
-            self._content(item, content, out)
+            self.on_content(item, content, out)
         self._close(item, out)
 
     def _start(self, item: _Open, out: list[dict[str, Any]]) -> None:
@@ -156,7 +146,7 @@ class AGUIStream(Translator):
             out.append({"type": "TOOL_CALL_END", "toolCallId": item.call_id})
 
     # -- contents ----------------------------------------------------------------------------
-    def _content(self, item: _Open, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def on_content(self, item: _Open, event: dict[str, Any], out: list[Any]) -> None:
         if item.kind in ("text", "reasoning"):
             kind = event.get("type")
             if kind in ("text", "refusal"):

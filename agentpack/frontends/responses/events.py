@@ -103,20 +103,8 @@ class ResponsesStream(Translator):
             "completed_at": None,
             **base,
         }
+        super().__init__()
         self._sequence = 0
-        self._items: dict[str, _Item] = {}
-
-    # -- feeding -----------------------------------------------------------------------------
-    def on_content(self, event: dict[str, Any], out: list[Any]) -> None:
-        item = self._items.get(event.get("msg_id"))  # type: ignore[arg-type]
-        if item is not None:
-            self._content(item, event, out)
-
-    def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
-        self._message(event, out)
-
-    def on_response(self, event: dict[str, Any], out: list[Any]) -> None:
-        self._response(event, out)
 
     def _emit(self, out: list[dict[str, Any]], kind: str, **fields: Any) -> None:
         out.append({"type": kind, "sequence_number": self._sequence, **fields})
@@ -125,17 +113,17 @@ class ResponsesStream(Translator):
     def _snapshot(self) -> dict[str, Any]:
         return {**self.response, "output": [dict(item) for item in self.response["output"]]}
 
-    def _response(self, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def on_response(self, event: dict[str, Any], out: list[Any]) -> None:
         status = event.get("status")
         if status == "created":
             self._emit(out, "response.created", response=self._snapshot())
         elif status == "in_progress":
             self._emit(out, "response.in_progress", response=self._snapshot())
         elif status in ("completed", "failed", "canceled"):
-            for item in list(self._items.values()):  # cut short: announced items end incomplete
+            for item in list(self.open.values()):  # cut short: announced items end incomplete
                 if item.announced:
                     self._finish(item, "incomplete", out)
-            self._items.clear()
+            self.open.clear()
             response = self.response
             response["usage"] = usage_of(event.get("usage")) or response["usage"]
             response["completed_at"] = event.get("completed_at") or int(time.time())
@@ -156,24 +144,24 @@ class ResponsesStream(Translator):
                 self._emit(out, "response.incomplete", response=self._snapshot())
 
     # -- items ---------------------------------------------------------------------------------
-    def _message(self, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def on_message(self, event: dict[str, Any], out: list[Any]) -> None:
         msg_id = event.get("id")
         if event.get("status") == "in_progress":
             kind = self._kind(event)
             if kind is None:
                 return
-            item = self._items[msg_id] = _Item(kind)  # type: ignore[index]
+            item = self.open[msg_id] = _Item(kind)  # type: ignore[index]
             if kind in ("message", "reasoning"):
                 self._announce(item, msg_id, out)  # type: ignore[arg-type]
             return
-        item = self._items.pop(msg_id, None)  # type: ignore[arg-type]
+        item = self.open.pop(msg_id, None)  # type: ignore[arg-type]
         if item is None:
             return
         if event.get("usage"):
             self.response["usage"] = usage_of(event["usage"])
         for content in event.get("content") or []:  # anything not yet sent (a message sent whole)
             if content.get("index") not in item.done:
-                self._content(item, content, out)
+                self.on_content(item, content, out)
         if not item.announced:  # a call whose data never came: nothing to show
             if item.kind in ("function_call", "mcp_call", "function_call_output") and item.body:
                 self._announce(item, msg_id, out)  # type: ignore[arg-type]
@@ -221,7 +209,7 @@ class ResponsesStream(Translator):
         self._emit(out, "response.output_item.done", output_index=item.index, item=item.body)
 
     # -- contents --------------------------------------------------------------------------
-    def _content(self, item: _Item, event: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def on_content(self, item: _Item, event: dict[str, Any], out: list[Any]) -> None:
         if item.kind in ("message", "reasoning"):
             self._text_content(item, event, out)
         else:

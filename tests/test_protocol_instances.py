@@ -118,6 +118,22 @@ def test_an_a2a_task_is_read_and_canceled_from_the_instance_that_does_not_run_it
     assert redis_server.client().get("ending:a2a-ctx") == "cancelled"
 
 
+def test_sigterm_ends_open_protocol_streams_with_their_own_last_word(redis_server):
+    node = Node(redis_server.url, app="tests/nodes/protocol_node.py", grace=1)
+    try:
+        a2a = Reader(f"{node.url}/a2a", {"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage", "params": a2a_message("hang", "term-a2a")}, '"artifactUpdate"', {"A2A-Version": "1.0"}).begin()
+        agui = Reader(f"{node.url}/ag-ui", {"threadId": "term-agui", "runId": "r", "messages": [{"id": "1", "role": "user", "content": "hang"}]}, "TEXT_MESSAGE_CONTENT").begin()
+        responses = Reader(f"{node.url}/compatible-mode/v1/responses", {"input": "hang", "conversation": "term-r", "stream": True}, "output_text.delta").begin()
+        node.terminate()
+    finally:
+        node.kill()
+    status = a2a.events()[-1]["result"]["statusUpdate"]["status"]
+    assert status["state"] == "TASK_STATE_CANCELED" and status["message"]["parts"][0]["text"] == "the server is shutting down"
+    assert agui.events()[-1] == {"type": "RUN_FINISHED", "threadId": "term-agui", "runId": "r", "outcome": {"type": "cancelled"}, "result": {"reason": "the server is shutting down"}}
+    assert responses.events()[-1]["type"] == "response.incomplete"
+    assert redis_server.client().keys("agentpack:{*:lease") == []
+
+
 # -- A2A 0.3 clients -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def a2a_03_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -180,6 +196,7 @@ CLIENT_03 = textwrap.dedent(
 )
 
 
+@pytest.mark.network
 def test_the_a2a_0_3_client_reads_the_card_sends_streams_gets_and_cancels(serve, a2a_03_python, tmp_path):
     from tests.nodes.protocol_node import make_app
 

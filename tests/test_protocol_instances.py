@@ -6,6 +6,7 @@ real a2a-sdk 0.3 client, in a virtualenv of its own, against the same endpoint."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -28,6 +29,19 @@ A2A_03 = "0.3.26"
 @pytest.fixture
 def pair(redis_server) -> Iterator[tuple[Node, Node]]:
     nodes = [Node(redis_server.url, app="tests/nodes/protocol_node.py") for _ in range(2)]
+    yield nodes[0], nodes[1]
+    for node in nodes:
+        node.close()
+
+
+#: the A2A task timeout of the nodes the A2A client tests run against
+A2A_TIMEOUT = 4
+
+
+@pytest.fixture
+def a2a_pair(redis_server) -> Iterator[tuple[Node, Node]]:
+    env = {"AGENTPACK_TEST_A2A_TIMEOUT": str(A2A_TIMEOUT)}
+    nodes = [Node(redis_server.url, app="tests/nodes/protocol_node.py", env=env) for _ in range(2)]
     yield nodes[0], nodes[1]
     for node in nodes:
         node.close()
@@ -134,6 +148,53 @@ def test_sigterm_ends_open_protocol_streams_with_their_own_last_word(redis_serve
     assert redis_server.client().keys("agentpack:{*:lease") == []
 
 
+def test_the_a2a_1_x_client_against_two_live_instances(a2a_pair):
+    from a2a.client import ClientConfig, create_client
+    from a2a.types import a2a_pb2 as pb
+
+    a, b = a2a_pair
+
+    def message(text: str, immediately: bool = False) -> "pb.SendMessageRequest":
+        request = pb.SendMessageRequest(message=pb.Message(message_id=f"m{time.monotonic_ns()}", role=pb.ROLE_USER, parts=[pb.Part(text=text)]))
+        request.configuration.return_immediately = immediately
+        return request
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            on_a = await create_client(a.url, ClientConfig(streaming=True, httpx_client=http))
+            on_b = await create_client(b.url, ClientConfig(streaming=True, httpx_client=http))
+            blocking_a = await create_client(a.url, ClientConfig(streaming=False, httpx_client=http))
+            arrivals, last = [], None
+            async for event in on_a.send_message(message("slow")):
+                last = event
+                if event.WhichOneof("payload") == "artifact_update" and event.artifact_update.artifact.name == "answer" and event.artifact_update.artifact.parts[0].text:
+                    arrivals.append(time.monotonic())
+            assert len(arrivals) == 3 and all(b - a > 0.15 for a, b in zip(arrivals, arrivals[1:]))
+            assert last.status_update.status.state == pb.TASK_STATE_COMPLETED
+            done = await on_b.get_task(pb.GetTaskRequest(id=last.status_update.task_id))  # read on the other instance
+            assert done.status.state == pb.TASK_STATE_COMPLETED and done.artifacts[-1].parts[0].text == "Hello there!"
+
+            [submitted] = [e async for e in blocking_a.send_message(message("hang", immediately=True))]
+            task_id = submitted.task.id
+            deadline = time.monotonic() + 10
+            while (await on_b.get_task(pb.GetTaskRequest(id=task_id))).status.state != pb.TASK_STATE_WORKING:
+                assert time.monotonic() < deadline, "the other instance never saw the task working"
+                await asyncio.sleep(0.05)
+            canceled = await on_b.cancel_task(pb.CancelTaskRequest(id=task_id))  # canceled where it does not run
+            assert canceled.status.state == pb.TASK_STATE_CANCELED
+            assert (await on_a.get_task(pb.GetTaskRequest(id=task_id))).status.state == pb.TASK_STATE_CANCELED
+
+            [failed] = [e async for e in blocking_a.send_message(message("fail"))]
+            assert failed.task.status.state == pb.TASK_STATE_FAILED and "failed on purpose" in failed.task.status.message.parts[0].text
+            started = time.monotonic()
+            [late] = [e async for e in blocking_a.send_message(message("hang"))]
+            assert late.task.status.state == pb.TASK_STATE_FAILED
+            assert f"took longer than its {A2A_TIMEOUT}s limit" in late.task.status.message.parts[0].text
+            assert A2A_TIMEOUT - 0.5 < time.monotonic() - started < A2A_TIMEOUT + 5
+
+    asyncio.run(scenario())
+
+
 # -- A2A 0.3 clients -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def a2a_03_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -156,7 +217,7 @@ CLIENT_03 = textwrap.dedent(
     def msg(text, context=None):
         return Message(message_id=uuid.uuid4().hex, role=Role.user, parts=[Part(root=TextPart(text=text))], context_id=context)
 
-    async def main(url):
+    async def main(url, other):
         out = {}
         async with httpx.AsyncClient(timeout=30) as http:
             card = await A2ACardResolver(http, url).get_agent_card()
@@ -174,7 +235,8 @@ CLIENT_03 = textwrap.dedent(
                 last_task = task
             out["stream"] = {"kinds": kinds, "texts": texts, "gaps": [b - a for a, b in zip(arrivals, arrivals[1:])],
                              "state": last_task.status.state.value, "id": last_task.id}
-            got = await client.get_task(TaskQueryParams(id=last_task.id))
+            on_other = ClientFactory(ClientConfig(streaming=True, httpx_client=http)).create(await A2ACardResolver(http, other).get_agent_card())
+            got = await on_other.get_task(TaskQueryParams(id=last_task.id))
             out["get"] = {"state": got.status.state.value, "answer": [a.parts[0].root.text for a in got.artifacts if a.name == "answer"]}
             blocking = ClientFactory(ClientConfig(streaming=False, httpx_client=http)).create(card)
             async for event in blocking.send_message(msg("hi")):
@@ -187,23 +249,29 @@ CLIENT_03 = textwrap.dedent(
                 if (await client.get_task(TaskQueryParams(id=task.id))).status.state.value == "working":
                     break
                 await asyncio.sleep(0.05)
-            canceled = await client.cancel_task(TaskIdParams(id=task.id))
+            canceled = await on_other.cancel_task(TaskIdParams(id=task.id))
             out["cancel"] = {"state": canceled.status.state.value}
+            async for event in blocking.send_message(msg("fail")):
+                task = event[0] if isinstance(event, tuple) else event
+            out["fail"] = {"state": task.status.state.value, "reason": task.status.message.parts[0].root.text}
+            started = time.monotonic()
+            async for event in blocking.send_message(msg("hang")):
+                task = event[0] if isinstance(event, tuple) else event
+            out["timeout"] = {"state": task.status.state.value, "reason": task.status.message.parts[0].root.text, "took": time.monotonic() - started}
         print(json.dumps(out))
 
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
     """
 )
 
 
 @pytest.mark.network
-def test_the_a2a_0_3_client_reads_the_card_sends_streams_gets_and_cancels(serve, a2a_03_python, tmp_path):
-    from tests.nodes.protocol_node import make_app
-
-    url = serve(make_app())
+def test_the_a2a_0_3_client_against_two_live_instances(a2a_pair, a2a_03_python, tmp_path):
+    a, b = a2a_pair
+    url = a.url
     script = tmp_path / "client_03.py"
     script.write_text(CLIENT_03)
-    done = subprocess.run([str(a2a_03_python), str(script), url], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(a2a_03_python), str(script), a.url, b.url], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["card"] == {"url": f"{url}/a2a", "streaming": True, "protocol": "0.3.0"}
@@ -212,4 +280,6 @@ def test_the_a2a_0_3_client_reads_the_card_sends_streams_gets_and_cancels(serve,
     assert stream["state"] == "completed" and stream["kinds"][0] == "Task"
     assert seen["get"] == {"state": "completed", "answer": ["Hello there!"]}
     assert seen["send"]["state"] == "completed" and "answer" in seen["send"]["names"]
-    assert seen["cancel"] == {"state": "canceled"}
+    assert seen["cancel"] == {"state": "canceled"}  # canceled through the instance that does not run it
+    assert seen["fail"]["state"] == "failed" and "failed on purpose" in seen["fail"]["reason"]
+    assert seen["timeout"]["state"] == "failed" and f"took longer than its {A2A_TIMEOUT}s limit" in seen["timeout"]["reason"]

@@ -9,19 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import textwrap
 import threading
 import time
 import venv
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import httpx
 import pytest
 
 from tests.nodes.cluster import Node
-from tests.support import ROOT, free_port, sse_events, user_body, wait_until
+from tests.support import sse_events, user_body, wait_until
 
 A2A_03 = "0.3.26"
 

@@ -64,6 +64,17 @@ _EXPORTS = {
     "AGUIDefaultAdapter": "agentpack.frontends.agui.adapter",
     "AGUIAdaptorConfig": "agentpack.frontends.agui.config",
     "FlexibleRunAgentInput": "agentpack.frontends.agui.request",
+    **{
+        name: "agentpack.services"
+        for name in (
+            "StateService",
+            "InMemoryStateService",
+            "RedisStateService",
+            "SessionHistoryService",
+            "InMemorySessionHistoryService",
+            "RedisSessionHistoryService",
+        )
+    },
     **{name: "agentpack.protocol.schemas" for name in SCHEMA_NAMES},
 }
 
@@ -81,6 +92,14 @@ if TYPE_CHECKING:
     from agentpack.frontends.agui.request import FlexibleRunAgentInput
     from agentpack.frontends.base import ProtocolAdapter
     from agentpack.frontends.responses.adapter import ResponseAPIDefaultAdapter
+    from agentpack.services import (
+        InMemorySessionHistoryService,
+        InMemoryStateService,
+        RedisSessionHistoryService,
+        RedisStateService,
+        SessionHistoryService,
+        StateService,
+    )
     from agentpack.protocol.schemas import (
         AgentContent,
         AgentRequest,

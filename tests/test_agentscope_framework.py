@@ -241,9 +241,12 @@ def test_rewritten_text_is_sent_again_and_completed_with_the_final_text():
     assert [e for e in events if e["object"] == "content" and e["status"] == "completed"][0]["text"] == "xyz"
 
 
-def test_framework_names():
+def test_a_framework_whose_package_is_missing_fails_at_decoration_naming_its_extra(monkeypatch):
+    import agentpack.frameworks as frameworks
+
+    monkeypatch.setattr(frameworks, "_installed", lambda package: False)
+    for name, extra in (("langgraph", "langgraph"), ("agno", "agno"), ("autogen", "autogen"), ("ms_agent_framework", "ms_agent_framework")):
+        with pytest.raises(FrameworkNotAvailable, match=rf"pip install 'agentpack\[{extra}\]'"):
+            AgentApp().query(framework=name)
     with pytest.raises(ValueError, match="unknown framework 'crewai'"):
         get_framework("crewai")
-    for planned in ("langgraph", "agno", "autogen"):
-        with pytest.raises(FrameworkNotAvailable, match=planned):
-            AgentApp().query(framework=planned)

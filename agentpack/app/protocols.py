@@ -9,6 +9,13 @@ request, never at import or start-up — unless the app configures them (``a2a_c
 ``AgentApp(protocol_adapters=[...])`` (or ``run(protocol_adapters=...)``) replaces the
 defaults with the given adapters, as upstream's does; ``[]`` serves none.
 
+The chat page (``GET /ui``, :mod:`agentpack.frontends.ui`) is one more front-end, served
+only when asked for: ``AGENTPACK_UI=1`` in the environment (set by ``run(web_ui=True)``,
+``agentpack run --ui`` and, for its instances, ``agentpack emulate --ui``), ``enable_ui()``, or
+a ``ChatPageAdapter`` in ``protocol_adapters``.  An app that does not ask has no ``/ui`` route
+and never imports the page's package; one that asks where the package is missing (an artifact
+built without ``ui``) logs why and serves on without it.
+
 Each adapter adds its routes with ``add_endpoint(app, app.runs)``: the app's run source, so
 every run goes through the session guard like ``/process``.  The routes an adapter added are
 remembered, so re-installing (a second ``@app.query``, a moved ``endpoint_path``, new
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from starlette.routing import BaseRoute
@@ -30,6 +38,15 @@ logger = logging.getLogger("agentpack.protocols")
 
 #: protocol -> (the package its extra installs, the extra)
 EXTRAS = {"a2a": ("a2a", "a2a"), "agui": ("ag_ui", "agui")}
+
+#: The switch for the chat page at /ui ("1", "true", "yes" or "on"); processes that import the
+#: app without knowing of the page (workers, platform adapters, emulated instances) read it.
+UI_ENV = "AGENTPACK_UI"
+
+
+def ui_requested() -> bool:
+    """Whether the environment asks for the chat page."""
+    return os.environ.get(UI_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def installed(protocol: str) -> bool:
@@ -65,6 +82,9 @@ class Protocols:
         self.adapters: list[Any] = list(adapters) if adapters is not None else []
         self._routes: list[BaseRoute] = []
         self._defaults_made = False
+        self._page: Any = None  # the chat page's adapter, while installed
+        self._ui_enabled = False
+        self._ui_missing_told = False
 
     def _default_adapters(self) -> list[Any]:
         from agentpack.frontends.responses.adapter import ResponseAPIDefaultAdapter
@@ -85,6 +105,43 @@ class Protocols:
             adapters.append(AGUIDefaultAdapter(config=self.agui_config))
         return adapters
 
+    def _listed_ui(self) -> bool:
+        """Whether an adapter given in ``protocol_adapters`` serves the page already."""
+        for adapter in self.adapters:
+            describe = getattr(adapter, "describe_endpoints", None)
+            if callable(describe) and "ui" in describe():
+                return True
+        return False
+
+    def _ui_adapter(self) -> Any:
+        """The chat page's adapter when it is asked for (and not listed already), else None."""
+        if not (self._ui_enabled or ui_requested()) or self._listed_ui():
+            return None
+        try:
+            from agentpack.frontends.ui.adapter import ChatPageAdapter
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("agentpack.frontends.ui"):
+                raise
+            if not self._ui_missing_told:
+                self._ui_missing_told = True
+                logger.warning(
+                    "the chat page was asked for (%s=1 or web_ui=True) but this installation has none: an artifact "
+                    "leaves it out unless built with `agentpack build --ui` (or ui = true in agentpack.toml); serving without /ui",
+                    UI_ENV,
+                )
+            return None
+        return ChatPageAdapter()
+
+    def _serving(self) -> list[Any]:
+        """Every adapter of the app: the protocols, then the chat page while it is installed."""
+        return [*self.adapters, self._page] if self._page is not None else list(self.adapters)
+
+    def enable_ui(self) -> None:
+        """Serve the chat page at /ui (``run(web_ui=True)``), whatever the environment says."""
+        self._ui_enabled = True
+        if self.app.query_handler is not None:
+            self.install()
+
     def replace(self, adapters: Sequence[Any]) -> None:
         """Serve ``adapters`` instead of the current ones (``run(protocol_adapters=...)``)."""
         self.remove()
@@ -97,8 +154,9 @@ class Protocols:
         self.remove()
         if not self.explicit and not self._defaults_made:
             self.adapters, self._defaults_made = self._default_adapters(), True
+        self._page = self._ui_adapter()
         routes = self.app.router.routes
-        for adapter in self.adapters:
+        for adapter in self._serving():
             before = {id(route) for route in routes}
             adapter.add_endpoint(self.app, self.app.runs, managed_by_app=True)
             self._routes += [route for route in routes if id(route) not in before]
@@ -110,18 +168,19 @@ class Protocols:
             self.app.router.routes[:] = [r for r in self.app.router.routes if id(r) not in gone]
             self._routes = []
             self.app.openapi_schema = None
+        self._page = None
 
     def endpoints(self) -> dict[str, Any]:
         """What ``GET /`` lists for the protocols being served."""
         found: dict[str, Any] = {}
-        for adapter in self.adapters:
+        for adapter in self._serving():
             describe = getattr(adapter, "describe_endpoints", None)
             if callable(describe):
                 found.update(describe())
         return found
 
     async def startup(self) -> None:
-        for adapter in self.adapters:
+        for adapter in self._serving():
             hook = getattr(adapter, "startup", None)
             if hook is None:
                 continue
@@ -131,7 +190,7 @@ class Protocols:
                 logger.exception("starting %s failed; its routes may answer errors", type(adapter).__name__)
 
     async def shutdown(self) -> None:
-        for adapter in reversed(self.adapters):
+        for adapter in reversed(self._serving()):
             hook = getattr(adapter, "shutdown", None)
             if hook is None:
                 continue
@@ -141,4 +200,4 @@ class Protocols:
                 logger.exception("stopping %s failed; continuing shutdown", type(adapter).__name__)
 
 
-__all__ = ["EXTRAS", "Protocols", "installed", "require"]
+__all__ = ["EXTRAS", "Protocols", "UI_ENV", "installed", "require", "ui_requested"]

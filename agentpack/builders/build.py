@@ -67,6 +67,8 @@ class BuildResult:
     resolver: str = ""
     #: the shipped bytecode ("cpython-312 ...") or why there is none ("none (...)")
     bytecode: str = ""
+    #: whether agentpack's chat page is packed (``--ui`` / ``ui = true``)
+    ui: bool = False
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -196,8 +198,11 @@ def plan_build(
     slim: bool = False,
     bytecode_enabled: Optional[bool] = None,
     progress: Progress = lambda step: None,
+    ui: Optional[bool] = None,
 ) -> BuildPlan:
-    """Work out the artifact; every user error is raised here, and nothing is written but the cache."""
+    """Work out the artifact; every user error is raised here, and nothing is written but the cache.
+
+    ``ui`` packs agentpack's chat page (``None``: the config's ``ui``, off by default)."""
     project = Path(project_dir).resolve()
     config, _ = load_config(project)
     try:
@@ -231,7 +236,8 @@ def plan_build(
 
     # -- files: agentpack, the project's code, generated entry points, and their bytecode ---------
     prefix = f"{target.deps_dir}/" if target.deps_dir else ""
-    own_files = agentpack_files(for_environment(own, markers))
+    with_ui = config.ui if ui is None else ui
+    own_files = agentpack_files(for_environment(own, markers), ui=with_ui)
     code = {rel: (project / rel).read_bytes() for rel in code_paths}
     executable = {rel for rel in code_paths if os.access(project / rel, os.X_OK)}
     off = _bytecode_off_reason(config, bytecode_enabled)
@@ -283,6 +289,7 @@ def plan_build(
         "bytecode": {"cache_tag": interpreter.cache_tag, "compiled_with": interpreter.full_version} if compiled_layer and interpreter else None,
         "files": dict(sorted(hashes.items())),
         "slim": slim,
+        "ui": with_ui,
     }
     if target.unpacked_limit is not None and unpacked > target.unpacked_limit:
         raise _over_budget(f"{unpacked / MB:.1f} MB unpacked is over the {target.name} limit of {target.unpacked_limit // MB} MB", deps_zip)
@@ -375,9 +382,10 @@ def build(
     slim: bool = False,
     progress: Progress = lambda step: None,
     bytecode_enabled: Optional[bool] = None,
+    ui: Optional[bool] = None,
 ) -> BuildResult:
-    """Plan the artifact, then write it (``bytecode_enabled=None``: as the config says)."""
-    plan = plan_build(project_dir, target_name, out_dir, arch, python, slim, bytecode_enabled, progress)
+    """Plan the artifact, then write it (``bytecode_enabled=None``, ``ui=None``: as the config says)."""
+    plan = plan_build(project_dir, target_name, out_dir, arch, python, slim, bytecode_enabled, progress, ui=ui)
     return write_artifact(plan, progress)
 
 
@@ -402,4 +410,5 @@ def _result(plan: BuildPlan, unchanged: bool, import_check: str) -> BuildResult:
         dependencies=len(plan.layer.resolved),
         resolver=plan.layer.resolver,
         bytecode=plan.bytecode,
+        ui=bool(plan.manifest.get("ui")),
     )

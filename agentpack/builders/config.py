@@ -63,6 +63,8 @@ class ProjectConfig(BaseModel):
     exclude: list[str] = Field(default_factory=list)
     #: ship .pyc compiled by the target's Python (when this host has it)
     bytecode: bool = True
+    #: pack agentpack's chat page (served at /ui where AGENTPACK_UI=1); left out by default
+    ui: bool = False
     targets: TargetTables = Field(default_factory=TargetTables)  # type: ignore[valid-type]
     _source: str = PrivateAttr(default="")
 

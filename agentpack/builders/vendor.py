@@ -15,20 +15,30 @@ from agentpack.builders.requirements import RequirementLine
 #: packages an artifact does not carry (typer, rich, the cloud SDKs) and serve nothing there.
 PACKAGER_ONLY = ("__main__.py", "cli/", "builders/", "emulators/", "deployers/")
 
+#: The chat page's package (its module and its HTML file): packed only when the build asks for it.
+UI_PACKAGE = "frontends/ui/"
+#: The files of that package an artifact carries (Python modules, and the page).
+UI_FILES = ("*.py", "*.html")
 
-def agentpack_files(requirements: list[RequirementLine]) -> dict[str, bytes]:
+
+def agentpack_files(requirements: list[RequirementLine], ui: bool = False) -> dict[str, bytes]:
     """``{path in the dependency root: bytes}`` for this installation's ``agentpack`` package.
 
     ``requirements`` are written into METADATA as its ``Requires-Dist`` (what the artifact
-    was built with for agentpack's sake).
+    was built with for agentpack's sake).  ``ui`` packs the chat page (``frontends/ui/``),
+    which is left out otherwise.
     """
     import agentpack
 
     root = Path(agentpack.__file__).resolve().parent
     files: dict[str, bytes] = {}
-    for path in sorted(root.rglob("*.py")):
+    paths = set(root.rglob("*.py"))
+    if ui:
+        for pattern in UI_FILES:
+            paths.update((root / UI_PACKAGE).glob(pattern))
+    for path in sorted(paths):
         relative = path.relative_to(root).as_posix()
-        if relative.startswith(PACKAGER_ONLY):
+        if relative.startswith(PACKAGER_ONLY) or (relative.startswith(UI_PACKAGE) and not ui):
             continue
         files[f"agentpack/{relative}"] = path.read_bytes()
     info = f"agentpack-{__version__}.dist-info"

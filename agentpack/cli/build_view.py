@@ -31,6 +31,7 @@ def run_build(
     slim: bool,
     as_json: bool,
     bytecode: Optional[bool] = None,
+    ui: Optional[bool] = None,
 ) -> int:
     from agentpack.builders.build import build
     from agentpack.builders.errors import BuildError, ProjectError
@@ -45,7 +46,7 @@ def run_build(
     try:
         if status is not None:
             status.start()
-        result = build(project, target, out, arch, python, slim, progress, bytecode_enabled=bytecode)
+        result = build(project, target, out, arch, python, slim, progress, bytecode_enabled=bytecode, ui=ui)
     except ProjectError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         if as_json:  # scripts still get one JSON object on the last line of stdout
@@ -85,6 +86,8 @@ def run_build(
     console.print(f"  resolver: {result.resolver or 'no dependencies'}")
     console.print(f"  bytecode: {result.bytecode}")
     console.print(f"  import check: {result.import_check}")
+    if result.ui:
+        console.print("  chat page: packed (served at /ui where AGENTPACK_UI=1)")
     if result.largest_packages:
         table = Table("largest packages", "MB", show_header=True, header_style="bold")
         for row in result.largest_packages:

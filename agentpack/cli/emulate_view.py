@@ -17,7 +17,16 @@ from agentpack.client import agent_paths
 
 
 def run_emulate(
-    source: Path, target: str, port: int, instances: int, env_pairs: list[str], as_json: bool, ask: Optional[str], once: bool, timeout: Optional[float]
+    source: Path,
+    target: str,
+    port: int,
+    instances: int,
+    env_pairs: list[str],
+    as_json: bool,
+    ask: Optional[str],
+    once: bool,
+    timeout: Optional[float],
+    ui: bool = False,
 ) -> int:
     from agentpack.builders.errors import BuildError
     from agentpack.emulators.background import EmulatorStartError
@@ -51,7 +60,7 @@ def run_emulate(
             console.out(line, style="dim", highlight=False)
 
     try:
-        emulation = start(source, target, port=port, instances=instances, env=env, progress=progress, log=log, timeout=timeout)
+        emulation = start(source, target, port=port, instances=instances, env=env, progress=progress, log=log, timeout=timeout, ui=ui)
     except EmulationError as exc:
         return fail(EXIT_USAGE, "error", str(exc))
     except BuildError as exc:
@@ -73,6 +82,8 @@ def run_emulate(
             if once:
                 return code
         if not as_json:
+            if ui:
+                console.print(f"[bold green]chat page[/] at {emulation.url}/ui")
             console.print(f"[dim]serving {target} at {emulation.url} — press Ctrl+C to stop[/]")
         _wait_for_signal()
         return code

@@ -49,6 +49,7 @@ def run(
     grace: float = typer.Option(
         10.0, "--timeout-graceful-shutdown", help="On SIGTERM/Ctrl+C, seconds open streams get to finish before they are ended with a canceled event."
     ),
+    ui: bool = typer.Option(False, "--ui", help="Also serve the chat page at /ui (sets AGENTPACK_UI=1 for the app)."),
 ) -> None:
     """Serve an agent app with uvicorn."""
     from agentpack.loader import AppLoadError, load_app
@@ -57,10 +58,18 @@ def run(
         raise usage_error(f"--port {port} is not a TCP port; use 1-65535")
     if grace < 0:
         raise usage_error(f"--timeout-graceful-shutdown {grace}: give 0 or more seconds")
+    if ui:
+        from agentpack.cli.ui_view import ask_for_ui
+
+        ask_for_ui()  # before the app is imported: it installs its routes as it is built
     try:
         asgi_app, spec = load_app(app_spec)
     except AppLoadError as exc:
         raise usage_error(str(exc)) from None
+    if ui:
+        from agentpack.cli.ui_view import announce_page
+
+        announce_page(asgi_app, host, port)
     if once and not ask:
         raise usage_error("--once needs --ask MESSAGE (it stops serving after that reply)")
     if reload and ask:
@@ -123,6 +132,9 @@ def build(
     python: Optional[str] = typer.Option(None, "--python", help="Target Python version, e.g. 3.12."),
     slim: bool = typer.Option(False, "--slim", help="Strip caches, tests and docs of dependencies (keeps *.dist-info)."),
     no_bytecode: bool = typer.Option(False, "--no-bytecode", help="Ship sources only (no .pyc compiled by the target's Python)."),
+    ui: Optional[bool] = typer.Option(
+        None, "--ui/--no-ui", help="Pack the chat page (served at /ui where AGENTPACK_UI=1), or not; default: the ui setting (off)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the result."),
 ) -> None:
     """Pack the project and its dependencies into one reproducible artifact for a target."""
@@ -131,7 +143,7 @@ def build(
     from agentpack.cli.build_view import run_build
 
     bytecode = False if no_bytecode else None  # None: the project's setting (on by default)
-    raise typer.Exit(run_build(Path(project_dir), target, Path(out) if out else None, arch, python, slim, as_json, bytecode=bytecode))
+    raise typer.Exit(run_build(Path(project_dir), target, Path(out) if out else None, arch, python, slim, as_json, bytecode=bytecode, ui=ui))
 
 
 @app.command()
@@ -144,6 +156,7 @@ def emulate(
     timeout: Optional[float] = typer.Option(None, "--timeout", help="The function timeout in seconds (default: the project's setting)."),
     ask: Optional[str] = typer.Option(None, "--ask", help="Once ready, send this message and stream the reply."),
     once: bool = typer.Option(False, "--once", help="With --ask: stop after the reply."),
+    ui: bool = typer.Option(False, "--ui", help="Serve the chat page at /ui (a project is built with it; its instances get AGENTPACK_UI=1)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (URL, cold start, instances) once ready."),
 ) -> None:
     """Run the built artifact locally, exactly as the target platform would (no Docker)."""
@@ -157,7 +170,7 @@ def emulate(
         raise usage_error(f"--instances {instances}: give 1 or more")
     if timeout is not None and timeout <= 0:
         raise usage_error(f"--timeout {timeout}: give a positive number of seconds")
-    raise typer.Exit(run_emulate(Path(source), target, port, instances, env, as_json, ask, once, timeout))
+    raise typer.Exit(run_emulate(Path(source), target, port, instances, env, as_json, ask, once, timeout, ui=ui))
 
 
 _PROJECT_HELP = "The project whose .agentpack/deployments.json names the deployment (default: the current directory)."
@@ -251,6 +264,28 @@ def stop(
     from agentpack.cli.deploy_view import run_stop
 
     raise typer.Exit(run_stop(Path(project), name_or_url, session, user, target, as_json))
+
+
+@app.command()
+def ui(
+    name_or_url: str = typer.Argument(..., metavar="NAME|URL", help="A deployment's name, or a URL where an agent answers."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve the page on (keep loopback: requests go out signed with your credentials)."),
+    port: int = typer.Option(8091, "--port", "-p", help="Port to serve the page on (0: any free port)."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds a reply may take."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the page's URL, the deployment's) once serving."),
+) -> None:
+    """Open the chat page for a deployed agent: served here, its requests signed and forwarded as `invoke` sends them."""
+    from pathlib import Path
+
+    from agentpack.cli.ui_view import run_ui
+
+    if not 0 <= port <= 65535:
+        raise usage_error(f"--port {port} is not a TCP port; use 1-65535 (or 0 for any free port)")
+    if timeout <= 0:
+        raise usage_error(f"--timeout {timeout}: give a positive number of seconds")
+    raise typer.Exit(run_ui(Path(project), name_or_url, target, host, port, timeout, as_json))
 
 
 @app.command()

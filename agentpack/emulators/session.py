@@ -29,6 +29,8 @@ from agentpack.targets import get_target
 #: Called with a step ("build", "unpack", "start", "ready") and a detail for the user.
 Progress = Callable[[str, str], None]
 MANIFEST = "agentpack-manifest.json"
+#: The variable that makes an app serve its chat page at /ui (read by agentpack/app/protocols.py).
+UI_ENV = "AGENTPACK_UI"
 
 
 class EmulationError(Exception):
@@ -48,6 +50,8 @@ class Emulation:
     cold_start_seconds: float
     built: bool = False
     _scratch: Optional[Path] = field(default=None, repr=False)
+    #: whether the instances serve the chat page (``--ui``)
+    ui: bool = False
 
     @property
     def url(self) -> str:
@@ -62,6 +66,7 @@ class Emulation:
             "python": self.python,
             "cold_start_seconds": round(self.cold_start_seconds, 3),
             "emulator": self.server.describe(),
+            **({"ui": f"{self.url}/ui"} if self.ui else {}),
         }
 
     def stop(self) -> None:
@@ -191,9 +196,13 @@ def start(
     log: Optional[Callable[[str], None]] = None,
     timeout: Optional[float] = None,
     out_dir: Optional[Path] = None,
+    ui: bool = False,
 ) -> Emulation:
     """Build (for a project, into ``out_dir``, default its ``dist/``), unpack and start
-    ``source`` under ``target``'s emulator."""
+    ``source`` under ``target``'s emulator.
+
+    ``ui`` serves the chat page at ``/ui``: a project is built with it, an artifact must have
+    been (``agentpack build --ui``), and the instances get ``AGENTPACK_UI=1``."""
     from agentpack.builders.errors import ProjectError
 
     source = Path(source)
@@ -211,7 +220,7 @@ def start(
         project = source
         progress("build", f"building {source} for {target}")
         try:
-            result = build(source, target, out_dir)
+            result = build(source, target, out_dir, ui=True if ui else None)
         except ProjectError as exc:
             raise EmulationError(str(exc)) from None
         artifact, built = Path(result.artifact), not result.unchanged
@@ -222,6 +231,11 @@ def start(
     manifest = read_manifest(artifact)
     if manifest.get("target") != spec.name:
         raise EmulationError(f"{artifact} was built for {manifest.get('target')!r}, not {spec.name!r}; emulate it with --target {manifest.get('target')}")
+    if ui and not manifest.get("ui"):
+        raise EmulationError(
+            f"{artifact} was built without the chat page; rebuild it with `agentpack build --target {spec.name} --ui` "
+            "(or ui = true in agentpack.toml), or emulate the project directory with --ui"
+        )
     settings = _with_env(_settings(project, spec.name), env or {})
     from agentpack.builders.environment import secret_values
 
@@ -229,6 +243,8 @@ def start(
         function_env = settings.platform_environment(secret_values(project))
     except ValueError as exc:
         raise EmulationError(str(exc)) from None
+    if ui:
+        function_env = {**function_env, UI_ENV: "1"}
     python = bare_python(manifest["python"])
     scratch = Path(tempfile.mkdtemp(prefix="agentpack-emulate-"))
     try:
@@ -248,6 +264,6 @@ def start(
         make_writable(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    emulation = Emulation(spec.name, artifact, file_sha256(artifact), manifest["python"], code_dir, server, cold, built, scratch)
+    emulation = Emulation(spec.name, artifact, file_sha256(artifact), manifest["python"], code_dir, server, cold, built, scratch, ui=ui)
     progress("ready", f"{emulation.url} (cold start {cold * 1000:.0f} ms)")
     return emulation

@@ -229,9 +229,10 @@ class AgentApp(FastAPI):
         """Serve the app with uvicorn (blocking).
 
         Takes AgentScope Runtime's ``run()`` keywords: ``endpoint_path`` moves the agent's
-        routes; ``web_ui``, ``stream``, ``protocol_adapters``, ``embed_task_processor``,
-        ``mode``, ``runner`` and ``custom_endpoints`` are accepted and change nothing (a
-        log line or warning says so).  Any other keyword that is a ``uvicorn.Config``
+        routes, ``web_ui=True`` serves the chat page at ``/ui`` (docs/ui.md),
+        ``protocol_adapters`` replaces the protocols served; ``stream``,
+        ``embed_task_processor``, ``mode``, ``runner`` and ``custom_endpoints`` are accepted and
+        change nothing (a warning says so).  Any other keyword that is a ``uvicorn.Config``
         option goes to uvicorn; anything else is dropped with a warning.
         """
         serving.serve(self, host, port, web_ui, kwargs)

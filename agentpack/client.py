@@ -7,7 +7,7 @@ also a handy way to script an agent from Python.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 
 def build_request(text: str, session_id: Optional[str] = None, user_id: Optional[str] = None, **extra: Any) -> dict:
@@ -45,9 +45,35 @@ def stream_events(url: str, body: dict, timeout: Optional[float] = 300.0, header
                 except ValueError:
                     detail = response.text
                 raise AgentAPIError(response.status_code, detail)
-            for line in response.iter_lines():
-                if line.startswith("data:"):
-                    yield json.loads(line[5:].strip())
+            for data in sse_data(response.iter_text()):
+                yield json.loads(data)
+
+
+def sse_data(chunks: Iterable[str]) -> Iterator[str]:
+    """The ``data`` of each server-sent event in ``chunks`` of text.
+
+    Lines end only where SSE says they do (CR LF, LF or CR) — not at the other characters that
+    ``str.splitlines`` (and so httpx's ``iter_lines``) also breaks on, such as U+2028, which
+    JSON may carry unescaped.  An event's ``data:`` lines are joined with LF, as the SSE
+    standard joins them; comments and other fields are skipped.
+    """
+    buffer, data = "", []
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            cut = min((i for i in (buffer.find("\n"), buffer.find("\r")) if i >= 0), default=-1)
+            if cut < 0 or (buffer[cut] == "\r" and cut == len(buffer) - 1):  # CR may be half of CR LF
+                break
+            line = buffer[:cut]
+            buffer = buffer[cut + (2 if buffer.startswith("\r\n", cut) else 1):]
+            if not line:  # a blank line ends the event
+                if data:
+                    yield "\n".join(data)
+                data = []
+            elif line.startswith("data:"):
+                data.append(line[6:] if line.startswith("data: ") else line[5:])
+    if data:
+        yield "\n".join(data)
 
 
 def delta_text(event: dict) -> Optional[str]:

@@ -317,3 +317,52 @@ def test_query_decorated_twice_replaces_the_handler(serve):
     url = serve(app)
     assert text_of(read_events(f"{url}/process", user_body())) == "new"
     assert sum(1 for r in app.routes if getattr(r, "path", None) == "/process") == 1
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+def test_a_handler_raising_systemexit_or_keyboardinterrupt_fails_its_run_and_nothing_else(serve, raised):
+    import threading
+
+    from tests.support import BackgroundStream
+
+    release = threading.Event()
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        yield "working "
+        if request.session_id == "bad":
+            raise raised("a handler bug")
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        yield "done"
+
+    url = serve(app)
+    other = BackgroundStream(url, user_body(session_id="good")).begin()
+    events = read_events(f"{url}/process", user_body(session_id="bad"))
+    terminal = check_protocol(events)
+    assert terminal["status"] == "failed" and raised.__name__ in terminal["error"]["message"]
+    release.set()
+    good = other.result()
+    assert check_protocol(good)["status"] == "completed"  # the other stream was not cut
+    assert httpx.get(f"{url}/health").status_code == 200  # and the server still serves
+
+
+def test_line_separators_in_events_are_escaped_so_line_splitting_clients_read_them_whole(serve):
+    from agentpack.client import stream_events
+
+    text = "one\u2028two\u2029three\x85four"
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        yield text
+
+    url = serve(app)
+    events = read_events(f"{url}/process", user_body())  # httpx's iter_lines: splitlines() semantics
+    assert "".join(e["text"] for e in events if e["object"] == "content" and e.get("delta")) == text
+    with httpx.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
+        raw = response.read().decode()
+    assert "\u2028" not in raw and "\\u2028" in raw and "\\u0085" in raw
+    ours = list(stream_events(f"{url}/process", user_body()))
+    assert check_protocol(ours)["output"][0]["content"][0]["text"] == text

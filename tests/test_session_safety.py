@@ -372,3 +372,20 @@ def test_a_run_that_takes_its_lease_while_shutdown_begins_is_refused_and_release
         assert len(guard) == 0
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("body", [b'{"input": [], "\\ud800": 1}', b'{"input": [{"role": "user", "content": "hi", "\\udc00x": 2}]}'])
+def test_a_lone_surrogate_in_a_key_is_422_not_500(body):
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        yield "never"
+
+    async def scenario() -> None:
+        async with in_process(app) as client:
+            response = await client.post("/process", content=body, headers=JSON)
+            assert response.status_code == 422
+            assert "contains a lone surrogate" in response.text
+
+    asyncio.run(scenario())

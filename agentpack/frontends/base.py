@@ -29,7 +29,7 @@ from agentpack.protocol.events import ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, fill_ids
 from agentpack.protocol.serialize import jsonable
 from agentpack.protocol.status import RunStatus
-from agentpack.run.agent_run import RunLimits, StoppableRun, enforce_limits, error_of
+from agentpack.run.agent_run import HANDLER_FAILURES, RunLimits, StoppableRun, enforce_limits, error_of
 from agentpack.run.handler import as_async_iterator
 from agentpack.run.iterate import RunSource
 from agentpack.run.stream import CANCELLED_BY_SERVER, StreamResponse, Write, run_to_end, settle_task
@@ -178,7 +178,7 @@ class FuncRun(StoppableRun):
         except asyncio.CancelledError:
             if self.stop_reason is None:
                 raise
-        except Exception as exc:
+        except HANDLER_FAILURES as exc:
             logger.exception("the run function failed for session %s", self.request.session_id)
             error = exc
         finally:

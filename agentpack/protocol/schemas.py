@@ -65,8 +65,9 @@ def _lone_surrogate(value: Any, path: tuple) -> Optional[tuple[tuple, str]]:
     else:
         return None
     for key, item in items:
-        if isinstance(key, str) and _LONE_SURROGATE.search(key):
-            return (path, key)
+        in_key = _LONE_SURROGATE.search(key) if isinstance(key, str) else None
+        if in_key is not None:  # a key: named by where it is, since the key itself cannot be shown
+            return (path, in_key.group())
         found = _lone_surrogate(item, (*path, key))
         if found is not None:
             return found

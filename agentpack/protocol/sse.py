@@ -9,12 +9,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+#: Characters that JSON leaves as they are but that split lines for many readers (Python's
+#: ``str.splitlines``, which httpx's ``iter_lines`` uses; JavaScript before ES2019): escaped, a
+#: ``data:`` line stays one line for every client.
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
+def _dumps(value: Any) -> str:
+    return _encode(value).translate(_LINE_BREAKS)
 
 
 def encode_json(value: Any) -> str:
-    """Compact JSON with non-ASCII text kept as is (what AgentScope Runtime clients expect)."""
+    """Compact JSON with non-ASCII text kept as is (what AgentScope Runtime clients expect), but
+    for the few characters that other readers take for line breaks."""
     return _dumps(value)
 
 

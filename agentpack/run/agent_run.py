@@ -39,6 +39,12 @@ logger = logging.getLogger("agentpack.run")
 Release = Callable[[str], Awaitable[None]]
 
 
+#: What a handler may raise that fails its run and nothing else.  ``SystemExit`` and
+#: ``KeyboardInterrupt`` are among them: raised in a handler they are a bug of that handler (the
+#: server's own signals never reach it that way), and let through they would stop the event loop
+#: and cut every other stream of the process.
+HANDLER_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)
+
 #: The error code of a run ended by one of its :class:`RunLimits`.
 TIMEOUT_CODE = "timeout"
 
@@ -84,8 +90,8 @@ def enforce_limits(
 
 def error_of(exc: BaseException) -> tuple[str, str]:
     """``(code, message)`` for a failed response; exceptions may bring their own ``code``."""
-    code = getattr(exc, "code", None)
-    if isinstance(code, str) and code:
+    code = getattr(exc, "code", None)  # SystemExit's ``code`` is its exit status, not an error code
+    if isinstance(exc, Exception) and isinstance(code, str) and code:
         return code, str(getattr(exc, "message", None) or exc)
     return "AGENT_UNKNOWN_ERROR", f"Unknown agent error: {type(exc).__name__}: {exc}"
 
@@ -229,7 +235,7 @@ class AgentRun(StoppableRun):
                 await write(builder.stamp(event))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the handler failed: the client gets a failed response
+        except HANDLER_FAILURES as exc:  # the handler failed: the client gets a failed response
             logger.exception("query handler failed for session %s", self.request.session_id)
             return exc
         return None

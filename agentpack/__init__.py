@@ -53,6 +53,14 @@ _EXPORTS = {
     "FCDeployManager": "agentpack.deployers.managers",
     "AgentRunDeployManager": "agentpack.deployers.managers",
     "LambdaDeployManager": "agentpack.deployers.managers",
+    "AgentpackError": "agentpack.errors",
+    "UserError": "agentpack.errors",
+    "OperationFailed": "agentpack.errors",
+    "SessionBusy": "agentpack.interrupt.base",
+    "BackendUnavailable": "agentpack.interrupt.base",
+    "DeployConfigError": "agentpack.deployers.errors",
+    "PlatformError": "agentpack.deployers.errors",
+    "DeployError": "agentpack.deployers.local",
     "Msg": "agentpack.frameworks.agentscope",
     "ProtocolAdapter": "agentpack.frontends.base",
     "A2AFastAPIDefaultAdapter": "agentpack.frontends.a2a.adapter",
@@ -80,8 +88,11 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
-    from agentpack.deployers.local import LocalDeployManager
+    from agentpack.deployers.errors import DeployConfigError, PlatformError
+    from agentpack.deployers.local import DeployError, LocalDeployManager
     from agentpack.deployers.managers import AgentRunDeployManager, FCDeployManager, LambdaDeployManager
+    from agentpack.errors import AgentpackError, OperationFailed, UserError
+    from agentpack.interrupt.base import BackendUnavailable, SessionBusy
     from agentpack.frameworks.agentscope import Msg
     from agentpack.frontends.a2a.adapter import A2AFastAPIDefaultAdapter
     from agentpack.frontends.a2a.config import A2ARegistry, A2ATransportsProperties

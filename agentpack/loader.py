@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from agentpack.errors import UserError
+
 _LOADING = contextvars.ContextVar("agentpack_loading", default=False)
 #: Attribute names tried, in order, when the spec names no attribute.
 DEFAULT_ATTRS = ("app", "agent_app", "application")
 
 
-class AppLoadError(Exception):
+class AppLoadError(UserError):
     """The spec does not lead to an ASGI app; the message says what to fix."""
 
 

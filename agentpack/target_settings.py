@@ -4,19 +4,22 @@ Each row of ``agentpack.targets.TARGETS`` names its model here; ``load_config`` 
 tables with them and hands the validated object to the builder, emulators and deployers
 (``load_config(project)[0].targets["fc"]`` is an ``FCSettings``).  Every limit says whose it is,
 so a bad value fails with one line naming the key, the allowed range and the fix.
+
+Dependencies run one way: this module imports the table (a model checks ``python`` and ``arch``
+against its row); the row names its model as ``"agentpack.target_settings:<Model>"`` and imports
+it only when asked (``row.settings``), so reading the table never loads pydantic.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Mapping, Optional
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-if TYPE_CHECKING:
-    from agentpack.targets import Target
+from agentpack.targets import TARGETS, Target
 
 
 def _limit(low: float, high: float, unit: str, who: str, step: Optional[float] = None, why: Optional[str] = None) -> AfterValidator:
@@ -88,6 +91,9 @@ class TargetSettings(BaseModel):
     reserved_env_prefixes: ClassVar[tuple[str, ...]] = ()
     reserved_env_names: ClassVar[frozenset[str]] = frozenset()
     env_limit_bytes: ClassVar[Optional[int]] = None
+    #: what the deployer sends (and the emulator assumes) for a sizing setting left unset, where
+    #: the platform's own default would break an agent or the API requires a value (see ``effective``)
+    sizing_defaults: ClassVar[Mapping[str, float]] = {}
 
     python: Optional[str] = Field(None, description="Python version for this target (overrides the top-level python)", examples=["3.12"])
     env: dict[str, str] = Field(default_factory=dict, description="environment variables set on the platform (committed: no secrets here)", examples=[{"LOG_LEVEL": "info"}])
@@ -102,8 +108,6 @@ class TargetSettings(BaseModel):
 
     @classmethod
     def _row(cls) -> Target:
-        from agentpack.targets import TARGETS
-
         return TARGETS[cls.target]
 
     @field_validator("python")
@@ -123,10 +127,9 @@ class TargetSettings(BaseModel):
     def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             cls._check_variable_name(key, "key")
-        limit = cls.env_limit_bytes
-        size = sum(len(k.encode()) + len(v.encode()) for k, v in value.items())
-        if limit is not None and size > limit:
-            raise ValueError(f"holds {size} bytes, over the platform's {limit // 1024} KB for all variables; move large values into files or fewer variables")
+        size = cls.env_size_over_limit(value)
+        if size is not None:
+            raise ValueError(f"holds {size} bytes, over the platform's {cls.env_limit_kb()} KB for all variables; move large values into files or fewer variables")
         return value
 
     @field_validator("secrets")
@@ -176,6 +179,23 @@ class TargetSettings(BaseModel):
         if name in cls.reserved_env_names:
             raise ValueError(f"{what} {name!r} is reserved by the platform, which sets it itself; rename it")
 
+    @classmethod
+    def env_size_over_limit(cls, variables: Mapping[str, str]) -> Optional[int]:
+        """The bytes ``variables`` hold (names and values, as the platforms count them) when that is
+        over the platform's limit for all variables; None when within it or the platform has none."""
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in variables.items())
+        return size if cls.env_limit_bytes is not None and size > cls.env_limit_bytes else None
+
+    @classmethod
+    def env_limit_kb(cls) -> int:
+        """The limit in KB, for messages."""
+        return (cls.env_limit_bytes or 0) // 1024
+
+    def effective(self, key: str) -> Any:
+        """The value of the sizing setting ``key`` the platform gets: the setting, else ``sizing_defaults``."""
+        value = getattr(self, key)
+        return self.sizing_defaults[key] if value is None else value
+
     @property
     def redis_url_secret(self) -> Optional[str]:
         """The variable ``redis_url`` names (``"${NAME}"``), or None when it is a literal URL or unset."""
@@ -201,10 +221,10 @@ class TargetSettings(BaseModel):
         if self.redis_url is not None:
             secret = self.redis_url_secret
             values[REDIS_URL_VARIABLE] = secret_values[secret] if secret else self.redis_url
-        size = sum(len(k.encode()) + len(v.encode()) for k, v in values.items())
-        if self.env_limit_bytes is not None and size > self.env_limit_bytes:
+        size = self.env_size_over_limit(values)
+        if size is not None:
             raise ValueError(
-                f"[targets.{self.target}]: env and secrets hold {size} bytes, over the platform's {self.env_limit_bytes // 1024} KB; "
+                f"[targets.{self.target}]: env and secrets hold {size} bytes, over the platform's {self.env_limit_kb()} KB; "
                 "shorten the values or move large ones into files"
             )
         return values
@@ -238,6 +258,10 @@ class FCSettings(_AlibabaSettings):
     """``[targets.fc]``: Function Compute 3.0, custom runtime."""
 
     target: ClassVar[str] = "fc"
+    #: FC's own 3 s timeout would cut every stream
+    sizing_defaults: ClassVar[Mapping[str, float]] = {"timeout": 300, "instance_concurrency": 20}
+    #: FC requires a handler even for a custom runtime, where nothing reads it
+    handler: ClassVar[str] = "index.handler"
 
     function_name: Annotated[
         Optional[str], _pattern(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", "1-64 letters, digits, '_' or '-', not starting with a digit or '-'")
@@ -307,6 +331,8 @@ class AgentRunSettings(_AlibabaSettings):
     """``[targets.agentrun]``: an AgentRun agent runtime with a code artifact."""
 
     target: ClassVar[str] = "agentrun"
+    #: the API requires cpu and memory
+    sizing_defaults: ClassVar[Mapping[str, float]] = {"cpu": 2.0, "memory": 4096}
 
     runtime_name: Annotated[
         Optional[str], _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,127}", "1-128 letters, digits, '_' or '-', starting with a letter")
@@ -339,6 +365,8 @@ class LambdaSettings(TargetSettings):
     env_key_rule: ClassVar[str] = "two or more letters, digits and '_', starting with a letter"
     reserved_env_names: ClassVar[frozenset[str]] = _LAMBDA_RESERVED
     env_limit_bytes: ClassVar[Optional[int]] = 4096
+    #: Lambda's own 3 s and 128 MB are too small for an agent
+    sizing_defaults: ClassVar[Mapping[str, float]] = {"timeout": 30, "memory": 1024}
 
     region: Annotated[Optional[str], _pattern(r"[a-z]{2}(-[a-z]+)+-\d+", 'an AWS region such as "us-east-1"')] = Field(
         None, description="AWS region", examples=["us-east-1"]

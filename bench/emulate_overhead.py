@@ -35,7 +35,7 @@ from common import ROOT, free_port
 
 sys.path.insert(0, str(ROOT))
 
-from agentpack.emulators.session import start  # noqa: E402
+from agentpack.emulators.emulation import start  # noqa: E402
 
 PROJECT = ROOT / "examples" / "quickstart"
 

@@ -278,7 +278,7 @@ class Emulations:
         return self.serve(zip_bytes, env, float(timeout) if timeout else None)
 
     def serve(self, zip_bytes: bytes, env: dict[str, str], timeout: Optional[float] = None) -> str:
-        from agentpack.emulators.session import start
+        from agentpack.emulators.emulation import start
 
         digest = hashlib.sha256(zip_bytes).hexdigest()
         env = {k: v for k, v in env.items() if k not in EMULATOR_OWNS}

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from agentpack.deployers.alibaba import (
+from agentpack.deployers.clients.alibaba import (
     AlibabaConfigError,
     Credentials,
     CredentialsError,
@@ -107,7 +107,7 @@ def test_endpoint_overrides() -> None:
 
 
 def test_a_region_or_an_endpoint_is_required() -> None:
-    from agentpack.deployers.fc_api import FCApi
+    from agentpack.deployers.clients.fc import FCApi
 
     with pytest.raises(AlibabaConfigError, match="no region.*AGENTPACK_FC_ENDPOINT"):
         FCApi(credentials=TEST_CREDENTIALS, environ={})
@@ -115,7 +115,7 @@ def test_a_region_or_an_endpoint_is_required() -> None:
 
 
 def test_missing_credentials_fail_before_any_call(tmp_path: Path) -> None:
-    from agentpack.deployers.agentrun_api import AgentRunApi
+    from agentpack.deployers.clients.agentrun import AgentRunApi
 
     with pytest.raises(CredentialsError, match="ALIBABA_CLOUD_ACCESS_KEY_ID"):
         AgentRunApi(region="cn-hangzhou", environ={"HOME": str(tmp_path)})
@@ -125,16 +125,16 @@ def test_sdk_modules_are_not_imported_by_agentpack() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, agentpack, agentpack.deployers.alibaba, agentpack.deployers.fc_api, "
-            "agentpack.deployers.agentrun_api; "
+    code = ("import sys, agentpack, agentpack.deployers.clients.alibaba, agentpack.deployers.clients.fc, "
+            "agentpack.deployers.clients.agentrun; "
             "print(sorted(m for m in sys.modules if m.startswith(('alibabacloud', 'darabonba', 'Tea'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
 
 def test_spec_bodies_and_the_inline_limit() -> None:
-    from agentpack.deployers.agentrun_api import RuntimeSpec
-    from agentpack.deployers.fc_api import FunctionSpec
+    from agentpack.deployers.clients.agentrun import RuntimeSpec
+    from agentpack.deployers.clients.fc import FunctionSpec
 
     body = FunctionSpec(name="fn", zip_bytes=ZIP_V1, port=8080, cpu=1.0, memory_size=2048,
                         session_affinity_header="x-agentpack-session-id", sessions_per_instance=10,
@@ -189,14 +189,14 @@ def fc(hook: RecordingHook) -> Iterator[FCStandIn]:
 
 @pytest.fixture
 def fc_api(fc: FCStandIn, fake_time: FakeTime) -> Any:
-    from agentpack.deployers.fc_api import FCApi
+    from agentpack.deployers.clients.fc import FCApi
 
     return FCApi(endpoint=f"http://{fc.endpoint}", credentials=TEST_CREDENTIALS,
                  retry=RetryPolicy(max_attempts=4, sleep=fake_time.sleep), environ={})
 
 
 def spec(**overrides: Any) -> Any:
-    from agentpack.deployers.fc_api import FunctionSpec
+    from agentpack.deployers.clients.fc import FunctionSpec
 
     values: dict[str, Any] = dict(name="agent-fn", zip_bytes=ZIP_V1, port=9000, cpu=1.0, memory_size=2048,
                                   timeout=600, instance_concurrency=20, environment={"GREETING": "你好"},
@@ -207,7 +207,7 @@ def spec(**overrides: Any) -> Any:
 
 @pytest.mark.integration
 def test_endpoint_from_the_environment_reaches_the_stand_in(fc: FCStandIn) -> None:
-    from agentpack.deployers.fc_api import FCApi
+    from agentpack.deployers.clients.fc import FCApi
 
     api = FCApi(credentials=TEST_CREDENTIALS, environ={"AGENTPACK_FC_ENDPOINT": f"http://{fc.endpoint}"})
     assert api.get_function("nothing-here") is None
@@ -255,7 +255,7 @@ def test_client_errors_are_not_retried(fc: FCStandIn, fc_api: Any, fake_time: Fa
 
 @pytest.mark.integration
 def test_a_wrong_secret_is_a_platform_error(fc: FCStandIn) -> None:
-    from agentpack.deployers.fc_api import FCApi
+    from agentpack.deployers.clients.fc import FCApi
 
     api = FCApi(endpoint=f"http://{fc.endpoint}", credentials=Credentials(TEST_ACCESS_KEY_ID, "wrong"), environ={})
     with pytest.raises(PlatformError) as refused:
@@ -266,7 +266,7 @@ def test_a_wrong_secret_is_a_platform_error(fc: FCStandIn) -> None:
 
 @pytest.mark.integration
 def test_an_unreachable_endpoint_is_a_platform_error() -> None:
-    from agentpack.deployers.fc_api import FCApi
+    from agentpack.deployers.clients.fc import FCApi
     from tests.support import free_port
 
     api = FCApi(endpoint=f"http://127.0.0.1:{free_port()}", credentials=TEST_CREDENTIALS, environ={})
@@ -341,7 +341,7 @@ def agentrun(hook: RecordingHook) -> Iterator[AgentRunStandIn]:
 
 @pytest.fixture
 def ar_api(agentrun: AgentRunStandIn, fake_time: FakeTime) -> Any:
-    from agentpack.deployers.agentrun_api import AgentRunApi
+    from agentpack.deployers.clients.agentrun import AgentRunApi
 
     return AgentRunApi(endpoint=f"http://{agentrun.endpoint}", credentials=TEST_CREDENTIALS,
                        retry=RetryPolicy(max_attempts=4, sleep=fake_time.sleep),
@@ -349,7 +349,7 @@ def ar_api(agentrun: AgentRunStandIn, fake_time: FakeTime) -> Any:
 
 
 def runtime_spec(**overrides: Any) -> Any:
-    from agentpack.deployers.agentrun_api import RuntimeSpec
+    from agentpack.deployers.clients.agentrun import RuntimeSpec
 
     values: dict[str, Any] = dict(name="agent-rt", command=["python3", "-m", "agentpack.adapters.agentrun"], port=8090,
                                   zip_bytes=ZIP_V1, session_concurrency=50, session_idle_timeout_seconds=600,
@@ -437,7 +437,7 @@ def test_agentrun_polling_survives_throttling_and_5xx(agentrun: AgentRunStandIn,
 
 @pytest.mark.integration
 def test_agentrun_endpoint_reported_active_counts_as_ready(hook: RecordingHook, fake_time: FakeTime) -> None:
-    from agentpack.deployers.agentrun_api import AgentRunApi
+    from agentpack.deployers.clients.agentrun import AgentRunApi
 
     with AgentRunStandIn(on_code=hook, ready_after_polls=1, endpoint_ready_status="ACTIVE") as stand_in:
         api = AgentRunApi(endpoint=f"http://{stand_in.endpoint}", credentials=TEST_CREDENTIALS, environ={},
@@ -450,7 +450,7 @@ def test_agentrun_endpoint_reported_active_counts_as_ready(hook: RecordingHook, 
 
 @pytest.mark.integration
 def test_sts_credentials_send_the_security_token(hook: RecordingHook) -> None:
-    from agentpack.deployers.fc_api import FCApi
+    from agentpack.deployers.clients.fc import FCApi
 
     with FCStandIn(on_code=hook, security_token="sts-token-0123") as stand_in:
         with_token = Credentials(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, security_token="sts-token-0123")
@@ -469,7 +469,7 @@ def test_sts_credentials_send_the_security_token(hook: RecordingHook) -> None:
 
 
 def test_only_sdk_failures_become_platform_errors() -> None:
-    from agentpack.deployers.alibaba import call
+    from agentpack.deployers.clients.alibaba import call
 
     def broken() -> None:
         raise KeyError("a bug in the caller")

@@ -566,7 +566,7 @@ def test_app_deploy_with_a_manager_returns_the_deploy_id_and_a_url_that_answers(
 
 
 def test_changes_made_in_the_console_show_as_drift_and_the_next_deploy_repairs_them(fc):
-    from agentpack.deployers.fc_api import FCApi
+    from agentpack.deployers.clients.fc import FCApi
 
     standin, cli, project = fc
     first = cli.json("deploy", "--target", "fc")

@@ -159,8 +159,8 @@ def deploy_a_big_project(cloud: Clouds, project: Path) -> None:
 
 
 def test_the_upload_streams_from_the_file_and_memory_stays_flat(tmp_path):
-    from agentpack.deployers.alibaba import Credentials
-    from agentpack.deployers.oss_api import PARALLEL_PARTS, PART_SIZE, OSSApi, crc64_of
+    from agentpack.deployers.clients.alibaba import Credentials
+    from agentpack.deployers.clients.oss import PARALLEL_PARTS, PART_SIZE, OSSApi, crc64_of
 
     path = tmp_path / "big.zip"
     write_random(path, 110 * MiB)
@@ -248,7 +248,7 @@ def test_the_build_refuses_only_what_fc_cannot_take_from_oss(tmp_path, monkeypat
 
 def test_the_inline_choice_is_refused_above_100_mb_and_oss_needs_a_bucket(tmp_path):
     from agentpack.deployers.errors import DeployConfigError
-    from agentpack.deployers.fc import FCDeployer
+    from agentpack.deployers.platforms.fc import FCDeployer
     from agentpack.deployers.request import DeployRequest
     from agentpack.target_settings import FCSettings
 
@@ -273,9 +273,9 @@ def test_the_inline_choice_is_refused_above_100_mb_and_oss_needs_a_bucket(tmp_pa
 
 
 def test_an_unreachable_oss_endpoint_is_a_platform_error_naming_it():
-    from agentpack.deployers.alibaba import Credentials, RetryPolicy
+    from agentpack.deployers.clients.alibaba import Credentials, RetryPolicy
     from agentpack.deployers.errors import PlatformError
-    from agentpack.deployers.oss_api import OSSApi
+    from agentpack.deployers.clients.oss import OSSApi
 
     port = free_port()
     api = OSSApi(region="cn-hangzhou", credentials=Credentials(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET),
@@ -288,7 +288,7 @@ def test_a_missing_oss_sdk_is_named_before_any_call(tmp_path, monkeypatch):
     import sys
 
     from agentpack.deployers.errors import DeployConfigError
-    from agentpack.deployers.fc import FCDeployer
+    from agentpack.deployers.platforms.fc import FCDeployer
     from agentpack.deployers.request import DeployRequest
     from agentpack.target_settings import FCSettings
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentpack.deployers.base import same
+from agentpack.deployers.pipeline import same
 from agentpack.deployers.errors import DeployConfigError
-from agentpack.deployers.request import prepare
+from agentpack.deployers.request import DeployOptions, prepare
 from agentpack.deployers.state import Deployment, DeploymentStore
 from tests.support import copy_project
 
@@ -90,7 +90,7 @@ def test_same_compares_what_agentpack_sets_and_ignores_the_rest():
 
 # -- signing ----------------------------------------------------------------------------------------------------
 def test_fc_trigger_requests_carry_a_signature_the_gateway_accepts():
-    from agentpack.deployers.request_auth import AcsSignatureAuth
+    from agentpack.deployers.clients.signing import AcsSignatureAuth
     from tests.standins.acs import canonical_request, sign
 
     seen: list[httpx.Request] = []
@@ -115,7 +115,7 @@ def test_fc_trigger_requests_carry_a_signature_the_gateway_accepts():
 def test_lambda_function_url_requests_are_signed_with_sigv4():
     from botocore.credentials import Credentials
 
-    from agentpack.deployers.request_auth import AwsSigV4Auth
+    from agentpack.deployers.clients.signing import AwsSigV4Auth
 
     seen: list[httpx.Request] = []
     transport = httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(200))
@@ -137,12 +137,12 @@ SHELL = {"DEPLOYED_SECRET": "v", "REDIS_URL": "redis://10.0.0.1:6379/0"}
 
 def test_the_name_env_and_secrets_of_a_request(project):
     (project / ".env").write_text("DEPLOYED_SECRET='from dotenv'\n")
-    request = prepare(project, "fc", env={"EXTRA": "1"}, shell={"REDIS_URL": "redis://10.0.0.1:6379/0"})
+    request = prepare(project, "fc", DeployOptions(env={"EXTRA": "1"}), shell={"REDIS_URL": "redis://10.0.0.1:6379/0"})
     assert request.name == "deployed" and request.settings.function_name == "deployed"
     assert request.environment == {"DEPLOYED_MODE": "test", "EXTRA": "1", "DEPLOYED_SECRET": "from dotenv", "AGENTPACK_REDIS_URL": "redis://10.0.0.1:6379/0"}
     assert "from dotenv" not in repr(request)
     assert request.warnings == []
-    assert prepare(project, "fc", name="other", shell=SHELL).name == "other"
+    assert prepare(project, "fc", DeployOptions(name="other"), shell=SHELL).name == "other"
 
 
 def test_no_redis_warns_on_platforms_with_many_instances_only(project):
@@ -166,11 +166,11 @@ def test_no_redis_warns_on_platforms_with_many_instances_only(project):
 )
 def test_bad_requests_are_refused_before_any_call(project, target, kwargs, says):
     with pytest.raises(DeployConfigError, match=says):
-        prepare(project, target, shell=SHELL, **kwargs)
+        prepare(project, target, DeployOptions(**kwargs), shell=SHELL)
 
 
 def test_a_chinese_name_is_fine_for_a_local_deployment(project):
-    assert prepare(project, "local", name="智能体", shell=SHELL).name == "智能体"
+    assert prepare(project, "local", DeployOptions(name="智能体"), shell=SHELL).name == "智能体"
 
 
 # -- the Python managers -------------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_cli_usage_errors_exit_2(tmp_path):
 
 
 def test_lambda_takes_its_region_from_aws_region_as_the_aws_cli_does(monkeypatch):
-    from agentpack.deployers.aws_lambda import LambdaDeployer
+    from agentpack.deployers.platforms.aws_lambda import LambdaDeployer
     from agentpack.targets import get_target
 
     for variable in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
@@ -238,7 +238,7 @@ def test_lambda_takes_its_region_from_aws_region_as_the_aws_cli_does(monkeypatch
 
 
 def test_polling_waits_with_growing_intervals_up_to_the_deadline_and_reports_the_last_state():
-    from agentpack.deployers.alibaba import PollPolicy
+    from agentpack.deployers.clients.alibaba import PollPolicy
 
     now = [0.0]
     sleeps: list[float] = []
@@ -266,3 +266,68 @@ def test_polling_waits_with_growing_intervals_up_to_the_deadline_and_reports_the
 
     with pytest.raises(RuntimeError, match="the platform's reason"):
         poll.until(lambda: "FAILED", failed, 60, lambda s: AssertionError(s))
+
+
+# -- the error tree ---------------------------------------------------------------------------------------------
+def test_every_packager_error_is_on_one_of_the_two_branches_and_the_cli_reports_only_those():
+    import agentpack
+    from agentpack.builders.errors import BuildError, ProjectError
+    from agentpack.cli.errors import FlagError, reported
+    from agentpack.deployers.clients.alibaba import AlibabaConfigError, CredentialsError, ResourceFailed, WaitTimeout
+    from agentpack.deployers.clients.oss import MissingBucket
+    from agentpack.deployers.errors import NotOffered, PlatformError
+    from agentpack.deployers.local import DeployError
+    from agentpack.deployers.state import StateError
+    from agentpack.errors import OperationFailed, UserError
+    from agentpack.loader import AppLoadError
+
+    for user_error in (ProjectError, AppLoadError, FlagError, StateError, DeployConfigError, NotOffered, AlibabaConfigError,
+                       CredentialsError, MissingBucket):
+        assert issubclass(user_error, UserError) and not issubclass(user_error, OperationFailed), user_error
+        assert reported(user_error("set x")) == (2, "error", {"code": "UserError", "message": "set x"})
+    for failure in (BuildError, DeployError, PlatformError, ResourceFailed, WaitTimeout):
+        assert issubclass(failure, OperationFailed) and not issubclass(failure, UserError), failure
+    refused = PlatformError("AccessDenied", "no", "req-1", 403, "CreateFunction")
+    assert reported(refused) == (1, "failed", {"code": "AccessDenied", "message": "no", "request_id": "req-1", "status": 403,
+                                               "action": "CreateFunction"})
+    assert reported(BuildError("no wheel")) == (1, "build failed", {"code": "BuildFailed", "message": "no wheel"})
+    assert reported(ValueError("a bug")) is None and reported(KeyError("a bug")) is None, "a bug is not the user's mistake"
+    assert issubclass(DeployError, RuntimeError), "AgentScope Runtime's callers catch RuntimeError"
+    assert agentpack.SessionBusy.__module__ == "agentpack.interrupt.base" and agentpack.PlatformError is PlatformError
+    assert {"SessionBusy", "BackendUnavailable", "DeployConfigError", "PlatformError", "DeployError", "UserError",
+            "OperationFailed", "AgentpackError"} <= set(agentpack.__all__)
+
+
+def test_a_bug_in_a_deploy_command_is_not_reported_as_the_users_mistake(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from agentpack.cli.main import app
+    from agentpack.deployers import service
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug inside agentpack")
+
+    monkeypatch.setattr(service, "deploy", broken)
+    result = CliRunner().invoke(app, ["deploy", str(tmp_path), "--target", "local"])
+    assert result.exit_code != 2 and isinstance(result.exception, ValueError)
+    refused = CliRunner().invoke(app, ["deploy", str(tmp_path), "--target", "local", "--env", "NOEQUALS"])
+    assert refused.exit_code == 2 and "write KEY=VALUE" in refused.output
+
+
+def test_one_options_object_carries_a_deploy_from_the_managers_to_the_request(tmp_path, monkeypatch):
+    import asyncio
+
+    from agentpack import FCDeployManager
+    from agentpack.deployers import service
+
+    seen = []
+
+    def deploy(project, target, options, **kwargs):
+        seen.append(options)
+        raise DeployConfigError("stop here")
+
+    monkeypatch.setattr(service, "deploy", deploy)
+    manager = FCDeployManager(project_dir=tmp_path, name="agent", memory=1024, wait_seconds=60)
+    with pytest.raises(DeployConfigError, match="stop here"):
+        asyncio.run(manager.deploy(None, environment={"K": "v"}))
+    assert seen == [DeployOptions(name="agent", env={"K": "v"}, settings_overrides={"memory": 1024}, wait_seconds=60)]

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from agentpack.emulators.http_function import EmulatorStartError, FunctionConfig, FunctionEmulator
-from agentpack.emulators.session import EmulationError, bare_python, start
+from agentpack.builders.interpreters import bare_python
+from agentpack.emulators.emulation import EmulationError, start
 from tests.support import check_protocol, user_body, wait_until
 
 pytestmark = pytest.mark.integration
@@ -144,6 +145,33 @@ def test_a_server_the_platform_cannot_reach_fails_as_function_not_started(tmp_pa
     message = str(failure.value)
     assert message.startswith("FunctionNotStarted: Function instance health check failed on port"), message
     assert says in message
+
+
+def test_a_process_group_ends_as_a_platform_ends_an_instance():
+    """SIGTERM and the grace, then SIGKILL for whatever of the group is left: a leader that ignores
+    SIGTERM and the process it started both end (agentpack.processes, shared by emulators and the local deployer)."""
+    from agentpack.processes import child_env, end_process_group, process_environ, process_group, process_start
+
+    script = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); print('up', flush=True); time.sleep(60)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], env=child_env(sys.executable, MARK="1"), stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert process.stdout.readline() == b"up\n"
+        wait_until(lambda: len(process_group(process.pid)) == 2, 10, "the child did not start")
+        members = process_group(process.pid)
+        environ = process_environ(process.pid)
+        assert environ["MARK"] == "1" and environ["PYTHONNOUSERSITE"] == "1" and "PYTEST_CURRENT_TEST" not in environ  # nothing of the caller's
+        started = time.monotonic()
+        assert end_process_group(process.pid, lambda: process.poll() is None, grace=0.5)
+        assert 0.5 <= time.monotonic() - started < 10  # SIGTERM was ignored: SIGKILL after the grace
+        wait_until(lambda: all(process_start(pid) is None for pid in members), 10, "a process of the group is left")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stdout.close()
+        process.wait()
 
 
 def test_a_request_past_the_timeout_gets_the_platform_answer(tmp_path):

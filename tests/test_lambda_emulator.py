@@ -17,7 +17,7 @@ import pytest
 from agentpack.builders.interpreters import find_interpreter
 from agentpack.builders.build import build
 from agentpack.emulators.aws_lambda import EmulatorStartError, LambdaEmulator
-from agentpack.emulators.lambda_function_url import ERROR_HEADER
+from agentpack.emulators.aws_lambda.function_url import ERROR_HEADER
 from tests.support import check_protocol, user_body, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("agentpack_cache")]

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from agentpack.adapters.lambda_stream import RuntimeAPIClient
-from agentpack.emulators.lambda_function_url import function_url_event, http_answer, prelude_head
-from agentpack.emulators.lambda_runtime_api import Buffered, Chunk, Dispatcher, Failed, Invocation, RuntimeAPI, StreamEnd, StreamStart
+from agentpack.emulators.aws_lambda.function_url import function_url_event, http_answer, prelude_head
+from agentpack.emulators.aws_lambda.runtime_api import Buffered, Chunk, Dispatcher, Failed, Invocation, RuntimeAPI, StreamEnd, StreamStart
 
 API = "/2018-06-01/runtime"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -189,3 +191,80 @@ def test_the_commands_name_every_target_of_the_table(command):
     assert result.exit_code == 0, result.output
     help_text = " ".join(result.output.split())
     assert f"{', '.join(list(TARGETS)[:-1])} or {list(TARGETS)[-1]}" in help_text, help_text
+
+
+def test_the_table_names_its_models_and_never_imports_them():
+    """targets.py <- target_settings.py, one way: reading the table loads no settings model and no pydantic."""
+    probe = "import sys, agentpack.targets as t; t.TARGETS['fc'].entry_files; print(sorted(m for m in sys.modules if m.startswith(('agentpack.target_settings', 'pydantic'))))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", loaded
+    assert all(row.settings_model.startswith("agentpack.target_settings:") for row in TARGETS.values())
+
+
+def test_each_row_names_an_emulator_profile_that_configures_what_the_deployer_sends(tmp_path):
+    """The emulator reads the platform's facts from the row and the settings model, never from a branch on the name."""
+    from agentpack.emulators.background import EmulatorProfile
+
+    emulators = {}
+    for name, row in TARGETS.items():
+        profile = row.load("emulator")(row)
+        assert isinstance(profile, EmulatorProfile) and profile.row is row
+        emulators[name] = profile.emulator(tmp_path, sys.executable, row.parse_settings(), {}, log=lambda line: None)
+    fc, agentrun, local, lam = emulators["fc"].config, emulators["agentrun"].config, emulators["local"].config, emulators["lambda"]
+    # the sizing `agentpack deploy` sends when the settings leave it unset is what the emulator runs with
+    assert (fc.timeout, fc.instance_concurrency) == (FCSettings.sizing_defaults["timeout"], FCSettings.sizing_defaults["instance_concurrency"])
+    assert (lam.timeout, lam.memory) == (LambdaSettings.sizing_defaults["timeout"], LambdaSettings.sizing_defaults["memory"])
+    assert agentrun.memory_mb == AgentRunSettings.sizing_defaults["memory"]
+    # how the platform drives an instance comes from the row
+    assert fc.affinity_header == TARGETS["fc"].affinity_header and agentrun.affinity_header is None
+    assert agentrun.health_check_path == TARGETS["agentrun"].health_path == "/readiness" and fc.health_check_path is None
+    assert emulators["fc"].config.initializer and not local.initializer and not local.pre_stop  # the local target has no hooks
+    # the platform's variables: the port in the row's variable, the handler string from the settings model
+    env = emulators["fc"].profile.instance_env(fc, "c-1", 9123)
+    assert env["FC_CUSTOM_LISTEN_PORT"] == "9123" and env["FC_FUNCTION_HANDLER"] == FCSettings.handler and env["AGENTPACK_PLATFORM"] == "fc"
+    assert emulators["agentrun"].profile.instance_env(agentrun, "c-1", 9123) == {"AGENTPACK_PLATFORM": "agentrun", "AGENTPACK_REQUEST_TIMEOUT": "600", "PORT": "9123"}
+    assert emulators["local"].profile.instance_env(local, "c-1", 9123) == {"PORT": "9123"}
+    assert emulators["fc"].profile.request_headers(fc, "r-1")["x-fc-function-handler"] == FCSettings.handler
+    assert emulators["local"].profile.request_headers(local, "r-1") == {}
+
+
+def test_the_lambda_emulator_refuses_exactly_the_names_the_settings_reserve(tmp_path):
+    from agentpack.emulators.aws_lambda import LambdaEmulator
+
+    for name in LambdaSettings.reserved_env_names:
+        with pytest.raises(ValueError, match=f"{name} is reserved by Lambda"):
+            LambdaEmulator(tmp_path, sys.executable, {name: "x"})
+    LambdaEmulator(tmp_path, sys.executable, {"MY_SETTING": "x"})
+
+
+def test_a_flag_override_is_checked_by_the_model_and_names_the_flag():
+    from agentpack.builders.config import with_overrides
+
+    settings = FCSettings(env={"A": "1"})
+    assert with_overrides(settings, {"env": {"A": "1", "B": "2"}}, "--env").env == {"A": "1", "B": "2"}
+    assert with_overrides(settings, {}, "--env") is settings
+    with pytest.raises(ProjectError, match=r"^--env: key 'FC_REGION': names starting with FC_ are reserved by the platform; rename it$"):
+        with_overrides(settings, {"env": {"FC_REGION": "x"}}, "--env")
+    with pytest.raises(ProjectError, match=r"^\[targets.fc\]: memory: must be a multiple of 64 MB"):
+        with_overrides(settings, {"memory": 100}, "[targets.fc]")
+
+
+def test_every_build_and_emulate_flag_travels_in_one_options_object(monkeypatch):
+    """A new build or emulate option is a field of BuildOptions / EmulationOptions and its flag: nothing in between."""
+    from typer.testing import CliRunner
+
+    from agentpack.builders.build import BuildOptions
+    from agentpack.cli.main import app
+    from agentpack.emulators.emulation import EmulationOptions
+
+    seen = {}
+    monkeypatch.setattr("agentpack.cli.build_view.run_build", lambda project, target, options, as_json: seen.update(build=options) or 0)
+    monkeypatch.setattr("agentpack.cli.emulate_view.run_emulate", lambda source, target, options, env, *rest: seen.update(emulate=options) or 0)
+    flags = ["--out", "out", "--arch", "x86_64", "--python", "3.12", "--slim", "--no-bytecode", "--no-ui"]
+    assert CliRunner().invoke(app, ["build", "project", "--target", "fc", *flags]).exit_code == 0
+    assert seen["build"] == BuildOptions(out_dir=Path("out"), arch="x86_64", python="3.12", slim=True, bytecode_enabled=False, ui=False)
+    assert {f.name for f in dataclasses.fields(BuildOptions)} == {"out_dir", "arch", "python", "slim", "bytecode_enabled", "ui"}
+    assert CliRunner().invoke(app, ["emulate", "project", "--target", "fc", "--port", "0", "-n", "2", "--timeout", "9", "--ui"]).exit_code == 0
+    assert seen["emulate"] == EmulationOptions(port=0, instances=2, timeout=9.0, ui=True)
+    with pytest.raises(TypeError):
+        dataclasses.replace(BuildOptions(), no_such_option=True)  # what build(project, target, no_such_option=...) meets

@@ -438,7 +438,7 @@ def test_artifacts_carry_the_page_only_when_the_build_asks_and_stay_reproducible
 @pytest.mark.integration
 def test_emulate_ui_serves_the_page_from_the_artifact(browser, tmp_path):
     from agentpack.builders.build import build
-    from agentpack.emulators.session import EmulationError, start
+    from agentpack.emulators.emulation import EmulationError, start
 
     project = tmp_path / "emulated"
     shutil.copytree(ROOT / "tests" / "projects" / "emulated", project)
@@ -607,6 +607,6 @@ def test_agentpack_ui_names_the_fix_for_an_unknown_deployment(tmp_path):
 def test_the_switch_has_one_name_everywhere():
     from agentpack.app.protocols import UI_ENV as app_side
     from agentpack.cli.ui_view import UI_ENV as cli_side
-    from agentpack.emulators.session import UI_ENV as emulator_side
+    from agentpack.emulators.emulation import UI_ENV as emulator_side
 
     assert app_side == cli_side == emulator_side == "AGENTPACK_UI"

@@ -18,6 +18,11 @@ contract asks of the server beyond the app itself:
 
 Streams need nothing special: uvicorn sends chunked responses, which is what both
 platforms pass through as a stream.
+
+The platform's header names and hook paths are written here and, again, in the emulator
+(:mod:`agentpack.emulators.http_function.profiles`) on purpose: the emulator is this adapter's
+test oracle, written from the platform's documentation, so sharing the constants would let one
+mistake pass both sides.
 """
 
 from __future__ import annotations

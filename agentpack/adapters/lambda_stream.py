@@ -19,6 +19,11 @@ anything was sent goes to ``…/error``; one in the middle of a stream is report
 
 HTTP to the Runtime API is h11 (already in every artifact, as uvicorn's parser) over
 asyncio streams: it can send a chunked body piece by piece and trailers after it.
+
+The Runtime API's paths and header names (and, in :mod:`.lambda_http`, the streaming prelude)
+are written here and, again, in the emulator (:mod:`agentpack.emulators.aws_lambda.runtime_api`,
+``.function_url``) on purpose: the emulator is this loop's test oracle, written from AWS's
+documentation, so sharing the constants would let one mistake pass both sides.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ renamed into place, so nothing half-written is ever left behind.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,12 +20,13 @@ import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from agentpack._version import __version__
 from agentpack.builders import bytecode, zipper
+from agentpack.builders.artifact import MANIFEST
 from agentpack.builders.cache import cache_root, file_sha256
-from agentpack.builders.config import ProjectConfig, load_config, target_settings
+from agentpack.builders.config import ProjectConfig, load_target
 from agentpack.builders.dependencies import DependencyLayer, Pip, PipRequest, dependency_layer
 from agentpack.builders.errors import BuildError, ProjectError
 from agentpack.builders.files import project_files
@@ -42,11 +44,39 @@ from agentpack.builders.requirements import (
 from agentpack.builders.target_platform import Platform, platform_python
 from agentpack.builders.vendor import agentpack_files
 from agentpack.target_settings import TargetSettings
-from agentpack.targets import MB, EntryContext, EntryFile, Target, get_target
+from agentpack.targets import MB, EntryContext, EntryFile, Target
 
-MANIFEST = "agentpack-manifest.json"
+__all__ = ["MANIFEST", "BuildOptions", "BuildPlan", "BuildResult", "build", "plan_build", "write_artifact"]
+
 #: Called with a step name ("resolve", "download", "compile", "layout", "zip", "check") as the build moves on.
 Progress = Callable[[str], None]
+
+
+def no_progress(step: str) -> None:
+    """The default :data:`Progress`: says nothing."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What one build asks for beyond the project's config: the ``agentpack build`` flags.
+
+    The command line fills one, :func:`build` and :func:`plan_build` read it — a new build
+    option is a field here (and its flag), nothing in between.  ``None`` means "as the config
+    (or the target) says".
+    """
+
+    #: where the artifact goes (default: the project's ``dist/``)
+    out_dir: Optional[Path] = None
+    #: CPU architecture (default: ``[targets.<t>] arch``, else the target's)
+    arch: Optional[str] = None
+    #: Python version (default: ``[targets.<t>] python``, else ``python``, else the target's)
+    python: Optional[str] = None
+    #: strip caches, tests and docs of the dependencies
+    slim: bool = False
+    #: ship ``.pyc`` compiled by the target's Python (default: the config's ``bytecode``, on)
+    bytecode_enabled: Optional[bool] = None
+    #: pack agentpack's chat page (default: the config's ``ui``, off)
+    ui: Optional[bool] = None
 
 
 @dataclass
@@ -189,31 +219,14 @@ def _bytecode_off_reason(config: ProjectConfig, requested: Optional[bool]) -> Op
     return None
 
 
-def plan_build(
-    project_dir: Path,
-    target_name: str,
-    out_dir: Optional[Path] = None,
-    arch: Optional[str] = None,
-    python: Optional[str] = None,
-    slim: bool = False,
-    bytecode_enabled: Optional[bool] = None,
-    progress: Progress = lambda step: None,
-    ui: Optional[bool] = None,
-) -> BuildPlan:
-    """Work out the artifact; every user error is raised here, and nothing is written but the cache.
-
-    ``ui`` packs agentpack's chat page (``None``: the config's ``ui``, off by default)."""
+def plan_build(project_dir: Path, target_name: str, options: BuildOptions = BuildOptions(), progress: Progress = no_progress) -> BuildPlan:
+    """Work out the artifact; every user error is raised here, and nothing is written but the cache."""
     project = Path(project_dir).resolve()
-    config, _ = load_config(project)
-    try:
-        target = get_target(target_name)
-    except KeyError as exc:
-        raise ProjectError(f"--target {target_name}: {exc.args[0]}") from None
-    settings = target_settings(config, target.name)
-    arch = _choose_arch(target, settings, arch)
-    python = _choose_python(target, config, settings, python)
+    config, target, settings = load_target(project, target_name)
+    arch = _choose_arch(target, settings, options.arch)
+    python = _choose_python(target, config, settings, options.python)
     check_app(project, config.app)
-    out = (Path(out_dir) if out_dir else project / "dist").resolve()
+    out = (Path(options.out_dir) if options.out_dir else project / "dist").resolve()
     artifact = out / f"{config.name or project.name}-{target.name}-{python}-{arch}.zip"
     requirements = project_requirements(project, config.requirements)
     code_paths = project_files(project, config.include, config.exclude, out)
@@ -236,11 +249,11 @@ def plan_build(
 
     # -- files: agentpack, the project's code, generated entry points, and their bytecode ---------
     prefix = f"{target.deps_dir}/" if target.deps_dir else ""
-    with_ui = config.ui if ui is None else ui
+    with_ui = config.ui if options.ui is None else options.ui
     own_files = agentpack_files(for_environment(own, markers), ui=with_ui)
     code = {rel: (project / rel).read_bytes() for rel in code_paths}
     executable = {rel for rel in code_paths if os.access(project / rel, os.X_OK)}
-    off = _bytecode_off_reason(config, bytecode_enabled)
+    off = _bytecode_off_reason(config, options.bytecode_enabled)
     compiled_layer: Optional[Path] = None
     own_pyc = code_pyc = bytecode.Compiled()
     if off is not None:
@@ -257,7 +270,7 @@ def plan_build(
         bytecode_note = _describe_bytecode(interpreter, compiled_layer, own_pyc, code_pyc)
 
     progress("layout")
-    deps_zip = layer_zip(layer.path, target.deps_dir, slim, cache, compiled_layer)
+    deps_zip = layer_zip(layer.path, target.deps_dir, options.slim, cache, compiled_layer)
     entries: dict[str, Entry] = {}
     for rel, data in [*own_files.items(), *own_pyc.files.items()]:
         entries[prefix + rel] = Entry(prefix + rel, data)
@@ -288,7 +301,7 @@ def plan_build(
         "dependencies": [{"name": n, "version": v} for n, v in layer.resolved] + [{"name": "agentpack", "version": __version__}],
         "bytecode": {"cache_tag": interpreter.cache_tag, "compiled_with": interpreter.full_version} if compiled_layer and interpreter else None,
         "files": dict(sorted(hashes.items())),
-        "slim": slim,
+        "slim": options.slim,
         "ui": with_ui,
     }
     if target.unpacked_limit is not None and unpacked > target.unpacked_limit:
@@ -328,7 +341,7 @@ def _describe_bytecode(interpreter: Interpreter, compiled_layer: Path, own: byte
 
 
 # -- writing ------------------------------------------------------------------------------------------
-def write_artifact(plan: BuildPlan, progress: Progress = lambda step: None) -> BuildResult:
+def write_artifact(plan: BuildPlan, progress: Progress = no_progress) -> BuildResult:
     """Write ``plan`` as a zip: to a temporary file, checked, then renamed into place."""
     artifact = plan.artifact
     if artifact.is_file():
@@ -377,15 +390,20 @@ def build(
     project_dir: Path,
     target_name: str,
     out_dir: Optional[Path] = None,
-    arch: Optional[str] = None,
-    python: Optional[str] = None,
-    slim: bool = False,
-    progress: Progress = lambda step: None,
-    bytecode_enabled: Optional[bool] = None,
-    ui: Optional[bool] = None,
+    *,
+    options: Optional[BuildOptions] = None,
+    progress: Progress = no_progress,
+    **choices: Any,
 ) -> BuildResult:
-    """Plan the artifact, then write it (``bytecode_enabled=None``, ``ui=None``: as the config says)."""
-    plan = plan_build(project_dir, target_name, out_dir, arch, python, slim, bytecode_enabled, progress, ui=ui)
+    """Plan the artifact, then write it.
+
+    ``options`` holds the build's choices; ``out_dir`` and ``choices`` (any other field of
+    :class:`BuildOptions`: ``build(project, "fc", slim=True, ui=True)``; another name is a
+    TypeError) are added over them.
+    """
+    if out_dir is not None:
+        choices["out_dir"] = out_dir
+    plan = plan_build(project_dir, target_name, dataclasses.replace(options or BuildOptions(), **choices), progress)
     return write_artifact(plan, progress)
 
 

@@ -3,6 +3,9 @@
 The ``[targets.<name>]`` tables are validated by the settings model of each target's row in
 ``agentpack.targets``; ``config.targets[name]`` (or ``target_settings(config, name)``) is that
 model — its defaults when the table is absent — which emulators and deployers read as they are.
+The lookups every command makes live here once: the project's config with a target's row and
+settings (:func:`load_target`), a target's settings whether or not there is a project
+(:func:`project_settings`), and settings with a command's flags over them (:func:`with_overrides`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from agentpack.builders.errors import ProjectError
 from agentpack.target_settings import TargetSettings
-from agentpack.targets import TARGETS
+from agentpack.targets import TARGETS, Target, get_target
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -91,6 +94,47 @@ class ProjectConfig(BaseModel):
 def target_settings(config: ProjectConfig, target: str) -> TargetSettings:
     """The validated settings of ``target`` (its model's defaults when the config has no table)."""
     return config.targets[target]  # type: ignore[index]
+
+
+def load_target(project: Path, target: str) -> tuple[ProjectConfig, Target, TargetSettings]:
+    """The project's config, the row of ``target`` and its settings; ProjectError naming the fix."""
+    config, _ = load_config(project)
+    try:
+        row = get_target(target)
+    except KeyError as exc:
+        raise ProjectError(f"--target {target}: {exc.args[0]}") from None
+    return config, row, target_settings(config, row.name)
+
+
+def project_settings(project: Optional[Path], target: str) -> TargetSettings:
+    """The ``[targets.<target>]`` settings of ``project``; the target's defaults when there is no
+    project (a bare artifact) or its config cannot be read (a deployment outliving its config)."""
+    if project is not None:
+        try:
+            config, _ = load_config(project)
+        except ProjectError:
+            pass
+        else:
+            return target_settings(config, target)
+    return get_target(target).parse_settings()
+
+
+def with_overrides(settings: TargetSettings, updates: dict[str, Any], what: str) -> TargetSettings:
+    """``settings`` re-validated with ``updates`` over them, so the model's rules apply to flags
+    as they do to the config; ProjectError ``"<what>: <where>: <the rule>"`` when one breaks
+    them (``where`` left out when ``what`` is the flag that set the key, e.g. ``--env``)."""
+    if not updates:
+        return settings
+    try:
+        return type(settings).model_validate({**settings.model_dump(exclude_unset=True), **updates})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(part) for part in first["loc"]]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if loc and what.startswith("--") and loc[0] in updates:  # the flag already says where
+            loc = loc[1:]
+        where = ".".join(loc)
+        raise ProjectError(f"{what}: {where}: {message}" if where else f"{what}: {message}") from None
 
 
 def _location(loc: tuple[Any, ...]) -> str:

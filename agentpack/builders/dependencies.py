@@ -152,9 +152,13 @@ def _empty(directory: Path) -> None:
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def _run_pip(pip: Pip, args: list[str]) -> subprocess.CompletedProcess:
+def run_pip(python: str, args: list[str]) -> subprocess.CompletedProcess:
+    """``python -m pip <args>``, isolated from the user's site and never prompting (output captured).
+
+    Every pip agentpack runs goes through here: the build's, and the Lambda emulator's install
+    of the runtime client."""
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "PIP_REQUIRE_VIRTUALENV": "0"}
-    return subprocess.run([pip.python, "-I", "-m", "pip", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([python, "-I", "-m", "pip", *args], capture_output=True, text=True, env=env)
 
 
 def _pip_install(pip: Pip, plat: Platform, requirements: list[str], constraints: Path, options: PipOptions, target_dir: Path, scratch: Path) -> dict:
@@ -170,11 +174,11 @@ def _pip_install(pip: Pip, plat: Platform, requirements: list[str], constraints:
     args = ["install", "--ignore-installed", "--no-compile", "--quiet", "--report", str(report), "--target", str(target_dir)]
     args += [*options.args(), "--find-links", str(wheels), "-c", str(constraints), *plat.pip_flags()]
     for _ in range(_MAX_BUILT_WHEELS + 1):
-        result = _run_pip(pip, [*args, *requirements])
+        result = run_pip(pip.python, [*args, *requirements])
         if result.returncode == 0:
             return json.loads(report.read_text())
         if "No matching distribution" not in result.stderr and "Could not find a version" not in result.stderr:
-            raise BuildError(f"pip could not install the requirements: {_pip_error(result.stderr)}")
+            raise BuildError(f"pip could not install the requirements: {pip_error(result.stderr)}")
         missing = re.findall(r"No matching distribution found for ([^\s]+)", result.stderr)
         if not missing or not _build_pure_wheel(pip, missing[0], options, wheels):
             raise _no_wheel(result.stderr, plat, options)
@@ -185,7 +189,7 @@ def _pip_install(pip: Pip, plat: Platform, requirements: list[str], constraints:
 def _build_pure_wheel(pip: Pip, spec: str, options: PipOptions, wheels: Path) -> bool:
     """Build ``spec`` from its sdist; keep the wheel only if it is pure Python (``none-any``)."""
     with tempfile.TemporaryDirectory(prefix="agentpack-sdist-") as scratch:
-        result = _run_pip(pip, ["wheel", "--no-deps", "--no-binary", ":all:", "--quiet", "--wheel-dir", scratch, *options.args(), spec])
+        result = run_pip(pip.python, ["wheel", "--no-deps", "--no-binary", ":all:", "--quiet", "--wheel-dir", scratch, *options.args(), spec])
         built = list(Path(scratch).glob("*.whl"))
         if result.returncode != 0 or len(built) != 1 or not built[0].name.endswith("-none-any.whl"):
             return False
@@ -216,7 +220,8 @@ def _check_hashes(report: dict, request: PipRequest) -> None:
             )
 
 
-def _pip_error(stderr: str) -> str:
+def pip_error(stderr: str) -> str:
+    """The line of pip's error output that says what went wrong."""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip() and not line.startswith("WARNING")]
     errors = [line for line in lines if line.startswith("ERROR:")]
     return (errors[0] if errors else lines[-1] if lines else "pip failed without a message").removeprefix("ERROR: ")

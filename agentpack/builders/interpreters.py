@@ -2,11 +2,15 @@
 
 A build uses it three ways: pip runs under it (so environment markers see the right Python),
 it compiles the shipped bytecode (only it writes its own ``.pyc`` format), and it imports the
-packed dependencies as a check.  Where it is missing, each step says so instead.
+packed dependencies as a check.  Where it is missing, each step says so instead.  An artifact
+runs locally (``agentpack emulate``, the ``local`` target) under :func:`bare_python`: a virtual
+environment of that Python with nothing installed.  :func:`describe_interpreter` is the one
+probe of an interpreter (version, machine, bytecode format, pip), remembered in the cache.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
@@ -15,6 +19,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from agentpack.builders.errors import ProjectError
 
 #: pip's ``install --report`` (what it chose, with archive hashes) needs 22.2 or later
 MIN_PIP = (22, 2)
@@ -34,8 +40,11 @@ print(json.dumps({
     "cache_tag": sys.implementation.cache_tag,
     "magic": importlib.util.MAGIC_NUMBER.hex(),
     "pip": pip,
+    "machine": platform.machine(),
 }))
 """
+#: Names the probe's answer in the cache: a new field makes a new key, so old answers are not trusted.
+_PROBE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Interpreter:
     cache_tag: str  # "cpython-312": the ``__pycache__/<name>.<tag>.pyc`` it reads
     magic: str  # hex of importlib.util.MAGIC_NUMBER: the .pyc format it reads
     pip: Optional[str]  # its pip's version, None without pip
+    machine: str = ""  # its CPU as wheel tags spell it: "x86_64", "aarch64"
 
     @property
     def pip_usable(self) -> bool:
@@ -89,7 +99,7 @@ def _probe(candidate: str) -> Optional[dict]:
         stat = Path(candidate).resolve().stat()
     except OSError:
         return None
-    key = f"{Path(candidate).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"v{_PROBE_VERSION}|{Path(candidate).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     memo = cache_root() / "interpreters.json"
     try:
         known = json.loads(memo.read_text())
@@ -115,13 +125,27 @@ def _probe(candidate: str) -> Optional[dict]:
     return info
 
 
+def _interpreter(info: dict, path: str) -> Interpreter:
+    machine = str(info.get("machine") or "").lower()
+    return Interpreter(
+        info["executable"] or path, info["version"], info["full_version"], info["cache_tag"], info["magic"], info["pip"],
+        {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine),
+    )  # fmt: skip
+
+
+def describe_interpreter(path: str) -> Optional[Interpreter]:
+    """What the interpreter at ``path`` says about itself (None when it does not run)."""
+    info = _probe(path)
+    return _interpreter(info, path) if info else None
+
+
 @functools.lru_cache(maxsize=None)
 def find_target_python(python: str) -> Optional[Interpreter]:
     """A working CPython ``python`` ("3.12") on this host, or None."""
     for candidate in _candidates(python):
         info = _probe(candidate)
         if info and info["version"] == python and info["implementation"] == "cpython":
-            return Interpreter(info["executable"] or candidate, info["version"], info["full_version"], info["cache_tag"], info["magic"], info["pip"])
+            return _interpreter(info, candidate)
     return None
 
 
@@ -129,3 +153,30 @@ def find_interpreter(python: str) -> Optional[str]:
     """The path of a working ``pythonX.Y`` on this host, or None."""
     found = find_target_python(python)
     return found.path if found else None
+
+
+def bare_python(version: str, cache: Optional[Path] = None) -> str:
+    """A virtual environment of Python ``version`` with nothing installed (cached): the
+    artifact, not the host's site-packages, is all the app can import.  ProjectError when this
+    machine has no such Python."""
+    from agentpack.builders.cache import cache_root
+
+    base = find_interpreter(version)
+    if base is None:
+        raise ProjectError(
+            f"the target runs Python {version}, which is not on this machine; install it (e.g. `pyenv install {version}`) "
+            "so the artifact runs with the interpreter it was built for"
+        )
+    root = (cache or cache_root()) / "pythons" / version
+    python = root / "bin" / "python"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with (root.parent / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two emulators starting at once build it once
+        if not (root / ".complete").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            result = subprocess.run([base, "-m", "venv", "--without-pip", str(root)], capture_output=True, text=True)
+            if result.returncode != 0:
+                shutil.rmtree(root, ignore_errors=True)
+                raise ProjectError(f"could not create a Python {version} environment: {result.stderr.strip()[-300:]}")
+            (root / ".complete").write_text(base)
+    return str(python)

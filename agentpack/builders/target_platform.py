@@ -32,10 +32,7 @@ class Platform:
         return {"arm64": "aarch64"}.get(self.arch, self.arch)
 
     def pip_flags(self) -> list[str]:
-        flags = ["--only-binary=:all:", "--implementation", "cp", "--python-version", self.python]
-        for tag in self.tags:
-            flags += ["--platform", tag]
-        return flags
+        return pip_platform_flags(self.python, self.tags)
 
     def markers(self) -> dict[str, str]:
         """The PEP 508 marker environment of the target (``extra`` is added per requirement)."""
@@ -66,3 +63,11 @@ def platform_python(target: Target, python: str, host_full_version: str | None) 
     if target.runs_on_host and host_full_version:
         return host_full_version
     return f"{python}.0"
+
+
+def pip_platform_flags(python: str, tags: tuple[str, ...]) -> list[str]:
+    """pip's flags for wheels of CPython ``python`` ("3.12") on a platform with wheel ``tags`` (binary only)."""
+    flags = ["--only-binary=:all:", "--implementation", "cp", "--python-version", python]
+    for tag in tags:
+        flags += ["--platform", tag]
+    return flags

@@ -13,7 +13,7 @@ from agentpack.builders.requirements import RequirementLine
 
 #: Parts of agentpack that only the command line on a developer's machine uses: they import
 #: packages an artifact does not carry (typer, rich, the cloud SDKs) and serve nothing there.
-PACKAGER_ONLY = ("__main__.py", "cli/", "builders/", "emulators/", "deployers/")
+PACKAGER_ONLY = ("__main__.py", "cli/", "builders/", "emulators/", "deployers/", "processes.py")
 
 #: The chat page's package (its module and its HTML file): packed only when the build asks for it.
 UI_PACKAGE = "frontends/ui/"

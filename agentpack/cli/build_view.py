@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console
+
+if TYPE_CHECKING:
+    from agentpack.builders.build import BuildOptions
 
 STEPS = {
     "resolve": "resolving dependencies",
@@ -22,17 +25,8 @@ STEPS = {
 }
 
 
-def run_build(
-    project: Path,
-    target: str,
-    out: Optional[Path],
-    arch: Optional[str],
-    python: Optional[str],
-    slim: bool,
-    as_json: bool,
-    bytecode: Optional[bool] = None,
-    ui: Optional[bool] = None,
-) -> int:
+def run_build(project: Path, target: str, options: BuildOptions, as_json: bool) -> int:
+    """``agentpack build`` with the flags' ``options``; returns the exit code."""
     from agentpack.builders.build import build
     from agentpack.builders.errors import BuildError, ProjectError
 
@@ -46,7 +40,7 @@ def run_build(
     try:
         if status is not None:
             status.start()
-        result = build(project, target, out, arch, python, slim, progress, bytecode_enabled=bytecode, ui=ui)
+        result = build(project, target, options=options, progress=progress)
     except ProjectError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         if as_json:  # scripts still get one JSON object on the last line of stdout

@@ -1,10 +1,11 @@
 """How the deployment commands look: progress lines while they work, a summary, tables for
 lists, and one JSON object on the last line of stdout with ``--json``.
 
-Every error ends in one of two exits: 2 with one line naming the fix when the input or setup
-is wrong (a bad flag or setting, a missing credential, region or secret, an unknown
-deployment), 1 when the operation failed (the platform's code, message and request id; a
-build failure; an agent that refused a request).
+Every error ends in one of two exits (the two branches of ``agentpack.errors``): 2 with one
+line naming the fix when the input or setup is wrong (a bad flag or setting, a missing
+credential, region or secret, an unknown deployment), 1 when the operation failed (the
+platform's code, message and request id; a build failure; an agent that refused a request or a
+URL that does not answer).  Anything else is a bug and raises.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console, parse_pairs
+from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, FlagError, err_console, parse_pairs, reported
+
+if TYPE_CHECKING:
+    from agentpack.deployers.request import DeployOptions
 
 
 class View:
@@ -35,20 +39,12 @@ class View:
         print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
 
     def guarded(self, work: Callable[[], int]) -> int:
-        """Run ``work``; map every expected failure to its exit code and message (never a traceback)."""
-        from agentpack.builders.errors import BuildError, ProjectError
+        """Run ``work``; map every expected failure to its exit code and message (never a traceback).
+        What is neither agentpack's error nor an agent's or a network's answer is a bug: it raises."""
         from agentpack.client import AgentAPIError
-        from agentpack.deployers.errors import DeployConfigError, PlatformError
-        from agentpack.deployers.state import StateError
 
         try:
             return work()
-        except (DeployConfigError, ProjectError, StateError, ValueError) as exc:
-            return self.fail(EXIT_USAGE, "error", str(exc), {"code": "UserError", "message": str(exc)})
-        except PlatformError as exc:
-            return self.fail(EXIT_FAILED, "failed", str(exc), exc.to_json())
-        except BuildError as exc:
-            return self.fail(EXIT_FAILED, "build failed", str(exc), {"code": "BuildFailed", "message": str(exc)})
         except AgentAPIError as exc:
             return self.fail(EXIT_FAILED, "the agent refused the request", str(exc), {"code": f"HTTP{exc.status_code}", "message": str(exc.detail)})
         except OSError as exc:  # e.g. the URL does not answer
@@ -56,6 +52,10 @@ class View:
         except Exception as exc:
             import httpx
 
+            found = reported(exc)
+            if found is not None:
+                code, label, data = found
+                return self.fail(code, label, str(exc), data)
             if isinstance(exc, httpx.HTTPError):
                 message = f"{type(exc).__name__}: {exc}" + (f" ({exc.request.url})" if _has_request(exc) else "")
                 return self.fail(EXIT_FAILED, "failed", message, {"code": type(exc).__name__, "message": str(exc)})
@@ -76,16 +76,17 @@ def _has_request(exc: Any) -> bool:
 
 
 # -- deploy ------------------------------------------------------------------------------------------
-def run_deploy(project: Path, target: str, name: Optional[str], env_pairs: list[str], allow_anonymous: Optional[bool], wait: float, as_json: bool,
-               force: bool = False) -> int:
+def run_deploy(project: Path, target: str, options: DeployOptions, env_pairs: list[str], as_json: bool) -> int:
+    """``agentpack deploy``: ``options`` from the flags, with ``--env KEY=VALUE`` pairs still to parse."""
+    import dataclasses
+
     from agentpack.deployers import service
 
     view = View(as_json)
 
     def work() -> int:
-        env = parse_pairs(env_pairs)
-        outcome = service.deploy(project, target, name=name, env=env or None, allow_anonymous=allow_anonymous, wait_seconds=wait,
-                                 progress=view.progress, force=force)
+        chosen = dataclasses.replace(options, env={**options.env, **parse_pairs(env_pairs)})
+        outcome = service.deploy(project, target, chosen, progress=view.progress)
         result = service.describe(outcome)
         if as_json:
             view.emit(result)
@@ -201,9 +202,9 @@ def run_stop(project: Path, name_or_url: str, session: Optional[str], user: Opti
     def work() -> int:
         if session is None:
             if user is not None:
-                raise ValueError("--user needs --session: a run is stopped by its session (and user)")
+                raise FlagError("--user needs --session: a run is stopped by its session (and user)")
             if name_or_url.startswith(("http://", "https://")):
-                raise ValueError("give --session (and --user) to stop a run at a URL")
+                raise FlagError("give --session (and --user) to stop a run at a URL")
             deployment, stopped = service.stop_service(project, name_or_url, target)
             if as_json:
                 view.emit({"deploy_id": deployment.deploy_id, "stopped": stopped, "status": deployment.status})

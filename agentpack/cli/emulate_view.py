@@ -7,7 +7,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from rich.console import Console
 from rich.markup import escape
@@ -15,22 +15,15 @@ from rich.markup import escape
 from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console, parse_pairs
 from agentpack.client import agent_paths
 
+if TYPE_CHECKING:
+    from agentpack.emulators.emulation import EmulationOptions
 
-def run_emulate(
-    source: Path,
-    target: str,
-    port: int,
-    instances: int,
-    env_pairs: list[str],
-    as_json: bool,
-    ask: Optional[str],
-    once: bool,
-    timeout: Optional[float],
-    ui: bool = False,
-) -> int:
+
+def run_emulate(source: Path, target: str, options: EmulationOptions, env_pairs: list[str], as_json: bool, ask: Optional[str], once: bool) -> int:
+    """``agentpack emulate`` with the flags' ``options`` (``--env KEY=VALUE`` pairs still to parse)."""
     from agentpack.builders.errors import BuildError
     from agentpack.emulators.background import EmulatorStartError
-    from agentpack.emulators.session import EmulationError, start
+    from agentpack.emulators.emulation import EmulationError, start
 
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
 
@@ -60,7 +53,7 @@ def run_emulate(
             console.out(line, style="dim", highlight=False)
 
     try:
-        emulation = start(source, target, port=port, instances=instances, env=env, progress=progress, log=log, timeout=timeout, ui=ui)
+        emulation = start(source, target, options, env={**options.env, **env}, progress=progress, log=log)
     except EmulationError as exc:
         return fail(EXIT_USAGE, "error", str(exc))
     except BuildError as exc:
@@ -82,7 +75,7 @@ def run_emulate(
             if once:
                 return code
         if not as_json:
-            if ui:
+            if options.ui:
                 console.print(f"[bold green]chat page[/] at {emulation.url}/ui")
             console.print(f"[dim]serving {target} at {emulation.url} — press Ctrl+C to stop[/]")
         _wait_for_signal()

@@ -140,10 +140,15 @@ def build(
     """Pack the project and its dependencies into one reproducible artifact for a target."""
     from pathlib import Path
 
+    from agentpack.builders.build import BuildOptions
     from agentpack.cli.build_view import run_build
 
-    bytecode = False if no_bytecode else None  # None: the project's setting (on by default)
-    raise typer.Exit(run_build(Path(project_dir), target, Path(out) if out else None, arch, python, slim, as_json, bytecode=bytecode, ui=ui))
+    options = BuildOptions(
+        out_dir=Path(out) if out else None, arch=arch, python=python, slim=slim,
+        bytecode_enabled=False if no_bytecode else None,  # None: the project's setting (on by default)
+        ui=ui,
+    )  # fmt: skip
+    raise typer.Exit(run_build(Path(project_dir), target, options, as_json))
 
 
 @app.command()
@@ -163,6 +168,7 @@ def emulate(
     from pathlib import Path
 
     from agentpack.cli.emulate_view import run_emulate
+    from agentpack.emulators.emulation import EmulationOptions
 
     if not 0 <= port <= 65535:
         raise usage_error(f"--port {port} is not a TCP port; use 1-65535 (or 0 for any free port)")
@@ -170,7 +176,8 @@ def emulate(
         raise usage_error(f"--instances {instances}: give 1 or more")
     if timeout is not None and timeout <= 0:
         raise usage_error(f"--timeout {timeout}: give a positive number of seconds")
-    raise typer.Exit(run_emulate(Path(source), target, port, instances, env, as_json, ask, once, timeout, ui=ui))
+    options = EmulationOptions(port=port, instances=instances, timeout=timeout, ui=ui)
+    raise typer.Exit(run_emulate(Path(source), target, options, env, as_json, ask, once))
 
 
 _PROJECT_HELP = "The project whose .agentpack/deployments.json names the deployment (default: the current directory)."
@@ -194,10 +201,12 @@ def deploy(
     from pathlib import Path
 
     from agentpack.cli.deploy_view import run_deploy
+    from agentpack.deployers.request import DeployOptions
 
     if wait <= 0:
         raise usage_error(f"--wait {wait}: give a positive number of seconds")
-    raise typer.Exit(run_deploy(Path(project_dir), target, name, env, allow_anonymous, wait, as_json, force))
+    options = DeployOptions(name=name, allow_anonymous=allow_anonymous, wait_seconds=wait, force=force)
+    raise typer.Exit(run_deploy(Path(project_dir), target, options, env, as_json))
 
 
 @app.command(name="list")
@@ -359,4 +368,11 @@ def init(
 
 
 def main() -> None:
-    app()
+    from agentpack.errors import AgentpackError
+
+    try:
+        app()
+    except AgentpackError as exc:  # one no command reported itself: one line and its exit code, no traceback
+        from agentpack.cli.errors import exit_for
+
+        raise SystemExit(exit_for(exc)) from None

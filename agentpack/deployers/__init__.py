@@ -1,8 +1,20 @@
 """Deployers: put an app (or a built artifact) somewhere it serves requests.
 
-``agentpack deploy --target T`` and the managers below publish a project's artifact with the
-target's deployer (named by its row in ``agentpack.targets``); ``LocalDeployManager`` serves an
-app object in a thread of the caller.  See docs/deploy.md.
+Four kinds of module, from the top down (each imports only those below it; an import-linter
+contract in pyproject.toml keeps it so):
+
+* the Python API — ``managers`` (``FCDeployManager``… publish a project as ``agentpack deploy``
+  does) and ``local`` (``LocalDeployManager``: an app object served in a thread of the caller);
+* the commands — ``service``: deploy, list, status, rollback, destroy, logs, stop, endpoint, as
+  functions the CLI and the managers call;
+* the deployers — ``platforms/<target>``: each target's hooks of the one pipeline in
+  ``pipeline`` (find → decide → upload → wait → publish → route → record), fed by ``request``
+  (options, settings and environment, checked before any call) and recording into ``state``
+  (``.agentpack/deployments.json``);
+* the cloud clients — ``clients/``: each platform's API over its real SDK, knowing nothing of
+  the above; and ``errors``, the two errors all of them raise.
+
+See docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -16,6 +28,9 @@ _EXPORTS = {
     "AgentRunDeployManager": "agentpack.deployers.managers",
     "LambdaDeployManager": "agentpack.deployers.managers",
     "LocalProcessDeployManager": "agentpack.deployers.managers",
+    "DeployOptions": "agentpack.deployers.request",
+    "DeployConfigError": "agentpack.deployers.errors",
+    "PlatformError": "agentpack.deployers.errors",
 }
 
 

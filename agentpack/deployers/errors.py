@@ -1,19 +1,26 @@
-"""The two ways a deployer command can fail, which the CLI maps to exit codes 2 and 1.
+"""The deployers' two errors, on the two branches of :mod:`agentpack.errors`.
 
 ``DeployConfigError`` is the user's to fix (a bad setting, a missing credential or secret, a
-name the platform refuses): one line that says what to set.  ``PlatformError`` is a failure
-reported by the platform (or by the local process standing in for one): its own code and
-message, and the request id its support asks for.
+name the platform refuses): one line that says what to set, exit 2.  ``PlatformError`` is a
+failure reported by the platform (or by the local process standing in for one): its own code
+and message, and the request id its support asks for, exit 1.  Both are raised by the cloud
+clients (``deployers/clients``) and by the deployers, so they live below both.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from typing import Optional
+from typing import Any, Optional
+
+from agentpack.errors import OperationFailed, UserError
 
 
-class DeployConfigError(Exception):
+class DeployConfigError(UserError):
     """The user's setup is wrong or incomplete (the CLI reports it and exits 2)."""
+
+
+class NotOffered(DeployConfigError):
+    """The platform has no such operation here (e.g. logs of a function without a log store)."""
 
 
 def require_modules(modules: tuple[str, ...], needed_by: str, extra: str) -> None:
@@ -26,11 +33,13 @@ def require_modules(modules: tuple[str, ...], needed_by: str, extra: str) -> Non
         )
 
 
-class PlatformError(Exception):
+class PlatformError(OperationFailed):
     """The control plane refused or failed a call (the CLI reports it and exits 1).
 
     ``code``/``message`` are the platform's own; ``request_id`` is what its support asks for;
-    ``status`` is the HTTP status (None when the request never got an answer).
+    ``status`` is the HTTP status (None when the request never got an answer).  Whether a call
+    that failed so is worth retrying is each client's rule (Alibaba's throttling codes are not
+    AWS's), so it lives with the client.
     """
 
     def __init__(self, code: str, message: str, request_id: Optional[str] = None,
@@ -49,12 +58,6 @@ class PlatformError(Exception):
         suffix = ", ".join(part for part in details if part)
         return f"{where}{self.code}: {self.message}" + (f" ({suffix})" if suffix else "")
 
-    @property
-    def retryable(self) -> bool:
-        from agentpack.deployers.alibaba import is_throttling_code
-
-        return (self.status is not None and (self.status >= 500 or self.status == 429)) or is_throttling_code(self.code)
-
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "request_id": self.request_id,
                 "status": self.status, "action": self.action}

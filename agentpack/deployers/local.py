@@ -1,4 +1,7 @@
-"""Serve an app in the background of the current process, for scripts, notebooks and tests.
+"""``LocalDeployManager``: an app object served in a thread of the caller, for scripts, notebooks and tests.
+
+(The ``local`` *target* — the built artifact in a detached process, ``agentpack deploy --target
+local`` — is ``agentpack.deployers.platforms.local``.)
 
 ``info = await app.deploy(LocalDeployManager(port=8090))`` returns once the server answers,
 with its URL; ``await manager.stop(info["deploy_id"])`` shuts it down gracefully (the app's
@@ -23,6 +26,8 @@ import uuid
 import warnings
 from typing import Any, Optional
 
+from agentpack.errors import OperationFailed
+
 #: ``deploy()`` keywords AgentScope Runtime's deployers take that mean nothing when an app
 #: object is served as it is (its own routes, handler and settings win, as they do there).
 _APP_DECIDES = frozenset(
@@ -42,8 +47,9 @@ _APP_DECIDES = frozenset(
 )
 
 
-class DeployError(RuntimeError):
-    """The server did not start (port taken, start-up failed, already serving) or did not stop in time."""
+class DeployError(OperationFailed, RuntimeError):
+    """The server did not start (port taken, start-up failed, already serving) or did not stop in
+    time.  A ``RuntimeError`` as well, as AgentScope Runtime's manager raises."""
 
 
 class _AlreadyServing(DeployError):

@@ -15,10 +15,13 @@ targets, and answers ``{"success", "message", "details"}``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Optional
+
+from agentpack.deployers.request import DeployOptions
 
 #: ``deploy()`` keywords AgentScope Runtime's managers take that mean nothing here: agentpack
 #: deploys the project's artifact, whose requirements and entry come from the project itself.
@@ -75,10 +78,8 @@ class ArtifactDeployManager:
                 f"[targets.{self.target}] in agentpack.toml, or from keywords such as region=, memory=, env= (see docs/deploy.md)"
             )
         self.project_dir = Path(project_dir) if project_dir is not None else None
-        self.name = name
-        self.allow_anonymous = allow_anonymous
-        self.wait_seconds = wait_seconds
-        self.settings = settings
+        #: what every deploy() of this manager asks for (its keywords add the name and variables)
+        self.options = DeployOptions(name=name, allow_anonymous=allow_anonymous, wait_seconds=wait_seconds, settings_overrides=settings)
         #: the id of the last deployment (``"<target>:<name>"``, stable across redeploys)
         self.deploy_id: Optional[str] = None
         self._project: Optional[Path] = None
@@ -106,12 +107,9 @@ class ArtifactDeployManager:
             )
         project = self._resolve_project(app, kwargs.get("project_dir"))
         self._project = project
-        name = kwargs.get("deploy_name") or kwargs.get("function_name") or self.name
-        env = dict(kwargs.get("environment") or {})
-        outcome = await asyncio.to_thread(
-            service.deploy, project, self.target, name=name, env=env or None, allow_anonymous=self.allow_anonymous,
-            settings_overrides=self.settings, wait_seconds=self.wait_seconds,
-        )
+        options = dataclasses.replace(self.options, name=kwargs.get("deploy_name") or kwargs.get("function_name") or self.options.name,
+                                      env=dict(kwargs.get("environment") or {}))
+        outcome = await asyncio.to_thread(service.deploy, project, self.target, options)
         self.deploy_id = outcome.deployment.deploy_id
         return {**service.describe(outcome), "success": True, "message": f"{outcome.action}: {outcome.deployment.url}"}
 

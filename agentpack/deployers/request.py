@@ -1,10 +1,13 @@
 """From a project and a few flags to everything a deployer needs, checked before any platform call.
 
-``prepare()`` reads ``agentpack.toml``, applies the command line's overrides (``--name``,
-``--env``, ``--allow-anonymous``) by validating them with the target's settings model — so a
-bad ``--env`` key fails with the same rule as a bad ``env`` key in the file — resolves the
-secrets' values (shell, then ``.env``) and checks the whole environment against the
-platform's limit.  The build comes after, in :meth:`DeployRequest.build`, so that a
+:class:`DeployOptions` is what one deploy is asked for beyond the project's own settings — the
+command line's flags and the Python managers' keywords, in one place: the CLI and the managers
+fill it in, ``service.deploy`` and ``prepare`` pass it on, so a new option is a new field here.
+``prepare()`` reads ``agentpack.toml``, applies the overrides (``--name``, ``--env``,
+``--allow-anonymous``, a manager's settings) by validating them with the target's settings
+model — so a bad ``--env`` key fails with the same rule as a bad ``env`` key in the file —
+resolves the secrets' values (shell, then ``.env``) and checks the whole environment against
+the platform's limit.  The build comes after, in :meth:`DeployRequest.build`, so that a
 deployment that cannot work (no credentials, no region, a missing secret) is refused before a
 minute of dependency downloads.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from agentpack.deployers.errors import DeployConfigError
 
@@ -28,6 +31,24 @@ def no_progress(step: str, detail: str) -> None:
     pass
 
 
+@dataclass(frozen=True)
+class DeployOptions:
+    """What one deploy is asked for beyond ``[targets.T]`` (see the module doc)."""
+
+    #: the resource's name (default: the target's name setting, else the project's name)
+    name: Optional[str] = None
+    #: variables for this deploy, over ``[targets.T] env`` (checked by the same rules)
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: a public URL (True) or signed requests only (False); None: the ``allow_anonymous`` setting
+    allow_anonymous: Optional[bool] = None
+    #: settings of ``[targets.T]`` to override (the Python managers' keywords: ``memory=``…)
+    settings_overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: seconds to wait for the platform to report the deployment ready
+    wait_seconds: float = 900.0
+    #: upload and publish even when the platform already holds this artifact and configuration
+    force: bool = False
+
+
 @dataclass
 class DeployRequest:
     """One deploy of one project to one target (see the module doc).  ``environment`` holds
@@ -38,11 +59,10 @@ class DeployRequest:
     name: str
     settings: Any  # the target's TargetSettings, with the command line's overrides applied
     environment: dict[str, str] = field(repr=False)
+    #: resolved: the option, else the target's setting
     allow_anonymous: bool = False
-    wait_seconds: float = 900.0
+    options: DeployOptions = field(default_factory=DeployOptions)
     progress: Progress = no_progress
-    #: upload and publish even when the platform already holds this artifact and configuration
-    force: bool = False
     warnings: list[str] = field(default_factory=list)
     # filled in by build()
     artifact: Optional[Path] = None
@@ -55,6 +75,14 @@ class DeployRequest:
     @property
     def env_keys(self) -> list[str]:
         return sorted(self.environment)
+
+    @property
+    def force(self) -> bool:
+        return self.options.force
+
+    @property
+    def wait_seconds(self) -> float:
+        return self.options.wait_seconds
 
     def build(self) -> None:
         """Build (or reuse) the artifact; raises the builder's ProjectError / BuildError."""
@@ -76,62 +104,38 @@ class DeployRequest:
         return self.artifact.read_bytes()
 
 
-def _validation_message(error: Any, overridden: set[str]) -> str:
-    first = error.errors()[0]
-    loc = [str(part) for part in first["loc"]]
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if loc and loc[0] in overridden:  # the flag already says where
-        loc = loc[1:]
-    where = ".".join(loc)
-    return f"{where}: {message}" if where else message
-
-
 def with_overrides(settings: Any, updates: dict[str, Any], what: str) -> Any:
-    """``settings`` re-validated with ``updates`` (so the model's rules apply to flags as well)."""
-    if not updates:
-        return settings
-    from pydantic import ValidationError
+    """``settings`` re-validated with ``updates`` (:func:`agentpack.builders.config.with_overrides`,
+    which emulate's ``--env`` uses too), its refusal as a DeployConfigError."""
+    from agentpack.builders.config import with_overrides as overridden
+    from agentpack.builders.errors import ProjectError
 
-    data = {**settings.model_dump(exclude_unset=True), **updates}
     try:
-        return type(settings).model_validate(data)
-    except ValidationError as exc:
-        raise DeployConfigError(f"{what}: {_validation_message(exc, set(updates) if what.startswith('--') else set())}") from None
+        return overridden(settings, updates, what)
+    except ProjectError as exc:
+        raise DeployConfigError(str(exc)) from None
 
 
 def default_name(project: Path, config: Any) -> str:
     return config.name or project.resolve().name
 
 
-def prepare(
-    project: Path,
-    target: str,
-    *,
-    name: Optional[str] = None,
-    env: Optional[dict[str, str]] = None,
-    allow_anonymous: Optional[bool] = None,
-    settings_overrides: Optional[dict[str, Any]] = None,
-    wait_seconds: float = 900.0,
-    progress: Progress = no_progress,
-    shell: Optional[dict[str, str]] = None,
-    force: bool = False,
-) -> DeployRequest:
-    """Config, overrides, name and environment, checked (see the module doc); nothing is built yet."""
+def prepare(project: Path, target: str, options: DeployOptions = DeployOptions(), *, progress: Progress = no_progress,
+            shell: Optional[dict[str, str]] = None) -> DeployRequest:
+    """Config, overrides, name and environment, checked (see the module doc); nothing is built yet.
+    ``shell``: the variables secrets are read from (default: this process's environment)."""
     from agentpack.builders.config import load_config, target_settings
     from agentpack.builders.environment import secret_values
-    from agentpack.targets import get_target
 
     project = Path(project).resolve()
     config, source = load_config(project)
-    try:
-        row = get_target(target)
-    except KeyError as exc:
-        raise DeployConfigError(f"--target {target}: {exc.args[0]}") from None
+    row = target_row(target)
     deployer = deployer_class(target)
     settings = target_settings(config, row.name)
-    settings = with_overrides(settings, dict(settings_overrides or {}), f"[targets.{target}]")
-    if env:
-        settings = with_overrides(settings, {"env": {**settings.env, **env}}, "--env")
+    settings = with_overrides(settings, dict(options.settings_overrides), f"[targets.{target}]")
+    if options.env:
+        settings = with_overrides(settings, {"env": {**settings.env, **options.env}}, "--env")
+    allow_anonymous = options.allow_anonymous
     if allow_anonymous is not None and "allow_anonymous" in type(settings).model_fields:
         settings = with_overrides(settings, {"allow_anonymous": allow_anonymous}, "--allow-anonymous")
     elif allow_anonymous and "allow_anonymous" not in type(settings).model_fields:
@@ -140,9 +144,9 @@ def prepare(
     # the name: --name, else the target's name setting, else the project's name
     name_setting = deployer.name_setting
     configured = getattr(settings, name_setting, None) if name_setting else None
-    chosen = name or configured or default_name(project, config)
+    chosen = options.name or configured or default_name(project, config)
     if name_setting:
-        settings = with_overrides(settings, {name_setting: chosen}, f"--name {chosen}" if name else f"the name {chosen!r} (from {source})")
+        settings = with_overrides(settings, {name_setting: chosen}, f"--name {chosen}" if options.name else f"the name {chosen!r} (from {source})")
     elif not LOCAL_NAME.fullmatch(chosen):
         raise DeployConfigError(f"the name {chosen!r} cannot name a local deployment: use 1-64 characters without '/', not starting with '.' (pass --name)")
 
@@ -151,7 +155,7 @@ def prepare(
     except ValueError as exc:
         raise DeployConfigError(str(exc)) from None
     anonymous = bool(getattr(settings, "allow_anonymous", False))
-    request = DeployRequest(project, row.name, chosen, settings, environment, anonymous, wait_seconds, progress, force=force)
+    request = DeployRequest(project, row.name, chosen, settings, environment, anonymous, options, progress)
     if deployer.scales_out and not environment.get("AGENTPACK_REDIS_URL"):
         request.warnings.append(
             f"{target} may run this app on several instances, and it has no Redis for its interrupt backend: a stop or a "
@@ -161,11 +165,19 @@ def prepare(
     return request
 
 
-def deployer_class(target: str) -> Any:
-    """The deployer class the targets table names for ``target``."""
+def target_row(target: str) -> Any:
+    """The row of ``agentpack.targets`` for ``target``; an unknown one is the user's to fix."""
     from agentpack.targets import get_target
 
     try:
-        return get_target(target).load("deployer")
+        return get_target(target)
+    except KeyError as exc:
+        raise DeployConfigError(f"--target {target}: {exc.args[0]}") from None
+
+
+def deployer_class(target: str) -> Any:
+    """The deployer class the targets table names for ``target``."""
+    try:
+        return target_row(target).load("deployer")
     except LookupError as exc:
         raise DeployConfigError(str(exc)) from None

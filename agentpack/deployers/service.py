@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from agentpack.deployers.base import Deployer, DeployOutcome
 from agentpack.deployers.errors import DeployConfigError
-from agentpack.deployers.request import Progress, no_progress, deployer_class, prepare
+from agentpack.deployers.pipeline import Deployer, DeployOutcome
+from agentpack.deployers.request import DeployOptions, Progress, deployer_class, no_progress, prepare
 from agentpack.deployers.state import Deployment, DeploymentStore
 
 SAMPLE_BODY = {"input": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}
@@ -26,15 +26,9 @@ SAMPLE_BODY = {"input": [{"role": "user", "content": [{"type": "text", "text": "
 
 def project_settings(project: Path, target: str) -> Any:
     """The project's ``[targets.<target>]`` settings, or the target's defaults when there is no config."""
-    from agentpack.builders.config import load_config, target_settings
-    from agentpack.builders.errors import ProjectError
-    from agentpack.targets import get_target
+    from agentpack.builders.config import project_settings as settings_of
 
-    try:
-        config, _ = load_config(project)
-    except ProjectError:
-        return get_target(target).parse_settings()
-    return target_settings(config, target)
+    return settings_of(project, target)
 
 
 def make_deployer(target: str, settings: Any, project: Path, *, region: Optional[str] = None, progress: Progress = no_progress) -> Deployer:
@@ -60,23 +54,12 @@ def find(project: Path, name: str, target: Optional[str] = None) -> Deployment:
 
 
 # -- deploy -------------------------------------------------------------------------------------------
-def deploy(
-    project: Path,
-    target: str,
-    *,
-    name: Optional[str] = None,
-    env: Optional[dict[str, str]] = None,
-    allow_anonymous: Optional[bool] = None,
-    settings_overrides: Optional[dict[str, Any]] = None,
-    wait_seconds: float = 900.0,
-    progress: Progress = no_progress,
-    force: bool = False,
-) -> DeployOutcome:
-    """Build and publish the project to ``target``; records the deployment (see the package doc)."""
+def deploy(project: Path, target: str, options: DeployOptions = DeployOptions(), *, progress: Progress = no_progress) -> DeployOutcome:
+    """Check, build and publish the project to ``target`` and record the deployment (the steps are
+    in ``deployers/pipeline.py``); the outcome's ``seconds`` is the whole command's time."""
     started = time.perf_counter()
     project = Path(project).resolve()
-    request = prepare(project, target, name=name, env=env, allow_anonymous=allow_anonymous, settings_overrides=settings_overrides,
-                      wait_seconds=wait_seconds, progress=progress, force=force)
+    request = prepare(project, target, options, progress=progress)
     store = DeploymentStore(project)
 
     def waiting() -> None:

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from agentpack.errors import UserError
+
 STATE_DIR = ".agentpack"
 STATE_FILE = "deployments.json"
 FORMAT = 1
@@ -112,7 +114,7 @@ class Deployment:
         return cls(**values)
 
 
-class StateError(Exception):
+class StateError(UserError):
     """The state file cannot be read (corrupt JSON, another format): the message names the file and the fix."""
 
 

@@ -1,15 +1,31 @@
 """The part every emulator shares: an asyncio loop of its own in a background thread, so the
 emulator's servers and processes keep running while the caller (a CLI, a test, a deployer's
-stand-in) blocks, and a ``start()``/``stop()`` that are plain calls."""
+stand-in) blocks, and a ``start()``/``stop()`` that are plain calls; where its log lines go;
+the errors of ``agentpack emulate``; and the profile a target's row names (``emulator =
+"module:Class"``), which turns the target's settings into a configured emulator."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
-from typing import Any, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from agentpack.errors import OperationFailed, UserError
+
+if TYPE_CHECKING:
+    from agentpack.targets import Target
+
+#: Receives each log line of the emulated instances (their output, the platform's own lines).
+Log = Callable[[str], None]
 
 
-class EmulatorStartError(Exception):
+class EmulationError(UserError):
+    """The user's input is wrong (exit 2): a missing file, a target the artifact is not for…"""
+
+
+class EmulatorStartError(OperationFailed):
     """The artifact did not start under the emulator: the platform's error code (when it has
     one), what went wrong, the process's exit code, its last output, and (Lambda) the error it
     reported to ``/runtime/init/error``."""
@@ -41,17 +57,33 @@ class EmulatorStartError(Exception):
 
 
 class BackgroundEmulator:
-    """Subclasses implement ``_start()`` and ``_stop()`` (coroutines run on the loop) and set
-    :attr:`stopping`-aware behaviour; :meth:`start` raises what ``_start`` raised, after stopping."""
+    """Subclasses implement ``start()`` (checks, then :meth:`_run_start`), ``_start()`` and
+    ``_stop()`` (coroutines run on the loop) and set :attr:`stopping`-aware behaviour;
+    :meth:`_run_start` raises what ``_start`` raised, after stopping."""
 
     thread_name = "agentpack-emulator"
     #: seconds :meth:`stop` waits for ``_stop`` (instances get their graceful shutdown first)
     stop_timeout = 60.0
 
-    def __init__(self) -> None:
+    def __init__(self, log: Optional[Log] = None) -> None:
         self.stopping = False
+        self._log = log
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
+
+    def log(self, line: str) -> None:
+        """One log line: to ``log`` when one was given, else to stderr."""
+        if self._log is not None:
+            self._log(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary (URL, instances) for ``agentpack emulate --json``."""
+        raise NotImplementedError
 
     def _run_start(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -85,5 +117,43 @@ class BackgroundEmulator:
             loop.close()
         self._loop = self._thread = None
 
+    def __enter__(self) -> Any:
+        return self.start()
+
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class EmulatorProfile:
+    """How one target's platform is emulated; a target's row names its profile class.
+
+    Built from the row (whose facts it reads: port variable, adapter, lifecycle hooks, health
+    check, affinity header), :meth:`emulator` turns the target's settings into an emulator
+    configured as ``agentpack deploy`` configures the function — see :func:`configured`.
+    """
+
+    def __init__(self, row: Target) -> None:
+        self.row = row
+
+    def emulator(
+        self, code_dir: Path, python: str, settings: Any, env: dict[str, str], *, port: int = 0, instances: int = 1,
+        timeout: Optional[float] = None, log: Optional[Log] = None,
+    ) -> BackgroundEmulator:  # fmt: skip
+        """An emulator (not started yet) of the unpacked artifact at ``code_dir``, run with
+        ``python``, with the function's environment ``env``; ``timeout`` overrides the settings'."""
+        raise NotImplementedError
+
+
+def configured(settings: Any, *keys: str, stand_in: Any) -> Any:
+    """The value the platform runs with for a setting: the first of ``keys`` (names of the same
+    thing in different models, e.g. ``instance_concurrency`` / ``session_concurrency``) that the
+    settings set, else what the deployer sends when it is unset (the model's ``sizing_defaults``),
+    else ``stand_in`` — the emulator's own value where the platform picks one."""
+    model = type(settings)
+    for key in keys:
+        if key in model.model_fields and getattr(settings, key) is not None:
+            return getattr(settings, key)
+    for key in keys:
+        if key in model.sizing_defaults:
+            return model.sizing_defaults[key]
+    return stand_in

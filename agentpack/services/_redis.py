@@ -31,6 +31,11 @@ from agentpack.services.base import ServiceNotStarted, ServiceUnavailable
 
 logger = logging.getLogger("agentpack.services")
 
+#: Connections a service keeps at most when ``max_connections`` is not given.
+DEFAULT_POOL_SIZE = 64
+#: Seconds a command waits for a free connection before the service is reported busy.
+POOL_WAIT = 5.0
+
 
 def encode(value: str) -> str:
     return quote(value, safe="")
@@ -108,6 +113,8 @@ class RedisConnection:
         self.socket_timeout = socket_timeout
         self.socket_connect_timeout = socket_connect_timeout
         self.max_connections = max_connections
+        #: connections at most (``max_connections``, else :data:`DEFAULT_POOL_SIZE`)
+        self.pool_size = max_connections or DEFAULT_POOL_SIZE
         self.retry_on_timeout = retry_on_timeout
         self.health_check_interval = health_check_interval
         self.socket_keepalive = socket_keepalive
@@ -156,9 +163,10 @@ class RedisConnection:
                 retry=Retry(NoBackoff(), 1, supported_errors=retried),
                 redis_connect_func=self._on_connect,
             )
-            if self.max_connections is not None:
-                options["max_connections"] = self.max_connections
-            client = aioredis.Redis(connection_pool=aioredis.ConnectionPool.from_url(self.url, **options))
+            # A bounded pool that makes a burst wait its turn: an unbounded one opens a socket per
+            # concurrent command, and hundreds of connects at once time out on a loaded machine.
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, max_connections=self.pool_size, timeout=POOL_WAIT, **options)
+            client = aioredis.Redis(connection_pool=pool)
         self._scripts = {name: client.register_script(source) for name, source in scripts.items()}
         self._client = client
 
@@ -198,7 +206,7 @@ class RedisConnection:
     def _unavailable(self, exc: BaseException) -> ServiceUnavailable:
         if self._busy_error is not None and isinstance(exc, self._busy_error):
             return ServiceUnavailable(
-                f"{self.owner}: all {self.max_connections} connections to {self.name} are busy ({exc}); "
+                f"{self.owner}: all {self.pool_size} connections to {self.name} were busy for {POOL_WAIT:g}s ({exc}); "
                 "raise max_connections"
             )
         if self._timeout_error is not None and isinstance(exc, self._timeout_error):

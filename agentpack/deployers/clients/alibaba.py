@@ -1,7 +1,7 @@
-"""What the FC and AgentRun deployers share when they talk to Alibaba Cloud's control planes.
+"""What the FC, AgentRun and OSS clients share when they talk to Alibaba Cloud.
 
-Three things live here, so that the per-product wrappers (``fc_api``, ``agentrun_api``) stay
-small:
+Four things live here, so that the per-product clients (``clients.fc``, ``clients.agentrun``,
+``clients.oss``) stay small:
 
 * **Credentials** from the standard places, in the order the Alibaba Cloud SDKs use: the
   ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` (/ ``_SECURITY_TOKEN``) environment variables,
@@ -15,19 +15,24 @@ small:
   loopback stand-in.
 * **Errors and retries**: every SDK exception becomes a :class:`PlatformError` with the
   platform's code, message, request id and HTTP status; throttling and 5xx answers are
-  retried with capped exponential backoff, nothing else is.
+  retried with capped exponential backoff (:func:`retryable`), nothing else is.
+* **The product client** (:class:`AlibabaApi`): the SDK client built on first use from the
+  product's package, calls through the retries, "404 means there is none" for reads and
+  deletes, and waits with a deadline (:class:`PollPolicy`).
 
 The SDKs are imported inside functions so that ``import agentpack`` stays light.
 """
 
 from __future__ import annotations
 
+import base64
+import importlib
 import os
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional, TypeVar
 
 from agentpack.deployers.errors import DeployConfigError, PlatformError
 
@@ -55,8 +60,11 @@ class CredentialsError(AlibabaConfigError):
     """No usable Alibaba Cloud credentials were found; the message says what to set."""
 
 
-def is_throttling_code(code: Optional[str]) -> bool:
-    return bool(code) and (code in THROTTLING_CODES or code.startswith("Throttling"))
+def retryable(error: PlatformError) -> bool:
+    """Whether a failed call is worth repeating: a 5xx or 429 answer, or a throttling code."""
+    code = error.code or ""
+    throttled = code in THROTTLING_CODES or code.startswith("Throttling")
+    return (error.status is not None and (error.status >= 500 or error.status == 429)) or throttled
 
 
 # -- credentials ---------------------------------------------------------------------------------
@@ -178,6 +186,29 @@ def sdk_runtime() -> Any:
     return RuntimeOptions(autoretry=False)
 
 
+# -- code -------------------------------------------------------------------------------------------
+
+#: Both products take a code zip inline (base64 in the request body) up to this size.
+MAX_INLINE_ZIP_BYTES = 100 * 1024 * 1024
+
+
+def code_location(zip_bytes: Optional[bytes], bucket: Optional[str], key: Optional[str], too_big: str) -> Optional[dict[str, Any]]:
+    """Where the code is, as FC's ``code`` and AgentRun's ``codeConfiguration`` both take it: an
+    inline zip (``zipFile``), or an OSS object (``ossBucketName`` + ``ossObjectName``); None
+    keeps the current code on an update.  ``too_big`` ends the message for a zip over the limit."""
+    if zip_bytes is not None and bucket:
+        raise AlibabaConfigError("give the code inline (zip_bytes) or from OSS, not both")
+    if zip_bytes is not None:
+        if len(zip_bytes) > MAX_INLINE_ZIP_BYTES:
+            raise AlibabaConfigError(f"the artifact is {len(zip_bytes) / 2**20:.1f} MB zipped; {too_big}")
+        return {"zipFile": base64.b64encode(zip_bytes).decode("ascii")}
+    if bucket or key:
+        if not (bucket and key):
+            raise AlibabaConfigError("code from OSS needs both the bucket and the object name")
+        return {"ossBucketName": bucket, "ossObjectName": key}
+    return None
+
+
 # -- errors and retries ------------------------------------------------------------------------------
 
 
@@ -253,7 +284,7 @@ def call(action: str, request: Callable[[], T], retry: Optional[RetryPolicy] = N
                 raise  # a bug on our side, not an answer from the platform
             error = to_platform_error(exc, action)
             attempt += 1
-            if not error.retryable or attempt >= policy.max_attempts:
+            if not retryable(error) or attempt >= policy.max_attempts:
                 raise error from exc
             policy.sleep(policy.delay(attempt - 1, getattr(exc, "retry_after", None)))
 
@@ -308,9 +339,15 @@ class WaitTimeout(PlatformError):
 
 
 class AlibabaApi:
-    """Holds one product client built from credentials, region and endpoint (see module doc)."""
+    """One product's control plane, reached with credentials, region and endpoint (see the module doc).
 
-    endpoint_env = ""  # e.g. AGENTPACK_FC_ENDPOINT
+    A product client names its SDK package (``sdk_package``); the SDK's client and models are
+    imported on first use, so importing a client module loads no SDK.
+    """
+
+    endpoint_env: ClassVar[str] = ""  # e.g. AGENTPACK_FC_ENDPOINT
+    #: the product's SDK package, e.g. ``alibabacloud_fc20230330`` (its ``client.Client`` and ``models``)
+    sdk_package: ClassVar[str] = ""
 
     def __init__(self, *, region: Optional[str] = None, endpoint: Optional[str] = None,
                  credentials: Optional[Credentials] = None, retry: Optional[RetryPolicy] = None,
@@ -326,14 +363,17 @@ class AlibabaApi:
         self.poll = poll or PollPolicy()
         self._client: Any = None
 
-    def _make_client(self, config: Any) -> Any:
-        raise NotImplementedError
-
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self._make_client(sdk_config(self.credentials, region=self.region, endpoint=self.endpoint))
+            sdk = importlib.import_module(f"{self.sdk_package}.client")
+            self._client = sdk.Client(sdk_config(self.credentials, region=self.region, endpoint=self.endpoint))
         return self._client
+
+    @property
+    def models(self) -> Any:
+        """The SDK's request and body models."""
+        return importlib.import_module(f"{self.sdk_package}.models")
 
     def _call(self, action: str, request: Callable[[], Any]) -> dict[str, Any]:
         return response_body(call(action, request, self.retry))
@@ -346,3 +386,7 @@ class AlibabaApi:
             if error.status == 404:
                 return None
             raise
+
+    def _delete(self, action: str, request: Callable[[], Any]) -> bool:
+        """A delete call: True when it deleted something, False when it was gone already (404)."""
+        return self._call_or_none(action, request) is not None

@@ -25,19 +25,15 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from agentpack.deployers.alibaba import PlatformError
-from agentpack.deployers.base import ROUTE, SESSION_HEADER, Deployer, DeployOutcome, same
-from agentpack.deployers.errors import DeployConfigError
+from agentpack.deployers.clients.alibaba import MAX_INLINE_ZIP_BYTES
+from agentpack.deployers.errors import DeployConfigError, NotOffered, PlatformError
+from agentpack.deployers.pipeline import ROUTE, Deployer, Plan, same
 from agentpack.deployers.request import DeployRequest
 from agentpack.deployers.state import Deployment
 
 #: The custom runtime whose interpreter is the artifact's Python.
 RUNTIMES = {"3.10": "custom.debian10", "3.11": "custom.debian12", "3.12": "custom.debian11"}
 TRIGGER = "http"
-#: What agentpack sends when the settings leave these unset, because FC's own defaults would
-#: break an agent (a 3 s timeout cuts every stream) and the emulator assumes the same values.
-DEFAULT_TIMEOUT = 300
-DEFAULT_INSTANCE_CONCURRENCY = 20
 HOOK_TIMEOUT = 60
 
 
@@ -45,21 +41,18 @@ class FCDeployer(Deployer):
     target = "fc"
     name_setting = "function_name"
     sdk_modules = ("alibabacloud_fc20230330", "alibabacloud_tea_openapi", "darabonba", "alibabacloud_credentials")
+    client = "agentpack.deployers.clients.fc:FCApi"
+    exact = frozenset({"environmentVariables"})
 
-    def __init__(self, settings: Any, *, environ: Optional[dict[str, str]] = None, api: Any = None, **options: Any) -> None:
+    def __init__(self, settings: Any, **options: Any) -> None:
         super().__init__(settings, **options)
-        from agentpack.deployers.fc_api import FCApi
-
-        self.api = api or FCApi(region=self.region, endpoint=getattr(settings, "endpoint", None), environ=environ)
-        self.region = self.api.region or self.region
-        self.environ = environ
         self._oss: dict[str, Any] = {}
         #: objects this deployer uploaded (not found in the bucket already), newest last
         self.fresh_objects: list[Any] = []
 
     def oss(self, region: Optional[str]) -> Any:
         """The OSS client for ``region``, with the deployer's credentials (one per region)."""
-        from agentpack.deployers.oss_api import OSSApi
+        from agentpack.deployers.clients.oss import OSSApi
 
         key = region or ""
         if key not in self._oss:
@@ -68,20 +61,17 @@ class FCDeployer(Deployer):
         return self._oss[key]
 
     # -- the function as agentpack configures it ---------------------------------------------------
-    def spec(self, request: DeployRequest, code: Optional[bytes], oss_object: Optional[Any] = None) -> Any:
+    def spec(self, request: DeployRequest, variables: dict[str, str], code: Optional[bytes] = None,
+             oss_object: Optional[Any] = None) -> Any:
         """The function's body: ``code`` inline, or the StoredObject ``oss_object``, or neither (keep the code)."""
-        from agentpack.deployers.fc_api import FunctionSpec
+        from agentpack.deployers.clients.fc import FunctionSpec
 
-        settings = request.settings
-        runtime = RUNTIMES.get(request.python)
-        if runtime is None:
-            raise DeployConfigError(f"Function Compute has no custom runtime with Python {request.python}; build for {', '.join(RUNTIMES)}")
-        timeout = settings.timeout or DEFAULT_TIMEOUT
-        concurrency = settings.instance_concurrency or DEFAULT_INSTANCE_CONCURRENCY
-        variables = self.variables(request, {"AGENTPACK_REQUEST_TIMEOUT": str(timeout), "AGENTPACK_PLATFORM": "fc"})
+        settings, row = request.settings, self.row
+        concurrency = settings.effective("instance_concurrency")
+        hooks = HOOK_TIMEOUT if row.lifecycle_hooks else None
         return FunctionSpec(
             name=request.name,
-            runtime=runtime,
+            runtime=RUNTIMES[request.python],
             zip_bytes=code,
             oss_bucket=oss_object.bucket if oss_object is not None else None,
             oss_object=oss_object.key if oss_object is not None else None,
@@ -90,21 +80,19 @@ class FCDeployer(Deployer):
             port=settings.port,
             cpu=settings.cpu,
             memory_size=settings.memory,
-            timeout=timeout,
+            timeout=settings.effective("timeout"),
             instance_concurrency=concurrency,
             environment=variables,
             role=settings.role,
-            session_affinity_header=SESSION_HEADER,
+            session_affinity_header=row.affinity_header.lower() if row.affinity_header else None,
             sessions_per_instance=concurrency,
             description="deployed by agentpack",
-            initializer_timeout=HOOK_TIMEOUT,
-            pre_stop_timeout=HOOK_TIMEOUT,
+            initializer_timeout=hooks,
+            pre_stop_timeout=hooks,
         )
 
     def through_oss(self, request: DeployRequest) -> bool:
         """Whether the code goes through OSS; a DeployConfigError saying what to set when it must and cannot."""
-        from agentpack.deployers.fc_api import MAX_INLINE_ZIP_BYTES
-
         settings = request.settings
         size = f"{request.size_bytes / 2**20:.1f} MB"
         if settings.code_upload == "oss":
@@ -126,7 +114,7 @@ class FCDeployer(Deployer):
 
     def ship_through_oss(self, request: DeployRequest) -> Any:
         """Put the artifact in the bucket unless it holds these bytes already; the StoredObject FC reads."""
-        from agentpack.deployers.oss_api import crc64_of, object_key
+        from agentpack.deployers.clients.oss import crc64_of, object_key
 
         settings = request.settings
         assert request.artifact is not None, "build() first"
@@ -147,91 +135,87 @@ class FCDeployer(Deployer):
         self.fresh_objects.append(stored)
         return stored
 
-    def auth_type(self, request: DeployRequest) -> str:
+    def auth(self, request: DeployRequest) -> str:
         return "anonymous" if request.allow_anonymous else "function"
 
-    # -- deploy ---------------------------------------------------------------------------------------
-    def deploy(self, request: DeployRequest, previous: Optional[Deployment]) -> DeployOutcome:
-        started = time.perf_counter()
-        name = request.name
-        via_oss = self.through_oss(request)  # before any call: a missing oss_bucket is the user's to fix
-        if via_oss:
-            from agentpack.deployers.oss_api import require_sdk
+    # -- the pipeline's hooks -------------------------------------------------------------------------
+    def check(self, plan: Plan) -> None:
+        request = plan.request
+        plan.facts["via_oss"] = self.through_oss(request)  # a missing oss_bucket is the user's to fix
+        if plan.facts["via_oss"]:
+            from agentpack.deployers.clients.oss import require_sdk
 
             require_sdk()
-        desired = self.spec(request, None).to_api()
-        current = self.api.get_function(name)
-        known = previous.resource if previous is not None else {}
-        code_needed = (
-            request.force
-            or current is None
-            or known.get("latest_sha256") != request.sha256
-            or str(current.get("codeChecksum") or "") != str(known.get("code_checksum") or "")
-        )
-        config_changed = current is None or not same(desired, current, exact=frozenset({"environmentVariables"}))
-        auth = self.auth_type(request)
-        if not code_needed and not config_changed and previous is not None and previous.sha256 == request.sha256:
-            alias, trigger = self.api.get_alias(name, ROUTE), self.api.get_trigger(name, TRIGGER)
-            url = ((trigger or {}).get("httpTrigger") or {}).get("urlInternet")
-            if (alias and alias.get("versionId") == previous.version and trigger and trigger.get("qualifier") == ROUTE
-                    and same(json.dumps({"authType": auth}), str(trigger.get("triggerConfig") or "")) and url):
-                previous.url = url
-                return DeployOutcome(previous, "unchanged", seconds=time.perf_counter() - started)
+        if request.python not in RUNTIMES:
+            raise DeployConfigError(f"Function Compute has no custom runtime with Python {request.python}; build for {', '.join(RUNTIMES)}")
 
-        previous_version = previous.version if previous is not None else None
-        uploaded = False
-        if current is None and previous is not None:  # deleted outside agentpack: its versions went with it
-            previous.releases = []
-        oss_object = None
-        if current is None or code_needed or config_changed:
-            if code_needed and via_oss:
-                oss_object = self.ship_through_oss(request)
-                body = self.spec(request, None, oss_object).to_api()
+    def own_variables(self, request: DeployRequest) -> dict[str, str]:
+        return {"AGENTPACK_REQUEST_TIMEOUT": str(request.settings.effective("timeout")), "AGENTPACK_PLATFORM": self.row.adapter}
+
+    def desired(self, plan: Plan) -> dict[str, Any]:
+        return self.spec(plan.request, plan.variables).to_api()
+
+    def find(self, plan: Plan) -> Optional[dict[str, Any]]:
+        return self.api.get_function(plan.request.name)
+
+    def code_differs(self, plan: Plan) -> bool:
+        assert plan.current is not None
+        return (plan.known.get("latest_sha256") != plan.request.sha256
+                or str(plan.current.get("codeChecksum") or "") != str(plan.known.get("code_checksum") or ""))
+
+    def serving_url(self, plan: Plan) -> Optional[str]:
+        name, previous = plan.request.name, plan.previous
+        assert previous is not None
+        alias, trigger = self.api.get_alias(name, ROUTE), self.api.get_trigger(name, TRIGGER)
+        url = ((trigger or {}).get("httpTrigger") or {}).get("urlInternet")
+        if (alias and alias.get("versionId") == previous.version and trigger and trigger.get("qualifier") == ROUTE
+                and same(json.dumps({"authType": self.auth(plan.request)}), str(trigger.get("triggerConfig") or "")) and url):
+            return str(url)
+        return None
+
+    def upload(self, plan: Plan) -> str:
+        request, name = plan.request, plan.request.name
+        oss_object = self.ship_through_oss(request) if plan.code_needed and plan.facts["via_oss"] else None
+        code = request.zip_bytes() if plan.code_needed and oss_object is None else None
+        body = self.spec(request, plan.variables, code, oss_object).to_api()
+        source = f" from oss://{oss_object.bucket}/{oss_object.key}" if oss_object is not None else ""
+        try:
+            if plan.current is None:
+                self.progress("upload", f"creating function {name} with {request.size_bytes / 1e6:.1f} MB of code{source}")
+                result = self.api.create_function(body)
+                action = "created"
             else:
-                body = self.spec(request, request.zip_bytes() if code_needed else None).to_api()
-            source = f" from oss://{oss_object.bucket}/{oss_object.key}" if oss_object is not None else ""
-            try:
-                if current is None:
-                    self.progress("upload", f"creating function {name} with {request.size_bytes / 1e6:.1f} MB of code{source}")
-                    result = self.api.create_function(body)
-                    action = "created"
-                else:
-                    what = "uploading code and configuration" if code_needed and config_changed else "uploading code" if code_needed else "updating configuration"
-                    self.progress("upload" if code_needed else "configure", f"{what} of function {name}{source}")
-                    result = self.api.update_function(name, body)
-                    action = "updated" if code_needed else "configured"
-            except PlatformError:
-                self.forget_fresh_objects(previous)
-                raise
-            uploaded = code_needed
-            checksum = str(result.get("codeChecksum") or "")
-            version = self.api.publish_version(name, description=f"agentpack {request.sha256[:12]}")
-            self.progress("publish", f"version {version}")
-        else:
-            checksum = str(known.get("code_checksum") or "")
-            version = self.reused_version(previous, request.sha256) or self.api.publish_version(name, description=f"agentpack {request.sha256[:12]}")
-            action = "republished"
+                what = ("uploading code and configuration" if plan.code_needed and plan.config_changed
+                        else "uploading code" if plan.code_needed else "updating configuration")
+                self.progress("upload" if plan.code_needed else "configure", f"{what} of function {name}{source}")
+                result = self.api.update_function(name, body)
+                action = "updated" if plan.code_needed else "configured"
+        except PlatformError:
+            self.forget_fresh_objects(plan.previous)
+            raise
+        plan.facts["code_checksum"] = str(result.get("codeChecksum") or "")
+        plan.facts["oss_object"] = oss_object
+        return action
+
+    def publish(self, plan: Plan) -> str:
+        return self.api.publish_version(plan.request.name, description=f"agentpack {plan.request.sha256[:12]}")
+
+    def route(self, plan: Plan, version: str) -> str:
+        name, auth = plan.request.name, self.auth(plan.request)
         self.api.ensure_alias(name, ROUTE, version, description="the version agentpack serves")
         self.progress("route", f"alias {ROUTE} → version {version}; HTTP trigger (auth {auth})")
-        url = self.api.ensure_http_trigger(name, TRIGGER, qualifier=ROUTE, auth_type=auth)
+        return self.api.ensure_http_trigger(name, TRIGGER, qualifier=ROUTE, auth_type=auth)
 
-        deployment = previous if previous is not None else Deployment(target=self.target, name=name)
-        deployment.url = url
-        deployment.region = self.region
-        deployment.auth = auth
-        deployment.env_keys = sorted(body_env(desired))
-        deployment.python, deployment.arch = request.python, request.arch
-        deployment.status = "deployed"
-        deployment.resource = {**known, "function_name": name, "alias": ROUTE, "trigger": TRIGGER,
-                               "latest_sha256": request.sha256, "code_checksum": checksum}
+    def resource(self, plan: Plan) -> dict[str, Any]:
+        request, known = plan.request, plan.known
+        checksum = plan.facts.get("code_checksum", str(known.get("code_checksum") or ""))
+        found = {"function_name": request.name, "alias": ROUTE, "trigger": TRIGGER, "latest_sha256": request.sha256,
+                 "code_checksum": checksum}
+        oss_object = plan.facts.get("oss_object")
         if oss_object is not None:
-            deployment.resource["oss_objects"] = remember_object(known.get("oss_objects"), oss_object,
-                                                                 request.settings.oss_region or self.region, request.sha256)
-        deployment.remember(version, request.sha256)
-        from agentpack.deployers.state import now
-
-        deployment.deployed_at = now()
-        return DeployOutcome(deployment, action, uploaded, previous_version, seconds=time.perf_counter() - started)
+            found["oss_objects"] = remember_object(known.get("oss_objects"), oss_object,
+                                                   request.settings.oss_region or self.region, request.sha256)
+        return found
 
     # -- the other commands -------------------------------------------------------------------------
     def status(self, deployment: Deployment) -> dict[str, Any]:
@@ -292,7 +276,7 @@ class FCDeployer(Deployer):
     def request_auth(self, deployment: Deployment) -> Any:
         if deployment.auth != "function":
             return None
-        from agentpack.deployers.request_auth import AcsSignatureAuth
+        from agentpack.deployers.clients.signing import AcsSignatureAuth
 
         credentials = self.api.credentials
         return AcsSignatureAuth(credentials.access_key_id, credentials.access_key_secret, credentials.security_token)
@@ -303,17 +287,11 @@ class FCDeployer(Deployer):
         return f"https://fcnext.console.aliyun.com/{self.region}/functions/{deployment.name}"
 
     def logs(self, deployment: Deployment, *, since_seconds: float = 3600, follow: bool = False) -> Any:
-        from agentpack.deployers.base import NotOffered
-
         where = self.console_url(deployment) or "the Function Compute console"
         raise NotOffered(
             f"Function Compute writes logs to Simple Log Service once the function has a log configuration "
             f"(project and logstore); read them in {where} (Logs tab)"
         )
-
-
-def body_env(body: dict[str, Any]) -> dict[str, str]:
-    return dict(body.get("environmentVariables") or {})
 
 
 def remember_object(known: Optional[list[dict[str, Any]]], stored: Any, region: Optional[str], sha256: str) -> list[dict[str, Any]]:

@@ -16,6 +16,10 @@ the URL's invoke mode:
 
 A failed invocation (error, timeout, crash, response too large) is a 502.  The request's
 own payload limit applies to the event, as on the platform (413).
+
+The prelude's content type and its eight-NUL end are written here and in the adapter
+(:mod:`agentpack.adapters.lambda_http`) on purpose: the emulator is the adapter's test oracle,
+written from AWS's documentation, so a mistake in either shows up as a failing test.
 """
 
 from __future__ import annotations
@@ -26,8 +30,7 @@ import time
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import parse_qsl
 
-from agentpack.emulators.h11_server import BodyTooLarge, Exchange, H11Server
-from agentpack.emulators.lambda_runtime_api import (
+from agentpack.emulators.aws_lambda.runtime_api import (
     BUFFERED_RESPONSE_LIMIT,
     REQUEST_PAYLOAD_LIMIT,
     Buffered,
@@ -37,6 +40,7 @@ from agentpack.emulators.lambda_runtime_api import (
     StreamEnd,
     StreamStart,
 )
+from agentpack.emulators.h11_server import BodyTooLarge, Exchange, H11Server
 
 BUFFERED = "BUFFERED"
 RESPONSE_STREAM = "RESPONSE_STREAM"

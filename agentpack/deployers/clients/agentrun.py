@@ -3,30 +3,29 @@
 Agent runtimes are found by name (the API lists by name; the exact match is made here, so
 a fuzzy server-side filter cannot pick the wrong one), created or updated in place, and
 waited for with a deadline and a growing poll interval. A runtime that ends FAILED raises
-:class:`~agentpack.deployers.alibaba.ResourceFailed` carrying the platform's ``statusReason``;
+:class:`~agentpack.deployers.clients.alibaba.ResourceFailed` carrying the platform's ``statusReason``;
 one that is still not READY at the deadline raises
-:class:`~agentpack.deployers.alibaba.WaitTimeout`. Answers come in the envelope
+:class:`~agentpack.deployers.clients.alibaba.WaitTimeout`. Answers come in the envelope
 ``{code, requestId, data}``; the wrappers return ``data``.
 """
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
-from .alibaba import (
+from agentpack.deployers.clients.alibaba import (
     AlibabaApi,
     AlibabaConfigError,
     PlatformError,
     ResourceFailed,
     WaitTimeout,
+    code_location,
     sdk_runtime,
 )
 
 ENDPOINT_ENV = "AGENTPACK_AGENTRUN_ENDPOINT"
 API_VERSION = "2025-09-10"
-MAX_INLINE_ZIP_BYTES = 100 * 1024 * 1024
 READY = "READY"
 # The endpoint reference shows ACTIVE where the runtime reference says READY; both mean "serving".
 READY_STATES = {"READY", "ACTIVE"}
@@ -47,8 +46,9 @@ class RuntimeSpec:
     zip_bytes: Optional[bytes] = field(default=None, repr=False)  # inline code; None keeps the current code on update
     oss_bucket: Optional[str] = None
     oss_object: Optional[str] = None
-    cpu: float = 2.0
-    memory: int = 4096
+    #: None: what the API requires be sent (``AgentRunSettings.sizing_defaults``)
+    cpu: Optional[float] = None
+    memory: Optional[int] = None
     session_concurrency: Optional[int] = None
     session_idle_timeout_seconds: Optional[int] = None
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # holds secret values: never in a repr
@@ -58,28 +58,21 @@ class RuntimeSpec:
     network_mode: Optional[str] = "PUBLIC"
 
     def code_configuration(self) -> Optional[dict[str, Any]]:
-        location: dict[str, Any]
-        if self.zip_bytes is not None and self.oss_bucket:
-            raise AlibabaConfigError("give the code inline (zip_bytes) or from OSS, not both")
-        if self.zip_bytes is not None:
-            if len(self.zip_bytes) > MAX_INLINE_ZIP_BYTES:
-                raise AlibabaConfigError(f"the artifact is {len(self.zip_bytes) / 2**20:.1f} MB zipped; inline code "
-                                         "is limited to 100 MB: upload it through OSS instead")
-            location = {"zipFile": base64.b64encode(self.zip_bytes).decode("ascii")}
-        elif self.oss_bucket and self.oss_object:
-            location = {"ossBucketName": self.oss_bucket, "ossObjectName": self.oss_object}
-        elif self.oss_bucket or self.oss_object:
-            raise AlibabaConfigError("code from OSS needs both the bucket and the object name")
-        else:
+        location = code_location(self.zip_bytes, self.oss_bucket, self.oss_object,
+                                 "inline code is limited to 100 MB: upload it through OSS instead")
+        if location is None:
             return None
         return {**location, "language": self.language, "command": list(self.command)}
 
     def to_api(self) -> dict[str, Any]:
+        from agentpack.target_settings import AgentRunSettings
+
+        sizing = AgentRunSettings.sizing_defaults
         body: dict[str, Any] = {
             "agentRuntimeName": self.name,
             "artifactType": "Code",
-            "cpu": self.cpu,
-            "memory": self.memory,
+            "cpu": sizing["cpu"] if self.cpu is None else self.cpu,
+            "memory": sizing["memory"] if self.memory is None else self.memory,
             "port": self.port,
             "environmentVariables": dict(self.environment),
         }
@@ -116,28 +109,18 @@ class AgentRunApi(AlibabaApi):
     """AgentRun control-plane calls (``region`` or ``endpoint`` must be known)."""
 
     endpoint_env = ENDPOINT_ENV
-
-    def _make_client(self, config: Any) -> Any:
-        from alibabacloud_agentrun20250910.client import Client
-
-        return Client(config)
-
-    @staticmethod
-    def _models() -> Any:
-        from alibabacloud_agentrun20250910 import models
-
-        return models
+    sdk_package = "alibabacloud_agentrun20250910"
 
     # -- runtimes ------------------------------------------------------------------------------
 
     def get_runtime(self, runtime_id: str) -> Optional[dict[str, Any]]:
-        m = self._models()
+        m = self.models
         body = self._call_or_none("GetAgentRuntime", lambda: self.client.get_agent_runtime_with_options(
             runtime_id, m.GetAgentRuntimeRequest(), {}, sdk_runtime()))
         return None if body is None else _data(body)
 
     def list_runtimes(self, name: Optional[str] = None) -> list[dict[str, Any]]:
-        m = self._models()
+        m = self.models
         return self._all_pages("ListAgentRuntimes", lambda page: self.client.list_agent_runtimes_with_options(
             m.ListAgentRuntimesRequest(agent_runtime_name=name, page_number=page, page_size=PAGE_SIZE), {}, sdk_runtime()))
 
@@ -162,7 +145,7 @@ class AgentRunApi(AlibabaApi):
         return matches[0] if matches else None
 
     def create_runtime(self, spec: SpecLike) -> dict[str, Any]:
-        m = self._models()
+        m = self.models
         body = _as_body(spec)
         if "codeConfiguration" not in body and "containerConfiguration" not in body:
             raise AlibabaConfigError(f"agent runtime {body.get('agentRuntimeName')!r} does not exist yet, so its code is needed")
@@ -170,7 +153,7 @@ class AgentRunApi(AlibabaApi):
             m.CreateAgentRuntimeRequest(body=m.CreateAgentRuntimeInput().from_map(body)), {}, sdk_runtime())))
 
     def update_runtime(self, runtime_id: str, spec: SpecLike) -> dict[str, Any]:
-        m = self._models()
+        m = self.models
         body = _as_body(spec)
         return _data(self._call("UpdateAgentRuntime", lambda: self.client.update_agent_runtime_with_options(
             runtime_id, m.UpdateAgentRuntimeRequest(body=m.UpdateAgentRuntimeInput().from_map(body)), {},
@@ -222,13 +205,9 @@ class AgentRunApi(AlibabaApi):
             return False
         for endpoint in self.list_endpoints(runtime_id):
             self.delete_endpoint(runtime_id, str(endpoint["agentRuntimeEndpointId"]))
-        try:
-            self._call("DeleteAgentRuntime", lambda: self.client.delete_agent_runtime_with_options(
-                runtime_id, {}, sdk_runtime()))
-        except PlatformError as error:
-            if error.status == 404:
-                return False
-            raise
+        if not self._delete("DeleteAgentRuntime", lambda: self.client.delete_agent_runtime_with_options(
+                runtime_id, {}, sdk_runtime())):
+            return False
         if wait:
             def gone(runtime: Optional[dict[str, Any]]) -> bool:
                 if runtime is not None and runtime.get("status") in FAILED_STATES:
@@ -245,7 +224,7 @@ class AgentRunApi(AlibabaApi):
     # -- versions ------------------------------------------------------------------------------
 
     def publish_version(self, runtime_id: str, description: str = "") -> str:
-        m = self._models()
+        m = self.models
         data = _data(self._call("PublishRuntimeVersion", lambda: self.client.publish_runtime_version_with_options(
             runtime_id, m.PublishRuntimeVersionRequest(body=m.PublishRuntimeVersionInput(description=description)),
             {}, sdk_runtime())))
@@ -255,14 +234,14 @@ class AgentRunApi(AlibabaApi):
         return str(version)
 
     def list_versions(self, runtime_id: str) -> list[dict[str, Any]]:
-        m = self._models()
+        m = self.models
         return self._all_pages("ListAgentRuntimeVersions", lambda page: self.client.list_agent_runtime_versions_with_options(
             runtime_id, m.ListAgentRuntimeVersionsRequest(page_number=page, page_size=PAGE_SIZE), {}, sdk_runtime()))
 
     # -- endpoints -----------------------------------------------------------------------------
 
     def list_endpoints(self, runtime_id: str, name: Optional[str] = None) -> list[dict[str, Any]]:
-        m = self._models()
+        m = self.models
         return self._all_pages("ListAgentRuntimeEndpoints", lambda page: self.client.list_agent_runtime_endpoints_with_options(
             runtime_id, m.ListAgentRuntimeEndpointsRequest(endpoint_name=name, page_number=page, page_size=PAGE_SIZE), {},
             sdk_runtime()))
@@ -281,7 +260,7 @@ class AgentRunApi(AlibabaApi):
     def ensure_endpoint(self, runtime_id: str, name: str, target_version: str, *, description: str = "",
                         timeout: float = DEFAULT_WAIT_SECONDS) -> str:
         """Create the endpoint or retarget it to ``target_version``; wait for READY; return its public URL."""
-        m = self._models()
+        m = self.models
         existing = self.find_endpoint(runtime_id, name)
         if existing is None:
             endpoint = _data(self._call("CreateAgentRuntimeEndpoint", lambda: self.client.create_agent_runtime_endpoint_with_options(
@@ -322,11 +301,5 @@ class AgentRunApi(AlibabaApi):
         return url
 
     def delete_endpoint(self, runtime_id: str, endpoint_id: str) -> bool:
-        try:
-            self._call("DeleteAgentRuntimeEndpoint", lambda: self.client.delete_agent_runtime_endpoint_with_options(
-                runtime_id, endpoint_id, {}, sdk_runtime()))
-        except PlatformError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return self._delete("DeleteAgentRuntimeEndpoint", lambda: self.client.delete_agent_runtime_endpoint_with_options(
+            runtime_id, endpoint_id, {}, sdk_runtime()))

@@ -15,7 +15,6 @@ unpacked artifact; the last few stay on disk so ``rollback`` restarts the previo
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,43 +22,17 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from agentpack.deployers.base import Deployer, DeployOutcome
+from agentpack.builders.artifact import remove_unpacked as remove_tree
 from agentpack.deployers.errors import DeployConfigError, PlatformError
+from agentpack.deployers.pipeline import Deployer, Plan
 from agentpack.deployers.request import DeployRequest
 from agentpack.deployers.state import STATE_DIR, Deployment, now
+from agentpack.processes import child_env, end_process_group, process_environ, process_start
 
 #: Unpacked versions kept per deployment (the newest ones; rollback needs them).
 KEEP_VERSIONS = 5
 READY_TIMEOUT = 120.0
 STOP_GRACE = 15.0
-
-
-def _process_start(pid: int) -> Optional[str]:
-    """The process's start time (field 22 of /proc/<pid>/stat), None if it is gone or a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if fields[0] in ("Z", "X"):
-        _reap(pid)
-        return None
-    return fields[19]
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
-    return {key.decode(errors="replace"): value.decode(errors="replace") for key, _, value in pairs}
 
 
 def _port_free(port: int) -> bool:
@@ -72,21 +45,15 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def remove_tree(path: Path) -> None:
-    if path.exists():
-        from agentpack.emulators.session import make_writable
-
-        make_writable(path)
-        shutil.rmtree(path, ignore_errors=True)
-
-
 class LocalProcessDeployer(Deployer):
     target = "local"
     name_setting = None
     scales_out = False
+    exact = frozenset({"env"})
+    publishes = False
 
-    def __init__(self, settings: Any, *, environ: Optional[dict[str, str]] = None, **options: Any) -> None:
-        options["region"] = None
+    def __init__(self, settings: Any, **options: Any) -> None:
+        options["region"] = None  # this machine
         super().__init__(settings, **options)
 
     def root(self, name: str) -> Path:
@@ -95,28 +62,18 @@ class LocalProcessDeployer(Deployer):
     # -- the process ----------------------------------------------------------------------------------
     def running(self, deployment: Deployment) -> bool:
         pid = deployment.resource.get("pid")
-        return bool(pid) and _process_start(int(pid)) == deployment.resource.get("started")
+        return bool(pid) and process_start(int(pid)) == deployment.resource.get("started")
 
     def _stop_process(self, deployment: Deployment) -> bool:
         """End the deployment's process (group); False if it was not running."""
         if not self.running(deployment):
             return False
         pid = int(deployment.resource["pid"])
-        for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if _process_start(pid) is None:
-                    return True
-                time.sleep(0.05)
-        return _process_start(pid) is None
+        return end_process_group(pid, lambda: process_start(pid) is not None, grace=STOP_GRACE, poll=0.05)
 
     def _unpack(self, request: DeployRequest, version: str) -> tuple[Path, bool]:
         """The version's code directory, and whether it was unpacked now (False: already there)."""
-        from agentpack.emulators.session import unpack
+        from agentpack.builders.artifact import unpack
 
         directory = self.root(request.name) / "versions" / version
         code = directory / "code"
@@ -130,32 +87,25 @@ class LocalProcessDeployer(Deployer):
         return code, True
 
     def _start(self, name: str, code: Path, python_version: str, port: int, variables: dict[str, str]) -> dict[str, Any]:
-        from agentpack.emulators.session import EmulationError, bare_python
+        from agentpack.builders.errors import ProjectError
+        from agentpack.builders.interpreters import bare_python
 
         try:
             python = bare_python(python_version)
-        except EmulationError as exc:
+        except ProjectError as exc:
             raise DeployConfigError(str(exc)) from None
         if not _port_free(port):
             raise DeployConfigError(f"port {port} is in use by another program; set [targets.local] port to a free one")
         log_path = self.root(name) / "server.log"
-        env = {
-            "PATH": f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "PYTHONNOUSERSITE": "1",
-            "AGENTPACK_PYTHON": python,
-            "PORT": str(port),
-            **variables,
-        }
+        env = {**child_env(python, HOME=os.environ.get("HOME", "/tmp"), AGENTPACK_PYTHON=python, PORT=str(port)), **variables}
         with log_path.open("ab") as log:
             log.write(f"--- {now()} starting {code.parent.name} on port {port}\n".encode())
             log.flush()
             process = subprocess.Popen([str(code / "bootstrap")], cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            started = _process_start(process.pid)
-            self._await_ready(process, f"http://127.0.0.1:{port}", log_path)
+            started = process_start(process.pid)
+            self._await_ready(process, _url(port), log_path)
         except BaseException:  # Ctrl+C or a failure before the state records it: leave nothing running
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -185,41 +135,58 @@ class LocalProcessDeployer(Deployer):
         raise PlatformError("NotReady", f"GET {url}/readiness did not answer 200 within {READY_TIMEOUT:g} s (last: {last}); "
                             f"output:\n{_tail(log_path)}")
 
-    # -- deploy and the other commands ----------------------------------------------------------------
-    def deploy(self, request: DeployRequest, previous: Optional[Deployment]) -> DeployOutcome:
-        started = time.perf_counter()
-        port = request.settings.port
-        variables = self.variables(request, {})
-        if (not request.force and previous is not None and previous.sha256 == request.sha256 and self.running(previous)
-                and previous.resource.get("port") == port and sorted(variables) == sorted(previous.env_keys)):
-            live = _environ(int(previous.resource["pid"]))
-            if all(live.get(key) == value for key, value in variables.items()):
-                return DeployOutcome(previous, "unchanged", seconds=time.perf_counter() - started)
-        version = request.sha256[:12]
+    # -- the pipeline's hooks: a version is an unpacked artifact, the route is the process on the port --
+    def desired(self, plan: Plan) -> dict[str, Any]:
+        return {"port": plan.request.settings.port, "env": plan.variables}
+
+    def find(self, plan: Plan) -> Optional[dict[str, Any]]:
+        """The previous deployment's process: whether it runs, its port and the values of its variables."""
+        previous = plan.previous
+        if previous is None:
+            return None
+        running = self.running(previous)
+        live = process_environ(int(previous.resource["pid"])) if running else {}
+        return {"running": running, "port": previous.resource.get("port"), "env": {key: live.get(key) for key in previous.env_keys}}
+
+    def code_differs(self, plan: Plan) -> bool:
+        assert plan.previous is not None and plan.current is not None
+        return plan.previous.sha256 != plan.request.sha256 or not plan.current["running"]
+
+    def serving_url(self, plan: Plan) -> Optional[str]:
+        return _url(plan.request.settings.port)
+
+    def upload(self, plan: Plan) -> str:
+        request, previous = plan.request, plan.previous
         self.progress("upload", f"unpacking {request.artifact.name if request.artifact else 'the artifact'} into {self.root(request.name)}")
-        code, unpacked = self._unpack(request, version)
-        previous_version = previous.version if previous is not None else None
+        plan.facts["code"], plan.uploaded = self._unpack(request, _version(request))
+        return "created" if previous is None else "updated" if previous.sha256 != request.sha256 else "restarted"
+
+    def publish(self, plan: Plan) -> str:
+        return _version(plan.request)
+
+    def route(self, plan: Plan, version: str) -> str:
+        """Stop the previous process and start this version's on the port; if it does not start, the old one is started again."""
+        request, previous = plan.request, plan.previous
+        port = request.settings.port
         was_running = previous is not None and self._stop_process(previous)
         self.progress("start", f"starting it on port {port} with Python {request.python}")
         try:
-            resource = self._start(request.name, code, request.python, port, variables)
+            plan.facts["process"] = self._start(request.name, plan.facts["code"], request.python, port, plan.variables)
         except BaseException:
             if was_running and previous is not None and previous.resource.get("code_dir"):
-                self._restart(previous, variables)  # put the old one back
+                self._restart(previous, plan.variables)  # put the old one back
             raise
-        deployment = previous if previous is not None else Deployment(target=self.target, name=request.name)
-        deployment.url = f"http://127.0.0.1:{port}"
-        deployment.auth = "anonymous"
-        deployment.env_keys = sorted(variables)
-        deployment.python, deployment.arch = request.python, request.arch
-        deployment.status = "deployed"
-        deployment.resource = {**resource, "python": request.python}
-        action = "created" if previous is None else "updated" if previous.sha256 != request.sha256 else "restarted"
-        deployment.remember(version, request.sha256)
-        deployment.deployed_at = now()
-        self._prune(deployment)
-        return DeployOutcome(deployment, action, unpacked, previous_version, seconds=time.perf_counter() - started)
+        return _url(port)
 
+    def resource(self, plan: Plan) -> dict[str, Any]:
+        return {**plan.facts["process"], "python": plan.request.python}
+
+    def record(self, plan: Plan, version: str, url: str) -> Deployment:
+        deployment = super().record(plan, version, url)
+        self._prune(deployment)
+        return deployment
+
+    # -- the other commands -----------------------------------------------------------------------------
     def _restart(self, deployment: Deployment, variables: dict[str, str]) -> None:
         try:
             code = Path(deployment.resource["code_dir"])
@@ -264,7 +231,7 @@ class LocalProcessDeployer(Deployer):
         code = self.root(deployment.name) / "versions" / version / "code"
         if not (code / "bootstrap").exists():
             raise DeployConfigError(f"version {version} of {deployment.name} is no longer on disk (the last {KEEP_VERSIONS} are kept); deploy it again")
-        variables = _environ(int(deployment.resource["pid"])) if self.running(deployment) else {}
+        variables = process_environ(int(deployment.resource["pid"])) if self.running(deployment) else {}
         keep = {key: variables[key] for key in deployment.env_keys if key in variables}
         if len(keep) != len(deployment.env_keys):
             raise DeployConfigError(
@@ -298,6 +265,15 @@ class LocalProcessDeployer(Deployer):
                 if not follow:
                     return
                 time.sleep(0.2)
+
+
+def _version(request: DeployRequest) -> str:
+    """A local version is the unpacked artifact, named by its sha256."""
+    return request.sha256[:12]
+
+
+def _url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
 
 
 def _tail(path: Path, lines: int = 30) -> str:

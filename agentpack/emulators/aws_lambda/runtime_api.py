@@ -16,6 +16,10 @@ quotas, as the emulator applies them:
   (``errorMessage``, ``errorType``) and answer 202.
 * When the function's timeout passes, the invocation fails ("Task timed out after N
   seconds") and the environment is reset: its runtime is stopped and a new one initialised.
+
+The paths and header names are written here and in agentpack's own Runtime API client
+(:mod:`agentpack.adapters.lambda_stream`) on purpose: this side is that client's test oracle,
+written from the documentation, so a mistake in either shows up as a failing test.
 """
 
 from __future__ import annotations

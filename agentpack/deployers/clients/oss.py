@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from agentpack.deployers.alibaba import AlibabaConfigError, Credentials, RetryPolicy, resolve_endpoint
+from agentpack.deployers.clients.alibaba import AlibabaConfigError, Credentials, RetryPolicy, resolve_endpoint
 from agentpack.deployers.errors import PlatformError, require_modules
 
 ENDPOINT_ENV = "AGENTPACK_OSS_ENDPOINT"

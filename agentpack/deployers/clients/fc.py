@@ -8,20 +8,22 @@ dicts; :class:`FunctionSpec` builds the one for a custom-runtime function.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
-from .alibaba import AlibabaApi, AlibabaConfigError, PlatformError, sdk_runtime
+from agentpack.deployers.clients.alibaba import (
+    AlibabaApi,
+    AlibabaConfigError,
+    PlatformError,
+    code_location,
+    sdk_runtime,
+)
 
 ENDPOINT_ENV = "AGENTPACK_FC_ENDPOINT"
 API_VERSION = "2023-03-30"
-MAX_INLINE_ZIP_BYTES = 100 * 1024 * 1024
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
 DEFAULT_TRIGGER_NAME = "http"
-# FC requires a handler even for custom runtimes, where nothing reads it.
-CUSTOM_RUNTIME_HANDLER = "index.handler"
 # A custom runtime's lifecycle hooks are HTTP paths (/initialize, /pre-stop); FC still wants a
 # handler string to switch a hook on, and nothing reads it.
 LIFECYCLE_HANDLER = "true"
@@ -56,28 +58,18 @@ class FunctionSpec:
     sessions_per_instance: Optional[int] = None
     instance_isolation_mode: Optional[str] = None
     description: Optional[str] = None
-    handler: str = CUSTOM_RUNTIME_HANDLER
+    #: None: the placeholder FC requires of a custom runtime (``FCSettings.handler``)
+    handler: Optional[str] = None
     #: seconds FC gives ``POST /initialize`` / ``GET /pre-stop``; None leaves the hook unconfigured
     initializer_timeout: Optional[int] = None
     pre_stop_timeout: Optional[int] = None
 
     def code_location(self) -> Optional[dict[str, Any]]:
-        if self.zip_bytes is not None and self.oss_bucket:
-            raise AlibabaConfigError("give the code inline (zip_bytes) or from OSS, not both")
-        if self.zip_bytes is not None:
-            if len(self.zip_bytes) > MAX_INLINE_ZIP_BYTES:
-                raise AlibabaConfigError(
-                    f"the artifact is {len(self.zip_bytes) / 2**20:.1f} MB zipped; Function Compute takes at most "
-                    "100 MB inline: upload it through OSS instead ([targets.fc] oss_bucket)")
-            return {"zipFile": base64.b64encode(self.zip_bytes).decode("ascii")}
-        if self.oss_bucket or self.oss_object:
-            if not (self.oss_bucket and self.oss_object):
-                raise AlibabaConfigError("code from OSS needs both the bucket and the object name")
-            location = {"ossBucketName": self.oss_bucket, "ossObjectName": self.oss_object}
-            if self.code_checksum:
-                location["checksum"] = self.code_checksum
-            return location
-        return None
+        location = code_location(self.zip_bytes, self.oss_bucket, self.oss_object,
+                                 "Function Compute takes at most 100 MB inline: upload it through OSS instead ([targets.fc] oss_bucket)")
+        if location is not None and "ossBucketName" in location and self.code_checksum:
+            location["checksum"] = self.code_checksum
+        return location
 
     def to_api(self) -> dict[str, Any]:
         runtime_config: dict[str, Any] = {"command": list(self.command), "port": self.port}
@@ -85,10 +77,12 @@ class FunctionSpec:
             runtime_config["args"] = list(self.args)
         if self.health_check_path:
             runtime_config["healthCheckConfig"] = {"httpGetUrl": self.health_check_path}
+        from agentpack.target_settings import FCSettings
+
         body: dict[str, Any] = {
             "functionName": self.name,
             "runtime": self.runtime,
-            "handler": self.handler,
+            "handler": self.handler or FCSettings.handler,
             "customRuntimeConfig": runtime_config,
             "environmentVariables": dict(self.environment),
         }
@@ -133,39 +127,34 @@ class FCApi(AlibabaApi):
     """Function Compute control-plane calls (``region`` or ``endpoint`` must be known)."""
 
     endpoint_env = ENDPOINT_ENV
+    sdk_package = "alibabacloud_fc20230330"
 
-    def _make_client(self, config: Any) -> Any:
-        from alibabacloud_fc20230330.client import Client
-
-        return Client(config)
-
-    @staticmethod
-    def _models() -> Any:
-        from alibabacloud_fc20230330 import models
-
-        return models
-
-    # -- functions -------------------------------------------------------------------------
-
-    def get_function(self, name: str, qualifier: Optional[str] = None) -> Optional[dict[str, Any]]:
-        m = self._models()
-        return self._call_or_none("GetFunction", lambda: self.client.get_function_with_options(
-            name, m.GetFunctionRequest(qualifier=qualifier), {}, sdk_runtime()))
-
-    def list_functions(self, prefix: str = "") -> list[dict[str, Any]]:
-        m = self._models()
+    def _pages(self, action: str, key: str, request_page: Callable[[Optional[str]], Any]) -> list[dict[str, Any]]:
+        """Every item of a list call: ``request_page(token)`` asks for the page after ``token``
+        (None: the first); the items are under ``key``."""
         found: list[dict[str, Any]] = []
         token: Optional[str] = None
         while True:
-            page = self._call("ListFunctions", lambda: self.client.list_functions_with_options(
-                m.ListFunctionsRequest(prefix=prefix or None, limit=100, next_token=token), {}, sdk_runtime()))
-            found.extend(page.get("functions") or [])
+            page = self._call(action, lambda: request_page(token))
+            found.extend(page.get(key) or [])
             token = page.get("nextToken") or None
             if not token:
                 return found
 
+    # -- functions -------------------------------------------------------------------------
+
+    def get_function(self, name: str, qualifier: Optional[str] = None) -> Optional[dict[str, Any]]:
+        m = self.models
+        return self._call_or_none("GetFunction", lambda: self.client.get_function_with_options(
+            name, m.GetFunctionRequest(qualifier=qualifier), {}, sdk_runtime()))
+
+    def list_functions(self, prefix: str = "") -> list[dict[str, Any]]:
+        m = self.models
+        return self._pages("ListFunctions", "functions", lambda token: self.client.list_functions_with_options(
+            m.ListFunctionsRequest(prefix=prefix or None, limit=100, next_token=token), {}, sdk_runtime()))
+
     def create_function(self, spec: SpecLike) -> dict[str, Any]:
-        m = self._models()
+        m = self.models
         body = _as_body(spec)
         if "code" not in body:
             raise AlibabaConfigError(f"function {body.get('functionName')!r} does not exist yet, so its code is needed")
@@ -173,7 +162,7 @@ class FCApi(AlibabaApi):
             m.CreateFunctionRequest(body=m.CreateFunctionInput().from_map(body)), {}, sdk_runtime()))
 
     def update_function(self, name: str, spec: SpecLike) -> dict[str, Any]:
-        m = self._models()
+        m = self.models
         body = {key: value for key, value in _as_body(spec).items() if key != "functionName"}
         return self._call("UpdateFunction", lambda: self.client.update_function_with_options(
             name, m.UpdateFunctionRequest(body=m.UpdateFunctionInput().from_map(body)), {}, sdk_runtime()))
@@ -200,18 +189,12 @@ class FCApi(AlibabaApi):
             self.delete_alias(name, alias["aliasName"])
         for version in self.list_versions(name):
             self.delete_version(name, version["versionId"])
-        try:
-            self._call("DeleteFunction", lambda: self.client.delete_function_with_options(name, {}, sdk_runtime()))
-        except PlatformError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return self._delete("DeleteFunction", lambda: self.client.delete_function_with_options(name, {}, sdk_runtime()))
 
     # -- versions and aliases ----------------------------------------------------------------
 
     def publish_version(self, name: str, description: str = "") -> str:
-        m = self._models()
+        m = self.models
         version = self._call("PublishFunctionVersion", lambda: self.client.publish_function_version_with_options(
             name, m.PublishFunctionVersionRequest(body=m.PublishVersionInput(description=description)), {},
             sdk_runtime()))
@@ -219,46 +202,25 @@ class FCApi(AlibabaApi):
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:
         """Newest first."""
-        m = self._models()
-        found: list[dict[str, Any]] = []
-        token: Optional[str] = None
-        while True:
-            page = self._call("ListFunctionVersions", lambda: self.client.list_function_versions_with_options(
-                name, m.ListFunctionVersionsRequest(direction="BACKWARD", limit=100, next_token=token), {},
-                sdk_runtime()))
-            found.extend(page.get("versions") or [])
-            token = page.get("nextToken") or None
-            if not token:
-                return found
+        m = self.models
+        return self._pages("ListFunctionVersions", "versions", lambda token: self.client.list_function_versions_with_options(
+            name, m.ListFunctionVersionsRequest(direction="BACKWARD", limit=100, next_token=token), {}, sdk_runtime()))
 
     def delete_version(self, name: str, version_id: str) -> bool:
-        try:
-            self._call("DeleteFunctionVersion", lambda: self.client.delete_function_version_with_options(
-                name, version_id, {}, sdk_runtime()))
-        except PlatformError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return self._delete("DeleteFunctionVersion", lambda: self.client.delete_function_version_with_options(
+            name, version_id, {}, sdk_runtime()))
 
     def get_alias(self, name: str, alias: str) -> Optional[dict[str, Any]]:
         return self._call_or_none("GetAlias", lambda: self.client.get_alias_with_options(name, alias, {}, sdk_runtime()))
 
     def list_aliases(self, name: str) -> list[dict[str, Any]]:
-        m = self._models()
-        found: list[dict[str, Any]] = []
-        token: Optional[str] = None
-        while True:
-            page = self._call("ListAliases", lambda: self.client.list_aliases_with_options(
-                name, m.ListAliasesRequest(limit=100, next_token=token), {}, sdk_runtime()))
-            found.extend(page.get("aliases") or [])
-            token = page.get("nextToken") or None
-            if not token:
-                return found
+        m = self.models
+        return self._pages("ListAliases", "aliases", lambda token: self.client.list_aliases_with_options(
+            name, m.ListAliasesRequest(limit=100, next_token=token), {}, sdk_runtime()))
 
     def ensure_alias(self, name: str, alias: str, version_id: str, description: str = "") -> dict[str, Any]:
         """Point ``alias`` at ``version_id``, creating it if needed."""
-        m = self._models()
+        m = self.models
         if self.get_alias(name, alias) is None:
             try:
                 return self._call("CreateAlias", lambda: self.client.create_alias_with_options(
@@ -272,13 +234,7 @@ class FCApi(AlibabaApi):
             {}, sdk_runtime()))
 
     def delete_alias(self, name: str, alias: str) -> bool:
-        try:
-            self._call("DeleteAlias", lambda: self.client.delete_alias_with_options(name, alias, {}, sdk_runtime()))
-        except PlatformError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return self._delete("DeleteAlias", lambda: self.client.delete_alias_with_options(name, alias, {}, sdk_runtime()))
 
     # -- triggers ------------------------------------------------------------------------------
 
@@ -287,16 +243,9 @@ class FCApi(AlibabaApi):
             name, trigger, {}, sdk_runtime()))
 
     def list_triggers(self, name: str) -> list[dict[str, Any]]:
-        m = self._models()
-        found: list[dict[str, Any]] = []
-        token: Optional[str] = None
-        while True:
-            page = self._call("ListTriggers", lambda: self.client.list_triggers_with_options(
-                name, m.ListTriggersRequest(limit=100, next_token=token), {}, sdk_runtime()))
-            found.extend(page.get("triggers") or [])
-            token = page.get("nextToken") or None
-            if not token:
-                return found
+        m = self.models
+        return self._pages("ListTriggers", "triggers", lambda token: self.client.list_triggers_with_options(
+            name, m.ListTriggersRequest(limit=100, next_token=token), {}, sdk_runtime()))
 
     def ensure_http_trigger(self, name: str, trigger: str = DEFAULT_TRIGGER_NAME, *, qualifier: str = "LATEST",
                             auth_type: str = "function", methods: tuple[str, ...] = HTTP_METHODS) -> str:
@@ -305,7 +254,7 @@ class FCApi(AlibabaApi):
         A trigger that cannot be made, or that reports no URL, is a PlatformError: a deploy
         without a working URL has failed.
         """
-        m = self._models()
+        m = self.models
         config = json.dumps({"authType": auth_type, "methods": list(methods)}, separators=(",", ":"))
         existing = self.get_trigger(name, trigger)
         if existing is None:
@@ -336,13 +285,7 @@ class FCApi(AlibabaApi):
         return url
 
     def delete_trigger(self, name: str, trigger: str) -> bool:
-        try:
-            self._call("DeleteTrigger", lambda: self.client.delete_trigger_with_options(name, trigger, {}, sdk_runtime()))
-        except PlatformError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return self._delete("DeleteTrigger", lambda: self.client.delete_trigger_with_options(name, trigger, {}, sdk_runtime()))
 
 
 def _same_json(left: Any, right: str) -> bool:

@@ -72,18 +72,18 @@ _EXPORTS = {
     "AGUIDefaultAdapter": "agentpack.frontends.agui.adapter",
     "AGUIAdaptorConfig": "agentpack.frontends.agui.config",
     "FlexibleRunAgentInput": "agentpack.frontends.agui.request",
-    **{
-        name: "agentpack.services"
-        for name in (
+    **dict.fromkeys(
+        (
             "StateService",
             "InMemoryStateService",
             "RedisStateService",
             "SessionHistoryService",
             "InMemorySessionHistoryService",
             "RedisSessionHistoryService",
-        )
-    },
-    **{name: "agentpack.protocol.schemas" for name in SCHEMA_NAMES},
+        ),
+        "agentpack.services",
+    ),
+    **dict.fromkeys(SCHEMA_NAMES, "agentpack.protocol.schemas"),
 }
 
 if TYPE_CHECKING:
@@ -92,25 +92,17 @@ if TYPE_CHECKING:
     from agentpack.deployers.local import DeployError, LocalDeployManager
     from agentpack.deployers.managers import AgentRunDeployManager, FCDeployManager, LambdaDeployManager
     from agentpack.errors import AgentpackError, OperationFailed, UserError
-    from agentpack.interrupt.base import BackendUnavailable, SessionBusy
     from agentpack.frameworks.agentscope import Msg
     from agentpack.frontends.a2a.adapter import A2AFastAPIDefaultAdapter
     from agentpack.frontends.a2a.config import A2ARegistry, A2ATransportsProperties
-    from agentpack.frontends.a2a.runtime_config import AgentCardWithRuntimeConfig
     from agentpack.frontends.a2a.nacos import NacosRegistry
+    from agentpack.frontends.a2a.runtime_config import AgentCardWithRuntimeConfig
     from agentpack.frontends.agui.adapter import AGUIDefaultAdapter
     from agentpack.frontends.agui.config import AGUIAdaptorConfig
     from agentpack.frontends.agui.request import FlexibleRunAgentInput
     from agentpack.frontends.base import ProtocolAdapter
     from agentpack.frontends.responses.adapter import ResponseAPIDefaultAdapter
-    from agentpack.services import (
-        InMemorySessionHistoryService,
-        InMemoryStateService,
-        RedisSessionHistoryService,
-        RedisStateService,
-        SessionHistoryService,
-        StateService,
-    )
+    from agentpack.interrupt.base import BackendUnavailable, SessionBusy
     from agentpack.protocol.schemas import (
         AgentContent,
         AgentRequest,
@@ -143,6 +135,14 @@ if TYPE_CHECKING:
         ToolCallOutput,
         Usage,
         VideoContent,
+    )
+    from agentpack.services import (
+        InMemorySessionHistoryService,
+        InMemoryStateService,
+        RedisSessionHistoryService,
+        RedisStateService,
+        SessionHistoryService,
+        StateService,
     )
 
 

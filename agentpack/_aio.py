@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from typing import Any, Awaitable, Callable, Optional
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 __all__ = ["call", "is_async_callable", "is_async_gen_callable", "uncancel", "wait_bounded"]
 
@@ -27,13 +29,13 @@ def is_async_callable(func: Any) -> bool:
     """Whether calling ``func`` gives a coroutine: ``async def`` functions and methods,
     partials of them, and objects whose ``__call__`` is ``async def``."""
     func = _unwrap(func)
-    return inspect.iscoroutinefunction(func) or (callable(func) and inspect.iscoroutinefunction(getattr(func, "__call__", None)))
+    return inspect.iscoroutinefunction(func) or (callable(func) and inspect.iscoroutinefunction(func.__call__))
 
 
 def is_async_gen_callable(func: Any) -> bool:
     """Like :func:`is_async_callable`, for async generators."""
     func = _unwrap(func)
-    return inspect.isasyncgenfunction(func) or (callable(func) and inspect.isasyncgenfunction(getattr(func, "__call__", None)))
+    return inspect.isasyncgenfunction(func) or (callable(func) and inspect.isasyncgenfunction(func.__call__))
 
 
 async def call(func: Callable[..., Any], *args: Any, in_thread: bool = True, **kwargs: Any) -> Any:
@@ -78,20 +80,21 @@ async def wait_bounded(awaitable: Awaitable[Any], seconds: float) -> tuple[bool,
     return True, task.result()
 
 
-def _retrieve(task: "asyncio.Future[Any]") -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     """Consume an abandoned task's outcome so it is never reported as "never retrieved"."""
     if not task.cancelled():
         task.exception()
 
 
-def uncancel(task: Optional["asyncio.Task[Any]"] = None) -> None:
+def uncancel(task: asyncio.Task[Any] | None = None) -> None:
     """Forget one handled cancellation of ``task`` (the current one by default).
 
     From 3.11, a task remembers how often it was cancelled and ``asyncio.timeout`` and
     task groups read that count; code that catches a cancellation on purpose and carries
     on must decrement it.  3.10 has no count, so there is nothing to do.
     """
+    if sys.version_info < (3, 11):
+        return
     task = task or asyncio.current_task()
-    forget = getattr(task, "uncancel", None)
-    if forget is not None and task is not None and task.cancelling():
-        forget()
+    if task is not None and task.cancelling():
+        task.uncancel()

@@ -7,10 +7,14 @@ also a handy way to script an agent from Python.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 
-def build_request(text: str, session_id: Optional[str] = None, user_id: Optional[str] = None, **extra: Any) -> dict:
+def build_request(text: str, session_id: str | None = None, user_id: str | None = None, **extra: Any) -> dict[str, Any]:
     """The body of a one-message user request."""
     body: dict[str, Any] = {"input": [{"role": "user", "content": [{"type": "text", "text": text}]}], **extra}
     if session_id:
@@ -29,24 +33,32 @@ class AgentAPIError(RuntimeError):
         self.detail = detail
 
 
-def stream_events(url: str, body: dict, timeout: Optional[float] = 300.0, headers: Optional[dict] = None, auth: Any = None) -> Iterator[dict]:
+def stream_events(
+    url: str,
+    body: dict[str, Any],
+    timeout: float | None = 300.0,
+    headers: dict[str, str] | None = None,
+    auth: httpx.Auth | None = None,
+) -> Iterator[dict[str, Any]]:
     """POST ``body`` to ``url`` and yield each SSE event's JSON as soon as it is received.
 
     ``auth`` is an ``httpx.Auth`` for endpoints that need signed requests (see
-    ``agentpack.deployers.request_auth``)."""
+    ``agentpack.deployers.clients.signing``)."""
     import httpx
 
-    with httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)) as client:
-        with client.stream("POST", url, json=body, headers=headers, auth=auth) as response:
-            if response.status_code >= 400:
-                response.read()
-                try:
-                    detail = response.json().get("detail", response.text)
-                except ValueError:
-                    detail = response.text
-                raise AgentAPIError(response.status_code, detail)
-            for data in sse_data(response.iter_text()):
-                yield json.loads(data)
+    with (
+        httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)) as client,
+        client.stream("POST", url, json=body, headers=headers, auth=auth) as response,
+    ):
+        if response.status_code >= 400:
+            response.read()
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise AgentAPIError(response.status_code, detail)
+        for data in sse_data(response.iter_text()):
+            yield json.loads(data)
 
 
 def sse_data(chunks: Iterable[str]) -> Iterator[str]:
@@ -57,7 +69,8 @@ def sse_data(chunks: Iterable[str]) -> Iterator[str]:
     JSON may carry unescaped.  An event's ``data:`` lines are joined with LF, as the SSE
     standard joins them; comments and other fields are skipped.
     """
-    buffer, data = "", []
+    buffer = ""
+    data: list[str] = []
     for chunk in chunks:
         buffer += chunk
         while True:
@@ -65,7 +78,7 @@ def sse_data(chunks: Iterable[str]) -> Iterator[str]:
             if cut < 0 or (buffer[cut] == "\r" and cut == len(buffer) - 1):  # CR may be half of CR LF
                 break
             line = buffer[:cut]
-            buffer = buffer[cut + (2 if buffer.startswith("\r\n", cut) else 1):]
+            buffer = buffer[cut + (2 if buffer.startswith("\r\n", cut) else 1) :]
             if not line:  # a blank line ends the event
                 if data:
                     yield "\n".join(data)
@@ -76,21 +89,21 @@ def sse_data(chunks: Iterable[str]) -> Iterator[str]:
         yield "\n".join(data)
 
 
-def delta_text(event: dict) -> Optional[str]:
+def delta_text(event: dict[str, Any]) -> str | None:
     """The text carried by a content delta, if any."""
     if event.get("object") == "content" and event.get("delta") and event.get("type") == "text":
         return event.get("text")
     return None
 
 
-def session_headers(session_id: Optional[str], user_id: Optional[str]) -> dict:
+def session_headers(session_id: str | None, user_id: str | None) -> dict[str, str]:
     """Headers naming the session: Function Compute's session affinity routes on the first."""
     from agentpack.headers import session_headers as named
 
     return named(session_id, user_id) if session_id else {}
 
 
-def agent_paths(base_url: str, auth: Any = None, timeout: float = 10.0) -> dict:
+def agent_paths(base_url: str, auth: httpx.Auth | None = None, timeout: float = 10.0) -> dict[str, str]:
     """The app's ``process`` and ``stop`` paths as its ``GET /`` advertises them (AgentApp defaults otherwise)."""
     import httpx
 
@@ -108,7 +121,9 @@ def agent_paths(base_url: str, auth: Any = None, timeout: float = 10.0) -> dict:
     return paths
 
 
-def stop_run(url: str, session_id: str, user_id: Optional[str] = None, auth: Any = None, timeout: float = 30.0) -> dict:
+def stop_run(
+    url: str, session_id: str, user_id: str | None = None, auth: httpx.Auth | None = None, timeout: float = 30.0
+) -> dict[str, Any]:
     """``POST {endpoint_path}/stop`` for a session; the app's answer (``{"stopped": bool, ...}``)."""
     import httpx
 
@@ -120,4 +135,5 @@ def stop_run(url: str, session_id: str, user_id: Optional[str] = None, auth: Any
         except ValueError:
             detail = answer.text
         raise AgentAPIError(answer.status_code, detail)
-    return answer.json()
+    stopped: dict[str, Any] = answer.json()
+    return stopped

@@ -36,7 +36,7 @@ This module imports nothing but the standard library, so every layer may import 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 __all__ = ["AgentpackError", "UserError", "OperationFailed", "EXIT_USER", "EXIT_FAILED"]
 
@@ -72,10 +72,10 @@ class OperationFailed(AgentpackError):
     """
 
     label: ClassVar[str] = "failed"
-    code: Optional[str] = None
-    request_id: Optional[str] = None
-    status: Optional[int] = None
-    action: Optional[str] = None
+    code: str | None = None
+    request_id: str | None = None
+    status: int | None = None
+    action: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """What ``--json`` prints as ``{"error": ...}``."""

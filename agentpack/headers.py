@@ -8,7 +8,7 @@ digits and ``-._~`` stay as they are, everything else becomes ``%XX``.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 from urllib.parse import quote, unquote
 
 SESSION_HEADER = "X-Agentpack-Session-Id"
@@ -17,12 +17,12 @@ USER_HEADER = "X-Agentpack-User-Id"
 __all__ = ["SESSION_HEADER", "USER_HEADER", "encode_id", "run_session", "session_headers"]
 
 
-def encode_id(value: Optional[str]) -> str:
+def encode_id(value: str | None) -> str:
     """An id as a header value (percent-encoded UTF-8)."""
     return quote(value or "", safe="")
 
 
-def session_headers(session_id: Optional[str], user_id: Optional[str] = None) -> dict[str, str]:
+def session_headers(session_id: str | None, user_id: str | None = None) -> dict[str, str]:
     """Both headers for a session (the user defaults to the session, as for requests)."""
     headers = {SESSION_HEADER: encode_id(session_id)}
     if user_id or session_id:
@@ -30,7 +30,7 @@ def session_headers(session_id: Optional[str], user_id: Optional[str] = None) ->
     return headers
 
 
-def run_session(raw_headers: Iterable[tuple[bytes, bytes]]) -> Optional[tuple[str, str]]:
+def run_session(raw_headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str] | None:
     """``(user_id, session_id)`` named by ASGI response headers, decoded; None without them."""
     names = {name.lower(): value for name, value in raw_headers}
     session = names.get(SESSION_HEADER.lower().encode())

@@ -21,8 +21,8 @@ import functools
 import os
 import signal
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 __all__ = [
     "child_env",
@@ -37,7 +37,7 @@ __all__ = [
 
 
 # -- the environment ---------------------------------------------------------------------------
-def child_env(python: str, **variables: Optional[str]) -> dict[str, str]:
+def child_env(python: str, **variables: str | None) -> dict[str, str]:
     """The environment of a process that runs an artifact with the interpreter ``python``.
 
     ``PATH`` has the interpreter's directory first, then the system's; ``LANG`` is C.UTF-8,
@@ -78,7 +78,13 @@ def _gone_within(alive: Callable[[], bool], seconds: float, poll: float) -> bool
 
 
 def end_process_group(
-    pid: int, alive: Callable[[], bool], *, grace: float, settle: float = 0.0, kill_wait: float = 5.0, poll: float = 0.02
+    pid: int,
+    alive: Callable[[], bool],
+    *,
+    grace: float,
+    settle: float = 0.0,
+    kill_wait: float = 5.0,
+    poll: float = 0.02,
 ) -> bool:
     """End process group ``pid`` (its leader's pid) the way a platform ends an instance.
 
@@ -103,7 +109,13 @@ def end_process_group(
 
 
 async def end_process_group_async(
-    pid: int, alive: Callable[[], bool], *, grace: float, settle: float = 0.0, kill_wait: float = 5.0, poll: float = 0.02
+    pid: int,
+    alive: Callable[[], bool],
+    *,
+    grace: float,
+    settle: float = 0.0,
+    kill_wait: float = 5.0,
+    poll: float = 0.02,
 ) -> bool:
     """:func:`end_process_group` on a worker thread, so the event loop (which reaps asyncio's
     child processes) runs on meanwhile."""
@@ -112,7 +124,7 @@ async def end_process_group_async(
 
 
 # -- /proc ---------------------------------------------------------------------------------------
-def _stat(pid: int) -> Optional[list[str]]:
+def _stat(pid: int) -> list[str] | None:
     """The fields of ``/proc/<pid>/stat`` from the third (state) on; None when the process is gone.
 
     The second field, the command name in parentheses, may itself hold spaces and ')'."""
@@ -133,7 +145,7 @@ def process_group(pid: int) -> set[int]:
     return members
 
 
-def process_start(pid: int) -> Optional[str]:
+def process_start(pid: int) -> str | None:
     """The process's start time (field 22 of its stat), None when it is gone or a zombie.
 
     With the pid it names one process for good: a later process with the same pid has another

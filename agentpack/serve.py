@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 #: Seconds open streams get to finish on SIGTERM or ``/pre-stop`` before they are ended.
 GRACE_SECONDS = float(os.environ.get("AGENTPACK_GRACEFUL_SHUTDOWN", "10"))
@@ -37,7 +38,12 @@ def main(argv: list[str] | None = None) -> None:
     except AppLoadError as exc:
         print(f"agentpack: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    options: dict = {"host": args.host, "port": args.port, "log_level": args.log_level, "timeout_graceful_shutdown": GRACE_SECONDS}
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "timeout_graceful_shutdown": GRACE_SECONDS,
+    }
     if args.platform is None:
         uvicorn.run(app, **options)
         return

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,10 +23,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from agentpack.targets import TARGETS, Target
 
 
-def _limit(low: float, high: float, unit: str, who: str, step: Optional[float] = None, why: Optional[str] = None) -> AfterValidator:
+def _limit(
+    low: float, high: float, unit: str, who: str, step: float | None = None, why: str | None = None
+) -> AfterValidator:
     """A bound whose error says the allowed range and whose rule it is (so the fix is obvious)."""
 
-    def check(value: Optional[float]) -> Optional[float]:
+    def check(value: float | None) -> float | None:
         if value is None:
             return value
         off_step = step is not None and not math.isclose(value / step, round(value / step), abs_tol=1e-9)
@@ -41,7 +44,7 @@ def _limit(low: float, high: float, unit: str, who: str, step: Optional[float] =
 def _pattern(regex: str, rule: str) -> AfterValidator:
     compiled = re.compile(regex)
 
-    def check(value: Optional[str]) -> Optional[str]:
+    def check(value: str | None) -> str | None:
         if value is not None and not compiled.fullmatch(value):
             raise ValueError(f"must be {rule}")
         return value
@@ -52,19 +55,40 @@ def _pattern(regex: str, rule: str) -> AfterValidator:
 _PORT = Annotated[int, _limit(1, 65535, "", "TCP", why="a TCP port")]
 #: A control-plane endpoint override: ``host[:port]`` or ``http(s)://host[:port]`` (no path).
 _ENDPOINT = Annotated[
-    Optional[str], _pattern(r"(https?://)?[A-Za-z0-9.-]+(:\d{1,5})?/?", "host[:port] or https://host[:port] (no path), e.g. fcv3.cn-hangzhou.aliyuncs.com")
+    str | None,
+    _pattern(
+        r"(https?://)?[A-Za-z0-9.-]+(:\d{1,5})?/?",
+        "host[:port] or https://host[:port] (no path), e.g. fcv3.cn-hangzhou.aliyuncs.com",
+    ),
 ]
-_AWS_ENDPOINT = Annotated[Optional[str], _pattern(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?/?", "an http(s):// URL such as https://lambda.us-east-1.amazonaws.com")]
-_ALIYUN_REGION = Annotated[Optional[str], _pattern(r"[a-z]{2,}(-[a-z0-9]+)+", 'an Alibaba Cloud region id such as "cn-hangzhou"')]
-_RAM_ROLE = Annotated[Optional[str], _pattern(r"acs:ram::\d+:role/[A-Za-z0-9._@/-]+", "a RAM role ARN such as acs:ram::<account id>:role/<name>")]
+_AWS_ENDPOINT = Annotated[
+    str | None,
+    _pattern(
+        r"https?://[A-Za-z0-9.-]+(:\d{1,5})?/?", "an http(s):// URL such as https://lambda.us-east-1.amazonaws.com"
+    ),
+]
+_ALIYUN_REGION = Annotated[
+    str | None, _pattern(r"[a-z]{2,}(-[a-z0-9]+)+", 'an Alibaba Cloud region id such as "cn-hangzhou"')
+]
+_RAM_ROLE = Annotated[
+    str | None,
+    _pattern(r"acs:ram::\d+:role/[A-Za-z0-9._@/-]+", "a RAM role ARN such as acs:ram::<account id>:role/<name>"),
+]
 #: OSS bucket names: 3-63 lowercase letters, digits and '-', starting and ending with a letter or digit.
 _OSS_BUCKET = Annotated[
-    Optional[str], _pattern(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "an OSS bucket name: 3-63 lowercase letters, digits and '-', starting and ending with a letter or digit")
+    str | None,
+    _pattern(
+        r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",
+        "an OSS bucket name: 3-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+    ),
 ]
 #: The folder agentpack's objects go under in the bucket (object names may not start with '/' or '\').
 _OSS_PREFIX = Annotated[
-    Optional[str],
-    _pattern(r"([A-Za-z0-9._=+@~-]+/)*[A-Za-z0-9._=+@~-]*", "a folder such as \"agentpack\" or \"builds/agents\": letters, digits and ._=+@~- separated by '/', no leading '/'"),
+    str | None,
+    _pattern(
+        r"([A-Za-z0-9._=+@~-]+/)*[A-Za-z0-9._=+@~-]*",
+        "a folder such as \"agentpack\" or \"builds/agents\": letters, digits and ._=+@~- separated by '/', no leading '/'",
+    ),
 ]
 #: The variable the app reads its interrupt backend's Redis URL from, set from ``redis_url``.
 REDIS_URL_VARIABLE = "AGENTPACK_REDIS_URL"
@@ -90,17 +114,25 @@ class TargetSettings(BaseModel):
     env_key_rule: ClassVar[str] = "letters, digits and '_', not starting with a digit"
     reserved_env_prefixes: ClassVar[tuple[str, ...]] = ()
     reserved_env_names: ClassVar[frozenset[str]] = frozenset()
-    env_limit_bytes: ClassVar[Optional[int]] = None
+    env_limit_bytes: ClassVar[int | None] = None
     #: what the deployer sends (and the emulator assumes) for a sizing setting left unset, where
     #: the platform's own default would break an agent or the API requires a value (see ``effective``)
     sizing_defaults: ClassVar[Mapping[str, float]] = {}
 
-    python: Optional[str] = Field(None, description="Python version for this target (overrides the top-level python)", examples=["3.12"])
-    env: dict[str, str] = Field(default_factory=dict, description="environment variables set on the platform (committed: no secrets here)", examples=[{"LOG_LEVEL": "info"}])
-    secrets: list[str] = Field(
-        default_factory=list, description="names of variables whose values come from the shell or .env at deploy time", examples=[["OPENAI_API_KEY"]]
+    python: str | None = Field(
+        None, description="Python version for this target (overrides the top-level python)", examples=["3.12"]
     )
-    redis_url: Optional[str] = Field(
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="environment variables set on the platform (committed: no secrets here)",
+        examples=[{"LOG_LEVEL": "info"}],
+    )
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="names of variables whose values come from the shell or .env at deploy time",
+        examples=[["OPENAI_API_KEY"]],
+    )
+    redis_url: str | None = Field(
         None,
         description='Redis for stops across instances: "${NAME}" takes it from NAME in the shell or .env at deploy time',
         examples=["${REDIS_URL}"],
@@ -112,7 +144,7 @@ class TargetSettings(BaseModel):
 
     @field_validator("python")
     @classmethod
-    def _python_offered(cls, value: Optional[str]) -> Optional[str]:
+    def _python_offered(cls, value: str | None) -> str | None:
         if value is None:
             return value
         if not re.fullmatch(r"\d+\.\d+", value):
@@ -129,7 +161,9 @@ class TargetSettings(BaseModel):
             cls._check_variable_name(key, "key")
         size = cls.env_size_over_limit(value)
         if size is not None:
-            raise ValueError(f"holds {size} bytes, over the platform's {cls.env_limit_kb()} KB for all variables; move large values into files or fewer variables")
+            raise ValueError(
+                f"holds {size} bytes, over the platform's {cls.env_limit_kb()} KB for all variables; move large values into files or fewer variables"
+            )
         return value
 
     @field_validator("secrets")
@@ -144,7 +178,7 @@ class TargetSettings(BaseModel):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url(cls, value: Optional[str]) -> Optional[str]:
+    def _redis_url(cls, value: str | None) -> str | None:
         if value is None:
             return value
         reference = _SECRET_REF.fullmatch(value)
@@ -153,10 +187,13 @@ class TargetSettings(BaseModel):
             return value
         parts = urlsplit(value)
         if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError('must be a redis://, rediss:// or unix:// URL, or "${NAME}" to read it from NAME in the shell or .env at deploy time')
+            raise ValueError(
+                'must be a redis://, rediss:// or unix:// URL, or "${NAME}" to read it from NAME in the shell or .env at deploy time'
+            )
         if parts.password:
             raise ValueError(
-                'holds a password, which would be committed with agentpack.toml; put the URL in .env as REDIS_URL and write redis_url = "${REDIS_URL}"'
+                "holds a password, which would be committed with agentpack.toml; "
+                'put the URL in .env as REDIS_URL and write redis_url = "${REDIS_URL}"'
             )
         return value
 
@@ -164,7 +201,9 @@ class TargetSettings(BaseModel):
     def _no_overlap(self) -> TargetSettings:
         both = sorted(set(self.env) & set(self.secret_names()))
         if both:
-            raise ValueError(f"{', '.join(both)} is in both env and secrets; keep it in secrets only (its value comes from the shell or .env)")
+            raise ValueError(
+                f"{', '.join(both)} is in both env and secrets; keep it in secrets only (its value comes from the shell or .env)"
+            )
         if self.redis_url is not None and REDIS_URL_VARIABLE in self.env:
             raise ValueError("env sets AGENTPACK_REDIS_URL and redis_url is set too; keep redis_url only")
         return self
@@ -180,7 +219,7 @@ class TargetSettings(BaseModel):
             raise ValueError(f"{what} {name!r} is reserved by the platform, which sets it itself; rename it")
 
     @classmethod
-    def env_size_over_limit(cls, variables: Mapping[str, str]) -> Optional[int]:
+    def env_size_over_limit(cls, variables: Mapping[str, str]) -> int | None:
         """The bytes ``variables`` hold (names and values, as the platforms count them) when that is
         over the platform's limit for all variables; None when within it or the platform has none."""
         size = sum(len(k.encode()) + len(v.encode()) for k, v in variables.items())
@@ -197,7 +236,7 @@ class TargetSettings(BaseModel):
         return self.sizing_defaults[key] if value is None else value
 
     @property
-    def redis_url_secret(self) -> Optional[str]:
+    def redis_url_secret(self) -> str | None:
         """The variable ``redis_url`` names (``"${NAME}"``), or None when it is a literal URL or unset."""
         match = _SECRET_REF.fullmatch(self.redis_url or "")
         return match.group(1) if match else None
@@ -216,7 +255,9 @@ class TargetSettings(BaseModel):
         """
         missing = [name for name in self.secret_names() if name not in secret_values]
         if missing:
-            raise ValueError(f"[targets.{self.target}] secrets: {', '.join(missing)} has no value; set it in the shell or in .env")
+            raise ValueError(
+                f"[targets.{self.target}] secrets: {', '.join(missing)} has no value; set it in the shell or in .env"
+            )
         values = {**self.env, **{name: secret_values[name] for name in self.secrets}}
         if self.redis_url is not None:
             secret = self.redis_url_secret
@@ -244,13 +285,21 @@ class _AlibabaSettings(TargetSettings):
     env_key_pattern: ClassVar[str] = r"[A-Za-z][A-Za-z0-9_]*"
     env_key_rule: ClassVar[str] = "letters, digits and '_', starting with a letter"
     reserved_env_prefixes: ClassVar[tuple[str, ...]] = ("FC_",)
-    env_limit_bytes: ClassVar[Optional[int]] = 4096
+    env_limit_bytes: ClassVar[int | None] = 4096
 
     region: _ALIYUN_REGION = Field(None, description="Alibaba Cloud region", examples=["cn-hangzhou"])
-    role: _RAM_ROLE = Field(None, description="RAM role ARN the code runs as (its temporary credentials reach the handler)", examples=["acs:ram::1234567890:role/agent"])
-    port: _PORT = Field(9000, description="port the platform sends requests to (the bootstrap listens on it)", examples=[9000])
+    role: _RAM_ROLE = Field(
+        None,
+        description="RAM role ARN the code runs as (its temporary credentials reach the handler)",
+        examples=["acs:ram::1234567890:role/agent"],
+    )
+    port: _PORT = Field(
+        9000, description="port the platform sends requests to (the bootstrap listens on it)", examples=[9000]
+    )
     endpoint: _ENDPOINT = Field(
-        None, description="control-plane endpoint (default: the region's; env AGENTPACK_FC_ENDPOINT / AGENTPACK_AGENTRUN_ENDPOINT)", examples=["fcv3.cn-hangzhou.aliyuncs.com"]
+        None,
+        description="control-plane endpoint (default: the region's; env AGENTPACK_FC_ENDPOINT / AGENTPACK_AGENTRUN_ENDPOINT)",
+        examples=["fcv3.cn-hangzhou.aliyuncs.com"],
     )
 
 
@@ -264,34 +313,51 @@ class FCSettings(_AlibabaSettings):
     handler: ClassVar[str] = "index.handler"
 
     function_name: Annotated[
-        Optional[str], _pattern(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", "1-64 letters, digits, '_' or '-', not starting with a digit or '-'")
+        str | None,
+        _pattern(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", "1-64 letters, digits, '_' or '-', not starting with a digit or '-'"),
     ] = Field(None, description="function name (default: the project name)", examples=["my-agent"])
-    memory: Annotated[Optional[int], _limit(128, 32768, "MB", "Function Compute", step=64)] = Field(None, description="memory in MB", examples=[1024])
-    cpu: Annotated[Optional[float], _limit(0.05, 16, "vCPU", "Function Compute", step=0.05)] = Field(None, description="vCPUs", examples=[1.0])
-    timeout: Annotated[Optional[int], _limit(1, 86400, "seconds", "Function Compute")] = Field(
+    memory: Annotated[int | None, _limit(128, 32768, "MB", "Function Compute", step=64)] = Field(
+        None, description="memory in MB", examples=[1024]
+    )
+    cpu: Annotated[float | None, _limit(0.05, 16, "vCPU", "Function Compute", step=0.05)] = Field(
+        None, description="vCPUs", examples=[1.0]
+    )
+    timeout: Annotated[int | None, _limit(1, 86400, "seconds", "Function Compute")] = Field(
         None, description="seconds a request may run before the platform ends it", examples=[300]
     )
-    instance_concurrency: Annotated[Optional[int], _limit(1, 200, "requests", "Function Compute")] = Field(
+    instance_concurrency: Annotated[int | None, _limit(1, 200, "requests", "Function Compute")] = Field(
         None, description="requests one instance serves at once", examples=[20]
     )
-    allow_anonymous: bool = Field(False, description="HTTP trigger without authentication (default: signed requests only)", examples=[False])
+    allow_anonymous: bool = Field(
+        False, description="HTTP trigger without authentication (default: signed requests only)", examples=[False]
+    )
     code_upload: Literal["auto", "inline", "oss"] = Field(
-        "auto", description='how the code reaches Function Compute: "auto" (inline up to 100 MB, through OSS above), "inline" or "oss"', examples=["oss"]
+        "auto",
+        description='how the code reaches Function Compute: "auto" (inline up to 100 MB, through OSS above), "inline" or "oss"',
+        examples=["oss"],
     )
     oss_bucket: _OSS_BUCKET = Field(
-        None, description="existing OSS bucket the code goes through when it is over 100 MB zipped (or code_upload = \"oss\"); never created by agentpack", examples=["my-agent-artifacts"]
+        None,
+        description='existing OSS bucket the code goes through when it is over 100 MB zipped (or code_upload = "oss"); never created by agentpack',
+        examples=["my-agent-artifacts"],
     )
     oss_prefix: _OSS_PREFIX = Field(
-        None, description='folder in the bucket; objects are <oss_prefix>/<function>/<sha256>.zip (default "agentpack")', examples=["agentpack"]
+        None,
+        description='folder in the bucket; objects are <oss_prefix>/<function>/<sha256>.zip (default "agentpack")',
+        examples=["agentpack"],
     )
-    oss_region: _ALIYUN_REGION = Field(None, description="the bucket's region (default: the function's region)", examples=["cn-hangzhou"])
+    oss_region: _ALIYUN_REGION = Field(
+        None, description="the bucket's region (default: the function's region)", examples=["cn-hangzhou"]
+    )
     oss_endpoint: _ENDPOINT = Field(
-        None, description="OSS endpoint (default: the region's; env AGENTPACK_OSS_ENDPOINT)", examples=["oss-cn-hangzhou.aliyuncs.com"]
+        None,
+        description="OSS endpoint (default: the region's; env AGENTPACK_OSS_ENDPOINT)",
+        examples=["oss-cn-hangzhou.aliyuncs.com"],
     )
 
     @field_validator("oss_prefix")
     @classmethod
-    def _no_dot_folders(cls, value: Optional[str]) -> Optional[str]:
+    def _no_dot_folders(cls, value: str | None) -> str | None:
         if value is not None and any(part in (".", "..") for part in value.split("/")):
             raise ValueError("must not have '.' or '..' folders; name the folder plainly, e.g. \"agentpack\"")
         return value
@@ -301,13 +367,21 @@ class FCSettings(_AlibabaSettings):
         if self.code_upload == "oss" and not self.oss_bucket:
             raise ValueError('code_upload = "oss" needs oss_bucket = "<an existing bucket in the function\'s region>"')
         if self.code_upload == "inline":
-            named = [key for key in ("oss_bucket", "oss_prefix", "oss_region", "oss_endpoint") if getattr(self, key) is not None]
+            named = [
+                key
+                for key in ("oss_bucket", "oss_prefix", "oss_region", "oss_endpoint")
+                if getattr(self, key) is not None
+            ]
             if named:
-                raise ValueError(f'code_upload = "inline" never uses OSS, but {", ".join(named)} is set; remove it or use code_upload = "auto"')
+                raise ValueError(
+                    f'code_upload = "inline" never uses OSS, but {", ".join(named)} is set; remove it or use code_upload = "auto"'
+                )
         elif not self.oss_bucket:
             named = [key for key in ("oss_prefix", "oss_region", "oss_endpoint") if getattr(self, key) is not None]
             if named:
-                raise ValueError(f'{", ".join(named)} is set but oss_bucket is not; add oss_bucket = "<bucket>" or remove {", ".join(named)}')
+                raise ValueError(
+                    f'{", ".join(named)} is set but oss_bucket is not; add oss_bucket = "<bucket>" or remove {", ".join(named)}'
+                )
         return self
 
     @property
@@ -335,14 +409,19 @@ class AgentRunSettings(_AlibabaSettings):
     sizing_defaults: ClassVar[Mapping[str, float]] = {"cpu": 2.0, "memory": 4096}
 
     runtime_name: Annotated[
-        Optional[str], _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,127}", "1-128 letters, digits, '_' or '-', starting with a letter")
+        str | None,
+        _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,127}", "1-128 letters, digits, '_' or '-', starting with a letter"),
     ] = Field(None, description="agent runtime name (default: the project name)", examples=["my-agent"])
-    memory: Annotated[Optional[int], _limit(128, 32768, "MB", "AgentRun")] = Field(None, description="memory in MB", examples=[2048])
-    cpu: Annotated[Optional[float], _limit(0.05, 16, "vCPU", "AgentRun")] = Field(None, description="vCPUs", examples=[2.0])
-    session_concurrency: Annotated[Optional[int], _limit(1, 200, "sessions", "AgentRun")] = Field(
+    memory: Annotated[int | None, _limit(128, 32768, "MB", "AgentRun")] = Field(
+        None, description="memory in MB", examples=[2048]
+    )
+    cpu: Annotated[float | None, _limit(0.05, 16, "vCPU", "AgentRun")] = Field(
+        None, description="vCPUs", examples=[2.0]
+    )
+    session_concurrency: Annotated[int | None, _limit(1, 200, "sessions", "AgentRun")] = Field(
         None, description="sessions one instance serves at once", examples=[20]
     )
-    idle_timeout: Annotated[Optional[int], _limit(1, 86400, "seconds", "AgentRun")] = Field(
+    idle_timeout: Annotated[int | None, _limit(1, 86400, "seconds", "AgentRun")] = Field(
         None, description="seconds an idle session lives", examples=[600]
     )
 
@@ -364,33 +443,45 @@ class LambdaSettings(TargetSettings):
     env_key_pattern: ClassVar[str] = r"[A-Za-z][A-Za-z0-9_]+"
     env_key_rule: ClassVar[str] = "two or more letters, digits and '_', starting with a letter"
     reserved_env_names: ClassVar[frozenset[str]] = _LAMBDA_RESERVED
-    env_limit_bytes: ClassVar[Optional[int]] = 4096
+    env_limit_bytes: ClassVar[int | None] = 4096
     #: Lambda's own 3 s and 128 MB are too small for an agent
     sizing_defaults: ClassVar[Mapping[str, float]] = {"timeout": 30, "memory": 1024}
 
-    region: Annotated[Optional[str], _pattern(r"[a-z]{2}(-[a-z]+)+-\d+", 'an AWS region such as "us-east-1"')] = Field(
+    region: Annotated[str | None, _pattern(r"[a-z]{2}(-[a-z]+)+-\d+", 'an AWS region such as "us-east-1"')] = Field(
         None, description="AWS region", examples=["us-east-1"]
     )
-    function_name: Annotated[Optional[str], _pattern(r"[A-Za-z0-9_-]{1,64}", "1-64 letters, digits, '_' or '-'")] = Field(
+    function_name: Annotated[str | None, _pattern(r"[A-Za-z0-9_-]{1,64}", "1-64 letters, digits, '_' or '-'")] = Field(
         None, description="function name (default: the project name)", examples=["my-agent"]
     )
-    memory: Annotated[Optional[int], _limit(128, 10240, "MB", "Lambda")] = Field(None, description="memory in MB", examples=[1024])
-    timeout: Annotated[Optional[int], _limit(1, 900, "seconds", "Lambda")] = Field(
+    memory: Annotated[int | None, _limit(128, 10240, "MB", "Lambda")] = Field(
+        None, description="memory in MB", examples=[1024]
+    )
+    timeout: Annotated[int | None, _limit(1, 900, "seconds", "Lambda")] = Field(
         None, description="seconds an invocation may run before Lambda ends it", examples=[300]
     )
-    arch: Optional[str] = Field(None, description="x86_64 or arm64", examples=["arm64"])
-    streaming: bool = Field(False, description="stream responses (function URL in RESPONSE_STREAM mode, exec wrapper)", examples=[True])
+    arch: str | None = Field(None, description="x86_64 or arm64", examples=["arm64"])
+    streaming: bool = Field(
+        False, description="stream responses (function URL in RESPONSE_STREAM mode, exec wrapper)", examples=[True]
+    )
     role: Annotated[
-        Optional[str], _pattern(r"arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]+", "an IAM role ARN such as arn:aws:iam::123456789012:role/agent")
+        str | None,
+        _pattern(
+            r"arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]+",
+            "an IAM role ARN such as arn:aws:iam::123456789012:role/agent",
+        ),
     ] = Field(None, description="execution role ARN", examples=["arn:aws:iam::123456789012:role/agent"])
-    allow_anonymous: bool = Field(False, description="function URL without IAM auth (default: AWS_IAM)", examples=[False])
+    allow_anonymous: bool = Field(
+        False, description="function URL without IAM auth (default: AWS_IAM)", examples=[False]
+    )
     endpoint: _AWS_ENDPOINT = Field(
-        None, description="Lambda API endpoint (default: the region's; env AGENTPACK_LAMBDA_ENDPOINT or AWS_ENDPOINT_URL_LAMBDA)", examples=["https://lambda.us-east-1.amazonaws.com"]
+        None,
+        description="Lambda API endpoint (default: the region's; env AGENTPACK_LAMBDA_ENDPOINT or AWS_ENDPOINT_URL_LAMBDA)",
+        examples=["https://lambda.us-east-1.amazonaws.com"],
     )
 
     @field_validator("arch")
     @classmethod
-    def _arch_offered(cls, value: Optional[str]) -> Optional[str]:
+    def _arch_offered(cls, value: str | None) -> str | None:
         if value is not None and value not in cls._row().archs:
             raise ValueError(f"Lambda runs on {' or '.join(cls._row().archs)}; choose one of those")
         return value
@@ -398,5 +489,7 @@ class LambdaSettings(TargetSettings):
     @model_validator(mode="after")
     def _wrapper_is_ours(self) -> LambdaSettings:
         if self.streaming and "AWS_LAMBDA_EXEC_WRAPPER" in self.env:
-            raise ValueError("env sets AWS_LAMBDA_EXEC_WRAPPER, which agentpack sets itself when streaming = true; remove it from env")
+            raise ValueError(
+                "env sets AWS_LAMBDA_EXEC_WRAPPER, which agentpack sets itself when streaming = true; remove it from env"
+            )
         return self

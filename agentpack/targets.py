@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from agentpack.headers import SESSION_HEADER
 
@@ -43,12 +44,14 @@ class EntryContext:
 
     app: str  # "app.py:agent_app" or "package.module:attr", relative to the code root
     python: str  # "3.12"
-    port: Optional[int]  # the target's ``port`` setting (None where the target takes no port)
+    port: int | None  # the target's ``port`` setting (None where the target takes no port)
     deps_dir: str  # where dependencies live, relative to the code root ("" = root)
     streaming: bool = False  # the target's ``streaming`` setting (Lambda: response streaming)
 
 
-def _bootstrap(runtime_python: Callable[[str], str], host: str = "0.0.0.0") -> Callable[[Target, EntryContext], list[EntryFile]]:
+def _bootstrap(
+    runtime_python: Callable[[str], str], host: str = "0.0.0.0"
+) -> Callable[[Target, EntryContext], list[EntryFile]]:
     """A POSIX shell ``bootstrap`` that serves the app on ``host`` (a platform's: 0.0.0.0) at the
     port the platform passes in the row's ``port_env`` (behind the row's platform adapter,
     :mod:`agentpack.adapters.http_function`, when it has one)."""
@@ -138,7 +141,7 @@ class Target:
     zip_limit: int
     #: ``module:Class`` of the model of this target's ``[targets.<name>]`` table
     settings_model: str
-    unpacked_limit: Optional[int] = None
+    unpacked_limit: int | None = None
     limit_note: str = ""
     #: requirements the target's adapter needs in the artifact, beyond agentpack's own
     extra_requirements: tuple[str, ...] = ()
@@ -149,15 +152,15 @@ class Target:
     runs_on_host: bool = False
     # -- how the platform drives an instance (read by the entry point, the emulator and the deployer)
     #: the variable the platform passes the listen port in (None: the target serves no port)
-    port_env: Optional[str] = None
+    port_env: str | None = None
     #: the platform adapter the app runs behind (``agentpack.serve --platform``, ``AGENTPACK_PLATFORM``)
-    adapter: Optional[str] = None
+    adapter: str | None = None
     #: the platform calls the adapter's ``POST /initialize`` and ``GET /pre-stop`` on each instance
     lifecycle_hooks: bool = False
     #: the path the platform checks before it routes requests to a new instance (None: no check)
-    health_path: Optional[str] = None
+    health_path: str | None = None
     #: the request header whose value pins requests to one instance (None: no session affinity)
-    affinity_header: Optional[str] = None
+    affinity_header: str | None = None
     #: ``module:Class`` of this target's emulator profile (see agentpack.emulators)
     emulator: str = ""
     #: ``module:Class`` of this target's deployer (``agentpack deploy``; see agentpack.deployers)
@@ -169,7 +172,7 @@ class Target:
         return self.load("settings_model")
 
     @property
-    def default_port(self) -> Optional[int]:
+    def default_port(self) -> int | None:
         """The port the entry point serves on when the settings name none (None: the target takes no port)."""
         port = self.settings.model_fields.get("port")
         return port.default if port is not None else None
@@ -191,7 +194,7 @@ class Target:
         module, _, attribute = named.partition(":")
         return getattr(importlib.import_module(module), attribute)
 
-    def parse_settings(self, table: Optional[dict[str, Any]] = None) -> Any:
+    def parse_settings(self, table: dict[str, Any] | None = None) -> Any:
         """Validate one ``[targets.<name>]`` table into its settings model (raises pydantic's ValidationError)."""
         return self.settings.model_validate(table or {})
 

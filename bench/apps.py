@@ -4,7 +4,6 @@ Both stream 100 chunks per request: the baseline as a raw ``StreamingResponse`` 
 ``data: {"text": ...}`` lines, agentpack as the full Agent API protocol.
 """
 
-
 import asyncio
 import json
 import os

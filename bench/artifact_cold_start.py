@@ -24,13 +24,25 @@ import zipfile
 from pathlib import Path
 
 import httpx
-
 from common import ROOT, free_port, summary
 
 
 def build(project: Path, target: str, python: str, cache: Path, out: Path) -> dict:
     env = {**os.environ, "AGENTPACK_CACHE_DIR": str(cache)}
-    command = [sys.executable, "-m", "agentpack", "build", str(project), "--target", target, "--python", python, "--out", str(out), "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "agentpack",
+        "build",
+        str(project),
+        "--target",
+        target,
+        "--python",
+        python,
+        "--out",
+        str(out),
+        "--json",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
@@ -40,9 +52,16 @@ def build(project: Path, target: str, python: str, cache: Path, out: Path) -> di
 def start_once(code: Path, interpreter: str, port_variable: str) -> float:
     """Seconds from exec of the bootstrap to the first 200 on /health."""
     port = free_port()
-    env = {"PATH": os.environ["PATH"], "AGENTPACK_PYTHON": interpreter, port_variable: str(port), "HOME": os.environ.get("HOME", "/tmp")}
+    env = {
+        "PATH": os.environ["PATH"],
+        "AGENTPACK_PYTHON": interpreter,
+        port_variable: str(port),
+        "HOME": os.environ.get("HOME", tempfile.gettempdir()),
+    }
     started = time.perf_counter()
-    process = subprocess.Popen(["sh", str(code / "bootstrap")], env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["sh", str(code / "bootstrap")], env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = started + 60
         with httpx.Client(timeout=1) as client:
@@ -81,7 +100,11 @@ def main() -> None:
         shutil.copytree(ROOT / "examples" / "quickstart", project, ignore=shutil.ignore_patterns("dist", "__pycache__"))
         with_pyc = build(project, args.target, args.python, work / "cache", work / "with")
         toml = project / "agentpack.toml"
-        toml.write_text(toml.read_text().replace('requirements = "requirements.txt"', 'requirements = "requirements.txt"\nbytecode = false', 1))
+        toml.write_text(
+            toml.read_text().replace(
+                'requirements = "requirements.txt"', 'requirements = "requirements.txt"\nbytecode = false', 1
+            )
+        )
         without = build(project, args.target, args.python, work / "cache", work / "without")
         codes = {}
         for label, result in (("shipped_pyc", with_pyc), ("source_only", without)):
@@ -103,10 +126,17 @@ def main() -> None:
                     "runs": args.runs,
                     "cold_start_seconds": figures,
                     "saved_by_pyc_median_seconds": figures["source_only"]["median"] - figures["shipped_pyc"]["median"],
-                    "ratio_shipped_pyc_over_source_only": figures["shipped_pyc"]["median"] / figures["source_only"]["median"],
+                    "ratio_shipped_pyc_over_source_only": figures["shipped_pyc"]["median"]
+                    / figures["source_only"]["median"],
                     "artifact_mb": {
-                        "shipped_pyc": {"zipped": round(with_pyc["size_bytes"] / 1e6, 2), "unpacked": round(with_pyc["unpacked_bytes"] / 1e6, 2)},
-                        "source_only": {"zipped": round(without["size_bytes"] / 1e6, 2), "unpacked": round(without["unpacked_bytes"] / 1e6, 2)},
+                        "shipped_pyc": {
+                            "zipped": round(with_pyc["size_bytes"] / 1e6, 2),
+                            "unpacked": round(with_pyc["unpacked_bytes"] / 1e6, 2),
+                        },
+                        "source_only": {
+                            "zipped": round(without["size_bytes"] / 1e6, 2),
+                            "unpacked": round(without["unpacked_bytes"] / 1e6, 2),
+                        },
                     },
                     "bytecode": with_pyc["bytecode"],
                 },

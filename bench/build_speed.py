@@ -34,7 +34,9 @@ def timed(command: list[str], **kwargs) -> tuple[float, subprocess.CompletedProc
 
 
 def agentpack_build(project: Path, target: str, env: dict, *extra: str) -> tuple[float, dict]:
-    seconds, result = timed([sys.executable, "-m", "agentpack", "build", str(project), "--target", target, "--json", *extra], env=env)
+    seconds, result = timed(
+        [sys.executable, "-m", "agentpack", "build", str(project), "--target", target, "--json", *extra], env=env
+    )
     return seconds, json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -81,9 +83,19 @@ def main() -> None:
         source_only = work / "source-only"  # the same project with bytecode = false
         shutil.copytree(project, source_only, ignore=shutil.ignore_patterns("dist"))
         toml = source_only / "agentpack.toml"
-        toml.write_text(toml.read_text().replace('requirements = "requirements.txt"', 'requirements = "requirements.txt"\nbytecode = false', 1))
+        toml.write_text(
+            toml.read_text().replace(
+                'requirements = "requirements.txt"', 'requirements = "requirements.txt"\nbytecode = false', 1
+            )
+        )
         sizes = {}
-        for target, arch in (("local", None), ("fc", None), ("agentrun", None), ("lambda", "x86_64"), ("lambda", "arm64")):
+        for target, arch in (
+            ("local", None),
+            ("fc", None),
+            ("agentrun", None),
+            ("lambda", "x86_64"),
+            ("lambda", "arm64"),
+        ):
             extra = ["--arch", arch] if arch else []
             _, result = agentpack_build(project, target, env, *extra)
             _, slim = agentpack_build(project, target, env, *extra, "--slim", "--out", str(work / "slim"))

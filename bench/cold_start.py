@@ -1,6 +1,6 @@
 """Cold start (exec -> first 200 on /health) and import time, agentpack vs bare FastAPI, same run.
 
-    python bench/cold_start.py [--runs 15]
+python bench/cold_start.py [--runs 15]
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def main() -> None:
     result["ratios"] = {
         "import agentpack / import fastapi": result["import_seconds"]["import agentpack"]["median"]
         / result["import_seconds"]["import fastapi"]["median"],
-        "from agentpack import AgentApp / from fastapi import FastAPI": result["import_seconds"]["from agentpack import AgentApp"]["median"]
+        "from agentpack import AgentApp / from fastapi import FastAPI": result["import_seconds"][
+            "from agentpack import AgentApp"
+        ]["median"]
         / result["import_seconds"]["from fastapi import FastAPI"]["median"],
         "cold start agentpack / fastapi": result["cold_start_seconds"]["agentpack"]["median"]
         / result["cold_start_seconds"]["fastapi"]["median"],

@@ -97,7 +97,17 @@ def start_redis(port: int) -> subprocess.Popen:
     import shutil
 
     process = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
     )
     wait(lambda: _redis_pings(port), 10, f"redis-server on port {port} did not answer")
@@ -113,7 +123,9 @@ def _redis_pings(port: int) -> bool:
         return False
 
 
-def start_nodes(app: str, count: int, env: dict[str, str], log_level: str = "warning") -> tuple[list[subprocess.Popen], list[str]]:
+def start_nodes(
+    app: str, count: int, env: dict[str, str], log_level: str = "warning"
+) -> tuple[list[subprocess.Popen], list[str]]:
     """``count`` agent nodes (``agentpack run APP`` processes), each ready on /readiness."""
     processes, urls = [], []
     for _ in range(count):

@@ -28,11 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
-
 from common import ROOT
 
 sys.path.insert(0, str(ROOT))
@@ -42,7 +42,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "deploy_speed.json"
 
 def cli(project: Path, env: dict[str, str], *args: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "agentpack", *args, "--json"], cwd=project, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "agentpack", *args, "--json"], cwd=project, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"agentpack {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -59,7 +61,7 @@ def answers(url: str, marker: str) -> bool:
 
 
 def measure(target: str, project: Path, env: dict[str, str], serving: Callable[[], str]) -> dict[str, Any]:
-    first_seconds, first = cli(project, env, "deploy", "--target", target)
+    first_seconds, _first = cli(project, env, "deploy", "--target", target)
     unchanged = []
     for _ in range(5):
         seconds, result = cli(project, env, "deploy", "--target", target)
@@ -104,30 +106,44 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     from agentpack.builders.cache import cache_root
-    from tests.support import Emulations, cli_env
     from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, AgentRunStandIn, FCStandIn
-    from tests.support import free_port
+    from tests.support import Emulations, cli_env, free_port
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="agentpack-bench-deploy-"))
     rows = []
     try:
+
         def project_for(target: str) -> Path:
             project = work / target
-            shutil.copytree(ROOT / "examples" / "quickstart", project, ignore=shutil.ignore_patterns("dist", "__pycache__", ".agentpack"))
+            shutil.copytree(
+                ROOT / "examples" / "quickstart",
+                project,
+                ignore=shutil.ignore_patterns("dist", "__pycache__", ".agentpack"),
+            )
             if target == "lambda":
                 config = project / "agentpack.toml"
-                config.write_text(config.read_text().replace(
-                    "[targets.lambda]\n", '[targets.lambda]\nregion = "us-east-1"\nrole = "arn:aws:iam::123456789012:role/bench"\nstreaming = true\n'))
+                config.write_text(
+                    config.read_text().replace(
+                        "[targets.lambda]\n",
+                        '[targets.lambda]\nregion = "us-east-1"\nrole = "arn:aws:iam::123456789012:role/bench"\nstreaming = true\n',
+                    )
+                )
             if target == "local":
                 with (project / "agentpack.toml").open("a") as config:
                     config.write(f"\n[targets.local]\nport = {free_port()}\n")
             return project
 
         base = cli_env(AGENTPACK_CACHE_DIR=str(cache_root()), HOME=str(work))
-        alibaba = {"ALIBABA_CLOUD_ACCESS_KEY_ID": TEST_ACCESS_KEY_ID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": TEST_ACCESS_KEY_SECRET,
-                   "ALIBABA_CLOUD_REGION_ID": "cn-hangzhou"}
-        for target, standin_class, variable in (("fc", FCStandIn, "AGENTPACK_FC_ENDPOINT"), ("agentrun", AgentRunStandIn, "AGENTPACK_AGENTRUN_ENDPOINT")):
+        alibaba = {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": TEST_ACCESS_KEY_ID,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": TEST_ACCESS_KEY_SECRET,
+            "ALIBABA_CLOUD_REGION_ID": "cn-hangzhou",
+        }
+        for target, standin_class, variable in (
+            ("fc", FCStandIn, "AGENTPACK_FC_ENDPOINT"),
+            ("agentrun", AgentRunStandIn, "AGENTPACK_AGENTRUN_ENDPOINT"),
+        ):
             scratch = work / f"emulations-{target}"
             scratch.mkdir()
             emulations = Emulations(target, scratch, instances=1)
@@ -136,7 +152,14 @@ def main() -> None:
                 project = project_for(target)
                 env = {**base, **alibaba, variable: f"http://{standin.endpoint}"}
                 state = project / ".agentpack" / "deployments.json"
-                rows.append(measure(target, project, env, lambda: json.loads(state.read_text())["deployments"][f"{target}/quickstart"]["url"]))
+                rows.append(
+                    measure(
+                        target,
+                        project,
+                        env,
+                        lambda: json.loads(state.read_text())["deployments"][f"{target}/quickstart"]["url"],
+                    )
+                )
             finally:
                 standin.stop()
                 emulations.close()
@@ -145,8 +168,18 @@ def main() -> None:
         moto.start()
         host, port = moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        options = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        options = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
         boto3.client("iam", **options).create_role(RoleName="bench", AssumeRolePolicyDocument=json.dumps(trust))
         lam = boto3.client("lambda", **options)
         scratch = work / "emulations-lambda"
@@ -160,7 +193,12 @@ def main() -> None:
             return emulations.serve(code, config["Environment"]["Variables"], float(config["Timeout"]))
 
         try:
-            env = {**base, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AGENTPACK_LAMBDA_ENDPOINT": endpoint}
+            env = {
+                **base,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AGENTPACK_LAMBDA_ENDPOINT": endpoint,
+            }
             rows.append(measure("lambda", project_for("lambda"), env, lambda_serving))
         finally:
             emulations.close()
@@ -169,19 +207,39 @@ def main() -> None:
         project = project_for("local")
         try:
             state = project / ".agentpack" / "deployments.json"
-            rows.append(measure("local", project, base, lambda: json.loads(state.read_text())["deployments"]["local/quickstart"]["url"]))
+            rows.append(
+                measure(
+                    "local",
+                    project,
+                    base,
+                    lambda: json.loads(state.read_text())["deployments"]["local/quickstart"]["url"],
+                )
+            )
         finally:
-            subprocess.run([sys.executable, "-m", "agentpack", "destroy", "quickstart", "--yes"], cwd=project, env=base, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "agentpack", "destroy", "quickstart", "--yes"],
+                cwd=project,
+                env=base,
+                capture_output=True,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"rows": rows, "python": sys.version.split()[0], "cpus": os.cpu_count()}, indent=1) + "\n")
-    print("| target | artifact | first deploy | unchanged redeploy (median / max of 5) | the same redeploy with `--force` (upload, publish) | code change: deploy | edit → new version answering |")
+    RESULTS.write_text(
+        json.dumps({"rows": rows, "python": sys.version.split()[0], "cpus": os.cpu_count()}, indent=1) + "\n"
+    )
+    print(
+        "| target | artifact | first deploy | unchanged redeploy (median / max of 5) "
+        "| the same redeploy with `--force` (upload, publish) | code change: deploy | edit → new version answering |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['target']} | {row['artifact_mb']} MB | {row['first_deploy_s']} s | **{row['unchanged_median_s']} s** / {row['unchanged_max_s']} s | "
-              f"{row['forced_redeploy_median_s']} s | {row['code_change_deploy_s']} s | **{row['edit_to_new_version_answering_s']} s** |")
+        print(
+            f"| {row['target']} | {row['artifact_mb']} MB | {row['first_deploy_s']} s "
+            f"| **{row['unchanged_median_s']} s** / {row['unchanged_max_s']} s | "
+            f"{row['forced_redeploy_median_s']} s | {row['code_change_deploy_s']} s | **{row['edit_to_new_version_answering_s']} s** |"
+        )
 
 
 if __name__ == "__main__":

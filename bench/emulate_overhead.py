@@ -1,6 +1,6 @@
 """What emulation costs, per target, against the same app on bare uvicorn in the same run.
 
-    python bench/emulate_overhead.py [--runs 7] [--requests 500] [--targets fc,agentrun,lambda]
+    python bench/emulate_overhead.py --venv-python V/bin/python [--runs 7] [--requests 500] [--targets fc,agentrun,lambda]
 
 For each target, the quickstart example is built twice (with the ``.pyc`` agentpack ships by
 default, and with ``--no-bytecode``) and each artifact is emulated ``--runs`` times:
@@ -30,18 +30,28 @@ import time
 from pathlib import Path
 
 import httpx
-
 from common import ROOT, free_port
 
 sys.path.insert(0, str(ROOT))
 
-from agentpack.emulators.emulation import start  # noqa: E402
+from agentpack.emulators.emulation import start
 
 PROJECT = ROOT / "examples" / "quickstart"
 
 
 def build(target: str, out: Path, bytecode: bool) -> Path:
-    command = [sys.executable, "-m", "agentpack", "build", str(PROJECT), "--target", target, "--out", str(out), "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "agentpack",
+        "build",
+        str(PROJECT),
+        "--target",
+        target,
+        "--out",
+        str(out),
+        "--json",
+    ]
     if not bytecode:
         command.append("--no-bytecode")
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -91,21 +101,39 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--targets", default="fc,agentrun,lambda")
-    parser.add_argument("--venv-python", default=os.environ.get("AGENTPACK_BENCH_VENV_PYTHON", "/work/venvs/py3.12/bin/python"),
-                        help="a Python 3.12 venv with agentpack installed, for the bare-uvicorn baseline")
+    parser.add_argument(
+        "--venv-python",
+        default=os.environ.get("AGENTPACK_BENCH_VENV_PYTHON"),
+        help="the python of a Python 3.12 venv with agentpack installed, for the bare-uvicorn baseline "
+        "(default: $AGENTPACK_BENCH_VENV_PYTHON)",
+    )
     args = parser.parse_args()
+    if not args.venv_python:
+        parser.error(
+            "pass --venv-python (or set AGENTPACK_BENCH_VENV_PYTHON): the python of a Python 3.12 virtual "
+            "environment with agentpack installed (python3.12 -m venv V && V/bin/pip install -e .)"
+        )
     results: dict = {"python": "3.12", "runs": args.runs, "requests": args.requests, "targets": {}}
     baseline_starts, baseline_p50 = [], []
     with tempfile.TemporaryDirectory(prefix="agentpack-bench-") as scratch:
         for target in args.targets.split(","):
-            artifacts = {variant: build(target, Path(scratch) / f"{target}-{variant}", variant == "pyc") for variant in ("pyc", "sources")}
+            artifacts = {
+                variant: build(target, Path(scratch) / f"{target}-{variant}", variant == "pyc")
+                for variant in ("pyc", "sources")
+            }
             row: dict = {}
             for variant, artifact in artifacts.items():
                 colds, totals, overheads = [], [], []
                 for _ in range(args.runs):
                     marks: dict[str, float] = {}
                     started = time.perf_counter()
-                    emulation = start(artifact, target, port=0, log=lambda line: None, progress=lambda step, _: marks.setdefault(step, time.perf_counter()))
+                    emulation = start(
+                        artifact,
+                        target,
+                        port=0,
+                        log=lambda line: None,
+                        progress=lambda step, _: marks.setdefault(step, time.perf_counter()),
+                    )
                     try:
                         totals.append(first_ok(emulation.url, started))
                         colds.append(totals[-1] - (marks["start"] - started))

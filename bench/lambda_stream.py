@@ -27,16 +27,15 @@ import zipfile
 from pathlib import Path
 
 import httpx
-
-from common import HERE, ROOT, free_port, summary, wait, answers
+from common import HERE, ROOT, answers, free_port, summary, wait
 
 sys.path.insert(0, str(ROOT))
 
-from agentpack.builders.interpreters import find_interpreter  # noqa: E402
-from agentpack.builders.build import build  # noqa: E402
-from agentpack.emulators.aws_lambda import LambdaEmulator  # noqa: E402
+from agentpack.builders.build import build
+from agentpack.builders.interpreters import find_interpreter
+from agentpack.emulators.aws_lambda import LambdaEmulator
 
-APP = '''
+APP = """
 import asyncio
 from agentpack import AgentApp
 
@@ -48,7 +47,7 @@ async def answer(self, msgs, request, **kwargs):
     for _ in range(20):
         await asyncio.sleep(0.025)
         yield "token "
-'''
+"""
 BODY = {"input": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
 
 
@@ -58,7 +57,9 @@ def make_artifact(work: Path, python: str, streaming: bool) -> Path:
     (project / "app.py").write_text(APP)
     (project / "requirements.txt").write_text("agentpack\n")
     settings = "streaming = true\n" if streaming else ""
-    (project / "agentpack.toml").write_text(f'app = "app.py:app"\nname = "bench"\npython = "{python}"\n\n[targets.lambda]\n{settings}')
+    (project / "agentpack.toml").write_text(
+        f'app = "app.py:app"\nname = "bench"\npython = "{python}"\n\n[targets.lambda]\n{settings}'
+    )
     result = build(project, "lambda")
     code = work / f"code-{project.name}"
     with zipfile.ZipFile(result.artifact) as archive:
@@ -114,14 +115,30 @@ def main() -> None:
         port = free_port()
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(buffered_code)}
         uvicorn_process = subprocess.Popen(
-            [interpreter, "-m", "agentpack.serve", "--app", "app.py:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            [
+                interpreter,
+                "-m",
+                "agentpack.serve",
+                "--app",
+                "app.py:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
             cwd=buffered_code,
             env=env,
         )
         direct = f"http://127.0.0.1:{port}"
         wait(lambda: answers(f"{direct}/health"), 60, "uvicorn did not answer")
 
-        paths = {"uvicorn (same artifact)": direct, "lambda buffered (awslambdaric)": buffered.url, "lambda streaming (agentpack loop)": streaming.url}
+        paths = {
+            "uvicorn (same artifact)": direct,
+            "lambda buffered (awslambdaric)": buffered.url,
+            "lambda streaming (agentpack loop)": streaming.url,
+        }
         clients = {name: httpx.Client(timeout=60) for name in paths}
         for name, url in paths.items():  # warm-up
             health_latencies(clients[name], url, 20)
@@ -150,8 +167,15 @@ def main() -> None:
             "first_event_ms": {name: ms(values) for name, values in firsts.items()},
             "last_event_ms": {name: ms(values) for name, values in lasts.items()},
             "health_ms": {name: ms(values) for name, values in health.items()},
-            "overhead_p50_ms_vs_uvicorn": {name: round((summary(values)["median"] - base) * 1000, 2) for name, values in health.items() if not name.startswith("uvicorn")},
-            "init_seconds": {"buffered": buffered.describe()["environments"][0]["init_seconds"], "streaming": streaming.describe()["environments"][0]["init_seconds"]},
+            "overhead_p50_ms_vs_uvicorn": {
+                name: round((summary(values)["median"] - base) * 1000, 2)
+                for name, values in health.items()
+                if not name.startswith("uvicorn")
+            },
+            "init_seconds": {
+                "buffered": buffered.describe()["environments"][0]["init_seconds"],
+                "streaming": streaming.describe()["environments"][0]["init_seconds"],
+            },
         }
         for client in clients.values():
             client.close()

@@ -39,11 +39,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
-
 from common import bench_env, cpu_seconds, free_port, stop_server, summary
 
 HERE = Path(__file__).resolve().parent
@@ -107,7 +107,11 @@ def request(protocol: str, text: str) -> tuple[str, dict[str, Any], dict[str, st
     if protocol == "responses":
         return "/compatible-mode/v1/responses", {"model": "x", "input": text, "stream": True}, {}
     if protocol == "agui":
-        body = {"threadId": uuid.uuid4().hex, "runId": uuid.uuid4().hex, "messages": [{"id": "1", "role": "user", "content": text}]}
+        body = {
+            "threadId": uuid.uuid4().hex,
+            "runId": uuid.uuid4().hex,
+            "messages": [{"id": "1", "role": "user", "content": text}],
+        }
         return "/ag-ui", body, {}
     message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"text": text}]}
     body = {"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage", "params": {"message": message}}
@@ -219,7 +223,20 @@ def rotated(index: int) -> list[str]:
 
 async def measure(url: str, pid: int, runs: int, burst: int, burst_runs: int) -> dict[str, dict[str, list[float]]]:
     data: dict[str, dict[str, list[float]]] = {
-        p: {key: [] for key in ("first", "short_cpu", "burst_first", "rate", "burst_seconds", "client_cpu", "drained_seconds", "drained_cpu", "bytes")}
+        p: {
+            key: []
+            for key in (
+                "first",
+                "short_cpu",
+                "burst_first",
+                "rate",
+                "burst_seconds",
+                "client_cpu",
+                "drained_seconds",
+                "drained_cpu",
+                "bytes",
+            )
+        }
         for p in PROTOCOLS
     }
     async with httpx.AsyncClient(timeout=120) as client:

@@ -20,7 +20,6 @@ import threading
 import time
 
 import httpx
-
 from common import ROOT, answers, free_port, start_nodes, start_redis, summary, wait
 
 
@@ -51,7 +50,12 @@ def main() -> None:
                     for name, call in (
                         ("readiness", lambda: client.get(f"{a}/readiness")),
                         ("process", lambda: client.post(f"{a}/process", json={**body, "session_id": f"f{run}"})),
-                        ("stop", lambda: client.post(f"{a}/process/stop", json={"session_id": f"f{run}", "user_id": "bench"})),
+                        (
+                            "stop",
+                            lambda: client.post(
+                                f"{a}/process/stop", json={"session_id": f"f{run}", "user_id": "bench"}
+                            ),
+                        ),
                     ):
                         ms, response = timed(call)
                         assert response.status_code == 503, (name, response.status_code, response.text)
@@ -66,7 +70,9 @@ def main() -> None:
                 ready = threading.Event()
 
                 def stream() -> None:
-                    with httpx.stream("POST", f"{a}/process", json={**body, "session_id": session}, timeout=60) as response:
+                    with httpx.stream(
+                        "POST", f"{a}/process", json={**body, "session_id": session}, timeout=60
+                    ) as response:
                         for line in response.iter_lines():
                             if '"delta":true' in line:
                                 ready.set()
@@ -83,7 +89,9 @@ def main() -> None:
                 ms, second = timed(lambda: client.post(f"{b}/process", json={**body, "session_id": session}))
                 assert second.status_code == 409, second.text
                 restart["second_run_409"].append(ms)
-                ms, stop = timed(lambda: client.post(f"{b}/process/stop", json={"session_id": session, "user_id": "bench"}))
+                ms, stop = timed(
+                    lambda: client.post(f"{b}/process/stop", json={"session_id": session, "user_id": "bench"})
+                )
                 assert stop.json()["stopped"] is True, stop.text
                 restart["stop_true"].append(ms)
                 reader.join(timeout=30)

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from common import ROOT, free_port, start_nodes, start_redis, wait
 
 TERMINAL = ("completed", "failed", "canceled")
@@ -37,7 +36,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def one_stream(client: httpx.AsyncClient, runner: str, stopper: str, session: str, fate: str, rng: random.Random, out: dict) -> None:
+async def one_stream(
+    client: httpx.AsyncClient, runner: str, stopper: str, session: str, fate: str, rng: random.Random, out: dict
+) -> None:
     after = rng.randint(1, 15)
     body = {"input": [{"role": "user", "content": "go"}], "session_id": session, "user_id": "soak"}
     body["chunks"] = 100_000 if fate in ("stop", "leave") else rng.randint(5, 30)
@@ -60,7 +61,9 @@ async def one_stream(client: httpx.AsyncClient, runner: str, stopper: str, sessi
                         return  # the client goes away mid-stream
                     if deltas == after and fate == "stop":
                         stop_sent = time.perf_counter()
-                        answer = await client.post(f"{stopper}/process/stop", json={"session_id": session, "user_id": "soak"})
+                        answer = await client.post(
+                            f"{stopper}/process/stop", json={"session_id": session, "user_id": "soak"}
+                        )
                         if answer.json().get("stopped") is not True:
                             out["errors"].append(f"{session}: stop answered {answer.text}")
                 if event.get("object") == "response" and event.get("status") in TERMINAL:
@@ -123,9 +126,15 @@ def main() -> None:
             except RuntimeError as exc:
                 out["errors"].append(f"{exc}: {store.keys('agentpack:*:lease')[:5]}")
             try:
-                wait(lambda: [httpx.get(f"{u}/debug/tasks").json()["tasks"] for u in urls] == baseline_tasks, 10, "asyncio tasks left")
+                wait(
+                    lambda: [httpx.get(f"{u}/debug/tasks").json()["tasks"] for u in urls] == baseline_tasks,
+                    10,
+                    "asyncio tasks left",
+                )
             except RuntimeError as exc:
-                out["errors"].append(f"{exc}: {[httpx.get(f'{u}/debug/tasks').json()['tasks'] for u in urls]} vs {baseline_tasks}")
+                out["errors"].append(
+                    f"{exc}: {[httpx.get(f'{u}/debug/tasks').json()['tasks'] for u in urls]} vs {baseline_tasks}"
+                )
             rounds.append({"errors": len(out["errors"]), "rss_mb": [round(rss_mb(n.pid), 1) for n in nodes]})
             errors += out["errors"]
             stop_ms += out["stop_ms"]
@@ -149,7 +158,10 @@ def main() -> None:
                     },
                     "leases_left": len(store.keys("agentpack:*:lease")),
                     "stop_flags_left": len(store.keys("agentpack:*:stop")),
-                    "tasks_left": [httpx.get(f"{u}/debug/tasks").json()["tasks"] - b for u, b in zip(urls, baseline_tasks)],
+                    "tasks_left": [
+                        httpx.get(f"{u}/debug/tasks").json()["tasks"] - b
+                        for u, b in zip(urls, baseline_tasks, strict=True)
+                    ],
                     "rss_mb_first_round": rounds[0]["rss_mb"] if rounds else None,
                     "rss_mb_last_round": rounds[-1]["rss_mb"] if rounds else None,
                     "rss_mb_node_a_by_round": [r["rss_mb"][0] for r in rounds],

@@ -17,7 +17,6 @@ import sys
 import time
 
 import httpx
-
 from common import ROOT, free_port, start_nodes, start_redis, summary
 
 

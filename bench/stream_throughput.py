@@ -22,7 +22,6 @@ import sys
 import time
 
 import httpx
-
 from common import cpu_seconds, start_server, stop_server, summary
 
 BODY = {"input": [{"role": "user", "content": [{"type": "text", "text": "go"}]}]}

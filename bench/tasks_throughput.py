@@ -25,7 +25,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-
 from common import ROOT, answers, free_port, summary, wait
 
 
@@ -88,7 +87,15 @@ def measure(mode: str, jobs: int, runs: int) -> dict:
             redis_port = free_port()
             processes.append(
                 subprocess.Popen(
-                    [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+                    [
+                        shutil.which("redis-server") or "redis-server",
+                        "--port",
+                        str(redis_port),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ],
                     stdout=subprocess.DEVNULL,
                 )
             )
@@ -99,7 +106,17 @@ def measure(mode: str, jobs: int, runs: int) -> dict:
             )
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "agentpack", "worker", "bench/task_app.py", "-c", "2", "--log-level", "warning"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "agentpack",
+                        "worker",
+                        "bench/task_app.py",
+                        "-c",
+                        "2",
+                        "--log-level",
+                        "warning",
+                    ],
                     cwd=ROOT,
                     env=env,
                     stdout=subprocess.DEVNULL,  # the worker's banner would mix with the figures
@@ -108,7 +125,17 @@ def measure(mode: str, jobs: int, runs: int) -> dict:
             )
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "agentpack", "run", "bench/task_app.py", "--port", str(port), "--log-level", "warning"],
+                [
+                    sys.executable,
+                    "-m",
+                    "agentpack",
+                    "run",
+                    "bench/task_app.py",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
                 cwd=ROOT,
                 env=env,
             )

@@ -16,28 +16,39 @@ that are not UTF-8 text).  The managed runtime buffers the response: an SSE stre
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from agentpack.adapters.lambda_environment import LambdaEnvironment
-from agentpack.adapters.lambda_http import INTERNAL_ERROR_BODY, INTERNAL_ERROR_HEADERS, Exchange, Headers, HTTPRequest, ResponseIncomplete
+from agentpack.adapters.lambda_http import (
+    INTERNAL_ERROR_BODY,
+    INTERNAL_ERROR_HEADERS,
+    Exchange,
+    Headers,
+    HTTPRequest,
+    ResponseIncomplete,
+)
 
-Handler = Callable[[dict, Any], dict]
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def deadline_of(context: Any) -> Optional[float]:
+def deadline_of(context: Any) -> float | None:
     """The invocation's deadline as a ``time.time()`` value, from a Lambda context object."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return time.time() + remaining() / 1000
+    deadline: float = time.time() + remaining() / 1000
+    return deadline
 
 
-async def buffered_response(environment: LambdaEnvironment, event: dict, context: Any) -> dict:
+async def buffered_response(environment: LambdaEnvironment, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Serve one HTTP event and return the whole answer in the event source's format."""
     return await buffered_answer(environment, environment.request(event, context), deadline_of(context))
 
 
-async def buffered_answer(environment: LambdaEnvironment, request: HTTPRequest, deadline: Optional[float]) -> dict:
+async def buffered_answer(
+    environment: LambdaEnvironment, request: HTTPRequest, deadline: float | None
+) -> dict[str, Any]:
     """Serve a translated request and return Mangum's answer for its event source.
 
     An app that fails halfway through its body gets the 500 the client would otherwise
@@ -57,7 +68,11 @@ async def buffered_answer(environment: LambdaEnvironment, request: HTTPRequest, 
         await exchange.run(environment.app, deadline, environment.stop_run)
     except ResponseIncomplete:
         started["status"], started["headers"], chunks[:] = 500, list(INTERNAL_ERROR_HEADERS), [INTERNAL_ERROR_BODY]
-    response = {"status": started["status"], "headers": [list(pair) for pair in started["headers"]], "body": b"".join(chunks)}
+    response = {
+        "status": started["status"],
+        "headers": [list(pair) for pair in started["headers"]],
+        "body": b"".join(chunks),
+    }
     return request.answer(response)
 
 
@@ -71,7 +86,7 @@ def make_handler(spec: str) -> Handler:
 def handler_for(environment: LambdaEnvironment) -> Handler:
     """The Lambda handler serving a started environment (``make_handler`` without the loading)."""
 
-    def handler(event: dict, context: Any = None) -> dict:
+    def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         return environment.run(buffered_response(environment, event, context))
 
     handler.environment = environment  # type: ignore[attr-defined]

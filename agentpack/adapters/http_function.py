@@ -33,8 +33,9 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any
 
 from agentpack.headers import run_session
 
@@ -63,14 +64,14 @@ class Invocation:
     region: str = ""
     account_id: str = ""
     qualifier: str = ""
-    memory_mb: Optional[int] = None
-    credentials: Optional[Credentials] = None
+    memory_mb: int | None = None
+    credentials: Credentials | None = None
 
 
-_current: contextvars.ContextVar[Optional[Invocation]] = contextvars.ContextVar("agentpack_invocation", default=None)
+_current: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar("agentpack_invocation", default=None)
 
 
-def current_invocation() -> Optional[Invocation]:
+def current_invocation() -> Invocation | None:
     """The invocation being handled, from anywhere in its request (handlers, their tasks, logs)."""
     return _current.get()
 
@@ -79,7 +80,9 @@ def _invocation(headers: dict[str, str]) -> Invocation:
     key_id = headers.get("x-fc-access-key-id")
     credentials = None
     if key_id:
-        credentials = Credentials(key_id, headers.get("x-fc-access-key-secret", ""), headers.get("x-fc-security-token", ""))
+        credentials = Credentials(
+            key_id, headers.get("x-fc-access-key-secret", ""), headers.get("x-fc-security-token", "")
+        )
     memory = headers.get("x-fc-function-memory", "")
     return Invocation(
         request_id=headers.get("x-fc-request-id") or uuid.uuid4().hex,
@@ -130,7 +133,12 @@ class FunctionAdapter:
         timeout = os.environ.get("AGENTPACK_REQUEST_TIMEOUT", "")
         self.timeout = float(timeout) if timeout.replace(".", "", 1).isdigit() else None
 
-    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]) -> None:
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._watch_startup(send))
             return
@@ -145,7 +153,7 @@ class FunctionAdapter:
                 await self._lifecycle(scope["path"], invocation, send)
                 return
             print(f"FC Invoke Start RequestId: {invocation.request_id}", flush=True)
-            deadline: list[asyncio.Task] = []
+            deadline: list[asyncio.Task[None]] = []
             try:
                 await self.app(scope, receive, self._wrap_send(send, invocation, time.monotonic(), deadline))
             finally:
@@ -155,8 +163,10 @@ class FunctionAdapter:
         finally:
             _current.reset(token)
 
-    def _watch_startup(self, send: Callable[[dict], Awaitable[None]]) -> Callable[[dict], Awaitable[None]]:
-        async def watched(message: dict) -> None:
+    def _watch_startup(
+        self, send: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        async def watched(message: dict[str, Any]) -> None:
             if message["type"] == "lifespan.startup.complete":
                 self.started.set()
             await send(message)
@@ -164,9 +174,13 @@ class FunctionAdapter:
         return watched
 
     def _wrap_send(
-        self, send: Callable[[dict], Awaitable[None]], invocation: Invocation, started: float, deadline: list[asyncio.Task]
-    ) -> Callable[[dict], Awaitable[None]]:
-        async def wrapped(message: dict) -> None:
+        self,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        invocation: Invocation,
+        started: float,
+        deadline: list[asyncio.Task[None]],
+    ) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        async def wrapped(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-fc-request-id", invocation.request_id.encode("latin-1", "replace")))
@@ -178,7 +192,7 @@ class FunctionAdapter:
 
         return wrapped
 
-    def _guard_deadline(self, headers: list[tuple[bytes, bytes]], started: float) -> Optional[asyncio.Task]:
+    def _guard_deadline(self, headers: list[tuple[bytes, bytes]], started: float) -> asyncio.Task[None] | None:
         """Stop a ``/process`` run shortly before the function's timeout (see the module doc)."""
         if self.timeout is None:
             return None
@@ -201,7 +215,9 @@ class FunctionAdapter:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
-    async def _lifecycle(self, path: str, invocation: Invocation, send: Callable[[dict], Awaitable[None]]) -> None:
+    async def _lifecycle(
+        self, path: str, invocation: Invocation, send: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> None:
         status, body = 200, b"OK"
         if path == "/initialize":
             print(f"FC Initialize Start RequestId: {invocation.request_id}", flush=True)
@@ -214,5 +230,14 @@ class FunctionAdapter:
             print(f"FC PreStop Start RequestId: {invocation.request_id}", flush=True)
             self.request_shutdown()  # open streams get the graceful period, then their terminal event
             print(f"FC PreStop End RequestId: {invocation.request_id}", flush=True)
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain"), (b"x-fc-request-id", invocation.request_id.encode("latin-1", "replace"))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain"),
+                    (b"x-fc-request-id", invocation.request_id.encode("latin-1", "replace")),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -25,7 +25,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from agentpack.adapters.lambda_http import HTTPRequest, event_adapter, http_request
 
@@ -63,17 +64,19 @@ class LambdaEnvironment:
     shutdown.  ``exit`` is what happens after a SIGTERM's shutdown (tests replace it).
     """
 
-    def __init__(self, app: Any, *, exit: Callable[[int], None] = _exit_process, shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> None:
+    def __init__(
+        self, app: Any, *, exit: Callable[[int], None] = _exit_process, shutdown_timeout: float = SHUTDOWN_TIMEOUT
+    ) -> None:
         self.app = app
         self.state: dict[str, Any] = {}
         self.loop = asyncio.new_event_loop()
         self._exit = exit
         self._shutdown_timeout = shutdown_timeout
         self._adapter: Any = None
-        self._lifespan_task: Optional[asyncio.Task] = None
-        self._lifespan_inbox: Optional[asyncio.Queue] = None
-        self._lifespan_events: Optional[asyncio.Queue] = None
-        self._current: Optional[asyncio.Future] = None
+        self._lifespan_task: asyncio.Task[None] | None = None
+        self._lifespan_inbox: asyncio.Queue[dict[str, Any]] | None = None
+        self._lifespan_events: asyncio.Queue[dict[str, Any]] | None = None
+        self._current: asyncio.Future[Any] | None = None
         self._started = False
         self._closed = False
         self._terminating = False
@@ -81,7 +84,7 @@ class LambdaEnvironment:
         self._sigterm_installed = False
 
     @classmethod
-    def from_spec(cls, spec: str, **options: Any) -> "LambdaEnvironment":
+    def from_spec(cls, spec: str, **options: Any) -> LambdaEnvironment:
         """Load the app named by ``spec`` (``app.py:app`` or ``package.module:attr``)."""
         from agentpack.loader import load_app
 
@@ -100,8 +103,8 @@ class LambdaEnvironment:
         self._started = True
 
     async def _start_lifespan(self) -> None:
-        inbox: asyncio.Queue = asyncio.Queue()
-        events: asyncio.Queue = asyncio.Queue()
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
         async def receive() -> dict[str, Any]:
             return await inbox.get()
@@ -140,15 +143,16 @@ class LambdaEnvironment:
             return await stop_chat(user_id, session_id)
         return None
 
-    def run(self, work: Awaitable[T]) -> T:  # type: ignore[return]
+    def run(self, work: Awaitable[T]) -> T:
         """Run ``work`` on the environment's loop; a SIGTERM meanwhile cancels it and ends the environment."""
-        self._current = asyncio.ensure_future(work, loop=self.loop)
+        current = asyncio.ensure_future(work, loop=self.loop)
+        self._current = current
         try:
-            result = self.loop.run_until_complete(self._current)
+            result = self.loop.run_until_complete(current)
         except BaseException:
             if not self._terminating:
                 raise
-            result = None  # cancelled by SIGTERM: the answer has nowhere to go
+            # cancelled by SIGTERM: the answer has nowhere to go (the environment ends below)
         finally:
             self._current = None
         if self._terminating:
@@ -174,10 +178,14 @@ class LambdaEnvironment:
                     asyncio.set_event_loop(None)  # nobody should be handed a closed loop
 
     async def _stop_lifespan(self) -> None:
-        assert self._lifespan_inbox is not None and self._lifespan_events is not None and self._lifespan_task is not None
+        assert (
+            self._lifespan_inbox is not None and self._lifespan_events is not None and self._lifespan_task is not None
+        )
         await self._lifespan_inbox.put({"type": "lifespan.shutdown"})
         reply = asyncio.ensure_future(self._lifespan_events.get())
-        done, _ = await asyncio.wait({reply, self._lifespan_task}, timeout=self._shutdown_timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {reply, self._lifespan_task}, timeout=self._shutdown_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if reply in done and reply.result()["type"] == "lifespan.shutdown.failed":
             logger.error("the app's shutdown failed: %s", reply.result().get("message", ""))
         elif not done:
@@ -202,7 +210,9 @@ class LambdaEnvironment:
 
     def _restore_sigterm(self) -> None:
         if self._sigterm_installed and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._previous_sigterm if self._previous_sigterm is not None else signal.SIG_DFL)
+            signal.signal(
+                signal.SIGTERM, self._previous_sigterm if self._previous_sigterm is not None else signal.SIG_DFL
+            )
             self._sigterm_installed = False
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:

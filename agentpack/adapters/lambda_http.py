@@ -17,8 +17,9 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any
 
 from agentpack.headers import run_session
 
@@ -35,8 +36,6 @@ StopRun = Callable[[str, str], Awaitable[Any]]
 #: How long before the deadline an agent run is asked to stop, at most (a tenth of the
 #: time the invocation had, if that is less), so its terminal event still gets out.
 DEADLINE_MARGIN = 0.5
-#: Response headers by which ``/process`` names the run's session (see ``app/process.py``).
-
 #: Ends the JSON prelude of a streamed HTTP response.
 PRELUDE_END = b"\0" * 8
 #: The content type that tells Lambda a streamed response starts with the prelude.
@@ -119,7 +118,7 @@ class Exchange:
         self.body = body
         self.on_start = on_start
         self.on_body = on_body
-        self.status: Optional[int] = None
+        self.status: int | None = None
         self.headers: Headers = []
         self.complete = False
         self._body_delivered = False
@@ -146,9 +145,11 @@ class Exchange:
                 self.complete = True
                 self._finished.set()
         else:
-            raise RuntimeError(f"unexpected ASGI message {kind!r} (response started: {self.status is not None}, complete: {self.complete})")
+            raise RuntimeError(
+                f"unexpected ASGI message {kind!r} (response started: {self.status is not None}, complete: {self.complete})"
+            )
 
-    async def run(self, app: Any, deadline: Optional[float] = None, stop_run: Optional[StopRun] = None) -> None:
+    async def run(self, app: Any, deadline: float | None = None, stop_run: StopRun | None = None) -> None:
         """Serve the request; ``deadline`` is a ``time.time()`` value.
 
         A failure before the response started becomes a 500; a failure after it completed
@@ -161,7 +162,7 @@ class Exchange:
         except BaseException:
             task.cancel()
             raise
-        error: Optional[BaseException] = asyncio.CancelledError() if task.cancelled() else task.exception()
+        error: BaseException | None = asyncio.CancelledError() if task.cancelled() else task.exception()
         if error is None and self.complete:
             return
         if self.complete:
@@ -173,11 +174,15 @@ class Exchange:
             await self.on_body(INTERNAL_ERROR_BODY)
             self.complete = True
             return
-        reason = f"{type(error).__name__}: {error}" if error is not None else "the app returned without finishing its response body"
+        reason = (
+            f"{type(error).__name__}: {error}"
+            if error is not None
+            else "the app returned without finishing its response body"
+        )
         logger.error("the response broke off after status %s: %s", self.status, reason, exc_info=error)
         raise ResponseIncomplete(reason, type(error).__name__ if error is not None else "Runtime.IncompleteResponse")
 
-    async def _supervise(self, task: asyncio.Future, deadline: Optional[float], stop_run: Optional[StopRun]) -> None:
+    async def _supervise(self, task: asyncio.Future[Any], deadline: float | None, stop_run: StopRun | None) -> None:
         if deadline is None:
             await asyncio.wait({task})
             return
@@ -188,7 +193,7 @@ class Exchange:
             await self._stop_agent_run(stop_run)
             await asyncio.wait({task})  # past the deadline the platform ends the environment
 
-    async def _stop_agent_run(self, stop_run: Optional[StopRun]) -> None:
+    async def _stop_agent_run(self, stop_run: StopRun | None) -> None:
         """Near the deadline, stop a ``/process`` run so its stream ends with a terminal event.
 
         Other requests are left alone: the platform's timeout is their answer.

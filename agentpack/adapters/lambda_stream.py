@@ -37,13 +37,20 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import h11
 
 from agentpack.adapters.aws_lambda import buffered_answer
 from agentpack.adapters.lambda_environment import LambdaEnvironment
-from agentpack.adapters.lambda_http import HTTP_INTEGRATION_RESPONSE, Exchange, Headers, HTTPRequest, ResponseIncomplete, stream_prelude
+from agentpack.adapters.lambda_http import (
+    HTTP_INTEGRATION_RESPONSE,
+    Exchange,
+    Headers,
+    HTTPRequest,
+    ResponseIncomplete,
+    stream_prelude,
+)
 
 logger = logging.getLogger("agentpack.lambda")
 
@@ -56,7 +63,7 @@ class RuntimeAPIError(Exception):
     """The Runtime API refused a call; the environment cannot go on (the platform will replace it)."""
 
 
-def error_payload(exc: BaseException, error_type: Optional[str] = None) -> dict[str, Any]:
+def error_payload(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
     """The JSON Lambda expects for an error: message, type and the stack as a list of lines."""
     return {
         "errorMessage": str(exc) or type(exc).__name__,
@@ -73,13 +80,13 @@ class Invocation:
     deadline_ms: int
     function_arn: str
     body: bytes
-    trace_id: Optional[str] = None
-    client_context: Optional[str] = None
-    cognito_identity: Optional[str] = None
+    trace_id: str | None = None
+    client_context: str | None = None
+    cognito_identity: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
-    def deadline(self) -> Optional[float]:
+    def deadline(self) -> float | None:
         return self.deadline_ms / 1000 if self.deadline_ms else None
 
 
@@ -108,9 +115,9 @@ class RuntimeAPIClient:
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port)
-        self._reader: Optional[asyncio.StreamReader] = None
-        self._writer: Optional[asyncio.StreamWriter] = None
-        self._conn: Optional[h11.Connection] = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._conn: h11.Connection | None = None
         self._headers: dict[str, str] = {}
 
     # -- plumbing ------------------------------------------------------------------------
@@ -151,7 +158,9 @@ class RuntimeAPIClient:
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionError("the Runtime API closed the connection")
 
-    async def _call(self, method: str, path: str, body: bytes = b"", headers: Optional[list[tuple[str, str]]] = None) -> tuple[int, bytes]:
+    async def _call(
+        self, method: str, path: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None
+    ) -> tuple[int, bytes]:
         await self._ready()
         request_headers = [("Host", f"{self.host}:{self.port}"), ("Content-Length", str(len(body))), *(headers or [])]
         events: list[Any] = [h11.Request(method=method, target=path, headers=request_headers)]
@@ -190,21 +199,30 @@ class RuntimeAPIClient:
         )
 
     async def post_response(self, request_id: str, body: bytes, content_type: str = "application/json") -> None:
-        status, answer = await self._call("POST", f"{API}/invocation/{request_id}/response", body, [("Content-Type", content_type)])
+        status, answer = await self._call(
+            "POST", f"{API}/invocation/{request_id}/response", body, [("Content-Type", content_type)]
+        )
         if status != 202:
             logger.error("the Runtime API refused the response of %s (%s): %s", request_id, status, answer[:500])
 
     async def post_error(self, request_id: str, error: dict[str, Any]) -> None:
         body = json.dumps(error).encode()
-        status, answer = await self._call("POST", f"{API}/invocation/{request_id}/error", body, [("Content-Type", "application/json"), (ERROR_TYPE, error["errorType"])])
+        status, answer = await self._call(
+            "POST",
+            f"{API}/invocation/{request_id}/error",
+            body,
+            [("Content-Type", "application/json"), (ERROR_TYPE, error["errorType"])],
+        )
         if status != 202:
             logger.error("the Runtime API refused the error of %s (%s): %s", request_id, status, answer[:500])
 
     async def post_init_error(self, error: dict[str, Any]) -> None:
         body = json.dumps(error).encode()
-        await self._call("POST", f"{API}/init/error", body, [("Content-Type", "application/json"), (ERROR_TYPE, error["errorType"])])
+        await self._call(
+            "POST", f"{API}/init/error", body, [("Content-Type", "application/json"), (ERROR_TYPE, error["errorType"])]
+        )
 
-    async def open_stream(self, request_id: str, content_type: str = HTTP_INTEGRATION_RESPONSE) -> "ResponseStream":
+    async def open_stream(self, request_id: str, content_type: str = HTTP_INTEGRATION_RESPONSE) -> ResponseStream:
         """Start ``POST …/response`` in streaming mode; write the body through the returned stream."""
         await self._ready()
         headers = [
@@ -215,7 +233,9 @@ class RuntimeAPIClient:
             ("Trailer", f"{ERROR_TYPE}, {ERROR_BODY}"),
         ]
         stream = ResponseStream(self, request_id)
-        await stream.guard(self._send(h11.Request(method="POST", target=f"{API}/invocation/{request_id}/response", headers=headers)))
+        await stream.guard(
+            self._send(h11.Request(method="POST", target=f"{API}/invocation/{request_id}/response", headers=headers))
+        )
         return stream
 
 
@@ -225,7 +245,7 @@ class ResponseStream:
     def __init__(self, client: RuntimeAPIClient, request_id: str) -> None:
         self.client = client
         self.request_id = request_id
-        self.broken: Optional[BaseException] = None
+        self.broken: BaseException | None = None
 
     async def guard(self, operation: Any) -> None:
         if self.broken is not None:
@@ -241,7 +261,7 @@ class ResponseStream:
     async def write(self, data: bytes) -> None:
         await self.guard(self.client._send(h11.Data(data=data)))
 
-    async def finish(self, error: Optional[dict[str, Any]] = None) -> None:
+    async def finish(self, error: dict[str, Any] | None = None) -> None:
         """End the body; an ``error`` goes into the trailers (the status line is long gone)."""
         if self.broken is not None:
             logger.error("the response stream of %s broke: %s", self.request_id, self.broken)
@@ -258,7 +278,9 @@ class ResponseStream:
             await self.client.close()
             return
         if status != 202:
-            logger.error("the Runtime API refused the streamed response of %s (%s): %s", self.request_id, status, answer[:500])
+            logger.error(
+                "the Runtime API refused the streamed response of %s (%s): %s", self.request_id, status, answer[:500]
+            )
 
 
 # -- the loop --------------------------------------------------------------------------------
@@ -291,9 +313,11 @@ async def handle(environment: LambdaEnvironment, client: RuntimeAPIClient, invoc
         await stream_answer(environment, client, invocation, request)
 
 
-async def stream_answer(environment: LambdaEnvironment, client: RuntimeAPIClient, invocation: Invocation, request: HTTPRequest) -> None:
+async def stream_answer(
+    environment: LambdaEnvironment, client: RuntimeAPIClient, invocation: Invocation, request: HTTPRequest
+) -> None:
     """Post the app's response in streaming mode, prelude first, each piece as it is sent."""
-    stream: Optional[ResponseStream] = None
+    stream: ResponseStream | None = None
 
     async def on_start(status: int, headers: Headers) -> None:
         nonlocal stream
@@ -304,16 +328,22 @@ async def stream_answer(environment: LambdaEnvironment, client: RuntimeAPIClient
         assert stream is not None
         await stream.write(chunk)
 
-    failure: Optional[dict[str, Any]] = None
+    failure: dict[str, Any] | None = None
     try:
-        await Exchange(request.scope, request.body, on_start, on_body).run(environment.app, invocation.deadline, environment.stop_run)
+        await Exchange(request.scope, request.body, on_start, on_body).run(
+            environment.app, invocation.deadline, environment.stop_run
+        )
     except ResponseIncomplete as exc:
         failure = {"errorMessage": str(exc), "errorType": exc.error_type, "stackTrace": []}
     except Exception as exc:
         logger.exception("invocation %s failed", invocation.request_id)
         failure = error_payload(exc)
     if stream is None:  # nothing reached the Runtime API: report the failure the ordinary way
-        await client.post_error(invocation.request_id, failure or {"errorMessage": "the app sent no response", "errorType": "Runtime.NoResponse", "stackTrace": []})
+        await client.post_error(
+            invocation.request_id,
+            failure
+            or {"errorMessage": "the app sent no response", "errorType": "Runtime.NoResponse", "stackTrace": []},
+        )
     else:
         await stream.finish(failure)
 
@@ -330,20 +360,27 @@ def _configure_logging() -> None:
     if logging.getLogger().handlers:
         return
     level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level, logging.INFO), format="[%(levelname)s] %(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level, logging.INFO),
+        format="[%(levelname)s] %(asctime)s %(name)s %(message)s",
+    )
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the loop for the app named by the first argument (or ``$AGENTPACK_APP``)."""
     args = sys.argv[1:] if argv is None else argv
     spec = args[0] if args else os.environ.get("AGENTPACK_APP", "")
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not address or not spec:
-        print("usage: AWS_LAMBDA_RUNTIME_API=host:port python -m agentpack.adapters.lambda_stream APP_SPEC (inside a Lambda execution environment)", file=sys.stderr)
+        print(
+            "usage: AWS_LAMBDA_RUNTIME_API=host:port python -m agentpack.adapters.lambda_stream APP_SPEC (inside a Lambda execution environment)",
+            file=sys.stderr,
+        )
         return 2
     _configure_logging()
     client = RuntimeAPIClient(address)
-    environment: Optional[LambdaEnvironment] = None
+    environment: LambdaEnvironment | None = None
     try:
         environment = LambdaEnvironment.from_spec(spec)
         environment.start()

@@ -12,12 +12,14 @@ on (interrupt backend, session guard, task queue, readiness) is its :class:`Runt
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from agentpack._version import __version__
-from agentpack.app import agent_routes, checks, compat, errors, lifespan as lifespan_module, serving
+from agentpack.app import agent_routes, checks, compat, errors, serving
+from agentpack.app import lifespan as lifespan_module
 from agentpack.app.endpoints import make_endpoint
 from agentpack.app.probes import add_probes
 from agentpack.app.process import AppRuns
@@ -42,16 +44,16 @@ class AgentApp(FastAPI):
         app_name: str = "agentpack agent",
         app_description: str = "",
         endpoint_path: str = "/process",
-        lifespan: Optional[Callable[[Any], Any]] = None,
-        before_start: Optional[Callable[..., Any]] = None,
-        after_finish: Optional[Callable[..., Any]] = None,
+        lifespan: Callable[[Any], Any] | None = None,
+        before_start: Callable[..., Any] | None = None,
+        after_finish: Callable[..., Any] | None = None,
         a2a_config: Any = None,
         agui_config: Any = None,
-        protocol_adapters: Optional[list[Any]] = None,
-        broker_url: Optional[str] = None,
-        backend_url: Optional[str] = None,
-        interrupt_redis_url: Optional[str] = None,
-        interrupt_backend: Optional[BaseInterruptBackend] = None,
+        protocol_adapters: list[Any] | None = None,
+        broker_url: str | None = None,
+        backend_url: str | None = None,
+        interrupt_redis_url: str | None = None,
+        interrupt_backend: BaseInterruptBackend | None = None,
         session_lease_seconds: float = 10.0,
         session_state_seconds: float = 600.0,
         enable_stream_task: bool = False,
@@ -98,7 +100,7 @@ class AgentApp(FastAPI):
             task_result_seconds=task_result_seconds,
         )
         self.interrupt_backend = self.runtime.backend
-        self.query_handler: Optional[QueryHandler] = None
+        self.query_handler: QueryHandler | None = None
         #: where every run of the query handler starts, for /process and every protocol
         self.runs = AppRuns(self)
         #: A2A, the Responses API and AG-UI, served beside /process (see app/protocols.py)
@@ -118,7 +120,7 @@ class AgentApp(FastAPI):
         return f"{self.endpoint_path.rstrip('/')}/stop"
 
     @property
-    def task_queue(self) -> "TaskQueue":
+    def task_queue(self) -> TaskQueue:
         """Where ``@app.task`` jobs run (Celery with ``broker_url``, else in this process)."""
         return self.runtime.task_queue
 
@@ -133,7 +135,9 @@ class AgentApp(FastAPI):
         if self.query_handler is not None:
             endpoints.update(process=self.endpoint_path, stop=self.stop_path)
             if self.enable_stream_task:
-                endpoints.update(task=f"{self.endpoint_path}/task", task_status=f"{self.endpoint_path}/task/{{task_id}}")
+                endpoints.update(
+                    task=f"{self.endpoint_path}/task", task_status=f"{self.endpoint_path}/task/{{task_id}}"
+                )
         if self.query_handler is not None:
             endpoints.update(self.protocols.endpoints())
         endpoints.update(health="/health", readiness="/readiness", liveness="/liveness")
@@ -145,7 +149,7 @@ class AgentApp(FastAPI):
         self.runtime.readiness_checks.append(check)
         return check
 
-    async def readiness_problem(self) -> Optional[str]:
+    async def readiness_problem(self) -> str | None:
         """``None`` when the app can take work; else why it cannot (start-up, a backend down)."""
         return await self.runtime.readiness_problem()
 
@@ -165,7 +169,7 @@ class AgentApp(FastAPI):
 
         return decorator
 
-    def endpoint(self, path: str, methods: Optional[list[str]] = None) -> Decorator:
+    def endpoint(self, path: str, methods: list[str] | None = None) -> Decorator:
         """Expose ``func`` at ``path``: returns become JSON, generators become SSE streams."""
         path = checks.check_path("path", path)
         verbs = [m.upper() for m in (methods or ["POST"])]
@@ -177,7 +181,7 @@ class AgentApp(FastAPI):
 
         return decorator
 
-    def task(self, path: str, queue: str = "celery", name: Optional[str] = None) -> Decorator:
+    def task(self, path: str, queue: str = "celery", name: str | None = None) -> Decorator:
         """Run ``func`` in the background behind ``POST path`` (200 ``submitted`` + task id).
 
         ``GET path/{task_id}`` reports ``pending``/``running``/``finished``/``error``/
@@ -210,7 +214,7 @@ class AgentApp(FastAPI):
         return compat.deprecated_hook("shutdown", "after_finish", self.shutdown_hooks, func)
 
     # -- interrupts --------------------------------------------------------------------
-    async def stop_chat(self, user_id: Optional[str], session_id: Optional[str]) -> bool:
+    async def stop_chat(self, user_id: str | None, session_id: str | None) -> bool:
         """Stop the session's running query, in this process or any other sharing the backend.
 
         Returns ``True`` if a run was holding the session and has been signalled; the
@@ -219,13 +223,13 @@ class AgentApp(FastAPI):
         """
         return await self.runtime.guard.stop(session_key(user_id, session_id))
 
-    async def get_chat_state(self, user_id: Optional[str], session_id: Optional[str]) -> Optional[str]:
+    async def get_chat_state(self, user_id: str | None, session_id: str | None) -> str | None:
         """``RUNNING``, ``STOPPED``, ``FINISHED``, ``ERROR``, or ``None`` for an unknown session."""
         state = await self.runtime.guard.state(session_key(user_id, session_id))
         return state.value if state is not None else None
 
     # -- serving -----------------------------------------------------------------------
-    def run(self, host: Optional[str] = None, port: Optional[int] = None, web_ui: bool = False, **kwargs: Any) -> None:
+    def run(self, host: str | None = None, port: int | None = None, web_ui: bool = False, **kwargs: Any) -> None:
         """Serve the app with uvicorn (blocking).
 
         Takes AgentScope Runtime's ``run()`` keywords: ``endpoint_path`` moves the agent's
@@ -240,4 +244,3 @@ class AgentApp(FastAPI):
     async def deploy(self, deployer: Any, **kwargs: Any) -> Any:
         """Hand the app to a deployer, e.g. ``await app.deploy(LocalDeployManager(port=8090))``."""
         return await deployer.deploy(self, **kwargs)
-

@@ -5,7 +5,7 @@ moving ``endpoint_path`` in ``run()``, replaces the whole group and never leaves
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import BaseRoute
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
 
 
-def route_paths(app: "AgentApp") -> list[tuple[str, set[str]]]:
+def route_paths(app: AgentApp) -> list[tuple[str, set[str]]]:
     """Every (path, methods) the group serves at the app's current ``endpoint_path``."""
     paths = [(app.endpoint_path, {"POST"}), (app.stop_path, {"POST"})]
     if app.enable_stream_task:
@@ -25,14 +25,22 @@ def route_paths(app: "AgentApp") -> list[tuple[str, set[str]]]:
     return paths
 
 
-def install(app: "AgentApp") -> None:
+def install(app: AgentApp) -> None:
     """(Re)create the group for the app's query handler."""
     assert app.query_handler is not None
     remove(app)
-    agent_api = {"methods": ["POST"], "tags": ["agent-api"], "response_model": None}
-    app.add_api_route(app.stop_path, build_stop_endpoint(app), summary="Stop a running session, wherever it runs", name="stop", **agent_api)
+    agent_api: dict[str, Any] = {"methods": ["POST"], "tags": ["agent-api"], "response_model": None}
+    app.add_api_route(
+        app.stop_path,
+        build_stop_endpoint(app),
+        summary="Stop a running session, wherever it runs",
+        name="stop",
+        **agent_api,
+    )
     process = build_process_endpoint(app, app.query_handler)
-    app.add_api_route(app.endpoint_path, process, summary="Run the agent and stream Agent API events", name="process", **agent_api)
+    app.add_api_route(
+        app.endpoint_path, process, summary="Run the agent and stream Agent API events", name="process", **agent_api
+    )
     if app.enable_stream_task:
         from agentpack.app.background_runs import add_background_runs
 
@@ -40,7 +48,7 @@ def install(app: "AgentApp") -> None:
     app.protocols.install()
 
 
-def move(app: "AgentApp", endpoint_path: str) -> None:
+def move(app: AgentApp, endpoint_path: str) -> None:
     """Serve the group at another path (``run(endpoint_path=...)``)."""
     path = checks.check_endpoint_path(endpoint_path)
     if path == app.endpoint_path:
@@ -52,7 +60,7 @@ def move(app: "AgentApp", endpoint_path: str) -> None:
         install(app)
 
 
-def remove(app: "AgentApp") -> None:
+def remove(app: AgentApp) -> None:
     """Drop the group's routes at the current ``endpoint_path`` (other methods on them stay)."""
     app.protocols.remove()
     for path, methods in route_paths(app):

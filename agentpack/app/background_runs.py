@@ -49,12 +49,12 @@ class SessionStillBusy(RuntimeError):
 
 
 #: Background runs waiting for a session, per guard and session key, first submitted first.
-_waiting: "weakref.WeakKeyDictionary[SessionGuard, dict[str, deque[object]]]" = weakref.WeakKeyDictionary()
+_waiting: weakref.WeakKeyDictionary[SessionGuard, dict[str, deque[object]]] = weakref.WeakKeyDictionary()
 
 
 async def take_session(
-    guard: SessionGuard, key: str, run: "Stoppable", wait_seconds: float, session: str = "the session"
-) -> "ActiveRun":
+    guard: SessionGuard, key: str, run: Stoppable, wait_seconds: float, session: str = "the session"
+) -> ActiveRun:
     """Hold ``key`` for ``run``, waiting (reported as ``pending``) while another run holds it.
 
     Only the first waiter of a session tries to take it, so waiters in this process start
@@ -95,7 +95,7 @@ async def take_session(
             del waiting[key]
 
 
-def add_background_runs(app: "AgentApp") -> None:
+def add_background_runs(app: AgentApp) -> None:
     """``POST {endpoint_path}/task`` and friends, running ``app.query_handler`` in the background."""
     name = app.stream_task_name
     queue_name = app.stream_task_queue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp", "sqs", "memory", "sentinel"}
@@ -14,7 +14,7 @@ REDIS_SCHEMES = {"redis", "rediss", "unix"}
 RESERVED_PATHS = {"/", "/health", "/readiness", "/liveness"}
 
 
-def check_url(keyword: str, value: Optional[str], schemes: set[str]) -> None:
+def check_url(keyword: str, value: str | None, schemes: set[str]) -> None:
     if value is None:
         return
     if not isinstance(value, str) or urlsplit(value).scheme not in schemes:
@@ -41,7 +41,7 @@ def check_callables(**hooks: Any) -> None:
             raise TypeError(f"{name} must be callable, got {type(hook).__name__}")
 
 
-def task_urls(broker_url: Optional[str], backend_url: Optional[str]) -> Optional[str]:
+def task_urls(broker_url: str | None, backend_url: str | None) -> str | None:
     """Check the Celery URLs; returns the result backend to use (a Redis broker keeps results too)."""
     check_url("broker_url", broker_url, BROKER_SCHEMES)
     check_url("backend_url", backend_url, RESULT_SCHEMES)
@@ -49,18 +49,22 @@ def task_urls(broker_url: Optional[str], backend_url: Optional[str]) -> Optional
         raise ValueError("backend_url is set without broker_url; tasks need a broker to be sent to (set broker_url=)")
     if broker_url and not backend_url:
         if urlsplit(broker_url).scheme not in ("redis", "rediss"):
-            raise ValueError(f"broker_url={broker_url!r} needs backend_url= to keep task results, e.g. backend_url='redis://localhost:6379/1'")
+            raise ValueError(
+                f"broker_url={broker_url!r} needs backend_url= to keep task results, e.g. backend_url='redis://localhost:6379/1'"
+            )
         return broker_url
     return backend_url
 
 
-def interrupt_choice(redis_url: Optional[str], backend: Any, base: type) -> None:
+def interrupt_choice(redis_url: str | None, backend: Any, base: type) -> None:
     check_url("interrupt_redis_url", redis_url, REDIS_SCHEMES)
     if backend is not None and redis_url is not None:
         raise ValueError("give interrupt_redis_url= or interrupt_backend=, not both")
     if backend is not None and not isinstance(backend, base):
         hint = "; pass a Redis URL as interrupt_redis_url=" if isinstance(backend, str) else ""
-        raise TypeError(f"interrupt_backend must be a BaseInterruptBackend instance, got {type(backend).__name__}{hint}")
+        raise TypeError(
+            f"interrupt_backend must be a BaseInterruptBackend instance, got {type(backend).__name__}{hint}"
+        )
 
 
 def check_seconds(keyword: str, value: Any) -> float:
@@ -74,7 +78,7 @@ def check_a2a_config(value: Any) -> None:
         raise TypeError("a2a_config must be a dict or an AgentCardWithRuntimeConfig-like pydantic model")
 
 
-def script_name() -> Optional[str]:
+def script_name() -> str | None:
     """The module name a script run as ``__main__`` gets when a worker imports it."""
     main = sys.modules.get("__main__")
     file = getattr(main, "__file__", None)

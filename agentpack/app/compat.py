@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: ``AgentApp(...)`` keywords accepted so AgentScope Runtime apps construct unchanged, and
 #: why they change nothing here.
 NO_EFFECT = {
-    "response_type": "/process always streams SSE (or JSON with \"stream\": false)",
-    "stream": "each request chooses with its own \"stream\" field",
+    "response_type": '/process always streams SSE (or JSON with "stream": false)',
+    "stream": 'each request chooses with its own "stream" field',
     "request_model": "the body of /process is always AgentRequest",
     "mode": "deployment modes are chosen by `agentpack deploy --target`",
     "custom_endpoints": "routes are registered with @app.endpoint / @app.get",
@@ -26,7 +27,7 @@ UNSUPPORTED = {
 
 #: ``app.run(...)`` keywords with no uvicorn meaning, and why they change nothing here.
 RUN_NO_EFFECT = {
-    "stream": "each request chooses with its own \"stream\" field",
+    "stream": 'each request chooses with its own "stream" field',
     "embed_task_processor": "without a broker tasks run in this process; with one, start `agentpack worker APP`",
     "mode": "deployment modes are chosen by `agentpack deploy --target`",
     "runner": "the handler registered with @app.query is served",
@@ -42,7 +43,9 @@ def constructor_keywords(fastapi_kwargs: dict[str, Any]) -> dict[str, Any]:
             raise TypeError(f"AgentApp({keyword}=...) is not supported: {instead}")
     for keyword in [k for k in fastapi_kwargs if k in NO_EFFECT]:
         fastapi_kwargs.pop(keyword)
-        warnings.warn(f"AgentApp({keyword}=...) has no effect in agentpack: {NO_EFFECT[keyword]}", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"AgentApp({keyword}=...) has no effect in agentpack: {NO_EFFECT[keyword]}", UserWarning, stacklevel=3
+        )
     return fastapi_kwargs
 
 
@@ -57,7 +60,11 @@ def uvicorn_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         if keyword in known:
             options[keyword] = value
         elif keyword in RUN_NO_EFFECT:
-            warnings.warn(f"app.run({keyword}=...) has no effect in agentpack: {RUN_NO_EFFECT[keyword]}", UserWarning, stacklevel=4)
+            warnings.warn(
+                f"app.run({keyword}=...) has no effect in agentpack: {RUN_NO_EFFECT[keyword]}",
+                UserWarning,
+                stacklevel=4,
+            )
         else:
             warnings.warn(
                 f"app.run({keyword}=...) is neither an AgentScope Runtime run() keyword nor a uvicorn option; ignored",
@@ -67,9 +74,15 @@ def uvicorn_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def deprecated_hook(name: str, instead: str, hooks: list[Callable[..., Any]], func: Callable[..., Any]) -> Callable[..., Any]:
+def deprecated_hook(
+    name: str, instead: str, hooks: list[Callable[..., Any]], func: Callable[..., Any]
+) -> Callable[..., Any]:
     """``@app.init`` / ``@app.shutdown``: kept working (the lifespan runs ``hooks``), with a warning
     pointing at the decorated line."""
-    warnings.warn(f"@app.{name} is deprecated; pass lifespan= (or {instead}=) to AgentApp instead", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"@app.{name} is deprecated; pass lifespan= (or {instead}=) to AgentApp instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     hooks.append(func)
     return func

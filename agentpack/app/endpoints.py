@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import JSONResponse, Response
@@ -56,7 +57,7 @@ def make_endpoint(func: Callable[..., Any]) -> Callable[..., Any]:
 
     else:
 
-        async def endpoint(*args: Any, **kwargs: Any) -> Any:
+        async def endpoint(*args: Any, **kwargs: Any) -> Response:
             result = await call(func, *args, **kwargs)
             if isinstance(result, Response):
                 return result

@@ -21,6 +21,7 @@ from agentpack.interrupt.base import BackendUnavailable, SessionBusy
 from agentpack.run.json_response import SafeJSONResponse
 from agentpack.tasks.base import BrokerUnavailable
 
+
 async def validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
     """FastAPI's 422 body (``{"detail": [...]}`` with ``loc``, ``msg``, ``type``, ``input``)."""
     assert isinstance(exc, RequestValidationError)

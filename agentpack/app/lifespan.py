@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack._aio import call
 
@@ -25,7 +26,7 @@ Hook = Callable[..., Any]
 Lifespan = Callable[[Any], Any]
 
 
-async def call_hook(hook: Hook, app: "AgentApp") -> None:
+async def call_hook(hook: Hook, app: AgentApp) -> None:
     """Call a sync or async hook with the app, or with nothing if it takes no argument."""
     takes_app = any(
         p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
@@ -34,7 +35,7 @@ async def call_hook(hook: Hook, app: "AgentApp") -> None:
     await call(hook, *((app,) if takes_app else ()), in_thread=False)
 
 
-async def _cleanup(step: str, hook: Hook, app: "AgentApp") -> None:
+async def _cleanup(step: str, hook: Hook, app: AgentApp) -> None:
     try:
         await call_hook(hook, app)
     except Exception:
@@ -45,7 +46,7 @@ async def _cleanup(step: str, hook: Hook, app: "AgentApp") -> None:
 _PLATFORM_MARKERS = ("FC_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME", "AGENTPACK_PLATFORM")
 
 
-def warn_if_stops_stay_local(app: "AgentApp") -> None:
+def warn_if_stops_stay_local(app: AgentApp) -> None:
     """On a platform that runs several instances, a stop or a second request for a session
     may land on another instance than the run: say so when the backend cannot reach there."""
     import os
@@ -62,32 +63,32 @@ def warn_if_stops_stay_local(app: "AgentApp") -> None:
 
 
 def compose(
-    user_lifespan: Optional[Lifespan],
-    before_start: Optional[Hook],
-    after_finish: Optional[Hook],
+    user_lifespan: Lifespan | None,
+    before_start: Hook | None,
+    after_finish: Hook | None,
     init_hooks: list[Hook],
     shutdown_hooks: list[Hook],
-) -> Callable[["AgentApp"], Any]:
+) -> Callable[[AgentApp], Any]:
     """Build the lifespan FastAPI runs; the user's yielded state becomes ``request.state``.
 
     ``init_hooks`` / ``shutdown_hooks`` are the lists the deprecated ``@app.init`` /
     ``@app.shutdown`` decorators append to; they are read when the app starts.
     """
 
-    async def start_agentpack(app: "AgentApp") -> None:
+    async def start_agentpack(app: AgentApp) -> None:
         warn_if_stops_stay_local(app)
         await app.runtime.start()
         if app.query_handler is not None:
             await app.query_handler.framework.prepare()
             await app.protocols.startup()
 
-    async def stop_agentpack(app: "AgentApp") -> None:
+    async def stop_agentpack(app: AgentApp) -> None:
         if app.query_handler is not None:
             await app.protocols.shutdown()  # their runs end (and say so) while the backends are up
         await app.runtime.aclose()
 
     @asynccontextmanager
-    async def lifespan(app: "AgentApp") -> AsyncIterator[Any]:
+    async def lifespan(app: AgentApp) -> AsyncIterator[Any]:
         cleanups: list[tuple[str, Hook]] = [("agentpack shutdown", stop_agentpack)]
         try:
             await start_agentpack(app)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 SYSTEM_TAG = "system"
 
 
-def add_probes(app: "AgentApp") -> None:
+def add_probes(app: AgentApp) -> None:
     async def root() -> dict[str, Any]:
         return {
             "service": app.app_name,

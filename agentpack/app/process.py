@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
-from agentpack.app.errors import SafeJSONResponse
 from agentpack.headers import session_headers
 from agentpack.interrupt.base import session_key
 from agentpack.interrupt.records import Records
 from agentpack.protocol.schemas import AgentRequest, SessionId, UserId, fill_ids
 from agentpack.protocol.status import session_state
 from agentpack.run.agent_run import AgentRun, RunLimits
-from agentpack.run.iterate import iterate_run
 from agentpack.run.handler import QueryHandler
+from agentpack.run.iterate import iterate_run
+from agentpack.run.json_response import SafeJSONResponse
 from agentpack.run.stream import StreamResponse, run_to_end
 
 if TYPE_CHECKING:
@@ -41,11 +42,11 @@ class AppRuns:
     on every path where the run never starts.
     """
 
-    def __init__(self, app: "AgentApp") -> None:
+    def __init__(self, app: AgentApp) -> None:
         self.app = app
 
     async def open_run(
-        self, request: AgentRequest, limits: Optional[RunLimits] = None, dependencies: Optional[dict[str, Any]] = None
+        self, request: AgentRequest, limits: RunLimits | None = None, dependencies: dict[str, Any] | None = None
     ) -> AgentRun:
         handler = self.app.query_handler
         if handler is None:
@@ -61,11 +62,11 @@ class AppRuns:
         """The run's events, for code written against AgentScope Runtime's ``add_endpoint(app, func)``."""
         return iterate_run(self, request)
 
-    async def stop(self, user_id: Optional[str], session_id: Optional[str]) -> bool:
+    async def stop(self, user_id: str | None, session_id: str | None) -> bool:
         """Stop the session's run wherever it runs (``stop_chat``)."""
         return await self.app.stop_chat(user_id, session_id)
 
-    async def running(self, user_id: Optional[str], session_id: Optional[str]) -> bool:
+    async def running(self, user_id: str | None, session_id: str | None) -> bool:
         """Whether a run holds the session, on any instance."""
         return await self.app.get_chat_state(user_id, session_id) == "RUNNING"
 
@@ -79,7 +80,7 @@ def run_headers(request: AgentRequest) -> dict[str, str]:
     return session_headers(request.session_id, request.user_id)
 
 
-def build_process_endpoint(app: "AgentApp", handler: QueryHandler) -> Callable[..., Any]:
+def build_process_endpoint(app: AgentApp, handler: QueryHandler) -> Callable[..., Any]:
     """The route function, with the handler's ``Depends`` parameters added to its signature."""
 
     async def process(agent_request: AgentRequest, **dependencies: Any) -> Response:
@@ -110,7 +111,7 @@ class StopRequest(BaseModel):
     user_id: UserId = None
 
 
-def build_stop_endpoint(app: "AgentApp") -> Callable[..., Any]:
+def build_stop_endpoint(app: AgentApp) -> Callable[..., Any]:
     async def stop(body: StopRequest) -> JSONResponse:
         user_id = body.user_id or body.session_id
         stopped = await app.stop_chat(user_id, body.session_id)  # 503 when the backend is unreachable

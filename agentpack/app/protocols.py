@@ -27,7 +27,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import BaseRoute
 
@@ -70,7 +71,7 @@ def require(protocol: str, keyword: str) -> None:
 class Protocols:
     """The app's protocol adapters and the routes each one added."""
 
-    def __init__(self, app: "AgentApp", adapters: Optional[Sequence[Any]], a2a_config: Any, agui_config: Any) -> None:
+    def __init__(self, app: AgentApp, adapters: Sequence[Any] | None, a2a_config: Any, agui_config: Any) -> None:
         self.app = app
         self.a2a_config = a2a_config
         self.agui_config = agui_config

@@ -8,8 +8,8 @@ app's lifespan) gets a runtime of its own from :meth:`for_worker`.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable, Optional
 
 from agentpack.interrupt.base import BaseInterruptBackend
 from agentpack.interrupt.guard import SessionGuard
@@ -17,7 +17,7 @@ from agentpack.run.stream import CLEANUP_GRACE
 from agentpack.tasks.base import TaskQueue
 
 #: A readiness check returns ``None`` when its dependency answers, else the reason it does not.
-ReadinessCheck = Callable[[], Awaitable[Optional[str]]]
+ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 
 class Runtime:
@@ -34,23 +34,23 @@ class Runtime:
         #: ``True`` between :meth:`start` and :meth:`aclose` (in the web process, not in workers)
         self.started = False
         self._make_task_queue = make_task_queue
-        self._task_queue: Optional[TaskQueue] = None
-        self._not_ready: Optional[str] = "start-up has not finished"
+        self._task_queue: TaskQueue | None = None
+        self._not_ready: str | None = "start-up has not finished"
 
     @classmethod
     def configure(
         cls,
         *,
         app_name: str,
-        interrupt_redis_url: Optional[str],
-        interrupt_backend: Optional[BaseInterruptBackend],
+        interrupt_redis_url: str | None,
+        interrupt_backend: BaseInterruptBackend | None,
         lease_seconds: float,
         state_seconds: float,
-        broker_url: Optional[str],
-        backend_url: Optional[str],
+        broker_url: str | None,
+        backend_url: str | None,
         task_concurrency: int,
         task_result_seconds: float,
-    ) -> "Runtime":
+    ) -> Runtime:
         """The runtime AgentApp's keywords describe (already checked by ``app.checks``): Redis or
         in-process interrupts, Celery or the embedded queue.  Redis and Celery are imported only
         when named, so an app that uses neither never loads them."""
@@ -116,7 +116,7 @@ class Runtime:
     def mark_not_ready(self, reason: str) -> None:
         self._not_ready = reason
 
-    async def readiness_problem(self) -> Optional[str]:
+    async def readiness_problem(self) -> str | None:
         """``None`` when the app can take work; else why it cannot (start-up, a backend down)."""
         if self._not_ready is not None:
             return self._not_ready

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.addresses import announce_serving
 from agentpack.app import agent_routes, compat
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("agentpack")
 
 
-def serve(app: "AgentApp", host: Optional[str], port: Optional[int], web_ui: bool, kwargs: dict[str, Any]) -> None:
+def serve(app: AgentApp, host: str | None, port: int | None, web_ui: bool, kwargs: dict[str, Any]) -> None:
     from agentpack.loader import loading_for_cli
 
     if loading_for_cli():
@@ -49,12 +49,19 @@ def serve(app: "AgentApp", host: Optional[str], port: Optional[int], web_ui: boo
             logger.warning(
                 "web_ui=True: chat page at http://%s:%s%s, talking to the agent at http://%s:%s%s "
                 '(from a terminal: `agentpack run APP --ask "hello"`)',
-                shown, port, page, shown, port, app.endpoint_path,
+                shown,
+                port,
+                page,
+                shown,
+                port,
+                app.endpoint_path,
             )
         else:
             logger.warning(
-                "web_ui=True: no chat page (%s); talk to the agent with `agentpack run APP --ask \"hello\"` or POST to http://%s:%s%s",
+                'web_ui=True: no chat page (%s); talk to the agent with `agentpack run APP --ask "hello"` or POST to http://%s:%s%s',
                 "the app has no @app.query handler" if app.query_handler is None else "this installation has none",
-                shown, port, app.endpoint_path,
+                shown,
+                port,
+                app.endpoint_path,
             )
     uvicorn.run(app, host=host, port=port, **options)

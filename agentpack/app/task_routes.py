@@ -8,7 +8,8 @@ A broker that cannot be reached is a 503 (the app's exception handler answers it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Body
 from starlette.responses import JSONResponse
@@ -27,7 +28,7 @@ def not_found(task_id: str) -> dict[str, str]:
 
 
 async def submit_response(
-    queue: TaskQueue, name: str, queue_name: str, payload: Any, message: Optional[SubmitMessage] = None
+    queue: TaskQueue, name: str, queue_name: str, payload: Any, message: SubmitMessage | None = None
 ) -> JSONResponse:
     """Queue the job and answer 200 ``{"task_id", "status": "submitted", "queue", "message"}``."""
     try:
@@ -40,14 +41,14 @@ async def submit_response(
     return JSONResponse({"task_id": task_id, "status": "submitted", "queue": queue_name, "message": text})
 
 
-def submit_endpoint(runtime: "Runtime", name: str, queue_name: str) -> Callable[..., Any]:
+def submit_endpoint(runtime: Runtime, name: str, queue_name: str) -> Callable[..., Any]:
     async def submit(body: Any = Body(None)) -> JSONResponse:
         return await submit_response(runtime.task_queue, name, queue_name, body)
 
     return submit
 
 
-def _status_endpoint(runtime: "Runtime") -> Callable[..., Any]:
+def _status_endpoint(runtime: Runtime) -> Callable[..., Any]:
     """``GET``: the task's state, always 200 (an unknown or expired id says so in ``error``)."""
 
     async def status(task_id: str) -> JSONResponse:
@@ -57,7 +58,7 @@ def _status_endpoint(runtime: "Runtime") -> Callable[..., Any]:
     return status
 
 
-def _cancel_endpoint(runtime: "Runtime") -> Callable[..., Any]:
+def _cancel_endpoint(runtime: Runtime) -> Callable[..., Any]:
     """``DELETE`` (agentpack's own route): the state after the cancel; an unknown id is a 404."""
 
     async def cancel(task_id: str) -> JSONResponse:
@@ -69,8 +70,22 @@ def _cancel_endpoint(runtime: "Runtime") -> Callable[..., Any]:
     return cancel
 
 
-def add_task_routes(app: Any, runtime: "Runtime", path: str, name: str, submit: Callable[..., Any]) -> None:
+def add_task_routes(app: Any, runtime: Runtime, path: str, name: str, submit: Callable[..., Any]) -> None:
     """``POST path`` (submit), ``GET path/{task_id}`` (status), ``DELETE path/{task_id}`` (cancel)."""
     app.add_api_route(path, submit, methods=["POST"], tags=["tasks"], response_model=None, name=f"submit {name}")
-    app.add_api_route(f"{path}/{{task_id}}", _status_endpoint(runtime), methods=["GET"], tags=["tasks"], response_model=None, name=f"status of {name}")
-    app.add_api_route(f"{path}/{{task_id}}", _cancel_endpoint(runtime), methods=["DELETE"], tags=["tasks"], response_model=None, name=f"cancel {name}")
+    app.add_api_route(
+        f"{path}/{{task_id}}",
+        _status_endpoint(runtime),
+        methods=["GET"],
+        tags=["tasks"],
+        response_model=None,
+        name=f"status of {name}",
+    )
+    app.add_api_route(
+        f"{path}/{{task_id}}",
+        _cancel_endpoint(runtime),
+        methods=["DELETE"],
+        tags=["tasks"],
+        response_model=None,
+        name=f"cancel {name}",
+    )

@@ -25,9 +25,12 @@ def read_manifest(artifact: Path) -> dict[str, Any]:
     """The manifest of ``artifact``; ProjectError when it is not an agentpack artifact."""
     try:
         with zipfile.ZipFile(artifact) as archive:
-            return json.loads(archive.read(MANIFEST))
+            manifest: dict[str, Any] = json.loads(archive.read(MANIFEST))
+            return manifest
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ProjectError(f"{artifact}: not an agentpack artifact ({exc}); build one with `agentpack build --target ...`") from None
+        raise ProjectError(
+            f"{artifact}: not an agentpack artifact ({exc}); build one with `agentpack build --target ...`"
+        ) from None
 
 
 def unpack(artifact: Path, destination: Path) -> Path:

@@ -18,9 +18,10 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from agentpack._version import __version__
 from agentpack.builders import bytecode, zipper
@@ -66,17 +67,17 @@ class BuildOptions:
     """
 
     #: where the artifact goes (default: the project's ``dist/``)
-    out_dir: Optional[Path] = None
+    out_dir: Path | None = None
     #: CPU architecture (default: ``[targets.<t>] arch``, else the target's)
-    arch: Optional[str] = None
+    arch: str | None = None
     #: Python version (default: ``[targets.<t>] python``, else ``python``, else the target's)
-    python: Optional[str] = None
+    python: str | None = None
     #: strip caches, tests and docs of the dependencies
     slim: bool = False
     #: ship ``.pyc`` compiled by the target's Python (default: the config's ``bytecode``, on)
-    bytecode_enabled: Optional[bool] = None
+    bytecode_enabled: bool | None = None
     #: pack agentpack's chat page (default: the config's ``ui``, off)
-    ui: Optional[bool] = None
+    ui: bool | None = None
 
 
 @dataclass
@@ -91,7 +92,7 @@ class BuildResult:
     unchanged: bool = False
     cached_dependencies: bool = False
     import_check: str = "skipped"
-    largest_packages: list[dict] = field(default_factory=list)
+    largest_packages: list[dict[str, Any]] = field(default_factory=list)
     dependencies: int = 0
     #: which pip resolved the dependencies and what the target's markers changed
     resolver: str = ""
@@ -100,7 +101,7 @@ class BuildResult:
     #: whether agentpack's chat page is packed (``--ui`` / ``ui = true``)
     ui: bool = False
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -124,7 +125,7 @@ class BuildPlan:
     arch: str
     python: str
     platform: Platform
-    interpreter: Optional[Interpreter]
+    interpreter: Interpreter | None
     requirements: Requirements
     request: PipRequest
     layer: DependencyLayer
@@ -132,7 +133,7 @@ class BuildPlan:
     bytecode: str
     generated: list[EntryFile]
     entries: list[Entry]
-    manifest: dict
+    manifest: dict[str, Any]
     manifest_bytes: bytes
     artifact: Path
     unpacked_bytes: int
@@ -140,7 +141,8 @@ class BuildPlan:
     @property
     def files(self) -> dict[str, str]:
         """Every file of the artifact (but the manifest) with its sha256."""
-        return self.manifest["files"]
+        files: dict[str, str] = self.manifest["files"]
+        return files
 
 
 def _sha256(data: bytes) -> str:
@@ -171,20 +173,27 @@ def check_app(project: Path, spec: str) -> None:
         raise ProjectError(f"{where}: line {exc.lineno}: {exc.msg}; fix the syntax") from None
     assigned: dict[str, ast.AST] = {}
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        value = getattr(node, "value", None)
         for name in targets:
-            if isinstance(name, ast.Name) and getattr(node, "value", None) is not None:
-                assigned[name.id] = node.value  # type: ignore[attr-defined]
+            if isinstance(name, ast.Name) and value is not None:
+                assigned[name.id] = value
     attr = attr or next((a for a in ("app", "agent_app", "application") if a in assigned), "")
     if not attr or attr not in assigned:
-        raise ProjectError(f'app = "{spec}": {where} assigns no {attr or "app"!r} at top level; name the variable that holds the app')
+        raise ProjectError(
+            f'app = "{spec}": {where} assigns no {attr or "app"!r} at top level; name the variable that holds the app'
+        )
     value = assigned[attr]
-    if isinstance(value, ast.Constant) or isinstance(value, (ast.List, ast.Dict, ast.Tuple, ast.Set)):
-        raise ProjectError(f'app = "{spec}": {attr} is a {type(getattr(value, "value", value)).__name__}, not an ASGI app such as AgentApp()')
+    if isinstance(value, (ast.Constant, ast.List, ast.Dict, ast.Tuple, ast.Set)):
+        raise ProjectError(
+            f'app = "{spec}": {attr} is a {type(getattr(value, "value", value)).__name__}, not an ASGI app such as AgentApp()'
+        )
 
 
 # -- planning ---------------------------------------------------------------------------------------
-def _choose_arch(target: Target, settings: TargetSettings, flag: Optional[str]) -> str:
+def _choose_arch(target: Target, settings: TargetSettings, flag: str | None) -> str:
     configured = getattr(settings, "arch", None)
     arch = flag or configured or target.default_arch
     if arch not in target.archs:
@@ -193,7 +202,7 @@ def _choose_arch(target: Target, settings: TargetSettings, flag: Optional[str]) 
     return arch
 
 
-def _choose_python(target: Target, config: ProjectConfig, settings: TargetSettings, flag: Optional[str]) -> str:
+def _choose_python(target: Target, config: ProjectConfig, settings: TargetSettings, flag: str | None) -> str:
     """``--python``, else ``[targets.<t>] python``, else the top-level ``python``, else the target's default."""
     if flag is not None:
         if flag not in target.pythons:
@@ -211,7 +220,7 @@ def _choose_python(target: Target, config: ProjectConfig, settings: TargetSettin
     return target.default_python
 
 
-def _bytecode_off_reason(config: ProjectConfig, requested: Optional[bool]) -> Optional[str]:
+def _bytecode_off_reason(config: ProjectConfig, requested: bool | None) -> str | None:
     if requested is False:
         return "none (turned off for this build)"
     if requested is None and not config.bytecode:
@@ -219,7 +228,9 @@ def _bytecode_off_reason(config: ProjectConfig, requested: Optional[bool]) -> Op
     return None
 
 
-def plan_build(project_dir: Path, target_name: str, options: BuildOptions = BuildOptions(), progress: Progress = no_progress) -> BuildPlan:
+def plan_build(
+    project_dir: Path, target_name: str, options: BuildOptions = BuildOptions(), progress: Progress = no_progress
+) -> BuildPlan:
     """Work out the artifact; every user error is raised here, and nothing is written but the cache."""
     project = Path(project_dir).resolve()
     config, target, settings = load_target(project, target_name)
@@ -236,16 +247,28 @@ def plan_build(project_dir: Path, target_name: str, options: BuildOptions = Buil
 
     # -- dependencies, for the target's platform and markers ----------------------------------
     interpreter = find_target_python(python)
-    plat = Platform(target, arch, python, platform_python(target, python, interpreter.full_version if interpreter else None))
+    plat = Platform(
+        target, arch, python, platform_python(target, python, interpreter.full_version if interpreter else None)
+    )
     markers = plat.markers()
     own = agentpack_requirements()
     if getattr(settings, "redis_url", None):  # the app will run on the Redis interrupt backend
         own += agentpack_extra("redis")
-    wanted = [*requirements.requirements, *own, *extra_requirements(target.extra_requirements, f"the {target.name} target")]
-    request = PipRequest(tuple(for_environment(wanted, markers)), tuple(for_environment(requirements.constraints, markers)), requirements.options)
+    wanted = [
+        *requirements.requirements,
+        *own,
+        *extra_requirements(target.extra_requirements, f"the {target.name} target"),
+    ]
+    request = PipRequest(
+        tuple(for_environment(wanted, markers)),
+        tuple(for_environment(requirements.constraints, markers)),
+        requirements.options,
+    )
     progress("resolve")
     cache = cache_root()
-    layer = dependency_layer(request, plat, Pip.for_target(plat, interpreter), cache, on_download=lambda: progress("download"))
+    layer = dependency_layer(
+        request, plat, Pip.for_target(plat, interpreter), cache, on_download=lambda: progress("download")
+    )
 
     # -- files: agentpack, the project's code, generated entry points, and their bytecode ---------
     prefix = f"{target.deps_dir}/" if target.deps_dir else ""
@@ -254,7 +277,7 @@ def plan_build(project_dir: Path, target_name: str, options: BuildOptions = Buil
     code = {rel: (project / rel).read_bytes() for rel in code_paths}
     executable = {rel for rel in code_paths if os.access(project / rel, os.X_OK)}
     off = _bytecode_off_reason(config, options.bytecode_enabled)
-    compiled_layer: Optional[Path] = None
+    compiled_layer: Path | None = None
     own_pyc = code_pyc = bytecode.Compiled()
     if off is not None:
         bytecode_note = off
@@ -263,7 +286,9 @@ def plan_build(project_dir: Path, target_name: str, options: BuildOptions = Buil
     else:
         progress("compile")
         compiled_layer = bytecode.compile_layer(interpreter, layer.path, layer.key, cache)
-        own_pyc = bytecode.compile_sources(interpreter, {r: d for r, d in own_files.items() if r.endswith(".py")}, cache)
+        own_pyc = bytecode.compile_sources(
+            interpreter, {r: d for r, d in own_files.items() if r.endswith(".py")}, cache
+        )
         sources = {r: d for r, d in code.items() if r.endswith(".py")}
         sources.update({e.path: e.text.encode() for e in generated if e.path.endswith(".py")})
         code_pyc = bytecode.compile_sources(interpreter, sources, cache)
@@ -277,7 +302,9 @@ def plan_build(project_dir: Path, target_name: str, options: BuildOptions = Buil
     taken = set(deps_zip.hashes) | set(entries) | {e.path for e in generated}
     clashes = sorted(set(code) & taken)
     if clashes:
-        raise ProjectError(f"project files clash with packed dependencies or generated files: {', '.join(clashes[:5])}; rename or exclude them")
+        raise ProjectError(
+            f"project files clash with packed dependencies or generated files: {', '.join(clashes[:5])}; rename or exclude them"
+        )
     for rel, data in code.items():
         entries[rel] = Entry(rel, data, rel in executable)
     for rel, data in code_pyc.files.items():
@@ -298,14 +325,20 @@ def plan_build(project_dir: Path, target_name: str, options: BuildOptions = Buil
         "app": config.app,
         "port": port,
         "streaming": streaming,
-        "dependencies": [{"name": n, "version": v} for n, v in layer.resolved] + [{"name": "agentpack", "version": __version__}],
-        "bytecode": {"cache_tag": interpreter.cache_tag, "compiled_with": interpreter.full_version} if compiled_layer and interpreter else None,
+        "dependencies": [{"name": n, "version": v} for n, v in layer.resolved]
+        + [{"name": "agentpack", "version": __version__}],
+        "bytecode": {"cache_tag": interpreter.cache_tag, "compiled_with": interpreter.full_version}
+        if compiled_layer and interpreter
+        else None,
         "files": dict(sorted(hashes.items())),
         "slim": options.slim,
         "ui": with_ui,
     }
     if target.unpacked_limit is not None and unpacked > target.unpacked_limit:
-        raise _over_budget(f"{unpacked / MB:.1f} MB unpacked is over the {target.name} limit of {target.unpacked_limit // MB} MB", deps_zip)
+        raise _over_budget(
+            f"{unpacked / MB:.1f} MB unpacked is over the {target.name} limit of {target.unpacked_limit // MB} MB",
+            deps_zip,
+        )
     return BuildPlan(
         project=project,
         config=config,
@@ -329,14 +362,20 @@ def plan_build(project_dir: Path, target_name: str, options: BuildOptions = Buil
     )
 
 
-def _describe_bytecode(interpreter: Interpreter, compiled_layer: Path, own: bytecode.Compiled, code: bytecode.Compiled) -> str:
+def _describe_bytecode(
+    interpreter: Interpreter, compiled_layer: Path, own: bytecode.Compiled, code: bytecode.Compiled
+) -> str:
     layer_failed = bytecode.layer_failures(compiled_layer)
     note = f"{interpreter.cache_tag} (unchecked-hash, compiled by python {interpreter.full_version})"
     left = []
     if code.failed:
-        left.append(f"project files {', '.join(code.failed[:3])}{' ...' if len(code.failed) > 3 else ''} do not compile with python{interpreter.version}")
+        left.append(
+            f"project files {', '.join(code.failed[:3])}{' ...' if len(code.failed) > 3 else ''} do not compile with python{interpreter.version}"
+        )
     if layer_failed or own.failed:
-        left.append(f"{len(layer_failed) + len(own.failed)} dependency modules stay source only (not valid python{interpreter.version})")
+        left.append(
+            f"{len(layer_failed) + len(own.failed)} dependency modules stay source only (not valid python{interpreter.version})"
+        )
     return note + (f"; {'; '.join(left)}" if left else "")
 
 
@@ -359,12 +398,15 @@ def write_artifact(plan: BuildPlan, progress: Progress = no_progress) -> BuildRe
     temp = Path(temp_name)
     try:
         shutil.copyfile(plan.layer_zip.path, temp)
-        zipper.append_zip(temp, [*((e.path, e.data, e.executable) for e in plan.entries), (MANIFEST, plan.manifest_bytes, False)])
+        zipper.append_zip(
+            temp, [*((e.path, e.data, e.executable) for e in plan.entries), (MANIFEST, plan.manifest_bytes, False)]
+        )
         size = temp.stat().st_size
         target = plan.target
         if size > target.zip_limit:
             raise _over_budget(
-                f"{size / MB:.1f} MB zipped is over the {target.name} limit of {target.zip_limit // MB} MB ({target.limit_note})", plan.layer_zip
+                f"{size / MB:.1f} MB zipped is over the {target.name} limit of {target.zip_limit // MB} MB ({target.limit_note})",
+                plan.layer_zip,
             )
         outcome = _import_check(temp, plan, progress)
         os.replace(temp, artifact)
@@ -389,9 +431,9 @@ def _import_check(zip_path: Path, plan: BuildPlan, progress: Progress) -> str:
 def build(
     project_dir: Path,
     target_name: str,
-    out_dir: Optional[Path] = None,
+    out_dir: Path | None = None,
     *,
-    options: Optional[BuildOptions] = None,
+    options: BuildOptions | None = None,
     progress: Progress = no_progress,
     **choices: Any,
 ) -> BuildResult:

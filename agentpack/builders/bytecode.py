@@ -63,12 +63,20 @@ def _compile(interpreter: Interpreter, jobs: list[tuple[str, str, str]]) -> list
     env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"}
     with tempfile.TemporaryDirectory(prefix="agentpack-compile-") as empty:
         result = subprocess.run(
-            [interpreter.path, "-s", "-c", _WORKER], input=json.dumps(jobs), capture_output=True, text=True, env=env, cwd=empty
+            [interpreter.path, "-s", "-c", _WORKER],
+            input=json.dumps(jobs),
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=empty,
         )
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        raise BuildError(f"python{interpreter.version} could not compile bytecode: {lines[-1] if lines else f'exit code {result.returncode}'}")
-    return json.loads(result.stdout)
+        raise BuildError(
+            f"python{interpreter.version} could not compile bytecode: {lines[-1] if lines else f'exit code {result.returncode}'}"
+        )
+    compiled: list[list[str]] = json.loads(result.stdout)
+    return compiled
 
 
 def compile_layer(interpreter: Interpreter, layer: Path, layer_key: str, cache: Path) -> Path:

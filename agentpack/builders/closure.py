@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import shutil
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -60,7 +60,9 @@ def walk(layer: Path, roots: Iterable[Requirement], environment: Mapping[str, st
         if name in VENDORED:
             continue
         dist = dists.get(name)
-        if dist is None or (requirement.specifier and not requirement.specifier.contains(dist.version, prereleases=True)):
+        if dist is None or (
+            requirement.specifier and not requirement.specifier.contains(dist.version, prereleases=True)
+        ):
             missing.setdefault(str(requirement), requirement)
             continue
         result.needed[name] = dist.version

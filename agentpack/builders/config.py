@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator
 
@@ -37,14 +37,15 @@ class _TargetTablesBase(BaseModel):
     def __getitem__(self, name: str) -> TargetSettings:
         if name not in TARGETS:
             raise KeyError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
-        return getattr(self, name)
+        settings: TargetSettings = getattr(self, name)
+        return settings
 
     def __contains__(self, name: object) -> bool:
         """Whether the config has a ``[targets.<name>]`` table (every target has settings anyway)."""
         return name in self.model_fields_set
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self[name] if name in self else default
+        return self[name] if name in self else default  # noqa: SIM401 (this is get itself)
 
 
 #: Built from the table, so a new row needs no change here.
@@ -59,16 +60,16 @@ class ProjectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     app: str
-    name: Optional[str] = None
-    python: Optional[str] = None
-    requirements: Optional[str] = None
-    include: Optional[list[str]] = None
+    name: str | None = None
+    python: str | None = None
+    requirements: str | None = None
+    include: list[str] | None = None
     exclude: list[str] = Field(default_factory=list)
     #: ship .pyc compiled by the target's Python (when this host has it)
     bytecode: bool = True
     #: pack agentpack's chat page (served at /ui where AGENTPACK_UI=1); left out by default
     ui: bool = False
-    targets: TargetTables = Field(default_factory=TargetTables)  # type: ignore[valid-type]
+    targets: TargetTables = Field(default_factory=TargetTables)
     _source: str = PrivateAttr(default="")
 
     @property
@@ -78,7 +79,7 @@ class ProjectConfig(BaseModel):
 
     @field_validator("python")
     @classmethod
-    def _python(cls, value: Optional[str]) -> Optional[str]:
+    def _python(cls, value: str | None) -> str | None:
         if value is not None and (value.count(".") != 1 or not all(p.isdigit() for p in value.split("."))):
             raise ValueError('must look like "3.12"')
         return value
@@ -93,7 +94,7 @@ class ProjectConfig(BaseModel):
 
 def target_settings(config: ProjectConfig, target: str) -> TargetSettings:
     """The validated settings of ``target`` (its model's defaults when the config has no table)."""
-    return config.targets[target]  # type: ignore[index]
+    return config.targets[target]
 
 
 def load_target(project: Path, target: str) -> tuple[ProjectConfig, Target, TargetSettings]:
@@ -106,7 +107,7 @@ def load_target(project: Path, target: str) -> tuple[ProjectConfig, Target, Targ
     return config, row, target_settings(config, row.name)
 
 
-def project_settings(project: Optional[Path], target: str) -> TargetSettings:
+def project_settings(project: Path | None, target: str) -> TargetSettings:
     """The ``[targets.<target>]`` settings of ``project``; the target's defaults when there is no
     project (a bare artifact) or its config cannot be read (a deployment outliving its config)."""
     if project is not None:
@@ -116,7 +117,8 @@ def project_settings(project: Optional[Path], target: str) -> TargetSettings:
             pass
         else:
             return target_settings(config, target)
-    return get_target(target).parse_settings()
+    defaults: TargetSettings = get_target(target).parse_settings()
+    return defaults
 
 
 def with_overrides(settings: TargetSettings, updates: dict[str, Any], what: str) -> TargetSettings:
@@ -197,7 +199,9 @@ def load_config(project: Path) -> tuple[ProjectConfig, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProjectError(f"{source or project}: cannot be read ({exc})") from None
     if data is None:
-        raise ProjectError(f"{project}: no {CONFIG_FILE} (or [tool.agentpack] in pyproject.toml); run `agentpack init {project}` to create one")
+        raise ProjectError(
+            f"{project}: no {CONFIG_FILE} (or [tool.agentpack] in pyproject.toml); run `agentpack init {project}` to create one"
+        )
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:

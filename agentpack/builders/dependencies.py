@@ -24,9 +24,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -70,12 +71,20 @@ class Pip:
     runs_as_target: bool
 
     @classmethod
-    def for_target(cls, plat: Platform, interpreter: Optional[Interpreter]) -> Pip:
+    def for_target(cls, plat: Platform, interpreter: Interpreter | None) -> Pip:
         if interpreter is not None and interpreter.pip_usable:
             return cls(interpreter.path, f"pip {interpreter.pip} under python{plat.python} ({interpreter.path})", True)
         host = f"{sys.version_info.major}.{sys.version_info.minor}"
-        why = "not found on this host" if interpreter is None else f"has no pip 22.2 or later ({interpreter.pip or 'no pip'})"
-        return cls(sys.executable, f"host pip (python {host}), markers evaluated for the target: python{plat.python} {why}", False)
+        why = (
+            "not found on this host"
+            if interpreter is None
+            else f"has no pip 22.2 or later ({interpreter.pip or 'no pip'})"
+        )
+        return cls(
+            sys.executable,
+            f"host pip (python {host}), markers evaluated for the target: python{plat.python} {why}",
+            False,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,9 @@ class DependencyLayer:
     resolver: str  # which pip ran and what the target's markers changed
 
 
-def dependency_layer(request: PipRequest, plat: Platform, pip: Pip, cache: Path, on_download: Callable[[], None] = lambda: None) -> DependencyLayer:
+def dependency_layer(
+    request: PipRequest, plat: Platform, pip: Pip, cache: Path, on_download: Callable[[], None] = lambda: None
+) -> DependencyLayer:
     """The exact distributions for ``request`` on ``plat``, installed (from the cache when it has them)."""
     request_key = digest(request.key(), plat.tags, plat.markers(), "resolve-3")
     record = cache / "resolved" / f"{request_key}.json"
@@ -95,7 +106,9 @@ def dependency_layer(request: PipRequest, plat: Platform, pip: Pip, cache: Path,
         saved = json.loads(record.read_text())
         layer = cache / "layers" / saved["layer"]
         if (layer / ".complete").is_file():
-            return DependencyLayer([tuple(item) for item in saved["resolved"]], layer, saved["layer"], True, saved["resolver"])  # type: ignore[misc]
+            return DependencyLayer(
+                [tuple(item) for item in saved["resolved"]], layer, saved["layer"], True, saved["resolver"]
+            )
     on_download()
     (cache / "layers").mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache / "layers"))
@@ -129,16 +142,22 @@ def _install(request: PipRequest, plat: Platform, pip: Pip, target_dir: Path) ->
         constraints.write_text("".join(f"{line.requirement}\n" for line in request.constraints))
         for _ in range(_MAX_ROUNDS):
             _empty(target_dir)
-            report = _pip_install(pip, plat, [*map(str, roots), *map(str, added)], constraints, request.options, target_dir, Path(scratch))
+            report = _pip_install(
+                pip, plat, [*map(str, roots), *map(str, added)], constraints, request.options, target_dir, Path(scratch)
+            )
             walked = closure.walk(target_dir, [*roots, *added], environment)
             if walked.complete:
                 break
             new = [r for r in walked.missing if str(r) not in {str(a) for a in added}]
             if not new:
-                raise BuildError(f"pip's choice does not satisfy {walked.missing[0]} on python{plat.python}; pin a version that does")
+                raise BuildError(
+                    f"pip's choice does not satisfy {walked.missing[0]} on python{plat.python}; pin a version that does"
+                )
             added += new
         else:
-            raise BuildError(f"the target's markers kept adding requirements after {_MAX_ROUNDS} pip runs: {', '.join(map(str, added))}")
+            raise BuildError(
+                f"the target's markers kept adding requirements after {_MAX_ROUNDS} pip runs: {', '.join(map(str, added))}"
+            )
     _check_hashes(report, request)
     closure.remove(target_dir, walked.unneeded)
     dists = closure.installed(target_dir)
@@ -152,7 +171,7 @@ def _empty(directory: Path) -> None:
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def run_pip(python: str, args: list[str]) -> subprocess.CompletedProcess:
+def run_pip(python: str, args: list[str]) -> subprocess.CompletedProcess[str]:
     """``python -m pip <args>``, isolated from the user's site and never prompting (output captured).
 
     Every pip agentpack runs goes through here: the build's, and the Lambda emulator's install
@@ -161,7 +180,15 @@ def run_pip(python: str, args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([python, "-I", "-m", "pip", *args], capture_output=True, text=True, env=env)
 
 
-def _pip_install(pip: Pip, plat: Platform, requirements: list[str], constraints: Path, options: PipOptions, target_dir: Path, scratch: Path) -> dict:
+def _pip_install(
+    pip: Pip,
+    plat: Platform,
+    requirements: list[str],
+    constraints: Path,
+    options: PipOptions,
+    target_dir: Path,
+    scratch: Path,
+) -> dict[str, Any]:
     """One ``pip install --target`` for the platform; returns pip's report of what it chose.
 
     A package with no wheel for the platform but a pure-Python sdist is built into a
@@ -171,12 +198,22 @@ def _pip_install(pip: Pip, plat: Platform, requirements: list[str], constraints:
     report = scratch / "report.json"
     wheels = scratch / "built-wheels"
     wheels.mkdir(exist_ok=True)
-    args = ["install", "--ignore-installed", "--no-compile", "--quiet", "--report", str(report), "--target", str(target_dir)]
+    args = [
+        "install",
+        "--ignore-installed",
+        "--no-compile",
+        "--quiet",
+        "--report",
+        str(report),
+        "--target",
+        str(target_dir),
+    ]
     args += [*options.args(), "--find-links", str(wheels), "-c", str(constraints), *plat.pip_flags()]
     for _ in range(_MAX_BUILT_WHEELS + 1):
         result = run_pip(pip.python, [*args, *requirements])
         if result.returncode == 0:
-            return json.loads(report.read_text())
+            reported: dict[str, Any] = json.loads(report.read_text())
+            return reported
         if "No matching distribution" not in result.stderr and "Could not find a version" not in result.stderr:
             raise BuildError(f"pip could not install the requirements: {pip_error(result.stderr)}")
         missing = re.findall(r"No matching distribution found for ([^\s]+)", result.stderr)
@@ -189,7 +226,10 @@ def _pip_install(pip: Pip, plat: Platform, requirements: list[str], constraints:
 def _build_pure_wheel(pip: Pip, spec: str, options: PipOptions, wheels: Path) -> bool:
     """Build ``spec`` from its sdist; keep the wheel only if it is pure Python (``none-any``)."""
     with tempfile.TemporaryDirectory(prefix="agentpack-sdist-") as scratch:
-        result = run_pip(pip.python, ["wheel", "--no-deps", "--no-binary", ":all:", "--quiet", "--wheel-dir", scratch, *options.args(), spec])
+        result = run_pip(
+            pip.python,
+            ["wheel", "--no-deps", "--no-binary", ":all:", "--quiet", "--wheel-dir", scratch, *options.args(), spec],
+        )
         built = list(Path(scratch).glob("*.whl"))
         if result.returncode != 0 or len(built) != 1 or not built[0].name.endswith("-none-any.whl"):
             return False
@@ -197,7 +237,7 @@ def _build_pure_wheel(pip: Pip, spec: str, options: PipOptions, wheels: Path) ->
     return True
 
 
-def _check_hashes(report: dict, request: PipRequest) -> None:
+def _check_hashes(report: dict[str, Any], request: PipRequest) -> None:
     """Every requirement written with ``--hash`` got a file with one of those hashes."""
     wanted = {line.name: line for line in request.requirements if line.hashes}
     if not wanted:
@@ -257,11 +297,15 @@ def _no_wheel(stderr: str, plat: Platform, options: PipOptions) -> Exception:
             }
         )
     names = ", ".join(r["package"] for r in rows)
-    where = "" if on_pypi else f" (looked in: {', '.join(redact(u) for u in [options.index_url or 'no index', *options.extra_index_urls, *options.find_links])})"
+    where = (
+        ""
+        if on_pypi
+        else f" (looked in: {', '.join(redact(u) for u in [options.index_url or 'no index', *options.extra_index_urls, *options.find_links])})"
+    )
     return BuildError(f"no wheel of {names} fits {plat.describe()}{where}", rows)
 
 
-def _published_tags(name: str) -> tuple[Optional[str], list[str]]:
+def _published_tags(name: str) -> tuple[str | None, list[str]]:
     """The latest version on PyPI and its wheel tags; ``("", [])`` if no such project, ``(None, [])`` if unknown."""
     try:
         import httpx
@@ -274,5 +318,7 @@ def _published_tags(name: str) -> tuple[Optional[str], list[str]]:
         data = response.json()
     except Exception:
         return None, []
-    tags = sorted({"-".join(f["filename"][:-4].split("-")[-3:]) for f in data.get("urls", []) if f["filename"].endswith(".whl")})
+    tags = sorted(
+        {"-".join(f["filename"][:-4].split("-")[-3:]) for f in data.get("urls", []) if f["filename"].endswith(".whl")}
+    )
     return data.get("info", {}).get("version"), tags

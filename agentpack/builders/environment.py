@@ -6,8 +6,8 @@ secret missing here fails before anything is uploaded or started."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -33,7 +33,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def secret_values(project: Optional[Path], shell: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+def secret_values(project: Path | None, shell: Mapping[str, str] | None = None) -> dict[str, str]:
     """Where secrets' values come from: the project's ``.env``, overridden by the shell."""
     values = read_dotenv(project / ".env") if project is not None else {}
     values.update(os.environ if shell is None else shell)

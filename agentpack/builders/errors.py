@@ -1,5 +1,7 @@
 """The two ways a build can fail, on the two branches of :mod:`agentpack.errors` (exit codes 2 and 1)."""
 
+from typing import Any
+
 from agentpack.errors import OperationFailed, UserError
 
 
@@ -16,6 +18,6 @@ class BuildError(OperationFailed):
     label = "build failed"
     code = "BuildFailed"
 
-    def __init__(self, message: str, details: list[dict] | None = None) -> None:
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.details = details or []

@@ -14,8 +14,23 @@ from pathlib import Path
 
 #: Directory names never descended into.
 JUNK_DIRS = {
-    ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "__pycache__", ".pytest_cache",
-    ".mypy_cache", ".ruff_cache", ".idea", ".vscode", "node_modules", "dist", "build", ".eggs",
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    ".tox",
+    ".nox",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".idea",
+    ".vscode",
+    "node_modules",
+    "dist",
+    "build",
+    ".eggs",
     ".agentpack",
 }
 #: File name patterns never packed (secrets first).

@@ -13,7 +13,6 @@ import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
 
 from agentpack.builders.errors import BuildError
 from agentpack.builders.interpreters import Interpreter
@@ -36,7 +35,7 @@ def top_level_modules(layer: Path) -> list[str]:
     return sorted(n for n in names if n.isidentifier() and ((layer / n).exists() or any(layer.glob(f"{n}.*"))))
 
 
-def why_not_checked(arch: str, python: str, interpreter: Optional[Interpreter]) -> Optional[str]:
+def why_not_checked(arch: str, python: str, interpreter: Interpreter | None) -> str | None:
     """Why this host cannot run the check ("skipped: ..."), or None when it can."""
     if arch != host_arch() or os.uname().sysname != "Linux":
         return f"skipped: this host ({host_arch()}) cannot run {arch} code"
@@ -58,7 +57,7 @@ def check_artifact(zip_path: Path, target: Target, python: str, interpreter: Int
     return f"passed: {len(modules)} modules imported with python{python}"
 
 
-def import_modules(unpacked: Path, deps_dir: str, modules: list[str], interpreter: str) -> Optional[str]:
+def import_modules(unpacked: Path, deps_dir: str, modules: list[str], interpreter: str) -> str | None:
     """Import every module with ``interpreter``; ``None`` if it passed, else the failure."""
     code = (
         "import importlib, sys, json\n"
@@ -69,7 +68,13 @@ def import_modules(unpacked: Path, deps_dir: str, modules: list[str], interprete
     )
     paths = [str(unpacked / deps_dir) if deps_dir else str(unpacked), str(unpacked)]
     env = {"PYTHONDONTWRITEBYTECODE": "1", "PATH": os.environ.get("PATH", "")}
-    result = subprocess.run([interpreter, "-I", "-B", "-c", f"import sys; sys.path[:0] = {paths!r}\n" + code], capture_output=True, text=True, env=env, cwd=unpacked)
+    result = subprocess.run(
+        [interpreter, "-I", "-B", "-c", f"import sys; sys.path[:0] = {paths!r}\n" + code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=unpacked,
+    )
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         return lines[-1].strip() if lines else f"exit code {result.returncode}"

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 from agentpack.builders.errors import ProjectError
 
@@ -56,7 +56,7 @@ class Interpreter:
     full_version: str  # "3.12.1"
     cache_tag: str  # "cpython-312": the ``__pycache__/<name>.<tag>.pyc`` it reads
     magic: str  # hex of importlib.util.MAGIC_NUMBER: the .pyc format it reads
-    pip: Optional[str]  # its pip's version, None without pip
+    pip: str | None  # its pip's version, None without pip
     machine: str = ""  # its CPU as wheel tags spell it: "x86_64", "aarch64"
 
     @property
@@ -91,7 +91,7 @@ def _candidates(python: str) -> list[str]:
     return [c for c in found if Path(c).exists()]
 
 
-def _probe(candidate: str) -> Optional[dict]:
+def _probe(candidate: str) -> dict[str, Any] | None:
     """What ``candidate`` says about itself; remembered per binary (path, size, mtime) in the cache."""
     from agentpack.builders.cache import cache_root, write_atomic
 
@@ -101,6 +101,7 @@ def _probe(candidate: str) -> Optional[dict]:
         return None
     key = f"v{_PROBE_VERSION}|{Path(candidate).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     memo = cache_root() / "interpreters.json"
+    known: dict[str, dict[str, Any]]
     try:
         known = json.loads(memo.read_text())
     except (OSError, ValueError):
@@ -114,7 +115,7 @@ def _probe(candidate: str) -> Optional[dict]:
     if probe.returncode != 0:
         return None
     try:
-        info = json.loads(probe.stdout.strip().splitlines()[-1])
+        info: dict[str, Any] = json.loads(probe.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return None
     known[key] = info
@@ -125,7 +126,7 @@ def _probe(candidate: str) -> Optional[dict]:
     return info
 
 
-def _interpreter(info: dict, path: str) -> Interpreter:
+def _interpreter(info: dict[str, Any], path: str) -> Interpreter:
     machine = str(info.get("machine") or "").lower()
     return Interpreter(
         info["executable"] or path, info["version"], info["full_version"], info["cache_tag"], info["magic"], info["pip"],
@@ -133,14 +134,14 @@ def _interpreter(info: dict, path: str) -> Interpreter:
     )  # fmt: skip
 
 
-def describe_interpreter(path: str) -> Optional[Interpreter]:
+def describe_interpreter(path: str) -> Interpreter | None:
     """What the interpreter at ``path`` says about itself (None when it does not run)."""
     info = _probe(path)
     return _interpreter(info, path) if info else None
 
 
-@functools.lru_cache(maxsize=None)
-def find_target_python(python: str) -> Optional[Interpreter]:
+@functools.cache
+def find_target_python(python: str) -> Interpreter | None:
     """A working CPython ``python`` ("3.12") on this host, or None."""
     for candidate in _candidates(python):
         info = _probe(candidate)
@@ -149,13 +150,13 @@ def find_target_python(python: str) -> Optional[Interpreter]:
     return None
 
 
-def find_interpreter(python: str) -> Optional[str]:
+def find_interpreter(python: str) -> str | None:
     """The path of a working ``pythonX.Y`` on this host, or None."""
     found = find_target_python(python)
     return found.path if found else None
 
 
-def bare_python(version: str, cache: Optional[Path] = None) -> str:
+def bare_python(version: str, cache: Path | None = None) -> str:
     """A virtual environment of Python ``version`` with nothing installed (cached): the
     artifact, not the host's site-packages, is all the app can import.  ProjectError when this
     machine has no such Python."""

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 from agentpack.builders import zipper
 from agentpack.builders.cache import digest, file_sha256, write_atomic
@@ -41,8 +41,8 @@ class LayerZip:
     path: Path
     hashes: dict[str, str]  # path in the artifact -> sha256
     sizes: dict[str, int]  # path in the artifact -> bytes
-    largest: list[dict]  # [{"package", "bytes"}], largest first
-    import_check: Optional[str]  # the outcome of the import check, once one ran on an artifact with this layer
+    largest: list[dict[str, Any]]  # [{"package", "bytes"}], largest first
+    import_check: str | None  # the outcome of the import check, once one ran on an artifact with this layer
 
     def record_import_check(self, outcome: str) -> None:
         meta_path = self.path.with_suffix(".json")
@@ -52,8 +52,7 @@ class LayerZip:
         self.import_check = outcome
 
 
-
-def layer_zip(layer: Path, deps_dir: str, slim: bool, cache: Path, compiled: Optional[Path] = None) -> LayerZip:
+def layer_zip(layer: Path, deps_dir: str, slim: bool, cache: Path, compiled: Path | None = None) -> LayerZip:
     """The zip of ``layer`` (plus the ``.pyc`` tree ``compiled``, if any) placed under ``deps_dir``."""
     key = digest(layer.name, deps_dir, slim, zipper.fixed_date(), compiled.name if compiled else None, "zip-2")
     zip_path = cache / "layer-zips" / f"{key}.zip"
@@ -82,14 +81,17 @@ def layer_zip(layer: Path, deps_dir: str, slim: bool, cache: Path, compiled: Opt
     staging = Path(temp_name)
     try:
         zipper.write_zip(staging, ((prefix + rel, path, os.access(path, os.X_OK)) for rel, path in ordered))
-        write_atomic(meta_path, json.dumps({"hashes": hashes, "sizes": {prefix + k: v for k, v in sizes.items()}, "largest": largest}))
+        write_atomic(
+            meta_path,
+            json.dumps({"hashes": hashes, "sizes": {prefix + k: v for k, v in sizes.items()}, "largest": largest}),
+        )
         os.replace(staging, zip_path)
     finally:
         staging.unlink(missing_ok=True)
     return LayerZip(zip_path, hashes, {prefix + k: v for k, v in sizes.items()}, largest, None)
 
 
-def sizes_by_distribution(layer: Path, sizes: dict[str, int]) -> list[dict]:
+def sizes_by_distribution(layer: Path, sizes: dict[str, int]) -> list[dict[str, Any]]:
     """Installed size per distribution (its RECORD says which files are its own), largest first."""
     owner: dict[str, str] = {}
     for dist in metadata.distributions(path=[str(layer)]):

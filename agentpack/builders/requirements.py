@@ -16,10 +16,10 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -28,6 +28,11 @@ from packaging.version import Version
 
 from agentpack._version import __version__
 from agentpack.builders.errors import ProjectError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 #: agentpack dependencies only its command line and builder use; an artifact serves, it runs neither.
 CLI_ONLY = frozenset({"typer", "rich", "httpx", "tomli", "packaging"})
@@ -51,7 +56,7 @@ class RequirementLine:
 class PipOptions:
     """The option lines of requirement files that are passed on to pip."""
 
-    index_url: Optional[str] = field(default=None, repr=False)  # may carry a token
+    index_url: str | None = field(default=None, repr=False)  # may carry a token
     extra_index_urls: tuple[str, ...] = field(default=(), repr=False)
     find_links: tuple[str, ...] = ()
     no_index: bool = False
@@ -146,11 +151,11 @@ def agentpack_extra(extra: str) -> list[RequirementLine]:
 def _source_tree_requirements() -> list[str]:
     import agentpack
 
-    from agentpack.builders.config import tomllib
-
     pyproject = Path(agentpack.__file__).resolve().parents[1] / "pyproject.toml"
     if not pyproject.is_file():
-        raise RuntimeError("agentpack is neither installed nor run from its source tree; install it (pip install agentpack)")
+        raise RuntimeError(
+            "agentpack is neither installed nor run from its source tree; install it (pip install agentpack)"
+        )
     return list(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"])
 
 
@@ -159,7 +164,7 @@ def extra_requirements(texts: Iterable[str], origin: str) -> list[RequirementLin
 
 
 # -- the project's requirements ------------------------------------------------------------------
-def project_requirements(project: Path, configured: Optional[str]) -> Requirements:
+def project_requirements(project: Path, configured: str | None) -> Requirements:
     """The project's requirements: ``requirements`` from agentpack.toml, else requirements.txt,
     else ``[project].dependencies`` of pyproject.toml, else none.  ``agentpack`` itself is left out
     (the build packs the agentpack running it), after checking that it satisfies the pin."""
@@ -171,8 +176,6 @@ def project_requirements(project: Path, configured: Optional[str]) -> Requiremen
     if (project / "requirements.txt").is_file():
         return read_requirements(project / "requirements.txt", project)
     if (project / "pyproject.toml").is_file():
-        from agentpack.builders.config import tomllib
-
         data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
         lines = []
         for index, text in enumerate(data.get("project", {}).get("dependencies", [])):
@@ -184,7 +187,7 @@ def project_requirements(project: Path, configured: Optional[str]) -> Requiremen
     return Requirements()
 
 
-def read_requirements(path: Path, root: Optional[Path] = None) -> Requirements:
+def read_requirements(path: Path, root: Path | None = None) -> Requirements:
     """Parse a requirements file and everything it includes (``root`` only shortens names in messages)."""
     reader = _Reader(root or path.parent)
     reader.read(path, constraint=False, origin=None)
@@ -192,7 +195,9 @@ def read_requirements(path: Path, root: Optional[Path] = None) -> Requirements:
     if options.require_hashes:
         unhashed = [line for line in reader.requirements if not line.hashes]
         if unhashed:
-            raise ProjectError(f"{unhashed[0].origin}: --require-hashes is set but {unhashed[0].requirement} has no --hash; add its hashes")
+            raise ProjectError(
+                f"{unhashed[0].origin}: --require-hashes is set but {unhashed[0].requirement} has no --hash; add its hashes"
+            )
     return Requirements(tuple(reader.requirements), tuple(reader.constraints), options, reader.show(path))
 
 
@@ -218,9 +223,13 @@ _OPTION_NAMES = {
     "--global-option": "global-option",
     "--install-option": "install-option",
 }  # fmt: skip
-_TAKES_VALUE = {"requirement", "constraint", "editable", "index-url", "extra-index-url", "find-links", "trusted-host", "only-binary", "no-binary", "hash", "use-feature", "config-settings", "global-option", "install-option"}  # fmt: skip
+_TAKES_VALUE = {
+    "requirement", "constraint", "editable", "index-url", "extra-index-url", "find-links", "trusted-host",
+    "only-binary", "no-binary", "hash", "use-feature", "config-settings", "global-option", "install-option",
+}  # fmt: skip
 _REFUSED = {
-    "editable": "editable installs cannot be packed: list the package by name, or build a wheel (pip wheel PATH -w wheels) and add --find-links wheels",
+    "editable": "editable installs cannot be packed: list the package by name, "
+    "or build a wheel (pip wheel PATH -w wheels) and add --find-links wheels",
     "no-binary": "artifacts take wheels built for the target, and a source build here would make code for this host; remove it",
     "use-feature": "pip feature flags are not passed on; remove it",
     "config-settings": "build options do not apply: artifacts take prebuilt wheels only; remove it",
@@ -237,7 +246,7 @@ class _Reader:
         self.requirements: list[RequirementLine] = []
         self.constraints: list[RequirementLine] = []
         self._stack: list[Path] = []
-        self._index_url: Optional[tuple[str, str]] = None  # (url, origin)
+        self._index_url: tuple[str, str] | None = None  # (url, origin)
         self._extra_index: list[str] = []
         self._find_links: list[str] = []
         self._trusted: list[str] = []
@@ -258,14 +267,18 @@ class _Reader:
             require_hashes="require-hashes" in self._flags,
         )
 
-    def read(self, path: Path, constraint: bool, origin: Optional[str]) -> None:
+    def read(self, path: Path, constraint: bool, origin: str | None) -> None:
         resolved = path.resolve()
         if resolved in self._stack:
-            raise ProjectError(f"{origin}: {self.show(path)} includes itself (through {' -> '.join(self.show(p) for p in self._stack)}); remove the loop")
+            raise ProjectError(
+                f"{origin}: {self.show(path)} includes itself (through {' -> '.join(self.show(p) for p in self._stack)}); remove the loop"
+            )
         try:
             text = resolved.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ProjectError(f"{origin}: {self.show(path)} does not exist; fix the path (relative to the file naming it)") from None
+            raise ProjectError(
+                f"{origin}: {self.show(path)} does not exist; fix the path (relative to the file naming it)"
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ProjectError(f"{origin or self.show(path)}: cannot be read ({exc})") from None
         self._stack.append(resolved)
@@ -291,12 +304,16 @@ class _Reader:
             if name in _REFUSED:
                 raise ProjectError(f"{origin}: {name_of(name)}: {_REFUSED[name]}")
             if name != "hash":
-                raise ProjectError(f"{origin}: {name_of(name)} cannot follow a requirement; only --hash can (put other options on their own line)")
+                raise ProjectError(
+                    f"{origin}: {name_of(name)} cannot follow a requirement; only --hash can (put other options on their own line)"
+                )
             hashes.add(_hash_value(value, origin))
         requirement = _parse_requirement(spec, origin, path.parent)
         if requirement is None:
             return
-        (self.constraints if constraint else self.requirements).append(RequirementLine(requirement, origin, frozenset(hashes)))
+        (self.constraints if constraint else self.requirements).append(
+            RequirementLine(requirement, origin, frozenset(hashes))
+        )
 
     def _option(self, name: str, value: str, origin: str, path: Path) -> None:
         if name in _REFUSED:
@@ -305,7 +322,9 @@ class _Reader:
             raise ProjectError(f"{origin}: --hash belongs on a requirement's line (name==version --hash=sha256:...)")
         if name in ("requirement", "constraint"):
             if "://" in value:
-                raise ProjectError(f"{origin}: {name_of(name)} {value}: remote files are not read; download it next to this file and name it by path")
+                raise ProjectError(
+                    f"{origin}: {name_of(name)} {value}: remote files are not read; download it next to this file and name it by path"
+                )
             self.read(path.parent / value, constraint=name == "constraint", origin=origin)
         elif name == "index-url":
             if self._index_url and self._index_url[0] != value:
@@ -376,7 +395,7 @@ def _parse_options(tokens: list[str], origin: str) -> list[tuple[str, str]]:
     index = 0
     while index < len(tokens):
         token = tokens[index]
-        value: Optional[str] = None
+        value: str | None = None
         if token.startswith("--"):
             flag, equals, rest = token.partition("=")
             value = rest if equals else None
@@ -407,7 +426,9 @@ def _env_value(name: str, origin: str) -> str:
 def _hash_value(value: str, origin: str) -> str:
     algorithm, _, digest = value.partition(":")
     if algorithm != "sha256" or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
-        raise ProjectError(f"{origin}: --hash={value}: give sha256:<64 hex digits> (the form pip-compile --generate-hashes writes)")
+        raise ProjectError(
+            f"{origin}: --hash={value}: give sha256:<64 hex digits> (the form pip-compile --generate-hashes writes)"
+        )
     return f"sha256:{digest.lower()}"
 
 
@@ -418,14 +439,16 @@ def _find_links(value: str, origin: str, base: Path) -> str:
     path = Path(value.removeprefix("file:")).expanduser()
     path = path if path.is_absolute() else (base / path)
     if not path.exists():
-        raise ProjectError(f"{origin}: --find-links {value}: {path} does not exist; fix the path (relative to this file)")
+        raise ProjectError(
+            f"{origin}: --find-links {value}: {path} does not exist; fix the path (relative to this file)"
+        )
     return str(path.resolve())
 
 
 _NOT_A_WHEEL = "agentpack packs wheels only: build one (pip wheel {spec} -w wheels), then list --find-links wheels and the package's name"
 
 
-def _parse_requirement(spec: str, origin: str, base: Path) -> Optional[Requirement]:
+def _parse_requirement(spec: str, origin: str, base: Path) -> Requirement | None:
     """A PEP 508 requirement, or a wheel given by path or URL (as ``name @ url``); None for agentpack itself."""
     named = " @ " in spec
     head, _, marker = spec.partition(";") if not named else (spec, "", "")
@@ -441,7 +464,9 @@ def _parse_requirement(spec: str, origin: str, base: Path) -> Optional[Requireme
             reason = str(exc).splitlines()[0]
             raise ProjectError(f"{origin}: {spec!r} is not a valid requirement ({reason}); fix the line") from None
         if requirement.url and not requirement.url.split("#")[0].endswith(".whl"):
-            raise ProjectError(f"{origin}: {requirement.name} @ {requirement.url} is not a wheel; {_NOT_A_WHEEL.format(spec=requirement.url)}")
+            raise ProjectError(
+                f"{origin}: {requirement.name} @ {requirement.url} is not a wheel; {_NOT_A_WHEEL.format(spec=requirement.url)}"
+            )
     if canonicalize_name(requirement.name) == "agentpack":
         if requirement.specifier and not requirement.specifier.contains(Version(__version__), prereleases=True):
             raise ProjectError(
@@ -452,7 +477,12 @@ def _parse_requirement(spec: str, origin: str, base: Path) -> Optional[Requireme
 
 
 def _looks_like_path_or_url(text: str) -> bool:
-    return "://" in text or text.startswith((".", "/", "~")) or os.sep in text or (sys.platform == "win32" and "\\" in text)
+    return (
+        "://" in text
+        or text.startswith((".", "/", "~"))
+        or os.sep in text
+        or (sys.platform == "win32" and "\\" in text)
+    )
 
 
 def _wheel_requirement(target: str, origin: str, base: Path, marker: str) -> Requirement:

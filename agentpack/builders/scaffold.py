@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Optional
 
 from agentpack.builders.errors import ProjectError
 from agentpack.targets import TARGETS, get_target, target_names
@@ -62,7 +61,7 @@ def target_section(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def scaffold(directory: Path, name: Optional[str] = None, targets: Optional[list[str]] = None) -> list[Path]:
+def scaffold(directory: Path, name: str | None = None, targets: list[str] | None = None) -> list[Path]:
     name = name or directory.resolve().name
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", name):
         raise ProjectError(f"--name {name!r}: use letters, digits, '-' and '_', starting with a letter")

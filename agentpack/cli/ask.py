@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from rich.console import Console
 
@@ -14,7 +14,13 @@ console = Console(highlight=False, soft_wrap=True)
 
 
 def render_stream(
-    url: str, text: str, *, session_id: Optional[str] = None, user_id: Optional[str] = None, auth: Any = None, timeout: Optional[float] = 300.0
+    url: str,
+    text: str,
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    auth: Any = None,
+    timeout: float | None = 300.0,
 ) -> int:
     """Print the reply as it streams; returns the exit code (0 when the response completed).
 
@@ -26,7 +32,9 @@ def render_stream(
     kinds: dict[str, str] = {}  # message id -> message type, to show reasoning apart
     headers = session_headers(session_id, user_id)
     try:
-        for event in stream_events(url, build_request(text, session_id, user_id), timeout=timeout, headers=headers or None, auth=auth):
+        for event in stream_events(
+            url, build_request(text, session_id, user_id), timeout=timeout, headers=headers or None, auth=auth
+        ):
             if event.get("object") == "message":
                 kinds[event["id"]] = event.get("type", "message")
                 if event.get("status") == "completed" and kinds[event["id"]] == "reasoning":
@@ -54,7 +62,14 @@ def serve_and_ask(app: Any, host: str, port: int, log_level: str, text: str, onc
     import uvicorn
 
     # No access log: its lines would cut through the streamed reply.
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=grace)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=grace,  # type: ignore[arg-type,unused-ignore]  # uvicorn says int; a float works
+    )
     server = uvicorn.Server(config)
     outcome = {"code": 0}
 

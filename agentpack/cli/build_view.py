@@ -47,7 +47,9 @@ def run_build(project: Path, target: str, options: BuildOptions, as_json: bool) 
             print(json.dumps({"error": {"code": "UserError", "message": str(exc)}}))
         return EXIT_USAGE
     except OSError as exc:  # e.g. --out where nothing can be written
-        err_console.print(f"[bold red]error:[/] cannot write the artifact: {escape(str(exc))}; check --out and the disk")
+        err_console.print(
+            f"[bold red]error:[/] cannot write the artifact: {escape(str(exc))}; check --out and the disk"
+        )
         if as_json:
             print(json.dumps({"error": {"code": "UserError", "message": f"cannot write the artifact: {exc}"}}))
         return EXIT_USAGE

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -46,7 +47,12 @@ class View:
         try:
             return work()
         except AgentAPIError as exc:
-            return self.fail(EXIT_FAILED, "the agent refused the request", str(exc), {"code": f"HTTP{exc.status_code}", "message": str(exc.detail)})
+            return self.fail(
+                EXIT_FAILED,
+                "the agent refused the request",
+                str(exc),
+                {"code": f"HTTP{exc.status_code}", "message": str(exc.detail)},
+            )
         except OSError as exc:  # e.g. the URL does not answer
             return self.fail(EXIT_FAILED, "failed", str(exc), {"code": type(exc).__name__, "message": str(exc)})
         except Exception as exc:
@@ -102,10 +108,19 @@ def run_deploy(project: Path, target: str, options: DeployOptions, env_pairs: li
 def _show_deploy(console: Console, result: dict[str, Any]) -> None:
     where = f"{result['target']}/{result['name']}"
     if result["action"] == "unchanged":
-        console.print(f"[bold green]unchanged[/] {where}: version {result['version']} already serves this artifact; nothing uploaded ({result['seconds']:.2f} s)")
+        console.print(
+            f"[bold green]unchanged[/] {where}: version {result['version']} already serves this artifact; "
+            f"nothing uploaded ({result['seconds']:.2f} s)"
+        )
     else:
-        was = f" (was {result['previous_version']})" if result["previous_version"] and result["previous_version"] != result["version"] else ""
-        console.print(f"[bold green]deployed[/] {where}: {result['action']}, version {result['version']}{was} in {result['seconds']:.2f} s")
+        was = (
+            f" (was {result['previous_version']})"
+            if result["previous_version"] and result["previous_version"] != result["version"]
+            else ""
+        )
+        console.print(
+            f"[bold green]deployed[/] {where}: {result['action']}, version {result['version']}{was} in {result['seconds']:.2f} s"
+        )
     console.print(f"  url   {escape(result['url'])}")
     console.print(f"  try   {escape(result['curl'])}")
     if result["env"]:
@@ -121,7 +136,9 @@ def run_list(project: Path, as_json: bool) -> int:
     def work() -> int:
         deployments = service.list_deployments(project)
         if as_json:
-            view.emit({"deployments": [{**d.to_json(), "env": d.masked_env(), "deploy_id": d.deploy_id} for d in deployments]})
+            view.emit(
+                {"deployments": [{**d.to_json(), "env": d.masked_env(), "deploy_id": d.deploy_id} for d in deployments]}
+            )
             return 0
         if not deployments:
             view.console.print(f"no deployments in {project.resolve()} yet; `agentpack deploy --target T` makes one")
@@ -130,14 +147,16 @@ def run_list(project: Path, as_json: bool) -> int:
         for column in ("name", "target", "version", "status", "url", "region", "deployed"):
             table.add_column(column, overflow="fold")
         for d in deployments:
-            table.add_row(d.name, d.target, str(d.version or ""), d.status, d.url, d.region or "", d.deployed_at.replace("T", " "))
+            table.add_row(
+                d.name, d.target, str(d.version or ""), d.status, d.url, d.region or "", d.deployed_at.replace("T", " ")
+            )
         view.console.print(table)
         return 0
 
     return view.guarded(work)
 
 
-def run_status(project: Path, name: str, target: Optional[str], as_json: bool) -> int:
+def run_status(project: Path, name: str, target: str | None, as_json: bool) -> int:
     from agentpack.deployers import service
 
     view = View(as_json)
@@ -149,7 +168,9 @@ def run_status(project: Path, name: str, target: Optional[str], as_json: bool) -
             view.emit(data)
         else:
             d = found.deployment
-            view.console.print(f"[bold]{d.target}/{d.name}[/] — recorded: version {d.version}, {d.url}, deployed {d.deployed_at}")
+            view.console.print(
+                f"[bold]{d.target}/{d.name}[/] — recorded: version {d.version}, {d.url}, deployed {d.deployed_at}"
+            )
             platform = found.platform
             if platform.get("exists"):
                 shown = {k: v for k, v in platform.items() if k not in ("exists", "env") and v not in (None, "")}
@@ -164,8 +185,16 @@ def run_status(project: Path, name: str, target: Optional[str], as_json: bool) -
 
 
 # -- invoke / stop ----------------------------------------------------------------------------------------
-def run_invoke(project: Path, name_or_url: str, text: str, session: Optional[str], user: Optional[str], target: Optional[str],
-               timeout: float, as_json: bool) -> int:
+def run_invoke(
+    project: Path,
+    name_or_url: str,
+    text: str,
+    session: str | None,
+    user: str | None,
+    target: str | None,
+    timeout: float,
+    as_json: bool,
+) -> int:
     from agentpack.client import agent_paths, build_request, delta_text, session_headers, stream_events
     from agentpack.deployers import service
 
@@ -181,19 +210,35 @@ def run_invoke(project: Path, name_or_url: str, text: str, session: Optional[str
             return render_stream(url, text, session_id=session, user_id=user, auth=where.auth, timeout=timeout)
         final: dict[str, Any] = {}
         pieces = []
-        for event in stream_events(url, build_request(text, session, user), timeout=timeout, headers=session_headers(session, user) or None, auth=where.auth):
+        for event in stream_events(
+            url,
+            build_request(text, session, user),
+            timeout=timeout,
+            headers=session_headers(session, user) or None,
+            auth=where.auth,
+        ):
             piece = delta_text(event)
             if piece:
                 pieces.append(piece)
             if event.get("object") == "response":
                 final = event
-        view.emit({"url": url, "status": final.get("status"), "text": "".join(pieces), "error": final.get("error"), "response_id": final.get("id")})
+        view.emit(
+            {
+                "url": url,
+                "status": final.get("status"),
+                "text": "".join(pieces),
+                "error": final.get("error"),
+                "response_id": final.get("id"),
+            }
+        )
         return 0 if final.get("status") == "completed" else EXIT_FAILED
 
     return view.guarded(work)
 
 
-def run_stop(project: Path, name_or_url: str, session: Optional[str], user: Optional[str], target: Optional[str], as_json: bool) -> int:
+def run_stop(
+    project: Path, name_or_url: str, session: str | None, user: str | None, target: str | None, as_json: bool
+) -> int:
     from agentpack.client import agent_paths, stop_run
     from agentpack.deployers import service
 
@@ -210,7 +255,9 @@ def run_stop(project: Path, name_or_url: str, session: Optional[str], user: Opti
                 view.emit({"deploy_id": deployment.deploy_id, "stopped": stopped, "status": deployment.status})
             else:
                 verb = "stopped" if stopped else "was not running:"
-                view.console.print(f"{verb} {deployment.target}/{deployment.name}; `agentpack deploy --target {deployment.target}` starts it again")
+                view.console.print(
+                    f"{verb} {deployment.target}/{deployment.name}; `agentpack deploy --target {deployment.target}` starts it again"
+                )
             return 0
         where = service.endpoint(project, name_or_url, target)
         paths = agent_paths(where.url, where.auth)
@@ -227,7 +274,7 @@ def run_stop(project: Path, name_or_url: str, session: Optional[str], user: Opti
 
 
 # -- logs / rollback / destroy ----------------------------------------------------------------------------
-def run_logs(project: Path, name: str, target: Optional[str], follow: bool, since: float) -> int:
+def run_logs(project: Path, name: str, target: str | None, follow: bool, since: float) -> int:
     from agentpack.deployers import service
 
     view = View(False)
@@ -244,7 +291,7 @@ def run_logs(project: Path, name: str, target: Optional[str], follow: bool, sinc
     return view.guarded(work)
 
 
-def run_rollback(project: Path, name: str, target: Optional[str], to: Optional[str], as_json: bool) -> int:
+def run_rollback(project: Path, name: str, target: str | None, to: str | None, as_json: bool) -> int:
     from agentpack.deployers import service
 
     view = View(as_json)
@@ -252,17 +299,26 @@ def run_rollback(project: Path, name: str, target: Optional[str], to: Optional[s
     def work() -> int:
         deployment, left = service.rollback(project, name, target, to, progress=view.progress)
         if as_json:
-            view.emit({"deploy_id": deployment.deploy_id, "url": deployment.url, "version": deployment.version, "previous_version": left,
-                       "sha256": deployment.sha256})
+            view.emit(
+                {
+                    "deploy_id": deployment.deploy_id,
+                    "url": deployment.url,
+                    "version": deployment.version,
+                    "previous_version": left,
+                    "sha256": deployment.sha256,
+                }
+            )
         else:
-            view.console.print(f"[bold green]rolled back[/] {deployment.target}/{deployment.name}: version {left} → {deployment.version}")
+            view.console.print(
+                f"[bold green]rolled back[/] {deployment.target}/{deployment.name}: version {left} → {deployment.version}"
+            )
             view.console.print(f"  url   {deployment.url}")
         return 0
 
     return view.guarded(work)
 
 
-def run_destroy(project: Path, name: str, target: Optional[str], yes: bool, as_json: bool) -> int:
+def run_destroy(project: Path, name: str, target: str | None, yes: bool, as_json: bool) -> int:
     from agentpack.deployers import service
 
     view = View(as_json)
@@ -272,7 +328,9 @@ def run_destroy(project: Path, name: str, target: Optional[str], yes: bool, as_j
         if not yes and sys.stdin.isatty():
             import typer
 
-            if not typer.confirm(f"remove {deployment.target}/{deployment.name} and everything agentpack created for it?"):
+            if not typer.confirm(
+                f"remove {deployment.target}/{deployment.name} and everything agentpack created for it?"
+            ):
                 view.console.print("kept it")
                 return EXIT_USAGE
         deployment, existed = service.destroy(project, name, deployment.target, progress=view.progress)

@@ -7,7 +7,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from agentpack.emulators.emulation import EmulationOptions
 
 
-def run_emulate(source: Path, target: str, options: EmulationOptions, env_pairs: list[str], as_json: bool, ask: Optional[str], once: bool) -> int:
+def run_emulate(
+    source: Path,
+    target: str,
+    options: EmulationOptions,
+    env_pairs: list[str],
+    as_json: bool,
+    ask: str | None,
+    once: bool,
+) -> int:
     """``agentpack emulate`` with the flags' ``options`` (``--env KEY=VALUE`` pairs still to parse)."""
     from agentpack.builders.errors import BuildError
     from agentpack.emulators.background import EmulatorStartError
@@ -30,7 +38,12 @@ def run_emulate(source: Path, target: str, options: EmulationOptions, env_pairs:
     def fail(code: int, label: str, message: str) -> int:
         err_console.print(f"[bold red]{label}:[/] {escape(message)}")
         if as_json:  # scripts still get one JSON object on the last line of stdout
-            print(json.dumps({"error": {"code": "UserError" if code == EXIT_USAGE else "EmulationFailed", "message": message}}), flush=True)
+            print(
+                json.dumps(
+                    {"error": {"code": "UserError" if code == EXIT_USAGE else "EmulationFailed", "message": message}}
+                ),
+                flush=True,
+            )
         return code
 
     try:
@@ -87,7 +100,7 @@ def run_emulate(source: Path, target: str, options: EmulationOptions, env_pairs:
 def _wait_for_signal() -> None:
     """Block until Ctrl+C or SIGTERM (then every instance is stopped by the caller)."""
     stop = threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:

@@ -8,7 +8,7 @@ and exit code 1.  Any other exception is a bug and is left to raise, traceback a
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -20,7 +20,16 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: Exit codes shared by every command (docs/deploy.md: 1 the operation failed, 2 the input is wrong).
 EXIT_USAGE = EXIT_USER
-__all__ = ["EXIT_FAILED", "EXIT_USAGE", "FlagError", "err_console", "exit_for", "parse_pairs", "reported", "usage_error"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "FlagError",
+    "err_console",
+    "exit_for",
+    "parse_pairs",
+    "reported",
+    "usage_error",
+]
 
 
 class FlagError(UserError, ValueError):
@@ -34,7 +43,7 @@ def usage_error(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-def reported(error: BaseException) -> Optional[tuple[int, str, dict[str, Any]]]:
+def reported(error: BaseException) -> tuple[int, str, dict[str, Any]] | None:
     """How the CLI reports ``error``: its exit code, the label its one line starts with, and the
     ``{"error": ...}`` of ``--json``; None for anything outside the tree (a bug: let it raise)."""
     if isinstance(error, UserError):

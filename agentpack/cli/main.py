@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from agentpack._version import __version__
@@ -32,7 +30,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """agentpack command line."""
 
@@ -44,10 +44,12 @@ def run(
     port: int = typer.Option(8090, "--port", help="Port to listen on."),
     reload: bool = typer.Option(False, "--reload", help="Restart when source files change (development)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
-    ask: Optional[str] = typer.Option(None, "--ask", help="Once serving, send this message and stream the reply."),
+    ask: str | None = typer.Option(None, "--ask", help="Once serving, send this message and stream the reply."),
     once: bool = typer.Option(False, "--once", help="With --ask: stop serving after the reply."),
     grace: float = typer.Option(
-        10.0, "--timeout-graceful-shutdown", help="On SIGTERM/Ctrl+C, seconds open streams get to finish before they are ended with a canceled event."
+        10.0,
+        "--timeout-graceful-shutdown",
+        help="On SIGTERM/Ctrl+C, seconds open streams get to finish before they are ended with a canceled event.",
     ),
     ui: bool = typer.Option(False, "--ui", help="Also serve the chat page at /ui (sets AGENTPACK_UI=1 for the app)."),
 ) -> None:
@@ -81,10 +83,19 @@ def run(
     announce_serving(host, port)
     if reload:
         app_dir = str(spec.app_dir or ".")
-        uvicorn.run(spec.import_string, host=host, port=port, reload=True, app_dir=app_dir, reload_dirs=[app_dir], log_level=log_level)
+        uvicorn.run(
+            spec.import_string,
+            host=host,
+            port=port,
+            reload=True,
+            app_dir=app_dir,
+            reload_dirs=[app_dir],
+            log_level=log_level,
+        )
         return
     if ask is None:
-        uvicorn.run(asgi_app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace)
+        # uvicorn annotates the grace as int; it is a timeout, and a float works
+        uvicorn.run(asgi_app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace)  # type: ignore[arg-type,unused-ignore]
         return
     from agentpack.cli.ask import serve_and_ask
 
@@ -94,12 +105,17 @@ def run(
 @app.command()
 def worker(
     app_spec: str = typer.Argument(..., metavar="APP", help="path/to/file.py[:attr] or package.module:attr"),
-    queues: Optional[str] = typer.Option(None, "--queues", "-Q", help="Comma-separated queues (default: every queue the app's tasks use)."),
+    queues: str | None = typer.Option(
+        None, "--queues", "-Q", help="Comma-separated queues (default: every queue the app's tasks use)."
+    ),
     concurrency: int = typer.Option(2, "--concurrency", "-c", help="Worker processes (or threads)."),
     pool: str = typer.Option("prefork", "--pool", "-P", help="Celery pool: prefork, threads or solo."),
     log_level: str = typer.Option("info", "--log-level", help="Celery log level."),
-    hostname: Optional[str] = typer.Option(
-        None, "--hostname", "-n", help="Worker node name, e.g. worker1@%h (needed when several workers run on one host)."
+    hostname: str | None = typer.Option(
+        None,
+        "--hostname",
+        "-n",
+        help="Worker node name, e.g. worker1@%h (needed when several workers run on one host).",
     ),
 ) -> None:
     """Start a Celery worker that runs the app's @app.task jobs (needs broker_url)."""
@@ -115,9 +131,24 @@ def worker(
         raise usage_error(str(exc)) from None
     celery_app = getattr(agent_app, "celery_app", None)
     if celery_app is None:
-        raise usage_error(f"{app_spec} has no broker: pass broker_url= (and backend_url=) to AgentApp to run tasks on workers")
-    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else sorted({s.queue for s in agent_app.task_queue.specs.values()})
-    argv = ["worker", f"--loglevel={log_level}", "-Q", ",".join(names or ["celery"]), "-c", str(concurrency), "-P", pool]
+        raise usage_error(
+            f"{app_spec} has no broker: pass broker_url= (and backend_url=) to AgentApp to run tasks on workers"
+        )
+    names = (
+        [q.strip() for q in queues.split(",") if q.strip()]
+        if queues
+        else sorted({s.queue for s in agent_app.task_queue.specs.values()})
+    )
+    argv = [
+        "worker",
+        f"--loglevel={log_level}",
+        "-Q",
+        ",".join(names or ["celery"]),
+        "-c",
+        str(concurrency),
+        "-P",
+        pool,
+    ]
     if hostname:
         argv += ["-n", hostname]
     celery_app.worker_main(argv)
@@ -127,13 +158,19 @@ def worker(
 def build(
     project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="The project (with agentpack.toml)."),
     target: str = typer.Option(..., "--target", "-t", help=f"{_target_names()}."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output directory (default: PROJECT_DIR/dist)."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="CPU architecture (lambda: x86_64 or arm64)."),
-    python: Optional[str] = typer.Option(None, "--python", help="Target Python version, e.g. 3.12."),
-    slim: bool = typer.Option(False, "--slim", help="Strip caches, tests and docs of dependencies (keeps *.dist-info)."),
-    no_bytecode: bool = typer.Option(False, "--no-bytecode", help="Ship sources only (no .pyc compiled by the target's Python)."),
-    ui: Optional[bool] = typer.Option(
-        None, "--ui/--no-ui", help="Pack the chat page (served at /ui where AGENTPACK_UI=1), or not; default: the ui setting (off)."
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (default: PROJECT_DIR/dist)."),
+    arch: str | None = typer.Option(None, "--arch", help="CPU architecture (lambda: x86_64 or arm64)."),
+    python: str | None = typer.Option(None, "--python", help="Target Python version, e.g. 3.12."),
+    slim: bool = typer.Option(
+        False, "--slim", help="Strip caches, tests and docs of dependencies (keeps *.dist-info)."
+    ),
+    no_bytecode: bool = typer.Option(
+        False, "--no-bytecode", help="Ship sources only (no .pyc compiled by the target's Python)."
+    ),
+    ui: bool | None = typer.Option(
+        None,
+        "--ui/--no-ui",
+        help="Pack the chat page (served at /ui where AGENTPACK_UI=1), or not; default: the ui setting (off).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the result."),
 ) -> None:
@@ -153,16 +190,31 @@ def build(
 
 @app.command()
 def emulate(
-    source: str = typer.Argument(".", metavar="[PROJECT_DIR | ARTIFACT.zip]", help="A project (built first, with the cache) or a built artifact."),
+    source: str = typer.Argument(
+        ".", metavar="[PROJECT_DIR | ARTIFACT.zip]", help="A project (built first, with the cache) or a built artifact."
+    ),
     target: str = typer.Option(..., "--target", "-t", help=f"{_target_names()}."),
-    port: int = typer.Option(8090, "--port", "-p", help="Port of the emulated trigger / function URL on 127.0.0.1 (0: any free port)."),
-    instances: int = typer.Option(1, "--instances", "-n", help="Instances (execution environments) to run; each request goes to the least busy one."),
+    port: int = typer.Option(
+        8090, "--port", "-p", help="Port of the emulated trigger / function URL on 127.0.0.1 (0: any free port)."
+    ),
+    instances: int = typer.Option(
+        1,
+        "--instances",
+        "-n",
+        help="Instances (execution environments) to run; each request goes to the least busy one.",
+    ),
     env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE for the function's environment (repeatable)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="The function timeout in seconds (default: the project's setting)."),
-    ask: Optional[str] = typer.Option(None, "--ask", help="Once ready, send this message and stream the reply."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="The function timeout in seconds (default: the project's setting)."
+    ),
+    ask: str | None = typer.Option(None, "--ask", help="Once ready, send this message and stream the reply."),
     once: bool = typer.Option(False, "--once", help="With --ask: stop after the reply."),
-    ui: bool = typer.Option(False, "--ui", help="Serve the chat page at /ui (a project is built with it; its instances get AGENTPACK_UI=1)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (URL, cold start, instances) once ready."),
+    ui: bool = typer.Option(
+        False, "--ui", help="Serve the chat page at /ui (a project is built with it; its instances get AGENTPACK_UI=1)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (URL, cold start, instances) once ready."
+    ),
 ) -> None:
     """Run the built artifact locally, exactly as the target platform would (no Docker)."""
     from pathlib import Path
@@ -188,13 +240,26 @@ _TARGET_HELP = "The deployment's target, when the name is deployed to more than 
 def deploy(
     project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="The project (with agentpack.toml)."),
     target: str = typer.Option(..., "--target", "-t", help=f"{_target_names()}."),
-    name: Optional[str] = typer.Option(None, "--name", "-n", help="The function / runtime name (default: the target's name setting, else the project's name)."),
-    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE set on the platform for this deploy, over [targets.T] env (repeatable)."),
-    allow_anonymous: Optional[bool] = typer.Option(
-        None, "--allow-anonymous/--require-auth", help="A public URL (no signed requests), or not; default: the allow_anonymous setting (off)."
+    name: str | None = typer.Option(
+        None,
+        "--name",
+        "-n",
+        help="The function / runtime name (default: the target's name setting, else the project's name).",
     ),
-    wait: float = typer.Option(900.0, "--wait", help="Seconds to wait for the platform to report the deployment ready."),
-    force: bool = typer.Option(False, "--force", help="Upload and publish a new version even when nothing changed (restarts instances)."),
+    env: list[str] = typer.Option(
+        [], "--env", "-e", help="KEY=VALUE set on the platform for this deploy, over [targets.T] env (repeatable)."
+    ),
+    allow_anonymous: bool | None = typer.Option(
+        None,
+        "--allow-anonymous/--require-auth",
+        help="A public URL (no signed requests), or not; default: the allow_anonymous setting (off).",
+    ),
+    wait: float = typer.Option(
+        900.0, "--wait", help="Seconds to wait for the platform to report the deployment ready."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Upload and publish a new version even when nothing changed (restarts instances)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the result."),
 ) -> None:
     """Build the project and publish it to a target; prints the URL where the agent answers."""
@@ -225,7 +290,7 @@ def list_(
 @app.command()
 def status(
     name: str = typer.Argument(..., help="The deployment's name."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -239,11 +304,13 @@ def status(
 
 @app.command()
 def invoke(
-    name_or_url: str = typer.Argument(..., metavar="NAME|URL", help="A deployment's name, or a URL where an agent answers."),
+    name_or_url: str = typer.Argument(
+        ..., metavar="NAME|URL", help="A deployment's name, or a URL where an agent answers."
+    ),
     text: str = typer.Argument(..., help="The message to send."),
-    session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (a later `agentpack stop` names it)."),
-    user: Optional[str] = typer.Option(None, "--user", "-u", help="User id."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    session: str | None = typer.Option(None, "--session", "-s", help="Session id (a later `agentpack stop` names it)."),
+    user: str | None = typer.Option(None, "--user", "-u", help="User id."),
+    target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the whole reply."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the reply instead of streaming it."),
@@ -260,10 +327,16 @@ def invoke(
 
 @app.command()
 def stop(
-    name_or_url: str = typer.Argument(..., metavar="NAME|URL", help="A deployment's name, or a URL where an agent answers."),
-    session: Optional[str] = typer.Option(None, "--session", "-s", help="Stop the run of this session (wherever it runs)."),
-    user: Optional[str] = typer.Option(None, "--user", "-u", help="The run's user id (default: the session id, as the app assumes)."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    name_or_url: str = typer.Argument(
+        ..., metavar="NAME|URL", help="A deployment's name, or a URL where an agent answers."
+    ),
+    session: str | None = typer.Option(
+        None, "--session", "-s", help="Stop the run of this session (wherever it runs)."
+    ),
+    user: str | None = typer.Option(
+        None, "--user", "-u", help="The run's user id (default: the session id, as the app assumes)."
+    ),
+    target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -277,13 +350,21 @@ def stop(
 
 @app.command()
 def ui(
-    name_or_url: str = typer.Argument(..., metavar="NAME|URL", help="A deployment's name, or a URL where an agent answers."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    name_or_url: str = typer.Argument(
+        ..., metavar="NAME|URL", help="A deployment's name, or a URL where an agent answers."
+    ),
+    target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve the page on (keep loopback: requests go out signed with your credentials)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Interface to serve the page on (keep loopback: requests go out signed with your credentials).",
+    ),
     port: int = typer.Option(8091, "--port", "-p", help="Port to serve the page on (0: any free port)."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds a reply may take."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the page's URL, the deployment's) once serving."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (the page's URL, the deployment's) once serving."
+    ),
 ) -> None:
     """Open the chat page for a deployed agent: served here, its requests signed and forwarded as `invoke` sends them."""
     from pathlib import Path
@@ -302,7 +383,7 @@ def logs(
     name: str = typer.Argument(..., help="The deployment's name."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines as they come (Ctrl+C ends)."),
     since: float = typer.Option(3600.0, "--since", help="Seconds of history to show (where the platform keeps it)."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
 ) -> None:
     """Print a deployment's logs, where the platform offers them (local, lambda)."""
@@ -316,8 +397,10 @@ def logs(
 @app.command()
 def rollback(
     name: str = typer.Argument(..., help="The deployment's name."),
-    to: Optional[str] = typer.Option(None, "--to", help="The version to serve (default: the one before the version serving now)."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    to: str | None = typer.Option(
+        None, "--to", help="The version to serve (default: the one before the version serving now)."
+    ),
+    target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -332,9 +415,11 @@ def rollback(
 @app.command()
 def destroy(
     name: str = typer.Argument(..., help="The deployment's name."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (it is asked only in a terminal)."),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do not ask for confirmation (it is asked only in a terminal)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Remove everything the deploys of NAME created (function or runtime, versions, routes, process) and forget it."""
@@ -348,16 +433,20 @@ def destroy(
 @app.command()
 def init(
     project_dir: str = typer.Argument(".", metavar="[PROJECT_DIR]", help="Where to create the project."),
-    name: Optional[str] = typer.Option(None, "--name", help="Project name (default: the directory's name)."),
-    target: Optional[list[str]] = typer.Option(
-        None, "--target", "-t", help=f"Write a [targets.T] table listing every setting of T ({_target_names()}); repeatable. Default: fc and lambda."
+    name: str | None = typer.Option(None, "--name", help="Project name (default: the directory's name)."),
+    target: list[str] | None = typer.Option(
+        None,
+        "--target",
+        "-t",
+        # the help text is built once, from the targets table
+        help=f"Write a [targets.T] table listing every setting of T ({_target_names()}); repeatable. Default: fc and lambda.",  # noqa: B008
     ),
 ) -> None:
     """Scaffold a project: agentpack.toml, app.py and requirements.txt."""
     from pathlib import Path
 
-    from agentpack.builders.scaffold import scaffold
     from agentpack.builders.errors import ProjectError
+    from agentpack.builders.scaffold import scaffold
 
     try:
         created = scaffold(Path(project_dir), name, target)

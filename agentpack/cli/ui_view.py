@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional
+from typing import Any
 
 import httpx
 
@@ -48,7 +49,7 @@ def ask_for_ui() -> None:
     os.environ[UI_ENV] = "1"
 
 
-def serves_ui(asgi_app: Any) -> Optional[str]:
+def serves_ui(asgi_app: Any) -> str | None:
     """The path of the app's chat page, or None when it has none (not an AgentApp, no handler)."""
     describe = getattr(asgi_app, "registered_endpoints", None)
     if not callable(describe):
@@ -65,7 +66,9 @@ def announce_page(asgi_app: Any, host: str, port: int) -> None:
 
     page = serves_ui(asgi_app)
     if page is None:
-        err_console.print("[yellow]warning:[/] --ui: this app serves no chat page (only an AgentApp with an @app.query handler has one)")
+        err_console.print(
+            "[yellow]warning:[/] --ui: this app serves no chat page (only an AgentApp with an @app.query handler has one)"
+        )
         return
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     where = f"http://{shown}:{port}{page}" if port else f"{page} on the port uvicorn reports"
@@ -77,7 +80,9 @@ def page_bytes() -> bytes:
     return resources.files("agentpack").joinpath("frontends").joinpath("ui").joinpath("chat.html").read_bytes()
 
 
-def relay_app(upstream: str, paths: dict[str, str], auth: Any = None, name: Optional[str] = None, timeout: float = 300.0) -> Any:
+def relay_app(
+    upstream: str, paths: dict[str, str], auth: Any = None, name: str | None = None, timeout: float = 300.0
+) -> Any:
     """An ASGI app serving the page at /ui and forwarding /process and /process/stop to
     ``upstream`` + ``paths["process"]`` / ``paths["stop"]``, each request signed by ``auth``."""
     import anyio
@@ -118,7 +123,9 @@ def relay_app(upstream: str, paths: dict[str, str], auth: Any = None, name: Opti
         try:
             answer = await client.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
-            return JSONResponse({"detail": f"agentpack ui could not reach {url}: {type(exc).__name__}: {exc}"}, status_code=502)
+            return JSONResponse(
+                {"detail": f"agentpack ui could not reach {url}: {type(exc).__name__}: {exc}"}, status_code=502
+            )
         kept = {key: value for key, value in answer.headers.items() if key.lower() in FORWARDED_RESPONSE}
 
         async def body() -> AsyncIterator[bytes]:
@@ -148,7 +155,9 @@ def relay_app(upstream: str, paths: dict[str, str], auth: Any = None, name: Opti
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def run_ui(project: Path, name_or_url: str, target: Optional[str], host: str, port: int, timeout: float, as_json: bool) -> int:
+def run_ui(
+    project: Path, name_or_url: str, target: str | None, host: str, port: int, timeout: float, as_json: bool
+) -> int:
     """``agentpack ui``: serve the page for a deployment until Ctrl+C."""
     from agentpack.cli.deploy_view import View
     from agentpack.client import agent_paths
@@ -163,7 +172,11 @@ def run_ui(project: Path, name_or_url: str, target: Optional[str], host: str, po
         paths = agent_paths(where.url, where.auth)
         label = f"{where.target}/{where.name}" if where.name else where.url
         app = relay_app(where.url, paths, where.auth, label, timeout)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=1))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=1
+            )
+        )
 
         def announce() -> None:
             while not server.started:
@@ -174,14 +187,26 @@ def run_ui(project: Path, name_or_url: str, target: Optional[str], host: str, po
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             url = f"http://{shown}:{bound}"
             if as_json:
-                view.emit({"ui": f"{url}/ui", "url": url, "upstream": where.url, "process": where.url + paths["process"],
-                           "stop": where.url + paths["stop"], "signed": where.auth is not None})
+                view.emit(
+                    {
+                        "ui": f"{url}/ui",
+                        "url": url,
+                        "upstream": where.url,
+                        "process": where.url + paths["process"],
+                        "stop": where.url + paths["stop"],
+                        "signed": where.auth is not None,
+                    }
+                )
             else:
                 view.console.print(f"[bold green]chat page[/] for {label}: {url}/ui")
-                signed = "signed as `agentpack invoke` signs them" if where.auth is not None else "unsigned (a public URL)"
+                signed = (
+                    "signed as `agentpack invoke` signs them" if where.auth is not None else "unsigned (a public URL)"
+                )
                 view.console.print(f"  forwards /process and /process/stop to {where.url}, {signed}; Ctrl+C stops")
             if where.auth is not None and host not in ("127.0.0.1", "localhost", "::1"):
-                view.console.print(f"[yellow]warning:[/] --host {host}: anyone who reaches this port talks to the deployment with your credentials")
+                view.console.print(
+                    f"[yellow]warning:[/] --host {host}: anyone who reaches this port talks to the deployment with your credentials"
+                )
 
         threading.Thread(target=announce, name="agentpack-ui-announce", daemon=True).start()
         server.run()

@@ -10,7 +10,7 @@ clients (``deployers/clients``) and by the deployers, so they live below both.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Optional
+from typing import Any
 
 from agentpack.errors import OperationFailed, UserError
 
@@ -42,8 +42,14 @@ class PlatformError(OperationFailed):
     AWS's), so it lives with the client.
     """
 
-    def __init__(self, code: str, message: str, request_id: Optional[str] = None,
-                 status: Optional[int] = None, action: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        request_id: str | None = None,
+        status: int | None = None,
+        action: str | None = None,
+    ) -> None:
         self.code = code
         self.message = message
         self.request_id = request_id
@@ -53,11 +59,18 @@ class PlatformError(OperationFailed):
 
     def __str__(self) -> str:
         where = f"{self.action} failed: " if self.action else ""
-        details = [f"HTTP {self.status}" if self.status else None,
-                   f"request id {self.request_id}" if self.request_id else None]
+        details = [
+            f"HTTP {self.status}" if self.status else None,
+            f"request id {self.request_id}" if self.request_id else None,
+        ]
         suffix = ", ".join(part for part in details if part)
         return f"{where}{self.code}: {self.message}" + (f" ({suffix})" if suffix else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "request_id": self.request_id,
-                "status": self.status, "action": self.action}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "request_id": self.request_id,
+            "status": self.status,
+            "action": self.action,
+        }

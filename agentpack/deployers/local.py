@@ -24,9 +24,12 @@ import threading
 import time
 import uuid
 import warnings
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.errors import OperationFailed
+
+if TYPE_CHECKING:
+    import uvicorn
 
 #: ``deploy()`` keywords AgentScope Runtime's deployers take that mean nothing when an app
 #: object is served as it is (its own routes, handler and settings win, as they do there).
@@ -70,7 +73,7 @@ class LocalDeployManager:
         port: int = 8090,
         shutdown_timeout: float = 30.0,
         startup_timeout: float = 30.0,
-        logger: Optional[logging.Logger] = None,
+        logger: logging.Logger | None = None,
         **uvicorn_options: Any,
     ) -> None:
         # AgentScope Runtime's order and keywords (shutdown before startup, then logger), so
@@ -84,20 +87,20 @@ class LocalDeployManager:
         self._shutdown_timeout = shutdown_timeout
         self.uvicorn_options = uvicorn_options
         #: The id of the current (or last) deployment; a new one per ``deploy()``.
-        self.deploy_id: Optional[str] = None
+        self.deploy_id: str | None = None
         #: The address a client reaches the current (or last) server at; see ``service_url``.
-        self.url: Optional[str] = None
+        self.url: str | None = None
         #: The app being served, ``None`` when none is.
         self._app: Any = None
         #: The ``uvicorn.Server`` being served, ``None`` when none is.
-        self._server: Any = None
+        self._server: uvicorn.Server | None = None
         #: AgentScope Runtime keeps the asyncio task of a server running in the caller's loop
         #: here.  This manager never serves in the caller's loop (a caller that blocks would
         #: deadlock it), so there is no such task: it stays ``None``, for code that checks it.
-        self._server_task: Optional[asyncio.Task] = None
-        self._server_thread: Optional[threading.Thread] = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._server_thread: threading.Thread | None = None
         self._running = False  # what is_running reports; see there
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
         self._lock = threading.Lock()  # one start or stop at a time
 
     @property
@@ -138,7 +141,7 @@ class LocalDeployManager:
         self._running = bool(value)
 
     @property
-    def service_url(self) -> Optional[str]:
+    def service_url(self) -> str | None:
         """``http://host:port`` a client reaches the service at while ``is_running``, else ``None``.
 
         For a server this manager started, the address it really answers on: a wildcard
@@ -178,7 +181,7 @@ class LocalDeployManager:
                 "stop it first (await manager.stop(deploy_id)) or use another LocalDeployManager"
             )
 
-    def _serve(self, server: Any) -> None:
+    def _serve(self, server: uvicorn.Server) -> None:
         try:
             asyncio.run(server.serve())
         except BaseException as exc:  # reported to the caller waiting in start()
@@ -190,13 +193,13 @@ class LocalDeployManager:
         Graceful first (the app's lifespan exits, open streams get uvicorn's grace period),
         within ``shutdown_timeout``; then forced, for a few more seconds.
         """
-        thread = self._server_thread
-        if thread is None:
+        thread, server = self._server_thread, self._server
+        if thread is None or server is None:  # set and forgotten together
             return True
-        self._server.should_exit = True
+        server.should_exit = True
         thread.join(timeout=self._shutdown_timeout)
         if thread.is_alive():
-            self._server.force_exit = True
+            server.force_exit = True
             thread.join(timeout=5)
         return not thread.is_alive()
 
@@ -229,13 +232,14 @@ class LocalDeployManager:
             # Streams still open at shutdown get a few seconds, then their runs are cancelled.
             options = {"log_level": "warning", "lifespan": "on", "timeout_graceful_shutdown": 5, **self.uvicorn_options}
             config = uvicorn.Config(app, host=self.host, port=self.port, **options)
-            server = uvicorn.Server(config)
-            server.install_signal_handlers = lambda: None  # the caller owns the signals
+            server = uvicorn.Server(config)  # in a thread, uvicorn leaves the caller's signal handlers alone
             self._forget_server()
             self._server, self._app = server, app
             self._error = None
             self.url = None
-            self._server_thread = threading.Thread(target=self._serve, args=(server,), name=f"agentpack-local-{self.port}", daemon=True)
+            self._server_thread = threading.Thread(
+                target=self._serve, args=(server,), name=f"agentpack-local-{self.port}", daemon=True
+            )
             self._server_thread.start()
             try:
                 self._wait_until_ready()
@@ -251,10 +255,14 @@ class LocalDeployManager:
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self._startup_timeout
+        thread, server = self._server_thread, self._server
+        assert thread is not None and server is not None, "start() sets both first"
         while not self._is_server_ready():
-            if not self._server_thread.is_alive() or self._server.should_exit:
-                self._server_thread.join(timeout=1)
-                raise DeployError(f"the server on {self.host}:{self.port} did not start: {self._error or 'see the log above'}")
+            if not thread.is_alive() or server.should_exit:
+                thread.join(timeout=1)
+                raise DeployError(
+                    f"the server on {self.host}:{self.port} did not start: {self._error or 'see the log above'}"
+                )
             if time.monotonic() > deadline:
                 raise DeployError(
                     f"Server did not become ready within timeout ({self._startup_timeout}s) "
@@ -262,11 +270,12 @@ class LocalDeployManager:
                 )
             time.sleep(0.01)
 
-    def _bound_port(self, server: Any) -> int:
+    def _bound_port(self, server: uvicorn.Server) -> int:
         """The port the server listens on (the system's pick when ``port`` is 0)."""
         for listener in getattr(server, "servers", None) or ():
             for sock in listener.sockets or ():
-                return sock.getsockname()[1]
+                port: int = sock.getsockname()[1]
+                return port
         return self.port
 
     def shutdown(self) -> None:
@@ -290,7 +299,9 @@ class LocalDeployManager:
         Runtime's manager words them).
         """
         if app is None:
-            raise TypeError("LocalDeployManager.deploy() needs the app to serve: await app.deploy(manager) or manager.deploy(app=app)")
+            raise TypeError(
+                "LocalDeployManager.deploy() needs the app to serve: await app.deploy(manager) or manager.deploy(app=app)"
+            )
         ignored = sorted(k for k in kwargs if k in _APP_DECIDES or k == "mode")
         if ignored:
             warnings.warn(
@@ -307,7 +318,7 @@ class LocalDeployManager:
         except Exception as exc:
             raise DeployError(f"Failed to deploy service: {exc}") from exc
 
-    async def stop(self, deploy_id: Optional[str] = None, **kwargs: Any) -> dict[str, Any]:
+    async def stop(self, deploy_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Stop the service; ``deploy_id`` (optional) must be the one ``deploy()`` returned.
 
         Never raises for an expected outcome: stopping what is not running, or another
@@ -327,10 +338,14 @@ class LocalDeployManager:
         try:
             await asyncio.to_thread(self.shutdown)
         except DeployError as exc:
-            return {"success": False, "message": f"Failed to stop service: {exc}", "details": {**details, "error": str(exc)}}
+            return {
+                "success": False,
+                "message": f"Failed to stop service: {exc}",
+                "details": {**details, "error": str(exc)},
+            }
         return {"success": True, "message": "Service stopped successfully", "details": details}
 
-    def __enter__(self) -> "LocalDeployManager":
+    def __enter__(self) -> LocalDeployManager:
         return self
 
     def __exit__(self, *exc: Any) -> None:

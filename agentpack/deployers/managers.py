@@ -19,7 +19,7 @@ import dataclasses
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 from agentpack.deployers.request import DeployOptions
 
@@ -44,7 +44,7 @@ def _has_config(directory: Path) -> bool:
     return pyproject.is_file() and "[tool.agentpack]" in pyproject.read_text(encoding="utf-8", errors="replace")
 
 
-def project_of(app: Any) -> Optional[Path]:
+def project_of(app: Any) -> Path | None:
     """The project directory of the module that defines ``app`` (the first with agentpack.toml upward)."""
     if app is None:
         return None
@@ -69,8 +69,15 @@ class ArtifactDeployManager:
 
     target: ClassVar[str] = ""
 
-    def __init__(self, project_dir: Optional[str | Path] = None, *, name: Optional[str] = None, allow_anonymous: Optional[bool] = None,
-                 wait_seconds: float = 900.0, **settings: Any) -> None:
+    def __init__(
+        self,
+        project_dir: str | Path | None = None,
+        *,
+        name: str | None = None,
+        allow_anonymous: bool | None = None,
+        wait_seconds: float = 900.0,
+        **settings: Any,
+    ) -> None:
         upstream = sorted(set(settings) & _UPSTREAM_CONFIGS)
         if upstream:
             raise TypeError(
@@ -79,12 +86,14 @@ class ArtifactDeployManager:
             )
         self.project_dir = Path(project_dir) if project_dir is not None else None
         #: what every deploy() of this manager asks for (its keywords add the name and variables)
-        self.options = DeployOptions(name=name, allow_anonymous=allow_anonymous, wait_seconds=wait_seconds, settings_overrides=settings)
+        self.options = DeployOptions(
+            name=name, allow_anonymous=allow_anonymous, wait_seconds=wait_seconds, settings_overrides=settings
+        )
         #: the id of the last deployment (``"<target>:<name>"``, stable across redeploys)
-        self.deploy_id: Optional[str] = None
-        self._project: Optional[Path] = None
+        self.deploy_id: str | None = None
+        self._project: Path | None = None
 
-    def _resolve_project(self, app: Any, project_dir: Any = None) -> Path:
+    def _resolve_project(self, app: Any, project_dir: str | Path | None = None) -> Path:
         chosen = project_dir or self.project_dir
         if chosen is not None:
             return Path(chosen).resolve()
@@ -95,7 +104,11 @@ class ArtifactDeployManager:
         from agentpack.deployers import service
 
         ignored = sorted(k for k in kwargs if k in _PROJECT_DECIDES)
-        unknown = sorted(k for k in kwargs if k not in _PROJECT_DECIDES | {"environment", "deploy_name", "function_name", "project_dir"})
+        unknown = sorted(
+            k
+            for k in kwargs
+            if k not in _PROJECT_DECIDES | {"environment", "deploy_name", "function_name", "project_dir"}
+        )
         if unknown:
             raise TypeError(f"{type(self).__name__}.deploy() got unexpected keyword arguments {', '.join(unknown)}")
         if ignored:
@@ -107,20 +120,23 @@ class ArtifactDeployManager:
             )
         project = self._resolve_project(app, kwargs.get("project_dir"))
         self._project = project
-        options = dataclasses.replace(self.options, name=kwargs.get("deploy_name") or kwargs.get("function_name") or self.options.name,
-                                      env=dict(kwargs.get("environment") or {}))
+        options = dataclasses.replace(
+            self.options,
+            name=kwargs.get("deploy_name") or kwargs.get("function_name") or self.options.name,
+            env=dict(kwargs.get("environment") or {}),
+        )
         outcome = await asyncio.to_thread(service.deploy, project, self.target, options)
         self.deploy_id = outcome.deployment.deploy_id
         return {**service.describe(outcome), "success": True, "message": f"{outcome.action}: {outcome.deployment.url}"}
 
-    def _locate(self, deploy_id: Optional[str]) -> tuple[Path, str, str]:
+    def _locate(self, deploy_id: str | None) -> tuple[Path, str, str]:
         wanted = deploy_id or self.deploy_id
         if not wanted or ":" not in wanted:
-            raise ValueError(f"deploy id {wanted!r}: give the deploy_id deploy() returned (\"{self.target}:<name>\")")
+            raise ValueError(f'deploy id {wanted!r}: give the deploy_id deploy() returned ("{self.target}:<name>")')
         target, _, name = wanted.partition(":")
         return self._project or self._resolve_project(None), target, name
 
-    async def stop(self, deploy_id: Optional[str] = None, **kwargs: Any) -> dict[str, Any]:
+    async def stop(self, deploy_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Remove the deployment; never raises for an expected outcome (answers ``success: False`` saying why)."""
         from agentpack.deployers import service
         from agentpack.deployers.errors import DeployConfigError, PlatformError
@@ -129,18 +145,31 @@ class ArtifactDeployManager:
             project, target, name = self._locate(deploy_id)
             deployment, existed = await asyncio.to_thread(service.destroy, project, name, target)
         except (ValueError, DeployConfigError, PlatformError) as exc:
-            return {"success": False, "message": f"Failed to stop deployment: {exc}", "details": {"deploy_id": deploy_id or self.deploy_id}}
+            return {
+                "success": False,
+                "message": f"Failed to stop deployment: {exc}",
+                "details": {"deploy_id": deploy_id or self.deploy_id},
+            }
         message = "Deployment removed" if existed else "Deployment was already gone; its record is removed"
-        return {"success": True, "message": message, "details": {"deploy_id": deployment.deploy_id, "url": deployment.url}}
+        return {
+            "success": True,
+            "message": message,
+            "details": {"deploy_id": deployment.deploy_id, "url": deployment.url},
+        }
 
-    async def rollback(self, deploy_id: Optional[str] = None, to: Optional[str] = None) -> dict[str, Any]:
+    async def rollback(self, deploy_id: str | None = None, to: str | None = None) -> dict[str, Any]:
         from agentpack.deployers import service
 
         project, target, name = self._locate(deploy_id)
         deployment, left = await asyncio.to_thread(service.rollback, project, name, target, to)
-        return {"deploy_id": deployment.deploy_id, "url": deployment.url, "version": deployment.version, "previous_version": left}
+        return {
+            "deploy_id": deployment.deploy_id,
+            "url": deployment.url,
+            "version": deployment.version,
+            "previous_version": left,
+        }
 
-    async def status(self, deploy_id: Optional[str] = None) -> dict[str, Any]:
+    async def status(self, deploy_id: str | None = None) -> dict[str, Any]:
         from agentpack.deployers import service
 
         project, target, name = self._locate(deploy_id)

@@ -60,13 +60,20 @@ from __future__ import annotations
 import importlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Optional
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from agentpack.deployers.errors import DeployConfigError, NotOffered, require_modules
 from agentpack.deployers.request import DeployRequest, Progress, no_progress
 from agentpack.deployers.state import Deployment, now
+
+if TYPE_CHECKING:
+    import httpx
+
+    from agentpack.target_settings import TargetSettings
+    from agentpack.targets import Target
 
 #: The stable route each deploy moves: FC and Lambda alias, AgentRun endpoint.
 ROUTE = "live"
@@ -80,7 +87,7 @@ class DeployOutcome:
     deployment: Deployment
     action: str
     uploaded: bool = False
-    previous_version: Optional[str] = None
+    previous_version: str | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -91,13 +98,13 @@ class Plan:
 
     request: DeployRequest
     #: this project's record of the deployment (None: never deployed from here)
-    previous: Optional[Deployment]
+    previous: Deployment | None
     #: the environment the platform gets; holds secret values, so it is never shown or stored
     variables: dict[str, str] = field(default_factory=dict, repr=False)
     #: the configuration agentpack wants, in the platform's field names (``desired``)
     desired: dict[str, Any] = field(default_factory=dict, repr=False)
     #: what the platform reports now, comparable with ``desired`` (None: nothing of that name)
-    current: Optional[dict[str, Any]] = None
+    current: dict[str, Any] | None = None
     code_needed: bool = False
     config_changed: bool = False
     #: whether this deploy sent code (``upload`` may say otherwise, e.g. code already unpacked)
@@ -116,7 +123,7 @@ class Deployer:
 
     target: ClassVar[str] = ""
     #: the settings field that names the resource (None: any name, e.g. local)
-    name_setting: ClassVar[Optional[str]] = None
+    name_setting: ClassVar[str | None] = None
     #: whether the platform may run more than one instance (then stops need Redis)
     scales_out: ClassVar[bool] = True
     #: the top-level modules of the SDK this deployer drives (installed by ``agentpack[<target>]``)
@@ -130,8 +137,16 @@ class Deployer:
     #: local target's version is the unpacked artifact: nothing to announce)
     publishes: ClassVar[bool] = True
 
-    def __init__(self, settings: Any, *, region: Optional[str] = None, progress: Progress = no_progress,
-                 project: Optional[Path] = None, environ: Optional[dict[str, str]] = None, api: Any = None) -> None:
+    def __init__(
+        self,
+        settings: TargetSettings,
+        *,
+        region: str | None = None,
+        progress: Progress = no_progress,
+        project: Path | None = None,
+        environ: dict[str, str] | None = None,
+        api: Any = None,
+    ) -> None:
         """``environ``: where credentials, region and endpoint overrides are read (default: this
         process's environment); ``api``: a client to use instead of making one."""
         require_modules(self.sdk_modules, f"the {self.target} deployer", self.target)
@@ -142,13 +157,14 @@ class Deployer:
         self.environ = environ
         if api is None and self.client:
             module, _, name = self.client.partition(":")
-            api = getattr(importlib.import_module(module), name)(region=self.region, endpoint=getattr(settings, "endpoint", None),
-                                                                  environ=environ)
+            api = getattr(importlib.import_module(module), name)(
+                region=self.region, endpoint=getattr(settings, "endpoint", None), environ=environ
+            )
         self.api = api
         self.region = getattr(api, "region", None) or self.region
 
     @property
-    def row(self) -> Any:
+    def row(self) -> Target:
         """This target's row of ``agentpack.targets``: the platform facts the deployer configures
         (adapter, lifecycle hooks, health check, session affinity)."""
         from agentpack.targets import get_target
@@ -156,7 +172,7 @@ class Deployer:
         return get_target(self.target)
 
     # == the pipeline ===================================================================================
-    def deploy(self, request: DeployRequest, previous: Optional[Deployment]) -> DeployOutcome:
+    def deploy(self, request: DeployRequest, previous: Deployment | None) -> DeployOutcome:
         """Check, find, decide, upload, wait, publish, route, record (see the module doc)."""
         plan = Plan(request, previous)
         self.check(plan)
@@ -219,7 +235,7 @@ class Deployer:
         """The configuration agentpack wants, as the platform reports it (without code)."""
         raise NotImplementedError
 
-    def find(self, plan: Plan) -> Optional[dict[str, Any]]:
+    def find(self, plan: Plan) -> dict[str, Any] | None:
         """What the platform holds under ``plan.request.name``, comparable with ``desired``; None: nothing."""
         raise NotImplementedError
 
@@ -227,7 +243,7 @@ class Deployer:
         """Whether the code ``plan.current`` runs is not this artifact."""
         raise NotImplementedError
 
-    def serving_url(self, plan: Plan) -> Optional[str]:
+    def serving_url(self, plan: Plan) -> str | None:
         """The URL, when the route serves the previous version exactly as wanted; else None."""
         raise NotImplementedError
 
@@ -269,11 +285,11 @@ class Deployer:
     def logs(self, deployment: Deployment, *, since_seconds: float = 3600, follow: bool = False) -> Iterator[str]:
         raise NotOffered(f"{self.target} keeps no logs agentpack can read; see them in the platform's console")
 
-    def request_auth(self, deployment: Deployment) -> Any:
+    def request_auth(self, deployment: Deployment) -> httpx.Auth | None:
         """An ``httpx.Auth`` that signs requests to ``deployment.url``, or None when none is needed."""
         return None
 
-    def console_url(self, deployment: Deployment) -> Optional[str]:
+    def console_url(self, deployment: Deployment) -> str | None:
         return None
 
     # == shared helpers ===================================================================================
@@ -291,7 +307,7 @@ class Deployer:
             )
         return values
 
-    def reused_version(self, previous: Optional[Deployment], sha256: str) -> Optional[str]:
+    def reused_version(self, previous: Deployment | None, sha256: str) -> str | None:
         """A version this project already published from this artifact (after a rollback, say)."""
         if previous is None:
             return None
@@ -325,9 +341,9 @@ def same(desired: Any, current: Any, exact: frozenset[str] = frozenset()) -> boo
         except ValueError:
             return desired == current
     if isinstance(desired, bool) or isinstance(current, bool):
-        return desired == current
+        return bool(desired == current)
     if isinstance(desired, (int, float)) and isinstance(current, (int, float)):
         return math.isclose(float(desired), float(current), rel_tol=1e-9, abs_tol=1e-9)
     if isinstance(desired, list) and isinstance(current, list):
-        return len(desired) == len(current) and all(same(a, b, exact) for a, b in zip(desired, current))
-    return desired == current
+        return len(desired) == len(current) and all(same(a, b, exact) for a, b in zip(desired, current, strict=True))
+    return bool(desired == current)

@@ -15,11 +15,17 @@ minute of dependency downloads.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.deployers.errors import DeployConfigError
+
+if TYPE_CHECKING:
+    from agentpack.builders.config import ProjectConfig
+    from agentpack.deployers.pipeline import Deployer
+    from agentpack.targets import Target
 
 #: Called with a step ("build", "upload", "configure", "wait", "publish", "route", ...) and a detail.
 Progress = Callable[[str, str], None]
@@ -36,11 +42,11 @@ class DeployOptions:
     """What one deploy is asked for beyond ``[targets.T]`` (see the module doc)."""
 
     #: the resource's name (default: the target's name setting, else the project's name)
-    name: Optional[str] = None
+    name: str | None = None
     #: variables for this deploy, over ``[targets.T] env`` (checked by the same rules)
     env: Mapping[str, str] = field(default_factory=dict)
     #: a public URL (True) or signed requests only (False); None: the ``allow_anonymous`` setting
-    allow_anonymous: Optional[bool] = None
+    allow_anonymous: bool | None = None
     #: settings of ``[targets.T]`` to override (the Python managers' keywords: ``memory=``…)
     settings_overrides: Mapping[str, Any] = field(default_factory=dict)
     #: seconds to wait for the platform to report the deployment ready
@@ -57,7 +63,9 @@ class DeployRequest:
     project: Path
     target: str
     name: str
-    settings: Any  # the target's TargetSettings, with the command line's overrides applied
+    #: the target's own TargetSettings subclass (FCSettings, LambdaSettings…), with the command line's
+    #: overrides applied; each target's hooks read their own fields from it
+    settings: Any
     environment: dict[str, str] = field(repr=False)
     #: resolved: the option, else the target's setting
     allow_anonymous: bool = False
@@ -65,7 +73,7 @@ class DeployRequest:
     progress: Progress = no_progress
     warnings: list[str] = field(default_factory=list)
     # filled in by build()
-    artifact: Optional[Path] = None
+    artifact: Path | None = None
     sha256: str = ""
     size_bytes: int = 0
     python: str = ""
@@ -97,7 +105,9 @@ class DeployRequest:
         self.arch = result.arch
         self.built = not result.unchanged
         verb = "built" if self.built else "unchanged"
-        self.progress("build", f"{self.artifact.name} {verb} (sha256 {self.sha256[:12]}, {self.size_bytes / 1e6:.1f} MB)")
+        self.progress(
+            "build", f"{self.artifact.name} {verb} (sha256 {self.sha256[:12]}, {self.size_bytes / 1e6:.1f} MB)"
+        )
 
     def zip_bytes(self) -> bytes:
         assert self.artifact is not None, "build() first"
@@ -116,12 +126,18 @@ def with_overrides(settings: Any, updates: dict[str, Any], what: str) -> Any:
         raise DeployConfigError(str(exc)) from None
 
 
-def default_name(project: Path, config: Any) -> str:
+def default_name(project: Path, config: ProjectConfig) -> str:
     return config.name or project.resolve().name
 
 
-def prepare(project: Path, target: str, options: DeployOptions = DeployOptions(), *, progress: Progress = no_progress,
-            shell: Optional[dict[str, str]] = None) -> DeployRequest:
+def prepare(
+    project: Path,
+    target: str,
+    options: DeployOptions = DeployOptions(),
+    *,
+    progress: Progress = no_progress,
+    shell: dict[str, str] | None = None,
+) -> DeployRequest:
     """Config, overrides, name and environment, checked (see the module doc); nothing is built yet.
     ``shell``: the variables secrets are read from (default: this process's environment)."""
     from agentpack.builders.config import load_config, target_settings
@@ -146,9 +162,15 @@ def prepare(project: Path, target: str, options: DeployOptions = DeployOptions()
     configured = getattr(settings, name_setting, None) if name_setting else None
     chosen = options.name or configured or default_name(project, config)
     if name_setting:
-        settings = with_overrides(settings, {name_setting: chosen}, f"--name {chosen}" if options.name else f"the name {chosen!r} (from {source})")
+        settings = with_overrides(
+            settings,
+            {name_setting: chosen},
+            f"--name {chosen}" if options.name else f"the name {chosen!r} (from {source})",
+        )
     elif not LOCAL_NAME.fullmatch(chosen):
-        raise DeployConfigError(f"the name {chosen!r} cannot name a local deployment: use 1-64 characters without '/', not starting with '.' (pass --name)")
+        raise DeployConfigError(
+            f"the name {chosen!r} cannot name a local deployment: use 1-64 characters without '/', not starting with '.' (pass --name)"
+        )
 
     try:
         environment = settings.platform_environment(secret_values(project, shell))
@@ -165,7 +187,7 @@ def prepare(project: Path, target: str, options: DeployOptions = DeployOptions()
     return request
 
 
-def target_row(target: str) -> Any:
+def target_row(target: str) -> Target:
     """The row of ``agentpack.targets`` for ``target``; an unknown one is the user's to fix."""
     from agentpack.targets import get_target
 
@@ -175,9 +197,10 @@ def target_row(target: str) -> Any:
         raise DeployConfigError(f"--target {target}: {exc.args[0]}") from None
 
 
-def deployer_class(target: str) -> Any:
+def deployer_class(target: str) -> type[Deployer]:
     """The deployer class the targets table names for ``target``."""
     try:
-        return target_row(target).load("deployer")
+        deployer: type[Deployer] = target_row(target).load("deployer")
+        return deployer
     except LookupError as exc:
         raise DeployConfigError(str(exc)) from None

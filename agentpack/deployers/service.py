@@ -12,41 +12,57 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.deployers.errors import DeployConfigError
 from agentpack.deployers.pipeline import Deployer, DeployOutcome
 from agentpack.deployers.request import DeployOptions, Progress, deployer_class, no_progress, prepare
 from agentpack.deployers.state import Deployment, DeploymentStore
 
+if TYPE_CHECKING:
+    import httpx
+
+    from agentpack.target_settings import TargetSettings
+
 SAMPLE_BODY = {"input": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}
 
 
-def project_settings(project: Path, target: str) -> Any:
+def project_settings(project: Path, target: str) -> TargetSettings:
     """The project's ``[targets.<target>]`` settings, or the target's defaults when there is no config."""
     from agentpack.builders.config import project_settings as settings_of
 
     return settings_of(project, target)
 
 
-def make_deployer(target: str, settings: Any, project: Path, *, region: Optional[str] = None, progress: Progress = no_progress) -> Deployer:
+def make_deployer(
+    target: str, settings: TargetSettings, project: Path, *, region: str | None = None, progress: Progress = no_progress
+) -> Deployer:
     return deployer_class(target)(settings, region=region, progress=progress, project=project)
 
 
 def deployer_for(project: Path, deployment: Deployment, progress: Progress = no_progress) -> Deployer:
-    return make_deployer(deployment.target, project_settings(project, deployment.target), project, region=deployment.region, progress=progress)
+    return make_deployer(
+        deployment.target,
+        project_settings(project, deployment.target),
+        project,
+        region=deployment.region,
+        progress=progress,
+    )
 
 
-def find(project: Path, name: str, target: Optional[str] = None) -> Deployment:
+def find(project: Path, name: str, target: str | None = None) -> Deployment:
     """The deployment called ``name`` (of ``target``); a clear error when there is none or several."""
     store = DeploymentStore(project)
     found = store.find(name, target)
     if not found:
         where = f" on {target}" if target else ""
         known = ", ".join(sorted({d.name for d in store.all()})) or "none yet"
-        raise DeployConfigError(f"no deployment named {name!r}{where} in {store.path} (deployed here: {known}); deploy it first or pass --project")
+        raise DeployConfigError(
+            f"no deployment named {name!r}{where} in {store.path} (deployed here: {known}); deploy it first or pass --project"
+        )
     if len(found) > 1:
         targets = " and ".join(d.target for d in found)
         raise DeployConfigError(f"{name!r} is deployed to {targets}; say which with --target")
@@ -54,7 +70,9 @@ def find(project: Path, name: str, target: Optional[str] = None) -> Deployment:
 
 
 # -- deploy -------------------------------------------------------------------------------------------
-def deploy(project: Path, target: str, options: DeployOptions = DeployOptions(), *, progress: Progress = no_progress) -> DeployOutcome:
+def deploy(
+    project: Path, target: str, options: DeployOptions = DeployOptions(), *, progress: Progress = no_progress
+) -> DeployOutcome:
     """Check, build and publish the project to ``target`` and record the deployment (the steps are
     in ``deployers/pipeline.py``); the outcome's ``seconds`` is the whole command's time."""
     started = time.perf_counter()
@@ -83,7 +101,7 @@ def deploy(project: Path, target: str, options: DeployOptions = DeployOptions(),
     return outcome
 
 
-def describe(outcome: DeployOutcome, project: Optional[Path] = None) -> dict[str, Any]:
+def describe(outcome: DeployOutcome, project: Path | None = None) -> dict[str, Any]:
     """The deploy's result as JSON (``--json`` and the Python API): nothing secret, env masked."""
     deployment = outcome.deployment
     return {
@@ -142,12 +160,14 @@ class Status:
         return {"deployment": record, "platform": self.platform, "drift": self.drift}
 
 
-def status(project: Path, name: str, target: Optional[str] = None) -> Status:
+def status(project: Path, name: str, target: str | None = None) -> Status:
     deployment = find(project, name, target)
     return Status(deployment, deployer_for(Path(project), deployment).status(deployment))
 
 
-def rollback(project: Path, name: str, target: Optional[str] = None, to: Optional[str] = None, progress: Progress = no_progress) -> tuple[Deployment, str]:
+def rollback(
+    project: Path, name: str, target: str | None = None, to: str | None = None, progress: Progress = no_progress
+) -> tuple[Deployment, str]:
     """Point the deployment back at ``to`` (default: the version before the one serving); returns it and the version left."""
     project = Path(project).resolve()
     store = DeploymentStore(project)
@@ -159,11 +179,15 @@ def rollback(project: Path, name: str, target: Optional[str] = None, to: Optiona
             release = deployment.release(to)
             if release is None:
                 versions = ", ".join(r.version for r in deployment.releases) or "none"
-                raise DeployConfigError(f"version {to} of {name} was not deployed from this project (versions: {versions})")
+                raise DeployConfigError(
+                    f"version {to} of {name} was not deployed from this project (versions: {versions})"
+                )
         else:
             release = deployment.previous_release()
             if release is None:
-                raise DeployConfigError(f"nothing to roll back to: {name} has served only version {left} since agentpack deployed it")
+                raise DeployConfigError(
+                    f"nothing to roll back to: {name} has served only version {left} since agentpack deployed it"
+                )
         if release.version == deployment.version:
             raise DeployConfigError(f"{name} already serves version {release.version}")
         progress("route", f"{deployment.target}/{name}: version {left} → {release.version}")
@@ -174,7 +198,9 @@ def rollback(project: Path, name: str, target: Optional[str] = None, to: Optiona
     return deployment, left
 
 
-def destroy(project: Path, name: str, target: Optional[str] = None, progress: Progress = no_progress) -> tuple[Deployment, bool]:
+def destroy(
+    project: Path, name: str, target: str | None = None, progress: Progress = no_progress
+) -> tuple[Deployment, bool]:
     """Remove what the deploys created and forget the deployment; returns it and whether anything was left to remove."""
     project = Path(project).resolve()
     store = DeploymentStore(project)
@@ -187,7 +213,7 @@ def destroy(project: Path, name: str, target: Optional[str] = None, progress: Pr
     return deployment, existed
 
 
-def stop_service(project: Path, name: str, target: Optional[str] = None) -> tuple[Deployment, bool]:
+def stop_service(project: Path, name: str, target: str | None = None) -> tuple[Deployment, bool]:
     """End a local deployment's process (it stays listed, ``deploy`` starts it again)."""
     project = Path(project).resolve()
     store = DeploymentStore(project)
@@ -205,7 +231,9 @@ def stop_service(project: Path, name: str, target: Optional[str] = None) -> tupl
     return deployment, stopped
 
 
-def logs(project: Path, name: str, target: Optional[str] = None, *, since_seconds: float = 3600, follow: bool = False) -> Iterator[str]:
+def logs(
+    project: Path, name: str, target: str | None = None, *, since_seconds: float = 3600, follow: bool = False
+) -> Iterator[str]:
     deployment = find(project, name, target)
     return deployer_for(Path(project), deployment).logs(deployment, since_seconds=since_seconds, follow=follow)
 
@@ -215,12 +243,12 @@ class Endpoint:
     """Where to send requests for a deployment (or a bare URL) and how to sign them."""
 
     url: str
-    auth: Any = None
-    name: Optional[str] = None
-    target: Optional[str] = None
+    auth: httpx.Auth | None = None
+    name: str | None = None
+    target: str | None = None
 
 
-def endpoint(project: Path, name_or_url: str, target: Optional[str] = None) -> Endpoint:
+def endpoint(project: Path, name_or_url: str, target: str | None = None) -> Endpoint:
     """A deployment's URL and request signer; a URL is used as it is (signed when it is a known deployment's)."""
     project = Path(project).resolve()
     if name_or_url.startswith(("http://", "https://")):

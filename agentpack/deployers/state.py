@@ -21,9 +21,10 @@ import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from agentpack.errors import UserError
 
@@ -54,9 +55,9 @@ class Deployment:
     target: str
     name: str
     url: str = ""
-    region: Optional[str] = None
+    region: str | None = None
     #: the version serving now (FC/Lambda alias target, AgentRun endpoint target, local code dir)
-    version: Optional[str] = None
+    version: str | None = None
     #: sha256 of the artifact serving now
     sha256: str = ""
     #: versions deployed from this project, oldest first; the current one is among them
@@ -81,10 +82,10 @@ class Deployment:
         """The id the Python API returns: stable across redeploys of one deployment."""
         return f"{self.target}:{self.name}"
 
-    def release(self, version: Optional[str]) -> Optional[Release]:
+    def release(self, version: str | None) -> Release | None:
         return next((r for r in reversed(self.releases) if r.version == version), None)
 
-    def previous_release(self) -> Optional[Release]:
+    def previous_release(self) -> Release | None:
         """The release deployed before the one serving now (what ``rollback`` goes back to)."""
         versions = [r.version for r in self.releases]
         if self.version not in versions:
@@ -100,17 +101,19 @@ class Deployment:
         self.version, self.sha256 = version, sha256
 
     def masked_env(self) -> dict[str, str]:
-        return {key: "***" for key in self.env_keys}
+        return dict.fromkeys(self.env_keys, "***")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Deployment":
+    def from_json(cls, data: dict[str, Any]) -> Deployment:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["releases"] = [Release(**{k: v for k, v in r.items() if k in ("version", "sha256", "deployed_at")})
-                              for r in data.get("releases") or []]
+        values["releases"] = [
+            Release(**{k: v for k, v in r.items() if k in ("version", "sha256", "deployed_at")})
+            for r in data.get("releases") or []
+        ]
         return cls(**values)
 
 
@@ -134,7 +137,7 @@ class DeploymentStore:
             (self.directory / ".gitignore").write_text("local/\nlocks/\n*.lock\n")
 
     @contextlib.contextmanager
-    def _locked(self, path: Path, blocking: bool = True, on_wait: Optional[Callable[[], None]] = None) -> Iterator[None]:
+    def _locked(self, path: Path, blocking: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         self._ensure_directory()
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a+") as handle:
@@ -151,7 +154,9 @@ class DeploymentStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def operation_lock(self, target: str, name: str, on_wait: Optional[Callable[[], None]] = None) -> contextlib.AbstractContextManager[None]:
+    def operation_lock(
+        self, target: str, name: str, on_wait: Callable[[], None] | None = None
+    ) -> contextlib.AbstractContextManager[None]:
         """Held while one command changes one deployment (deploy, rollback, destroy, stop)."""
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{target}-{name}")
         return self._locked(self.directory / "locks" / f"{safe}.lock", on_wait=on_wait)
@@ -165,21 +170,25 @@ class DeploymentStore:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise StateError(f"{self.path}: not valid JSON ({exc}); fix it or move it away (the platform keeps the deployments themselves)") from None
+            raise StateError(
+                f"{self.path}: not valid JSON ({exc}); fix it or move it away (the platform keeps the deployments themselves)"
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("deployments"), dict):
             raise StateError(f"{self.path}: not an agentpack deployments file; move it away")
         if data.get("format", FORMAT) > FORMAT:
-            raise StateError(f"{self.path} was written by a newer agentpack (format {data['format']}); upgrade agentpack")
+            raise StateError(
+                f"{self.path} was written by a newer agentpack (format {data['format']}); upgrade agentpack"
+            )
         return data
 
     def all(self) -> list[Deployment]:
         return [Deployment.from_json(record) for _, record in sorted(self._read()["deployments"].items())]
 
-    def get(self, target: str, name: str) -> Optional[Deployment]:
+    def get(self, target: str, name: str) -> Deployment | None:
         record = self._read()["deployments"].get(f"{target}/{name}")
         return Deployment.from_json(record) if record is not None else None
 
-    def find(self, name: str, target: Optional[str] = None) -> list[Deployment]:
+    def find(self, name: str, target: str | None = None) -> list[Deployment]:
         """Deployments called ``name`` (of ``target`` only, when given)."""
         return [d for d in self.all() if d.name == name and (target is None or d.target == target)]
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.errors import OperationFailed, UserError
 
@@ -34,14 +35,16 @@ class EmulatorStartError(OperationFailed):
         self,
         message: str,
         *,
-        code: Optional[str] = None,
-        exit_code: Optional[int] = None,
+        code: str | None = None,
+        exit_code: int | None = None,
         output: str = "",
-        init_error: Optional[dict[str, Any]] = None,
+        init_error: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
-        self.exit_code = exit_code
+        # the process's exit code; it shadows AgentpackError.exit_code (the command line's), which the
+        # CLI does not read for this error: `agentpack emulate` reports it with exit 1 itself
+        self.exit_code = exit_code  # type: ignore[misc,assignment]
         self.output = output
         self.init_error = init_error
 
@@ -65,11 +68,11 @@ class BackgroundEmulator:
     #: seconds :meth:`stop` waits for ``_stop`` (instances get their graceful shutdown first)
     stop_timeout = 60.0
 
-    def __init__(self, log: Optional[Log] = None) -> None:
+    def __init__(self, log: Log | None = None) -> None:
         self.stopping = False
         self._log = log
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     def log(self, line: str) -> None:
         """One log line: to ``log`` when one was given, else to stderr."""
@@ -79,6 +82,11 @@ class BackgroundEmulator:
             print(line, file=sys.stderr, flush=True)
 
     def start(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        """Where the emulated platform answers (once started)."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -137,7 +145,7 @@ class EmulatorProfile:
 
     def emulator(
         self, code_dir: Path, python: str, settings: Any, env: dict[str, str], *, port: int = 0, instances: int = 1,
-        timeout: Optional[float] = None, log: Optional[Log] = None,
+        timeout: float | None = None, log: Log | None = None,
     ) -> BackgroundEmulator:  # fmt: skip
         """An emulator (not started yet) of the unpacked artifact at ``code_dir``, run with
         ``python``, with the function's environment ``env``; ``timeout`` overrides the settings'."""

@@ -14,14 +14,15 @@ import dataclasses
 import errno
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from agentpack.builders.artifact import read_manifest, remove_unpacked, unpack
 from agentpack.builders.cache import file_sha256
 from agentpack.builders.errors import ProjectError
-from agentpack.emulators.background import EmulationError, Log
+from agentpack.emulators.background import BackgroundEmulator, EmulationError, Log
 from agentpack.targets import get_target
 
 __all__ = ["UI_ENV", "Emulation", "EmulationError", "EmulationOptions", "start"]
@@ -51,11 +52,11 @@ class EmulationOptions:
     #: variables added to the function's environment, checked by the target's rules
     env: dict[str, str] = field(default_factory=dict)
     #: the function timeout in seconds (default: the settings', as the deployer sets it)
-    timeout: Optional[float] = None
+    timeout: float | None = None
     #: serve the chat page at /ui (a project is built with it; an artifact must have it)
     ui: bool = False
     #: where a project's artifact is built (default: its ``dist/``)
-    out_dir: Optional[Path] = None
+    out_dir: Path | None = None
 
 
 @dataclass
@@ -67,10 +68,10 @@ class Emulation:
     sha256: str
     python: str
     code_dir: Path
-    server: Any
+    server: BackgroundEmulator
     cold_start_seconds: float
     built: bool = False
-    _scratch: Optional[Path] = field(default=None, repr=False)
+    _scratch: Path | None = field(default=None, repr=False)
     #: whether the instances serve the chat page (``--ui``)
     ui: bool = False
 
@@ -108,10 +109,10 @@ class Emulation:
 def start(
     source: Path,
     target: str,
-    options: Optional[EmulationOptions] = None,
+    options: EmulationOptions | None = None,
     *,
     progress: Progress = no_progress,
-    log: Optional[Log] = None,
+    log: Log | None = None,
     **choices: Any,
 ) -> Emulation:
     """Build (for a project, into ``out_dir``, default its ``dist/``), unpack and start
@@ -133,7 +134,7 @@ def start(
         raise EmulationError(f"--target {target}: {exc.args[0]}") from None
     if options.instances < 1:
         raise EmulationError(f"--instances {options.instances}: give 1 or more")
-    project: Optional[Path] = None
+    project: Path | None = None
     built = False
     try:
         if source.is_dir():
@@ -149,7 +150,9 @@ def start(
             raise EmulationError(f"{source}: no such project directory or artifact zip")
         manifest = read_manifest(artifact)
         if manifest.get("target") != spec.name:
-            raise EmulationError(f"{artifact} was built for {manifest.get('target')!r}, not {spec.name!r}; emulate it with --target {manifest.get('target')}")
+            raise EmulationError(
+                f"{artifact} was built for {manifest.get('target')!r}, not {spec.name!r}; emulate it with --target {manifest.get('target')}"
+            )
         if options.ui and not manifest.get("ui"):
             raise EmulationError(
                 f"{artifact} was built without the chat page; rebuild it with `agentpack build --target {spec.name} --ui` "
@@ -175,19 +178,41 @@ def start(
         progress("start", f"starting {count} instance{'s' if count > 1 else ''} with Python {manifest['python']}")
         started = time.perf_counter()
         profile = spec.load("emulator")(spec)
-        server = profile.emulator(code_dir, python, settings, function_env, port=options.port, instances=count, timeout=options.timeout, log=log)
+        server = profile.emulator(
+            code_dir,
+            python,
+            settings,
+            function_env,
+            port=options.port,
+            instances=count,
+            timeout=options.timeout,
+            log=log,
+        )
         try:
             server.start()
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-            raise EmulationError(f"--port {options.port} is in use on 127.0.0.1; pass another, or --port 0 for any free one") from None
+            raise EmulationError(
+                f"--port {options.port} is in use on 127.0.0.1; pass another, or --port 0 for any free one"
+            ) from None
         cold = time.perf_counter() - started
     except BaseException as exc:
         remove_unpacked(scratch)
         if isinstance(exc, ProjectError):  # the artifact has an entry that points outside it
             raise EmulationError(str(exc)) from None
         raise
-    emulation = Emulation(spec.name, artifact, file_sha256(artifact), manifest["python"], code_dir, server, cold, built, scratch, ui=options.ui)
+    emulation = Emulation(
+        spec.name,
+        artifact,
+        file_sha256(artifact),
+        manifest["python"],
+        code_dir,
+        server,
+        cold,
+        built,
+        scratch,
+        ui=options.ui,
+    )
     progress("ready", f"{emulation.url} (cold start {cold * 1000:.0f} ms)")
     return emulation

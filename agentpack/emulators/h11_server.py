@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Awaitable, Callable, Optional
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import h11
 
@@ -26,14 +27,18 @@ class BodyTooLarge(Exception):
 class Exchange:
     """One request on a connection and the means to answer it."""
 
-    def __init__(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: h11.Request) -> None:
+    def __init__(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: h11.Request
+    ) -> None:
         self._conn = conn
         self._reader = reader
         self._writer = writer
         self.method = request.method.decode()
         self.target = request.target.decode("latin-1")
         self.headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
-        self.header_list = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in request.headers]
+        self.header_list = [
+            (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in request.headers
+        ]
         self.trailers: dict[str, str] = {}
         self.body_read = False
         self.started = False
@@ -56,12 +61,14 @@ class Exchange:
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                self.trailers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in event.headers}
+                self.trailers = {
+                    name.decode("latin-1").lower(): value.decode("latin-1") for name, value in event.headers
+                }
                 self.body_read = True
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionError("the client closed the connection mid-request")
 
-    async def body(self, limit: Optional[int] = None) -> bytes:
+    async def body(self, limit: int | None = None) -> bytes:
         """The whole request body; raises :class:`BodyTooLarge` past ``limit`` bytes."""
         parts, size = [], 0
         async for chunk in self.chunks():
@@ -84,7 +91,7 @@ class Exchange:
         self.ended = True
         await self._write(h11.EndOfMessage())
 
-    async def respond(self, status: int, body: bytes = b"", headers: Optional[list[tuple[str, str]]] = None) -> None:
+    async def respond(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> None:
         """A whole response with a Content-Length."""
         await self.start(status, [*(headers or []), ("content-length", str(len(body)))])
         await self.write(body)
@@ -95,7 +102,7 @@ class Exchange:
         self.ended = True
         self._writer.transport.abort()
 
-    async def _write(self, event: object) -> None:
+    async def _write(self, event: h11.Event) -> None:
         data = self._conn.send(event)
         if data:
             self._writer.write(data)
@@ -109,8 +116,8 @@ class H11Server:
         self.handler = handler
         self.host = host
         self.port = port
-        self._server: Optional[asyncio.AbstractServer] = None
-        self._connections: set[asyncio.Task] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve_connection, self.host, self.port)

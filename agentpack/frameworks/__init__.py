@@ -62,7 +62,8 @@ def get_framework(name: str) -> Framework:
             f"framework={name!r} needs the {needed[1]} extra, which is not installed: pip install 'agentpack[{needed[1]}]'"
         )
     module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)()
+    framework: Framework = getattr(importlib.import_module(module_name), attr)()
+    return framework
 
 
 __all__ = ["FRAMEWORKS", "PLANNED", "REQUIRES", "Framework", "FrameworkNotAvailable", "get_framework"]

@@ -19,8 +19,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional
+from typing import Any
 
 from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, MessageType, new_id
@@ -45,23 +46,23 @@ class Msg:
     name: str
     content: Any
     role: str
-    metadata: Optional[dict[str, Any]] = None
+    metadata: dict[str, Any] | None = None
     id: str = field(default_factory=lambda: new_id("msg"))
     timestamp: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
-    usage: Optional[dict[str, Any]] = None
+    usage: dict[str, Any] | None = None
 
-    def get_text_content(self) -> Optional[str]:
+    def get_text_content(self) -> str | None:
         if isinstance(self.content, str):
             return self.content
         texts = [b.get("text", "") for b in self.content or [] if _get(b, "type") == "text"]
         return "\n".join(texts) if texts else None
 
-    def get_content_blocks(self, block_type: Optional[str] = None) -> list[dict[str, Any]]:
+    def get_content_blocks(self, block_type: str | None = None) -> list[dict[str, Any]]:
         blocks = [{"type": "text", "text": self.content}] if isinstance(self.content, str) else list(self.content or [])
         return [b for b in blocks if block_type is None or _get(b, "type") == block_type]
 
 
-def _source(url: Optional[str]) -> dict[str, Any]:
+def _source(url: str | None) -> dict[str, Any]:
     """An AgentScope media ``source`` from a URL, unpacking ``data:`` URIs into base64 sources."""
     url = url or ""
     if url.startswith("data:") and ";base64," in url:
@@ -70,7 +71,7 @@ def _source(url: Optional[str]) -> dict[str, Any]:
     return {"type": "url", "url": url}
 
 
-def _url(source: Any) -> Optional[str]:
+def _url(source: Any) -> str | None:
     """The inverse of :func:`_source`: a URL or a ``data:`` URI for a media block's source."""
     if source is None:
         return None
@@ -78,7 +79,8 @@ def _url(source: Any) -> Optional[str]:
         return source
     if _get(source, "type") == "base64":
         return f"data:{_get(source, 'media_type', 'application/octet-stream')};base64,{_get(source, 'data', '')}"
-    return _get(source, "url")
+    url: str | None = _get(source, "url")
+    return url
 
 
 def _request_blocks(message: Any) -> list[dict[str, Any]]:
@@ -172,7 +174,7 @@ class AgentScopeFramework:
             msgs.append(msg_class(name=message.role, content=_request_blocks(message), role=role))
         return msgs
 
-    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncIterator[dict]:
+    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncGenerator[dict[str, Any], None]:
         """Convert the handler's ``(msg, last)`` yields, completing messages in the order they end.
 
         A message ends when it is marked ``last``.  One never marked ``last`` ends when the
@@ -204,8 +206,8 @@ class AgentScopeFramework:
                     yield event
                 del states[key]
 
-    def _finish_all(self, builder: ResponseBuilder, state: _MsgState) -> list[dict]:
-        events: list[dict] = []
+    def _finish_all(self, builder: ResponseBuilder, state: _MsgState) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for opened in state.opened:
             if not opened.completed:
                 events.extend(self._finish(builder, state, opened))
@@ -224,15 +226,17 @@ class AgentScopeFramework:
             raise TypeError(f"a framework='agentscope' handler yielded {type(item).__name__}, which has no 'content'")
         return item, False
 
-    def _open(self, builder: ResponseBuilder, state: _MsgState, msg: Any, kind: str, role: str = "assistant"):
+    def _open(
+        self, builder: ResponseBuilder, state: _MsgState, msg: Any, kind: str, role: str = "assistant"
+    ) -> tuple[OpenMessage, dict[str, Any]]:
         opened, event = builder.open_message(kind, role, dict(_get(msg, "metadata") or {}))
         state.opened.append(opened)
         return opened, event
 
-    def _update(self, builder: ResponseBuilder, state: _MsgState, msg: Any) -> list[dict]:
+    def _update(self, builder: ResponseBuilder, state: _MsgState, msg: Any) -> list[dict[str, Any]]:
         content = _get(msg, "content")
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
-        events: list[dict] = []
+        events: list[dict[str, Any]] = []
         has_call = any(_get(b, "type") in ("tool_use", "tool_result") for b in blocks)
 
         for kind, message_type in (("thinking", MessageType.REASONING), ("text", MessageType.MESSAGE)):
@@ -247,7 +251,7 @@ class AgentScopeFramework:
             if stream.msg.completed:
                 continue
             if text.startswith(stream.seen):
-                piece = text[len(stream.seen):]
+                piece = text[len(stream.seen) :]
             else:  # the text was rewritten, not extended: resend it whole; it is the new full text
                 piece = text
                 stream.item.restart()
@@ -256,7 +260,7 @@ class AgentScopeFramework:
             stream.seen = text
 
         media = [b for b in blocks if _get(b, "type") in _MEDIA]
-        for block in media[state.media_sent:]:
+        for block in media[state.media_sent :]:
             stream = state.streams.get("text")
             if stream is None:
                 opened, event = self._open(builder, state, msg, MessageType.MESSAGE)
@@ -283,7 +287,10 @@ class AgentScopeFramework:
                 if kind == "tool_use":
                     message_type, role = (MessageType.MCP_CALL if mcp else MessageType.PLUGIN_CALL), "assistant"
                 else:
-                    message_type, role = (MessageType.MCP_CALL_OUTPUT if mcp else MessageType.PLUGIN_CALL_OUTPUT), "tool"
+                    message_type, role = (
+                        (MessageType.MCP_CALL_OUTPUT if mcp else MessageType.PLUGIN_CALL_OUTPUT),
+                        "tool",
+                    )
                 opened, event = self._open(builder, state, msg, message_type, role)
                 events.append(event)
                 state.calls[call_key] = (opened, opened.new_content("data"), block)
@@ -296,8 +303,8 @@ class AgentScopeFramework:
                 opened.usage = dict(usage) if not isinstance(usage, dict) else usage
         return events
 
-    def _finish(self, builder: ResponseBuilder, state: _MsgState, opened: OpenMessage) -> list[dict]:
-        events: list[dict] = []
+    def _finish(self, builder: ResponseBuilder, state: _MsgState, opened: OpenMessage) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for call_key, (call_msg, item, block) in state.calls.items():
             if call_msg is opened:
                 data = {"call_id": _get(block, "id"), "name": _get(block, "name")}

@@ -61,8 +61,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional
+from typing import Any
 
 from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, MessageType
@@ -84,7 +85,7 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _data_uri_bytes(url: str) -> tuple[Optional[bytes], Optional[str]]:
+def _data_uri_bytes(url: str) -> tuple[bytes | None, str | None]:
     """``(bytes, media type)`` of a base64 ``data:`` URI, else ``(None, None)``."""
     if url.startswith("data:") and ";base64," in url:
         media_type, _, data = url[5:].partition(";base64,")
@@ -116,7 +117,7 @@ class _Agno:
     File: Any = None
 
     @classmethod
-    def load(cls) -> "type[_Agno]":
+    def load(cls) -> type[_Agno]:
         if not cls.loaded:
             from agno.media import Audio, File, Image, Video
             from agno.models.message import Message
@@ -139,13 +140,17 @@ def _media(agno: Any, items: list[Any]) -> dict[str, list[Any]]:
             media.setdefault("audio", []).append(audio)
         elif kind == "video" and item.video_url:
             data, media_type = _data_uri_bytes(item.video_url)
-            video = agno.Video(content=data, mime_type=media_type) if data is not None else agno.Video(url=item.video_url)
+            video = (
+                agno.Video(content=data, mime_type=media_type) if data is not None else agno.Video(url=item.video_url)
+            )
             media.setdefault("videos", []).append(video)
         elif kind == "file" and (item.file_url or item.file_data):
             source = item.file_url or item.file_data
             data, media_type = _data_uri_bytes(source)
             if data is not None:
-                media.setdefault("files", []).append(agno.File(content=data, mime_type=media_type, filename=item.filename))
+                media.setdefault("files", []).append(
+                    agno.File(content=data, mime_type=media_type, filename=item.filename)
+                )
             elif item.file_url:
                 media.setdefault("files", []).append(agno.File(url=item.file_url, filename=item.filename))
     return media
@@ -182,7 +187,9 @@ def request_to_agno(request: AgentRequest) -> list[Any]:
                 "function": {"name": data.get("name") or "", "arguments": _json_text(data.get("arguments") or "{}")},
             }
             if calling is None:
-                calling = agno.Message(role="assistant", content=None, tool_calls=[], reasoning_content="\n".join(reasoning) or None)
+                calling = agno.Message(
+                    role="assistant", content=None, tool_calls=[], reasoning_content="\n".join(reasoning) or None
+                )
                 msgs.append(calling)
                 reasoning = []
             calling.tool_calls.append(call)
@@ -190,8 +197,14 @@ def request_to_agno(request: AgentRequest) -> list[Any]:
         calling = None
         if kind in OUTPUT_TYPES:
             data = _call_data(message)
-            msgs.append(agno.Message(role="tool", tool_call_id=data.get("call_id"), tool_name=data.get("name"),
-                                     content=_json_text(data.get("output", ""))))
+            msgs.append(
+                agno.Message(
+                    role="tool",
+                    tool_call_id=data.get("call_id"),
+                    tool_name=data.get("name"),
+                    content=_json_text(data.get("output", "")),
+                )
+            )
             continue
         role = "system" if message.role == "tool" else message.role
         items = list(message.content or [])
@@ -227,16 +240,16 @@ class _Stream:
 class _State:
     """What is open: the text and reasoning of the current model call, and its messages."""
 
-    text: Optional[_Stream] = None
-    reasoning: Optional[_Stream] = None
+    text: _Stream | None = None
+    reasoning: _Stream | None = None
     call_messages: list[OpenMessage] = field(default_factory=list)  # messages of the current model call
-    call_usage: Optional[dict[str, int]] = None  # the run's usage as last reported
+    call_usage: dict[str, int] | None = None  # the run's usage as last reported
     totals: dict[str, int] = field(default_factory=dict)
     tool_names: dict[str, str] = field(default_factory=dict)  # call_id -> tool name
     answered: set[str] = field(default_factory=set)  # call ids whose output was sent
 
 
-def _event_name(item: Any) -> Optional[str]:
+def _event_name(item: Any) -> str | None:
     name = getattr(item, "event", None)
     if not isinstance(name, str):
         return None
@@ -252,7 +265,7 @@ class AgnoFramework:
     def to_msgs(self, request: AgentRequest) -> list[Any]:
         return request_to_agno(request)
 
-    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncIterator[dict]:
+    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncGenerator[dict[str, Any], None]:
         state = _State()
         async for item in items:
             name = _event_name(item)
@@ -260,14 +273,16 @@ class AgnoFramework:
                 if type(item).__name__ in ("RunOutput", "TeamRunOutput"):
                     continue  # yield_run_output=True: the run's summary, already streamed
                 hint = " (use framework='text' to stream plain strings)" if isinstance(item, str) else ""
-                raise TypeError(f"a framework='agno' handler must yield agno run events, got {type(item).__name__}{hint}")
+                raise TypeError(
+                    f"a framework='agno' handler must yield agno run events, got {type(item).__name__}{hint}"
+                )
             for event in self._on(name, item, state, builder):
                 yield event
         for event in self._close_all(state, builder):
             yield event
 
     # -- one event ---------------------------------------------------------------------------------
-    def _on(self, name: str, item: Any, state: _State, builder: ResponseBuilder) -> list[dict]:
+    def _on(self, name: str, item: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
         if name == "RunContent":
             return self._content(item, state, builder)
         if name == "ModelRequestStarted":
@@ -284,7 +299,9 @@ class AgnoFramework:
         if name == "ToolCallError":
             tool = getattr(item, "tool", None)
             result = getattr(tool, "result", None)
-            return self._tool_output(tool, result if result is not None else getattr(item, "error", None), state, builder)
+            return self._tool_output(
+                tool, result if result is not None else getattr(item, "error", None), state, builder
+            )
         if name in ("RunContentCompleted", "RunCompleted", "RunPaused"):
             return self._close_all(state, builder)
         if name == "RunError":
@@ -295,14 +312,18 @@ class AgnoFramework:
             raise AgnoRunError(f"the agno run was cancelled: {getattr(item, 'reason', None) or 'no reason given'}")
         return []
 
-    def _open(self, state: _State, builder: ResponseBuilder, kind: str, role: str = "assistant") -> tuple[OpenMessage, dict]:
+    def _open(
+        self, state: _State, builder: ResponseBuilder, kind: str, role: str = "assistant"
+    ) -> tuple[OpenMessage, dict[str, Any]]:
         msg, event = builder.open_message(kind, role)
         if role == "assistant":
             state.call_messages.append(msg)
             msg.usage = state.call_usage
         return msg, event
 
-    def _text_stream(self, state: _State, builder: ResponseBuilder, reasoning: bool, events: list[dict]) -> _Stream:
+    def _text_stream(
+        self, state: _State, builder: ResponseBuilder, reasoning: bool, events: list[dict[str, Any]]
+    ) -> _Stream:
         """The open stream of one kind, closing the other kind first (the model moved on)."""
         other = state.text if reasoning else state.reasoning
         if other is not None:
@@ -322,8 +343,8 @@ class AgnoFramework:
                 state.text = stream
         return stream
 
-    def _content(self, item: Any, state: _State, builder: ResponseBuilder) -> list[dict]:
-        events: list[dict] = []
+    def _content(self, item: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         reasoning = getattr(item, "reasoning_content", None)
         if reasoning:
             stream = self._text_stream(state, builder, True, events)
@@ -350,7 +371,7 @@ class AgnoFramework:
                 events.append(builder.delta(stream.msg, stream.msg.new_content("image"), {"image_url": url}))
         return events
 
-    def _usage(self, item: Any, state: _State) -> list[dict]:
+    def _usage(self, item: Any, state: _State) -> list[dict[str, Any]]:
         for key in ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens"):
             state.totals[key] = state.totals.get(key, 0) + int(getattr(item, key, None) or 0)
         state.call_usage = _usage(state.totals)
@@ -359,7 +380,7 @@ class AgnoFramework:
                 msg.usage = state.call_usage
         return []
 
-    def _tool_call(self, item: Any, state: _State, builder: ResponseBuilder) -> list[dict]:
+    def _tool_call(self, item: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
         tool = getattr(item, "tool", None)
         events = self._close_text(state, builder)
         call_id = getattr(tool, "tool_call_id", None) or ""
@@ -372,7 +393,7 @@ class AgnoFramework:
         events.extend(builder.complete_message(msg))
         return events
 
-    def _tool_output(self, tool: Any, result: Any, state: _State, builder: ResponseBuilder) -> list[dict]:
+    def _tool_output(self, tool: Any, result: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
         call_id = getattr(tool, "tool_call_id", None) or ""
         if call_id in state.answered:
             return []
@@ -388,15 +409,15 @@ class AgnoFramework:
 
     # -- closing -----------------------------------------------------------------------------------
     @staticmethod
-    def _close_text(state: _State, builder: ResponseBuilder) -> list[dict]:
-        events: list[dict] = []
+    def _close_text(state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for stream in (state.reasoning, state.text):
             if stream is not None and not stream.msg.completed:
                 events.extend(builder.complete_message(stream.msg))
         state.reasoning = state.text = None
         return events
 
-    def _close_all(self, state: _State, builder: ResponseBuilder) -> list[dict]:
+    def _close_all(self, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
         events = self._close_text(state, builder)
         for msg in state.call_messages:
             if not msg.completed:

@@ -64,9 +64,10 @@ import asyncio
 import binascii
 import json
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, Message, MessageType
@@ -87,20 +88,19 @@ STOP_GRACE = 2.0
 class _AutoGen:
     """The AutoGen names this module uses, imported on first use (never when agentpack is imported)."""
 
-    _loaded: Optional["_AutoGen"] = None
+    _loaded: _AutoGen | None = None
 
     def __init__(self) -> None:
         from autogen_agentchat import messages
         from autogen_agentchat.base import Response, TaskResult
-        from autogen_core import CancellationToken, FunctionCall, Image
-        from autogen_core import models
+        from autogen_core import CancellationToken, FunctionCall, Image, models
 
         self.messages, self.models = messages, models
         self.Response, self.TaskResult = Response, TaskResult
         self.CancellationToken, self.FunctionCall, self.Image = CancellationToken, FunctionCall, Image
 
     @classmethod
-    def get(cls) -> "_AutoGen":
+    def get(cls) -> _AutoGen:
         if cls._loaded is None:
             cls._loaded = cls()
         return cls._loaded
@@ -110,9 +110,9 @@ class _AutoGen:
 @dataclass
 class _Run:
     input_ids: frozenset[str] = frozenset()
-    token: Any = None
+    token: CancellationToken | None = None
 
-    def cancellation_token(self) -> "CancellationToken":
+    def cancellation_token(self) -> CancellationToken:
         if self.token is None:
             self.token = _AutoGen.get().CancellationToken()
         return self.token
@@ -122,10 +122,10 @@ class _Run:
             self.token.cancel()
 
 
-_RUN: ContextVar[Optional[_Run]] = ContextVar("agentpack_autogen_run", default=None)
+_RUN: ContextVar[_Run | None] = ContextVar("agentpack_autogen_run", default=None)
 
 
-def cancellation_token() -> "CancellationToken":
+def cancellation_token() -> CancellationToken:
     """The ``CancellationToken`` of the run being handled: pass it to ``run_stream`` so that a stop
     cancels what AutoGen runs for it (tool calls, model calls, a team's participants)."""
     run = _RUN.get()
@@ -139,33 +139,34 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _image(ag: _AutoGen, url: Optional[str], message_id: str) -> Any:
+def _image(ag: _AutoGen, url: str | None, message_id: str) -> Any:
     """An ``autogen_core.Image`` for a ``data:`` URI, else a text line naming the image."""
     if url and url.startswith("data:") and ";base64," in url:
         try:
             return ag.Image.from_base64(url.partition(";base64,")[2])
         except (ValueError, OSError, binascii.Error) as exc:
-            raise ValueError(f"input message {message_id!r}: its image is not a base64 image AutoGen can decode ({exc})") from exc
+            raise ValueError(
+                f"input message {message_id!r}: its image is not a base64 image AutoGen can decode ({exc})"
+            ) from exc
     return f"[image: {url}]"
 
 
 def _parts(ag: _AutoGen, message: Message) -> list[Any]:
     parts: list[Any] = []
     for item in message.content or []:
-        kind = item.type
-        if kind == "text":
+        if item.type == "text":
             parts.append(item.text or "")
-        elif kind == "image":
+        elif item.type == "image":
             parts.append(_image(ag, item.image_url, message.id))
-        elif kind == "audio":
+        elif item.type == "audio":
             parts.append(f"[audio: {item.data}]")
-        elif kind == "video":
+        elif item.type == "video":
             parts.append(f"[video: {item.video_url}]")
-        elif kind == "file":
+        elif item.type == "file":
             parts.append(f"[file: {item.filename or item.file_url or item.file_id}]")
-        elif kind == "data":
+        elif item.type == "data":
             parts.append(_json_text(item.data))
-        elif kind == "refusal":
+        elif item.type == "refusal":
             parts.append(item.refusal or "")
     return parts
 
@@ -187,20 +188,24 @@ def _summary(calls: list[Any], results: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def to_autogen_messages(messages: list[Message]) -> list["BaseChatMessage"]:
+def to_autogen_messages(messages: list[Message]) -> list[BaseChatMessage]:
     """Agent API messages -> AgentChat chat messages (the ``msgs`` of a ``framework="autogen"`` handler)."""
     ag = _AutoGen.get()
     out: list[Any] = []
     calls: list[Any] = []
     results: list[Any] = []
-    first_id: Optional[str] = None
+    first_id: str | None = None
 
     def flush() -> None:
         nonlocal first_id
         if calls or results:
             out.append(
                 ag.messages.ToolCallSummaryMessage(
-                    id=first_id, source="assistant", content=_summary(calls, results), tool_calls=list(calls), results=list(results)
+                    id=first_id,
+                    source="assistant",
+                    content=_summary(calls, results),
+                    tool_calls=list(calls),
+                    results=list(results),
                 )
             )
         calls.clear()
@@ -292,7 +297,7 @@ class _ThinkSplitter:
             if at >= 0:
                 if at:
                     pieces.append(("reasoning" if self.thinking else "text", text[:at]))
-                text = text[at + len(tag):]
+                text = text[at + len(tag) :]
                 self.thinking = not self.thinking
                 continue
             keep = next((n for n in range(min(len(tag) - 1, len(text)), 0, -1) if tag.startswith(text[-n:])), 0)
@@ -314,7 +319,7 @@ class _Stream:
 
     source: str
     splitter: _ThinkSplitter = field(default_factory=_ThinkSplitter)
-    segment: Optional[tuple[str, OpenMessage, OpenContent]] = None
+    segment: tuple[str, OpenMessage, OpenContent] | None = None
     opened: list[OpenMessage] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
 
@@ -327,7 +332,7 @@ class _Failed:
 _END = object()
 
 
-def _usage(usage: Any) -> Optional[dict[str, Any]]:
+def _usage(usage: Any) -> dict[str, Any] | None:
     if usage is None:
         return None
     prompt, completion = getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
@@ -340,12 +345,12 @@ class AutoGenFramework:
     async def prepare(self) -> None:
         _AutoGen.get()
 
-    def to_msgs(self, request: AgentRequest) -> list["BaseChatMessage"]:
+    def to_msgs(self, request: AgentRequest) -> list[BaseChatMessage]:
         msgs = to_autogen_messages(request.input)
         _RUN.set(_Run(input_ids=frozenset(m.id for m in request.input)))
         return msgs
 
-    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncIterator[dict]:
+    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncGenerator[dict[str, Any], None]:
         run = _RUN.get()
         if run is None:
             run = _Run()
@@ -372,7 +377,7 @@ class AutoGenFramework:
                 await self._stop(worker, run)
 
     @staticmethod
-    async def _feed(items: AsyncIterator[Any], queue: "asyncio.Queue[Any]") -> None:
+    async def _feed(items: AsyncIterator[Any], queue: asyncio.Queue[Any]) -> None:
         end: Any = _END
         try:
             async for item in items:
@@ -385,7 +390,7 @@ class AutoGenFramework:
             queue.put_nowait(end)
 
     @staticmethod
-    async def _stop(worker: "asyncio.Task[None]", run: _Run) -> None:
+    async def _stop(worker: asyncio.Task[None], run: _Run) -> None:
         """Cancel what AutoGen runs for the handler (through the token), then the handler itself."""
         run.cancel()
         for _ in range(2):
@@ -409,10 +414,10 @@ class _Converter:
         self.items = 0  # items seen since the last TaskResult
 
     # -- dispatch ------------------------------------------------------------------------------
-    def convert(self, item: Any) -> list[dict]:
+    def convert(self, item: Any) -> list[dict[str, Any]]:
         ag = self.ag
         if isinstance(item, ag.TaskResult):
-            events: list[dict] = []
+            events: list[dict[str, Any]] = []
             if not self.items:  # a TaskResult on its own (``return await agent.run(...)``): its messages are the output
                 for message in item.messages:
                     events.extend(self._convert(message))
@@ -423,7 +428,7 @@ class _Converter:
         self.items += 1
         return self._convert(item)
 
-    def _convert(self, item: Any) -> list[dict]:
+    def _convert(self, item: Any) -> list[dict[str, Any]]:
         ag = self.ag
         messages = ag.messages
         if isinstance(item, ag.Response):
@@ -451,10 +456,10 @@ class _Converter:
         )
 
     # -- streamed model output -----------------------------------------------------------------
-    def _open(self, kind: str, source: str, role: str = "assistant") -> tuple[OpenMessage, dict]:
+    def _open(self, kind: str, source: str, role: str = "assistant") -> tuple[OpenMessage, dict[str, Any]]:
         return self.builder.open_message(kind, role, {"source": source})
 
-    def _chunk(self, event: Any) -> list[dict]:
+    def _chunk(self, event: Any) -> list[dict[str, Any]]:
         key = event.full_message_id or ("source", event.source)
         stream = self.streams.get(key)
         if stream is None:
@@ -462,12 +467,14 @@ class _Converter:
             self.streamed.add(key)
         return self._pieces(stream, stream.splitter.feed(event.content or ""))
 
-    def _pieces(self, stream: _Stream, pieces: list[tuple[str, str]]) -> list[dict]:
-        events: list[dict] = []
+    def _pieces(self, stream: _Stream, pieces: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for kind, text in pieces:
             if stream.segment is None or stream.segment[0] != kind:
                 events.extend(self._close_segment(stream))
-                opened, started = self._open(MessageType.REASONING if kind == "reasoning" else MessageType.MESSAGE, stream.source)
+                opened, started = self._open(
+                    MessageType.REASONING if kind == "reasoning" else MessageType.MESSAGE, stream.source
+                )
                 stream.opened.append(opened)
                 events.append(started)
                 stream.segment = (kind, opened, opened.new_content("text"))
@@ -477,14 +484,14 @@ class _Converter:
             events.append(self.builder.delta(opened, content, {"text": text}))
         return events
 
-    def _close_segment(self, stream: _Stream) -> list[dict]:
+    def _close_segment(self, stream: _Stream) -> list[dict[str, Any]]:
         if stream.segment is None:
             return []
         _, opened, _ = stream.segment
         stream.segment = None
         return self.builder.complete_message(opened)
 
-    def _finish(self, key: Any, usage: Optional[dict[str, Any]] = None) -> list[dict]:
+    def _finish(self, key: Any, usage: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         stream = self.streams.pop(key)
         events = self._pieces(stream, stream.splitter.flush())
         for opened in stream.opened:
@@ -494,30 +501,34 @@ class _Converter:
                 events.extend(self.builder.complete_message(opened))
         return events
 
-    def finish_all(self) -> list[dict]:
-        events: list[dict] = []
+    def finish_all(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for key in list(self.streams):
             events.extend(self._finish(key))
         return events
 
-    def _finish_source(self, source: str, usage: Optional[dict[str, Any]]) -> list[dict]:
-        events: list[dict] = []
+    def _finish_source(self, source: str, usage: dict[str, Any] | None) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for key, stream in list(self.streams.items()):
             if stream.source == source:
                 events.extend(self._finish(key, usage))
         return events
 
-    def _thought(self, event: Any) -> list[dict]:
+    def _thought(self, event: Any) -> list[dict[str, Any]]:
         stream = self.streams.get(event.id)
         if event.id in self.streamed:  # streamed already (as <think> reasoning, or text before tool calls)
             if stream is not None and stream.segment is not None and stream.segment[0] == "reasoning":
                 return self._close_segment(stream)
             return []
         opened, started = self._open(MessageType.REASONING, event.source)
-        return [started, self.builder.complete_content(opened, opened.new_content("text"), {"text": event.content}), *self.builder.complete_message(opened)]
+        return [
+            started,
+            self.builder.complete_content(opened, opened.new_content("text"), {"text": event.content}),
+            *self.builder.complete_message(opened),
+        ]
 
     # -- tool calls ----------------------------------------------------------------------------
-    def _calls(self, event: Any) -> list[dict]:
+    def _calls(self, event: Any) -> list[dict[str, Any]]:
         usage = _usage(event.models_usage)
         events = self._finish_source(event.source, usage)  # what the model said before its calls is final
         for call in event.content:
@@ -528,25 +539,32 @@ class _Converter:
             events += self.builder.complete_message(opened)
         return events
 
-    def _results(self, event: Any) -> list[dict]:
-        events: list[dict] = []
+    def _results(self, event: Any) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for result in event.content:
             opened, started = self._open(MessageType.PLUGIN_CALL_OUTPUT, event.source, "tool")
-            data = {"call_id": result.call_id, "name": result.name, "output": result.content, "is_error": bool(result.is_error)}
+            data = {
+                "call_id": result.call_id,
+                "name": result.name,
+                "output": result.content,
+                "is_error": bool(result.is_error),
+            }
             events += [started, self.builder.complete_content(opened, opened.new_content("data"), {"data": data})]
             events += self.builder.complete_message(opened)
         return events
 
     # -- chat messages -------------------------------------------------------------------------
-    def _chat_message(self, message: Any) -> list[dict]:
+    def _chat_message(self, message: Any) -> list[dict[str, Any]]:
         usage = _usage(message.models_usage)
         if message.id in self.streamed and message.id not in self.streams:
             return []  # its text was streamed, and that message is already complete
         key = self._streamed_as(message)
         if key is not None:
             return self._finish(key, usage)
-        events: list[dict] = []
-        parts = message.content if isinstance(message, self.ag.messages.MultiModalMessage) else [message.to_model_text()]
+        events: list[dict[str, Any]] = []
+        parts = (
+            message.content if isinstance(message, self.ag.messages.MultiModalMessage) else [message.to_model_text()]
+        )
         opened, started = self._open(MessageType.MESSAGE, message.source)
         opened.usage = usage
         events.append(started)
@@ -554,7 +572,9 @@ class _Converter:
             if isinstance(part, str):
                 events.append(self.builder.complete_content(opened, opened.new_content("text"), {"text": part}))
             else:
-                events.append(self.builder.complete_content(opened, opened.new_content("image"), {"image_url": part.data_uri}))
+                events.append(
+                    self.builder.complete_content(opened, opened.new_content("image"), {"image_url": part.data_uri})
+                )
         return events + self.builder.complete_message(opened)
 
     def _streamed_as(self, message: Any) -> Any:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Protocol
 
 from agentpack.protocol.events import ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest
@@ -24,4 +25,6 @@ class Framework(Protocol):
 
     def to_msgs(self, request: AgentRequest) -> Any: ...
 
-    def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncIterator[dict]: ...
+    def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncGenerator[dict[str, Any], None]:
+        """Must be an async generator: the runner closes it (``aclose``) when the run ends early."""
+        ...

@@ -49,8 +49,9 @@ which Python cannot interrupt; its result is then discarded.)
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, Message, MessageType
@@ -74,7 +75,7 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _split_data_uri(url: Optional[str]) -> Optional[tuple[str, str]]:
+def _split_data_uri(url: str | None) -> tuple[str, str] | None:
     """``(mime_type, base64)`` of a ``data:…;base64,…`` URI, else ``None``."""
     if url and url.startswith("data:") and ";base64," in url:
         mime, _, data = url[5:].partition(";base64,")
@@ -83,7 +84,7 @@ def _split_data_uri(url: Optional[str]) -> Optional[tuple[str, str]]:
 
 
 # -- request -> msgs --------------------------------------------------------------------------
-def _media_block(kind: str, url: Optional[str], mime: Optional[str] = None, **extra: Any) -> dict[str, Any]:
+def _media_block(kind: str, url: str | None, mime: str | None = None, **extra: Any) -> dict[str, Any]:
     block: dict[str, Any] = {"type": kind}
     inline = _split_data_uri(url)
     if inline is not None:
@@ -100,18 +101,17 @@ def _content_blocks(message: Message) -> list[Any]:
     """LangChain content blocks of one request message (standard blocks for media)."""
     blocks: list[Any] = []
     for item in message.content or []:
-        kind = item.type
-        if kind == "text":
+        if item.type == "text":
             blocks.append({"type": "text", "text": item.text or ""})
-        elif kind == "image":
+        elif item.type == "image":
             blocks.append(_media_block("image", item.image_url))
-        elif kind == "audio":
+        elif item.type == "audio":
             fmt = item.format
             mime = fmt if fmt and "/" in fmt else (f"audio/{fmt}" if fmt else None)
             blocks.append(_media_block("audio", item.data, mime))
-        elif kind == "video":
+        elif item.type == "video":
             blocks.append(_media_block("video", item.video_url))
-        elif kind == "file":
+        elif item.type == "file":
             if item.file_id and not (item.file_data or item.file_url):
                 block: dict[str, Any] = {"type": "file", "file_id": item.file_id}
             else:
@@ -119,9 +119,9 @@ def _content_blocks(message: Message) -> list[Any]:
             if item.filename:
                 block["extras"] = {"filename": item.filename}
             blocks.append(block)
-        elif kind == "data":
+        elif item.type == "data":
             blocks.append({"type": "text", "text": _json_text(item.data)})
-        elif kind == "refusal":
+        elif item.type == "refusal":
             blocks.append({"type": "text", "text": item.refusal or ""})
     return blocks
 
@@ -157,7 +157,7 @@ def _tool_call(data: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
     return False, {"name": name, "args": _json_text(raw), "id": call_id, "error": error, "type": "invalid_tool_call"}
 
 
-def to_langchain_messages(messages: list[Message]) -> list["BaseMessage"]:
+def to_langchain_messages(messages: list[Message]) -> list[BaseMessage]:
     """Agent API messages -> LangChain messages (the ``msgs`` of a ``framework="langgraph"`` handler)."""
     lc = _lc()
     out: list[Any] = []
@@ -207,7 +207,7 @@ def to_langchain_messages(messages: list[Message]) -> list["BaseMessage"]:
     return out
 
 
-def _unanswered_call(out: list[Any]) -> Optional[str]:
+def _unanswered_call(out: list[Any]) -> str | None:
     """The id of the latest tool call no ToolMessage has answered yet."""
     lc = _lc()
     answered = {m.tool_call_id for m in out if isinstance(m, lc.ToolMessage)}
@@ -215,7 +215,8 @@ def _unanswered_call(out: list[Any]) -> Optional[str]:
         if isinstance(message, lc.AIMessage):
             for call in reversed(message.tool_calls):
                 if call.get("id") and call["id"] not in answered:
-                    return call["id"]
+                    call_id: str = call["id"]
+                    return call_id
             return None
     return None
 
@@ -227,7 +228,7 @@ class _Call:
 
     msg: OpenMessage
     item: OpenContent
-    call_id: Optional[str] = None
+    call_id: str | None = None
     name: str = ""
     arguments: str = ""
 
@@ -241,23 +242,23 @@ class _Model:
 
     born: int
     touched: int
-    where: Optional[tuple[tuple[str, ...], int]]  # (graph namespace, step) when the metadata says
+    where: tuple[tuple[str, ...], int] | None  # (graph namespace, step) when the metadata says
     metadata: dict[str, Any]
-    segment: Optional[tuple[str, OpenMessage, OpenContent]] = None  # the text or reasoning being streamed
+    segment: tuple[str, OpenMessage, OpenContent] | None = None  # the text or reasoning being streamed
     calls: dict[Any, _Call] = field(default_factory=dict)
     last_call: Any = None
     opened: list[OpenMessage] = field(default_factory=list)
-    usage: Optional[dict[str, Any]] = None
+    usage: dict[str, Any] | None = None
 
 
-def _where(metadata: Optional[dict[str, Any]]) -> Optional[tuple[tuple[str, ...], int]]:
+def _where(metadata: dict[str, Any] | None) -> tuple[tuple[str, ...], int] | None:
     if not metadata or "langgraph_step" not in metadata:
         return None
     ns = str(metadata.get("langgraph_checkpoint_ns") or "")
     return tuple(ns.split("|")[:-1]), int(metadata["langgraph_step"])
 
 
-def _usage(usage: Any) -> Optional[dict[str, Any]]:
+def _usage(usage: Any) -> dict[str, Any] | None:
     if not usage:
         return None
     usage = dict(usage)
@@ -268,7 +269,9 @@ def _tool_output(content: Any) -> str:
     """A ToolMessage's content as text: text blocks joined, anything else as JSON."""
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and all(isinstance(b, str) or (isinstance(b, dict) and b.get("type") == "text") for b in content):
+    if isinstance(content, list) and all(
+        isinstance(b, str) or (isinstance(b, dict) and b.get("type") == "text") for b in content
+    ):
         return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content)
     return _json_text(content)
 
@@ -307,7 +310,7 @@ def _pieces(message: Any) -> list[tuple[str, Any]]:
     return pieces
 
 
-def _unwrap(item: Any) -> Optional[tuple[Any, Optional[dict[str, Any]], bool]]:
+def _unwrap(item: Any) -> tuple[Any, dict[str, Any] | None, bool] | None:
     """``(message, metadata, is_last)`` of one yielded item, or ``None`` for another stream mode's data."""
     lc = _lc()
     if isinstance(item, lc.BaseMessage):
@@ -341,10 +344,10 @@ class LangGraphFramework:
     async def prepare(self) -> None:
         _lc()
 
-    def to_msgs(self, request: AgentRequest) -> list["BaseMessage"]:
+    def to_msgs(self, request: AgentRequest) -> list[BaseMessage]:
         return to_langchain_messages(request.input)
 
-    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncIterator[dict]:
+    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncGenerator[dict[str, Any], None]:
         lc = _lc()
         models: dict[Any, _Model] = {}  # open model messages by id, in the order they began
         finished: set[Any] = set()  # ids of model messages already completed
@@ -365,7 +368,9 @@ class LangGraphFramework:
             if isinstance(message, lc.AIMessage):  # AIMessageChunk included
                 model = models.get(key)
                 if model is None:
-                    model = models[key] = _Model(born=tick, touched=tick, where=where, metadata=self._metadata(message, metadata))
+                    model = models[key] = _Model(
+                        born=tick, touched=tick, where=where, metadata=self._metadata(message, metadata)
+                    )
                 model.touched = tick
                 if chunk or not (model.segment or model.calls):
                     for event in self._update(builder, model, message, chunk):
@@ -390,7 +395,7 @@ class LangGraphFramework:
 
     # -- model messages ----------------------------------------------------------------------
     @staticmethod
-    def _metadata(message: Any, metadata: Optional[dict[str, Any]]) -> dict[str, Any]:
+    def _metadata(message: Any, metadata: dict[str, Any] | None) -> dict[str, Any]:
         """The output message's metadata: the graph node that produced it, and the agent's name
         when the message carries one (multi-agent graphs)."""
         out: dict[str, Any] = {}
@@ -400,14 +405,16 @@ class LangGraphFramework:
             out["name"] = message.name
         return out
 
-    def _end_others(self, builder: ResponseBuilder, models: dict[Any, _Model], key: Any, where: Any, tick: int) -> list[dict]:
+    def _end_others(
+        self, builder: ResponseBuilder, models: dict[Any, _Model], key: Any, where: Any, tick: int
+    ) -> list[dict[str, Any]]:
         """Complete the model messages this item shows to be over.
 
         With LangGraph's metadata: those of an earlier step of the same graph (a step begins only
         when every node of the previous one has finished).  Without it: all others, as the items of
         one model call arrive together.
         """
-        events: list[dict] = []
+        events: list[dict[str, Any]] = []
         for other_key, other in list(models.items()):
             if other_key == key:
                 continue
@@ -419,22 +426,24 @@ class LangGraphFramework:
                 events.extend(self._finish(builder, models.pop(other_key)))
         return events
 
-    def _open(self, builder: ResponseBuilder, model: _Model, kind: str, role: str = "assistant") -> tuple[OpenMessage, dict]:
+    def _open(
+        self, builder: ResponseBuilder, model: _Model, kind: str, role: str = "assistant"
+    ) -> tuple[OpenMessage, dict[str, Any]]:
         opened, event = builder.open_message(kind, role, dict(model.metadata))
         model.opened.append(opened)
         if model.usage:
             opened.usage = model.usage
         return opened, event
 
-    def _close_segment(self, builder: ResponseBuilder, model: _Model) -> list[dict]:
+    def _close_segment(self, builder: ResponseBuilder, model: _Model) -> list[dict[str, Any]]:
         if model.segment is None:
             return []
         _, opened, _ = model.segment
         model.segment = None
         return builder.complete_message(opened) if not opened.completed else []
 
-    def _update(self, builder: ResponseBuilder, model: _Model, message: Any, chunk: bool) -> list[dict]:
-        events: list[dict] = []
+    def _update(self, builder: ResponseBuilder, model: _Model, message: Any, chunk: bool) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for kind, value in _pieces(message):
             if kind == "image":
                 if model.segment is None or model.segment[0] != "text":
@@ -447,7 +456,9 @@ class LangGraphFramework:
                 continue
             if model.segment is None or model.segment[0] != kind:
                 events.extend(self._close_segment(builder, model))
-                opened, event = self._open(builder, model, MessageType.REASONING if kind == "reasoning" else MessageType.MESSAGE)
+                opened, event = self._open(
+                    builder, model, MessageType.REASONING if kind == "reasoning" else MessageType.MESSAGE
+                )
                 events.append(event)
                 model.segment = (kind, opened, opened.new_content("text"))
             _, opened, content = model.segment
@@ -457,12 +468,32 @@ class LangGraphFramework:
             for piece in message.tool_call_chunks or []:
                 index = piece.get("index")
                 call_key = index if index is not None else (piece.get("id") or model.last_call or 0)
-                events.extend(self._call(builder, model, call_key, piece.get("id"), piece.get("name"), piece.get("args") or ""))
+                events.extend(
+                    self._call(builder, model, call_key, piece.get("id"), piece.get("name"), piece.get("args") or "")
+                )
         else:
             for call in message.tool_calls or []:
-                events.extend(self._call(builder, model, call.get("id") or len(model.calls), call.get("id"), call.get("name"), _json_text(call.get("args") or {})))
+                events.extend(
+                    self._call(
+                        builder,
+                        model,
+                        call.get("id") or len(model.calls),
+                        call.get("id"),
+                        call.get("name"),
+                        _json_text(call.get("args") or {}),
+                    )
+                )
             for call in message.invalid_tool_calls or []:
-                events.extend(self._call(builder, model, call.get("id") or len(model.calls), call.get("id"), call.get("name"), call.get("args") or ""))
+                events.extend(
+                    self._call(
+                        builder,
+                        model,
+                        call.get("id") or len(model.calls),
+                        call.get("id"),
+                        call.get("name"),
+                        call.get("args") or "",
+                    )
+                )
 
         usage = message.usage_metadata
         if usage:
@@ -472,8 +503,10 @@ class LangGraphFramework:
                     opened.usage = model.usage
         return events
 
-    def _call(self, builder: ResponseBuilder, model: _Model, call_key: Any, call_id: Any, name: Any, args: str) -> list[dict]:
-        events: list[dict] = []
+    def _call(
+        self, builder: ResponseBuilder, model: _Model, call_key: Any, call_id: Any, name: Any, args: str
+    ) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         call = model.calls.get(call_key)
         if call is None:
             events.extend(self._close_segment(builder, model))  # the model moved on from its text
@@ -487,7 +520,7 @@ class LangGraphFramework:
         events.append(builder.delta(call.msg, call.item, {"data": call.data()}))
         return events
 
-    def _finish(self, builder: ResponseBuilder, model: _Model) -> list[dict]:
+    def _finish(self, builder: ResponseBuilder, model: _Model) -> list[dict[str, Any]]:
         events = self._close_segment(builder, model)
         for call in model.calls.values():
             if not call.msg.completed:
@@ -501,17 +534,25 @@ class LangGraphFramework:
         return events
 
     # -- other messages ----------------------------------------------------------------------
-    def _tool_output(self, builder: ResponseBuilder, message: Any, metadata: Optional[dict[str, Any]]) -> list[dict]:
-        opened, started = builder.open_message(MessageType.PLUGIN_CALL_OUTPUT, "tool", self._metadata(message, metadata))
+    def _tool_output(
+        self, builder: ResponseBuilder, message: Any, metadata: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        opened, started = builder.open_message(
+            MessageType.PLUGIN_CALL_OUTPUT, "tool", self._metadata(message, metadata)
+        )
         data = {
             "call_id": getattr(message, "tool_call_id", None),
             "name": message.name,
             "output": _tool_output(message.content),
             "is_error": getattr(message, "status", "success") == "error",
         }
-        return [started, builder.complete_content(opened, opened.new_content("data"), {"data": data}), *builder.complete_message(opened)]
+        return [
+            started,
+            builder.complete_content(opened, opened.new_content("data"), {"data": data}),
+            *builder.complete_message(opened),
+        ]
 
-    def _plain(self, builder: ResponseBuilder, message: Any, metadata: Optional[dict[str, Any]]) -> list[dict]:
+    def _plain(self, builder: ResponseBuilder, message: Any, metadata: dict[str, Any] | None) -> list[dict[str, Any]]:
         """A Human/System/ChatMessage a node produced: one whole message with that role."""
         role = {"human": "user", "user": "user", "system": "system", "ai": "assistant", "assistant": "assistant"}.get(
             str(getattr(message, "role", None) or message.type), "assistant"

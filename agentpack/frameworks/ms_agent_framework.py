@@ -66,8 +66,9 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional
+from typing import Any
 
 from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, MessageType
@@ -100,7 +101,7 @@ def _call_data(message: Any) -> dict[str, Any]:
 # -- request -> msgs ---------------------------------------------------------------------------------
 
 
-def _media_type(url: str, kind: str, fmt: Optional[str] = None, filename: Optional[str] = None) -> Optional[str]:
+def _media_type(url: str, kind: str, fmt: str | None = None, filename: str | None = None) -> str | None:
     if url.startswith("data:"):
         return None  # the URI says it
     if fmt:
@@ -129,8 +130,11 @@ def _contents(content_class: Any, items: list[Any]) -> list[Any]:
             contents.append(content_class.from_uri(item.video_url, media_type=_media_type(item.video_url, "video")))
         elif kind == "file" and (item.file_url or item.file_data):
             url = item.file_url or item.file_data
-            contents.append(content_class.from_uri(url, media_type=_media_type(url, "application", filename=item.filename),
-                                                   name=item.filename))
+            contents.append(
+                content_class.from_uri(
+                    url, media_type=_media_type(url, "application", filename=item.filename), name=item.filename
+                )
+            )
     return contents
 
 
@@ -145,7 +149,9 @@ def request_to_agent_framework(request: AgentRequest) -> list[Any]:
         if kind in CALL_TYPES:
             data = _call_data(message)
             call = Content.from_function_call(
-                data.get("call_id") or message.id, data.get("name") or "", arguments=_json_text(data.get("arguments") or "{}")
+                data.get("call_id") or message.id,
+                data.get("name") or "",
+                arguments=_json_text(data.get("arguments") or "{}"),
             )
             if calling is None:
                 calling = Message("assistant", [], message_id=message.id)
@@ -169,7 +175,7 @@ def request_to_agent_framework(request: AgentRequest) -> list[Any]:
 # -- yields -> events ----------------------------------------------------------------------------------
 
 
-def _usage(details: Any) -> Optional[dict[str, int]]:
+def _usage(details: Any) -> dict[str, int] | None:
     if not details:
         return None
     get = details.get if hasattr(details, "get") else (lambda key, default=None: getattr(details, key, default))
@@ -202,17 +208,17 @@ class _Call:
 @dataclass
 class _State:
     key: Any = None  # the current model call's message_id
-    text: Optional[_Stream] = None
-    reasoning: Optional[_Stream] = None
+    text: _Stream | None = None
+    reasoning: _Stream | None = None
     messages: list[OpenMessage] = field(default_factory=list)  # assistant messages of the current model call
     calls: dict[Any, _Call] = field(default_factory=dict)  # open tool calls of the current model call
-    last_call: Optional[_Call] = None
-    usage: Optional[dict[str, int]] = None
+    last_call: _Call | None = None
+    usage: dict[str, int] | None = None
     finishing: bool = False  # the current model call reported its finish reason
     names: dict[str, str] = field(default_factory=dict)  # call_id -> tool name, for the results
 
 
-def _tool_call_index(content: Any) -> Optional[int]:
+def _tool_call_index(content: Any) -> int | None:
     props = getattr(content, "additional_properties", None) or {}
     index = props.get("tool_call_index")
     if index is None and isinstance(props.get("openai"), dict):
@@ -231,7 +237,12 @@ def _updates(item: Any) -> list[Any]:
         if usage:
             from agent_framework import Content
 
-            parts.append(_Usage(Content.from_usage(usage_details=usage), getattr(messages[-1], "message_id", None) if messages else None))
+            parts.append(
+                _Usage(
+                    Content.from_usage(usage_details=usage),
+                    getattr(messages[-1], "message_id", None) if messages else None,
+                )
+            )
         return parts
     hint = " (use framework='text' to stream plain strings)" if isinstance(item, str) else ""
     raise TypeError(
@@ -262,7 +273,7 @@ class AgentFrameworkFramework:
     def to_msgs(self, request: AgentRequest) -> list[Any]:
         return request_to_agent_framework(request)
 
-    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncIterator[dict]:
+    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncGenerator[dict[str, Any], None]:
         state = _State()
         async for item in items:
             for update in _updates(item):
@@ -272,8 +283,8 @@ class AgentFrameworkFramework:
             yield event
 
     # -- one update --------------------------------------------------------------------------------
-    def _update(self, update: Any, state: _State, builder: ResponseBuilder) -> list[dict]:
-        events: list[dict] = []
+    def _update(self, update: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         role = getattr(update, "role", None) or "assistant"
         key = getattr(update, "message_id", None)
         contents = list(getattr(update, "contents", None) or [])
@@ -294,38 +305,53 @@ class AgentFrameworkFramework:
                 events.extend(self._function_call(content, state, builder))
             elif kind == "function_result":
                 events.extend(self._end_call(state, builder))
-                events.extend(self._output(MessageType.PLUGIN_CALL_OUTPUT, content.call_id or "", self._result(content), state, builder))
+                events.extend(
+                    self._output(
+                        MessageType.PLUGIN_CALL_OUTPUT, content.call_id or "", self._result(content), state, builder
+                    )
+                )
             elif kind == "mcp_server_tool_call":
                 events.extend(self._close_text(state, builder))
-                data = {"call_id": content.call_id or "", "name": content.tool_name or "",
-                        "arguments": _json_text(content.arguments if content.arguments is not None else {}),
-                        "server_label": content.server_name}
+                data = {
+                    "call_id": content.call_id or "",
+                    "name": content.tool_name or "",
+                    "arguments": _json_text(content.arguments if content.arguments is not None else {}),
+                    "server_label": content.server_name,
+                }
                 state.names[content.call_id or ""] = content.tool_name or ""
                 msg, started = self._open(state, builder, MessageType.MCP_CALL)
                 events.append(started)
                 events.append(builder.delta(msg, msg.new_content("data"), {"data": data}))
                 events.extend(builder.complete_message(msg))
             elif kind == "mcp_server_tool_result":
-                events.extend(self._output(MessageType.MCP_CALL_OUTPUT, content.call_id or "", content.output, state, builder))
+                events.extend(
+                    self._output(MessageType.MCP_CALL_OUTPUT, content.call_id or "", content.output, state, builder)
+                )
             elif kind == "usage":
                 events.extend(self._usage(content, state, builder))
             elif kind == "error":
                 code = f"{content.error_code}: " if content.error_code else ""
-                raise AgentFrameworkError(f"{code}{content.message or content.error_details or 'the agent reported an error'}")
+                raise AgentFrameworkError(
+                    f"{code}{content.message or content.error_details or 'the agent reported an error'}"
+                )
             elif kind in ("data", "uri") and content.uri:
                 events.extend(self._media(content, state, builder))
         if getattr(update, "finish_reason", None):
             state.finishing = True
         return events
 
-    def _open(self, state: _State, builder: ResponseBuilder, kind: str, role: str = "assistant") -> tuple[OpenMessage, dict]:
+    def _open(
+        self, state: _State, builder: ResponseBuilder, kind: str, role: str = "assistant"
+    ) -> tuple[OpenMessage, dict[str, Any]]:
         msg, event = builder.open_message(kind, role)
         if role == "assistant":
             msg.usage = state.usage
             state.messages.append(msg)
         return msg, event
 
-    def _text_stream(self, state: _State, builder: ResponseBuilder, reasoning: bool, events: list[dict]) -> _Stream:
+    def _text_stream(
+        self, state: _State, builder: ResponseBuilder, reasoning: bool, events: list[dict[str, Any]]
+    ) -> _Stream:
         if reasoning and state.text is not None:
             events.extend(builder.complete_message(state.text.msg))
             state.text = None
@@ -343,8 +369,8 @@ class AgentFrameworkFramework:
                 state.text = stream
         return stream
 
-    def _media(self, content: Any, state: _State, builder: ResponseBuilder) -> list[dict]:
-        events: list[dict] = []
+    def _media(self, content: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         stream = self._text_stream(state, builder, False, events)
         media_type = content.media_type or ""
         uri = content.uri
@@ -359,8 +385,8 @@ class AgentFrameworkFramework:
         events.append(builder.delta(stream.msg, stream.msg.new_content(kind), payload))
         return events
 
-    def _function_call(self, content: Any, state: _State, builder: ResponseBuilder) -> list[dict]:
-        events: list[dict] = []
+    def _function_call(self, content: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         call_id = content.call_id or ""
         index = _tool_call_index(content)
         call = state.calls.get(call_id) if call_id else None
@@ -403,16 +429,22 @@ class AgentFrameworkFramework:
             return content.exception
         return ""
 
-    def _output(self, kind: str, call_id: str, result: Any, state: _State, builder: ResponseBuilder) -> list[dict]:
+    def _output(
+        self, kind: str, call_id: str, result: Any, state: _State, builder: ResponseBuilder
+    ) -> list[dict[str, Any]]:
         events = self._close_text(state, builder)
         msg, started = self._open(state, builder, kind, role="tool")
         events.append(started)
-        data = {"call_id": call_id, "name": state.names.get(call_id, ""), "output": _json_text(result if result is not None else "")}
+        data = {
+            "call_id": call_id,
+            "name": state.names.get(call_id, ""),
+            "output": _json_text(result if result is not None else ""),
+        }
         events.append(builder.delta(msg, msg.new_content("data"), {"data": data}))
         events.extend(builder.complete_message(msg))
         return events
 
-    def _usage(self, content: Any, state: _State, builder: ResponseBuilder) -> list[dict]:
+    def _usage(self, content: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
         usage = _usage(getattr(content, "usage_details", None))
         if usage is None:
             return []
@@ -426,15 +458,15 @@ class AgentFrameworkFramework:
 
     # -- closing -----------------------------------------------------------------------------------
     @staticmethod
-    def _close_text(state: _State, builder: ResponseBuilder) -> list[dict]:
-        events: list[dict] = []
+    def _close_text(state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for stream in (state.reasoning, state.text):
             if stream is not None and not stream.msg.completed:
                 events.extend(builder.complete_message(stream.msg))
         state.reasoning = state.text = None
         return events
 
-    def _end_call(self, state: _State, builder: ResponseBuilder) -> list[dict]:
+    def _end_call(self, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
         """Complete everything the current model call left open."""
         events = self._close_text(state, builder)
         for call in state.calls.values():

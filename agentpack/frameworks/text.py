@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
-from agentpack.protocol.events import ResponseBuilder
+from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, Message
 
 
@@ -17,8 +18,9 @@ class TextFramework:
     def to_msgs(self, request: AgentRequest) -> list[Message]:
         return request.input
 
-    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncIterator[dict]:
-        msg = item = None
+    async def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncGenerator[dict[str, Any], None]:
+        msg: OpenMessage | None = None
+        item: OpenContent | None = None
         async for chunk in items:
             if chunk is None:
                 continue
@@ -26,12 +28,10 @@ class TextFramework:
                 chunk = chunk.decode("utf-8")
             if not isinstance(chunk, str):
                 hint = " (use framework='agentscope' for (msg, last) tuples)" if isinstance(chunk, tuple) else ""
-                raise TypeError(
-                    f"a framework='text' handler must yield str, got {type(chunk).__name__}{hint}"
-                )
+                raise TypeError(f"a framework='text' handler must yield str, got {type(chunk).__name__}{hint}")
             if not chunk:
                 continue
-            if msg is None:
+            if msg is None or item is None:
                 msg, started = builder.open_message()
                 yield started
                 item = msg.new_content("text")

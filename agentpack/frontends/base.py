@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from agentpack._aio import uncancel
 from agentpack.headers import session_headers
@@ -104,9 +105,12 @@ class ProtocolAdapter(ABC):
 def run_source(func: Any) -> RunSource:
     """The run source behind what ``add_endpoint`` was given: the app's own, or a function's."""
     if callable(getattr(func, "open_run", None)):
-        return func
+        source: RunSource = func  # the app (or anything else with open_run)
+        return source
     if not callable(func):
-        raise TypeError(f"add_endpoint() needs a function that yields Agent API events for a request, got {type(func).__name__}")
+        raise TypeError(
+            f"add_endpoint() needs a function that yields Agent API events for a request, got {type(func).__name__}"
+        )
     return FuncSource(func)
 
 
@@ -116,7 +120,9 @@ def as_event(item: Any) -> dict[str, Any]:
         return item
     value = jsonable(item)
     if not isinstance(value, dict) or "object" not in value:
-        raise TypeError(f"expected an Agent API event (a response, message or content object), got {type(item).__name__}")
+        raise TypeError(
+            f"expected an Agent API event (a response, message or content object), got {type(item).__name__}"
+        )
     return value
 
 
@@ -132,7 +138,7 @@ class FuncSource:
         self.func = func
         self._records: dict[str, MemoryRecords] = {}
 
-    async def open_run(self, request: AgentRequest, limits: Optional[RunLimits] = None) -> "FuncRun":
+    async def open_run(self, request: AgentRequest, limits: RunLimits | None = None) -> FuncRun:
         return FuncRun(self.func, fill_ids(request), limits)
 
     def records(self, namespace: str) -> MemoryRecords:
@@ -144,17 +150,17 @@ class FuncRun(StoppableRun):
     (its own, or one this run adds when the function stops short, fails, is stopped or passes a
     time limit)."""
 
-    def __init__(self, func: Callable[..., Any], request: AgentRequest, limits: Optional[RunLimits] = None) -> None:
+    def __init__(self, func: Callable[..., Any], request: AgentRequest, limits: RunLimits | None = None) -> None:
         self.func = func
         self.request = request
         self.limits = limits
-        self.task: Optional[asyncio.Task[None]] = None
-        self.final: Optional[dict[str, Any]] = None
-        self.stop_reason: Optional[str] = None
-        self.failure: Optional[tuple[str, str]] = None
+        self.task: asyncio.Task[None] | None = None
+        self.final: dict[str, Any] | None = None
+        self.stop_reason: str | None = None
+        self.failure: tuple[str, str] | None = None
         self._finishing = False
 
-    def start(self, write: Write) -> "asyncio.Task[None]":
+    def start(self, write: Write) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self._pump(write), name=f"agentpack-func-run-{self.request.session_id}")
         return self.task
 
@@ -163,7 +169,7 @@ class FuncRun(StoppableRun):
         if self.limits:
             write, watchdog = enforce_limits(self.limits, write, self.fail, self.request.session_id)
         sent = 0
-        error: Optional[BaseException] = None
+        error: BaseException | None = None
         try:
             result = self.func(self.request)
             if asyncio.iscoroutine(result):
@@ -192,7 +198,7 @@ class FuncRun(StoppableRun):
             self.final["sequence_number"] = sent
             await write(self.final)
 
-    def _terminal(self, error: Optional[BaseException]) -> dict[str, Any]:
+    def _terminal(self, error: BaseException | None) -> dict[str, Any]:
         builder = ResponseBuilder(self.request.id, self.request.session_id)
         if self.failure is not None:
             return builder.failed(*self.failure)
@@ -216,7 +222,7 @@ class Translated:
         self.run = run
         self.translate = translate
 
-    def start(self, write: Write) -> "asyncio.Task[None]":
+    def start(self, write: Write) -> asyncio.Task[None]:
         translate = self.translate
 
         async def translated(event: dict[str, Any]) -> None:
@@ -224,7 +230,8 @@ class Translated:
             if frames:
                 await write(frames)
 
-        return self.run.start(translated)
+        task: asyncio.Task[None] = self.run.start(translated)
+        return task
 
     def stop(self, reason: str = CANCELLED_BY_SERVER) -> None:
         self.run.stop(reason)
@@ -253,7 +260,7 @@ def run_headers(run: Any) -> dict[str, str]:
     return session_headers(run.request.session_id, run.request.user_id)
 
 
-def stream(run: Any, translate: Translate, headers: Optional[dict[str, str]] = None) -> StreamResponse:
+def stream(run: Any, translate: Translate, headers: dict[str, str] | None = None) -> StreamResponse:
     """The run as a stream of the protocol's frames: disconnects stop it, pings keep proxies
     open, a server shutdown ends it with its terminal frames."""
     return StreamResponse(Translated(run, translate), headers={**run_headers(run), **(headers or {})})

@@ -21,10 +21,11 @@ from __future__ import annotations
 import enum
 import logging
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
-from agentpack.protocol.status import RunState
+from agentpack.protocol.status import RunState as RunState  # re-exported: agentpack.interrupt names it
 
 if TYPE_CHECKING:
     from agentpack.interrupt.records import Records
@@ -63,7 +64,7 @@ def _part(value: str) -> str:
     return quote(value, safe="")
 
 
-def session_key(user_id: Optional[str], session_id: Optional[str]) -> str:
+def session_key(user_id: str | None, session_id: str | None) -> str:
     """The key of a session: its user and session ids, each percent-encoded (UTF-8), joined by ``:``.
 
     ``user_id`` defaults to ``session_id``, as it does for requests.  Distinct pairs never
@@ -108,17 +109,17 @@ class BaseInterruptBackend(ABC):
             except Exception:  # one listener's bug must not stop the others
                 logger.exception("reconnect listener failed")
 
-    def records(self, namespace: str) -> "Records":
+    def records(self, namespace: str) -> Records:
         """Records every process sharing this backend sees (one store per namespace); this
         process's memory unless a backend shares more (see :mod:`agentpack.interrupt.records`)."""
         from agentpack.interrupt.records import MemoryRecords
 
-        stores = self.__dict__.setdefault("_records", {})
+        stores: dict[str, Records] = self.__dict__.setdefault("_records", {})
         if namespace not in stores:
             stores[namespace] = MemoryRecords()
         return stores[namespace]
 
-    def clone(self) -> "BaseInterruptBackend":
+    def clone(self) -> BaseInterruptBackend:
         """A backend with the same settings and no connections, for another event loop
         (a Celery worker runs each job in a loop of its own).  Stateless ones return self."""
         return self
@@ -129,7 +130,7 @@ class BaseInterruptBackend(ABC):
     async def aclose(self) -> None:
         """Release connections and background tasks."""
 
-    async def problem(self) -> Optional[str]:
+    async def problem(self) -> str | None:
         """``None`` when the backend answers, else a reason naming it (used by ``/readiness``)."""
         return None
 
@@ -166,5 +167,5 @@ class BaseInterruptBackend(ABC):
         """Stop delivering notices for ``key``."""
 
     @abstractmethod
-    async def get_state(self, key: str) -> Optional[RunState]:
+    async def get_state(self, key: str) -> RunState | None:
         """``RUNNING`` while a lease is held, else the last final state, or ``None``."""

@@ -23,7 +23,7 @@ import logging
 import sys
 import uuid
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Protocol
 
 from agentpack._aio import wait_bounded
 from agentpack.interrupt.base import (
@@ -51,7 +51,7 @@ class ActiveRun:
     key: str
     run_id: str
     run: Stoppable
-    renewer: Optional[asyncio.Task] = None
+    renewer: asyncio.Task[None] | None = None
     #: set when end() begins: the renewer must not renew again
     ending: bool = False
     lease_lost: bool = False
@@ -96,8 +96,8 @@ class SessionGuard:
         self.state_seconds = state_seconds
         self.release_timeout = release_timeout
         self.runs: dict[str, ActiveRun] = {}
-        self.closing: Optional[str] = None
-        self._recovery: Optional[asyncio.Task] = None
+        self.closing: str | None = None
+        self._recovery: asyncio.Task[None] | None = None
         backend.add_reconnect_listener(self._reconnected)
 
     # -- a run's life --------------------------------------------------------------------
@@ -224,7 +224,9 @@ class SessionGuard:
             finished, _ = await wait_bounded(asyncio.gather(*(a.ended.wait() for a in runs)), timeout)
             if not finished:
                 left = [a for a in runs if not a.ended.is_set()]
-                logger.warning("%d run(s) did not end within %.0fs of shutdown; releasing their sessions", len(left), timeout)
+                logger.warning(
+                    "%d run(s) did not end within %.0fs of shutdown; releasing their sessions", len(left), timeout
+                )
                 await asyncio.gather(*(self.end(a, RunState.STOPPED) for a in left))
         if self._recovery is not None:
             self._recovery.cancel()
@@ -242,7 +244,7 @@ class SessionGuard:
         except _backend_errors() as exc:
             raise BackendUnavailable(f"{self.backend.name} is unreachable: {exc or type(exc).__name__}") from exc
 
-    async def state(self, key: str) -> Optional[RunState]:
+    async def state(self, key: str) -> RunState | None:
         if key in self.runs:
             return RunState.RUNNING
         try:

@@ -8,7 +8,6 @@ not change when a deployment moves to Redis.
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 from agentpack.interrupt.base import BaseInterruptBackend, Renewal, RunState, StopCallback
 
@@ -29,7 +28,7 @@ class LocalInterruptBackend(BaseInterruptBackend):
         self._writes = 0
 
     @staticmethod
-    def _live(entry: Optional[tuple[str, float]]) -> Optional[str]:
+    def _live(entry: tuple[str, float] | None) -> str | None:
         if entry is None or entry[1] <= time.monotonic():
             return None
         return entry[0]
@@ -58,7 +57,7 @@ class LocalInterruptBackend(BaseInterruptBackend):
         self._leases[key] = (run_id, time.monotonic() + lease_seconds)
         return Renewal.HELD if holder == run_id else Renewal.RETAKEN
 
-    def _ended_run(self, key: str) -> Optional[str]:
+    def _ended_run(self, key: str) -> str | None:
         entry = self._states.get(key)
         return entry[2] if entry is not None and entry[1] > time.monotonic() else None
 
@@ -92,7 +91,7 @@ class LocalInterruptBackend(BaseInterruptBackend):
     async def unwatch(self, key: str) -> None:
         self._watchers.pop(key, None)
 
-    async def get_state(self, key: str) -> Optional[RunState]:
+    async def get_state(self, key: str) -> RunState | None:
         if self._live(self._leases.get(key)) is not None:
             return RunState.RUNNING
         entry = self._states.get(key)

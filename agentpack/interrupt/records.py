@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 
 class Records(Protocol):
     """Text values under keys of one namespace, each with a time to live."""
 
-    async def get(self, key: str) -> Optional[str]: ...
+    async def get(self, key: str) -> str | None: ...
 
     async def put(self, key: str, value: str, ttl_seconds: float) -> None: ...
 
@@ -28,9 +28,9 @@ class MemoryRecords:
 
     def __init__(self, max_records: int = 10_000) -> None:
         self.max_records = max_records
-        self._values: "OrderedDict[str, tuple[str, float]]" = OrderedDict()
+        self._values: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
-    async def get(self, key: str) -> Optional[str]:
+    async def get(self, key: str) -> str | None:
         entry = self._values.get(key)
         if entry is None or entry[1] <= time.monotonic():
             return None
@@ -57,8 +57,9 @@ class RedisRecords:
         self._client = client
         self.prefix = prefix
 
-    async def get(self, key: str) -> Optional[str]:
-        return await self._client().get(f"{self.prefix}:{key}")
+    async def get(self, key: str) -> str | None:
+        value: str | None = await self._client().get(f"{self.prefix}:{key}")  # decode_responses: str
+        return value
 
     async def put(self, key: str, value: str, ttl_seconds: float) -> None:
         await self._client().set(f"{self.prefix}:{key}", value, px=max(1, int(ttl_seconds * 1000)))

@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from agentpack._aio import wait_bounded
@@ -95,10 +96,10 @@ class _StopListener:
         self._control = control_channel
         self._on_reconnect = on_reconnect
         self._callbacks: dict[str, StopCallback] = {}
-        self._confirmations: dict[str, asyncio.Future] = {}
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._pubsub: Any = None
-        self._task: Optional[asyncio.Task] = None
-        self._pending: set[asyncio.Task] = set()  # UNSUBSCRIBEs on their way
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()  # UNSUBSCRIBEs on their way
         self.connected = asyncio.Event()
 
     def start(self) -> None:
@@ -169,7 +170,7 @@ class _StopListener:
         While disconnected, the channel is subscribed when the connection is back.
         """
         self._callbacks[channel] = callback
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirmations[channel] = waiter
         try:
             await self._send("subscribe", channel)
@@ -199,7 +200,7 @@ class _StopListener:
             logger.debug("%s %s failed: %s", command, channel, exc)
 
 
-def _server_info(text: str) -> tuple[Optional[str], float]:
+def _server_info(text: str) -> tuple[str | None, float]:
     """``run_id`` and ``uptime_in_seconds`` from the text of ``INFO server``."""
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
     uptime = fields.get("uptime_in_seconds", "").strip()
@@ -250,12 +251,12 @@ class RedisInterruptBackend(BaseInterruptBackend):
         parts = urlsplit(url)
         self.name = f"Redis at {parts.hostname or parts.path}{':' + str(parts.port) if parts.port else ''}"
         self._redis: Any = None
-        self._listener: Optional[_StopListener] = None
+        self._listener: _StopListener | None = None
         self._scripts: dict[str, Any] = {}
-        self._server_id: Optional[str] = None
-        self._restarted_at: Optional[float] = None  # monotonic time a restart of Redis was seen to happen
+        self._server_id: str | None = None
+        self._restarted_at: float | None = None  # monotonic time a restart of Redis was seen to happen
 
-    def clone(self) -> "RedisInterruptBackend":
+    def clone(self) -> RedisInterruptBackend:
         return RedisInterruptBackend(
             self.url, self.prefix, self.connect_timeout, self.command_timeout, self.max_connections, self.pool_timeout
         )
@@ -293,7 +294,13 @@ class RedisInterruptBackend(BaseInterruptBackend):
         )
         self._scripts = {
             name: self._redis.register_script(source)
-            for name, source in (("renew", _RENEW), ("release", _RELEASE), ("stop", _STOP), ("drop", _DROP), ("state", _STATE))
+            for name, source in (
+                ("renew", _RENEW),
+                ("release", _RELEASE),
+                ("stop", _STOP),
+                ("drop", _DROP),
+                ("state", _STATE),
+            )
         }
         self._listener = _StopListener(listener_client, f"{self.prefix}:control", self.reconnected)
         self._listener.start()
@@ -322,14 +329,14 @@ class RedisInterruptBackend(BaseInterruptBackend):
             await wait_bounded(self._redis.aclose(close_connection_pool=True), self.command_timeout * 2)
             self._redis = None
 
-    async def problem(self) -> Optional[str]:
+    async def problem(self) -> str | None:
         try:
             await self._redis.ping()
         except Exception as exc:
             return f"{self.name} is unreachable: {exc or type(exc).__name__}"
         return None
 
-    def records(self, namespace: str) -> "Records":
+    def records(self, namespace: str) -> Records:
         from agentpack.interrupt.records import RedisRecords
 
         def client() -> Any:
@@ -348,7 +355,7 @@ class RedisInterruptBackend(BaseInterruptBackend):
         return f"{self.prefix}:{{{key}}}:stop"
 
     # -- after a restart -----------------------------------------------------------------
-    def _recovery_deadline(self, lease_seconds: float) -> Optional[float]:
+    def _recovery_deadline(self, lease_seconds: float) -> float | None:
         """Until when, after a restart, runs elsewhere may still be taking their leases back.
 
         A live run renews every third of the lease (and at once when its own connection
@@ -404,7 +411,8 @@ class RedisInterruptBackend(BaseInterruptBackend):
 
     async def stop_requested(self, key: str, run_id: str) -> bool:
         _, flag, _ = self._keys(key)
-        return await self._redis.get(flag) == run_id
+        stopped_run: str | None = await self._redis.get(flag)
+        return stopped_run == run_id
 
     async def watch(self, key: str, callback: StopCallback) -> None:
         assert self._listener is not None, "start() the backend first"
@@ -414,7 +422,7 @@ class RedisInterruptBackend(BaseInterruptBackend):
         if self._listener is not None:
             await self._listener.remove(self.channel(key))
 
-    async def get_state(self, key: str) -> Optional[RunState]:
+    async def get_state(self, key: str) -> RunState | None:
         lease, _, state = self._keys(key)
         value = await self._scripts["state"](keys=[lease, state])
         return RunState(value) if value else None

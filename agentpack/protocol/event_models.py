@@ -7,7 +7,7 @@ use these models to check what they receive.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,14 +22,14 @@ class _EventBase(BaseModel):
 
     sequence_number: int
     status: str
-    error: Optional[Error] = None
+    error: Error | None = None
 
 
 class ContentEvent(_EventBase):
     object: Literal["content"] = "content"
     type: str
-    index: Optional[int] = None
-    delta: Optional[bool] = None
+    index: int | None = None
+    delta: bool | None = None
     msg_id: str
 
 
@@ -38,11 +38,11 @@ class MessageEvent(_EventBase):
     id: str
     type: str
     role: str
-    content: Optional[list[dict[str, Any]]] = None
-    code: Optional[str] = None
-    message: Optional[str] = None
-    usage: Optional[dict[str, Any]] = None
-    metadata: Optional[dict[str, Any]] = None
+    content: list[dict[str, Any]] | None = None
+    code: str | None = None
+    message: str | None = None
+    usage: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class ResponseEvent(_EventBase):
@@ -51,7 +51,7 @@ class ResponseEvent(_EventBase):
     object: Literal["response"] = "response"
     id: str
     created_at: int
-    completed_at: Optional[int] = None
-    output: Optional[list[dict[str, Any]]] = None
-    usage: Optional[dict[str, Any]] = None
-    session_id: Optional[str] = None
+    completed_at: int | None = None
+    output: list[dict[str, Any]] | None = None
+    usage: dict[str, Any] | None = None
+    session_id: str | None = None

@@ -13,8 +13,9 @@ every delta would only add cost.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from agentpack.protocol.schemas import MessageType, RunStatus, new_id
 
@@ -47,7 +48,7 @@ class OpenContent:
     index: int
     type: str
     payload: dict[str, Any]
-    completed: Optional[dict[str, Any]] = None
+    completed: dict[str, Any] | None = None
     pieces: list[str] = field(default_factory=list)
 
     def restart(self) -> None:
@@ -69,7 +70,7 @@ class OpenMessage:
     type: str
     role: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    usage: Optional[dict[str, Any]] = None
+    usage: dict[str, Any] | None = None
     contents: list[OpenContent] = field(default_factory=list)
     completed: bool = False
 
@@ -131,8 +132,8 @@ class ResponseBuilder:
 
     def __init__(
         self,
-        response_id: Optional[str] = None,
-        session_id: Optional[str] = None,
+        response_id: str | None = None,
+        session_id: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.response_id = response_id or new_id("response")
@@ -141,8 +142,8 @@ class ResponseBuilder:
         self.created_at = int(clock())
         self._sequence = 0
         self.output: list[dict[str, Any]] = []
-        self.usage: Optional[dict[str, Any]] = None
-        self.terminal: Optional[dict[str, Any]] = None
+        self.usage: dict[str, Any] | None = None
+        self.terminal: dict[str, Any] | None = None
         self._open: list[OpenMessage] = []
         # messages announced to the client and not yet completed: their in_progress event, and
         # the content events sent since (folded into content only if the run is canceled)
@@ -186,9 +187,9 @@ class ResponseBuilder:
         self,
         status: str,
         *,
-        error: Optional[dict[str, str]] = None,
-        completed_at: Optional[int] = None,
-        output: Optional[list[dict[str, Any]]] = None,
+        error: dict[str, str] | None = None,
+        completed_at: int | None = None,
+        output: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         return {
             "sequence_number": None,
@@ -209,9 +210,7 @@ class ResponseBuilder:
     def in_progress(self) -> dict[str, Any]:
         return self._response(RunStatus.IN_PROGRESS)
 
-    def _terminal(
-        self, status: str, error: Optional[dict[str, str]] = None, partial: bool = False
-    ) -> dict[str, Any]:
+    def _terminal(self, status: str, error: dict[str, str] | None = None, partial: bool = False) -> dict[str, Any]:
         """The one terminal event; build it only when everything before it has been stamped.
 
         ``partial`` adds the messages the client saw start but not finish, each as it
@@ -242,7 +241,7 @@ class ResponseBuilder:
         return self._terminal(RunStatus.CANCELED, {"code": "CANCELED", "message": reason}, partial=True)
 
     # -- messages ----------------------------------------------------------------------
-    def _message(self, msg: OpenMessage, status: str, content: Optional[list]) -> dict[str, Any]:
+    def _message(self, msg: OpenMessage, status: str, content: list[dict[str, Any]] | None) -> dict[str, Any]:
         return {
             "sequence_number": None,
             "object": "message",
@@ -262,7 +261,7 @@ class ResponseBuilder:
         self,
         message_type: str = MessageType.MESSAGE,
         role: str = "assistant",
-        metadata: Optional[dict[str, Any]] = None,
+        metadata: dict[str, Any] | None = None,
     ) -> tuple[OpenMessage, dict[str, Any]]:
         """Announce a new output message; returns it and its ``in_progress`` event."""
         msg = OpenMessage(id=new_id("msg"), type=message_type, role=role, metadata=metadata or {})
@@ -270,7 +269,7 @@ class ResponseBuilder:
         return msg, self._message(msg, RunStatus.IN_PROGRESS, None)
 
     def _content(
-        self, msg: OpenMessage, item: OpenContent, status: str, delta: Optional[bool], payload: dict
+        self, msg: OpenMessage, item: OpenContent, status: str, delta: bool | None, payload: dict[str, Any]
     ) -> dict[str, Any]:
         event = {
             "sequence_number": None,
@@ -296,7 +295,7 @@ class ResponseBuilder:
         return self._content(msg, item, RunStatus.IN_PROGRESS, True, payload)
 
     def complete_content(
-        self, msg: OpenMessage, item: OpenContent, payload: Optional[dict[str, Any]] = None
+        self, msg: OpenMessage, item: OpenContent, payload: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Close a content item with its full payload (``payload`` overrides what was accumulated)."""
         if payload is not None:
@@ -314,7 +313,10 @@ class ResponseBuilder:
     def complete_message(self, msg: OpenMessage) -> list[dict[str, Any]]:
         """Close every open content of ``msg``, then ``msg`` itself; the message joins the output."""
         events = [self.complete_content(msg, c) for c in msg.contents if c.completed is None]
-        completed = self._message(msg, RunStatus.COMPLETED, [c.completed for c in msg.contents])
+        # every content is completed by now (the line above)
+        completed = self._message(
+            msg, RunStatus.COMPLETED, [c.completed for c in msg.contents if c.completed is not None]
+        )
         msg.completed = True
         self._open.remove(msg)
         events.append(completed)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Annotated, Any, Literal, Optional, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agentpack.protocol.status import RunStatus
+from agentpack.protocol.status import RunStatus as RunStatus  # re-exported: one of the schema names
 
 
 def new_id(prefix: str) -> str:
@@ -33,7 +33,11 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _describe(char: str) -> str:
-    return f"a lone surrogate (U+{ord(char):04X})" if 0xD800 <= ord(char) <= 0xDFFF else f"the control character U+{ord(char):04X}"
+    return (
+        f"a lone surrogate (U+{ord(char):04X})"
+        if 0xD800 <= ord(char) <= 0xDFFF
+        else f"the control character U+{ord(char):04X}"
+    )
 
 
 def check_id(value: str) -> str:
@@ -43,17 +47,19 @@ def check_id(value: str) -> str:
         raise ValueError(f"is {len(value)} characters long; ids may have at most {ID_MAX_LENGTH}")
     bad = _NOT_IN_IDS.search(value)
     if bad is not None:
-        raise ValueError(f"contains {_describe(bad.group())} at position {bad.start()}; remove it (ids may be any other Unicode text)")
+        raise ValueError(
+            f"contains {_describe(bad.group())} at position {bad.start()}; remove it (ids may be any other Unicode text)"
+        )
     return value
 
 
 #: A validated id (see :func:`check_id`).
 Id = Annotated[str, AfterValidator(check_id)]
 SessionId = Id
-UserId = Optional[Id]
+UserId = Id | None
 
 
-def _lone_surrogate(value: Any, path: tuple) -> Optional[tuple[tuple, str]]:
+def _lone_surrogate(value: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...], str] | None:
     """The first string under ``value`` holding a lone surrogate, with its path."""
     if isinstance(value, str):
         found = _LONE_SURROGATE.search(value)
@@ -68,9 +74,9 @@ def _lone_surrogate(value: Any, path: tuple) -> Optional[tuple[tuple, str]]:
         in_key = _LONE_SURROGATE.search(key) if isinstance(key, str) else None
         if in_key is not None:  # a key: named by where it is, since the key itself cannot be shown
             return (path, in_key.group())
-        found = _lone_surrogate(item, (*path, key))
-        if found is not None:
-            return found
+        nested = _lone_surrogate(item, (*path, key))
+        if nested is not None:
+            return nested
     return None
 
 
@@ -136,9 +142,9 @@ class Usage(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    input_tokens: Optional[int] = None
-    output_tokens: Optional[int] = None
-    details: Optional[list[dict[str, Any]]] = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    details: list[dict[str, Any]] | None = None
 
 
 _E = TypeVar("_E", bound="Event")
@@ -149,10 +155,10 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    sequence_number: Optional[int] = None
+    sequence_number: int | None = None
     object: str
-    status: Optional[str] = None
-    error: Optional[Error] = None
+    status: str | None = None
+    error: Error | None = None
 
     def created(self: _E) -> _E:
         self.status = RunStatus.Created
@@ -185,61 +191,53 @@ class Content(Event):
 
     type: str
     object: str = "content"
-    index: Optional[int] = None
-    delta: Optional[bool] = False
-    msg_id: Optional[str] = None
+    index: int | None = None
+    delta: bool | None = False
+    msg_id: str | None = None
 
 
 class TextContent(Content):
     type: Literal["text"] = "text"
-    text: Optional[str] = None
+    text: str | None = None
 
 
 class ImageContent(Content):
     type: Literal["image"] = "image"
-    image_url: Optional[str] = None
+    image_url: str | None = None
 
 
 class DataContent(Content):
     type: Literal["data"] = "data"
-    data: Optional[dict[str, Any]] = None
+    data: dict[str, Any] | None = None
 
 
 class AudioContent(Content):
     type: Literal["audio"] = "audio"
-    data: Optional[str] = None
-    format: Optional[str] = None
+    data: str | None = None
+    format: str | None = None
 
 
 class VideoContent(Content):
     type: Literal["video"] = "video"
-    video_url: Optional[str] = None
+    video_url: str | None = None
 
 
 class FileContent(Content):
     type: Literal["file"] = "file"
-    file_url: Optional[str] = None
-    file_id: Optional[str] = None
-    filename: Optional[str] = None
-    file_data: Optional[str] = None
+    file_url: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+    file_data: str | None = None
 
 
 class RefusalContent(Content):
     type: Literal["refusal"] = "refusal"
-    refusal: Optional[str] = None
+    refusal: str | None = None
 
 
 #: Any content item, told apart by its ``type``.
 AgentContent = Annotated[
-    Union[
-        TextContent,
-        ImageContent,
-        DataContent,
-        AudioContent,
-        VideoContent,
-        FileContent,
-        RefusalContent,
-    ],
+    TextContent | ImageContent | DataContent | AudioContent | VideoContent | FileContent | RefusalContent,
     Field(discriminator="type"),
 ]
 
@@ -252,11 +250,11 @@ class Message(Event):
     type: str = MessageType.MESSAGE
     status: str = RunStatus.Created
     role: AgentRole = "user"
-    content: Optional[list[AgentContent]] = Field(default_factory=list)
-    code: Optional[str] = None
-    message: Optional[str] = None
-    usage: Optional[dict[str, Any]] = None
-    metadata: Optional[dict[str, Any]] = None
+    content: list[AgentContent] | None = Field(default_factory=list)
+    code: str | None = None
+    message: str | None = None
+    usage: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -269,7 +267,7 @@ class Message(Event):
         """The message's text items joined by newlines (what most agents want as the prompt)."""
         return "\n".join(c.text for c in self.content or [] if isinstance(c, TextContent) and c.text)
 
-    def get_text_content(self) -> Optional[str]:
+    def get_text_content(self) -> str | None:
         """The first text item's text, or ``None``."""
         for item in self.content or []:
             if isinstance(item, TextContent):
@@ -290,7 +288,7 @@ class FunctionParameters(BaseModel):
 
     type: str = "object"
     properties: dict[str, Any] = Field(default_factory=dict)
-    required: Optional[list[str]] = None
+    required: list[str] | None = None
 
 
 class FunctionTool(BaseModel):
@@ -299,8 +297,8 @@ class FunctionTool(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str
-    description: Optional[str] = None
-    parameters: Optional[Union[FunctionParameters, dict[str, Any]]] = None
+    description: str | None = None
+    parameters: FunctionParameters | dict[str, Any] | None = None
 
 
 #: agentpack's earlier name of :class:`FunctionTool`.
@@ -310,32 +308,32 @@ FunctionSpec = FunctionTool
 class Tool(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    type: Optional[str] = "function"
-    function: Optional[FunctionTool] = None
+    type: str | None = "function"
+    function: FunctionTool | None = None
 
 
 class FunctionCall(BaseModel):
     """The ``data`` of a ``function_call`` / ``plugin_call`` content."""
 
-    call_id: Optional[str] = None
-    name: Optional[str] = None
-    arguments: Optional[str] = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
 
 
 class FunctionCallOutput(BaseModel):
     """The ``data`` of a ``function_call_output`` / ``plugin_call_output`` content."""
 
     call_id: str
-    name: Optional[str] = None
+    name: str | None = None
     output: str
 
 
 class McpCall(FunctionCall):
-    server_label: Optional[str] = None
+    server_label: str | None = None
 
 
 class McpCallOutput(FunctionCallOutput):
-    server_label: Optional[str] = None
+    server_label: str | None = None
 
 
 class ToolCall(BaseModel):
@@ -354,24 +352,24 @@ class BaseRequest(BaseModel):
 
     input: list[Message]
     stream: bool = True
-    id: Optional[Id] = None
+    id: Id | None = None
 
 
 class AgentRequest(BaseRequest):
     """Body of ``POST /process``.  Unknown keys are kept (protocol adapters put their own there)."""
 
-    session_id: Optional[Id] = None
-    user_id: Optional[Id] = None
-    model: Optional[str] = None
-    top_p: Optional[float] = None
-    temperature: Optional[float] = None
-    frequency_penalty: Optional[float] = None
-    presence_penalty: Optional[float] = None
-    max_tokens: Optional[int] = None
-    seed: Optional[int] = None
-    stop: Optional[Union[str, list[str]]] = None
+    session_id: Id | None = None
+    user_id: Id | None = None
+    model: str | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
     n: int = Field(default=1, ge=1, le=5)
-    tools: Optional[list[Union[Tool, dict[str, Any]]]] = None
+    tools: list[Tool | dict[str, Any]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -385,7 +383,9 @@ class AgentRequest(BaseRequest):
         if found is not None:
             path, char = found
             where = ".".join(str(part) for part in path) or "the body"
-            raise ValueError(f"{where} contains {_describe(char)}; send text as valid UTF-8 (a surrogate must be half of a pair)")
+            raise ValueError(
+                f"{where} contains {_describe(char)}; send text as valid UTF-8 (a surrogate must be half of a pair)"
+            )
         return data
 
 
@@ -394,9 +394,9 @@ class BaseResponse(Event):
     object: str = "response"
     status: str = RunStatus.Created
     created_at: int = Field(default_factory=lambda: int(time.time()))
-    completed_at: Optional[int] = None
-    output: Optional[list[Message]] = None
-    usage: Optional[dict[str, Any]] = None
+    completed_at: int | None = None
+    output: list[Message] | None = None
+    usage: dict[str, Any] | None = None
 
     @field_validator("id", mode="before")
     @classmethod
@@ -410,7 +410,7 @@ class BaseResponse(Event):
 class AgentResponse(BaseResponse):
     """A ``response`` event: the terminal one carries ``output``, the list of messages."""
 
-    session_id: Optional[str] = None
+    session_id: str | None = None
 
 
 def fill_ids(request: AgentRequest) -> AgentRequest:

@@ -49,7 +49,10 @@ def jsonable(value: Any, _depth: int = 0, strict: bool = False) -> Any:
         return f"<nested deeper than {MAX_DEPTH} levels: {type(value).__name__}>"
     depth = _depth + 1
     if isinstance(value, dict):
-        return {str(jsonable(k, depth, strict)) if not isinstance(k, str) else k: jsonable(v, depth, strict) for k, v in value.items()}
+        return {
+            str(jsonable(k, depth, strict)) if not isinstance(k, str) else k: jsonable(v, depth, strict)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [jsonable(v, depth, strict) for v in value]
     if isinstance(value, (set, frozenset)):

@@ -58,9 +58,15 @@ def _text_delta(event: dict[str, Any]) -> bytes:
     :class:`~agentpack.protocol.events.ResponseBuilder` (same keys, same order).
     """
     return (
-        'data: {"sequence_number":%d,"object":"content","status":%s,"error":null,"type":"text",'
+        'data: {"sequence_number":%d,"object":"content","status":%s,"error":null,"type":"text",'  # noqa: UP031 (a JSON template)
         '"index":%d,"delta":true,"msg_id":%s,"text":%s}\n\n'
-        % (event["sequence_number"], _dumps(event["status"]), event["index"], _dumps(event["msg_id"]), _dumps(event["text"]))
+        % (
+            event["sequence_number"],
+            _dumps(event["status"]),
+            event["index"],
+            _dumps(event["msg_id"]),
+            _dumps(event["text"]),
+        )
     ).encode("utf-8")
 
 

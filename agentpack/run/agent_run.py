@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any
 
 from agentpack._aio import uncancel
 from agentpack.protocol.events import ResponseBuilder
@@ -54,17 +55,17 @@ class RunLimits:
     """Time limits of one run, in seconds; ``None`` means no limit."""
 
     #: from the start of the run to its terminal event
-    total: Optional[float] = None
+    total: float | None = None
     #: between two events (a handler silent for longer is stuck, or waiting on something that is)
-    idle: Optional[float] = None
+    idle: float | None = None
 
     def __bool__(self) -> bool:
         return self.total is not None or self.idle is not None
 
 
 def enforce_limits(
-    limits: RunLimits, write: Write, fail: Callable[[str, str], None], name: Optional[str] = None
-) -> tuple[Write, "asyncio.Task[None]"]:
+    limits: RunLimits, write: Write, fail: Callable[[str, str], None], name: str | None = None
+) -> tuple[Write, asyncio.Task[None]]:
     """``write`` that notes when each event goes out, and the task that calls ``fail`` once a
     limit has passed (the caller cancels it when the run ends)."""
     total, idle = limits.total, limits.idle
@@ -103,9 +104,9 @@ class StoppableRun:
     terminal event): from then on nothing cancels it.
     """
 
-    task: Optional[asyncio.Task]
-    stop_reason: Optional[str]
-    failure: Optional[tuple[str, str]]
+    task: asyncio.Task[None] | None
+    stop_reason: str | None
+    failure: tuple[str, str] | None
     _finishing: bool
 
     def stop(self, reason: str = "the run was stopped") -> None:
@@ -134,7 +135,7 @@ class AgentRun(StoppableRun):
         handler: QueryHandler,
         request: AgentRequest,
         extra: dict[str, Any],
-        limits: Optional[RunLimits] = None,
+        limits: RunLimits | None = None,
     ):
         self.owner = owner
         self.handler = handler
@@ -142,14 +143,14 @@ class AgentRun(StoppableRun):
         self.extra = extra
         self.builder = ResponseBuilder(request.id, request.session_id)
         self.limits = limits
-        self.stop_reason: Optional[str] = None
+        self.stop_reason: str | None = None
         #: ``(code, message)`` when the run was ended as failed from outside (a time limit)
-        self.failure: Optional[tuple[str, str]] = None
+        self.failure: tuple[str, str] | None = None
         self.status: str = RunStatus.CREATED
-        self.task: Optional[asyncio.Task] = None
-        self.final: Optional[dict[str, Any]] = None
-        self._release: Optional[Release] = None
-        self._released: Optional[asyncio.Event] = None
+        self.task: asyncio.Task[None] | None = None
+        self.final: dict[str, Any] | None = None
+        self._release: Release | None = None
+        self._released: asyncio.Event | None = None
         #: the handler is over and the run is releasing and writing its terminal event:
         #: nothing may cancel it any more (a stop now changes nothing; the end is decided)
         self._finishing = False
@@ -172,7 +173,7 @@ class AgentRun(StoppableRun):
         finally:
             self._released.set()
 
-    def start(self, write: Write) -> asyncio.Task:
+    def start(self, write: Write) -> asyncio.Task[None]:
         """Run :meth:`pump` in a task of its own (the task ``stop()`` cancels).
 
         ``write`` raises :class:`WriteFailed` when it cannot deliver an event.
@@ -195,8 +196,8 @@ class AgentRun(StoppableRun):
         """Write created, in_progress, the handler's events and exactly one terminal event."""
         builder = self.builder
         self.status = RunStatus.IN_PROGRESS
-        error: Optional[BaseException] = None
-        watchdog: Optional[asyncio.Task] = None
+        error: BaseException | None = None
+        watchdog: asyncio.Task[None] | None = None
         if self.limits:
             write, watchdog = enforce_limits(self.limits, write, self.fail, self.request.session_id)
         try:
@@ -218,7 +219,7 @@ class AgentRun(StoppableRun):
         self.final = builder.stamp(terminal)
         await write(self.final)
 
-    async def _run_handler(self, write: Write) -> Optional[BaseException]:
+    async def _run_handler(self, write: Write) -> BaseException | None:
         framework = self.handler.framework
         builder = self.builder
         try:
@@ -240,7 +241,7 @@ class AgentRun(StoppableRun):
             return exc
         return None
 
-    def _terminal(self, error: Optional[BaseException]) -> dict[str, Any]:
+    def _terminal(self, error: BaseException | None) -> dict[str, Any]:
         if self.failure is not None:
             self.status = RunStatus.FAILED
             return self.builder.failed(*self.failure)

@@ -9,9 +9,9 @@ signature is read once at decoration time and a handler only receives what it de
 from __future__ import annotations
 
 import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from collections.abc import Iterator
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from fastapi.params import Depends
 from starlette.concurrency import iterate_in_threadpool
@@ -32,7 +32,8 @@ async def _nothing() -> AsyncIterator[Any]:
 def as_async_iterator(value: Any) -> AsyncIterator[Any]:
     """Treat a returned (async) iterator as a stream and anything else as one item."""
     if hasattr(value, "__aiter__"):
-        return value.__aiter__()
+        iterator: AsyncIterator[Any] = value.__aiter__()
+        return iterator
     if isinstance(value, Iterator):  # a generator or iterator: stream it, off the event loop
         return iterate_in_threadpool(value)
     if value is None:
@@ -52,15 +53,13 @@ class QueryHandler:
     dependencies: list[inspect.Parameter] = field(default_factory=list)
 
     @classmethod
-    def inspect(cls, func: Callable[..., Any], framework: Framework) -> "QueryHandler":
+    def inspect(cls, func: Callable[..., Any], framework: Framework) -> QueryHandler:
         signature = inspect.signature(func)
         params = list(signature.parameters.values())
         binds_self = bool(params) and params[0].name == "self"
         if binds_self:
             params = params[1:]
-        named = frozenset(
-            p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        )
+        named = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
         var_keyword = any(p.kind is p.VAR_KEYWORD for p in params)
         dependencies = [p for p in params if isinstance(p.default, Depends)]
         return cls(func, framework, binds_self, named, var_keyword, dependencies)

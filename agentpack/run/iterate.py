@@ -10,7 +10,8 @@ cancels the run, as a client leaving ``/process`` does).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Optional, Protocol
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from agentpack.protocol.schemas import AgentRequest
 from agentpack.run.agent_run import RunLimits
@@ -22,10 +23,12 @@ _END = object()
 class RunSource(Protocol):
     """Opens runs: takes the session and returns the run, ready to start."""
 
-    async def open_run(self, request: AgentRequest, limits: Optional[RunLimits] = None) -> Producer: ...
+    async def open_run(self, request: AgentRequest, limits: RunLimits | None = None) -> Producer: ...
 
 
-async def iterate_run(source: RunSource, request: AgentRequest, limits: Optional[RunLimits] = None) -> AsyncIterator[dict[str, Any]]:
+async def iterate_run(
+    source: RunSource, request: AgentRequest, limits: RunLimits | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """Open a run of ``source`` and yield its events as they are produced."""
     run = await source.open_run(request, limits)
     queue: asyncio.Queue[Any] = asyncio.Queue()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.responses import JSONResponse
 
@@ -16,7 +17,7 @@ class SafeJSONResponse(JSONResponse):
         return encode_json_bytes(content)
 
 
-def json_response(content: Any, status: int = 200, headers: Optional[Mapping[str, str]] = None) -> SafeJSONResponse:
+def json_response(content: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> SafeJSONResponse:
     return SafeJSONResponse(content, status_code=status, headers=dict(headers) if headers else None)
 
 

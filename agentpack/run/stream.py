@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import anyio
 from starlette.responses import Response
@@ -52,7 +53,7 @@ class WriteFailed(BaseException):
 class Producer(Protocol):
     """What :class:`StreamResponse` streams from."""
 
-    def start(self, write: Write) -> "asyncio.Task[None]": ...
+    def start(self, write: Write) -> asyncio.Task[None]: ...
 
     def stop(self, reason: str = ...) -> None: ...
 
@@ -61,7 +62,7 @@ class Producer(Protocol):
     async def release(self) -> None: ...
 
 
-async def settle_task(task: Optional["asyncio.Task[Any]"], already_stopped: bool, what: str) -> None:
+async def settle_task(task: asyncio.Task[Any] | None, already_stopped: bool, what: str) -> None:
     """Make sure ``task`` is over: cancel it (unless a stop already did), with a grace for
     clean-up; a task still running after that is cancelled again, then abandoned with a warning."""
     if task is None or task.done():
@@ -80,7 +81,9 @@ async def _discard(event: Any) -> None:
     pass
 
 
-async def run_to_end(producer: Producer, write: Write = _discard, cancel_reason: str = CANCELLED_BY_SERVER, keep_cancel: bool = False) -> None:
+async def run_to_end(
+    producer: Producer, write: Write = _discard, cancel_reason: str = CANCELLED_BY_SERVER, keep_cancel: bool = False
+) -> None:
     """Run ``producer`` with nobody reading live (a non-streaming answer, a background job);
     everything it writes goes to ``write``.
 
@@ -115,10 +118,10 @@ class IteratorProducer:
 
     def __init__(self, source: AsyncIterator[Any]) -> None:
         self.source = source
-        self.task: Optional[asyncio.Task[None]] = None
+        self.task: asyncio.Task[None] | None = None
         self.stopped = False
 
-    def start(self, write: Write) -> "asyncio.Task[None]":
+    def start(self, write: Write) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self._pump(write), name="agentpack-endpoint-stream")
         return self.task
 
@@ -156,7 +159,7 @@ class StreamResponse(Response):
     def __init__(
         self,
         producer: Producer,
-        headers: Optional[Mapping[str, str]] = None,
+        headers: Mapping[str, str] | None = None,
         ping_interval: float = PING_INTERVAL,
     ) -> None:
         # Not Response.__init__: with no body it would declare "content-length: 0".
@@ -197,7 +200,7 @@ class StreamResponse(Response):
         async def end_body() -> None:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-        def ended_well(task: "asyncio.Task[None]") -> bool:
+        def ended_well(task: asyncio.Task[None]) -> bool:
             return task.done() and not task.cancelled() and task.exception() is None  # retrieves it, always
 
         try:

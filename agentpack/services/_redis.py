@@ -23,11 +23,14 @@ redis (redis-py) is imported by :meth:`RedisConnection.open`, never at import ti
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from agentpack._aio import wait_bounded
 from agentpack.services.base import ServiceNotStarted, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from redis.exceptions import RedisError
 
 logger = logging.getLogger("agentpack.services")
 
@@ -53,12 +56,12 @@ def user_base(prefix: str, user_id: str) -> str:
     return f"{prefix}:{{{encode(user_id)}}}"
 
 
-def milliseconds(seconds: Optional[float]) -> int:
+def milliseconds(seconds: float | None) -> int:
     """A TTL for the scripts: milliseconds, or 0 for "never expires"."""
     return 0 if seconds is None else max(1, int(seconds * 1000))
 
 
-def check_ttl(ttl_seconds: Optional[float]) -> Optional[float]:
+def check_ttl(ttl_seconds: float | None) -> float | None:
     if ttl_seconds is not None and ttl_seconds <= 0:
         raise ValueError(f"ttl_seconds must be positive, or None for data that never expires (got {ttl_seconds!r})")
     return ttl_seconds
@@ -73,7 +76,7 @@ def text(value: Any) -> Any:
     return value
 
 
-def _server_run_id(info: Any) -> Optional[str]:
+def _server_run_id(info: Any) -> str | None:
     """``run_id`` from the reply to ``INFO server`` (text, or a dict on some clients)."""
     if isinstance(info, dict):
         value = info.get("run_id")
@@ -101,11 +104,11 @@ class RedisConnection:
         owner: str,
         url: str,
         client: Any,
-        socket_timeout: Optional[float],
-        socket_connect_timeout: Optional[float],
-        max_connections: Optional[int],
+        socket_timeout: float | None,
+        socket_connect_timeout: float | None,
+        max_connections: int | None,
         retry_on_timeout: bool,
-        health_check_interval: Optional[float],
+        health_check_interval: float | None,
         socket_keepalive: bool,
     ) -> None:
         self.owner = owner
@@ -121,10 +124,10 @@ class RedisConnection:
         self._given = client  # a client the caller made and owns: used as is, never closed here
         self._client: Any = None
         self._errors: tuple[type[BaseException], ...] = ()
-        self._timeout_error: Optional[type[BaseException]] = None
-        self._busy_error: Optional[type[BaseException]] = None
+        self._timeout_error: type[BaseException] | None = None
+        self._busy_error: type[BaseException] | None = None
         self._scripts: dict[str, Any] = {}
-        self._server_id: Optional[str] = None
+        self._server_id: str | None = None
         #: How often Redis was seen to restart (its ``run_id`` changed) while this service ran.
         self.restarts = 0
         parts = urlsplit(url)
@@ -151,21 +154,23 @@ class RedisConnection:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            retried: tuple[type[BaseException], ...] = (errors.ConnectionError,)
+            retried: tuple[type[RedisError], ...] = (errors.ConnectionError,)
             if self.retry_on_timeout:
                 retried += (errors.TimeoutError,)
-            options: dict[str, Any] = dict(
-                decode_responses=True,
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_connect_timeout,
-                socket_keepalive=self.socket_keepalive,
-                health_check_interval=self.health_check_interval or 0,
-                retry=Retry(NoBackoff(), 1, supported_errors=retried),
-                redis_connect_func=self._on_connect,
-            )
+            options: dict[str, Any] = {
+                "decode_responses": True,
+                "socket_timeout": self.socket_timeout,
+                "socket_connect_timeout": self.socket_connect_timeout,
+                "socket_keepalive": self.socket_keepalive,
+                "health_check_interval": self.health_check_interval or 0,
+                "retry": Retry(NoBackoff(), 1, supported_errors=retried),
+                "redis_connect_func": self._on_connect,
+            }
             # A bounded pool that makes a burst wait its turn: an unbounded one opens a socket per
             # concurrent command, and hundreds of connects at once time out on a loaded machine.
-            pool = aioredis.BlockingConnectionPool.from_url(self.url, max_connections=self.pool_size, timeout=POOL_WAIT, **options)
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=self.pool_size, timeout=POOL_WAIT, **options
+            )
             client = aioredis.Redis(connection_pool=pool)
         self._scripts = {name: client.register_script(source) for name, source in scripts.items()}
         self._client = client

@@ -16,7 +16,7 @@ import copy
 import json
 import logging
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.services import _redis
 from agentpack.services.base import ServiceNotStarted, ServiceWithLifecycleManager
@@ -46,9 +46,9 @@ class StateService(ServiceWithLifecycleManager):
     async def save_state(
         self,
         user_id: str,
-        state: Dict[str, Any],
-        session_id: Optional[str] = None,
-        round_id: Optional[int] = None,
+        state: dict[str, Any],
+        session_id: str | None = None,
+        round_id: int | None = None,
     ) -> int:
         """Save ``state`` in round ``round_id`` (replacing what it held), or in a new round
         after the highest one when ``round_id`` is None; return the round id used."""
@@ -57,9 +57,9 @@ class StateService(ServiceWithLifecycleManager):
     async def export_state(
         self,
         user_id: str,
-        session_id: Optional[str] = None,
-        round_id: Optional[int] = None,
-    ) -> Optional[Dict[str, Any]]:
+        session_id: str | None = None,
+        round_id: int | None = None,
+    ) -> dict[str, Any] | None:
         """The state saved in round ``round_id`` (the highest round when None), or None."""
 
 
@@ -68,7 +68,7 @@ class InMemoryStateService(StateService):
     may forget everything when it stops (:meth:`stop` clears the store)."""
 
     def __init__(self) -> None:
-        self._store: Optional[dict[tuple[str, str], dict[int, Dict[str, Any]]]] = None
+        self._store: dict[tuple[str, str], dict[int, dict[str, Any]]] | None = None
 
     async def start(self) -> None:
         if self._store is None:
@@ -80,7 +80,7 @@ class InMemoryStateService(StateService):
     async def health(self) -> bool:
         return self._store is not None
 
-    def _rounds(self, user_id: Any, session_id: Optional[str], create: bool) -> dict[int, Dict[str, Any]]:
+    def _rounds(self, user_id: Any, session_id: str | None, create: bool) -> dict[int, dict[str, Any]]:
         if self._store is None:
             raise ServiceNotStarted(type(self).__name__)
         key = (_redis.require_id(user_id, "user_id"), session_id or _DEFAULT_SESSION_ID)
@@ -89,9 +89,9 @@ class InMemoryStateService(StateService):
     async def save_state(
         self,
         user_id: str,
-        state: Dict[str, Any],
-        session_id: Optional[str] = None,
-        round_id: Optional[int] = None,
+        state: dict[str, Any],
+        session_id: str | None = None,
+        round_id: int | None = None,
     ) -> int:
         rounds = self._rounds(user_id, session_id, create=True)
         if round_id is None:
@@ -102,9 +102,9 @@ class InMemoryStateService(StateService):
     async def export_state(
         self,
         user_id: str,
-        session_id: Optional[str] = None,
-        round_id: Optional[int] = None,
-    ) -> Optional[Dict[str, Any]]:
+        session_id: str | None = None,
+        round_id: int | None = None,
+    ) -> dict[str, Any] | None:
         rounds = self._rounds(user_id, session_id, create=False)
         if not rounds:
             return None
@@ -164,13 +164,13 @@ class RedisStateService(StateService):
     def __init__(
         self,
         redis_url: str = "redis://localhost:6379/0",
-        redis_client: Optional["aioredis.Redis"] = None,
-        socket_timeout: Optional[float] = 1.0,
-        socket_connect_timeout: Optional[float] = 0.5,
-        max_connections: Optional[int] = None,
+        redis_client: aioredis.Redis | None = None,
+        socket_timeout: float | None = 1.0,
+        socket_connect_timeout: float | None = 0.5,
+        max_connections: int | None = None,
         retry_on_timeout: bool = False,
-        ttl_seconds: Optional[float] = 3600,
-        health_check_interval: Optional[float] = 30.0,
+        ttl_seconds: float | None = 3600,
+        health_check_interval: float | None = 30.0,
         socket_keepalive: bool = True,
         prefix: str = "agentpack",
     ) -> None:
@@ -189,7 +189,7 @@ class RedisStateService(StateService):
         )
 
     @property
-    def ttl_seconds(self) -> Optional[float]:
+    def ttl_seconds(self) -> float | None:
         return self._ttl_seconds
 
     @property
@@ -209,7 +209,7 @@ class RedisStateService(StateService):
         """Whether the service is started and Redis answers a PING (bounded in time)."""
         return await self._redis.healthy()
 
-    def state_key(self, user_id: str, session_id: Optional[str] = None) -> str:
+    def state_key(self, user_id: str, session_id: str | None = None) -> str:
         """The Redis key of a (user, session)'s states."""
         base = _redis.user_base(self._prefix, _redis.require_id(user_id, "user_id"))
         return f"{base}:state:{_redis.encode(session_id or _DEFAULT_SESSION_ID)}"
@@ -217,9 +217,9 @@ class RedisStateService(StateService):
     async def save_state(
         self,
         user_id: str,
-        state: Dict[str, Any],
-        session_id: Optional[str] = None,
-        round_id: Optional[int] = None,
+        state: dict[str, Any],
+        session_id: str | None = None,
+        round_id: int | None = None,
     ) -> int:
         key = self.state_key(user_id, session_id)
         document = json.dumps(state, ensure_ascii=False)
@@ -230,18 +230,22 @@ class RedisStateService(StateService):
     async def export_state(
         self,
         user_id: str,
-        session_id: Optional[str] = None,
-        round_id: Optional[int] = None,
-    ) -> Optional[Dict[str, Any]]:
+        session_id: str | None = None,
+        round_id: int | None = None,
+    ) -> dict[str, Any] | None:
         key = self.state_key(user_id, session_id)
         round_arg = "" if round_id is None else str(int(round_id))
         document = await self._redis.script("export", [key], [round_arg, _redis.milliseconds(self._ttl_seconds)])
         if document is None:
             return None
         try:
-            return json.loads(document)
+            state: dict[str, Any] | None = json.loads(document)
+            return state
         except ValueError:
             logger.warning(
-                "%s: the state in %s (round %s) is not JSON; treated as missing", type(self).__name__, key, round_arg or "latest"
+                "%s: the state in %s (round %s) is not JSON; treated as missing",
+                type(self).__name__,
+                key,
+                round_arg or "latest",
             )
             return None

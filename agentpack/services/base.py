@@ -9,7 +9,7 @@ it again, which is how a lifespan holds one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Optional
+from typing import Any
 
 
 class ServiceNotStarted(RuntimeError):
@@ -53,7 +53,7 @@ class ServiceLifecycleManagerMixin:
         await self.start()  # type: ignore[attr-defined]
         return self
 
-    async def __aexit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: Any) -> bool:
+    async def __aexit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
         await self.stop()  # type: ignore[attr-defined]
         return False
 

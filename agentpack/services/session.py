@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Union
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -20,4 +20,4 @@ class Session(BaseModel):
 
     id: str
     user_id: str
-    messages: List[Union[Message, Dict[str, Any]]] = []
+    messages: list[Message | dict[str, Any]] = []

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("agentpack.services")
 
-MessageInput = Union[Message, List[Message], Dict[str, Any], List[Dict[str, Any]]]
+MessageInput = Message | list[Message] | dict[str, Any] | list[dict[str, Any]]
 
 
 def _normalise(message: Any) -> list[Message]:
@@ -48,7 +48,7 @@ def _normalise(message: Any) -> list[Message]:
     return normalised
 
 
-def _new_session_id(session_id: Optional[str]) -> str:
+def _new_session_id(session_id: str | None) -> str:
     """The id asked for (surrounding blanks removed), or a fresh one when none or blank."""
     if session_id is not None and str(session_id).strip():
         return str(session_id).strip()
@@ -70,12 +70,12 @@ class SessionHistoryService(ServiceWithLifecycleManager):
         pass
 
     @abstractmethod
-    async def create_session(self, user_id: str, session_id: Optional[str] = None) -> Session:
+    async def create_session(self, user_id: str, session_id: str | None = None) -> Session:
         """Create a session with no messages (a fresh id when ``session_id`` is None or blank);
         an existing session with that id starts over empty."""
 
     @abstractmethod
-    async def get_session(self, user_id: str, session_id: str) -> Optional[Session]:
+    async def get_session(self, user_id: str, session_id: str) -> Session | None:
         """The session with its messages, or None where the service does not create it."""
 
     @abstractmethod
@@ -105,7 +105,7 @@ class InMemorySessionHistoryService(SessionHistoryService):
     """
 
     def __init__(self) -> None:
-        self._store: Optional[dict[str, dict[str, Session]]] = None
+        self._store: dict[str, dict[str, Session]] | None = None
 
     async def start(self) -> None:
         if self._store is None:
@@ -122,13 +122,13 @@ class InMemorySessionHistoryService(SessionHistoryService):
             raise ServiceNotStarted(type(self).__name__)
         return self._store.setdefault(_redis.require_id(user_id, "user_id"), {})
 
-    async def create_session(self, user_id: str, session_id: Optional[str] = None) -> Session:
+    async def create_session(self, user_id: str, session_id: str | None = None) -> Session:
         sessions = self._sessions(user_id)
         session = Session(id=_new_session_id(session_id), user_id=_redis.require_id(user_id, "user_id"))
         sessions[session.id] = session
         return copy.deepcopy(session)
 
-    async def get_session(self, user_id: str, session_id: str) -> Optional[Session]:
+    async def get_session(self, user_id: str, session_id: str) -> Session | None:
         sessions = self._sessions(user_id)
         session = sessions.get(session_id)
         if session is None:
@@ -298,19 +298,21 @@ class RedisSessionHistoryService(SessionHistoryService):
     def __init__(
         self,
         redis_url: str = "redis://localhost:6379/0",
-        redis_client: Optional["aioredis.Redis"] = None,
-        socket_timeout: Optional[float] = 1.0,
-        socket_connect_timeout: Optional[float] = 0.5,
-        max_connections: Optional[int] = None,
+        redis_client: aioredis.Redis | None = None,
+        socket_timeout: float | None = 1.0,
+        socket_connect_timeout: float | None = 0.5,
+        max_connections: int | None = None,
         retry_on_timeout: bool = False,
-        ttl_seconds: Optional[float] = 3600,
-        max_messages_per_session: Optional[int] = None,
-        health_check_interval: Optional[float] = 30.0,
+        ttl_seconds: float | None = 3600,
+        max_messages_per_session: int | None = None,
+        health_check_interval: float | None = 30.0,
         socket_keepalive: bool = True,
         prefix: str = "agentpack",
     ) -> None:
         if max_messages_per_session is not None and max_messages_per_session < 1:
-            raise ValueError(f"max_messages_per_session must be at least 1, or None for no limit (got {max_messages_per_session!r})")
+            raise ValueError(
+                f"max_messages_per_session must be at least 1, or None for no limit (got {max_messages_per_session!r})"
+            )
         self._ttl_seconds = _redis.check_ttl(ttl_seconds)
         self._max_messages_per_session = max_messages_per_session
         self._prefix = prefix
@@ -327,7 +329,7 @@ class RedisSessionHistoryService(SessionHistoryService):
         )
 
     @property
-    def ttl_seconds(self) -> Optional[float]:
+    def ttl_seconds(self) -> float | None:
         return self._ttl_seconds
 
     @property
@@ -361,14 +363,14 @@ class RedisSessionHistoryService(SessionHistoryService):
         return _redis.milliseconds(self._ttl_seconds)
 
     # -- the interface ----------------------------------------------------------------------
-    async def create_session(self, user_id: str, session_id: Optional[str] = None) -> Session:
+    async def create_session(self, user_id: str, session_id: str | None = None) -> Session:
         session = Session(id=_new_session_id(session_id), user_id=_redis.require_id(user_id, "user_id"), messages=[])
         keys = self.session_keys(session.user_id, session.id)
         document = session.model_dump_json(exclude={"messages"})
         await self._redis.script("create", keys, [_redis.encode(session.id), document, self._ttl(), repr(time.time())])
         return session
 
-    async def get_session(self, user_id: str, session_id: str) -> Optional[Session]:
+    async def get_session(self, user_id: str, session_id: str) -> Session | None:
         keys = self.session_keys(user_id, session_id)
         found = await self._redis.script("get", keys, [_redis.encode(str(session_id)), self._ttl(), repr(time.time())])
         if not found:
@@ -398,7 +400,9 @@ class RedisSessionHistoryService(SessionHistoryService):
             try:
                 sessions.append(Session.model_validate_json(document))
             except ValueError:
-                logger.warning("%s: skipped a stored session of user %r that does not parse", type(self).__name__, user_id)
+                logger.warning(
+                    "%s: skipped a stored session of user %r that does not parse", type(self).__name__, user_id
+                )
         return sessions
 
     async def append_message(self, session: Session, message: MessageInput) -> None:

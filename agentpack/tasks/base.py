@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from agentpack._aio import call, is_async_callable, is_async_gen_callable
 from agentpack.protocol.serialize import NotSerializable, jsonable
-from agentpack.protocol.status import TaskStatus
+from agentpack.protocol.status import TaskStatus as TaskStatus  # re-exported: agentpack.tasks names it
 
 
 class BrokerUnavailable(RuntimeError):
     """The broker cannot be reached; submissions answer 503 naming it."""
 
     #: extra keys for the 503 body, set by the route that knows them (a submission's queue)
-    answer: dict = {}
+    answer: dict[str, Any] = {}  # noqa: RUF012 (replaced per instance, never mutated)
 
 
 @dataclass
@@ -33,8 +34,8 @@ class TaskInfo:
     task_id: str
     status: str
     result: Any = None
-    error: Optional[dict[str, str]] = None
-    started_at: Optional[float] = None
+    error: dict[str, str] | None = None
+    started_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """``status`` and ``result`` as AgentScope Runtime answers them (a failed task's
@@ -49,7 +50,7 @@ class TaskInfo:
 
 
 #: Where the job running in this context reports a change of status (set by the queue).
-_status_sink: ContextVar[Optional[Callable[[str], None]]] = ContextVar("agentpack_job_status", default=None)
+_status_sink: ContextVar[Callable[[str], None] | None] = ContextVar("agentpack_job_status", default=None)
 
 
 def report_status(status: str) -> None:
@@ -134,7 +135,7 @@ async def run_job(spec: TaskSpec, payload: Any) -> Any:
     return await anyio.to_thread.run_sync(run_job_sync, spec, payload, abandon_on_cancel=True)
 
 
-def stable_name(func: Callable[..., Any], script_name: Optional[str] = None) -> str:
+def stable_name(func: Callable[..., Any], script_name: str | None = None) -> str:
     """``module.qualname`` of ``func``, the same in the web process and in any worker.
 
     A script run as ``__main__`` is named after its file, as ``agentpack run``/``worker``
@@ -168,7 +169,7 @@ class TaskQueue(ABC):
     async def aclose(self) -> None:
         """Called at app shutdown."""
 
-    async def problem(self) -> Optional[str]:
+    async def problem(self) -> str | None:
         """``None`` when the queue can take work, else why not (used by ``/readiness``)."""
         return None
 
@@ -177,9 +178,9 @@ class TaskQueue(ABC):
         """Queue ``name`` with ``payload``; returns the task id.  Raises :class:`BrokerUnavailable`."""
 
     @abstractmethod
-    async def info(self, task_id: str) -> Optional[TaskInfo]:
+    async def info(self, task_id: str) -> TaskInfo | None:
         """The task's state, or ``None`` for an id this queue never issued (or forgot)."""
 
     @abstractmethod
-    async def cancel(self, task_id: str) -> Optional[TaskInfo]:
+    async def cancel(self, task_id: str) -> TaskInfo | None:
         """Cancel a pending or running task; ``None`` for an unknown id."""

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -125,10 +125,10 @@ class CeleryQueue(TaskQueue):
         from celery import states
         from celery.exceptions import Ignore
 
-
         if self._kv and self.celery.backend.get(_cancel_marker(task.request.id)):
             task.update_state(state=states.REVOKED)
             raise Ignore()
+
         def report(status: str) -> None:
             state = _WAITING if status == TaskStatus.PENDING else states.STARTED
             try:
@@ -166,7 +166,7 @@ class CeleryQueue(TaskQueue):
             raise
         return task_id
 
-    def _read(self, task_id: str) -> Optional[TaskInfo]:
+    def _read(self, task_id: str) -> TaskInfo | None:
         backend = self.celery.backend
         meta = backend.get_task_meta(task_id)
         state = meta.get("status", "PENDING")
@@ -182,7 +182,7 @@ class CeleryQueue(TaskQueue):
             info.error = _failure(meta.get("result"))
         return info
 
-    async def info(self, task_id: str) -> Optional[TaskInfo]:
+    async def info(self, task_id: str) -> TaskInfo | None:
         try:
             return await anyio.to_thread.run_sync(self._read, task_id)
         except Exception as exc:
@@ -190,8 +190,8 @@ class CeleryQueue(TaskQueue):
                 raise BrokerUnavailable(f"the result backend of {self.name} is unreachable: {exc}") from exc
             raise
 
-    async def cancel(self, task_id: str) -> Optional[TaskInfo]:
-        def revoke() -> Optional[TaskInfo]:
+    async def cancel(self, task_id: str) -> TaskInfo | None:
+        def revoke() -> TaskInfo | None:
             from celery import states
 
             info = self._read(task_id)
@@ -210,7 +210,7 @@ class CeleryQueue(TaskQueue):
                 raise BrokerUnavailable(f"{self.name} is unreachable: {exc}") from exc
             raise
 
-    async def problem(self) -> Optional[str]:
+    async def problem(self) -> str | None:
         def check() -> None:
             with self.celery.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, timeout=2)

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from agentpack._aio import wait_bounded
 from agentpack.tasks.base import TaskInfo, TaskQueue, TaskSpec, TaskStatus, error_info, run_job, status_reported_to
@@ -27,7 +27,7 @@ CANCEL_GRACE = 5.0
 @dataclass(eq=False)
 class _Job:
     info: TaskInfo
-    task: Optional[asyncio.Task] = None
+    task: asyncio.Task[None] | None = None
     expires: float = float("inf")
 
 
@@ -41,7 +41,7 @@ class EmbeddedQueue(TaskQueue):
         self.concurrency = concurrency
         self.result_ttl = result_ttl
         self._jobs: dict[str, _Job] = {}
-        self._slots: Optional[asyncio.Semaphore] = None
+        self._slots: asyncio.Semaphore | None = None
 
     async def submit(self, name: str, payload: Any) -> str:
         spec = self.specs[name]
@@ -75,12 +75,12 @@ class EmbeddedQueue(TaskQueue):
         for task_id in [i for i, job in self._jobs.items() if job.expires <= now]:
             del self._jobs[task_id]
 
-    async def info(self, task_id: str) -> Optional[TaskInfo]:
+    async def info(self, task_id: str) -> TaskInfo | None:
         self._sweep()
         job = self._jobs.get(task_id)
         return job.info if job is not None else None
 
-    async def cancel(self, task_id: str) -> Optional[TaskInfo]:
+    async def cancel(self, task_id: str) -> TaskInfo | None:
         job = self._jobs.get(task_id)
         if job is None:
             return None

@@ -11,18 +11,20 @@ one that is still not READY at the deadline raises
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from functools import partial
+from typing import Any
 
 from agentpack.deployers.clients.alibaba import (
     AlibabaApi,
     AlibabaConfigError,
-    PlatformError,
     ResourceFailed,
     WaitTimeout,
     code_location,
     sdk_runtime,
 )
+from agentpack.deployers.errors import PlatformError
 
 ENDPOINT_ENV = "AGENTPACK_AGENTRUN_ENDPOINT"
 API_VERSION = "2025-09-10"
@@ -43,23 +45,27 @@ class RuntimeSpec:
     command: list[str]
     port: int
     language: str = "python3.12"
-    zip_bytes: Optional[bytes] = field(default=None, repr=False)  # inline code; None keeps the current code on update
-    oss_bucket: Optional[str] = None
-    oss_object: Optional[str] = None
+    zip_bytes: bytes | None = field(default=None, repr=False)  # inline code; None keeps the current code on update
+    oss_bucket: str | None = None
+    oss_object: str | None = None
     #: None: what the API requires be sent (``AgentRunSettings.sizing_defaults``)
-    cpu: Optional[float] = None
-    memory: Optional[int] = None
-    session_concurrency: Optional[int] = None
-    session_idle_timeout_seconds: Optional[int] = None
+    cpu: float | None = None
+    memory: int | None = None
+    session_concurrency: int | None = None
+    session_idle_timeout_seconds: int | None = None
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # holds secret values: never in a repr
-    health_check_path: Optional[str] = None
-    execution_role_arn: Optional[str] = None
-    description: Optional[str] = None
-    network_mode: Optional[str] = "PUBLIC"
+    health_check_path: str | None = None
+    execution_role_arn: str | None = None
+    description: str | None = None
+    network_mode: str | None = "PUBLIC"
 
-    def code_configuration(self) -> Optional[dict[str, Any]]:
-        location = code_location(self.zip_bytes, self.oss_bucket, self.oss_object,
-                                 "inline code is limited to 100 MB: upload it through OSS instead")
+    def code_configuration(self) -> dict[str, Any] | None:
+        location = code_location(
+            self.zip_bytes,
+            self.oss_bucket,
+            self.oss_object,
+            "inline code is limited to 100 MB: upload it through OSS instead",
+        )
         if location is None:
             return None
         return {**location, "language": self.language, "command": list(self.command)}
@@ -93,7 +99,7 @@ class RuntimeSpec:
         return body
 
 
-SpecLike = Union[RuntimeSpec, dict]
+SpecLike = RuntimeSpec | dict[str, Any]
 
 
 def _as_body(spec: SpecLike) -> dict[str, Any]:
@@ -113,51 +119,80 @@ class AgentRunApi(AlibabaApi):
 
     # -- runtimes ------------------------------------------------------------------------------
 
-    def get_runtime(self, runtime_id: str) -> Optional[dict[str, Any]]:
+    def get_runtime(self, runtime_id: str) -> dict[str, Any] | None:
         m = self.models
-        body = self._call_or_none("GetAgentRuntime", lambda: self.client.get_agent_runtime_with_options(
-            runtime_id, m.GetAgentRuntimeRequest(), {}, sdk_runtime()))
+        body = self._call_or_none(
+            "GetAgentRuntime",
+            lambda: self.client.get_agent_runtime_with_options(
+                runtime_id, m.GetAgentRuntimeRequest(), {}, sdk_runtime()
+            ),
+        )
         return None if body is None else _data(body)
 
-    def list_runtimes(self, name: Optional[str] = None) -> list[dict[str, Any]]:
+    def list_runtimes(self, name: str | None = None) -> list[dict[str, Any]]:
         m = self.models
-        return self._all_pages("ListAgentRuntimes", lambda page: self.client.list_agent_runtimes_with_options(
-            m.ListAgentRuntimesRequest(agent_runtime_name=name, page_number=page, page_size=PAGE_SIZE), {}, sdk_runtime()))
+        return self._all_pages(
+            "ListAgentRuntimes",
+            lambda page: self.client.list_agent_runtimes_with_options(
+                m.ListAgentRuntimesRequest(agent_runtime_name=name, page_number=page, page_size=PAGE_SIZE),
+                {},
+                sdk_runtime(),
+            ),
+        )
 
     def _all_pages(self, action: str, request_page: Callable[[int], Any]) -> list[dict[str, Any]]:
         """Every item of a list call, page by page (``request_page(n)`` asks for page ``n``)."""
         found: list[dict[str, Any]] = []
         page_number = 1
         while True:
-            data = _data(self._call(action, lambda: request_page(page_number)))
+            data = _data(self._call(action, partial(request_page, page_number)))
             items = data.get("items") or []
             found.extend(items)
             if not items or len(found) >= int(data.get("total") or 0):
                 return found
             page_number += 1
 
-    def find_runtime_by_name(self, name: str) -> Optional[dict[str, Any]]:
+    def find_runtime_by_name(self, name: str) -> dict[str, Any] | None:
         matches = [item for item in self.list_runtimes(name) if item.get("agentRuntimeName") == name]
         if len(matches) > 1:
             ids = ", ".join(str(item.get("agentRuntimeId")) for item in matches)
-            raise PlatformError("AmbiguousName", f"{len(matches)} agent runtimes are named {name!r} ({ids}); "
-                                "delete the extra ones", action="ListAgentRuntimes")
+            raise PlatformError(
+                "AmbiguousName",
+                f"{len(matches)} agent runtimes are named {name!r} ({ids}); delete the extra ones",
+                action="ListAgentRuntimes",
+            )
         return matches[0] if matches else None
 
     def create_runtime(self, spec: SpecLike) -> dict[str, Any]:
         m = self.models
         body = _as_body(spec)
         if "codeConfiguration" not in body and "containerConfiguration" not in body:
-            raise AlibabaConfigError(f"agent runtime {body.get('agentRuntimeName')!r} does not exist yet, so its code is needed")
-        return _data(self._call("CreateAgentRuntime", lambda: self.client.create_agent_runtime_with_options(
-            m.CreateAgentRuntimeRequest(body=m.CreateAgentRuntimeInput().from_map(body)), {}, sdk_runtime())))
+            raise AlibabaConfigError(
+                f"agent runtime {body.get('agentRuntimeName')!r} does not exist yet, so its code is needed"
+            )
+        return _data(
+            self._call(
+                "CreateAgentRuntime",
+                lambda: self.client.create_agent_runtime_with_options(
+                    m.CreateAgentRuntimeRequest(body=m.CreateAgentRuntimeInput().from_map(body)), {}, sdk_runtime()
+                ),
+            )
+        )
 
     def update_runtime(self, runtime_id: str, spec: SpecLike) -> dict[str, Any]:
         m = self.models
         body = _as_body(spec)
-        return _data(self._call("UpdateAgentRuntime", lambda: self.client.update_agent_runtime_with_options(
-            runtime_id, m.UpdateAgentRuntimeRequest(body=m.UpdateAgentRuntimeInput().from_map(body)), {},
-            sdk_runtime())))
+        return _data(
+            self._call(
+                "UpdateAgentRuntime",
+                lambda: self.client.update_agent_runtime_with_options(
+                    runtime_id,
+                    m.UpdateAgentRuntimeRequest(body=m.UpdateAgentRuntimeInput().from_map(body)),
+                    {},
+                    sdk_runtime(),
+                ),
+            )
+        )
 
     def create_or_update_runtime(self, spec: SpecLike, *, timeout: float = DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
         """Create the runtime or update the one of that name (waiting out a change in progress first).
@@ -176,26 +211,35 @@ class AgentRunApi(AlibabaApi):
 
     def wait_until_ready(self, runtime_id: str, timeout: float = DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
         """Poll until READY; FAILED raises ResourceFailed with the platform's reason, the deadline WaitTimeout."""
-        runtime = self._wait(runtime_id, lambda status: status in READY_STATES or status in FAILED_STATES, timeout,
-                             "be READY")
+        runtime = self._wait(
+            runtime_id, lambda status: status in READY_STATES or status in FAILED_STATES, timeout, "be READY"
+        )
         if runtime.get("status") in FAILED_STATES:
             reason = runtime.get("statusReason") or "the platform gave no reason"
-            raise ResourceFailed(str(runtime.get("status")), f"agent runtime {runtime.get('agentRuntimeName') or runtime_id} "
-                                 f"failed: {reason}", action="GetAgentRuntime")
+            raise ResourceFailed(
+                str(runtime.get("status")),
+                f"agent runtime {runtime.get('agentRuntimeName') or runtime_id} failed: {reason}",
+                action="GetAgentRuntime",
+            )
         return runtime
 
     def _wait(self, runtime_id: str, done: Callable[[str], bool], timeout: float, goal: str) -> dict[str, Any]:
         def fetch() -> dict[str, Any]:
             runtime = self.get_runtime(runtime_id)
             if runtime is None:
-                raise PlatformError("NotFound", f"agent runtime {runtime_id} no longer exists", status=404,
-                                    action="GetAgentRuntime")
+                raise PlatformError(
+                    "NotFound", f"agent runtime {runtime_id} no longer exists", status=404, action="GetAgentRuntime"
+                )
             return runtime
 
         def timed_out(runtime: dict[str, Any]) -> Exception:
-            return WaitTimeout("Timeout", f"agent runtime {runtime.get('agentRuntimeName') or runtime_id} is still "
-                               f"{runtime.get('status') or ''} after {timeout:g} s waiting for it to {goal}; check it in "
-                               "the AgentRun console or deploy again with a longer wait", action="GetAgentRuntime")
+            return WaitTimeout(
+                "Timeout",
+                f"agent runtime {runtime.get('agentRuntimeName') or runtime_id} is still "
+                f"{runtime.get('status') or ''} after {timeout:g} s waiting for it to {goal}; check it in "
+                "the AgentRun console or deploy again with a longer wait",
+                action="GetAgentRuntime",
+            )
 
         return self.poll.until(fetch, lambda runtime: done(str(runtime.get("status") or "")), timeout, timed_out)
 
@@ -205,74 +249,137 @@ class AgentRunApi(AlibabaApi):
             return False
         for endpoint in self.list_endpoints(runtime_id):
             self.delete_endpoint(runtime_id, str(endpoint["agentRuntimeEndpointId"]))
-        if not self._delete("DeleteAgentRuntime", lambda: self.client.delete_agent_runtime_with_options(
-                runtime_id, {}, sdk_runtime())):
+        if not self._delete(
+            "DeleteAgentRuntime", lambda: self.client.delete_agent_runtime_with_options(runtime_id, {}, sdk_runtime())
+        ):
             return False
         if wait:
-            def gone(runtime: Optional[dict[str, Any]]) -> bool:
+
+            def gone(runtime: dict[str, Any] | None) -> bool:
                 if runtime is not None and runtime.get("status") in FAILED_STATES:
-                    raise ResourceFailed(str(runtime["status"]), f"deleting agent runtime {runtime_id} failed: "
-                                         f"{runtime.get('statusReason') or 'the platform gave no reason'}",
-                                         action="DeleteAgentRuntime")
+                    raise ResourceFailed(
+                        str(runtime["status"]),
+                        f"deleting agent runtime {runtime_id} failed: "
+                        f"{runtime.get('statusReason') or 'the platform gave no reason'}",
+                        action="DeleteAgentRuntime",
+                    )
                 return runtime is None
 
-            self.poll.until(lambda: self.get_runtime(runtime_id), gone, timeout, lambda runtime: WaitTimeout(
-                "Timeout", f"agent runtime {runtime_id} is still {(runtime or {}).get('status')} {timeout:g} s after the delete",
-                action="DeleteAgentRuntime"))
+            self.poll.until(
+                lambda: self.get_runtime(runtime_id),
+                gone,
+                timeout,
+                lambda runtime: WaitTimeout(
+                    "Timeout",
+                    f"agent runtime {runtime_id} is still {(runtime or {}).get('status')} {timeout:g} s after the delete",
+                    action="DeleteAgentRuntime",
+                ),
+            )
         return True
 
     # -- versions ------------------------------------------------------------------------------
 
     def publish_version(self, runtime_id: str, description: str = "") -> str:
         m = self.models
-        data = _data(self._call("PublishRuntimeVersion", lambda: self.client.publish_runtime_version_with_options(
-            runtime_id, m.PublishRuntimeVersionRequest(body=m.PublishRuntimeVersionInput(description=description)),
-            {}, sdk_runtime())))
+        data = _data(
+            self._call(
+                "PublishRuntimeVersion",
+                lambda: self.client.publish_runtime_version_with_options(
+                    runtime_id,
+                    m.PublishRuntimeVersionRequest(body=m.PublishRuntimeVersionInput(description=description)),
+                    {},
+                    sdk_runtime(),
+                ),
+            )
+        )
         version = data.get("agentRuntimeVersion")
         if not version:
-            raise PlatformError("NoVersion", "PublishRuntimeVersion answered without a version", action="PublishRuntimeVersion")
+            raise PlatformError(
+                "NoVersion", "PublishRuntimeVersion answered without a version", action="PublishRuntimeVersion"
+            )
         return str(version)
 
     def list_versions(self, runtime_id: str) -> list[dict[str, Any]]:
         m = self.models
-        return self._all_pages("ListAgentRuntimeVersions", lambda page: self.client.list_agent_runtime_versions_with_options(
-            runtime_id, m.ListAgentRuntimeVersionsRequest(page_number=page, page_size=PAGE_SIZE), {}, sdk_runtime()))
+        return self._all_pages(
+            "ListAgentRuntimeVersions",
+            lambda page: self.client.list_agent_runtime_versions_with_options(
+                runtime_id, m.ListAgentRuntimeVersionsRequest(page_number=page, page_size=PAGE_SIZE), {}, sdk_runtime()
+            ),
+        )
 
     # -- endpoints -----------------------------------------------------------------------------
 
-    def list_endpoints(self, runtime_id: str, name: Optional[str] = None) -> list[dict[str, Any]]:
+    def list_endpoints(self, runtime_id: str, name: str | None = None) -> list[dict[str, Any]]:
         m = self.models
-        return self._all_pages("ListAgentRuntimeEndpoints", lambda page: self.client.list_agent_runtime_endpoints_with_options(
-            runtime_id, m.ListAgentRuntimeEndpointsRequest(endpoint_name=name, page_number=page, page_size=PAGE_SIZE), {},
-            sdk_runtime()))
+        return self._all_pages(
+            "ListAgentRuntimeEndpoints",
+            lambda page: self.client.list_agent_runtime_endpoints_with_options(
+                runtime_id,
+                m.ListAgentRuntimeEndpointsRequest(endpoint_name=name, page_number=page, page_size=PAGE_SIZE),
+                {},
+                sdk_runtime(),
+            ),
+        )
 
-    def find_endpoint(self, runtime_id: str, name: str) -> Optional[dict[str, Any]]:
+    def find_endpoint(self, runtime_id: str, name: str) -> dict[str, Any] | None:
         for endpoint in self.list_endpoints(runtime_id, name):
             if endpoint.get("agentRuntimeEndpointName") == name:
                 return endpoint
         return None
 
-    def get_endpoint(self, runtime_id: str, endpoint_id: str) -> Optional[dict[str, Any]]:
-        body = self._call_or_none("GetAgentRuntimeEndpoint", lambda: self.client.get_agent_runtime_endpoint_with_options(
-            runtime_id, endpoint_id, {}, sdk_runtime()))
+    def get_endpoint(self, runtime_id: str, endpoint_id: str) -> dict[str, Any] | None:
+        body = self._call_or_none(
+            "GetAgentRuntimeEndpoint",
+            lambda: self.client.get_agent_runtime_endpoint_with_options(runtime_id, endpoint_id, {}, sdk_runtime()),
+        )
         return None if body is None else _data(body)
 
-    def ensure_endpoint(self, runtime_id: str, name: str, target_version: str, *, description: str = "",
-                        timeout: float = DEFAULT_WAIT_SECONDS) -> str:
+    def ensure_endpoint(
+        self,
+        runtime_id: str,
+        name: str,
+        target_version: str,
+        *,
+        description: str = "",
+        timeout: float = DEFAULT_WAIT_SECONDS,
+    ) -> str:
         """Create the endpoint or retarget it to ``target_version``; wait for READY; return its public URL."""
         m = self.models
         existing = self.find_endpoint(runtime_id, name)
         if existing is None:
-            endpoint = _data(self._call("CreateAgentRuntimeEndpoint", lambda: self.client.create_agent_runtime_endpoint_with_options(
-                runtime_id, m.CreateAgentRuntimeEndpointRequest(body=m.CreateAgentRuntimeEndpointInput(
-                    agent_runtime_endpoint_name=name, target_version=target_version, description=description)),
-                {}, sdk_runtime())))
+            endpoint = _data(
+                self._call(
+                    "CreateAgentRuntimeEndpoint",
+                    lambda: self.client.create_agent_runtime_endpoint_with_options(
+                        runtime_id,
+                        m.CreateAgentRuntimeEndpointRequest(
+                            body=m.CreateAgentRuntimeEndpointInput(
+                                agent_runtime_endpoint_name=name, target_version=target_version, description=description
+                            )
+                        ),
+                        {},
+                        sdk_runtime(),
+                    ),
+                )
+            )
         elif existing.get("targetVersion") != target_version:
-            endpoint = _data(self._call("UpdateAgentRuntimeEndpoint", lambda: self.client.update_agent_runtime_endpoint_with_options(
-                runtime_id, str(existing["agentRuntimeEndpointId"]), m.UpdateAgentRuntimeEndpointRequest(
-                    body=m.UpdateAgentRuntimeEndpointInput(agent_runtime_endpoint_name=name,
-                                                           target_version=target_version, description=description)),
-                {}, sdk_runtime())))
+            endpoint = _data(
+                self._call(
+                    "UpdateAgentRuntimeEndpoint",
+                    lambda: self.client.update_agent_runtime_endpoint_with_options(
+                        runtime_id,
+                        str(existing["agentRuntimeEndpointId"]),
+                        m.UpdateAgentRuntimeEndpointRequest(
+                            body=m.UpdateAgentRuntimeEndpointInput(
+                                agent_runtime_endpoint_name=name, target_version=target_version, description=description
+                            )
+                        ),
+                        {},
+                        sdk_runtime(),
+                    ),
+                )
+            )
         else:
             endpoint = existing
         endpoint_id = str(endpoint["agentRuntimeEndpointId"])
@@ -280,26 +387,47 @@ class AgentRunApi(AlibabaApi):
         def fetch() -> dict[str, Any]:
             fresh = self.get_endpoint(runtime_id, endpoint_id)
             if fresh is None:
-                raise PlatformError("NotFound", f"endpoint {name} of agent runtime {runtime_id} disappeared",
-                                    status=404, action="GetAgentRuntimeEndpoint")
+                raise PlatformError(
+                    "NotFound",
+                    f"endpoint {name} of agent runtime {runtime_id} disappeared",
+                    status=404,
+                    action="GetAgentRuntimeEndpoint",
+                )
             return fresh
 
         def ready(endpoint: dict[str, Any]) -> bool:
             if endpoint.get("status") in FAILED_STATES:
-                raise ResourceFailed(str(endpoint["status"]), f"endpoint {name} of agent runtime {runtime_id} failed: "
-                                     f"{endpoint.get('statusReason') or 'the platform gave no reason'}",
-                                     action="GetAgentRuntimeEndpoint")
+                raise ResourceFailed(
+                    str(endpoint["status"]),
+                    f"endpoint {name} of agent runtime {runtime_id} failed: "
+                    f"{endpoint.get('statusReason') or 'the platform gave no reason'}",
+                    action="GetAgentRuntimeEndpoint",
+                )
             return endpoint.get("status") in READY_STATES
 
-        endpoint = self.poll.until(fetch, ready, timeout, lambda endpoint: WaitTimeout(
-            "Timeout", f"endpoint {name} of agent runtime {runtime_id} is still {endpoint.get('status')} after {timeout:g} s",
-            action="GetAgentRuntimeEndpoint"), start=endpoint)
+        endpoint = self.poll.until(
+            fetch,
+            ready,
+            timeout,
+            lambda endpoint: WaitTimeout(
+                "Timeout",
+                f"endpoint {name} of agent runtime {runtime_id} is still {endpoint.get('status')} after {timeout:g} s",
+                action="GetAgentRuntimeEndpoint",
+            ),
+            start=endpoint,
+        )
         url = str(endpoint.get("endpointPublicUrl") or "").strip()
         if not url:
-            raise PlatformError("EndpointHasNoURL", f"endpoint {name} of agent runtime {runtime_id} reports no public "
-                                "URL (is public network access disabled?)", action="GetAgentRuntimeEndpoint")
+            raise PlatformError(
+                "EndpointHasNoURL",
+                f"endpoint {name} of agent runtime {runtime_id} reports no public "
+                "URL (is public network access disabled?)",
+                action="GetAgentRuntimeEndpoint",
+            )
         return url
 
     def delete_endpoint(self, runtime_id: str, endpoint_id: str) -> bool:
-        return self._delete("DeleteAgentRuntimeEndpoint", lambda: self.client.delete_agent_runtime_endpoint_with_options(
-            runtime_id, endpoint_id, {}, sdk_runtime()))
+        return self._delete(
+            "DeleteAgentRuntimeEndpoint",
+            lambda: self.client.delete_agent_runtime_endpoint_with_options(runtime_id, endpoint_id, {}, sdk_runtime()),
+        )

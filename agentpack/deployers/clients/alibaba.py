@@ -30,11 +30,18 @@ import importlib
 import os
 import random
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from agentpack.deployers.errors import DeployConfigError, PlatformError
+
+if TYPE_CHECKING:
+    from alibabacloud_tea_openapi.client import Client as OpenApiClient
+    from alibabacloud_tea_openapi.utils_models import Config as OpenApiConfig
+    from darabonba.runtime import RuntimeOptions
 
 T = TypeVar("T")
 
@@ -46,10 +53,20 @@ ENV_PROFILE = "ALIBABA_CLOUD_PROFILE"
 ENV_REGION = "ALIBABA_CLOUD_REGION_ID"
 
 # Error codes that mean "slow down" whatever HTTP status carries them.
-THROTTLING_CODES = frozenset({
-    "Throttling", "Throttling.User", "Throttling.Api", "Throttling.Concurrent", "ThrottlingException",
-    "ResourceThrottled", "ResourceExhausted", "TooManyRequests", "RATE_LIMITED", "ERR_THROTTLED",
-})
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "Throttling.User",
+        "Throttling.Api",
+        "Throttling.Concurrent",
+        "ThrottlingException",
+        "ResourceThrottled",
+        "ResourceExhausted",
+        "TooManyRequests",
+        "RATE_LIMITED",
+        "ERR_THROTTLED",
+    }
+)
 
 
 class AlibabaConfigError(DeployConfigError):
@@ -74,7 +91,7 @@ def retryable(error: PlatformError) -> bool:
 class Credentials:
     access_key_id: str
     access_key_secret: str = field(repr=False)
-    security_token: Optional[str] = field(default=None, repr=False)
+    security_token: str | None = field(default=None, repr=False)
     source: str = "environment"
 
 
@@ -84,7 +101,7 @@ _MISSING_HELP = (
 )
 
 
-def resolve_credentials(environ: Optional[Mapping[str, str]] = None, home: Optional[str] = None) -> Credentials:
+def resolve_credentials(environ: Mapping[str, str] | None = None, home: str | None = None) -> Credentials:
     """Find credentials in the standard places, first hit wins; raise CredentialsError if none."""
     env = os.environ if environ is None else environ
     key_id, secret = env.get(ENV_ACCESS_KEY_ID) or "", env.get(ENV_ACCESS_KEY_SECRET) or ""
@@ -101,8 +118,11 @@ def resolve_credentials(environ: Optional[Mapping[str, str]] = None, home: Optio
     if cli_config.is_file():
         return _from_provider("cli_profile", cli_config, profile)
     explicit_file = env.get(ENV_CREDENTIALS_FILE)
-    candidates = [Path(explicit_file)] if explicit_file else [
-        home_dir / ".alibabacloud" / "credentials.ini", home_dir / ".alibabacloud" / "credentials"]
+    candidates = (
+        [Path(explicit_file)]
+        if explicit_file
+        else [home_dir / ".alibabacloud" / "credentials.ini", home_dir / ".alibabacloud" / "credentials"]
+    )
     if explicit_file and not candidates[0].is_file():
         raise CredentialsError(f"{ENV_CREDENTIALS_FILE} names {explicit_file}, which does not exist")
     for path in candidates:
@@ -111,11 +131,13 @@ def resolve_credentials(environ: Optional[Mapping[str, str]] = None, home: Optio
     raise CredentialsError(f"no Alibaba Cloud credentials found: {_MISSING_HELP}")
 
 
-def _from_provider(kind: str, path: Path, profile: Optional[str]) -> Credentials:
+def _from_provider(kind: str, path: Path, profile: str | None) -> Credentials:
     from alibabacloud_credentials.provider import CLIProfileCredentialsProvider, ProfileCredentialsProvider
 
     if kind == "cli_profile":
-        provider: Any = CLIProfileCredentialsProvider(profile_file=str(path), profile_name=profile)
+        provider: CLIProfileCredentialsProvider | ProfileCredentialsProvider = CLIProfileCredentialsProvider(
+            profile_file=str(path), profile_name=profile
+        )
     else:
         provider = ProfileCredentialsProvider(profile_file=str(path), profile_name=profile)
     try:
@@ -138,7 +160,7 @@ class Endpoint:
     protocol: str = "https"
 
 
-def resolve_endpoint(explicit: Optional[str], env_var: str, environ: Optional[Mapping[str, str]] = None) -> Optional[Endpoint]:
+def resolve_endpoint(explicit: str | None, env_var: str, environ: Mapping[str, str] | None = None) -> Endpoint | None:
     """The override from the argument or ``env_var``; None means the product's regional default."""
     env = os.environ if environ is None else environ
     value = (explicit or env.get(env_var) or "").strip()
@@ -150,15 +172,25 @@ def resolve_endpoint(explicit: Optional[str], env_var: str, environ: Optional[Ma
         protocol, _, value = value.partition("://")
         protocol = protocol.lower()
         if protocol not in {"http", "https"}:
-            raise AlibabaConfigError(f"{source}: unsupported scheme {protocol!r}; use https://host[:port] or http://host[:port]")
+            raise AlibabaConfigError(
+                f"{source}: unsupported scheme {protocol!r}; use https://host[:port] or http://host[:port]"
+            )
     value = value.rstrip("/")
     if not value or "/" in value or "?" in value:
-        raise AlibabaConfigError(f"{source}: {value!r} is not host[:port] (no path); e.g. fcv3.cn-hangzhou.aliyuncs.com")
+        raise AlibabaConfigError(
+            f"{source}: {value!r} is not host[:port] (no path); e.g. fcv3.cn-hangzhou.aliyuncs.com"
+        )
     return Endpoint(value, protocol)
 
 
-def sdk_config(credentials: Credentials, *, region: Optional[str], endpoint: Optional[Endpoint],
-               connect_timeout_ms: int = 5_000, read_timeout_ms: int = 120_000) -> Any:
+def sdk_config(
+    credentials: Credentials,
+    *,
+    region: str | None,
+    endpoint: Endpoint | None,
+    connect_timeout_ms: int = 5_000,
+    read_timeout_ms: int = 120_000,
+) -> OpenApiConfig:
     """An ``alibabacloud_tea_openapi`` Config for a product client."""
     from alibabacloud_tea_openapi import utils_models as open_api_models
 
@@ -179,7 +211,7 @@ def sdk_config(credentials: Credentials, *, region: Optional[str], endpoint: Opt
     return config
 
 
-def sdk_runtime() -> Any:
+def sdk_runtime() -> RuntimeOptions:
     """Per-call options: the SDK's own retries stay off, :func:`call` does them."""
     from darabonba.runtime import RuntimeOptions
 
@@ -192,7 +224,7 @@ def sdk_runtime() -> Any:
 MAX_INLINE_ZIP_BYTES = 100 * 1024 * 1024
 
 
-def code_location(zip_bytes: Optional[bytes], bucket: Optional[str], key: Optional[str], too_big: str) -> Optional[dict[str, Any]]:
+def code_location(zip_bytes: bytes | None, bucket: str | None, key: str | None, too_big: str) -> dict[str, Any] | None:
     """Where the code is, as FC's ``code`` and AgentRun's ``codeConfiguration`` both take it: an
     inline zip (``zipFile``), or an OSS object (``ossBucketName`` + ``ossObjectName``); None
     keeps the current code on an update.  ``too_big`` ends the message for a zip over the limit."""
@@ -212,7 +244,7 @@ def code_location(zip_bytes: Optional[bytes], bucket: Optional[str], key: Option
 # -- errors and retries ------------------------------------------------------------------------------
 
 
-def to_platform_error(exc: BaseException, action: Optional[str] = None) -> PlatformError:
+def to_platform_error(exc: BaseException, action: str | None = None) -> PlatformError:
     """Map whatever the SDK raised to a PlatformError, keeping the platform's own words."""
     if isinstance(exc, PlatformError):
         return exc
@@ -225,14 +257,22 @@ def to_platform_error(exc: BaseException, action: Optional[str] = None) -> Platf
         request_id = getattr(exc, "request_id", None) or data.get("RequestId") or data.get("requestId")
         if request_id in ("None", ""):
             request_id = None
-        return PlatformError(str(code or data.get("Code") or data.get("code") or "Unknown"), str(message),
-                             request_id, int(status) if status is not None else None, action)
+        return PlatformError(
+            str(code or data.get("Code") or data.get("code") or "Unknown"),
+            str(message),
+            request_id,
+            int(status) if status is not None else None,
+            action,
+        )
     inner = getattr(exc, "inner_exception", None)
     if inner is not None:  # the SDK wraps failures to send: network ones arrive as its RetryError
         if type(inner).__name__ == "RetryError" or isinstance(inner, OSError):
-            return PlatformError("ConnectionError", f"could not reach the endpoint: {_connection_reason(inner)}", None, None, action)
-        return PlatformError("RequestError", f"the request could not be sent: {type(inner).__name__}: {inner}",
-                             None, None, action)
+            return PlatformError(
+                "ConnectionError", f"could not reach the endpoint: {_connection_reason(inner)}", None, None, action
+            )
+        return PlatformError(
+            "RequestError", f"the request could not be sent: {type(inner).__name__}: {inner}", None, None, action
+        )
     return PlatformError(type(exc).__name__, str(exc) or repr(exc), None, None, action)
 
 
@@ -256,18 +296,26 @@ class RetryPolicy:
     max_delay: float = 10.0
     sleep: Callable[[float], None] = time.sleep
 
-    def delay(self, attempt: int, retry_after_ms: Optional[int] = None) -> float:
+    def delay(self, attempt: int, retry_after_ms: int | None = None) -> float:
         if retry_after_ms:
             return min(retry_after_ms / 1000, self.max_delay)
-        return random.uniform(0, min(self.max_delay, self.base_delay * (2 ** attempt)))
+        return random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
 
 
 # Exceptions raised from these packages are answers (or transport failures) of a call.
-_SDK_PACKAGES = frozenset({"darabonba", "Tea", "alibabacloud_tea_openapi", "alibabacloud_fc20230330",
-                           "alibabacloud_agentrun20250910", "alibabacloud_tea_util"})
+_SDK_PACKAGES = frozenset(
+    {
+        "darabonba",
+        "Tea",
+        "alibabacloud_tea_openapi",
+        "alibabacloud_fc20230330",
+        "alibabacloud_agentrun20250910",
+        "alibabacloud_tea_util",
+    }
+)
 
 
-def call(action: str, request: Callable[[], T], retry: Optional[RetryPolicy] = None) -> T:
+def call(action: str, request: Callable[[], T], retry: RetryPolicy | None = None) -> T:
     """Run one SDK call; retry throttling and 5xx answers, map every failure to PlatformError."""
     policy = retry or RetryPolicy()
     attempt = 0
@@ -313,8 +361,15 @@ class PollPolicy:
             yield interval
             interval = min(self.max_interval, interval * self.factor)
 
-    def until(self, fetch: Callable[[], T], done: Callable[[T], bool], timeout: float,
-              timed_out: Callable[[T], Exception], *, start: Optional[T] = None) -> T:
+    def until(
+        self,
+        fetch: Callable[[], T],
+        done: Callable[[T], bool],
+        timeout: float,
+        timed_out: Callable[[T], Exception],
+        *,
+        start: T | None = None,
+    ) -> T:
         """Fetch the resource until ``done`` says so (it may raise, e.g. on a failed state); past
         ``timeout`` seconds raise ``timed_out(last seen)``.  ``start``: a state already in hand
         (a create's answer), checked before the first fetch."""
@@ -349,36 +404,45 @@ class AlibabaApi:
     #: the product's SDK package, e.g. ``alibabacloud_fc20230330`` (its ``client.Client`` and ``models``)
     sdk_package: ClassVar[str] = ""
 
-    def __init__(self, *, region: Optional[str] = None, endpoint: Optional[str] = None,
-                 credentials: Optional[Credentials] = None, retry: Optional[RetryPolicy] = None,
-                 poll: Optional[PollPolicy] = None, environ: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        endpoint: str | None = None,
+        credentials: Credentials | None = None,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         env = os.environ if environ is None else environ
         self.region = region or env.get(ENV_REGION) or None
         self.endpoint = resolve_endpoint(endpoint, self.endpoint_env, env)
         if self.endpoint is None and not self.region:
-            raise AlibabaConfigError(f"no region: set the target's region in agentpack.toml or {ENV_REGION}, "
-                                     f"or an endpoint with {self.endpoint_env}")
+            raise AlibabaConfigError(
+                f"no region: set the target's region in agentpack.toml or {ENV_REGION}, "
+                f"or an endpoint with {self.endpoint_env}"
+            )
         self.credentials = credentials or resolve_credentials(env)
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
-        self._client: Any = None
+        self._client: OpenApiClient | None = None
 
     @property
-    def client(self) -> Any:
+    def client(self) -> OpenApiClient:
         if self._client is None:
             sdk = importlib.import_module(f"{self.sdk_package}.client")
             self._client = sdk.Client(sdk_config(self.credentials, region=self.region, endpoint=self.endpoint))
         return self._client
 
     @property
-    def models(self) -> Any:
+    def models(self) -> ModuleType:
         """The SDK's request and body models."""
         return importlib.import_module(f"{self.sdk_package}.models")
 
     def _call(self, action: str, request: Callable[[], Any]) -> dict[str, Any]:
         return response_body(call(action, request, self.retry))
 
-    def _call_or_none(self, action: str, request: Callable[[], Any]) -> Optional[dict[str, Any]]:
+    def _call_or_none(self, action: str, request: Callable[[], Any]) -> dict[str, Any] | None:
         """Like _call, but a 404 answer means "there is none" rather than an error."""
         try:
             return self._call(action, request)

@@ -19,9 +19,14 @@ from __future__ import annotations
 import base64
 import os
 import time
-from typing import Any, Iterator, Mapping, Optional
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from agentpack.deployers.errors import DeployConfigError, PlatformError
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
 
 ENDPOINT_ENV = "AGENTPACK_LAMBDA_ENDPOINT"
 #: The resource-policy statement that lets anyone call a function URL with ``AuthType: NONE``.
@@ -38,7 +43,7 @@ def code_sha256(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
 
 
-def platform_error(exc: BaseException, action: Optional[str] = None) -> Exception:
+def platform_error(exc: BaseException, action: str | None = None) -> BaseException:
     """botocore's exceptions as PlatformError (the platform said no) or DeployConfigError (set
     something); anything else is returned as it is (a bug on our side, not an answer)."""
     from botocore import exceptions as errors
@@ -46,8 +51,13 @@ def platform_error(exc: BaseException, action: Optional[str] = None) -> Exceptio
     if isinstance(exc, errors.ClientError):
         error = exc.response.get("Error", {})
         meta = exc.response.get("ResponseMetadata", {})
-        return PlatformError(str(error.get("Code") or "Unknown"), str(error.get("Message") or exc), meta.get("RequestId"),
-                             meta.get("HTTPStatusCode"), action or exc.operation_name)
+        return PlatformError(
+            str(error.get("Code") or "Unknown"),
+            str(error.get("Message") or exc),
+            meta.get("RequestId"),
+            meta.get("HTTPStatusCode"),
+            action or exc.operation_name,
+        )
     if isinstance(exc, (errors.NoCredentialsError, errors.PartialCredentialsError)):
         return DeployConfigError(_NO_CREDENTIALS)
     if isinstance(exc, errors.NoRegionError):
@@ -64,7 +74,7 @@ def platform_error(exc: BaseException, action: Optional[str] = None) -> Exceptio
     return exc
 
 
-def _config() -> Any:
+def _config() -> Config:
     from botocore.config import Config
 
     return Config(retries={"max_attempts": 5, "mode": "standard"}, user_agent_extra="agentpack")
@@ -73,8 +83,14 @@ def _config() -> Any:
 class LambdaApi:
     """One region's Lambda control plane (see the module doc)."""
 
-    def __init__(self, *, region: Optional[str] = None, endpoint: Optional[str] = None,
-                 environ: Optional[Mapping[str, str]] = None, session: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        endpoint: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        session: boto3.session.Session | None = None,
+    ) -> None:
         import boto3
 
         env = os.environ if environ is None else environ
@@ -92,14 +108,15 @@ class LambdaApi:
     # -- calls --------------------------------------------------------------------------------------
     def _call(self, action: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return getattr(self.client, action)(**kwargs)
+            answer: dict[str, Any] = getattr(self.client, action)(**kwargs)
+            return answer
         except Exception as exc:
             mapped = platform_error(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
 
-    def _call_or_none(self, action: str, **kwargs: Any) -> Optional[dict[str, Any]]:
+    def _call_or_none(self, action: str, **kwargs: Any) -> dict[str, Any] | None:
         """Like _call, but "not found" means there is none rather than an error."""
         try:
             return self._call(action, **kwargs)
@@ -118,14 +135,21 @@ class LambdaApi:
             raise mapped from exc
 
     # -- the function -------------------------------------------------------------------------------
-    def get_function(self, name: str) -> Optional[dict[str, Any]]:
+    def get_function(self, name: str) -> dict[str, Any] | None:
         """``{"Configuration": …, "Code": …}``, or None when there is no such function."""
         return self._call_or_none("get_function", FunctionName=name)
 
     def create_function(self, name: str, zip_bytes: bytes, arch: str, configuration: dict[str, Any]) -> None:
         """Create the function (unpublished) and wait until it is Active."""
-        self._call("create_function", FunctionName=name, Code={"ZipFile": zip_bytes}, Architectures=[arch],
-                   PackageType="Zip", Publish=False, **configuration)
+        self._call(
+            "create_function",
+            FunctionName=name,
+            Code={"ZipFile": zip_bytes},
+            Architectures=[arch],
+            PackageType="Zip",
+            Publish=False,
+            **configuration,
+        )
         self._wait(name, "function_active_v2", "CreateFunction")
 
     def update_code(self, name: str, zip_bytes: bytes, arch: str) -> None:
@@ -149,7 +173,7 @@ class LambdaApi:
         return True
 
     # -- the route: alias and function URL -----------------------------------------------------------
-    def get_alias(self, name: str, alias: str) -> Optional[dict[str, Any]]:
+    def get_alias(self, name: str, alias: str) -> dict[str, Any] | None:
         return self._call_or_none("get_alias", FunctionName=name, Name=alias)
 
     def ensure_alias(self, name: str, alias: str, version: str, description: str = "") -> None:
@@ -159,7 +183,7 @@ class LambdaApi:
         else:
             self._call("update_alias", FunctionName=name, Name=alias, FunctionVersion=version)
 
-    def get_url_config(self, name: str, qualifier: str) -> Optional[dict[str, Any]]:
+    def get_url_config(self, name: str, qualifier: str) -> dict[str, Any] | None:
         return self._call_or_none("get_function_url_config", FunctionName=name, Qualifier=qualifier)
 
     def ensure_url(self, name: str, qualifier: str, auth: str, invoke_mode: str) -> str:
@@ -176,16 +200,27 @@ class LambdaApi:
             result = existing
         if auth == "NONE":
             try:
-                self._call("add_permission", FunctionName=name, Qualifier=qualifier, StatementId=PUBLIC_URL_STATEMENT,
-                           Action="lambda:InvokeFunctionUrl", Principal="*", FunctionUrlAuthType="NONE")
+                self._call(
+                    "add_permission",
+                    FunctionName=name,
+                    Qualifier=qualifier,
+                    StatementId=PUBLIC_URL_STATEMENT,
+                    Action="lambda:InvokeFunctionUrl",
+                    Principal="*",
+                    FunctionUrlAuthType="NONE",
+                )
             except PlatformError as error:
                 if error.code != "ResourceConflictException":
                     raise
         else:
-            self._call_or_none("remove_permission", FunctionName=name, Qualifier=qualifier, StatementId=PUBLIC_URL_STATEMENT)
+            self._call_or_none(
+                "remove_permission", FunctionName=name, Qualifier=qualifier, StatementId=PUBLIC_URL_STATEMENT
+            )
         url = str(result.get("FunctionUrl") or "")
         if not url:
-            raise PlatformError("NoFunctionUrl", f"function {name} reports no function URL", action="CreateFunctionUrlConfig")
+            raise PlatformError(
+                "NoFunctionUrl", f"function {name} reports no function URL", action="CreateFunctionUrlConfig"
+            )
         return url
 
     # -- CloudWatch Logs ----------------------------------------------------------------------------
@@ -195,7 +230,7 @@ class LambdaApi:
         start = int((time.time() - since_seconds) * 1000)
         seen: set[str] = set()
         while True:
-            token: Optional[str] = None
+            token: str | None = None
             newest = start
             while True:
                 kwargs: dict[str, Any] = {"logGroupName": group, "startTime": start}

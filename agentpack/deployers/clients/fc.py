@@ -9,16 +9,18 @@ dicts; :class:`FunctionSpec` builds the one for a custom-runtime function.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from functools import partial
+from typing import Any
 
 from agentpack.deployers.clients.alibaba import (
     AlibabaApi,
     AlibabaConfigError,
-    PlatformError,
     code_location,
     sdk_runtime,
 )
+from agentpack.deployers.errors import PlatformError
 
 ENDPOINT_ENV = "AGENTPACK_FC_ENDPOINT"
 API_VERSION = "2023-03-30"
@@ -35,38 +37,42 @@ class FunctionSpec:
 
     name: str
     runtime: str = "custom.debian10"
-    zip_bytes: Optional[bytes] = field(default=None, repr=False)  # inline code; None keeps the current code on update
-    oss_bucket: Optional[str] = None  # or code from OSS (above the 100 MB inline limit)
-    oss_object: Optional[str] = None
+    zip_bytes: bytes | None = field(default=None, repr=False)  # inline code; None keeps the current code on update
+    oss_bucket: str | None = None  # or code from OSS (above the 100 MB inline limit)
+    oss_object: str | None = None
     #: the package's CRC-64 as a decimal string; FC refuses code whose checksum differs
-    code_checksum: Optional[str] = None
+    code_checksum: str | None = None
     command: list[str] = field(default_factory=lambda: ["/code/bootstrap"])
     args: list[str] = field(default_factory=list)
     port: int = 9000
-    health_check_path: Optional[str] = None
-    cpu: Optional[float] = None
-    memory_size: Optional[int] = None
-    disk_size: Optional[int] = None
-    timeout: Optional[int] = None
-    instance_concurrency: Optional[int] = None
+    health_check_path: str | None = None
+    cpu: float | None = None
+    memory_size: int | None = None
+    disk_size: int | None = None
+    timeout: int | None = None
+    instance_concurrency: int | None = None
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # holds secret values: never in a repr
-    role: Optional[str] = None
-    internet_access: Optional[bool] = None
-    session_affinity_header: Optional[str] = None
+    role: str | None = None
+    internet_access: bool | None = None
+    session_affinity_header: str | None = None
     session_ttl_seconds: int = 21600
     session_idle_timeout_seconds: int = 3600
-    sessions_per_instance: Optional[int] = None
-    instance_isolation_mode: Optional[str] = None
-    description: Optional[str] = None
+    sessions_per_instance: int | None = None
+    instance_isolation_mode: str | None = None
+    description: str | None = None
     #: None: the placeholder FC requires of a custom runtime (``FCSettings.handler``)
-    handler: Optional[str] = None
+    handler: str | None = None
     #: seconds FC gives ``POST /initialize`` / ``GET /pre-stop``; None leaves the hook unconfigured
-    initializer_timeout: Optional[int] = None
-    pre_stop_timeout: Optional[int] = None
+    initializer_timeout: int | None = None
+    pre_stop_timeout: int | None = None
 
-    def code_location(self) -> Optional[dict[str, Any]]:
-        location = code_location(self.zip_bytes, self.oss_bucket, self.oss_object,
-                                 "Function Compute takes at most 100 MB inline: upload it through OSS instead ([targets.fc] oss_bucket)")
+    def code_location(self) -> dict[str, Any] | None:
+        location = code_location(
+            self.zip_bytes,
+            self.oss_bucket,
+            self.oss_object,
+            "Function Compute takes at most 100 MB inline: upload it through OSS instead ([targets.fc] oss_bucket)",
+        )
         if location is not None and "ossBucketName" in location and self.code_checksum:
             location["checksum"] = self.code_checksum
         return location
@@ -87,9 +93,14 @@ class FunctionSpec:
             "environmentVariables": dict(self.environment),
         }
         optional = {
-            "cpu": self.cpu, "memorySize": self.memory_size, "diskSize": self.disk_size, "timeout": self.timeout,
-            "instanceConcurrency": self.instance_concurrency, "role": self.role,
-            "internetAccess": self.internet_access, "instanceIsolationMode": self.instance_isolation_mode,
+            "cpu": self.cpu,
+            "memorySize": self.memory_size,
+            "diskSize": self.disk_size,
+            "timeout": self.timeout,
+            "instanceConcurrency": self.instance_concurrency,
+            "role": self.role,
+            "internetAccess": self.internet_access,
+            "instanceIsolationMode": self.instance_isolation_mode,
             "description": self.description,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
@@ -116,7 +127,7 @@ class FunctionSpec:
         return body
 
 
-SpecLike = Union[FunctionSpec, dict]
+SpecLike = FunctionSpec | dict[str, Any]
 
 
 def _as_body(spec: SpecLike) -> dict[str, Any]:
@@ -129,13 +140,13 @@ class FCApi(AlibabaApi):
     endpoint_env = ENDPOINT_ENV
     sdk_package = "alibabacloud_fc20230330"
 
-    def _pages(self, action: str, key: str, request_page: Callable[[Optional[str]], Any]) -> list[dict[str, Any]]:
+    def _pages(self, action: str, key: str, request_page: Callable[[str | None], Any]) -> list[dict[str, Any]]:
         """Every item of a list call: ``request_page(token)`` asks for the page after ``token``
         (None: the first); the items are under ``key``."""
         found: list[dict[str, Any]] = []
-        token: Optional[str] = None
+        token: str | None = None
         while True:
-            page = self._call(action, lambda: request_page(token))
+            page = self._call(action, partial(request_page, token))
             found.extend(page.get(key) or [])
             token = page.get("nextToken") or None
             if not token:
@@ -143,29 +154,46 @@ class FCApi(AlibabaApi):
 
     # -- functions -------------------------------------------------------------------------
 
-    def get_function(self, name: str, qualifier: Optional[str] = None) -> Optional[dict[str, Any]]:
+    def get_function(self, name: str, qualifier: str | None = None) -> dict[str, Any] | None:
         m = self.models
-        return self._call_or_none("GetFunction", lambda: self.client.get_function_with_options(
-            name, m.GetFunctionRequest(qualifier=qualifier), {}, sdk_runtime()))
+        return self._call_or_none(
+            "GetFunction",
+            lambda: self.client.get_function_with_options(
+                name, m.GetFunctionRequest(qualifier=qualifier), {}, sdk_runtime()
+            ),
+        )
 
     def list_functions(self, prefix: str = "") -> list[dict[str, Any]]:
         m = self.models
-        return self._pages("ListFunctions", "functions", lambda token: self.client.list_functions_with_options(
-            m.ListFunctionsRequest(prefix=prefix or None, limit=100, next_token=token), {}, sdk_runtime()))
+        return self._pages(
+            "ListFunctions",
+            "functions",
+            lambda token: self.client.list_functions_with_options(
+                m.ListFunctionsRequest(prefix=prefix or None, limit=100, next_token=token), {}, sdk_runtime()
+            ),
+        )
 
     def create_function(self, spec: SpecLike) -> dict[str, Any]:
         m = self.models
         body = _as_body(spec)
         if "code" not in body:
             raise AlibabaConfigError(f"function {body.get('functionName')!r} does not exist yet, so its code is needed")
-        return self._call("CreateFunction", lambda: self.client.create_function_with_options(
-            m.CreateFunctionRequest(body=m.CreateFunctionInput().from_map(body)), {}, sdk_runtime()))
+        return self._call(
+            "CreateFunction",
+            lambda: self.client.create_function_with_options(
+                m.CreateFunctionRequest(body=m.CreateFunctionInput().from_map(body)), {}, sdk_runtime()
+            ),
+        )
 
     def update_function(self, name: str, spec: SpecLike) -> dict[str, Any]:
         m = self.models
         body = {key: value for key, value in _as_body(spec).items() if key != "functionName"}
-        return self._call("UpdateFunction", lambda: self.client.update_function_with_options(
-            name, m.UpdateFunctionRequest(body=m.UpdateFunctionInput().from_map(body)), {}, sdk_runtime()))
+        return self._call(
+            "UpdateFunction",
+            lambda: self.client.update_function_with_options(
+                name, m.UpdateFunctionRequest(body=m.UpdateFunctionInput().from_map(body)), {}, sdk_runtime()
+            ),
+        )
 
     def create_or_update_function(self, spec: SpecLike) -> dict[str, Any]:
         """Create the function, or update it in place when one of that name exists."""
@@ -195,60 +223,113 @@ class FCApi(AlibabaApi):
 
     def publish_version(self, name: str, description: str = "") -> str:
         m = self.models
-        version = self._call("PublishFunctionVersion", lambda: self.client.publish_function_version_with_options(
-            name, m.PublishFunctionVersionRequest(body=m.PublishVersionInput(description=description)), {},
-            sdk_runtime()))
+        version = self._call(
+            "PublishFunctionVersion",
+            lambda: self.client.publish_function_version_with_options(
+                name,
+                m.PublishFunctionVersionRequest(body=m.PublishVersionInput(description=description)),
+                {},
+                sdk_runtime(),
+            ),
+        )
         return str(version["versionId"])
 
     def list_versions(self, name: str) -> list[dict[str, Any]]:
         """Newest first."""
         m = self.models
-        return self._pages("ListFunctionVersions", "versions", lambda token: self.client.list_function_versions_with_options(
-            name, m.ListFunctionVersionsRequest(direction="BACKWARD", limit=100, next_token=token), {}, sdk_runtime()))
+        return self._pages(
+            "ListFunctionVersions",
+            "versions",
+            lambda token: self.client.list_function_versions_with_options(
+                name,
+                m.ListFunctionVersionsRequest(direction="BACKWARD", limit=100, next_token=token),
+                {},
+                sdk_runtime(),
+            ),
+        )
 
     def delete_version(self, name: str, version_id: str) -> bool:
-        return self._delete("DeleteFunctionVersion", lambda: self.client.delete_function_version_with_options(
-            name, version_id, {}, sdk_runtime()))
+        return self._delete(
+            "DeleteFunctionVersion",
+            lambda: self.client.delete_function_version_with_options(name, version_id, {}, sdk_runtime()),
+        )
 
-    def get_alias(self, name: str, alias: str) -> Optional[dict[str, Any]]:
-        return self._call_or_none("GetAlias", lambda: self.client.get_alias_with_options(name, alias, {}, sdk_runtime()))
+    def get_alias(self, name: str, alias: str) -> dict[str, Any] | None:
+        return self._call_or_none(
+            "GetAlias", lambda: self.client.get_alias_with_options(name, alias, {}, sdk_runtime())
+        )
 
     def list_aliases(self, name: str) -> list[dict[str, Any]]:
         m = self.models
-        return self._pages("ListAliases", "aliases", lambda token: self.client.list_aliases_with_options(
-            name, m.ListAliasesRequest(limit=100, next_token=token), {}, sdk_runtime()))
+        return self._pages(
+            "ListAliases",
+            "aliases",
+            lambda token: self.client.list_aliases_with_options(
+                name, m.ListAliasesRequest(limit=100, next_token=token), {}, sdk_runtime()
+            ),
+        )
 
     def ensure_alias(self, name: str, alias: str, version_id: str, description: str = "") -> dict[str, Any]:
         """Point ``alias`` at ``version_id``, creating it if needed."""
         m = self.models
         if self.get_alias(name, alias) is None:
             try:
-                return self._call("CreateAlias", lambda: self.client.create_alias_with_options(
-                    name, m.CreateAliasRequest(body=m.CreateAliasInput(
-                        alias_name=alias, version_id=version_id, description=description)), {}, sdk_runtime()))
+                return self._call(
+                    "CreateAlias",
+                    lambda: self.client.create_alias_with_options(
+                        name,
+                        m.CreateAliasRequest(
+                            body=m.CreateAliasInput(alias_name=alias, version_id=version_id, description=description)
+                        ),
+                        {},
+                        sdk_runtime(),
+                    ),
+                )
             except PlatformError as error:
                 if error.status != 409:
                     raise
-        return self._call("UpdateAlias", lambda: self.client.update_alias_with_options(
-            name, alias, m.UpdateAliasRequest(body=m.UpdateAliasInput(version_id=version_id, description=description)),
-            {}, sdk_runtime()))
+        return self._call(
+            "UpdateAlias",
+            lambda: self.client.update_alias_with_options(
+                name,
+                alias,
+                m.UpdateAliasRequest(body=m.UpdateAliasInput(version_id=version_id, description=description)),
+                {},
+                sdk_runtime(),
+            ),
+        )
 
     def delete_alias(self, name: str, alias: str) -> bool:
-        return self._delete("DeleteAlias", lambda: self.client.delete_alias_with_options(name, alias, {}, sdk_runtime()))
+        return self._delete(
+            "DeleteAlias", lambda: self.client.delete_alias_with_options(name, alias, {}, sdk_runtime())
+        )
 
     # -- triggers ------------------------------------------------------------------------------
 
-    def get_trigger(self, name: str, trigger: str) -> Optional[dict[str, Any]]:
-        return self._call_or_none("GetTrigger", lambda: self.client.get_trigger_with_options(
-            name, trigger, {}, sdk_runtime()))
+    def get_trigger(self, name: str, trigger: str) -> dict[str, Any] | None:
+        return self._call_or_none(
+            "GetTrigger", lambda: self.client.get_trigger_with_options(name, trigger, {}, sdk_runtime())
+        )
 
     def list_triggers(self, name: str) -> list[dict[str, Any]]:
         m = self.models
-        return self._pages("ListTriggers", "triggers", lambda token: self.client.list_triggers_with_options(
-            name, m.ListTriggersRequest(limit=100, next_token=token), {}, sdk_runtime()))
+        return self._pages(
+            "ListTriggers",
+            "triggers",
+            lambda token: self.client.list_triggers_with_options(
+                name, m.ListTriggersRequest(limit=100, next_token=token), {}, sdk_runtime()
+            ),
+        )
 
-    def ensure_http_trigger(self, name: str, trigger: str = DEFAULT_TRIGGER_NAME, *, qualifier: str = "LATEST",
-                            auth_type: str = "function", methods: tuple[str, ...] = HTTP_METHODS) -> str:
+    def ensure_http_trigger(
+        self,
+        name: str,
+        trigger: str = DEFAULT_TRIGGER_NAME,
+        *,
+        qualifier: str = "LATEST",
+        auth_type: str = "function",
+        methods: tuple[str, ...] = HTTP_METHODS,
+    ) -> str:
         """Create or retarget the function's HTTP trigger and return its public URL.
 
         A trigger that cannot be made, or that reports no URL, is a PlatformError: a deploy
@@ -259,37 +340,62 @@ class FCApi(AlibabaApi):
         existing = self.get_trigger(name, trigger)
         if existing is None:
             try:
-                result = self._call("CreateTrigger", lambda: self.client.create_trigger_with_options(
-                    name, m.CreateTriggerRequest(body=m.CreateTriggerInput(
-                        trigger_name=trigger, trigger_type="http", qualifier=qualifier, trigger_config=config)),
-                    {}, sdk_runtime()))
+                result = self._call(
+                    "CreateTrigger",
+                    lambda: self.client.create_trigger_with_options(
+                        name,
+                        m.CreateTriggerRequest(
+                            body=m.CreateTriggerInput(
+                                trigger_name=trigger, trigger_type="http", qualifier=qualifier, trigger_config=config
+                            )
+                        ),
+                        {},
+                        sdk_runtime(),
+                    ),
+                )
             except PlatformError as error:
                 if error.status != 409:
                     raise
                 existing = self.get_trigger(name, trigger) or {}
         if existing is not None:
             if existing.get("triggerType", "http") != "http":
-                raise PlatformError("TriggerTypeMismatch", f"trigger {trigger!r} of function {name!r} exists but is "
-                                    f"a {existing.get('triggerType')} trigger; remove it or pick another name",
-                                    action="CreateTrigger")
+                raise PlatformError(
+                    "TriggerTypeMismatch",
+                    f"trigger {trigger!r} of function {name!r} exists but is "
+                    f"a {existing.get('triggerType')} trigger; remove it or pick another name",
+                    action="CreateTrigger",
+                )
             if existing.get("qualifier") == qualifier and _same_json(existing.get("triggerConfig"), config):
                 result = existing
             else:
-                result = self._call("UpdateTrigger", lambda: self.client.update_trigger_with_options(
-                    name, trigger, m.UpdateTriggerRequest(body=m.UpdateTriggerInput(
-                        qualifier=qualifier, trigger_config=config)), {}, sdk_runtime()))
+                result = self._call(
+                    "UpdateTrigger",
+                    lambda: self.client.update_trigger_with_options(
+                        name,
+                        trigger,
+                        m.UpdateTriggerRequest(body=m.UpdateTriggerInput(qualifier=qualifier, trigger_config=config)),
+                        {},
+                        sdk_runtime(),
+                    ),
+                )
         url = ((result.get("httpTrigger") or {}).get("urlInternet") or "").strip()
         if not url:
-            raise PlatformError("TriggerHasNoURL", f"the HTTP trigger {trigger!r} of function {name!r} reports no "
-                                "public URL (is internet access disabled?)", action="CreateTrigger")
+            raise PlatformError(
+                "TriggerHasNoURL",
+                f"the HTTP trigger {trigger!r} of function {name!r} reports no "
+                "public URL (is internet access disabled?)",
+                action="CreateTrigger",
+            )
         return url
 
     def delete_trigger(self, name: str, trigger: str) -> bool:
-        return self._delete("DeleteTrigger", lambda: self.client.delete_trigger_with_options(name, trigger, {}, sdk_runtime()))
+        return self._delete(
+            "DeleteTrigger", lambda: self.client.delete_trigger_with_options(name, trigger, {}, sdk_runtime())
+        )
 
 
 def _same_json(left: Any, right: str) -> bool:
     try:
-        return json.loads(left) == json.loads(right)
+        return bool(json.loads(left) == json.loads(right))
     except (TypeError, ValueError):
         return False

@@ -20,12 +20,18 @@ imported inside functions so that ``import agentpack`` stays light.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, TypeVar
 
 from agentpack.deployers.clients.alibaba import AlibabaConfigError, Credentials, RetryPolicy, resolve_endpoint
 from agentpack.deployers.errors import PlatformError, require_modules
+
+if TYPE_CHECKING:
+    import alibabacloud_oss_v2 as oss
+
+T = TypeVar("T")
 
 ENDPOINT_ENV = "AGENTPACK_OSS_ENDPOINT"
 #: Parts of the multipart upload: read from the file one at a time per worker.
@@ -69,26 +75,36 @@ def require_sdk() -> None:
 class OSSApi:
     """One region's OSS, reached with the deployer's credentials (``endpoint`` overrides the region's)."""
 
-    def __init__(self, *, region: Optional[str], credentials: Credentials, endpoint: Optional[str] = None,
-                 environ: Optional[Mapping[str, str]] = None, retry: Optional[RetryPolicy] = None) -> None:
+    def __init__(
+        self,
+        *,
+        region: str | None,
+        credentials: Credentials,
+        endpoint: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         require_sdk()
         env = os.environ if environ is None else environ
         self.endpoint = resolve_endpoint(endpoint, ENDPOINT_ENV, env)
         if not region:  # V4 signatures name the region even when the endpoint is given
-            raise AlibabaConfigError("OSS needs the bucket's region to sign requests: set [targets.fc] region or oss_region")
+            raise AlibabaConfigError(
+                "OSS needs the bucket's region to sign requests: set [targets.fc] region or oss_region"
+            )
         self.region = region
         self.credentials = credentials
         self.retry = retry or RetryPolicy()
-        self._client: Any = None
+        self._client: oss.Client | None = None
 
     @property
-    def client(self) -> Any:
+    def client(self) -> oss.Client:
         if self._client is None:
             import alibabacloud_oss_v2 as oss
 
             config = oss.config.load_default()
             config.credentials_provider = oss.credentials.StaticCredentialsProvider(
-                self.credentials.access_key_id, self.credentials.access_key_secret, self.credentials.security_token)
+                self.credentials.access_key_id, self.credentials.access_key_secret, self.credentials.security_token
+            )
             config.region = self.region
             config.retry_max_attempts = self.retry.max_attempts
             config.user_agent = "agentpack"
@@ -101,20 +117,23 @@ class OSSApi:
         return f"oss://{bucket}/{key}"
 
     # -- calls --------------------------------------------------------------------------------------
-    def head(self, bucket: str, key: str) -> Optional[StoredObject]:
+    def head(self, bucket: str, key: str) -> StoredObject | None:
         """The object's size and CRC-64, or None when there is no such object."""
         import alibabacloud_oss_v2 as oss
 
         try:
-            found = self._call("HeadObject", bucket, lambda: self.client.head_object(oss.HeadObjectRequest(bucket=bucket, key=key)))
+            found = self._call(
+                "HeadObject", bucket, lambda: self.client.head_object(oss.HeadObjectRequest(bucket=bucket, key=key))
+            )
         except PlatformError as error:
             if error.code == "NoSuchKey":
                 return None
             raise
         return StoredObject(bucket, key, int(found.content_length or 0), str(found.hash_crc64 or ""))
 
-    def upload_file(self, bucket: str, key: str, path: Path, crc64: str,
-                    progress: Optional[Callable[[int, int], None]] = None) -> StoredObject:
+    def upload_file(
+        self, bucket: str, key: str, path: Path, crc64: str, progress: Callable[[int, int], None] | None = None
+    ) -> StoredObject:
         """Stream ``path`` to ``bucket/key`` (multipart above one part) and check OSS stored ``crc64``."""
         import alibabacloud_oss_v2 as oss
 
@@ -127,8 +146,14 @@ class OSSApi:
         result = self._call("PutObject", bucket, lambda: uploader.upload_file(request, str(path)))
         stored = str(result.hash_crc64 or "")
         if stored and stored != crc64:
-            raise PlatformError("InconsistentCRC", f"{self.where(bucket, key)} holds CRC-64 {stored}, the artifact has {crc64}; "
-                                "the upload was corrupted: deploy again", result.request_id or None, None, "PutObject")
+            raise PlatformError(
+                "InconsistentCRC",
+                f"{self.where(bucket, key)} holds CRC-64 {stored}, the artifact has {crc64}; "
+                "the upload was corrupted: deploy again",
+                result.request_id or None,
+                None,
+                "PutObject",
+            )
         return StoredObject(bucket, key, Path(path).stat().st_size, crc64)
 
     def delete(self, bucket: str, key: str) -> bool:
@@ -136,13 +161,17 @@ class OSSApi:
         import alibabacloud_oss_v2 as oss
 
         try:
-            self._call("DeleteObject", bucket, lambda: self.client.delete_object(oss.DeleteObjectRequest(bucket=bucket, key=key)))
+            self._call(
+                "DeleteObject",
+                bucket,
+                lambda: self.client.delete_object(oss.DeleteObjectRequest(bucket=bucket, key=key)),
+            )
         except MissingBucket:
             return False
         return True
 
     # -- errors -------------------------------------------------------------------------------------
-    def _call(self, action: str, bucket: str, request: Callable[[], Any]) -> Any:
+    def _call(self, action: str, bucket: str, request: Callable[[], T]) -> T:
         try:
             return request()
         except Exception as exc:  # the SDK wraps what the service said; find it
@@ -154,8 +183,11 @@ class OSSApi:
         from alibabacloud_oss_v2 import exceptions
 
         inner: BaseException = exc  # OperationError / UploadError wrap the cause: unwrap to it
-        while not isinstance(inner, (exceptions.ServiceError, exceptions.InconsistentError)) and callable(getattr(inner, "unwrap", None)):
-            cause = inner.unwrap()
+        while not isinstance(inner, (exceptions.ServiceError, exceptions.InconsistentError)):
+            unwrap = getattr(inner, "unwrap", None)
+            if not callable(unwrap):
+                break
+            cause = unwrap()
             if cause is None:
                 break
             inner = cause
@@ -172,6 +204,8 @@ class OSSApi:
                 message += f" — the credentials need oss:{needed} on acs:oss:*:*:{bucket}/* (see docs/deploy.md, RAM permissions)"
             return PlatformError(str(inner.code or "OSSError"), message, request_id, inner.status_code or None, action)
         if isinstance(inner, exceptions.InconsistentError):
-            return PlatformError("InconsistentCRC", f"OSS stored other bytes than were sent ({inner}); deploy again", None, None, action)
+            return PlatformError(
+                "InconsistentCRC", f"OSS stored other bytes than were sent ({inner}); deploy again", None, None, action
+            )
         where = f"{self.endpoint.protocol}://{self.endpoint.host}" if self.endpoint else f"OSS in {self.region}"
         return PlatformError("ConnectionError", f"could not reach {where}: {str(inner)[:300]}", None, None, action)

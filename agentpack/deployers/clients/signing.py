@@ -17,11 +17,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import uuid
+from collections.abc import Generator
 from types import SimpleNamespace
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
 
 ACS3 = "ACS3-HMAC-SHA256"
 
@@ -31,12 +35,12 @@ class AcsSignatureAuth(httpx.Auth):
 
     requires_request_body = True
 
-    def __init__(self, access_key_id: str, access_key_secret: str, security_token: Optional[str] = None) -> None:
+    def __init__(self, access_key_id: str, access_key_secret: str, security_token: str | None = None) -> None:
         self.access_key_id = access_key_id
         self._secret = access_key_secret
         self._token = security_token
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         from alibabacloud_tea_openapi.utils import Utils
 
         payload_hash = hashlib.sha256(request.content).hexdigest()
@@ -47,12 +51,20 @@ class AcsSignatureAuth(httpx.Auth):
             request.headers["x-acs-security-token"] = self._token
         headers = {name.lower(): value for name, value in request.headers.items()}
         headers["host"] = request.url.netloc.decode("ascii")
-        signed = {name: value for name, value in headers.items() if name in ("host", "content-type") or name.startswith("x-acs-")}
+        signed = {
+            name: value
+            for name, value in headers.items()
+            if name in ("host", "content-type") or name.startswith("x-acs-")
+        }
         parts = urlsplit(str(request.url))
         # the SDK encodes the query's values; its own names never need it, a URL's may
         query = {quote(name, safe="~"): value for name, value in parse_qsl(parts.query, keep_blank_values=True)}
-        canonical = SimpleNamespace(method=request.method.upper(), pathname=parts.path or "/", query=query, headers=signed)
-        request.headers["Authorization"] = Utils.get_authorization(canonical, ACS3, payload_hash, self.access_key_id, self._secret)
+        canonical = SimpleNamespace(
+            method=request.method.upper(), pathname=parts.path or "/", query=query, headers=signed
+        )
+        request.headers["Authorization"] = Utils.get_authorization(
+            canonical, ACS3, payload_hash, self.access_key_id, self._secret
+        )
         yield request
 
 
@@ -61,12 +73,12 @@ class AwsSigV4Auth(httpx.Auth):
 
     requires_request_body = True
 
-    def __init__(self, credentials: Any, region: str, service: str = "lambda") -> None:
+    def __init__(self, credentials: Credentials, region: str, service: str = "lambda") -> None:
         self._credentials = credentials
         self.region = region
         self.service = service
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 

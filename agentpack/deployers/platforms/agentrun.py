@@ -12,12 +12,17 @@ the deployment's URL.  ``rollback`` retargets the endpoint to an earlier version
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from agentpack.deployers.errors import DeployConfigError, NotOffered, PlatformError
 from agentpack.deployers.pipeline import ROUTE, Deployer, Plan
 from agentpack.deployers.request import DeployRequest
 from agentpack.deployers.state import Deployment
+
+if TYPE_CHECKING:
+    from agentpack.deployers.clients.agentrun import AgentRunApi, RuntimeSpec
+    from agentpack.target_settings import AgentRunSettings
 
 LANGUAGES = {"3.10": "python3.10", "3.12": "python3.12"}
 #: The states in which a runtime or an endpoint serves (the references say READY or ACTIVE).
@@ -30,8 +35,10 @@ class AgentRunDeployer(Deployer):
     sdk_modules = ("alibabacloud_agentrun20250910", "alibabacloud_tea_openapi", "darabonba", "alibabacloud_credentials")
     client = "agentpack.deployers.clients.agentrun:AgentRunApi"
     exact = frozenset({"environmentVariables"})
+    settings: AgentRunSettings
+    api: AgentRunApi
 
-    def spec(self, request: DeployRequest, variables: dict[str, str], code: Optional[bytes] = None) -> Any:
+    def spec(self, request: DeployRequest, variables: dict[str, str], code: bytes | None = None) -> RuntimeSpec:
         from agentpack.deployers.clients.agentrun import RuntimeSpec
 
         settings = request.settings
@@ -55,15 +62,19 @@ class AgentRunDeployer(Deployer):
     def check(self, plan: Plan) -> None:
         python = plan.request.python
         if python not in LANGUAGES:
-            raise DeployConfigError(f"AgentRun code runtimes offer Python {', '.join(LANGUAGES)}, not {python}; build for one of those")
+            raise DeployConfigError(
+                f"AgentRun code runtimes offer Python {', '.join(LANGUAGES)}, not {python}; build for one of those"
+            )
 
     def own_variables(self, request: DeployRequest) -> dict[str, str]:
-        return {"PORT": str(request.settings.port), "AGENTPACK_PLATFORM": self.row.adapter}
+        adapter = self.row.adapter
+        assert adapter is not None, "the agentrun row names its adapter"
+        return {"PORT": str(request.settings.port), "AGENTPACK_PLATFORM": adapter}
 
     def desired(self, plan: Plan) -> dict[str, Any]:
         return self.spec(plan.request, plan.variables).to_api()
 
-    def find(self, plan: Plan) -> Optional[dict[str, Any]]:
+    def find(self, plan: Plan) -> dict[str, Any] | None:
         current = self.api.find_runtime_by_name(plan.request.name)
         plan.facts["runtime_id"] = str(current["agentRuntimeId"]) if current is not None else None
         plan.facts["last_updated_at"] = plan.known.get("last_updated_at")
@@ -71,16 +82,22 @@ class AgentRunDeployer(Deployer):
 
     def code_differs(self, plan: Plan) -> bool:
         current, known = plan.current or {}, plan.known
-        return (known.get("runtime_id") != plan.facts["runtime_id"]
-                or known.get("latest_sha256") != plan.request.sha256
-                or current.get("lastUpdatedAt") != known.get("last_updated_at")
-                or current.get("status") not in SERVING)
+        return (
+            known.get("runtime_id") != plan.facts["runtime_id"]
+            or known.get("latest_sha256") != plan.request.sha256
+            or current.get("lastUpdatedAt") != known.get("last_updated_at")
+            or current.get("status") not in SERVING
+        )
 
-    def serving_url(self, plan: Plan) -> Optional[str]:
+    def serving_url(self, plan: Plan) -> str | None:
         assert plan.previous is not None
         endpoint = self.api.find_endpoint(plan.facts["runtime_id"], ROUTE)
-        if (endpoint and endpoint.get("targetVersion") == plan.previous.version and endpoint.get("status") in SERVING
-                and endpoint.get("endpointPublicUrl")):
+        if (
+            endpoint
+            and endpoint.get("targetVersion") == plan.previous.version
+            and endpoint.get("status") in SERVING
+            and endpoint.get("endpointPublicUrl")
+        ):
             return str(endpoint["endpointPublicUrl"])
         return None
 
@@ -88,11 +105,15 @@ class AgentRunDeployer(Deployer):
         request = plan.request
         body = self.spec(request, plan.variables, request.zip_bytes() if plan.code_needed else None).to_api()
         if plan.current is None:
-            self.progress("upload", f"creating agent runtime {request.name} with {request.size_bytes / 1e6:.1f} MB of code")
+            self.progress(
+                "upload", f"creating agent runtime {request.name} with {request.size_bytes / 1e6:.1f} MB of code"
+            )
             action = "created"
         else:
-            self.progress("upload" if plan.code_needed else "configure",
-                          f"{'uploading code' if plan.code_needed else 'updating configuration'} of agent runtime {request.name}")
+            self.progress(
+                "upload" if plan.code_needed else "configure",
+                f"{'uploading code' if plan.code_needed else 'updating configuration'} of agent runtime {request.name}",
+            )
             action = "updated" if plan.code_needed else "configured"
         result = self.api.create_or_update_runtime(body, timeout=request.wait_seconds)
         plan.facts["runtime_id"] = str(result["agentRuntimeId"])
@@ -100,7 +121,9 @@ class AgentRunDeployer(Deployer):
 
     def wait(self, plan: Plan) -> None:
         request = plan.request
-        self.progress("wait", f"waiting for agent runtime {request.name} to be READY (up to {request.wait_seconds:g} s)")
+        self.progress(
+            "wait", f"waiting for agent runtime {request.name} to be READY (up to {request.wait_seconds:g} s)"
+        )
         ready = self.api.wait_until_ready(plan.facts["runtime_id"], timeout=request.wait_seconds)
         plan.facts["last_updated_at"] = ready.get("lastUpdatedAt")
 
@@ -109,15 +132,24 @@ class AgentRunDeployer(Deployer):
 
     def route(self, plan: Plan, version: str) -> str:
         self.progress("route", f"endpoint {ROUTE} → version {version}")
-        return self.api.ensure_endpoint(plan.facts["runtime_id"], ROUTE, version, description="the version agentpack serves",
-                                        timeout=plan.request.wait_seconds)
+        return self.api.ensure_endpoint(
+            plan.facts["runtime_id"],
+            ROUTE,
+            version,
+            description="the version agentpack serves",
+            timeout=plan.request.wait_seconds,
+        )
 
     def resource(self, plan: Plan) -> dict[str, Any]:
-        return {"runtime_id": plan.facts["runtime_id"], "endpoint": ROUTE, "latest_sha256": plan.request.sha256,
-                "last_updated_at": plan.facts["last_updated_at"]}
+        return {
+            "runtime_id": plan.facts["runtime_id"],
+            "endpoint": ROUTE,
+            "latest_sha256": plan.request.sha256,
+            "last_updated_at": plan.facts["last_updated_at"],
+        }
 
     # -- the other commands -------------------------------------------------------------------------
-    def _runtime_id(self, deployment: Deployment) -> Optional[str]:
+    def _runtime_id(self, deployment: Deployment) -> str | None:
         runtime_id = deployment.resource.get("runtime_id")
         if runtime_id and self.api.get_runtime(str(runtime_id)) is not None:
             return str(runtime_id)
@@ -140,15 +172,21 @@ class AgentRunDeployer(Deployer):
             "url": endpoint.get("endpointPublicUrl"),
             "cpu": runtime.get("cpu"),
             "memory": runtime.get("memory"),
-            "env": {key: "***" for key in runtime.get("environmentVariables") or {}},
+            "env": dict.fromkeys(runtime.get("environmentVariables") or {}, "***"),
             "last_modified": runtime.get("lastUpdatedAt"),
         }
 
     def rollback(self, deployment: Deployment, version: str) -> Deployment:
         runtime_id = self._runtime_id(deployment)
         if runtime_id is None:
-            raise PlatformError("NotFound", f"agent runtime {deployment.name} does not exist any more; deploy it again", action="GetAgentRuntime")
-        deployment.url = self.api.ensure_endpoint(runtime_id, ROUTE, version, description="the version agentpack serves")
+            raise PlatformError(
+                "NotFound",
+                f"agent runtime {deployment.name} does not exist any more; deploy it again",
+                action="GetAgentRuntime",
+            )
+        deployment.url = self.api.ensure_endpoint(
+            runtime_id, ROUTE, version, description="the version agentpack serves"
+        )
         return deployment
 
     def destroy(self, deployment: Deployment) -> bool:
@@ -157,5 +195,7 @@ class AgentRunDeployer(Deployer):
             return False
         return self.api.delete_runtime(runtime_id, wait=True)
 
-    def logs(self, deployment: Deployment, *, since_seconds: float = 3600, follow: bool = False) -> Any:
-        raise NotOffered("AgentRun writes logs to Simple Log Service when the runtime has a log configuration; read them in the AgentRun console")
+    def logs(self, deployment: Deployment, *, since_seconds: float = 3600, follow: bool = False) -> Iterator[str]:
+        raise NotOffered(
+            "AgentRun writes logs to Simple Log Service when the runtime has a log configuration; read them in the AgentRun console"
+        )

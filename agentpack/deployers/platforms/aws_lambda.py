@@ -14,13 +14,20 @@ The calls, credentials, region and endpoint are the client's, :mod:`agentpack.de
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from agentpack.deployers.errors import DeployConfigError, PlatformError
 from agentpack.deployers.pipeline import ROUTE, Deployer, Plan
 from agentpack.deployers.request import DeployRequest
 from agentpack.deployers.state import Deployment
 from agentpack.targets import LAMBDA_HANDLER, LAMBDA_STREAM_WRAPPER
+
+if TYPE_CHECKING:
+    import httpx
+
+    from agentpack.deployers.clients.aws import LambdaApi
+    from agentpack.target_settings import LambdaSettings
 
 WRAPPER_PATH = f"/var/task/{LAMBDA_STREAM_WRAPPER}"
 
@@ -31,6 +38,8 @@ class LambdaDeployer(Deployer):
     sdk_modules = ("boto3", "botocore")
     client = "agentpack.deployers.clients.aws:LambdaApi"
     exact = frozenset({"Variables"})
+    settings: LambdaSettings
+    api: LambdaApi
 
     @staticmethod
     def invoke_mode(request: DeployRequest) -> str:
@@ -57,23 +66,29 @@ class LambdaDeployer(Deployer):
             body["Role"] = settings.role
         return body
 
-    def find(self, plan: Plan) -> Optional[dict[str, Any]]:
+    def find(self, plan: Plan) -> dict[str, Any] | None:
         return (self.api.get_function(plan.request.name) or {}).get("Configuration")
 
     def code_differs(self, plan: Plan) -> bool:
         from agentpack.deployers.clients.aws import code_sha256
 
         current, request = plan.current or {}, plan.request
-        return current.get("CodeSha256") != code_sha256(request.sha256) or (current.get("Architectures") or ["x86_64"]) != [request.arch]
+        return current.get("CodeSha256") != code_sha256(request.sha256) or (
+            current.get("Architectures") or ["x86_64"]
+        ) != [request.arch]
 
-    def serving_url(self, plan: Plan) -> Optional[str]:
+    def serving_url(self, plan: Plan) -> str | None:
         name, previous = plan.request.name, plan.previous
         assert previous is not None
         alias = self.api.get_alias(name, ROUTE)
         url_config = self.api.get_url_config(name, ROUTE)
-        if (alias and alias.get("FunctionVersion") == previous.version and url_config
-                and url_config.get("AuthType") == self.auth(plan.request)
-                and url_config.get("InvokeMode", "BUFFERED") == self.invoke_mode(plan.request)):
+        if (
+            alias
+            and alias.get("FunctionVersion") == previous.version
+            and url_config
+            and url_config.get("AuthType") == self.auth(plan.request)
+            and url_config.get("InvokeMode", "BUFFERED") == self.invoke_mode(plan.request)
+        ):
             return str(url_config["FunctionUrl"])
         return None
 
@@ -83,7 +98,7 @@ class LambdaDeployer(Deployer):
         if plan.current is None:
             if "Role" not in desired:
                 raise DeployConfigError(
-                    "a new Lambda function needs an execution role: set [targets.lambda] role = \"arn:aws:iam::<account>:role/<name>\""
+                    'a new Lambda function needs an execution role: set [targets.lambda] role = "arn:aws:iam::<account>:role/<name>"'
                 )
             self.progress("upload", f"creating function {name} with {request.size_bytes / 1e6:.1f} MB of code")
             self.api.create_function(name, request.zip_bytes(), request.arch, desired)
@@ -108,8 +123,12 @@ class LambdaDeployer(Deployer):
         return self.api.ensure_url(name, ROUTE, auth, invoke_mode)
 
     def resource(self, plan: Plan) -> dict[str, Any]:
-        return {"function_name": plan.request.name, "alias": ROUTE, "latest_sha256": plan.request.sha256,
-                "invoke_mode": self.invoke_mode(plan.request)}
+        return {
+            "function_name": plan.request.name,
+            "alias": ROUTE,
+            "latest_sha256": plan.request.sha256,
+            "invoke_mode": self.invoke_mode(plan.request),
+        }
 
     # -- the other commands -------------------------------------------------------------------------
     def status(self, deployment: Deployment) -> dict[str, Any]:
@@ -132,13 +151,17 @@ class LambdaDeployer(Deployer):
             "memory": config.get("MemorySize"),
             "timeout": config.get("Timeout"),
             "arch": (config.get("Architectures") or [None])[0],
-            "env": {key: "***" for key in ((config.get("Environment") or {}).get("Variables") or {})},
+            "env": dict.fromkeys((config.get("Environment") or {}).get("Variables") or {}, "***"),
             "last_modified": config.get("LastModified"),
         }
 
     def rollback(self, deployment: Deployment, version: str) -> Deployment:
         if self.api.get_function(deployment.name) is None:
-            raise PlatformError("ResourceNotFoundException", f"function {deployment.name} does not exist any more; deploy it again", action="GetFunction")
+            raise PlatformError(
+                "ResourceNotFoundException",
+                f"function {deployment.name} does not exist any more; deploy it again",
+                action="GetFunction",
+            )
         self.api.ensure_alias(deployment.name, ROUTE, version, description="the version agentpack serves")
         return deployment
 
@@ -146,14 +169,14 @@ class LambdaDeployer(Deployer):
         """Deleting the function deletes its versions, aliases and function URLs with it."""
         return self.api.delete_function(deployment.name)
 
-    def request_auth(self, deployment: Deployment) -> Any:
+    def request_auth(self, deployment: Deployment) -> httpx.Auth | None:
         if deployment.auth != "AWS_IAM":
             return None
         from agentpack.deployers.clients.signing import AwsSigV4Auth
 
-        return AwsSigV4Auth(self.api.credentials, self.region)
+        return AwsSigV4Auth(self.api.credentials, self.api.region)
 
-    def console_url(self, deployment: Deployment) -> Optional[str]:
+    def console_url(self, deployment: Deployment) -> str | None:
         return f"https://{self.region}.console.aws.amazon.com/lambda/home?region={self.region}#/functions/{deployment.name}"
 
     def logs(self, deployment: Deployment, *, since_seconds: float = 3600, follow: bool = False) -> Iterator[str]:

@@ -22,14 +22,22 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.deployers.clients.alibaba import MAX_INLINE_ZIP_BYTES
 from agentpack.deployers.errors import DeployConfigError, NotOffered, PlatformError
 from agentpack.deployers.pipeline import ROUTE, Deployer, Plan, same
 from agentpack.deployers.request import DeployRequest
 from agentpack.deployers.state import Deployment
+
+if TYPE_CHECKING:
+    import httpx
+
+    from agentpack.deployers.clients.fc import FCApi, FunctionSpec
+    from agentpack.deployers.clients.oss import OSSApi, StoredObject
+    from agentpack.target_settings import FCSettings
 
 #: The custom runtime whose interpreter is the artifact's Python.
 RUNTIMES = {"3.10": "custom.debian10", "3.11": "custom.debian12", "3.12": "custom.debian11"}
@@ -43,26 +51,37 @@ class FCDeployer(Deployer):
     sdk_modules = ("alibabacloud_fc20230330", "alibabacloud_tea_openapi", "darabonba", "alibabacloud_credentials")
     client = "agentpack.deployers.clients.fc:FCApi"
     exact = frozenset({"environmentVariables"})
+    settings: FCSettings
+    api: FCApi
 
-    def __init__(self, settings: Any, **options: Any) -> None:
+    def __init__(self, settings: FCSettings, **options: Any) -> None:
         super().__init__(settings, **options)
-        self._oss: dict[str, Any] = {}
+        self._oss: dict[str, OSSApi] = {}
         #: objects this deployer uploaded (not found in the bucket already), newest last
-        self.fresh_objects: list[Any] = []
+        self.fresh_objects: list[StoredObject] = []
 
-    def oss(self, region: Optional[str]) -> Any:
+    def oss(self, region: str | None) -> OSSApi:
         """The OSS client for ``region``, with the deployer's credentials (one per region)."""
         from agentpack.deployers.clients.oss import OSSApi
 
         key = region or ""
         if key not in self._oss:
-            self._oss[key] = OSSApi(region=region, credentials=self.api.credentials,
-                                    endpoint=getattr(self.settings, "oss_endpoint", None), environ=self.environ)
+            self._oss[key] = OSSApi(
+                region=region,
+                credentials=self.api.credentials,
+                endpoint=getattr(self.settings, "oss_endpoint", None),
+                environ=self.environ,
+            )
         return self._oss[key]
 
     # -- the function as agentpack configures it ---------------------------------------------------
-    def spec(self, request: DeployRequest, variables: dict[str, str], code: Optional[bytes] = None,
-             oss_object: Optional[Any] = None) -> Any:
+    def spec(
+        self,
+        request: DeployRequest,
+        variables: dict[str, str],
+        code: bytes | None = None,
+        oss_object: StoredObject | None = None,
+    ) -> FunctionSpec:
         """The function's body: ``code`` inline, or the StoredObject ``oss_object``, or neither (keep the code)."""
         from agentpack.deployers.clients.fc import FunctionSpec
 
@@ -112,7 +131,7 @@ class FCDeployer(Deployer):
             )
         return True
 
-    def ship_through_oss(self, request: DeployRequest) -> Any:
+    def ship_through_oss(self, request: DeployRequest) -> StoredObject:
         """Put the artifact in the bucket unless it holds these bytes already; the StoredObject FC reads."""
         from agentpack.deployers.clients.oss import crc64_of, object_key
 
@@ -131,7 +150,9 @@ class FCDeployer(Deployer):
         started = time.perf_counter()
         stored = api.upload_file(settings.oss_bucket, key, Path(request.artifact), crc64)
         seconds = time.perf_counter() - started
-        self.progress("upload", f"{where}: {megabytes:.1f} MB in {seconds:.2f} s ({megabytes / max(seconds, 1e-6):.0f} MB/s)")
+        self.progress(
+            "upload", f"{where}: {megabytes:.1f} MB in {seconds:.2f} s ({megabytes / max(seconds, 1e-6):.0f} MB/s)"
+        )
         self.fresh_objects.append(stored)
         return stored
 
@@ -147,29 +168,40 @@ class FCDeployer(Deployer):
 
             require_sdk()
         if request.python not in RUNTIMES:
-            raise DeployConfigError(f"Function Compute has no custom runtime with Python {request.python}; build for {', '.join(RUNTIMES)}")
+            raise DeployConfigError(
+                f"Function Compute has no custom runtime with Python {request.python}; build for {', '.join(RUNTIMES)}"
+            )
 
     def own_variables(self, request: DeployRequest) -> dict[str, str]:
-        return {"AGENTPACK_REQUEST_TIMEOUT": str(request.settings.effective("timeout")), "AGENTPACK_PLATFORM": self.row.adapter}
+        adapter = self.row.adapter
+        assert adapter is not None, "the fc row names its adapter"
+        return {"AGENTPACK_REQUEST_TIMEOUT": str(request.settings.effective("timeout")), "AGENTPACK_PLATFORM": adapter}
 
     def desired(self, plan: Plan) -> dict[str, Any]:
         return self.spec(plan.request, plan.variables).to_api()
 
-    def find(self, plan: Plan) -> Optional[dict[str, Any]]:
+    def find(self, plan: Plan) -> dict[str, Any] | None:
         return self.api.get_function(plan.request.name)
 
     def code_differs(self, plan: Plan) -> bool:
         assert plan.current is not None
-        return (plan.known.get("latest_sha256") != plan.request.sha256
-                or str(plan.current.get("codeChecksum") or "") != str(plan.known.get("code_checksum") or ""))
+        return plan.known.get("latest_sha256") != plan.request.sha256 or str(
+            plan.current.get("codeChecksum") or ""
+        ) != str(plan.known.get("code_checksum") or "")
 
-    def serving_url(self, plan: Plan) -> Optional[str]:
+    def serving_url(self, plan: Plan) -> str | None:
         name, previous = plan.request.name, plan.previous
         assert previous is not None
         alias, trigger = self.api.get_alias(name, ROUTE), self.api.get_trigger(name, TRIGGER)
         url = ((trigger or {}).get("httpTrigger") or {}).get("urlInternet")
-        if (alias and alias.get("versionId") == previous.version and trigger and trigger.get("qualifier") == ROUTE
-                and same(json.dumps({"authType": self.auth(plan.request)}), str(trigger.get("triggerConfig") or "")) and url):
+        if (
+            alias
+            and alias.get("versionId") == previous.version
+            and trigger
+            and trigger.get("qualifier") == ROUTE
+            and same(json.dumps({"authType": self.auth(plan.request)}), str(trigger.get("triggerConfig") or ""))
+            and url
+        ):
             return str(url)
         return None
 
@@ -181,12 +213,19 @@ class FCDeployer(Deployer):
         source = f" from oss://{oss_object.bucket}/{oss_object.key}" if oss_object is not None else ""
         try:
             if plan.current is None:
-                self.progress("upload", f"creating function {name} with {request.size_bytes / 1e6:.1f} MB of code{source}")
+                self.progress(
+                    "upload", f"creating function {name} with {request.size_bytes / 1e6:.1f} MB of code{source}"
+                )
                 result = self.api.create_function(body)
                 action = "created"
             else:
-                what = ("uploading code and configuration" if plan.code_needed and plan.config_changed
-                        else "uploading code" if plan.code_needed else "updating configuration")
+                what = (
+                    "uploading code and configuration"
+                    if plan.code_needed and plan.config_changed
+                    else "uploading code"
+                    if plan.code_needed
+                    else "updating configuration"
+                )
                 self.progress("upload" if plan.code_needed else "configure", f"{what} of function {name}{source}")
                 result = self.api.update_function(name, body)
                 action = "updated" if plan.code_needed else "configured"
@@ -209,12 +248,18 @@ class FCDeployer(Deployer):
     def resource(self, plan: Plan) -> dict[str, Any]:
         request, known = plan.request, plan.known
         checksum = plan.facts.get("code_checksum", str(known.get("code_checksum") or ""))
-        found = {"function_name": request.name, "alias": ROUTE, "trigger": TRIGGER, "latest_sha256": request.sha256,
-                 "code_checksum": checksum}
+        found = {
+            "function_name": request.name,
+            "alias": ROUTE,
+            "trigger": TRIGGER,
+            "latest_sha256": request.sha256,
+            "code_checksum": checksum,
+        }
         oss_object = plan.facts.get("oss_object")
         if oss_object is not None:
-            found["oss_objects"] = remember_object(known.get("oss_objects"), oss_object,
-                                                   request.settings.oss_region or self.region, request.sha256)
+            found["oss_objects"] = remember_object(
+                known.get("oss_objects"), oss_object, request.settings.oss_region or self.region, request.sha256
+            )
         return found
 
     # -- the other commands -------------------------------------------------------------------------
@@ -237,14 +282,16 @@ class FCDeployer(Deployer):
             "cpu": function.get("cpu"),
             "timeout": function.get("timeout"),
             "instance_concurrency": function.get("instanceConcurrency"),
-            "env": {key: "***" for key in function.get("environmentVariables") or {}},
+            "env": dict.fromkeys(function.get("environmentVariables") or {}, "***"),
             "last_modified": function.get("lastModifiedTime"),
         }
 
     def rollback(self, deployment: Deployment, version: str) -> Deployment:
         name = deployment.name
         if self.api.get_function(name) is None:
-            raise PlatformError("FunctionNotFound", f"function {name} does not exist any more; deploy it again", action="GetFunction")
+            raise PlatformError(
+                "FunctionNotFound", f"function {name} does not exist any more; deploy it again", action="GetFunction"
+            )
         self.api.ensure_alias(name, ROUTE, version, description="the version agentpack serves")
         trigger = self.api.get_trigger(name, TRIGGER) or {}
         deployment.url = ((trigger.get("httpTrigger") or {}).get("urlInternet")) or deployment.url
@@ -261,9 +308,11 @@ class FCDeployer(Deployer):
             self.progress("destroy", f"deleted {removed} code object{'s' if removed != 1 else ''} from OSS")
         return existed or removed > 0
 
-    def forget_fresh_objects(self, previous: Optional[Deployment]) -> None:
+    def forget_fresh_objects(self, previous: Deployment | None) -> None:
         """After a failed create/update: delete what this deploy uploaded and no deployment records (best effort)."""
-        recorded = {(r.get("bucket"), r.get("key")) for r in ((previous.resource if previous else {}).get("oss_objects") or [])}
+        recorded = {
+            (r.get("bucket"), r.get("key")) for r in ((previous.resource if previous else {}).get("oss_objects") or [])
+        }
         for stored in self.fresh_objects:
             if (stored.bucket, stored.key) in recorded:
                 continue
@@ -273,7 +322,7 @@ class FCDeployer(Deployer):
                 pass  # the next deploy finds it by its key and reuses it
         self.fresh_objects.clear()
 
-    def request_auth(self, deployment: Deployment) -> Any:
+    def request_auth(self, deployment: Deployment) -> httpx.Auth | None:
         if deployment.auth != "function":
             return None
         from agentpack.deployers.clients.signing import AcsSignatureAuth
@@ -281,12 +330,12 @@ class FCDeployer(Deployer):
         credentials = self.api.credentials
         return AcsSignatureAuth(credentials.access_key_id, credentials.access_key_secret, credentials.security_token)
 
-    def console_url(self, deployment: Deployment) -> Optional[str]:
+    def console_url(self, deployment: Deployment) -> str | None:
         if not self.region:
             return None
         return f"https://fcnext.console.aliyun.com/{self.region}/functions/{deployment.name}"
 
-    def logs(self, deployment: Deployment, *, since_seconds: float = 3600, follow: bool = False) -> Any:
+    def logs(self, deployment: Deployment, *, since_seconds: float = 3600, follow: bool = False) -> Iterator[str]:
         where = self.console_url(deployment) or "the Function Compute console"
         raise NotOffered(
             f"Function Compute writes logs to Simple Log Service once the function has a log configuration "
@@ -294,8 +343,12 @@ class FCDeployer(Deployer):
         )
 
 
-def remember_object(known: Optional[list[dict[str, Any]]], stored: Any, region: Optional[str], sha256: str) -> list[dict[str, Any]]:
+def remember_object(
+    known: list[dict[str, Any]] | None, stored: StoredObject, region: str | None, sha256: str
+) -> list[dict[str, Any]]:
     """The deployment's OSS objects with ``stored`` added once (where, never a URL or a secret)."""
     records = [dict(r) for r in known or [] if (r.get("bucket"), r.get("key")) != (stored.bucket, stored.key)]
-    records.append({"bucket": stored.bucket, "key": stored.key, "region": region, "sha256": sha256, "bytes": stored.size})
+    records.append(
+        {"bucket": stored.bucket, "key": stored.key, "region": region, "sha256": sha256, "bytes": stored.size}
+    )
     return records

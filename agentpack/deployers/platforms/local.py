@@ -19,8 +19,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.builders.artifact import remove_unpacked as remove_tree
 from agentpack.deployers.errors import DeployConfigError, PlatformError
@@ -28,6 +29,9 @@ from agentpack.deployers.pipeline import Deployer, Plan
 from agentpack.deployers.request import DeployRequest
 from agentpack.deployers.state import STATE_DIR, Deployment, now
 from agentpack.processes import child_env, end_process_group, process_environ, process_start
+
+if TYPE_CHECKING:
+    from agentpack.target_settings import LocalSettings
 
 #: Unpacked versions kept per deployment (the newest ones; rollback needs them).
 KEEP_VERSIONS = 5
@@ -52,7 +56,9 @@ class LocalProcessDeployer(Deployer):
     exact = frozenset({"env"})
     publishes = False
 
-    def __init__(self, settings: Any, **options: Any) -> None:
+    settings: LocalSettings
+
+    def __init__(self, settings: LocalSettings, **options: Any) -> None:
         options["region"] = None  # this machine
         super().__init__(settings, **options)
 
@@ -62,7 +68,9 @@ class LocalProcessDeployer(Deployer):
     # -- the process ----------------------------------------------------------------------------------
     def running(self, deployment: Deployment) -> bool:
         pid = deployment.resource.get("pid")
-        return bool(pid) and process_start(int(pid)) == deployment.resource.get("started")
+        if not pid:
+            return False
+        return process_start(int(pid)) == deployment.resource.get("started")
 
     def _stop_process(self, deployment: Deployment) -> bool:
         """End the deployment's process (group); False if it was not running."""
@@ -86,7 +94,9 @@ class LocalProcessDeployer(Deployer):
         (directory / ".complete").write_text(request.sha256)
         return code, True
 
-    def _start(self, name: str, code: Path, python_version: str, port: int, variables: dict[str, str]) -> dict[str, Any]:
+    def _start(
+        self, name: str, code: Path, python_version: str, port: int, variables: dict[str, str]
+    ) -> dict[str, Any]:
         from agentpack.builders.errors import ProjectError
         from agentpack.builders.interpreters import bare_python
 
@@ -97,12 +107,22 @@ class LocalProcessDeployer(Deployer):
         if not _port_free(port):
             raise DeployConfigError(f"port {port} is in use by another program; set [targets.local] port to a free one")
         log_path = self.root(name) / "server.log"
-        env = {**child_env(python, HOME=os.environ.get("HOME", "/tmp"), AGENTPACK_PYTHON=python, PORT=str(port)), **variables}
+        env = {
+            **child_env(python, HOME=os.environ.get("HOME", "/tmp"), AGENTPACK_PYTHON=python, PORT=str(port)),
+            **variables,
+        }
         with log_path.open("ab") as log:
             log.write(f"--- {now()} starting {code.parent.name} on port {port}\n".encode())
             log.flush()
-            process = subprocess.Popen([str(code / "bootstrap")], cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                [str(code / "bootstrap")],
+                cwd=code,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             started = process_start(process.pid)
             self._await_ready(process, _url(port), log_path)
@@ -113,15 +133,18 @@ class LocalProcessDeployer(Deployer):
             raise
         return {"pid": process.pid, "started": started, "port": port, "log": str(log_path), "code_dir": str(code)}
 
-    def _await_ready(self, process: subprocess.Popen, url: str, log_path: Path) -> None:
+    def _await_ready(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
         import httpx
 
         deadline = time.monotonic() + READY_TIMEOUT
         last = "no answer"
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise PlatformError("ProcessExited", f"the app exited with code {process.returncode} before it was ready; "
-                                    f"its output ends with:\n{_tail(log_path)}")
+                raise PlatformError(
+                    "ProcessExited",
+                    f"the app exited with code {process.returncode} before it was ready; "
+                    f"its output ends with:\n{_tail(log_path)}",
+                )
             try:
                 answer = httpx.get(f"{url}/readiness", timeout=2)
                 if answer.status_code in (200, 404):  # 404: an app that is not an AgentApp (no probe), but serving
@@ -132,32 +155,42 @@ class LocalProcessDeployer(Deployer):
             time.sleep(0.1)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        raise PlatformError("NotReady", f"GET {url}/readiness did not answer 200 within {READY_TIMEOUT:g} s (last: {last}); "
-                            f"output:\n{_tail(log_path)}")
+        raise PlatformError(
+            "NotReady",
+            f"GET {url}/readiness did not answer 200 within {READY_TIMEOUT:g} s (last: {last}); "
+            f"output:\n{_tail(log_path)}",
+        )
 
     # -- the pipeline's hooks: a version is an unpacked artifact, the route is the process on the port --
     def desired(self, plan: Plan) -> dict[str, Any]:
         return {"port": plan.request.settings.port, "env": plan.variables}
 
-    def find(self, plan: Plan) -> Optional[dict[str, Any]]:
+    def find(self, plan: Plan) -> dict[str, Any] | None:
         """The previous deployment's process: whether it runs, its port and the values of its variables."""
         previous = plan.previous
         if previous is None:
             return None
         running = self.running(previous)
         live = process_environ(int(previous.resource["pid"])) if running else {}
-        return {"running": running, "port": previous.resource.get("port"), "env": {key: live.get(key) for key in previous.env_keys}}
+        return {
+            "running": running,
+            "port": previous.resource.get("port"),
+            "env": {key: live.get(key) for key in previous.env_keys},
+        }
 
     def code_differs(self, plan: Plan) -> bool:
         assert plan.previous is not None and plan.current is not None
         return plan.previous.sha256 != plan.request.sha256 or not plan.current["running"]
 
-    def serving_url(self, plan: Plan) -> Optional[str]:
+    def serving_url(self, plan: Plan) -> str | None:
         return _url(plan.request.settings.port)
 
     def upload(self, plan: Plan) -> str:
         request, previous = plan.request, plan.previous
-        self.progress("upload", f"unpacking {request.artifact.name if request.artifact else 'the artifact'} into {self.root(request.name)}")
+        self.progress(
+            "upload",
+            f"unpacking {request.artifact.name if request.artifact else 'the artifact'} into {self.root(request.name)}",
+        )
         plan.facts["code"], plan.uploaded = self._unpack(request, _version(request))
         return "created" if previous is None else "updated" if previous.sha256 != request.sha256 else "restarted"
 
@@ -190,8 +223,15 @@ class LocalProcessDeployer(Deployer):
     def _restart(self, deployment: Deployment, variables: dict[str, str]) -> None:
         try:
             code = Path(deployment.resource["code_dir"])
-            deployment.resource.update(self._start(deployment.name, code, deployment.resource.get("python") or deployment.python,
-                                                   int(deployment.resource["port"]), variables))
+            deployment.resource.update(
+                self._start(
+                    deployment.name,
+                    code,
+                    deployment.resource.get("python") or deployment.python,
+                    int(deployment.resource["port"]),
+                    variables,
+                )
+            )
         except Exception:
             pass  # the deploy's own error is the one to report
 
@@ -219,7 +259,9 @@ class LocalProcessDeployer(Deployer):
             "version": deployment.version,
             "url": deployment.url,
             "log": deployment.resource.get("log"),
-            "detail": "" if running else "the process is not running; `agentpack deploy --target local` starts it again",
+            "detail": ""
+            if running
+            else "the process is not running; `agentpack deploy --target local` starts it again",
         }
 
     def stop(self, deployment: Deployment) -> bool:
@@ -230,7 +272,9 @@ class LocalProcessDeployer(Deployer):
     def rollback(self, deployment: Deployment, version: str) -> Deployment:
         code = self.root(deployment.name) / "versions" / version / "code"
         if not (code / "bootstrap").exists():
-            raise DeployConfigError(f"version {version} of {deployment.name} is no longer on disk (the last {KEEP_VERSIONS} are kept); deploy it again")
+            raise DeployConfigError(
+                f"version {version} of {deployment.name} is no longer on disk (the last {KEEP_VERSIONS} are kept); deploy it again"
+            )
         variables = process_environ(int(deployment.resource["pid"])) if self.running(deployment) else {}
         keep = {key: variables[key] for key in deployment.env_keys if key in variables}
         if len(keep) != len(deployment.env_keys):
@@ -239,8 +283,15 @@ class LocalProcessDeployer(Deployer):
                 "check out the earlier code and `agentpack deploy --target local` it instead"
             )
         self._stop_process(deployment)
-        deployment.resource.update(self._start(deployment.name, code, deployment.resource.get("python") or deployment.python,
-                                               int(deployment.resource["port"]), keep))
+        deployment.resource.update(
+            self._start(
+                deployment.name,
+                code,
+                deployment.resource.get("python") or deployment.python,
+                int(deployment.resource["port"]),
+                keep,
+            )
+        )
         deployment.resource["code_dir"] = str(code)
         deployment.status = "deployed"
         return deployment

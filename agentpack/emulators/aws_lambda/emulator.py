@@ -22,7 +22,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from agentpack.emulators.aws_lambda.environment import ExecutionEnvironment
 from agentpack.emulators.aws_lambda.function_url import BUFFERED, RESPONSE_STREAM, FunctionURL
@@ -39,6 +39,7 @@ PLATFORM_TIMEOUT = 3.0
 PLATFORM_MEMORY = 128
 FUNCTION_NAME = "agentpack-function"
 REGION = "us-east-1"
+
 
 class LambdaEmulator(BackgroundEmulator):
     """An unpacked Lambda artifact, served on ``http://127.0.0.1:<port>`` as a function URL.
@@ -59,12 +60,12 @@ class LambdaEmulator(BackgroundEmulator):
 
     def __init__(
         self,
-        code_dir: os.PathLike | str,
+        code_dir: os.PathLike[str] | str,
         python: str,
-        env: Optional[dict[str, str]] = None,
+        env: dict[str, str] | None = None,
         *,
         streaming: bool = False,
-        invoke_mode: Optional[str] = None,
+        invoke_mode: str | None = None,
         timeout: float = PLATFORM_TIMEOUT,
         instances: int = 1,
         port: int = 0,
@@ -73,15 +74,17 @@ class LambdaEmulator(BackgroundEmulator):
         region: str = REGION,
         account_id: str = "123456789012",
         start_timeout: float = 60.0,
-        log: Optional[Log] = None,
-        runtime_dir: Optional[os.PathLike | str] = None,
+        log: Log | None = None,
+        runtime_dir: os.PathLike[str] | str | None = None,
     ) -> None:
         self.code_dir = Path(code_dir).resolve()
         self.python = python
         self.env = dict(env or {})
         reserved = sorted(set(self.env) & LambdaSettings.reserved_env_names)
         if reserved:
-            raise ValueError(f"env: {', '.join(reserved)} {'is' if len(reserved) == 1 else 'are'} reserved by Lambda; remove them from the function's environment")
+            raise ValueError(
+                f"env: {', '.join(reserved)} {'is' if len(reserved) == 1 else 'are'} reserved by Lambda; remove them from the function's environment"
+            )
         self.streaming = streaming
         self.invoke_mode = invoke_mode or (RESPONSE_STREAM if streaming else BUFFERED)
         if self.invoke_mode not in (BUFFERED, RESPONSE_STREAM):
@@ -100,7 +103,7 @@ class LambdaEmulator(BackgroundEmulator):
         super().__init__(log)
         self.environments: list[ExecutionEnvironment] = []
         self.dispatcher: Dispatcher
-        self._front: Optional[FunctionURL] = None
+        self._front: FunctionURL | None = None
         self._python_version = ""
 
     # -- what the runtime sees ------------------------------------------------------------------
@@ -112,7 +115,9 @@ class LambdaEmulator(BackgroundEmulator):
         """The managed runtime's start command, handed to the exec wrapper when there is one."""
         assert self._runtime_dir is not None
         command = [self.python, str(self._runtime_dir / "bootstrap.py")]
-        wrapper = self.env.get("AWS_LAMBDA_EXEC_WRAPPER") or (str(self.code_dir / LAMBDA_STREAM_WRAPPER) if self.streaming else None)
+        wrapper = self.env.get("AWS_LAMBDA_EXEC_WRAPPER") or (
+            str(self.code_dir / LAMBDA_STREAM_WRAPPER) if self.streaming else None
+        )
         return [wrapper, *command] if wrapper else command
 
     def process_env(self, runtime_api: str, index: int) -> dict[str, str]:
@@ -142,7 +147,7 @@ class LambdaEmulator(BackgroundEmulator):
             env["AWS_LAMBDA_EXEC_WRAPPER"] = str(self.code_dir / LAMBDA_STREAM_WRAPPER)
         return env
 
-    def any_ready(self, besides: Optional[ExecutionEnvironment] = None) -> bool:
+    def any_ready(self, besides: ExecutionEnvironment | None = None) -> bool:
         return any(env is not besides and env.ready() for env in self.environments)
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -155,7 +160,9 @@ class LambdaEmulator(BackgroundEmulator):
     def start(self) -> LambdaEmulator:
         """Initialise every environment and open the front; raises :class:`EmulatorStartError`."""
         if self.streaming and not (self.code_dir / LAMBDA_STREAM_WRAPPER).is_file():
-            raise EmulatorStartError(f"{self.code_dir} has no {LAMBDA_STREAM_WRAPPER}: build with `streaming = true` in [targets.lambda]")
+            raise EmulatorStartError(
+                f"{self.code_dir} has no {LAMBDA_STREAM_WRAPPER}: build with `streaming = true` in [targets.lambda]"
+            )
         handler_file = LAMBDA_HANDLER.partition(".")[0] + ".py"
         if not (self.code_dir / handler_file).is_file():
             raise EmulatorStartError(f"{self.code_dir} is not an unpacked Lambda artifact (no {handler_file})")
@@ -167,7 +174,14 @@ class LambdaEmulator(BackgroundEmulator):
 
     async def _start(self) -> None:
         self.dispatcher = Dispatcher()
-        self._front = FunctionURL(self.dispatcher.submit, invoke_mode=self.invoke_mode, log=self.log, region=self.region, account_id=self.account_id, port=self.port)
+        self._front = FunctionURL(
+            self.dispatcher.submit,
+            invoke_mode=self.invoke_mode,
+            log=self.log,
+            region=self.region,
+            account_id=self.account_id,
+            port=self.port,
+        )
         await self._front.start()  # a port already taken fails before any cold start
         self.environments = [ExecutionEnvironment(self, index) for index in range(1, self.instances + 1)]
         outcomes = await asyncio.gather(*(env.launch() for env in self.environments), return_exceptions=True)
@@ -196,6 +210,7 @@ class LambdaEmulator(BackgroundEmulator):
             "streaming": self.streaming,
             "timeout": self.timeout,
             "environments": [
-                {"index": e.info.index, "pid": e.info.pid, "starts": e.info.starts, "init_seconds": e.info.init_seconds} for e in self.environments
+                {"index": e.info.index, "pid": e.info.pid, "starts": e.info.starts, "init_seconds": e.info.init_seconds}
+                for e in self.environments
             ],
         }

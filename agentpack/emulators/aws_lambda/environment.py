@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from agentpack.emulators.aws_lambda.runtime_api import Failed, RuntimeAPI
 from agentpack.emulators.background import EmulatorStartError
@@ -32,10 +32,10 @@ class EnvironmentInfo:
     """What the emulator can say about one execution environment."""
 
     index: int
-    pid: Optional[int] = None
-    init_seconds: Optional[float] = None
+    pid: int | None = None
+    init_seconds: float | None = None
     starts: int = 0
-    output: deque = field(default_factory=lambda: deque(maxlen=200))
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=200))
 
 
 class ExecutionEnvironment:
@@ -44,11 +44,11 @@ class ExecutionEnvironment:
     def __init__(self, emulator: LambdaEmulator, index: int) -> None:
         self.emulator = emulator
         self.info = EnvironmentInfo(index)
-        self.process: Optional[asyncio.subprocess.Process] = None
-        self.api: Optional[RuntimeAPI] = None
+        self.process: asyncio.subprocess.Process | None = None
+        self.api: RuntimeAPI | None = None
         self._reset = asyncio.Event()
-        self._readers: list[asyncio.Task] = []
-        self._supervisor: Optional[asyncio.Task] = None
+        self._readers: list[asyncio.Task[None]] = []
+        self._supervisor: asyncio.Task[None] | None = None
 
     def log(self, line: str) -> None:
         self.emulator.log(f"[env {self.info.index}] {line}")
@@ -58,7 +58,12 @@ class ExecutionEnvironment:
         emulator = self.emulator
         self._reset.clear()
         self.api = RuntimeAPI(
-            emulator.dispatcher, timeout=emulator.timeout, function_arn=emulator.function_arn, memory=emulator.memory, log=self.log, on_timeout=self._reset.set
+            emulator.dispatcher,
+            timeout=emulator.timeout,
+            function_arn=emulator.function_arn,
+            memory=emulator.memory,
+            log=self.log,
+            on_timeout=self._reset.set,
         )
         await self.api.start()
         started = time.monotonic()
@@ -76,14 +81,20 @@ class ExecutionEnvironment:
             )
         except OSError as exc:
             await self.api.close()
-            raise EmulatorStartError(f"execution environment {self.info.index} could not start {command[0]}: {exc}") from None
+            raise EmulatorStartError(
+                f"execution environment {self.info.index} could not start {command[0]}: {exc}"
+            ) from None
         self.info.pid, self.info.starts = self.process.pid, self.info.starts + 1
-        self._readers = [asyncio.ensure_future(self._read(stream)) for stream in (self.process.stdout, self.process.stderr)]
+        self._readers = [
+            asyncio.ensure_future(self._read(stream)) for stream in (self.process.stdout, self.process.stderr)
+        ]
         exited = asyncio.ensure_future(self.process.wait())
         ready = asyncio.ensure_future(self.api.ready.wait())
         failed = asyncio.ensure_future(self.api.init_failed.wait())
         try:
-            await asyncio.wait({exited, ready, failed}, timeout=emulator.start_timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {exited, ready, failed}, timeout=emulator.start_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for waiter in (ready, failed):
                 waiter.cancel()
@@ -99,12 +110,21 @@ class ExecutionEnvironment:
             await self._kill()
         await asyncio.gather(*self._readers, return_exceptions=True)
         await self.api.close()
-        reason = "posted an init error" if self.api.init_error else f"exited with code {code}" if code is not None else f"did not finish init within {emulator.start_timeout:.0f}s"
+        reason = (
+            "posted an init error"
+            if self.api.init_error
+            else f"exited with code {code}"
+            if code is not None
+            else f"did not finish init within {emulator.start_timeout:.0f}s"
+        )
         raise EmulatorStartError(
-            f"execution environment {self.info.index} {reason}", exit_code=code, output="\n".join(self.info.output), init_error=self.api.init_error
+            f"execution environment {self.info.index} {reason}",
+            exit_code=code,
+            output="\n".join(self.info.output),
+            init_error=self.api.init_error,
         )
 
-    async def _read(self, stream: Optional[asyncio.StreamReader]) -> None:
+    async def _read(self, stream: asyncio.StreamReader | None) -> None:
         """Forward the runtime's output line by line; never stop reading (a full pipe would stall it)."""
         assert stream is not None
         pending = b""
@@ -165,12 +185,20 @@ class ExecutionEnvironment:
                 if not self.emulator.any_ready(besides=self):
                     waiting = self.emulator.dispatcher.take_nowait()
                     if waiting is not None:
-                        error = failure.init_error or {"errorType": "Runtime.ExitError", "errorMessage": failure.args[0]}
+                        error = failure.init_error or {
+                            "errorType": "Runtime.ExitError",
+                            "errorMessage": failure.args[0],
+                        }
                         waiting.deliver(Failed(str(error.get("errorType")), str(error.get("errorMessage"))))
                 await asyncio.sleep(1.0)
 
     def ready(self) -> bool:
-        return self.api is not None and self.api.ready.is_set() and self.process is not None and self.process.returncode is None
+        return (
+            self.api is not None
+            and self.api.ready.is_set()
+            and self.process is not None
+            and self.process.returncode is None
+        )
 
     async def _kill(self) -> None:
         """End the runtime as the platform does: SIGTERM, then SIGKILL (the runtime if it lingers,

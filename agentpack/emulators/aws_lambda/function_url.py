@@ -27,7 +27,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from agentpack.emulators.aws_lambda.runtime_api import (
@@ -46,7 +47,15 @@ BUFFERED = "BUFFERED"
 RESPONSE_STREAM = "RESPONSE_STREAM"
 HTTP_INTEGRATION_RESPONSE = "application/vnd.awslambda.http-integration-response"
 PRELUDE_END = b"\0" * 8
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript", "application/x-www-form-urlencoded", "+json", "+xml")
+_TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/xml",
+    "application/javascript",
+    "application/x-www-form-urlencoded",
+    "+json",
+    "+xml",
+)
 #: Framing is the front's to decide (chunked when streaming, a length when whole), never the function's.
 _FRAMING = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 #: Emulator-only response header naming why an invocation failed (the platform says only 502).
@@ -97,7 +106,13 @@ def function_url_event(
             "apiId": url_id,
             "domainName": merged.get("host", f"{url_id}.lambda-url.{region}.on.aws"),
             "domainPrefix": url_id,
-            "http": {"method": method, "path": raw_path or "/", "protocol": "HTTP/1.1", "sourceIp": source_ip, "userAgent": merged.get("user-agent", "")},
+            "http": {
+                "method": method,
+                "path": raw_path or "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": merged.get("user-agent", ""),
+            },
             "requestId": request_id,
             "routeKey": "$default",
             "stage": "$default",
@@ -165,14 +180,26 @@ def prelude_head(prelude: bytes) -> tuple[int, list[tuple[str, str]]]:
 
 
 def _headers(data: dict[str, Any]) -> list[tuple[str, str]]:
-    headers = [(str(k).lower(), str(v)) for k, v in (data.get("headers") or {}).items() if str(k).lower() not in _FRAMING]
+    headers = [
+        (str(k).lower(), str(v)) for k, v in (data.get("headers") or {}).items() if str(k).lower() not in _FRAMING
+    ]
     return headers + [("set-cookie", str(cookie)) for cookie in data.get("cookies") or []]
 
 
 class FunctionURL:
     """The HTTP front: one invocation per request, answered per the URL's invoke mode."""
 
-    def __init__(self, submit: Submit, *, invoke_mode: str, log: Log, region: str, account_id: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        submit: Submit,
+        *,
+        invoke_mode: str,
+        log: Log,
+        region: str,
+        account_id: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         if invoke_mode not in (BUFFERED, RESPONSE_STREAM):
             raise ValueError(f"invoke mode {invoke_mode!r}: use {BUFFERED} or {RESPONSE_STREAM}")
         self.submit = submit
@@ -243,7 +270,7 @@ class FunctionURL:
             await self._stream(exchange, invocation, first.content_type)
 
     async def _stream(self, exchange: Exchange, invocation: Invocation, content_type: str) -> None:
-        head: Optional[tuple[int, list[tuple[str, str]]]] = None
+        head: tuple[int, list[tuple[str, str]]] | None = None
         if not content_type.startswith(HTTP_INTEGRATION_RESPONSE):
             head = (200, [("content-type", content_type or "application/octet-stream")])
         pending = b""  # the prelude until its NULs, then (buffered mode) the body
@@ -272,12 +299,17 @@ class FunctionURL:
                 else:
                     pending += data
                     if len(pending) > BUFFERED_RESPONSE_LIMIT:
-                        self.log(f"RequestId: {invocation.request_id} Error: a streamed response over {BUFFERED_RESPONSE_LIMIT} bytes to a BUFFERED function URL")
+                        self.log(
+                            f"RequestId: {invocation.request_id} Error: a streamed response over "
+                            f"{BUFFERED_RESPONSE_LIMIT} bytes to a BUFFERED function URL"
+                        )
                         await self._failed(exchange, invocation, "Function.ResponseSizeTooLarge")
                         return
             elif isinstance(message, StreamEnd) and message.error is None:
                 if head is None:
-                    head = (200, [("content-type", "application/octet-stream")]) if not pending else prelude_head(pending)
+                    head = (
+                        (200, [("content-type", "application/octet-stream")]) if not pending else prelude_head(pending)
+                    )
                     pending = b""
                 if exchange.started:
                     await exchange.end()
@@ -285,7 +317,11 @@ class FunctionURL:
                     await exchange.respond(head[0], pending, [*head[1], *ids])
                 return
             else:  # failed midway: trailers, timeout, crash
-                error_type = message.error["errorType"] if isinstance(message, StreamEnd) and message.error else getattr(message, "error_type", "Unhandled")
+                error_type = (
+                    message.error["errorType"]
+                    if isinstance(message, StreamEnd) and message.error
+                    else getattr(message, "error_type", "Unhandled")
+                )
                 if exchange.started:
                     exchange.abort()
                 else:
@@ -296,5 +332,9 @@ class FunctionURL:
         await exchange.respond(
             502,
             b"Internal Server Error",
-            [("content-type", "application/json"), ("x-amzn-requestid", invocation.request_id), (ERROR_HEADER, error_type)],
+            [
+                ("content-type", "application/json"),
+                ("x-amzn-requestid", invocation.request_id),
+                (ERROR_HEADER, error_type),
+            ],
         )

@@ -4,7 +4,7 @@ the function: the settings side of the emulator (the row names :class:`LambdaPro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from agentpack.emulators.aws_lambda import emulator as lambda_emulator
 from agentpack.emulators.aws_lambda.emulator import LambdaEmulator
@@ -18,7 +18,7 @@ class LambdaProfile(EmulatorProfile):
 
     def emulator(
         self, code_dir: Path, python: str, settings: Any, env: dict[str, str], *, port: int = 0, instances: int = 1,
-        timeout: Optional[float] = None, log: Optional[Log] = None,
+        timeout: float | None = None, log: Log | None = None,
     ) -> LambdaEmulator:  # fmt: skip
         return LambdaEmulator(
             code_dir,

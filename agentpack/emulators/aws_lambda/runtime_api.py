@@ -33,8 +33,9 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 from agentpack.emulators.h11_server import BodyTooLarge, Exchange, H11Server
 
@@ -77,7 +78,7 @@ class Chunk:
 class StreamEnd:
     """The stream is over; ``error`` is the trailers' error (type, message) if the function failed midway."""
 
-    error: Optional[dict[str, Any]] = None
+    error: dict[str, Any] | None = None
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Failed:
     message: str
 
 
-Message = Union[Buffered, StreamStart, Chunk, StreamEnd, Failed]
+Message = Buffered | StreamStart | Chunk | StreamEnd | Failed
 
 
 def trace_id() -> str:
@@ -99,7 +100,13 @@ def trace_id() -> str:
 class Invocation:
     """One event on its way through an environment; the caller reads :attr:`messages`."""
 
-    def __init__(self, event: bytes, request_id: Optional[str] = None, client_context: Optional[str] = None, cognito_identity: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        event: bytes,
+        request_id: str | None = None,
+        client_context: str | None = None,
+        cognito_identity: str | None = None,
+    ) -> None:
         self.request_id = request_id or str(uuid.uuid4())
         self.event = event
         self.client_context = client_context
@@ -107,7 +114,7 @@ class Invocation:
         self.trace_id = trace_id()
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
         self.finished = False
-        self.deadline_ms: Optional[int] = None
+        self.deadline_ms: int | None = None
 
     def deliver(self, message: Message) -> None:
         if self.finished:
@@ -126,7 +133,7 @@ class Dispatcher:
 
     def __init__(self) -> None:
         self._pending: collections.deque[Invocation] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[Invocation]] = collections.deque()
         self._demand = asyncio.Event()
 
     def put(self, invocation: Invocation, first: bool = False) -> None:
@@ -144,7 +151,7 @@ class Dispatcher:
     async def take(self) -> Invocation:
         if self._pending:
             return self._popleft()
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             return await waiter
@@ -156,7 +163,7 @@ class Dispatcher:
     async def wait_for_demand(self) -> None:
         await self._demand.wait()
 
-    def take_nowait(self) -> Optional[Invocation]:
+    def take_nowait(self) -> Invocation | None:
         return self._popleft() if self._pending else None
 
     def _popleft(self) -> Invocation:
@@ -173,7 +180,16 @@ class RuntimeAPI:
     """The Runtime API of one runtime process (a new one per process, so a killed runtime's
     late posts can never touch a later invocation)."""
 
-    def __init__(self, dispatcher: Dispatcher, *, timeout: float, function_arn: str, memory: int, log: Log, on_timeout: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        timeout: float,
+        function_arn: str,
+        memory: int,
+        log: Log,
+        on_timeout: Callable[[], None],
+    ) -> None:
         self.dispatcher = dispatcher
         self.timeout = timeout
         self.function_arn = function_arn
@@ -182,12 +198,12 @@ class RuntimeAPI:
         self.on_timeout = on_timeout
         self.server = H11Server(self.handle)
         self.ready = asyncio.Event()
-        self.init_error: Optional[dict[str, Any]] = None
+        self.init_error: dict[str, Any] | None = None
         self.init_failed = asyncio.Event()
-        self.current: Optional[Invocation] = None
+        self.current: Invocation | None = None
         self._started_at = 0.0
-        self._timer: Optional[asyncio.Task] = None
-        self._waiting: Optional[asyncio.Task] = None
+        self._timer: asyncio.Task[None] | None = None
+        self._waiting: asyncio.Task[Invocation] | None = None
 
     @property
     def address(self) -> str:
@@ -218,12 +234,14 @@ class RuntimeAPI:
             await self._next(exchange)
         elif exchange.method == "POST" and path == f"{API}/init/error":
             await self._init_error(exchange)
-        elif exchange.method == "POST" and _RESPONSE.match(path):
-            request_id, kind = _RESPONSE.match(path).groups()  # type: ignore[union-attr]
+        elif exchange.method == "POST" and (response_path := _RESPONSE.match(path)):
+            request_id, kind = response_path.groups()
             invocation = self.current
             if invocation is None or invocation.request_id != request_id or invocation.finished:
                 await exchange.body()
-                await _error(exchange, 400, "InvalidRequestID", f"no invocation {request_id} is in progress in this environment")
+                await _error(
+                    exchange, 400, "InvalidRequestID", f"no invocation {request_id} is in progress in this environment"
+                )
             elif kind == "response":
                 await self._response(exchange, invocation)
             else:
@@ -287,7 +305,9 @@ class RuntimeAPI:
             payload = await exchange.body(limit=BUFFERED_RESPONSE_LIMIT)
         except BodyTooLarge as too_large:
             message = f"Response payload size exceeded maximum allowed payload size ({BUFFERED_RESPONSE_LIMIT} bytes)."
-            self.log(f"RequestId: {invocation.request_id} Error: {message} (the function returned {too_large.args[0]}+ bytes)")
+            self.log(
+                f"RequestId: {invocation.request_id} Error: {message} (the function returned {too_large.args[0]}+ bytes)"
+            )
             invocation.deliver(Failed("Function.ResponseSizeTooLarge", message))
             self._end(invocation)
             await _error(exchange, 413, "RequestEntityTooLarge", message)
@@ -302,7 +322,9 @@ class RuntimeAPI:
         async for data in exchange.chunks():
             size += len(data)
             if size > STREAMED_RESPONSE_LIMIT:
-                message = f"Response payload size exceeded maximum allowed payload size ({STREAMED_RESPONSE_LIMIT} bytes)."
+                message = (
+                    f"Response payload size exceeded maximum allowed payload size ({STREAMED_RESPONSE_LIMIT} bytes)."
+                )
                 invocation.deliver(Failed("Function.ResponseSizeTooLarge", message))
                 self._end(invocation)
                 await _error(exchange, 413, "RequestEntityTooLarge", message)
@@ -310,8 +332,13 @@ class RuntimeAPI:
             invocation.deliver(Chunk(data))
         error = None
         if ERROR_TYPE in exchange.trailers:
-            error = {"errorType": exchange.trailers[ERROR_TYPE], "errorMessage": _decode_error_body(exchange.trailers.get(ERROR_BODY, ""))}
-            self.log(f"RequestId: {invocation.request_id} Error: the response stream failed: {error['errorType']}: {error['errorMessage']}")
+            error = {
+                "errorType": exchange.trailers[ERROR_TYPE],
+                "errorMessage": _decode_error_body(exchange.trailers.get(ERROR_BODY, "")),
+            }
+            self.log(
+                f"RequestId: {invocation.request_id} Error: the response stream failed: {error['errorType']}: {error['errorMessage']}"
+            )
         invocation.deliver(StreamEnd(error))
         self._end(invocation)
         await exchange.respond(202, b'{"status":"OK"}', [("content-type", "application/json")])
@@ -325,7 +352,9 @@ class RuntimeAPI:
 
     async def _init_error(self, exchange: Exchange) -> None:
         self.init_error = _error_json(await exchange.body(), exchange.headers.get(ERROR_TYPE))
-        self.log(f"INIT_REPORT Status: error Error Type: {self.init_error['errorType']}: {self.init_error['errorMessage']}")
+        self.log(
+            f"INIT_REPORT Status: error Error Type: {self.init_error['errorType']}: {self.init_error['errorMessage']}"
+        )
         self.init_failed.set()
         await exchange.respond(202, b'{"status":"OK"}', [("content-type", "application/json")])
 
@@ -335,7 +364,10 @@ class RuntimeAPI:
         self._timer = None
         duration = (time.monotonic() - self._started_at) * 1000
         self.log(f"END RequestId: {invocation.request_id}")
-        self.log(f"REPORT RequestId: {invocation.request_id}\tDuration: {duration:.2f} ms\tBilled Duration: {max(1, int(duration + 0.999))} ms\tMemory Size: {self.memory} MB")
+        self.log(
+            f"REPORT RequestId: {invocation.request_id}\tDuration: {duration:.2f} ms"
+            f"\tBilled Duration: {max(1, int(duration + 0.999))} ms\tMemory Size: {self.memory} MB"
+        )
 
 
 def _decode_error_body(encoded: str) -> str:
@@ -350,7 +382,7 @@ def _decode_error_body(encoded: str) -> str:
     return str(data.get("errorMessage", decoded)) if isinstance(data, dict) else decoded
 
 
-def _error_json(body: bytes, header_type: Optional[str]) -> dict[str, Any]:
+def _error_json(body: bytes, header_type: str | None) -> dict[str, Any]:
     try:
         data = json.loads(body) if body else {}
     except ValueError:

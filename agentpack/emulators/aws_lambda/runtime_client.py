@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
 
 from agentpack.emulators.background import EmulatorStartError
 
@@ -49,7 +48,7 @@ def runtime_client_requirement() -> str:
         return "awslambdaric"
 
 
-def runtime_dir(python: str, cache: Optional[Path] = None) -> Path:
+def runtime_dir(python: str, cache: Path | None = None) -> Path:
     """A directory holding awslambdaric for ``python``'s version and the runtime's ``bootstrap.py``.
 
     Installed once into the cache (wheels only, for this machine's architecture and glibc and
@@ -62,7 +61,11 @@ def runtime_dir(python: str, cache: Optional[Path] = None) -> Path:
 
     version, machine = python_version(python)
     requirement = runtime_client_requirement()
-    root = (cache or cache_root()) / "lambda-runtime" / f"{requirement.replace('==', '-')}-cp{version.replace('.', '')}-{machine}"
+    root = (
+        (cache or cache_root())
+        / "lambda-runtime"
+        / f"{requirement.replace('==', '-')}-cp{version.replace('.', '')}-{machine}"
+    )
     if (root / ".complete").is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +74,9 @@ def runtime_dir(python: str, cache: Optional[Path] = None) -> Path:
     result = run_pip(sys.executable, ["install", "--quiet", "--target", str(staging), *flags, requirement])
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        raise EmulatorStartError(f"could not install {requirement} for Python {version} ({machine}): {pip_error(result.stderr)}")
+        raise EmulatorStartError(
+            f"could not install {requirement} for Python {version} ({machine}): {pip_error(result.stderr)}"
+        )
     (staging / "bootstrap.py").write_text(BOOTSTRAP)
     (staging / ".complete").write_text(requirement)
     try:

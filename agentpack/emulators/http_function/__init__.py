@@ -20,7 +20,13 @@ Split by piece of the platform, as SAM CLI's ``samcli/local`` is:
 from agentpack.emulators.background import EmulatorStartError
 from agentpack.emulators.http_function.config import FunctionConfig
 from agentpack.emulators.http_function.front import FunctionEmulator
-from agentpack.emulators.http_function.profiles import AgentRunProfile, AlibabaProfile, FunctionComputeProfile, FunctionProfile, LocalProfile
+from agentpack.emulators.http_function.profiles import (
+    AgentRunProfile,
+    AlibabaProfile,
+    FunctionComputeProfile,
+    FunctionProfile,
+    LocalProfile,
+)
 
 __all__ = [
     "AgentRunProfile",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 MB = 1024 * 1024
 
@@ -33,12 +32,12 @@ class FunctionConfig:
     function_name: str = "agentpack-function"
     region: str = "cn-hangzhou"
     account_id: str = "1234567890123456"
-    role: Optional[str] = None  #: with a role, requests carry temporary credentials
+    role: str | None = None  #: with a role, requests carry temporary credentials
     initializer: bool = True  #: call ``POST /initialize`` once per instance (where the platform has the hook)
     pre_stop: bool = True  #: call ``GET /pre-stop`` before an instance is stopped (idem)
-    affinity_header: Optional[str] = None
+    affinity_header: str | None = None
     #: a health check the platform runs once the port listens (AgentRun: the one the deployer configures)
-    health_check_path: Optional[str] = None
+    health_check_path: str | None = None
     request_limit: int = 32 * MB
     start_timeout: float = 120.0
     port: int = 0  #: the front's port (0: any free one)

@@ -17,7 +17,7 @@ import itertools
 import json
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 from agentpack.emulators.background import BackgroundEmulator, EmulatorStartError, Log
 from agentpack.emulators.h11_server import BodyTooLarge, Exchange, H11Server
@@ -29,7 +29,18 @@ from agentpack.targets import TARGETS, get_target
 #: How long a session stays pinned to its instance after its last request (FC's session TTL).
 AFFINITY_TTL = 600.0
 #: Headers that describe one hop of a connection, never forwarded.
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
 
 
 def _profile(platform: str) -> FunctionProfile:
@@ -54,7 +65,7 @@ class FunctionEmulator(BackgroundEmulator):
 
     thread_name = "agentpack-function-emulator"
 
-    def __init__(self, config: FunctionConfig, log: Optional[Log] = None, profile: Optional[FunctionProfile] = None) -> None:
+    def __init__(self, config: FunctionConfig, log: Log | None = None, profile: FunctionProfile | None = None) -> None:
         self.profile = profile or _profile(config.platform)
         if not self.profile.lifecycle_hooks:  # no platform hooks: none to call
             config = dataclasses.replace(config, initializer=False, pre_stop=False)
@@ -64,11 +75,11 @@ class FunctionEmulator(BackgroundEmulator):
         self.config = config
         self.instances: list[Instance] = []
         self.client: Any = None
-        self._front: Optional[H11Server] = None
+        self._front: H11Server | None = None
         self._turn = itertools.count()
         #: session header value -> (instance, last use); entries expire like FC's session TTL
         self._affinity: dict[str, tuple[Instance, float]] = {}
-        self._freed: Optional[asyncio.Condition] = None
+        self._freed: asyncio.Condition | None = None
 
     @property
     def url(self) -> str:
@@ -80,14 +91,19 @@ class FunctionEmulator(BackgroundEmulator):
     def start(self) -> FunctionEmulator:
         """Start every instance and open the front; raises :class:`EmulatorStartError`."""
         if not any((self.config.code_dir / part[2:]).exists() for part in self.config.command if part.startswith("./")):
-            raise EmulatorStartError(f"{self.config.code_dir} has no {self.config.command[0]}: is it an unpacked {self.config.platform} artifact?", code="CAExited")
+            raise EmulatorStartError(
+                f"{self.config.code_dir} has no {self.config.command[0]}: is it an unpacked {self.config.platform} artifact?",
+                code="CAExited",
+            )
         self._run_start()
         return self
 
     async def _start(self) -> None:
         import httpx
 
-        self.client = httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100))
+        self.client = httpx.AsyncClient(
+            timeout=None, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+        )
         self._freed = asyncio.Condition()
         self._front = H11Server(self.handle, port=self.config.port)
         await self._front.start()  # a port already taken fails before any cold start
@@ -112,13 +128,20 @@ class FunctionEmulator(BackgroundEmulator):
             "platform": self.config.platform,
             "timeout": self.config.timeout,
             "instances": [
-                {"index": i.index, "id": i.id, "pid": i.process.pid if i.process else None, "port": i.port, "starts": i.starts, "start_seconds": i.start_seconds}
+                {
+                    "index": i.index,
+                    "id": i.id,
+                    "pid": i.process.pid if i.process else None,
+                    "port": i.port,
+                    "starts": i.starts,
+                    "start_seconds": i.start_seconds,
+                }
                 for i in self.instances
             ],
         }
 
     # -- requests ----------------------------------------------------------------------------------
-    async def _instance_for(self, affinity: Optional[str]) -> Instance:
+    async def _instance_for(self, affinity: str | None) -> Instance:
         """An instance with a free slot: the session's own with affinity, else the least busy."""
         assert self._freed is not None
         async with self._freed:
@@ -154,7 +177,9 @@ class FunctionEmulator(BackgroundEmulator):
             body = await exchange.body(limit=config.request_limit)
         except BodyTooLarge as exc:
             message = f"the request body ({exc.args[0]} bytes so far) is over the {config.request_limit // MB} MB limit of synchronous invocations"
-            await self._error(exchange, 400, "FcCommonError", {"ErrorCode": "EntityTooLarge", "ErrorMessage": message}, request_id)
+            await self._error(
+                exchange, 400, "FcCommonError", {"ErrorCode": "EntityTooLarge", "ErrorMessage": message}, request_id
+            )
             return
         affinity = exchange.headers.get(config.affinity_header.lower()) if config.affinity_header else None
         instance = await self._instance_for(affinity)
@@ -166,7 +191,13 @@ class FunctionEmulator(BackgroundEmulator):
                         try:
                             await instance.launch()
                         except EmulatorStartError as exc:
-                            await self._error(exchange, 502, "FunctionNotStarted", {"ErrorCode": exc.code, "ErrorMessage": str(exc)}, request_id)
+                            await self._error(
+                                exchange,
+                                502,
+                                "FunctionNotStarted",
+                                {"ErrorCode": exc.code, "ErrorMessage": str(exc)},
+                                request_id,
+                            )
                             return
             await self._forward(exchange, instance, body, request_id)
         finally:
@@ -175,7 +206,9 @@ class FunctionEmulator(BackgroundEmulator):
     def _headers(self, exchange: Exchange, request_id: str) -> list[tuple[str, str]]:
         """The client's headers but the hop-by-hop ones and the platform's own, then the platform's."""
         prefix = self.profile.header_prefix
-        kept = [(k, v) for k, v in exchange.header_list if k not in HOP_BY_HOP and not (prefix and k.startswith(prefix))]
+        kept = [
+            (k, v) for k, v in exchange.header_list if k not in HOP_BY_HOP and not (prefix and k.startswith(prefix))
+        ]
         return kept + list(self.profile.request_headers(self.config, request_id).items())
 
     async def _forward(self, exchange: Exchange, instance: Instance, body: bytes, request_id: str) -> None:
@@ -183,7 +216,9 @@ class FunctionEmulator(BackgroundEmulator):
 
         config = self.config
         url = f"http://127.0.0.1:{instance.port}{exchange.target}"
-        request = self.client.build_request(exchange.method, url, headers=self._headers(exchange, request_id), content=body)
+        request = self.client.build_request(
+            exchange.method, url, headers=self._headers(exchange, request_id), content=body
+        )
         deadline = time.monotonic() + config.timeout
 
         async def relay() -> None:
@@ -212,7 +247,13 @@ class FunctionEmulator(BackgroundEmulator):
             if exchange.started:
                 exchange.abort()  # the platform ends the invocation: the stream is cut
             else:
-                await self._error(exchange, 502, "UnhandledInvocationError", {"errorMessage": f"Function time out after {config.timeout:g} seconds"}, request_id)
+                await self._error(
+                    exchange,
+                    502,
+                    "UnhandledInvocationError",
+                    {"errorMessage": f"Function time out after {config.timeout:g} seconds"},
+                    request_id,
+                )
             return
         error = task.exception()
         if error is None:
@@ -230,7 +271,9 @@ class FunctionEmulator(BackgroundEmulator):
             return
         raise error
 
-    async def _error(self, exchange: Exchange, status: int, error_type: str, body: dict[str, Any], request_id: str) -> None:
+    async def _error(
+        self, exchange: Exchange, status: int, error_type: str, body: dict[str, Any], request_id: str
+    ) -> None:
         if exchange.started:
             exchange.abort()
             return

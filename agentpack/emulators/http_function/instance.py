@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from agentpack.emulators.background import EmulatorStartError
 from agentpack.processes import child_env, end_process_group_async, listening_sockets, process_group
@@ -35,7 +35,8 @@ SIGTERM_GRACE = 10.0
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Instance:
@@ -46,13 +47,13 @@ class Instance:
         self.index = index
         self.id = f"c-{uuid.uuid4().hex[:12]}"
         self.port = 0
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.output: deque[str] = deque(maxlen=200)
         self.relaunching = asyncio.Lock()  # two requests finding it dead start one new process
         self.in_flight = 0
         self.starts = 0
-        self.start_seconds: Optional[float] = None
-        self._reader: Optional[threading.Thread] = None
+        self.start_seconds: float | None = None
+        self._reader: threading.Thread | None = None
 
     @property
     def alive(self) -> bool:
@@ -89,7 +90,8 @@ class Instance:
         started = time.perf_counter()
         command = [str(config.code_dir / part[2:]) if part.startswith("./") else part for part in config.command]
         try:
-            self.process = subprocess.Popen(
+            # Popen returns once the child has started; a thread reads its output
+            self.process = subprocess.Popen(  # noqa: ASYNC220
                 command,
                 cwd=config.code_dir,
                 env=self.env(),
@@ -118,7 +120,9 @@ class Instance:
             if self.process.poll() is not None:
                 await asyncio.sleep(0.05)  # let the reader catch the last lines
                 raise self._failure(
-                    f"the instance exited before listening on port {self.port}", "FunctionNotStarted", exit_code=self.process.returncode
+                    f"the instance exited before listening on port {self.port}",
+                    "FunctionNotStarted",
+                    exit_code=self.process.returncode,
                 )
             sockets = listening_sockets(process_group(self.process.pid))
             on_port = [address for address, port in sockets if port == self.port]
@@ -133,7 +137,10 @@ class Instance:
                     reason = f"it listens on {shown}, not on the port the platform gives it ({self.port}); listen on 0.0.0.0:{self.port}"
                 else:
                     reason = "it opened no listening socket"
-                raise self._failure(f"Function instance health check failed on port {self.port} in {config.start_timeout:g} seconds: {reason}", "FunctionNotStarted")
+                raise self._failure(
+                    f"Function instance health check failed on port {self.port} in {config.start_timeout:g} seconds: {reason}",
+                    "FunctionNotStarted",
+                )
             await asyncio.sleep(0.02)
 
     async def _await_healthy(self, started: float) -> None:
@@ -144,7 +151,9 @@ class Instance:
             if not self.alive:
                 break
             try:
-                response = await self.emulator.client.get(f"http://127.0.0.1:{self.port}{config.health_check_path}", timeout=5)
+                response = await self.emulator.client.get(
+                    f"http://127.0.0.1:{self.port}{config.health_check_path}", timeout=5
+                )
                 if response.status_code == 200:
                     return
                 last = f"{response.status_code} {response.text[:200]}"
@@ -162,12 +171,16 @@ class Instance:
         config = self.emulator.config
         try:
             response = await self.emulator.client.post(
-                f"http://127.0.0.1:{self.port}/initialize", headers=self.emulator.profile.hook_headers(config, "/initialize"), timeout=config.start_timeout
+                f"http://127.0.0.1:{self.port}/initialize",
+                headers=self.emulator.profile.hook_headers(config, "/initialize"),
+                timeout=config.start_timeout,
             )
         except Exception as exc:
             raise self._failure(f"the initializer failed: {exc}", "InitializationError") from None
         if not 200 <= response.status_code < 300:
-            raise self._failure(f"the initializer answered {response.status_code}: {response.text[:500]}", "InitializationError")
+            raise self._failure(
+                f"the initializer answered {response.status_code}: {response.text[:500]}", "InitializationError"
+            )
 
     async def stop(self) -> None:
         """``/pre-stop`` (which starts the app's graceful shutdown), then SIGTERM, then SIGKILL."""
@@ -178,7 +191,9 @@ class Instance:
         if config.pre_stop:
             try:
                 answer = await self.emulator.client.get(
-                    f"http://127.0.0.1:{self.port}/pre-stop", headers=self.emulator.profile.hook_headers(config, "/pre-stop"), timeout=5
+                    f"http://127.0.0.1:{self.port}/pre-stop",
+                    headers=self.emulator.profile.hook_headers(config, "/pre-stop"),
+                    timeout=5,
                 )
                 if answer.status_code < 300:  # the graceful shutdown has begun: give it its time
                     settle = PRE_STOP_GRACE

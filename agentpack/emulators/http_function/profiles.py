@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from agentpack.emulators.background import EmulatorProfile, Log, configured
 from agentpack.emulators.http_function.config import FunctionConfig
@@ -44,7 +44,7 @@ class FunctionProfile(EmulatorProfile):
     #: where a listening socket must be bound for the platform to reach it
     reachable: ClassVar[tuple[str, ...]] = ("0.0.0.0", "::")
     #: request headers that are the platform's own: a client's are dropped, the platform's added
-    header_prefix: ClassVar[Optional[str]] = None
+    header_prefix: ClassVar[str | None] = None
 
     @property
     def lifecycle_hooks(self) -> bool:
@@ -69,7 +69,15 @@ class FunctionProfile(EmulatorProfile):
         return env
 
     def config(
-        self, code_dir: Path, python: str, settings: Any, env: dict[str, str], *, port: int = 0, instances: int = 1, timeout: Optional[float] = None
+        self,
+        code_dir: Path,
+        python: str,
+        settings: Any,
+        env: dict[str, str],
+        *,
+        port: int = 0,
+        instances: int = 1,
+        timeout: float | None = None,
     ) -> FunctionConfig:
         """The function as ``agentpack deploy`` configures it from ``settings``."""
         return FunctionConfig(
@@ -80,8 +88,14 @@ class FunctionProfile(EmulatorProfile):
             timeout=timeout or float(configured(settings, "timeout", stand_in=UNSET_TIMEOUT)),
             memory_mb=int(configured(settings, "memory", stand_in=_STAND_INS["memory_mb"])),
             instances=instances,
-            instance_concurrency=int(configured(settings, "instance_concurrency", "session_concurrency", stand_in=_STAND_INS["instance_concurrency"])),
-            function_name=str(configured(settings, "function_name", "runtime_name", stand_in=_STAND_INS["function_name"])),
+            instance_concurrency=int(
+                configured(
+                    settings, "instance_concurrency", "session_concurrency", stand_in=_STAND_INS["instance_concurrency"]
+                )
+            ),
+            function_name=str(
+                configured(settings, "function_name", "runtime_name", stand_in=_STAND_INS["function_name"])
+            ),
             region=str(configured(settings, "region", stand_in=_STAND_INS["region"])),
             role=configured(settings, "role", stand_in=None),
             affinity_header=self.row.affinity_header,
@@ -91,7 +105,7 @@ class FunctionProfile(EmulatorProfile):
 
     def emulator(
         self, code_dir: Path, python: str, settings: Any, env: dict[str, str], *, port: int = 0, instances: int = 1,
-        timeout: Optional[float] = None, log: Optional[Log] = None,
+        timeout: float | None = None, log: Log | None = None,
     ) -> FunctionEmulator:  # fmt: skip
         from agentpack.emulators.http_function.front import FunctionEmulator
 
@@ -112,7 +126,7 @@ class AlibabaProfile(FunctionProfile):
     header_prefix = "x-fc-"
 
     @property
-    def handler(self) -> Optional[str]:
+    def handler(self) -> str | None:
         """The handler string the platform reports (the settings model's, where it has one)."""
         return getattr(self.row.settings, "handler", None)
 

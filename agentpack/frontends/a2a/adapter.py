@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -47,7 +48,7 @@ REGISTRY_TIMEOUT = 15.0
 DEFAULT_RETENTION = 3600.0
 
 
-def _limit(value: Optional[int], default: int) -> Optional[float]:
+def _limit(value: int | None, default: int) -> float | None:
     """``None`` means the default (as upstream reads it); ``0`` means no limit."""
     if value is None:
         return float(default)
@@ -65,11 +66,11 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
         self.configured = a2a_config is not None
         self._config: Any = None
         self._agent_name, self._agent_description = agent_name, agent_description
-        self._host: Optional[str] = None
-        self._port: Optional[int] = None
-        self._registry: List[A2ARegistry] = []
-        self._task_timeout: Optional[float] = float(DEFAULT_TASK_TIMEOUT)
-        self._task_event_timeout: Optional[float] = float(DEFAULT_TASK_EVENT_TIMEOUT)
+        self._host: str | None = None
+        self._port: int | None = None
+        self._registry: list[A2ARegistry] = []
+        self._task_timeout: float | None = float(DEFAULT_TASK_TIMEOUT)
+        self._task_event_timeout: float | None = float(DEFAULT_TASK_EVENT_TIMEOUT)
         self._wellknown_path = DEFAULT_WELLKNOWN_PATH
         if a2a_config is not None:
             from agentpack.frontends.a2a.runtime_config import AgentCardWithRuntimeConfig
@@ -81,14 +82,15 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
             if fields.get("description") is not None:
                 self._agent_description = fields["description"]
             self._host, self._port = config.host, config.port
-            self._registry = list(config.registry or [])
+            registry = config.registry  # a list once validated; typed as given
+            self._registry = [registry] if isinstance(registry, A2ARegistry) else list(registry or [])
             self._task_timeout = _limit(config.task_timeout, DEFAULT_TASK_TIMEOUT)
             self._task_event_timeout = _limit(config.task_event_timeout, DEFAULT_TASK_EVENT_TIMEOUT)
             self._wellknown_path = config.wellknown_path or DEFAULT_WELLKNOWN_PATH
         self._server: Any = None
         self._source: Any = None
         self._retention = DEFAULT_RETENTION
-        self._registration: Optional[asyncio.Task[None]] = None
+        self._registration: asyncio.Task[None] | None = None
         self._registered: list[tuple[A2ARegistry, Any, Any]] = []
 
     # -- the card --------------------------------------------------------------------------------
@@ -109,13 +111,13 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
             return {"name": card.get("name"), "description": card.get("description")}
         return {"name": getattr(card, "name", None), "description": getattr(card, "description", None)}
 
-    def _url(self, app: Any, request_base: Optional[str] = None, root_path: Optional[str] = None) -> str:
+    def _url(self, app: Any, request_base: str | None = None, root_path: str | None = None) -> str:
         from agentpack.frontends.a2a.card import endpoint_url
 
         root = root_path if root_path is not None else getattr(app, "root_path", "") or ""
         return endpoint_url(self._a2a_config, self._json_rpc_path, root, request_base)
 
-    def get_agent_card(self, app: Any = None, request_base: Optional[str] = None, root_path: Optional[str] = None) -> Any:
+    def get_agent_card(self, app: Any = None, request_base: str | None = None, root_path: str | None = None) -> Any:
         """The card, as an a2a-sdk 0.3 ``AgentCard`` (the model AgentScope Runtime returns); the
         card served at the well-known path is its A2A 1.0 form with both protocol lines."""
         from agentpack.frontends.a2a.card import compat_card
@@ -123,24 +125,33 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
         url = self._url(app, request_base, root_path)
         return compat_card(self._a2a_config, self._agent_name, self._agent_description, url)
 
-    def _served_card(self, app: Any, where: tuple[Optional[str], Optional[str]]) -> dict[str, Any]:
+    def _served_card(self, app: Any, where: tuple[str | None, str | None]) -> dict[str, Any]:
         from agentpack.frontends.a2a.card import core_card, served_card
 
         return served_card(core_card(self.get_agent_card(app, *where)))
 
-    def _build_a2a_transports_properties(self, app: Any) -> List[A2ATransportsProperties]:
+    def _build_a2a_transports_properties(self, app: Any) -> list[A2ATransportsProperties]:
         """Where the agent answers, for registries."""
         root = (getattr(app, "root_path", "") or "").rstrip("/")
         path = f"{root}/{self._json_rpc_path.lstrip('/')}"
         if self._host is not None:
             parts = urlsplit(self._host if "://" in self._host else f"//{self._host}")
             host, tls = parts.hostname or self._host, parts.scheme == "https"
-            return [A2ATransportsProperties(host=host, port=self._port, path=path, support_tls=tls, extra={}, transport_type=DEFAULT_TRANSPORT)]
+            return [
+                A2ATransportsProperties(
+                    host=host, port=self._port, path=path, support_tls=tls, extra={}, transport_type=DEFAULT_TRANSPORT
+                )
+            ]
         url = urlsplit(self._url(app))
         port = url.port or ({"https": 443, "http": 80}.get(url.scheme) if url.hostname else None)
         return [
             A2ATransportsProperties(
-                host=url.hostname, port=port, path=url.path or path, support_tls=url.scheme == "https", extra={}, transport_type=DEFAULT_TRANSPORT
+                host=url.hostname,
+                port=port,
+                path=url.path or path,
+                support_tls=url.scheme == "https",
+                extra={},
+                transport_type=DEFAULT_TRANSPORT,
             )
         ]
 
@@ -178,21 +189,35 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
                 server = self._ensure_server(app)
             except ModuleNotFoundError as exc:
                 return _missing_sdk(exc)
-            return await server.rpc(request)
+            response: Response = await server.rpc(request)
+            return response
 
         card_paths = [self._wellknown_path]
         if self._wellknown_path == DEFAULT_WELLKNOWN_PATH:
             card_paths.append(PREVIOUS_WELLKNOWN_PATH)
         for path in card_paths:
-            app.add_api_route(path, agent_card, methods=["GET"], tags=["a2a"], summary="A2A agent card", response_model=None)
-        app.add_api_route(self._json_rpc_path, json_rpc, methods=["POST"], tags=["a2a"], summary="A2A JSON-RPC (1.0 and 0.3)", response_model=None)
+            app.add_api_route(
+                path, agent_card, methods=["GET"], tags=["a2a"], summary="A2A agent card", response_model=None
+            )
+        app.add_api_route(
+            self._json_rpc_path,
+            json_rpc,
+            methods=["POST"],
+            tags=["a2a"],
+            summary="A2A JSON-RPC (1.0 and 0.3)",
+            response_model=None,
+        )
         if self._registry and not managed_by_app:
             card, transports = self.get_agent_card(app), self._build_a2a_transports_properties(app)
             for registry in self._registry:
                 try:
                     _run_now_or_soon(registry.register(agent_card=card, a2a_transports_properties=transports))
                 except Exception:
-                    logger.warning("[A2A] registering with %s failed; the agent serves anyway", registry.registry_name(), exc_info=True)
+                    logger.warning(
+                        "[A2A] registering with %s failed; the agent serves anyway",
+                        registry.registry_name(),
+                        exc_info=True,
+                    )
         return app
 
     # -- lifespan (in an AgentApp) ---------------------------------------------------------------
@@ -200,7 +225,9 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
         if self.configured or self._registry:
             self._ensure_server(app)  # the app uses A2A: pay the SDK's import now, not on a request
         if self._registry:
-            self._registration = asyncio.get_running_loop().create_task(self._register(app), name="agentpack-a2a-registration")
+            self._registration = asyncio.get_running_loop().create_task(
+                self._register(app), name="agentpack-a2a-registration"
+            )
 
     async def _register(self, app: Any) -> None:
         card, transports = self.get_agent_card(app), self._build_a2a_transports_properties(app)
@@ -212,7 +239,11 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
                     self._registered.append((registry, card, transports))
                     logger.info("[A2A] registered with %s", name)
                 else:
-                    logger.warning("[A2A] registering with %s took over %.0fs; gave up (the agent serves anyway)", name, REGISTRY_TIMEOUT)
+                    logger.warning(
+                        "[A2A] registering with %s took over %.0fs; gave up (the agent serves anyway)",
+                        name,
+                        REGISTRY_TIMEOUT,
+                    )
             except Exception:
                 logger.warning("[A2A] registering with %s failed; the agent serves anyway", name, exc_info=True)
 
@@ -227,7 +258,11 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
             try:
                 done, _ = await wait_bounded(call(deregister, card, transports), REGISTRY_TIMEOUT)
                 if not done:
-                    logger.warning("[A2A] deregistering from %s took over %.0fs; gave up", registry.registry_name(), REGISTRY_TIMEOUT)
+                    logger.warning(
+                        "[A2A] deregistering from %s took over %.0fs; gave up",
+                        registry.registry_name(),
+                        REGISTRY_TIMEOUT,
+                    )
             except Exception:
                 logger.warning("[A2A] deregistering from %s failed", registry.registry_name(), exc_info=True)
         self._registered.clear()
@@ -246,7 +281,12 @@ def _run_now_or_soon(result: Any) -> None:
         asyncio.run(wait_bounded(result, REGISTRY_TIMEOUT))
         return
     task = loop.create_task(wait_bounded(result, REGISTRY_TIMEOUT))
-    task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or logger.warning("[A2A] registering failed: %s", t.exception()))
+    task.add_done_callback(_report_registering)
+
+
+def _report_registering(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("[A2A] registering failed: %s", task.exception())
 
 
 def _missing_sdk(exc: ModuleNotFoundError) -> Response:

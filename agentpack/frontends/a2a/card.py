@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 from a2a.compat.v0_3 import types as v03
@@ -37,7 +37,7 @@ AGENT_VERSION = "1.0.0"
 DEFAULT_MODES = ["text"]
 #: Fields the runtime decides; a user's value is ignored with a warning.
 RUNTIME_FIELDS = ("capabilities", "protocol_version", "supports_authenticated_extended_card", "signatures")
-_ALIASES = {field.alias: name for name, field in v03.AgentCard.model_fields.items() if field.alias}
+_ALIASES = {alias: name for name, field in v03.AgentCard.model_fields.items() if (alias := field.alias)}
 
 
 def dialog_skill() -> dict[str, Any]:
@@ -56,11 +56,22 @@ def _from_core(card: a2a_pb2.AgentCard) -> dict[str, Any]:
     core.CopyFrom(card)
     if core.supported_interfaces and not any(i.protocol_version.startswith("0.") for i in core.supported_interfaces):
         first = core.supported_interfaces[0]
-        core.supported_interfaces.append(a2a_pb2.AgentInterface(url=first.url, protocol_binding=first.protocol_binding, protocol_version="0.3"))
+        core.supported_interfaces.append(
+            a2a_pb2.AgentInterface(url=first.url, protocol_binding=first.protocol_binding, protocol_version="0.3")
+        )
     try:
         return to_compat_agent_card(core).model_dump(exclude_none=True, by_alias=False)
     except VersionNotSupportedError:  # a card without interfaces: its other fields still count
-        return {k: v for k, v in MessageToDict(core, preserving_proto_field_name=True).items() if k != "supported_interfaces"}
+        return {
+            k: v
+            for k, v in MessageToDict(core, preserving_proto_field_name=True).items()
+            if k != "supported_interfaces"
+        }
+
+
+def _field_name(key: str) -> str:
+    """A card field's 0.3 name, from its camelCase alias or its own name."""
+    return _ALIASES.get(key, key)
 
 
 def user_card_fields(card: Any) -> dict[str, Any]:
@@ -69,14 +80,14 @@ def user_card_fields(card: Any) -> dict[str, Any]:
     if card is None:
         return {}
     if isinstance(card, ProtoMessage):
-        return _from_core(card)  # type: ignore[arg-type]
+        return _from_core(card)
     if isinstance(card, dict):
         if "supportedInterfaces" in card or "supported_interfaces" in card:
             return _from_core(ParseDict(card, a2a_pb2.AgentCard(), ignore_unknown_fields=True))
-        return {_ALIASES.get(key, key): value for key, value in card.items()}
+        return {_field_name(key): value for key, value in card.items()}
     dump = getattr(card, "model_dump", None)
     if callable(dump):
-        return {_ALIASES.get(key, key): value for key, value in dump(exclude_none=True, mode="json").items()}
+        return {_field_name(key): value for key, value in dump(exclude_none=True, mode="json").items()}
     raise TypeError(f"agent_card must be a dict or an a2a AgentCard, got {type(card).__name__}")
 
 
@@ -84,7 +95,7 @@ def endpoint_url(
     config: AgentCardWithRuntimeConfig,
     rpc_path: str,
     root_path: str = "",
-    request_base: Optional[str] = None,
+    request_base: str | None = None,
 ) -> str:
     """Where the JSON-RPC endpoint answers (see the module doc for the order)."""
     path = "/" + "/".join(p.strip("/") for p in (root_path, rpc_path) if p.strip("/"))
@@ -97,9 +108,14 @@ def endpoint_url(
         if config.port is not None:
             base = f"{base}:{config.port}"
         return base + path
-    for base in (config.public_url, os.environ.get("AGENTPACK_PUBLIC_URL"), request_base, os.environ.get("AGENTPACK_SERVE_URL")):
-        if base:
-            return base.rstrip("/") + path
+    for candidate in (
+        config.public_url,
+        os.environ.get("AGENTPACK_PUBLIC_URL"),
+        request_base,
+        os.environ.get("AGENTPACK_SERVE_URL"),
+    ):
+        if candidate:
+            return candidate.rstrip("/") + path
     return path
 
 
@@ -135,7 +151,10 @@ def core_card(compat: v03.AgentCard) -> a2a_pb2.AgentCard:
     """The A2A 1.0 card: the same fields, with the endpoint listed for 1.0 first, then 0.3."""
     core = to_core_agent_card(compat)
     core.supported_interfaces.insert(
-        0, a2a_pb2.AgentInterface(url=compat.url, protocol_binding=compat.preferred_transport or DEFAULT_TRANSPORT, protocol_version="1.0")
+        0,
+        a2a_pb2.AgentInterface(
+            url=compat.url, protocol_binding=compat.preferred_transport or DEFAULT_TRANSPORT, protocol_version="1.0"
+        ),
     )
     return core
 
@@ -145,7 +164,7 @@ def served_card(core: a2a_pb2.AgentCard) -> dict[str, Any]:
     return agent_card_to_dict(core)
 
 
-def request_base(headers: Any, scheme: str, server: Optional[tuple[str, int]]) -> Optional[str]:
+def request_base(headers: Any, scheme: str, server: tuple[str, int] | None) -> str | None:
     """The base URL a request came in on, as its client sees it."""
     proto = (headers.get("x-forwarded-proto") or scheme or "http").split(",")[0].strip()
     host = (headers.get("x-forwarded-host") or headers.get("host") or "").split(",")[0].strip()

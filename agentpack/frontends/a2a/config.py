@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 logger = logging.getLogger("agentpack.a2a")
 
@@ -27,11 +27,11 @@ DEFAULT_TRANSPORT = "JSONRPC"
 class A2ATransportsProperties:
     """One transport the A2A server answers on, as given to registries."""
 
-    host: Optional[str] = None
-    port: Optional[int] = None
-    path: Optional[str] = None
-    support_tls: Optional[bool] = False
-    extra: Dict[str, Any] = field(default_factory=dict)
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    support_tls: bool | None = False
+    extra: dict[str, Any] = field(default_factory=dict)
     transport_type: str = DEFAULT_TRANSPORT
 
 
@@ -47,10 +47,12 @@ class A2ARegistry(ABC):
         """A short name for logs, e.g. ``"nacos"``."""
 
     @abstractmethod
-    def register(self, agent_card: Any, a2a_transports_properties: Optional[List[A2ATransportsProperties]] = None) -> Any:
+    def register(self, agent_card: Any, a2a_transports_properties: list[A2ATransportsProperties] | None = None) -> Any:
         """Publish the agent's card and where it answers."""
 
-    def deregister(self, agent_card: Any, a2a_transports_properties: Optional[List[A2ATransportsProperties]] = None) -> Any:
+    def deregister(
+        self, agent_card: Any, a2a_transports_properties: list[A2ATransportsProperties] | None = None
+    ) -> Any:
         """Withdraw what :meth:`register` published (the agent is stopping)."""
         return None
 

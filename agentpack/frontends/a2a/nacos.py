@@ -38,8 +38,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from agentpack.frontends.a2a.config import DEFAULT_TRANSPORT, A2ARegistry, A2ATransportsProperties
@@ -49,7 +50,14 @@ logger = logging.getLogger("agentpack.a2a")
 #: AgentScope Runtime's variables and default (``agentscope_runtime/engine/deployers/adapter/
 #: a2a/nacos_a2a_registry.py``, ``NacosSettings``); a registry is built from the environment
 #: only when at least one of them is present.
-ENV_KEYS = ("NACOS_SERVER_ADDR", "NACOS_USERNAME", "NACOS_PASSWORD", "NACOS_NAMESPACE_ID", "NACOS_ACCESS_KEY", "NACOS_SECRET_KEY")
+ENV_KEYS = (
+    "NACOS_SERVER_ADDR",
+    "NACOS_USERNAME",
+    "NACOS_PASSWORD",
+    "NACOS_NAMESPACE_ID",
+    "NACOS_ACCESS_KEY",
+    "NACOS_SECRET_KEY",
+)
 DEFAULT_SERVER_ADDR = "localhost:8848"
 #: Nacos's web context path (``server.servlet.contextPath=/nacos``, distribution/conf/application.properties).
 DEFAULT_CONTEXT_PATH = "/nacos"
@@ -89,9 +97,13 @@ class NacosRegistryError(RuntimeError):
     Messages never carry the password, the access token or the secret key.
     """
 
-    def __init__(self, operation: str, message: str, *, status: Optional[int] = None, code: Optional[int] = None) -> None:
+    def __init__(self, operation: str, message: str, *, status: int | None = None, code: int | None = None) -> None:
         self.operation, self.status, self.code, self.detail = operation, status, code, message
-        where = ", ".join(part for part in (f"HTTP {status}" if status is not None else "", f"code {code}" if code is not None else "") if part)
+        where = ", ".join(
+            part
+            for part in (f"HTTP {status}" if status is not None else "", f"code {code}" if code is not None else "")
+            if part
+        )
         super().__init__(f"Nacos {operation} failed" + (f" ({where})" if where else "") + f": {message}")
 
 
@@ -100,7 +112,7 @@ class _Answer:
     """One HTTP answer from Nacos, read whatever its shape."""
 
     status: int
-    code: Optional[int]
+    code: int | None
     message: str
     data: Any
 
@@ -109,7 +121,7 @@ class _Answer:
         return self.status == 200 and self.code == 0
 
 
-def _env(name: str, environ: Mapping[str, str]) -> Optional[str]:
+def _env(name: str, environ: Mapping[str, str]) -> str | None:
     value = environ.get(name)
     return value if value else None
 
@@ -131,13 +143,13 @@ class NacosRegistry(A2ARegistry):
 
     def __init__(
         self,
-        server_address: Optional[str] = None,
+        server_address: str | None = None,
         *,
-        username: Optional[str] = None,
-        password: Optional[str] = None,
-        namespace_id: Optional[str] = None,
-        access_key: Optional[str] = None,
-        secret_key: Optional[str] = None,
+        username: str | None = None,
+        password: str | None = None,
+        namespace_id: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
         registration_type: str = "URL",
         context_path: str = DEFAULT_CONTEXT_PATH,
         timeout: float = DEFAULT_TIMEOUT,
@@ -166,12 +178,12 @@ class NacosRegistry(A2ARegistry):
         self.deregister_on_shutdown = deregister_on_shutdown
         self._bases = _bases(self.server_address, context_path)
         self._current = 0  # index of the server that answered last
-        self._token: Optional[str] = None
+        self._token: str | None = None
         self._token_expires = 0.0
 
     # -- construction from the environment -------------------------------------------------------
     @classmethod
-    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **kwargs: Any) -> "NacosRegistry":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> NacosRegistry:
         """A registry configured by ``NACOS_SERVER_ADDR`` (default ``localhost:8848``),
         ``NACOS_USERNAME``, ``NACOS_PASSWORD``, ``NACOS_NAMESPACE_ID``, ``NACOS_ACCESS_KEY``
         and ``NACOS_SECRET_KEY``; other keywords pass through."""
@@ -194,18 +206,24 @@ class NacosRegistry(A2ARegistry):
         return f"NacosRegistry(server_address={self.server_address!r}, namespace_id={self.namespace_id!r}{user})"
 
     # -- the card ----------------------------------------------------------------------------------
-    def build_card(self, agent_card: Any, a2a_transports_properties: Optional[Sequence[A2ATransportsProperties]] = None) -> Dict[str, Any]:
+    def build_card(
+        self, agent_card: Any, a2a_transports_properties: Sequence[A2ATransportsProperties] | None = None
+    ) -> dict[str, Any]:
         """The card JSON Nacos is given: the A2A 0.3 card (camelCase) with ``url`` where the
         agent answers now.  Raises ``ValueError`` for a card Nacos would refuse."""
         card = _card_dict(agent_card)
         transports = [t for t in (a2a_transports_properties or []) if t is not None and t.host]
         if transports:
             preferred = card.get("preferredTransport") or DEFAULT_TRANSPORT
-            chosen = next((t for t in transports if (t.transport_type or DEFAULT_TRANSPORT) == preferred), transports[0])
+            chosen = next(
+                (t for t in transports if (t.transport_type or DEFAULT_TRANSPORT) == preferred), transports[0]
+            )
             card["url"] = _transport_url(chosen)
             card["preferredTransport"] = chosen.transport_type or DEFAULT_TRANSPORT
             if len(transports) > 1:
-                card["additionalInterfaces"] = [{"url": _transport_url(t), "transport": t.transport_type or DEFAULT_TRANSPORT} for t in transports]
+                card["additionalInterfaces"] = [
+                    {"url": _transport_url(t), "transport": t.transport_type or DEFAULT_TRANSPORT} for t in transports
+                ]
         if not card.get("protocolVersion"):
             card["protocolVersion"] = DEFAULT_PROTOCOL_VERSION
         if not card.get("preferredTransport"):
@@ -214,16 +232,27 @@ class NacosRegistry(A2ARegistry):
         return card
 
     # -- A2ARegistry -------------------------------------------------------------------------------
-    async def register(self, agent_card: Any, a2a_transports_properties: Optional[List[A2ATransportsProperties]] = None) -> None:
+    async def register(
+        self, agent_card: Any, a2a_transports_properties: list[A2ATransportsProperties] | None = None
+    ) -> None:
         """Publish (or refresh) this version of the card; raises :class:`NacosRegistryError`."""
         card = self.build_card(agent_card, a2a_transports_properties)
         name, version = card["name"], card["version"]
         # ASCII JSON (non-ASCII as \\u escapes): the form then means the same to a server whatever
         # charset it assumes for form bodies, and Jackson reads the escapes back.
-        form = {"namespaceId": self.namespace_id, "agentCard": json.dumps(card, separators=(",", ":")), "registrationType": self.registration_type}
+        form = {
+            "namespaceId": self.namespace_id,
+            "agentCard": json.dumps(card, separators=(",", ":")),
+            "registrationType": self.registration_type,
+        }
         update = {**form, "setAsLatest": "true" if self.set_as_latest else "false"}
         async with self._client() as client:
-            found = await self._call(client, "GET", "get agent card", query={"namespaceId": self.namespace_id, "agentName": name, "version": version})
+            found = await self._call(
+                client,
+                "GET",
+                "get agent card",
+                query={"namespaceId": self.namespace_id, "agentName": name, "version": version},
+            )
             if found.ok or found.code == AGENT_VERSION_NOT_FOUND:
                 answer = await self._call(client, "PUT", "update agent card", form=update)
             elif found.code == AGENT_NOT_FOUND:
@@ -242,9 +271,13 @@ class NacosRegistry(A2ARegistry):
                     answer = await self._call(client, "POST", "register agent", form=form)
             if not answer.ok:
                 raise self._error("register agent card", answer)
-        logger.info("[A2A] Nacos has agent %r version %s at %s (namespace %s)", name, version, card["url"], self.namespace_id)
+        logger.info(
+            "[A2A] Nacos has agent %r version %s at %s (namespace %s)", name, version, card["url"], self.namespace_id
+        )
 
-    async def deregister(self, agent_card: Any, a2a_transports_properties: Optional[List[A2ATransportsProperties]] = None) -> None:
+    async def deregister(
+        self, agent_card: Any, a2a_transports_properties: list[A2ATransportsProperties] | None = None
+    ) -> None:
         """Delete this version of the card (only this one: without a version Nacos deletes them all)."""
         if not self.deregister_on_shutdown:
             return
@@ -253,7 +286,12 @@ class NacosRegistry(A2ARegistry):
         if not name or not version:
             raise ValueError("the agent card needs a name and a version to deregister one version from Nacos")
         async with self._client() as client:
-            answer = await self._call(client, "DELETE", "delete agent version", query={"namespaceId": self.namespace_id, "agentName": name, "version": version})
+            answer = await self._call(
+                client,
+                "DELETE",
+                "delete agent version",
+                query={"namespaceId": self.namespace_id, "agentName": name, "version": version},
+            )
         if not answer.ok:
             raise self._error("delete agent version", answer)
         logger.info("[A2A] Nacos no longer has agent %r version %s (namespace %s)", name, version, self.namespace_id)
@@ -264,7 +302,15 @@ class NacosRegistry(A2ARegistry):
 
         return httpx.AsyncClient(timeout=self.timeout, headers={"User-Agent": "agentpack-nacos-registry"})
 
-    async def _call(self, client: Any, method: str, operation: str, *, query: Optional[Dict[str, str]] = None, form: Optional[Dict[str, str]] = None) -> _Answer:
+    async def _call(
+        self,
+        client: Any,
+        method: str,
+        operation: str,
+        *,
+        query: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
+    ) -> _Answer:
         """One A2A admin call: parameters in the query string (GET, DELETE) or an urlencoded form
         (POST, PUT) — the controllers bind plain request parameters, never JSON (3.1.0
         ``A2aAdminController``; Nacos's own ITs send forms, ``test/openapi-test/.../A2aAdminApiOpenApiITCase.java``).
@@ -272,8 +318,12 @@ class NacosRegistry(A2ARegistry):
         for attempt in (1, 2):
             headers = self._signature_headers()
             if self._has_login():
-                headers["accessToken"] = await self._access_token(client, refresh=attempt == 2)  # swagger securitySchemes: apiKey header accessToken
-            response = await self._send(client, method, A2A_ADMIN_PATH, operation, query=query, form=form, headers=headers)
+                headers["accessToken"] = await self._access_token(
+                    client, refresh=attempt == 2
+                )  # swagger securitySchemes: apiKey header accessToken
+            response = await self._send(
+                client, method, A2A_ADMIN_PATH, operation, query=query, form=form, headers=headers
+            )
             answer = self._read(response)
             if answer.status == 403 and attempt == 1 and self._has_login():
                 logger.debug("[A2A] Nacos refused the token (%s); logging in again", self._redact(answer.message))
@@ -281,8 +331,17 @@ class NacosRegistry(A2ARegistry):
             return answer
         raise AssertionError("unreachable")
 
-    async def _send(self, client: Any, method: str, path: str, operation: str, *, query: Optional[Dict[str, str]] = None,
-                    form: Optional[Dict[str, str]] = None, headers: Optional[Dict[str, str]] = None) -> Any:
+    async def _send(
+        self,
+        client: Any,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        query: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """Send to the server that answered last, then to the others (a server list, as the SDK takes)."""
         import httpx
 
@@ -295,7 +354,9 @@ class NacosRegistry(A2ARegistry):
         for offset in range(len(self._bases)):
             index = (self._current + offset) % len(self._bases)
             try:
-                response = await client.request(method, self._bases[index] + path, params=query, content=content, headers=headers)
+                response = await client.request(
+                    method, self._bases[index] + path, params=query, content=content, headers=headers
+                )
             except httpx.TransportError as exc:
                 failures.append(f"{self._bases[index]}: {type(exc).__name__}: {exc}".rstrip(": "))
                 continue
@@ -352,15 +413,19 @@ class NacosRegistry(A2ARegistry):
         token = body.get("accessToken") if isinstance(body, dict) else None
         if response.status_code != 200 or not token:
             answer = self._read(response)
-            raise NacosRegistryError("login", f"as user {self.username!r}: {self._redact(answer.message) or 'no access token in the answer'}",
-                                     status=response.status_code, code=answer.code)
+            raise NacosRegistryError(
+                "login",
+                f"as user {self.username!r}: {self._redact(answer.message) or 'no access token in the answer'}",
+                status=response.status_code,
+                code=answer.code,
+            )
         # {accessToken, tokenTtl (seconds), globalAdmin, username}, no envelope (nacos.io auth docs).
         ttl = body.get("tokenTtl") if isinstance(body.get("tokenTtl"), (int, float)) else DEFAULT_TOKEN_TTL
         self._token = str(token)
         self._token_expires = time.monotonic() + max(float(ttl) * 0.9, 0.0)  # renew a little early
         return self._token
 
-    def _signature_headers(self) -> Dict[str, str]:
+    def _signature_headers(self) -> dict[str, str]:
         """Alibaba Cloud MSE's AK/SK signature, as nacos-sdk-python signs its AI HTTP calls
         (``v2/nacos/ai/remote/ai_http_client_proxy.py``): ``Spas-Signature`` =
         base64(HMAC-SHA1(secret key, "<namespace>+DEFAULT_GROUP+<Timestamp>")).  Open-source
@@ -369,7 +434,9 @@ class NacosRegistry(A2ARegistry):
             return {}
         now = str(int(time.time() * 1000))
         signed = f"{self._signed_namespace}+DEFAULT_GROUP+{now}"
-        signature = base64.b64encode(hmac.new(self._secret_key.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+        signature = base64.b64encode(
+            hmac.new(self._secret_key.encode(), signed.encode(), hashlib.sha1).digest()
+        ).decode()
         return {"Spas-AccessKey": self.access_key, "Timestamp": now, "Spas-Signature": signature}
 
     def _redact(self, text: str) -> str:
@@ -380,7 +447,7 @@ class NacosRegistry(A2ARegistry):
         return text
 
 
-def create_nacos_registry_from_env(environ: Optional[Mapping[str, str]] = None) -> Optional[NacosRegistry]:
+def create_nacos_registry_from_env(environ: Mapping[str, str] | None = None) -> NacosRegistry | None:
     """A :class:`NacosRegistry` from the ``NACOS_*`` variables, or ``None`` when none of them is
     set — AgentScope Runtime's rule: no variable means the user wants no registry."""
     env = os.environ if environ is None else environ
@@ -388,14 +455,25 @@ def create_nacos_registry_from_env(environ: Optional[Mapping[str, str]] = None) 
         logger.info("[A2A] no NACOS_* environment variables; the Nacos registry is not enabled")
         return None
     registry = NacosRegistry.from_env(env)
-    auth = [kind for kind, on in (("username/password", registry._has_login()), ("access key", bool(registry.access_key and registry._secret_key))) if on]
-    logger.info("[A2A] Nacos registry from the environment: server=%s, namespace=%s, authentication=%s",
-                registry.server_address, registry.namespace_id, ", ".join(auth) or "none")
+    auth = [
+        kind
+        for kind, on in (
+            ("username/password", registry._has_login()),
+            ("access key", bool(registry.access_key and registry._secret_key)),
+        )
+        if on
+    ]
+    logger.info(
+        "[A2A] Nacos registry from the environment: server=%s, namespace=%s, authentication=%s",
+        registry.server_address,
+        registry.namespace_id,
+        ", ".join(auth) or "none",
+    )
     return registry
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def _bases(server_address: str, context_path: str) -> List[str]:
+def _bases(server_address: str, context_path: str) -> list[str]:
     """``scheme://host:port/context`` for each comma-separated address (``http://`` by default)."""
     context = "/" + context_path.strip("/") if context_path and context_path.strip("/") else ""
     bases = []
@@ -414,13 +492,14 @@ def _bases(server_address: str, context_path: str) -> List[str]:
     return bases
 
 
-def _card_dict(agent_card: Any) -> Dict[str, Any]:
+def _card_dict(agent_card: Any) -> dict[str, Any]:
     """The card as camelCase JSON: an a2a-sdk 0.3 ``AgentCard`` (what the adapter passes) or a dict."""
     dump = getattr(agent_card, "model_dump", None)
     if callable(dump):
         return dict(dump(mode="json", by_alias=True, exclude_none=True))
     if isinstance(agent_card, Mapping):
-        return json.loads(json.dumps(dict(agent_card)))
+        card: dict[str, Any] = json.loads(json.dumps(dict(agent_card)))
+        return card
     raise TypeError(f"agent_card must be an a2a-sdk 0.3 AgentCard or a dict, got {type(agent_card).__name__}")
 
 
@@ -437,16 +516,20 @@ def _transport_url(transport: A2ATransportsProperties) -> str:
     return f"{scheme}://{netloc}{path}"
 
 
-def _check_card(card: Dict[str, Any]) -> None:
+def _check_card(card: dict[str, Any]) -> None:
     name, version, url = card.get("name"), card.get("version"), card.get("url")
     if not name or not version:
         raise ValueError("the agent card needs a name and a version for Nacos")
     if len(name) > MAX_NAME_LENGTH or any(not 32 <= ord(ch) <= 126 for ch in name):
-        raise ValueError(f"Nacos takes agent names of at most {MAX_NAME_LENGTH} visible ASCII characters; {name!r} is not one "
-                         "(set a2a_config agent_card name)")
+        raise ValueError(
+            f"Nacos takes agent names of at most {MAX_NAME_LENGTH} visible ASCII characters; {name!r} is not one "
+            "(set a2a_config agent_card name)"
+        )
     if not url or urlsplit(str(url)).scheme not in ("http", "https"):
-        raise ValueError(f"the agent's public URL is unknown (card url {url!r}); set a2a_config public_url or host/port, "
-                         "or AGENTPACK_PUBLIC_URL, so Nacos can tell clients where the agent answers")
+        raise ValueError(
+            f"the agent's public URL is unknown (card url {url!r}); set a2a_config public_url or host/port, "
+            "or AGENTPACK_PUBLIC_URL, so Nacos can tell clients where the agent answers"
+        )
 
 
 __all__ = ["NacosRegistry", "NacosRegistryError", "create_nacos_registry_from_env"]

@@ -3,7 +3,7 @@ A2A server runs, under AgentScope Runtime's name and keywords (importable withou
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -29,14 +29,14 @@ class AgentCardWithRuntimeConfig(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="allow")
 
-    agent_card: Optional[Union[Dict[str, Any], Any]] = None
-    host: Optional[str] = None
-    port: Optional[int] = None
-    public_url: Optional[str] = None
-    registry: Optional[Union[A2ARegistry, List[A2ARegistry]]] = None
-    task_timeout: Optional[int] = DEFAULT_TASK_TIMEOUT
-    task_event_timeout: Optional[int] = DEFAULT_TASK_EVENT_TIMEOUT
-    wellknown_path: Optional[str] = DEFAULT_WELLKNOWN_PATH
+    agent_card: dict[str, Any] | Any | None = None
+    host: str | None = None
+    port: int | None = None
+    public_url: str | None = None
+    registry: A2ARegistry | list[A2ARegistry] | None = None
+    task_timeout: int | None = DEFAULT_TASK_TIMEOUT
+    task_event_timeout: int | None = DEFAULT_TASK_EVENT_TIMEOUT
+    wellknown_path: str | None = DEFAULT_WELLKNOWN_PATH
 
     @field_validator("registry", mode="before")
     @classmethod
@@ -49,12 +49,14 @@ class AgentCardWithRuntimeConfig(BaseModel):
     @classmethod
     def _registries(cls, value: Any) -> Any:
         for registry in value or []:
-            if not isinstance(registry, A2ARegistry) and not (callable(getattr(registry, "register", None)) and callable(getattr(registry, "registry_name", None))):
+            if not isinstance(registry, A2ARegistry) and not (
+                callable(getattr(registry, "register", None)) and callable(getattr(registry, "registry_name", None))
+            ):
                 raise TypeError(f"registry entries must be A2ARegistry instances, got {type(registry).__name__}")
         return value
 
     @classmethod
-    def coerce(cls, value: Any) -> "AgentCardWithRuntimeConfig":
+    def coerce(cls, value: Any) -> AgentCardWithRuntimeConfig:
         """The config from ``None``, a dict, this model, or an equivalent model of AgentScope Runtime."""
         if value is None:
             return cls()

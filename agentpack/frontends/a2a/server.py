@@ -25,14 +25,15 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator, Callable, Optional
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.server.routes.common import DefaultServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
 from a2a.types import a2a_pb2
-from a2a.server.request_handlers.response_helpers import build_error_response
 from a2a.utils.errors import (
     A2AError,
     ExtendedAgentCardNotConfiguredError,
@@ -64,8 +65,8 @@ from agentpack.frontends.base import run_headers
 from agentpack.interrupt.base import BackendUnavailable, SessionBusy
 from agentpack.interrupt.records import MemoryRecords, Records
 from agentpack.protocol.schemas import AgentRequest
-from agentpack.run.agent_run import RunLimits
 from agentpack.protocol.sse import encode_json_bytes
+from agentpack.run.agent_run import RunLimits
 from agentpack.run.json_response import json_response
 from agentpack.run.stream import CANCELLED_BY_SERVER, StreamResponse, settle_task
 
@@ -89,7 +90,7 @@ class ContextBuilder(DefaultServerCallContextBuilder):
         return context
 
 
-def _metadata_user(*structs: Any) -> Optional[str]:
+def _metadata_user(*structs: Any) -> str | None:
     for struct in structs:
         if struct is None or not len(struct):
             continue
@@ -113,7 +114,7 @@ class TaskHandler(RequestHandler):
         self.live: dict[str, TaskRun] = {}
 
     # -- tasks -----------------------------------------------------------------------------------
-    async def _load(self, task_id: str) -> Optional[tuple[dict[str, Any], str]]:
+    async def _load(self, task_id: str) -> tuple[dict[str, Any], str] | None:
         """A task not running here, from the records (A2A JSON); one whose run died is answered failed."""
         try:
             raw = await self.records.get(task_id)
@@ -124,8 +125,14 @@ class TaskHandler(RequestHandler):
         task, user_id, updated = task_from_record(raw)
         if task["status"]["state"] not in TERMINAL_STATES:
             running = getattr(self.source, "running", None)
-            if time.time() - updated > LOST_AFTER and callable(running) and not await running(user_id, task["contextId"]):
-                lost = agent_message(task_id, task["contextId"], "the instance running this task stopped before it finished")
+            if (
+                time.time() - updated > LOST_AFTER
+                and callable(running)
+                and not await running(user_id, task["contextId"])
+            ):
+                lost = agent_message(
+                    task_id, task["contextId"], "the instance running this task stopped before it finished"
+                )
                 task["status"] = {**task["status"], "state": FAILED, "message": lost}
         return task, user_id
 
@@ -173,7 +180,9 @@ class TaskHandler(RequestHandler):
         try:
             run = await self.source.open_run(request, self.limits)
         except SessionBusy:
-            await task.end_without_run(REJECTED, f"context {context_id!r} is running another task; cancel it or wait until it ends")
+            await task.end_without_run(
+                REJECTED, f"context {context_id!r} is running another task; cancel it or wait until it ends"
+            )
             return task
         except BackendUnavailable as exc:
             await task.end_without_run(FAILED, str(exc))
@@ -201,12 +210,14 @@ class TaskHandler(RequestHandler):
             await task.done.wait()  # a client that leaves does not cancel the task
         return task.snapshot(length)
 
-    async def on_message_send_stream(self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext) -> AsyncIterator[Any]:
+    async def on_message_send_stream(
+        self, params: a2a_pb2.SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Any, None]:
         task = await self.start_task(params, context)
         async for event in task.subscribe():
             yield event
 
-    async def on_get_task(self, params: a2a_pb2.GetTaskRequest, context: ServerCallContext) -> Optional[a2a_pb2.Task]:
+    async def on_get_task(self, params: a2a_pb2.GetTaskRequest, context: ServerCallContext) -> a2a_pb2.Task | None:
         length = params.history_length if params.HasField("history_length") else None
         live = self.live.get(params.id)
         if live is not None:
@@ -219,7 +230,9 @@ class TaskHandler(RequestHandler):
             task["history"] = task.get("history", [])[-length:] if length > 0 else []
         return _proto(task)
 
-    async def on_cancel_task(self, params: a2a_pb2.CancelTaskRequest, context: ServerCallContext) -> Optional[a2a_pb2.Task]:
+    async def on_cancel_task(
+        self, params: a2a_pb2.CancelTaskRequest, context: ServerCallContext
+    ) -> a2a_pb2.Task | None:
         live = self.live.get(params.id)
         if live is not None:
             if live.terminal:
@@ -248,7 +261,9 @@ class TaskHandler(RequestHandler):
                 return _proto(found[0])
         return _proto(task)
 
-    async def on_subscribe_to_task(self, params: a2a_pb2.SubscribeToTaskRequest, context: ServerCallContext) -> AsyncIterator[Any]:
+    async def on_subscribe_to_task(
+        self, params: a2a_pb2.SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Any, None]:
         live = self.live.get(params.id)
         if live is not None:
             async for event in live.subscribe():
@@ -256,7 +271,9 @@ class TaskHandler(RequestHandler):
             return
         task, _ = await self._task(params.id)
         if task["status"]["state"] in TERMINAL_STATES:
-            raise UnsupportedOperationError(message=f"task {params.id!r} is already {state_name(task['status']['state'])}; read it with GetTask")
+            raise UnsupportedOperationError(
+                message=f"task {params.id!r} is already {state_name(task['status']['state'])}; read it with GetTask"
+            )
         yield _proto(task)
         last = task
         while True:  # running on another instance: follow its record
@@ -270,7 +287,9 @@ class TaskHandler(RequestHandler):
             if last["status"]["state"] in TERMINAL_STATES:
                 return
 
-    async def on_list_tasks(self, params: a2a_pb2.ListTasksRequest, context: ServerCallContext) -> a2a_pb2.ListTasksResponse:
+    async def on_list_tasks(
+        self, params: a2a_pb2.ListTasksRequest, context: ServerCallContext
+    ) -> a2a_pb2.ListTasksResponse:
         raise UnsupportedOperationError(message="ListTasks is not offered; read each task with GetTask")
 
     async def on_create_task_push_notification_config(self, params: Any, context: ServerCallContext) -> Any:
@@ -290,7 +309,8 @@ class TaskHandler(RequestHandler):
 
 
 def _proto(task: dict[str, Any]) -> a2a_pb2.Task:
-    return ParseDict(task, a2a_pb2.Task(), ignore_unknown_fields=True)
+    parsed: a2a_pb2.Task = ParseDict(task, a2a_pb2.Task(), ignore_unknown_fields=True)
+    return parsed
 
 
 class Subscription:
@@ -301,9 +321,9 @@ class Subscription:
     def __init__(self, task: TaskRun, request_id: Any) -> None:
         self.task = task
         self.request_id = request_id
-        self.job: Optional[asyncio.Task[None]] = None
+        self.job: asyncio.Task[None] | None = None
 
-    def start(self, write: Any) -> "asyncio.Task[None]":
+    def start(self, write: Any) -> asyncio.Task[None]:
         self.job = asyncio.create_task(self._pump(write), name=f"agentpack-a2a-stream-{self.task.task_id}")
         return self.job
 
@@ -348,7 +368,7 @@ class A2AServer:
             response.headers[name] = value
         return response
 
-    async def _stream(self, request: Request) -> Optional[Response]:
+    async def _stream(self, request: Request) -> Response | None:
         """A well-formed A2A 1.0 ``SendStreamingMessage``, streamed; ``None`` for anything else."""
         version = request.headers.get("a2a-version") or ""
         if not version.startswith("1."):
@@ -357,7 +377,11 @@ class A2AServer:
             payload = json.loads(await request.body())
         except ValueError:
             return None
-        if not isinstance(payload, dict) or payload.get("jsonrpc") != "2.0" or payload.get("method") != "SendStreamingMessage":
+        if (
+            not isinstance(payload, dict)
+            or payload.get("jsonrpc") != "2.0"
+            or payload.get("method") != "SendStreamingMessage"
+        ):
             return None
         request_id = payload.get("id")
         if isinstance(request_id, bool) or not isinstance(request_id, (str, int, type(None))):

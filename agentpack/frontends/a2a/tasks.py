@@ -40,8 +40,9 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any
 
 from a2a.types import a2a_pb2
 from google.protobuf.json_format import MessageToDict, ParseDict
@@ -53,7 +54,12 @@ from agentpack.interrupt.records import Records
 logger = logging.getLogger("agentpack.a2a")
 
 SUBMITTED, WORKING = "TASK_STATE_SUBMITTED", "TASK_STATE_WORKING"
-COMPLETED, FAILED, CANCELED, REJECTED = "TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED", "TASK_STATE_REJECTED"
+COMPLETED, FAILED, CANCELED, REJECTED = (
+    "TASK_STATE_COMPLETED",
+    "TASK_STATE_FAILED",
+    "TASK_STATE_CANCELED",
+    "TASK_STATE_REJECTED",
+)
 TERMINAL_STATES = frozenset({COMPLETED, FAILED, CANCELED, REJECTED})
 #: Seconds between two writes of a running task's record while only its artifacts grow.
 FLUSH_INTERVAL = 0.5
@@ -76,8 +82,8 @@ def _timestamp() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def agent_message(task_id: str, context_id: str, text: str, metadata: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    message = {
+def agent_message(task_id: str, context_id: str, text: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {
         "messageId": f"msg_{task_id}_{time.monotonic_ns()}",
         "contextId": context_id,
         "taskId": task_id,
@@ -127,7 +133,7 @@ def request_input(message: a2a_pb2.Message) -> list[dict[str, Any]]:
 
 
 # -- the Agent API -> artifacts ----------------------------------------------------------------
-def _part(content: dict[str, Any]) -> Optional[dict[str, Any]]:
+def _part(content: dict[str, Any]) -> dict[str, Any] | None:
     """A completed non-text content of an answer as an A2A part (JSON)."""
     kind = content.get("type") or ""
     key = _MEDIA_KEY.get(kind)
@@ -138,7 +144,10 @@ def _part(content: dict[str, Any]) -> Optional[dict[str, Any]]:
             media, _, data = link[5:].partition(";base64,")
             return {"raw": data, "mediaType": media}
         if kind == "file" and not link and content.get("file_data"):
-            return {"raw": content["file_data"], **({"filename": content["filename"]} if content.get("filename") else {})}
+            return {
+                "raw": content["file_data"],
+                **({"filename": content["filename"]} if content.get("filename") else {}),
+            }
         part = {"url": link, "mediaType": media}
         if content.get("filename"):
             part["filename"] = content["filename"]
@@ -166,7 +175,7 @@ class _Artifact:
 
     def json(self) -> dict[str, Any]:
         parts = [{"text": "".join(p)} if isinstance(p, list) else p for p in self.parts]
-        artifact = {"artifactId": self.artifact_id, "name": self.name, "parts": parts or [{"text": ""}]}
+        artifact: dict[str, Any] = {"artifactId": self.artifact_id, "name": self.name, "parts": parts or [{"text": ""}]}
         if self.metadata:
             artifact["metadata"] = self.metadata
         return artifact
@@ -175,7 +184,9 @@ class _Artifact:
 class TaskRun(Translator):
     """One task: its state, its artifacts so far, who is watching, and the run behind it."""
 
-    def __init__(self, task_id: str, context_id: str, user_id: str, message: dict[str, Any], records: Records, retention: float) -> None:
+    def __init__(
+        self, task_id: str, context_id: str, user_id: str, message: dict[str, Any], records: Records, retention: float
+    ) -> None:
         super().__init__()
         self.task_id = task_id
         self.context_id = context_id
@@ -192,32 +203,42 @@ class TaskRun(Translator):
         self._watchers: set[asyncio.Queue[Any]] = set()
         self._written_at = 0.0  # monotonic time of the last record write
         self._handed_over = 0.0  # monotonic time the readers were last given a turn
-        self._due: Optional[float] = None  # when the record must be written next (None: it is current)
+        self._due: float | None = None  # when the record must be written next (None: it is current)
         self._wake = asyncio.Event()  # set when the record is due
         self._writing = False  # the writer stops on this flag (a cancel alone can be swallowed before 3.12)
-        self._writer: Optional[asyncio.Task[None]] = None
-        self._driver: Optional[asyncio.Task[None]] = None
+        self._writer: asyncio.Task[None] | None = None
+        self._driver: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> str:
-        return self.status["state"]
+        state: str = self.status["state"]
+        return state
 
     @property
     def terminal(self) -> bool:
         return self.status["state"] in TERMINAL_STATES
 
     # -- reading -------------------------------------------------------------------------------
-    def json(self, history_length: Optional[int] = None) -> dict[str, Any]:
+    def json(self, history_length: int | None = None) -> dict[str, Any]:
         """The task as A2A 1.0 JSON."""
-        history = self.history if history_length is None else self.history[-history_length:] if history_length > 0 else []
-        task = {"id": self.task_id, "contextId": self.context_id, "status": self.status, "artifacts": [a.json() for a in self.artifacts.values()], "history": history}
+        history = (
+            self.history if history_length is None else self.history[-history_length:] if history_length > 0 else []
+        )
+        task = {
+            "id": self.task_id,
+            "contextId": self.context_id,
+            "status": self.status,
+            "artifacts": [a.json() for a in self.artifacts.values()],
+            "history": history,
+        }
         if self.metadata:
             task["metadata"] = self.metadata
         return task
 
-    def snapshot(self, history_length: Optional[int] = None) -> a2a_pb2.Task:
+    def snapshot(self, history_length: int | None = None) -> a2a_pb2.Task:
         """The task as the SDK's message (for the SDK's routes)."""
-        return ParseDict(self.json(history_length), a2a_pb2.Task(), ignore_unknown_fields=True)
+        task: a2a_pb2.Task = ParseDict(self.json(history_length), a2a_pb2.Task(), ignore_unknown_fields=True)
+        return task
 
     def record(self) -> str:
         return json.dumps({"task": self.json(), "user_id": self.user_id, "updated": time.time()}, ensure_ascii=False)
@@ -254,7 +275,7 @@ class TaskRun(Translator):
                 yield getattr(response, response.WhichOneof("payload"))
 
     # -- the run -------------------------------------------------------------------------------
-    def start(self, run: Any, on_end: Optional[Callable[[], Any]] = None) -> None:
+    def start(self, run: Any, on_end: Callable[[], Any] | None = None) -> None:
         """Run the task in the background; ``on_end`` is called once its final record is written."""
         self.run = run
         self._driver = asyncio.create_task(self._drive(run), name=f"agentpack-a2a-task-{self.task_id}")
@@ -341,7 +362,9 @@ class TaskRun(Translator):
         await wait_bounded(self._write_record(), 5.0)
 
     # -- translation ---------------------------------------------------------------------------
-    def _set_status(self, state: str, text: Optional[str] = None, metadata: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    def _set_status(
+        self, state: str, text: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         status: dict[str, Any] = {"state": state, "timestamp": _timestamp()}
         if text:
             status["message"] = agent_message(self.task_id, self.context_id, text, metadata)
@@ -370,11 +393,15 @@ class TaskRun(Translator):
         if status == "completed":
             out.append(self._set_status(COMPLETED))
         elif status == "failed":
-            out.append(self._set_status(FAILED, error.get("message") or "the agent failed", {"code": error.get("code")}))
+            out.append(
+                self._set_status(FAILED, error.get("message") or "the agent failed", {"code": error.get("code")})
+            )
         elif status == "canceled":
-            out.append(self._set_status(CANCELED, error.get("message") or "the task was canceled", {"code": error.get("code")}))
+            out.append(
+                self._set_status(CANCELED, error.get("message") or "the task was canceled", {"code": error.get("code")})
+            )
 
-    def _artifact(self, msg_id: str) -> Optional[_Artifact]:
+    def _artifact(self, msg_id: str) -> _Artifact | None:
         known = self.artifacts.get(msg_id)
         if known is not None:
             return known
@@ -413,9 +440,9 @@ class TaskRun(Translator):
             artifact = self._artifact(msg_id)
             if is_delta or not isinstance(event.get("data"), dict) or artifact is None or artifact.parts:
                 return  # a call is one data part, sent when complete
-            part = {"data": event["data"]}
-            artifact.parts.append(part)
-            out.append(self._update(artifact, [part], False, True))
+            data_part = {"data": event["data"]}
+            artifact.parts.append(data_part)
+            out.append(self._update(artifact, [data_part], False, True))
             return
         artifact = self._artifact(msg_id)
         if artifact is None:
@@ -431,7 +458,7 @@ class TaskRun(Translator):
             pieces = artifact.sent.setdefault(index, [])
             if not is_delta:
                 so_far = "".join(pieces)
-                text = text[len(so_far):] if text.startswith(so_far) else ""
+                text = text[len(so_far) :] if text.startswith(so_far) else ""
             if text:
                 pieces.append(text)
                 artifact.append_text(text)

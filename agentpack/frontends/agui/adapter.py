@@ -14,7 +14,8 @@ on ``/process``.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -63,7 +64,7 @@ class AGUIDefaultAdapter(ProtocolAdapter):
         self.route_path: str = path or AGUI_ENDPOINT_PATH
 
     @property
-    def config(self) -> "AGUIAdaptorConfig":
+    def config(self) -> AGUIAdaptorConfig:
         from agentpack.frontends.agui.config import AGUIAdaptorConfig
 
         if not isinstance(self._config, AGUIAdaptorConfig):
@@ -84,7 +85,16 @@ class AGUIDefaultAdapter(ProtocolAdapter):
                 body = FlexibleRunAgentInput.model_validate(json.loads(await request.body()))
                 agent_request = to_agent_request(body)
             except json.JSONDecodeError as exc:
-                return invalid([{"type": "json_invalid", "loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}", "input": {}}])
+                return invalid(
+                    [
+                        {
+                            "type": "json_invalid",
+                            "loc": ["body", exc.pos],
+                            "msg": f"JSON decode error: {exc.msg}",
+                            "input": {},
+                        }
+                    ]
+                )
             except ValidationError as exc:
                 return invalid([{**error, "loc": ["body", *error["loc"]]} for error in exc.errors(include_url=False)])
             run = await open_or_refuse(source, agent_request, refuse)
@@ -93,7 +103,9 @@ class AGUIDefaultAdapter(ProtocolAdapter):
             translator = AGUIStream(body.thread_id, body.run_id)
             return stream(run, lambda event: frames(translator.feed(event)))
 
-        app.add_api_route(self.route_path, ag_ui, methods=["POST"], tags=["ag-ui"], summary="AG-UI run", response_model=None)
+        app.add_api_route(
+            self.route_path, ag_ui, methods=["POST"], tags=["ag-ui"], summary="AG-UI run", response_model=None
+        )
         return app
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from agentpack.frontends.base import Translator
 from agentpack.protocol.sse import encode_json, encode_json_bytes
@@ -40,7 +40,7 @@ class _Open:
     msg_id: str
     sent: str = ""  # call arguments sent so far
     texts: dict[int, list[str]] = field(default_factory=dict)  # content index -> pieces of text sent
-    call_id: Optional[str] = None
+    call_id: str | None = None
     started: bool = False
 
 
@@ -48,7 +48,7 @@ def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def token_usage(usage: Optional[dict[str, Any]]) -> Optional[list[dict[str, Any]]]:
+def token_usage(usage: dict[str, Any] | None) -> list[dict[str, Any]] | None:
     if not usage:
         return None
     tokens_in = usage.get("input_tokens", usage.get("prompt_tokens"))
@@ -66,9 +66,8 @@ class AGUIStream(Translator):
         self.thread_id = thread_id
         self.run_id = run_id
         super().__init__()
-        self.usage: Optional[dict[str, Any]] = None
+        self.usage: dict[str, Any] | None = None
         self._started = False
-
 
     # -- run ---------------------------------------------------------------------------------
     def _run(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -88,7 +87,9 @@ class AGUIStream(Translator):
         usage = token_usage(event.get("usage") or self.usage)
         if status == "failed":
             error = event.get("error") or {}
-            out.append({"type": "RUN_ERROR", "message": error.get("message") or "the agent failed", "code": error.get("code")})
+            out.append(
+                {"type": "RUN_ERROR", "message": error.get("message") or "the agent failed", "code": error.get("code")}
+            )
             return
         outcome = {"type": "success" if status == "completed" else "cancelled"}
         finished = self._run("RUN_FINISHED", outcome=outcome)
@@ -152,7 +153,9 @@ class AGUIStream(Translator):
             if kind in ("text", "refusal"):
                 self._text(item, event.get("index") or 0, event.get(kind) or "", event.get("delta") is True, out)
             elif event.get("delta") is not True and item.kind == "text":
-                content = {k: v for k, v in event.items() if k not in ("sequence_number", "object", "status", "error", "delta")}
+                content = {
+                    k: v for k, v in event.items() if k not in ("sequence_number", "object", "status", "error", "delta")
+                }
                 out.append({"type": "CUSTOM", "name": "agentpack.content", "value": content})
             return
         data = event.get("data")
@@ -182,14 +185,14 @@ class AGUIStream(Translator):
             return
         arguments = _json_text(arguments)
         if arguments.startswith(item.sent) and len(arguments) > len(item.sent):
-            out.append({"type": "TOOL_CALL_ARGS", "toolCallId": item.call_id, "delta": arguments[len(item.sent):]})
+            out.append({"type": "TOOL_CALL_ARGS", "toolCallId": item.call_id, "delta": arguments[len(item.sent) :]})
             item.sent = arguments
 
     def _text(self, item: _Open, index: int, text: str, is_delta: bool, out: list[dict[str, Any]]) -> None:
         pieces = item.texts.setdefault(index, [])
         if not is_delta:  # a completed content: only what the deltas did not carry (joined once, here)
             sent = "".join(pieces)
-            text = text[len(sent):] if text.startswith(sent) else ""
+            text = text[len(sent) :] if text.startswith(sent) else ""
         if not text:
             return
         pieces.append(text)
@@ -209,7 +212,10 @@ def _frame(event: dict[str, Any]) -> bytes:
 def _text_content(event: dict[str, Any]) -> bytes:
     """The most frequent frame, written without walking the dict (what :func:`_frame` makes of it)."""
     try:
-        return ('data: {"type":"TEXT_MESSAGE_CONTENT","messageId":%s,"delta":%s}\n\n' % (encode_json(event["messageId"]), encode_json(event["delta"]))).encode("utf-8")
+        return (
+            'data: {"type":"TEXT_MESSAGE_CONTENT","messageId":%s,"delta":%s}\n\n'  # noqa: UP031 (a JSON template)
+            % (encode_json(event["messageId"]), encode_json(event["delta"]))
+        ).encode("utf-8")
     except UnicodeEncodeError:
         return _frame(event)
 

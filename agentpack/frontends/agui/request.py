@@ -16,7 +16,7 @@ input are validated with AG-UI's own types.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 from ag_ui.core.types import Context, Message, Tool
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,11 +34,11 @@ class FlexibleRunAgentInput(BaseModel):
 
     thread_id: str = Field(..., alias="threadId")
     run_id: str = Field(..., alias="runId")
-    parent_run_id: Optional[str] = Field(None, alias="parentRunId")
+    parent_run_id: str | None = Field(None, alias="parentRunId")
     state: Any = None
-    messages: List[Message] = Field(default_factory=list)
-    tools: List[Tool] = Field(default_factory=list)
-    context: List[Context] = Field(default_factory=list)
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[Tool] = Field(default_factory=list)
+    context: list[Context] = Field(default_factory=list)
     forwarded_props: Any = Field(None, alias="forwardedProps")
 
 
@@ -54,15 +54,16 @@ def _text(content: Any) -> str:
     return "".join(_get(part, "text") or "" for part in content if _get(part, "type") == "text")
 
 
-def _source_url(source: Any) -> Optional[str]:
+def _source_url(source: Any) -> str | None:
     if source is None:
         return None
     if _get(source, "type") == "data":
         return f"data:{_get(source, 'mime_type') or 'application/octet-stream'};base64,{_get(source, 'value')}"
-    return _get(source, "value")
+    url: str | None = _get(source, "value")
+    return url
 
 
-def _part(part: Any) -> Optional[dict[str, Any]]:
+def _part(part: Any) -> dict[str, Any] | None:
     kind = _get(part, "type")
     if kind == "text":
         return {"type": "text", "text": _get(part, "text") or ""}
@@ -86,14 +87,24 @@ def _messages(message: Any) -> list[dict[str, Any]]:
     if role in ("system", "developer"):
         return [{"role": "system", "content": [{"type": "text", "text": _text(content)}]}]
     if role == "user":
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else [p for p in map(_part, content or []) if p]
+        parts = (
+            [{"type": "text", "text": content}]
+            if isinstance(content, str)
+            else [p for p in map(_part, content or []) if p]
+        )
         return [{"role": "user", "content": parts}]
     if role == "assistant":
         converted = [{"role": "assistant", "content": [{"type": "text", "text": content}]}] if content else []
         for call in _get(message, "tool_calls") or []:
             function = _get(call, "function")
-            data = {"call_id": _get(call, "id"), "name": _get(function, "name"), "arguments": _get(function, "arguments") or ""}
-            converted.append({"role": "assistant", "type": "function_call", "content": [{"type": "data", "data": data}]})
+            data = {
+                "call_id": _get(call, "id"),
+                "name": _get(function, "name"),
+                "arguments": _get(function, "arguments") or "",
+            }
+            converted.append(
+                {"role": "assistant", "type": "function_call", "content": [{"type": "data", "data": data}]}
+            )
         return converted
     if role == "tool":
         data = {"call_id": _get(message, "tool_call_id"), "output": _text(content)}
@@ -103,7 +114,7 @@ def _messages(message: Any) -> list[dict[str, Any]]:
     return []
 
 
-def user_of(forwarded_props: Any) -> Optional[str]:
+def user_of(forwarded_props: Any) -> str | None:
     if isinstance(forwarded_props, dict):
         user = forwarded_props.get("user_id") or forwarded_props.get("userId")
         return user if isinstance(user, str) and user else None
@@ -111,7 +122,10 @@ def user_of(forwarded_props: Any) -> Optional[str]:
 
 
 def to_agent_request(body: FlexibleRunAgentInput) -> AgentRequest:
-    tools = [{"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}} for t in body.tools]
+    tools = [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in body.tools
+    ]
     return AgentRequest.model_validate(
         {
             "input": [converted for message in body.messages for converted in _messages(message)],

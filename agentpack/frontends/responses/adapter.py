@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,13 +32,17 @@ logger = logging.getLogger("agentpack.frontends.responses")
 RESPONSES_ENDPOINT_PATH = "/compatible-mode/v1/responses"
 
 
-def openai_error(status: int, message: str, kind: str = "invalid_request_error", param: Optional[str] = None, code: Optional[str] = None) -> Response:
+def openai_error(
+    status: int, message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> Response:
     return json_response({"error": {"message": message, "type": kind, "param": param, "code": code}}, status)
 
 
 def refuse(status: int, exc: Exception) -> Response:
     if status == 409:
-        return openai_error(409, f"{exc}; wait for its response to end, or stop it", param="conversation", code="conversation_locked")
+        return openai_error(
+            409, f"{exc}; wait for its response to end, or stop it", param="conversation", code="conversation_locked"
+        )
     return openai_error(status, str(exc), kind="server_error", code="service_unavailable")
 
 
@@ -64,7 +69,9 @@ class ResponseAPIDefaultAdapter(ProtocolAdapter):
                 body = parse(json.loads(await request.body()))
                 agent_request, conversation = to_agent_request(body)
             except json.JSONDecodeError as exc:
-                return openai_error(400, f"We could not parse the JSON body of your request ({exc.msg} at position {exc.pos}).")
+                return openai_error(
+                    400, f"We could not parse the JSON body of your request ({exc.msg} at position {exc.pos})."
+                )
             except RequestError as exc:
                 return openai_error(400, str(exc), param=exc.param)
             run = await open_or_refuse(source, agent_request, refuse)
@@ -102,7 +109,14 @@ class ResponseAPIDefaultAdapter(ProtocolAdapter):
             answer = translator.response
             return json_response({**answer, "response": answer}, 200, run_headers(run))
 
-        app.add_api_route(self.path, responses, methods=["POST"], tags=["openai-responses"], summary="OpenAI Responses API", response_model=None)
+        app.add_api_route(
+            self.path,
+            responses,
+            methods=["POST"],
+            tags=["openai-responses"],
+            summary="OpenAI Responses API",
+            response_model=None,
+        )
         return app
 
 

@@ -29,14 +29,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from agentpack.frontends.base import Translator
 from agentpack.protocol.sse import encode_json, encode_json_bytes
 
 _CALLS = {"function_call", "plugin_call", "component_call", "mcp_call"}
 _OUTPUTS = {"function_call_output", "plugin_call_output", "component_call_output", "mcp_call_output"}
-
 
 
 @dataclass
@@ -57,7 +56,7 @@ class _Item:
         return self.index >= 0
 
 
-def usage_of(usage: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def usage_of(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     """Agent API usage (input/output tokens, or prompt/completion) in the Responses API's shape."""
     if not usage:
         return None
@@ -133,7 +132,11 @@ class ResponsesStream(Translator):
             elif status == "failed":
                 error = event.get("error") or {}
                 response["status"] = "failed"
-                response["error"] = {"code": "server_error", "message": error.get("message") or "the agent failed", "type": error.get("code")}
+                response["error"] = {
+                    "code": "server_error",
+                    "message": error.get("message") or "the agent failed",
+                    "type": error.get("code"),
+                }
                 self._emit(out, "response.failed", response=self._snapshot())
             else:
                 error = event.get("error") or {}
@@ -170,7 +173,7 @@ class ResponsesStream(Translator):
         self._finish(item, "completed", out)
 
     @staticmethod
-    def _kind(event: dict[str, Any]) -> Optional[str]:
+    def _kind(event: dict[str, Any]) -> str | None:
         message_type = event.get("type")
         if message_type == "message":
             return "message" if event.get("role") == "assistant" else None
@@ -203,8 +206,19 @@ class ResponsesStream(Translator):
         item.texts.clear()
         if item.kind in ("function_call", "mcp_call"):
             item.body["arguments"] = item.arguments
-            name = "response.mcp_call_arguments.done" if item.kind == "mcp_call" else "response.function_call_arguments.done"
-            self._emit(out, name, item_id=item.body["id"], output_index=item.index, arguments=item.arguments, name=item.body.get("name"))
+            name = (
+                "response.mcp_call_arguments.done"
+                if item.kind == "mcp_call"
+                else "response.function_call_arguments.done"
+            )
+            self._emit(
+                out,
+                name,
+                item_id=item.body["id"],
+                output_index=item.index,
+                arguments=item.arguments,
+                name=item.body.get("name"),
+            )
         item.body["status"] = status
         self._emit(out, "response.output_item.done", output_index=item.index, item=item.body)
 
@@ -252,17 +266,32 @@ class ResponsesStream(Translator):
             content_index = item.parts[index] = len(item.parts)
             item.part_types[content_index] = part_type
             item.texts[content_index] = []
-            part = {"type": part_type, ("refusal" if part_type == "refusal" else "text"): ""}
+            part: dict[str, Any] = {"type": part_type, ("refusal" if part_type == "refusal" else "text"): ""}
             if part_type == "output_text":
                 part["annotations"] = []
-            self._emit(out, "response.content_part.added", item_id=item.body["id"], output_index=item.index, content_index=content_index, part=part)
+            self._emit(
+                out,
+                "response.content_part.added",
+                item_id=item.body["id"],
+                output_index=item.index,
+                content_index=content_index,
+                part=part,
+            )
         sent = item.texts.setdefault(content_index, [])
         if not is_delta:  # the completed content: send what the deltas did not
             so_far = "".join(sent)
-            piece = piece[len(so_far):] if piece.startswith(so_far) else piece
+            piece = piece[len(so_far) :] if piece.startswith(so_far) else piece
         if piece:
             sent.append(piece)
-            self._emit(out, self._delta_name(part_type), item_id=item.body["id"], output_index=item.index, content_index=content_index, delta=piece, **({"logprobs": []} if part_type == "output_text" else {}))
+            self._emit(
+                out,
+                self._delta_name(part_type),
+                item_id=item.body["id"],
+                output_index=item.index,
+                content_index=content_index,
+                delta=piece,
+                **({"logprobs": []} if part_type == "output_text" else {}),
+            )
         if not is_delta:
             item.done.add(index)
             self._close_part(item, content_index, "".join(sent), out)
@@ -270,11 +299,16 @@ class ResponsesStream(Translator):
 
     @staticmethod
     def _delta_name(part_type: str) -> str:
-        return {"output_text": "response.output_text.delta", "refusal": "response.refusal.delta", "reasoning_text": "response.reasoning_text.delta"}[part_type]
+        return {
+            "output_text": "response.output_text.delta",
+            "refusal": "response.refusal.delta",
+            "reasoning_text": "response.reasoning_text.delta",
+        }[part_type]
 
     def _close_part(self, item: _Item, content_index: int, text: str, out: list[dict[str, Any]]) -> None:
         ids = {"item_id": item.body["id"], "output_index": item.index, "content_index": content_index}
         part_type = item.part_types[content_index]
+        part: dict[str, Any]
         if part_type == "reasoning_text":
             part = {"type": "reasoning_text", "text": text}
             self._emit(out, "response.reasoning_text.done", **ids, text=text)
@@ -295,7 +329,10 @@ class ResponsesStream(Translator):
             if event.get("delta") is True:
                 return  # the result is sent once, complete
             output = data.get("output")
-            fields = {"call_id": data.get("call_id"), "output": output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)}
+            fields = {
+                "call_id": data.get("call_id"),
+                "output": output if isinstance(output, str) else json.dumps(output, ensure_ascii=False),
+            }
             if data.get("name"):
                 fields["name"] = data["name"]
             if item.announced:
@@ -315,9 +352,13 @@ class ResponsesStream(Translator):
         if isinstance(arguments, (dict, list)):
             arguments = json.dumps(arguments, ensure_ascii=False)
         if isinstance(arguments, str) and arguments.startswith(item.arguments) and len(arguments) > len(item.arguments):
-            piece = arguments[len(item.arguments):]
+            piece = arguments[len(item.arguments) :]
             item.arguments = arguments
-            name = "response.mcp_call_arguments.delta" if item.kind == "mcp_call" else "response.function_call_arguments.delta"
+            name = (
+                "response.mcp_call_arguments.delta"
+                if item.kind == "mcp_call"
+                else "response.function_call_arguments.delta"
+            )
             self._emit(out, name, item_id=item.body["id"], output_index=item.index, delta=piece)
         elif isinstance(arguments, str) and event.get("delta") is not True:
             item.arguments = arguments  # rewritten rather than extended: the done event carries it whole
@@ -333,7 +374,8 @@ def frames(events: list[dict[str, Any]]) -> bytes:
 
 
 def _frame(event: dict[str, Any]) -> bytes:
-    return b"event: " + event["type"].encode("ascii") + b"\ndata: " + encode_json_bytes(event) + b"\n\n"
+    frame: bytes = b"event: " + event["type"].encode("ascii") + b"\ndata: " + encode_json_bytes(event) + b"\n\n"
+    return frame
 
 
 def _text_delta(event: dict[str, Any]) -> bytes:
@@ -341,9 +383,15 @@ def _text_delta(event: dict[str, Any]) -> bytes:
     :func:`_frame` makes of it (same keys, same order)."""
     try:
         return (
-            'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":%d,'
+            'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":%d,'  # noqa: UP031 (a JSON template)
             '"item_id":%s,"output_index":%d,"content_index":%d,"delta":%s,"logprobs":[]}\n\n'
-            % (event["sequence_number"], encode_json(event["item_id"]), event["output_index"], event["content_index"], encode_json(event["delta"]))
+            % (
+                event["sequence_number"],
+                encode_json(event["item_id"]),
+                event["output_index"],
+                event["content_index"],
+                encode_json(event["delta"]),
+            )
         ).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: the generic encoder escapes it
         return _frame(event)

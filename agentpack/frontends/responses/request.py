@@ -23,7 +23,7 @@ import base64
 import binascii
 import json
 import uuid
-from typing import Any, Optional, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
@@ -36,7 +36,7 @@ _TEXT_PARTS = {"input_text", "output_text", "text", "summary_text", "reasoning_t
 class RequestError(ValueError):
     """A request the API refuses with 400; ``param`` names the offending field, as OpenAI does."""
 
-    def __init__(self, message: str, param: Optional[str] = None) -> None:
+    def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
 
@@ -51,21 +51,21 @@ class ResponsesRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    input: Union[str, list[dict[str, Any]]]
-    model: Optional[str] = None
-    instructions: Optional[str] = None
+    input: str | list[dict[str, Any]]
+    model: str | None = None
+    instructions: str | None = None
     stream: StrictBool = False
-    conversation: Optional[Union[str, Conversation]] = None
-    previous_response_id: Optional[str] = None
-    user: Optional[str] = None
-    user_id: Optional[str] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    max_output_tokens: Optional[int] = None
-    tools: Optional[list[dict[str, Any]]] = None
+    conversation: str | Conversation | None = None
+    previous_response_id: str | None = None
+    user: str | None = None
+    user_id: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
-    parallel_tool_calls: Optional[bool] = None
-    metadata: Optional[dict[str, Any]] = None
+    parallel_tool_calls: bool | None = None
+    metadata: dict[str, Any] | None = None
 
 
 def parse(body: Any) -> ResponsesRequest:
@@ -142,7 +142,10 @@ def _part(part: Any, where: str) -> dict[str, Any]:
     if kind == "input_audio":
         audio = part.get("input_audio") or part
         return {"type": "audio", "data": audio.get("data"), "format": audio.get("format")}
-    raise RequestError(f"{where}.type {kind!r} is not supported; use input_text, input_image, input_file or input_audio", f"{where}.type")
+    raise RequestError(
+        f"{where}.type {kind!r} is not supported; use input_text, input_image, input_file or input_audio",
+        f"{where}.type",
+    )
 
 
 def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
@@ -159,7 +162,7 @@ def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
     return {"role": role, "content": parts}
 
 
-def _item(item: Any, where: str) -> Optional[dict[str, Any]]:
+def _item(item: Any, where: str) -> dict[str, Any] | None:
     if not isinstance(item, dict):
         raise RequestError(f"{where} must be an object (a message or another input item)", where)
     kind = item.get("type") or ("message" if "role" in item else None)
@@ -187,7 +190,7 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     return tool
 
 
-def to_agent_request(body: ResponsesRequest) -> tuple[AgentRequest, Optional[str]]:
+def to_agent_request(body: ResponsesRequest) -> tuple[AgentRequest, str | None]:
     """The Agent API request, and the conversation id the response echoes (``None`` without one)."""
     if body.conversation is not None and body.previous_response_id is not None:
         raise RequestError("Pass either conversation or previous_response_id, not both.", "conversation")
@@ -195,9 +198,11 @@ def to_agent_request(body: ResponsesRequest) -> tuple[AgentRequest, Optional[str
     session_id, user_id = conversation, None
     if body.previous_response_id is not None:
         session_id, user_id = session_of(body.previous_response_id)
-    items = [{"role": "user", "content": [{"type": "text", "text": body.input}]}] if isinstance(body.input, str) else [
-        _item(item, f"input.{i}") for i, item in enumerate(body.input)
-    ]
+    items = (
+        [{"role": "user", "content": [{"type": "text", "text": body.input}]}]
+        if isinstance(body.input, str)
+        else [_item(item, f"input.{i}") for i, item in enumerate(body.input)]
+    )
     if body.instructions:
         items.insert(0, {"role": "system", "content": [{"type": "text", "text": body.instructions}]})
     declared = set(ResponsesRequest.model_fields)
@@ -212,7 +217,15 @@ def to_agent_request(body: ResponsesRequest) -> tuple[AgentRequest, Optional[str
         "max_tokens": body.max_output_tokens,
         "tools": [_tool(t) for t in body.tools] if body.tools else None,
         "stream": body.stream,
-        **{k: v for k, v in (("tool_choice", body.tool_choice), ("parallel_tool_calls", body.parallel_tool_calls), ("metadata", body.metadata)) if v is not None},
+        **{
+            k: v
+            for k, v in (
+                ("tool_choice", body.tool_choice),
+                ("parallel_tool_calls", body.parallel_tool_calls),
+                ("metadata", body.metadata),
+            )
+            if v is not None
+        },
         **extra,
     }
     try:

@@ -8,8 +8,9 @@ here, and the same bytes work behind ``agentpack ui``, which serves them for a d
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from importlib import resources
-from typing import Any, Callable, Optional
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,17 +47,22 @@ class ChatPageAdapter(ProtocolAdapter):
 
     def add_endpoint(self, app: Any, func: Callable[..., Any], **kwargs: Any) -> Any:
         try:
-            page: Optional[bytes] = page_bytes()
+            page: bytes | None = page_bytes()
         except OSError as exc:  # an installation without its package data: say so where the page would be
             logger.error("the chat page cannot be read (%s); reinstall agentpack", exc)
-            page, problem = None, f"agentpack's chat page is missing from this installation ({exc}); reinstall agentpack"
+            page, problem = (
+                None,
+                f"agentpack's chat page is missing from this installation ({exc}); reinstall agentpack",
+            )
 
         async def chat_page(request: Request) -> Response:
             if page is None:
                 return Response(problem, status_code=500, media_type="text/plain; charset=utf-8")
             return Response(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
-        app.add_api_route(self.path, chat_page, methods=["GET"], include_in_schema=False, response_model=None, name="chat_page")
+        app.add_api_route(
+            self.path, chat_page, methods=["GET"], include_in_schema=False, response_model=None, name="chat_page"
+        )
         return app
 
 

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from agentpack import AgentApp
-from tests.support import CLI, BackgroundStream, check_protocol, cli_env, copy_project, free_port, in_process, user_body, wait_until
+from tests.support import CLI, BackgroundStream, check_protocol, cli_env, copy_project, free_port, in_process, user_body, wait_until, http
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -278,7 +278,7 @@ def serve_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/readiness", timeout=1).status_code == 200
+        return http.get(f"{url}/readiness", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
 
@@ -349,7 +349,7 @@ def test_chat_streams_thinks_calls_tools_stops_and_keeps_its_session(browser, tm
         page.send("one more")
         turn = page.ended("error")
         assert "HTTP 409" in turn["errors"][0]["text"], turn
-        assert httpx.post(f"{url}/process/stop", json={"session_id": session}).json()["stopped"] is True
+        assert http.post(f"{url}/process/stop", json={"session_id": session}).json()["stopped"] is True
         assert check_protocol(other.result())["status"] == "canceled"
 
         # 5. a new session: the transcript clears, the next message gets a new session id
@@ -452,7 +452,7 @@ def test_emulate_ui_serves_the_page_from_the_artifact(browser, tmp_path):
         page = ChatPage(browser, described["ui"])
         page.send("count please")
         assert page.ended("completed")["answer"][0]["text"] == "".join(f"word{i} " for i in range(10))
-        seen = httpx.get(f"{described['url']}/whoami").json()
+        seen = http.get(f"{described['url']}/whoami").json()
         assert seen["env"]["AGENTPACK_UI"] == "1", "the emulator's instances are asked for the page"
 
     # an artifact built without the page: --ui says how to get one; the switch alone serves on without /ui
@@ -460,9 +460,9 @@ def test_emulate_ui_serves_the_page_from_the_artifact(browser, tmp_path):
     with pytest.raises(EmulationError, match="built without the chat page"):
         start(Path(plain.artifact), "fc", ui=True)
     with start(Path(plain.artifact), "fc", port=0, env={"AGENTPACK_UI": "1"}, log=lambda line: None) as emulation:
-        assert httpx.get(f"{emulation.url}/ui").status_code == 404
-        assert "ui" not in httpx.get(f"{emulation.url}/").json()["endpoints"]
-        with httpx.stream("POST", f"{emulation.url}/process", json=user_body("hi"), timeout=30) as response:
+        assert http.get(f"{emulation.url}/ui").status_code == 404
+        assert "ui" not in http.get(f"{emulation.url}/").json()["endpoints"]
+        with http.stream("POST", f"{emulation.url}/process", json=user_body("hi"), timeout=30) as response:
             assert response.status_code == 200
 
 
@@ -530,27 +530,28 @@ def test_the_relay_signs_what_it_forwards_and_streams_it_back(serve):
     guarded = SignatureRequired(agent, "the-secret")
     upstream = serve(guarded)
     paths = {"process": "/process", "stop": "/process/stop"}
-    assert httpx.post(f"{upstream}/process", json=user_body()).status_code == 403, "the deployment refuses unsigned requests"
+    assert http.post(f"{upstream}/process", json=user_body()).status_code == 403, "the deployment refuses unsigned requests"
 
     page = serve(relay_app(upstream, paths, AcsSignatureAuth("LTAI-id", "the-secret"), "fc/signed"))
-    assert httpx.get(f"{page}/ui").headers["content-type"] == "text/html; charset=utf-8"
-    assert httpx.get(f"{page}/").json()["endpoints"] == {"process": "/process", "stop": "/process/stop", "ui": "/ui"}
-    assert httpx.get(f"{page}/", headers={"Accept": "text/html"}).headers["location"] == "/ui"
+    assert http.get(f"{page}/ui").headers["content-type"] == "text/html; charset=utf-8"
+    assert http.get(f"{page}/").json()["endpoints"] == {"process": "/process", "stop": "/process/stop", "ui": "/ui"}
+    assert http.get(f"{page}/", headers={"Accept": "text/html"}).headers["location"] == "/ui"
     events: list[dict] = []
-    with httpx.stream("POST", f"{page}/process", json=user_body("数 🌍", session_id="会话-1"), timeout=30) as response:
+    stopped = None
+    with http.stream("POST", f"{page}/process", json=user_body("数 🌍", session_id="会话-1"), timeout=30) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-agentpack-session-id"] == "%E4%BC%9A%E8%AF%9D-1"
         for line in response.iter_lines():
             if line.startswith("data: "):
                 events.append(json.loads(line[6:]))
-                if sum(1 for e in events if e["object"] == "content") == 3:  # mid-stream: stop it through the relay
-                    stopped = httpx.post(f"{page}/process/stop", json={"session_id": "会话-1", "user_id": "会话-1"}, timeout=30)
-                    assert stopped.json()["stopped"] is True
+                if stopped is None and sum(1 for e in events if e["object"] == "content") == 3:  # mid-stream: stop it through the relay
+                    stopped = http.post(f"{page}/process/stop", json={"session_id": "会话-1", "user_id": "会话-1"}, timeout=30)
+                    assert stopped.json()["stopped"] is True, stopped.text
     assert check_protocol(events)["status"] == "canceled"
     assert guarded.verified >= 2, "the stream and the stop both went out signed"
 
     # a page that goes away closes the forwarded stream: the run ends and frees its session
-    with httpx.stream("POST", f"{page}/process", json=user_body("x", session_id="会话-2"), timeout=30) as response:
+    with http.stream("POST", f"{page}/process", json=user_body("x", session_id="会话-2"), timeout=30) as response:
         contents = 0
         for line in response.iter_lines():
             contents += '"object":"content"' in line
@@ -558,15 +559,15 @@ def test_the_relay_signs_what_it_forwards_and_streams_it_back(serve):
                 break
 
     def no_run() -> bool:
-        return httpx.post(f"{page}/process/stop", json={"session_id": "会话-2"}, timeout=30).json()["stopped"] is False
+        return http.post(f"{page}/process/stop", json={"session_id": "会话-2"}, timeout=30).json()["stopped"] is False
 
     wait_until(no_run, 5, "the run went on after the page left")
 
     unsigned = serve(relay_app(upstream, paths, None, "fc/signed"))
-    refused = httpx.post(f"{unsigned}/process", json=user_body(), timeout=30)
+    refused = http.post(f"{unsigned}/process", json=user_body(), timeout=30)
     assert refused.status_code == 403 and refused.json() == {"detail": "signature mismatch"}, "the page shows the deployment's refusal"
     nowhere = serve(relay_app(f"http://127.0.0.1:{free_port()}", paths, None))
-    gone = httpx.post(f"{nowhere}/process", json=user_body(), timeout=30)
+    gone = http.post(f"{nowhere}/process", json=user_body(), timeout=30)
     assert gone.status_code == 502 and "could not reach" in gone.json()["detail"]
 
 

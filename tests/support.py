@@ -24,6 +24,14 @@ from agentpack.builders.cache import cache_root
 from agentpack.protocol.event_models import ContentEvent, MessageEvent, ResponseEvent
 
 
+#: The tests' client for plain requests: ``http.get(url)`` where ``httpx.get(url)`` would build
+#: a new client -- and load the certificate store into a new SSL context, ~25 ms of CPU -- on
+#: every call (a polling loop spent most of its time there).  No connection is kept alive, so
+#: each request opens its own as ``httpx.get`` does: a server restarted on a port never gets a
+#: stale one.  Same default timeout (5 s) as ``httpx.get``; thread-safe.
+http = httpx.Client(timeout=5.0, limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
+
+
 class RedisServer:
     """A private redis-server on a free loopback port, which tests may kill and restart."""
 
@@ -121,7 +129,7 @@ def user_body(text: str = "hello", **extra: Any) -> dict:
 def read_events(url: str, body: dict, timeout: float = 30.0) -> list[dict]:
     """POST ``body`` and return every event of the SSE stream, in order."""
     events = []
-    with httpx.stream("POST", url, json=body, timeout=timeout) as response:
+    with http.stream("POST", url, json=body, timeout=timeout) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -149,7 +157,7 @@ class BackgroundStream(threading.Thread):
 
     def run(self) -> None:
         try:
-            with httpx.stream("POST", f"{self.url}{self.path}", json=self.body, timeout=60) as response:
+            with http.stream("POST", f"{self.url}{self.path}", json=self.body, timeout=60) as response:
                 self.status_code = response.status_code
                 for line in response.iter_lines():
                     if line.startswith("data: "):

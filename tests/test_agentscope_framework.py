@@ -6,7 +6,6 @@ import asyncio
 import json
 import threading
 
-import httpx
 import pytest
 from agentscope.message import Msg as AgentScopeMsg
 
@@ -14,7 +13,7 @@ from agentpack import AgentApp, Msg
 from agentpack.frameworks import FrameworkNotAvailable, get_framework
 from agentpack.frameworks.agentscope import AgentScopeFramework
 from agentpack.protocol.events import ResponseBuilder
-from tests.support import check_protocol, read_events, text_of, user_body
+from tests.support import check_protocol, read_events, text_of, user_body, http
 
 MSG_CLASSES = pytest.mark.parametrize("msg_class", [AgentScopeMsg, Msg], ids=["agentscope.Msg", "agentpack.Msg"])
 
@@ -66,7 +65,7 @@ def test_string_content_is_streamed_as_it_grows(serve):
 
     url = serve(app)
     events = []
-    with httpx.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
+    with http.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 event = json.loads(line[6:])

@@ -1,4 +1,7 @@
-"""The `agentpack` command and the shipped examples, run as a user would run them."""
+"""The `agentpack` command and the shipped examples, run as a user would run them.
+
+What the command refuses is checked in process (typer's CliRunner); serving, asking and the
+version are checked on the real command, as processes (integration tests)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import pytest
 
 from agentpack.loader import load_app
 from agentpack.deployers.local import LocalDeployManager
-from tests.support import BackgroundStream, check_protocol, read_events, text_of, user_body
+from tests.support import BackgroundStream, check_protocol, read_events, text_of, user_body, http
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTPACK = [sys.executable, "-m", "agentpack"]
@@ -31,7 +34,7 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 30) -> None
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read() if process.stderr else "server exited"
         try:
-            if httpx.get(f"{url}/readiness", timeout=1).status_code == 200:
+            if http.get(f"{url}/readiness", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -69,14 +72,15 @@ def test_run_serves_the_quickstart_example(cli_server):
     assert check_protocol(events)["status"] == "completed"
     assert text_of(events).startswith('You asked: "What is agentpack?"')
     assert len([e for e in events if e["object"] == "content" and e.get("delta")]) > 10
-    assert httpx.post(f"{url}/echo", params={"text": "hi"}).json() == {"echo": "hi"}
+    assert http.post(f"{url}/echo", params={"text": "hi"}).json() == {"echo": "hi"}
 
 
 def test_run_with_module_spec(cli_server):
     url = cli_server("examples.quickstart.app:app")
-    assert httpx.get(f"{url}/").json()["name"] == "Friday"
+    assert http.get(f"{url}/").json()["name"] == "Friday"
 
 
+@pytest.mark.integration
 def test_run_ask_once_prints_the_streamed_reply():
     result = subprocess.run(
         [*AGENTPACK, "run", "examples/quickstart/app.py", "--port", "0", "--ask", "Hi", "--once", "--log-level", "warning"],
@@ -100,19 +104,27 @@ def test_run_ask_once_prints_the_streamed_reply():
         (["run", "examples/quickstart/app.py", "--port", "70000"], "--port 70000"),
     ],
 )
-def test_cli_user_errors_are_one_line_exit_2(args, message):
-    result = subprocess.run([*AGENTPACK, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
+def test_cli_user_errors_are_one_line_exit_2(args, message, monkeypatch):
+    from typer.testing import CliRunner
+
+    from agentpack.cli import app
+
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # refused, not raised
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_version():
     result = subprocess.run([*AGENTPACK, "--version"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout.startswith("agentpack ")
 
 
+@pytest.mark.integration
 def test_agentscope_style_example_streams_and_stops_via_its_own_route():
     """The example is served as written (its module-level ``agent_app.run()`` must not block the import)."""
     app, spec = load_app(str(ROOT / "examples/agentscope_style/app.py"))
@@ -130,7 +142,7 @@ def test_agentscope_style_example_streams_and_stops_via_its_own_route():
         example.WORD_DELAY = 30
         body = user_body("A very long story", session_id="ss-123", user_id="uu-123")
         stream = BackgroundStream(url, body).begin()
-        stopped = httpx.post(f"{url}/stop", json={"input": [], "session_id": "ss-123", "user_id": "uu-123"}).json()
+        stopped = http.post(f"{url}/stop", json={"input": [], "session_id": "ss-123", "user_id": "uu-123"}).json()
         collected = stream.result()
         assert stopped["status"] == "success"
         terminal = check_protocol(collected)

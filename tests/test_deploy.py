@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-import httpx
 import pytest
 
-from tests.support import CLI, Emulations, cli_env, copy_project, free_port, refused, set_version, wait_until
+from tests.support import CLI, Emulations, cli_env, copy_project, free_port, refused, set_version, wait_until, http
 from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, AgentRunStandIn, FCStandIn
 
 pytestmark = pytest.mark.integration
@@ -130,7 +129,7 @@ def lambda_platform(tmp: Path, redis_url: str) -> Iterator[Platform]:
     from moto.core import DEFAULT_ACCOUNT_ID
 
     moto = RecordingMoto()
-    httpx.post(f"{moto.url}/moto-api/reset", timeout=30).raise_for_status()  # moto's backends live in this process
+    http.post(f"{moto.url}/moto-api/reset", timeout=30).raise_for_status()  # moto's backends live in this process
     client_options = {"endpoint_url": moto.url, "region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
     boto3.client("iam", **client_options).create_role(RoleName="agentpack-tests", AssumeRolePolicyDocument=json.dumps(trust))
@@ -243,7 +242,7 @@ def instances_of_last_run_and_stop(lines: list[str]) -> tuple[str, str]:
 
 def whoami(cli: CLI, where: str, tries: int = 12) -> list[dict]:
     url = where if where.startswith("http") else cli.json("status", where)["deployment"]["url"]
-    return [httpx.get(f"{url}/whoami", timeout=30).json() for _ in range(tries)]
+    return [http.get(f"{url}/whoami", timeout=30).json() for _ in range(tries)]
 
 
 # -- the lifecycle ---------------------------------------------------------------------------------------------
@@ -318,7 +317,7 @@ def test_the_whole_lifecycle_through_the_command_line(target, tmp_path, redis_se
         other = cli.popen("invoke", where, "count 300", "--session", "s-2")
         other_reader = Reader(other)
         wait_until(lambda: "3 " in other_reader.text or other.poll() is not None, 120, lambda: other_reader.text)
-        answer = httpx.post(f"{base}/process/stop", json={"session_id": "s-2"}, timeout=30)
+        answer = http.post(f"{base}/process/stop", json={"session_id": "s-2"}, timeout=30)
         assert answer.json()["stopped"] is True
         assert other.wait(timeout=60) == 1
         other_reader.join(timeout=10)
@@ -553,7 +552,7 @@ def test_app_deploy_with_a_manager_returns_the_deploy_id_and_a_url_that_answers(
             assert result["deploy_id"] == f"{target}:deployed" and result["success"] is True and result["action"] == "created"
             assert result["url"] and result["env"]["DEPLOYED_SECRET"] == "***"
             url = result["url"] if target == "fc" else platform.invoke_target()
-            events = [json.loads(line[6:]) for line in httpx.post(f"{url}/process", json={"input": [{"role": "user", "content": [
+            events = [json.loads(line[6:]) for line in http.post(f"{url}/process", json={"input": [{"role": "user", "content": [
                 {"type": "text", "text": "hi"}]}]}, timeout=60).text.splitlines() if line.startswith("data: ")]
             assert events[-1]["status"] == "completed"
             assert asyncio.run(manager.deploy(module.app))["action"] == "unchanged"

@@ -13,13 +13,12 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agentpack.emulators.http_function import EmulatorStartError, FunctionConfig, FunctionEmulator
 from agentpack.builders.interpreters import bare_python
 from agentpack.emulators.emulation import EmulationError, start
-from tests.support import check_protocol, user_body, wait_until
+from tests.support import check_protocol, user_body, wait_until, http
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +30,7 @@ def stream_with_times(url: str, body: dict, headers: dict | None = None) -> tupl
     """The events of a /process stream and when each arrived (seconds since the request)."""
     events, times = [], []
     started = time.perf_counter()
-    with httpx.stream("POST", f"{url}/process", json=body, headers=headers, timeout=60) as response:
+    with http.stream("POST", f"{url}/process", json=body, headers=headers, timeout=60) as response:
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
             if line.startswith("data: "):
@@ -48,8 +47,8 @@ def emulated(request, tmp_path_factory):
 
 
 def test_health_and_a_custom_endpoint(emulated):
-    assert httpx.get(f"{emulated.url}/health").json()["status"] == "healthy"
-    assert httpx.post(f"{emulated.url}/echo?text=你好").json() == {"echo": "你好"}
+    assert http.get(f"{emulated.url}/health").json()["status"] == "healthy"
+    assert http.post(f"{emulated.url}/echo?text=你好").json() == {"echo": "你好"}
 
 
 def test_process_streams_incrementally(emulated):
@@ -60,9 +59,9 @@ def test_process_streams_incrementally(emulated):
 
 
 def test_the_platform_contract_seen_from_inside(emulated):
-    seen = httpx.get(f"{emulated.url}/whoami").json()
+    seen = http.get(f"{emulated.url}/whoami").json()
     assert seen["request_id"], "the platform's request id reaches the handler"
-    answer = httpx.get(f"{emulated.url}/whoami")
+    answer = http.get(f"{emulated.url}/whoami")
     assert answer.headers["x-fc-request-id"] == answer.json()["request_id"], "the request id is echoed"
     if emulated.target == "fc":
         assert int(seen["env"]["FC_CUSTOM_LISTEN_PORT"]) > 0 and seen["env"]["FC_FUNCTION_NAME"]
@@ -72,7 +71,7 @@ def test_the_platform_contract_seen_from_inside(emulated):
 
 
 def test_lifespan_starts_once_per_instance_over_many_requests(emulated):
-    answers = [httpx.get(f"{emulated.url}/whoami").json() for _ in range(20)]
+    answers = [http.get(f"{emulated.url}/whoami").json() for _ in range(20)]
     pids = {a["pid"] for a in answers}
     assert len(pids) == 2, "requests are spread over both instances"
     assert {a["starts"] for a in answers} == {1}
@@ -80,11 +79,11 @@ def test_lifespan_starts_once_per_instance_over_many_requests(emulated):
 
 def test_a_body_over_the_payload_limit_gets_the_platform_answer_and_the_instance_serves_on(emulated):
     too_big = b"x" * (32 * 1024 * 1024 + 1)
-    answer = httpx.post(f"{emulated.url}/echo", content=too_big, headers={"content-type": "application/octet-stream"}, timeout=60)
+    answer = http.post(f"{emulated.url}/echo", content=too_big, headers={"content-type": "application/octet-stream"}, timeout=60)
     assert answer.status_code == 400, answer.text
     assert answer.json()["ErrorCode"] == "EntityTooLarge" and "32 MB" in answer.json()["ErrorMessage"]
     assert answer.headers["x-fc-error-type"] == "FcCommonError"
-    assert httpx.get(f"{emulated.url}/health").status_code == 200
+    assert http.get(f"{emulated.url}/health").status_code == 200
 
 
 def test_the_code_is_read_only_and_the_host_packages_are_not_importable(emulated):
@@ -178,7 +177,7 @@ def test_a_request_past_the_timeout_gets_the_platform_answer(tmp_path):
     emulation = start(PROJECT, "fc", port=0, out_dir=tmp_path, timeout=2, log=lambda line: None)
     try:
         # not the agent: a plain request that outlives the function's timeout
-        slow = httpx.post(f"{emulation.url}/process", json=user_body(chunks=100, pause=0.5, stream=False), timeout=30)
+        slow = http.post(f"{emulation.url}/process", json=user_body(chunks=100, pause=0.5, stream=False), timeout=30)
         assert slow.status_code == 502
         assert slow.headers["x-fc-error-type"] == "UnhandledInvocationError"
         assert slow.json() == {"errorMessage": "Function time out after 2 seconds"}
@@ -197,7 +196,7 @@ def test_a_stop_sent_to_instance_two_ends_a_run_on_instance_one_over_redis(tmp_p
         first = threading.Event()
 
         def read() -> None:
-            with httpx.stream("POST", f"{emulation.url}/process", json=user_body(session_id="跨实例", user_id="u", chunks=1000, pause=0.05), timeout=60) as response:
+            with http.stream("POST", f"{emulation.url}/process", json=user_body(session_id="跨实例", user_id="u", chunks=1000, pause=0.05), timeout=60) as response:
                 for line in response.iter_lines():
                     if line.startswith("data: "):
                         events.append(json.loads(line[6:]))
@@ -207,7 +206,7 @@ def test_a_stop_sent_to_instance_two_ends_a_run_on_instance_one_over_redis(tmp_p
         reader = threading.Thread(target=read)
         reader.start()
         assert first.wait(30)
-        stop = httpx.post(f"{emulation.url}/process/stop", json={"session_id": "跨实例", "user_id": "u"}, timeout=10)
+        stop = http.post(f"{emulation.url}/process/stop", json={"session_id": "跨实例", "user_id": "u"}, timeout=10)
         assert stop.json()["stopped"] is True
         reader.join(timeout=30)
         assert check_protocol(events)["status"] == "canceled"
@@ -271,9 +270,9 @@ def test_one_emulated_function_serves_a2a_responses_and_agui_and_its_card_names_
     emulation = start(ROOT / "tests" / "projects" / "protocols", "fc", port=0, instances=1, out_dir=tmp_path, log=lambda line: None)
     try:
         url = emulation.url
-        card = httpx.get(f"{url}/.well-known/agent-card.json", timeout=30).json()
+        card = http.get(f"{url}/.well-known/agent-card.json", timeout=30).json()
         assert card["url"] == f"{url}/a2a" and card["supportedInterfaces"][0]["url"] == f"{url}/a2a"
-        sent = httpx.post(
+        sent = http.post(
             f"{url}/a2a",
             json={"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}}},
             headers={"A2A-Version": "1.0"},
@@ -281,9 +280,9 @@ def test_one_emulated_function_serves_a2a_responses_and_agui_and_its_card_names_
         ).json()["result"]["task"]
         assert sent["status"]["state"] == "TASK_STATE_COMPLETED"
         assert sent["artifacts"][0]["parts"][0]["text"] == "Hello from the emulator"
-        responses = httpx.post(f"{url}/compatible-mode/v1/responses", json={"model": "m", "input": "hi"}, timeout=30).json()
+        responses = http.post(f"{url}/compatible-mode/v1/responses", json={"model": "m", "input": "hi"}, timeout=30).json()
         assert responses["output"][0]["content"][0]["text"] == "Hello from the emulator"
-        agui = sse_events(httpx.post(f"{url}/ag-ui", json={"threadId": "t", "runId": "r", "messages": []}, timeout=30).text)
+        agui = sse_events(http.post(f"{url}/ag-ui", json={"threadId": "t", "runId": "r", "messages": []}, timeout=30).text)
         assert [e["type"] for e in agui][0] == "RUN_STARTED" and agui[-1]["type"] == "RUN_FINISHED"
     finally:
         emulation.stop()

@@ -14,7 +14,7 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from agentpack import AgentApp, AgentRequest
-from tests.support import user_body
+from tests.support import user_body, http
 
 
 class Item(BaseModel):
@@ -135,55 +135,55 @@ def build_app() -> AgentApp:
 
 def test_plain_returns_are_json(serve):
     url = serve(build_app())
-    assert httpx.post(f"{url}/sync").json() == {"status": "ok"}
-    assert httpx.post(f"{url}/async").json() == {"status": "ok"}
-    assert httpx.get(f"{url}/native").json() == {"native": True}
-    assert httpx.get(f"{url}/get_only", params={"q": "v"}).json() == {"q": "v"}
-    assert httpx.post(f"{url}/get_only").status_code == 405
+    assert http.post(f"{url}/sync").json() == {"status": "ok"}
+    assert http.post(f"{url}/async").json() == {"status": "ok"}
+    assert http.get(f"{url}/native").json() == {"native": True}
+    assert http.get(f"{url}/get_only", params={"q": "v"}).json() == {"q": "v"}
+    assert http.post(f"{url}/get_only").status_code == 405
 
 
 def test_generators_stream_sse(serve):
     url = serve(build_app())
-    response = httpx.post(f"{url}/stream_async")
+    response = http.post(f"{url}/stream_async")
     assert response.headers["content-type"].startswith("text/event-stream")
     assert sse_data(response) == [f"async chunk {i}\n" for i in range(5)]
-    assert sse_data(httpx.post(f"{url}/stream_sync")) == [f"sync chunk {i}\n" for i in range(5)]
+    assert sse_data(http.post(f"{url}/stream_sync")) == [f"sync chunk {i}\n" for i in range(5)]
 
 
 def test_exception_mid_stream_ends_with_one_error_event(serve):
     url = serve(build_app())
-    events = sse_data(httpx.post(f"{url}/stream_async_error"))
+    events = sse_data(http.post(f"{url}/stream_async_error"))
     assert events == [
         "first",
         "second",
         {"error": "Async streaming failure", "error_type": "ValueError", "message": "Error in streaming generator"},
     ]
-    events = sse_data(httpx.post(f"{url}/stream_sync_error"))
+    events = sse_data(http.post(f"{url}/stream_sync_error"))
     assert events[-1]["error_type"] == "RuntimeError" and len(events) == 2
 
 
 def test_parameter_resolution(serve):
     url = serve(build_app())
-    assert sse_data(httpx.post(f"{url}/params", params={"first": 1, "second": "test"})) == [{"first": 1, "second": "test"}]
-    assert httpx.post(f"{url}/params", params={"first": "one"}).status_code == 422
-    assert sse_data(httpx.post(f"{url}/raw_request", json={"a": 1})) == [{"method": "POST", "body": {"a": 1}}]
-    items = sse_data(httpx.post(f"{url}/items", json=[{"name": "a", "price": 1}, {"name": "b", "price": 2.5}]))
+    assert sse_data(http.post(f"{url}/params", params={"first": 1, "second": "test"})) == [{"first": 1, "second": "test"}]
+    assert http.post(f"{url}/params", params={"first": "one"}).status_code == 422
+    assert sse_data(http.post(f"{url}/raw_request", json={"a": 1})) == [{"method": "POST", "body": {"a": 1}}]
+    items = sse_data(http.post(f"{url}/items", json=[{"name": "a", "price": 1}, {"name": "b", "price": 2.5}]))
     assert items == [{"name": "a", "price": 1.0}, {"name": "b", "price": 2.5}]
-    assert httpx.post(f"{url}/items", json=[{"name": "a"}]).status_code == 422
+    assert http.post(f"{url}/items", json=[{"name": "a"}]).status_code == 422
 
 
 def test_agent_request_bodies(serve):
     url = serve(build_app())
-    events = sse_data(httpx.post(f"{url}/agent_request", json=user_body(session_id="s")))
+    events = sse_data(http.post(f"{url}/agent_request", json=user_body(session_id="s")))
     assert events == [{"i": i, "session": "s"} for i in range(10)]
-    assert httpx.post(f"{url}/agent_request_direct", json=user_body(session_id="s")).json() == {"hello": "world", "session": "s"}
-    invalid = httpx.post(f"{url}/agent_request_direct", json={"session_id": "s"})
+    assert http.post(f"{url}/agent_request_direct", json=user_body(session_id="s")).json() == {"hello": "world", "session": "s"}
+    invalid = http.post(f"{url}/agent_request_direct", json={"session_id": "s"})
     assert invalid.status_code == 422 and ["body", "input"] in [e["loc"] for e in invalid.json()["detail"]]
 
 
 def test_deep_serialization(serve):
     url = serve(build_app())
-    assert httpx.post(f"{url}/rich").json() == {
+    assert http.post(f"{url}/rich").json() == {
         "model": {"name": "n", "price": 1.5},
         "dataclass": {"x": 1, "when": "2026-01-02T03:04:05"},
         "enum": "red",
@@ -195,7 +195,7 @@ def test_deep_serialization(serve):
         "to_map": {"kind": "tea-model"},
         "nan": None,
     }
-    deep = httpx.post(f"{url}/deep").json()
+    deep = http.post(f"{url}/deep").json()
     depth = 0
     while isinstance(deep, dict):
         deep, depth = deep["self"], depth + 1
@@ -205,10 +205,10 @@ def test_deep_serialization(serve):
 def test_root_lists_what_is_registered(serve):
     app = AgentApp(app_name="Friday", app_description="desc")
     url = serve(app)
-    root = httpx.get(f"{url}/").json()
+    root = http.get(f"{url}/").json()
     assert root["name"] == "Friday" and root["description"] == "desc"
     assert "process" not in root["endpoints"]
-    assert httpx.post(f"{url}/process", json=user_body()).status_code in (404, 405)
+    assert http.post(f"{url}/process", json=user_body()).status_code in (404, 405)
 
     app2 = build_app()
 
@@ -216,7 +216,7 @@ def test_root_lists_what_is_registered(serve):
     async def handler(msgs):
         yield "x"
 
-    root2 = httpx.get(f"{serve(app2)}/").json()
+    root2 = http.get(f"{serve(app2)}/").json()
     assert root2["endpoints"]["process"] == "/process"
     assert {"path": "/stream_async", "methods": ["POST"]} in root2["endpoints"]["custom"]
     assert {"path": "/get_only", "methods": ["GET"]} in root2["endpoints"]["custom"]
@@ -230,5 +230,5 @@ def test_custom_endpoint_path(serve):
         yield "moved"
 
     url = serve(app)
-    assert httpx.get(f"{url}/").json()["endpoints"]["process"] == "/agent/run"
-    assert "moved" in httpx.post(f"{url}/agent/run", json=user_body()).text
+    assert http.get(f"{url}/").json()["endpoints"]["process"] == "/agent/run"
+    assert "moved" in http.post(f"{url}/agent/run", json=user_body()).text

@@ -10,11 +10,10 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from tests.standins.openai_chat import ChatRequest, OpenAIChatStandIn, Reply, ToolCall
-from tests.support import ROOT, check_protocol, read_events, user_body, wait_until
+from tests.support import ROOT, check_protocol, read_events, user_body, wait_until, http
 
 EXAMPLE = ROOT / "examples" / "real_model" / "app.py"
 
@@ -93,7 +92,7 @@ def test_a_stop_ends_the_answer_canceled_and_the_conversation_keeps_what_was_sai
     reader = threading.Thread(target=lambda: done.setdefault("events", read_events(f"{url}/process", user_body("hang on", session_id="s3", user_id="u3"))))
     reader.start()
     wait_until(model.holding.is_set, 20, "the model never started streaming")
-    assert httpx.post(f"{url}/process/stop", json={"session_id": "s3", "user_id": "u3"}, timeout=10).json()["stopped"] is True
+    assert http.post(f"{url}/process/stop", json={"session_id": "s3", "user_id": "u3"}, timeout=10).json()["stopped"] is True
     reader.join(30)
     terminal = check_protocol(done["events"])
     assert terminal["status"] == "canceled"

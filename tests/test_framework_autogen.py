@@ -13,7 +13,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
-import httpx
 import pytest
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.messages import MultiModalMessage, TextMessage, ToolCallSummaryMessage
@@ -36,7 +35,7 @@ from agentpack.protocol.events import ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest
 from tests.nodes.cluster import Node
 from tests.nodes.framework_node import autogen_model_info
-from tests.support import check_protocol, read_events, sse_events, text_of, user_body, wait_until
+from tests.support import check_protocol, read_events, sse_events, text_of, user_body, wait_until, http
 
 
 def png_base64() -> str:
@@ -135,7 +134,7 @@ def test_answer_chunks_reach_the_client_while_the_model_is_still_streaming(serve
     import json
 
     events = []
-    with httpx.stream("POST", f"{serve(app)}/process", json=user_body(), timeout=30) as response:
+    with http.stream("POST", f"{serve(app)}/process", json=user_body(), timeout=30) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 events.append(json.loads(line[6:]))
@@ -301,7 +300,7 @@ class Reader(threading.Thread):
         self.url, self.body, self.text = url, body, ""
 
     def run(self) -> None:
-        with httpx.stream("POST", self.url, json=self.body, timeout=60) as response:
+        with http.stream("POST", self.url, json=self.body, timeout=60) as response:
             for line in response.iter_lines():
                 self.text += line + "\n"
 

@@ -13,7 +13,6 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
-import httpx
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
@@ -25,7 +24,7 @@ from agentpack.protocol.events import ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest
 from tests.nodes.cluster import Node
 from tests.nodes.framework_node import ScriptedChatModel
-from tests.support import check_protocol, read_events, sse_events, text_of, user_body, wait_until
+from tests.support import check_protocol, read_events, sse_events, text_of, user_body, wait_until, http
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # create_react_agent moved to langchain's create_agent (langchain is not installed)
@@ -132,7 +131,7 @@ def test_text_deltas_reach_the_client_while_the_model_is_still_streaming(serve):
         yield AIMessageChunk(content=" upon a time", id="run-1", chunk_position="last"), {"langgraph_step": 1, "langgraph_checkpoint_ns": "agent:1"}
 
     events = []
-    with httpx.stream("POST", f"{serve(app)}/process", json=user_body(), timeout=30) as response:
+    with http.stream("POST", f"{serve(app)}/process", json=user_body(), timeout=30) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 events.append(json.loads(line[6:]))
@@ -307,7 +306,7 @@ class Reader(threading.Thread):
         self.url, self.body, self.text = url, body, ""
 
     def run(self) -> None:
-        with httpx.stream("POST", self.url, json=self.body, timeout=60) as response:
+        with http.stream("POST", self.url, json=self.body, timeout=60) as response:
             for line in response.iter_lines():
                 self.text += line + "\n"
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from agentpack import AgentApp
@@ -18,7 +17,7 @@ from agentpack.frameworks.ms_agent_framework import AgentFrameworkFramework
 from agentpack.protocol.schemas import AgentRequest
 from tests.nodes.cluster import Node
 from tests.standins.openai_chat import ChatRequest, OpenAIChatStandIn, Reply, ToolCall, tool_then_answer
-from tests.support import BackgroundStream, check_protocol, read_events, text_of, user_body, wait_until
+from tests.support import BackgroundStream, check_protocol, read_events, text_of, user_body, wait_until, http
 
 MODEL = "stand-in-model"
 
@@ -170,7 +169,7 @@ def test_a_stop_while_the_model_streams_cancels_the_run_and_its_model_call(serve
         stream = BackgroundStream(url, user_body("count", session_id="af-mid", user_id="u")).begin()
         assert stand_in.holding.wait(10)
         wait_until(lambda: text_of(stream.events) == "one two", 10, lambda: f"the client saw {text_of(stream.events)!r}")
-        assert httpx.post(f"{url}/process/stop", json={"session_id": "af-mid", "user_id": "u"}, timeout=10).json()["stopped"] is True
+        assert http.post(f"{url}/process/stop", json={"session_id": "af-mid", "user_id": "u"}, timeout=10).json()["stopped"] is True
         events = stream.result()
         stand_in.release()
         wait_until(lambda: stand_in.calls[0].disconnected, 10, "the model's HTTP stream was not abandoned")

@@ -15,7 +15,7 @@ import pytest
 from agentpack.interrupt.base import RunState
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.interrupt.redis import RedisInterruptBackend
-from tests.support import BackgroundStream, check_protocol, user_body, wait_until
+from tests.support import BackgroundStream, check_protocol, user_body, wait_until, http
 from tests.nodes.cluster import Node
 
 
@@ -48,7 +48,7 @@ def test_stop_sent_to_another_node_cancels_the_run(cluster, redis_server):
     assert terminal["error"]["code"] == "CANCELED"
     redis = redis_server.client()
     assert redis.get("cleanup:s-cross") == "cancelled"  # the handler's except-branch ran on node A
-    wait_until(lambda: httpx.get(f"{node_b.url}/health").json() and redis.hget("agentpack:{u:s-cross}:state", "state") == "STOPPED", 10, "state STOPPED")
+    wait_until(lambda: http.get(f"{node_b.url}/health").json() and redis.hget("agentpack:{u:s-cross}:state", "state") == "STOPPED", 10, "state STOPPED")
     assert redis.exists("agentpack:{u:s-cross}:lease") == 0
 
 
@@ -103,7 +103,7 @@ def test_a_killed_node_frees_its_session_within_the_lease(cluster):
     body = user_body("again", session_id="s-crash", user_id="u", chunks=2)
 
     def runs_on_b() -> bool:
-        return httpx.post(f"{node_b.url}/process", json=body, timeout=10).status_code == 200
+        return http.post(f"{node_b.url}/process", json=body, timeout=10).status_code == 200
 
     wait_until(runs_on_b, lease * 4, "the session never became free on node B")
     freed_after = time.monotonic() - killed_at
@@ -121,7 +121,7 @@ def test_same_session_on_two_nodes_runs_once(cluster):
 
         def post(node: Node) -> None:
             barrier.wait()
-            response = httpx.post(f"{node.url}/process", json=long_run(session, stream=False), timeout=30)
+            response = http.post(f"{node.url}/process", json=long_run(session, stream=False), timeout=30)
             codes[node.url] = response.status_code
 
         threads = [threading.Thread(target=post, args=(node,)) for node in (node_a, node_b)]
@@ -141,8 +141,8 @@ def test_many_sessions_half_stopped_at_random_moments(cluster, redis_server):
     rng = random.Random(20261125)
     plan = {f"s-many-{i}": (rng.random() < 0.5, rng.randint(1, 20)) for i in range(200)}
     for node in (node_a, node_b):  # warm up: process-wide helpers (the Redis stop channel, pools) start once
-        httpx.post(f"{node.url}/process", json=user_body(session_id="warm-up", user_id="u", chunks=1, stream=True))
-    before = {node.url: httpx.get(f"{node.url}/debug/tasks").json()["tasks"] for node in (node_a, node_b)}
+        http.post(f"{node.url}/process", json=user_body(session_id="warm-up", user_id="u", chunks=1, stream=True))
+    before = {node.url: http.get(f"{node.url}/debug/tasks").json()["tasks"] for node in (node_a, node_b)}
 
     async def one(client: httpx.AsyncClient, index: int, session: str) -> tuple[str, dict]:
         runner, stopper = (node_a, node_b) if index % 2 else (node_b, node_a)
@@ -183,11 +183,11 @@ def test_many_sessions_half_stopped_at_random_moments(cluster, redis_server):
     for node in (node_a, node_b):
 
         def tasks(url: str = node.url) -> list[str]:
-            return httpx.get(f"{url}/debug/tasks").json()["tasks"]
+            return http.get(f"{url}/debug/tasks").json()["tasks"]
 
         expected = before[node.url]
         wait_until(lambda: tasks() == expected, 10, lambda: f"asyncio tasks left behind: {tasks()} vs {expected}")
-        assert httpx.get(f"{node.url}/health").json()["running_sessions"] == 0
+        assert http.get(f"{node.url}/health").json()["running_sessions"] == 0
 
 
 def test_redis_restart_mid_run_then_stop_still_works(cluster, redis_server):
@@ -208,16 +208,16 @@ def test_redis_down_at_start_up(redis_server):
     redis_server.kill()
     node = Node(redis_server.url)
     try:
-        readiness = httpx.get(f"{node.url}/readiness", timeout=10)
+        readiness = http.get(f"{node.url}/readiness", timeout=10)
         assert readiness.status_code == 503
         assert f"Redis at 127.0.0.1:{redis_server.port}" in readiness.json()["reason"]
-        refused = httpx.post(f"{node.url}/process", json=user_body(session_id="s-down"), timeout=10)
+        refused = http.post(f"{node.url}/process", json=user_body(session_id="s-down"), timeout=10)
         assert refused.status_code == 503
         assert "Redis" in refused.json()["detail"]
         redis_server.start()
         wait_until(node.ready, 15, "node did not become ready once Redis answered")
         events = []
-        with httpx.stream("POST", f"{node.url}/process", json=user_body(session_id="s-down", user_id="u", chunks=2)) as response:
+        with http.stream("POST", f"{node.url}/process", json=user_body(session_id="s-down", user_id="u", chunks=2)) as response:
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     events.append(json.loads(line[6:]))

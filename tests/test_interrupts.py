@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
 import pytest
 
 from agentpack import AgentApp
@@ -13,7 +12,7 @@ from agentpack.interrupt import BaseInterruptBackend, RunState
 from agentpack.interrupt.base import Renewal
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.interrupt.local import LocalInterruptBackend
-from tests.support import BackgroundStream, check_protocol, read_events, user_body, wait_until
+from tests.support import BackgroundStream, check_protocol, read_events, user_body, wait_until, http
 
 
 def hanging_app(record: dict, swallow: bool = False) -> AgentApp:
@@ -44,7 +43,7 @@ def test_stop_chat_cancels_and_client_gets_canceled(serve):
     app = hanging_app(record)
     url = serve(app)
     stream = BackgroundStream(url, user_body(session_id="s", user_id="u")).begin()
-    answer = httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"})
+    answer = http.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"})
     assert answer.json() == {"stopped": True, "user_id": "u", "session_id": "s"}
     events = stream.result()
     terminal = check_protocol(events)
@@ -55,7 +54,7 @@ def test_stop_chat_cancels_and_client_gets_canceled(serve):
     assert (cut["id"], cut["status"]) == (announced["id"], "incomplete")
     assert [(c["type"], c["status"], c["text"]) for c in cut["content"]] == [("text", "incomplete", "first ")]
     assert record == {"started": True, "cancelled": 1, "saved": True}
-    assert httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"}).json()["stopped"] is False
+    assert http.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"}).json()["stopped"] is False
 
 
 def test_a_handler_that_swallows_the_cancel_is_still_ended(serve):
@@ -63,11 +62,11 @@ def test_a_handler_that_swallows_the_cancel_is_still_ended(serve):
     app = hanging_app(record, swallow=True)
     url = serve(app)
     stream = BackgroundStream(url, user_body(session_id="s", user_id="u")).begin()
-    assert httpx.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"}).json()["stopped"] is True
+    assert http.post(f"{url}/process/stop", json={"session_id": "s", "user_id": "u"}).json()["stopped"] is True
     terminal = check_protocol(stream.result())
     assert terminal["status"] == "canceled"
     assert "still talking" not in json.dumps(stream.events)
-    wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session not freed")
+    wait_until(lambda: http.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session not freed")
     state = asyncio.run(app.get_chat_state("u", "s"))
     assert state == "STOPPED"
 
@@ -76,14 +75,14 @@ def test_client_disconnect_cancels_the_handler_and_frees_the_session(serve):
     record: dict = {}
     app = hanging_app(record)
     url = serve(app)
-    with httpx.stream("POST", f"{url}/process", json=user_body(session_id="gone", user_id="u"), timeout=30) as response:
+    with http.stream("POST", f"{url}/process", json=user_body(session_id="gone", user_id="u"), timeout=30) as response:
         for line in response.iter_lines():
             if '"delta":true' in line:
                 break  # leave mid-stream
     wait_until(lambda: record.get("saved"), 10, "the handler was not cancelled on disconnect")
-    wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session still held")
+    wait_until(lambda: http.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session still held")
     # the session is immediately usable again
-    again = httpx.post(f"{url}/process/stop", json={"session_id": "gone", "user_id": "u"})
+    again = http.post(f"{url}/process/stop", json={"session_id": "gone", "user_id": "u"})
     assert again.json()["stopped"] is False
 
 
@@ -91,7 +90,7 @@ def test_user_id_defaults_to_session_id_for_stop(serve):
     record: dict = {}
     url = serve(hanging_app(record))
     stream = BackgroundStream(url, user_body(session_id="only-session")).begin()
-    assert httpx.post(f"{url}/process/stop", json={"session_id": "only-session"}).json()["stopped"] is True
+    assert http.post(f"{url}/process/stop", json={"session_id": "only-session"}).json()["stopped"] is True
     assert check_protocol(stream.result())["status"] == "canceled"
 
 
@@ -116,14 +115,14 @@ def test_chat_states(serve):
 
 def test_stop_route_validates_its_body(serve):
     url = serve(hanging_app({}))
-    response = httpx.post(f"{url}/process/stop", json={"user_id": "u"})
+    response = http.post(f"{url}/process/stop", json={"user_id": "u"})
     assert response.status_code == 422
     assert ["body", "session_id"] in [e["loc"] for e in response.json()["detail"]]
 
 
 def test_root_lists_the_stop_route(serve):
     url = serve(hanging_app({}))
-    assert httpx.get(f"{url}/").json()["endpoints"]["stop"] == "/process/stop"
+    assert http.get(f"{url}/").json()["endpoints"]["stop"] == "/process/stop"
 
 
 class _Recorder:
@@ -207,11 +206,11 @@ def test_a_client_leaving_a_fast_stream_is_not_a_handler_failure(serve, caplog):
             finished["closed"] = True
 
     url = serve(app)
-    with httpx.stream("POST", f"{url}/process", json=user_body(session_id="fast", user_id="u"), timeout=30) as response:
+    with http.stream("POST", f"{url}/process", json=user_body(session_id="fast", user_id="u"), timeout=30) as response:
         for line in response.iter_lines():
             if '"delta":true' in line:
                 break
     wait_until(lambda: finished.get("closed"), 10, "the handler was not closed after the client left")
-    wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session still held")
+    wait_until(lambda: http.get(f"{url}/health").json()["running_sessions"] == 0, 10, "session still held")
     assert not [r for r in caplog.records if "query handler failed" in r.getMessage()]
     assert asyncio.run(app.get_chat_state("u", "fast")) == "STOPPED"

@@ -18,7 +18,7 @@ from agentpack.builders.interpreters import find_interpreter
 from agentpack.builders.build import build
 from agentpack.emulators.aws_lambda import EmulatorStartError, LambdaEmulator
 from agentpack.emulators.aws_lambda.function_url import ERROR_HEADER
-from tests.support import check_protocol, user_body, wait_until
+from tests.support import check_protocol, user_body, wait_until, http
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("agentpack_cache")]
 
@@ -169,7 +169,7 @@ def emulate(python, tmp_path) -> Iterator[Callable[..., LambdaEmulator]]:
 def events_with_arrival(url: str, body: dict, on_event: Callable[[dict], None] = lambda e: None) -> tuple[list[dict], list[float], httpx.Headers]:
     events, arrivals = [], []
     started = time.monotonic()
-    with httpx.stream("POST", url, json=body, timeout=60) as response:
+    with http.stream("POST", url, json=body, timeout=60) as response:
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
             if line.startswith("data: "):
@@ -182,10 +182,10 @@ def events_with_arrival(url: str, body: dict, on_event: Callable[[dict], None] =
 @pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streaming"])
 def test_quickstart_under_the_emulator(artifacts, emulate, streaming):
     emulator = emulate(artifacts("quickstart", streaming), streaming)
-    health = httpx.get(f"{emulator.url}/health", timeout=30)
+    health = http.get(f"{emulator.url}/health", timeout=30)
     assert health.status_code == 200 and health.json()["status"] == "healthy"
     assert health.headers["x-amzn-requestid"]
-    echo = httpx.post(f"{emulator.url}/echo", params={"text": "你好 lambda"}, timeout=30)
+    echo = http.post(f"{emulator.url}/echo", params={"text": "你好 lambda"}, timeout=30)
     assert echo.status_code == 200 and echo.json() == {"echo": "你好 lambda"}
     events, arrivals, headers = events_with_arrival(f"{emulator.url}/process", user_body("What is agentpack?"))
     terminal = check_protocol(events)
@@ -223,7 +223,7 @@ def test_a_streamed_response_to_a_buffered_url_is_buffered(artifacts, emulate, t
 @pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streaming"])
 def test_lifespan_starts_once_over_many_invocations(artifacts, emulate, streaming):
     emulator = emulate(artifacts("probe", streaming), streaming)
-    seen = [httpx.get(f"{emulator.url}/starts", timeout=30).json() for _ in range(20)]
+    seen = [http.get(f"{emulator.url}/starts", timeout=30).json() for _ in range(20)]
     assert {answer["starts"] for answer in seen} == {1}
     assert len({answer["pid"] for answer in seen}) == 1
     assert seen[0]["name"] == "agentpack-function"
@@ -232,11 +232,11 @@ def test_lifespan_starts_once_over_many_invocations(artifacts, emulate, streamin
 @pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streaming"])
 def test_past_the_timeout_the_platform_answers_and_resets_the_environment(artifacts, emulate, tmp_path, streaming):
     emulator = emulate(artifacts("probe", streaming), streaming, timeout=2)
-    before = httpx.get(f"{emulator.url}/starts", timeout=30).json()
-    late = httpx.get(f"{emulator.url}/sleep", params={"seconds": 30}, timeout=30)
+    before = http.get(f"{emulator.url}/starts", timeout=30).json()
+    late = http.get(f"{emulator.url}/sleep", params={"seconds": 30}, timeout=30)
     assert late.status_code == 502 and late.headers[ERROR_HEADER] == "Sandbox.Timedout"
     assert any("Task timed out after 2.00 seconds" in line for line in emulator.lines)  # type: ignore[attr-defined]
-    after = httpx.get(f"{emulator.url}/starts", timeout=30).json()
+    after = http.get(f"{emulator.url}/starts", timeout=30).json()
     assert after["pid"] != before["pid"] and after["starts"] == 1, "a fresh environment, initialised again"
     assert emulator.describe()["environments"][0]["starts"] == 2
     assert (tmp_path / f"shutdown-{before['pid']}").exists(), "SIGTERM mid-invocation still ran the app's shutdown"
@@ -246,29 +246,29 @@ def test_a_run_reaching_the_timeout_ends_with_its_terminal_event(artifacts, emul
     emulator = emulate(artifacts("probe", True), True, timeout=2)
     events, _, _ = events_with_arrival(f"{emulator.url}/process", user_body("slow"))
     assert check_protocol(events)["status"] == "canceled"
-    assert httpx.get(f"{emulator.url}/starts", timeout=30).json()["starts"] == 1, "no reset: the run ended in time"
+    assert http.get(f"{emulator.url}/starts", timeout=30).json()["starts"] == 1, "no reset: the run ended in time"
 
 
 def test_an_error_mid_stream_breaks_the_body_off(artifacts, emulate):
     emulator = emulate(artifacts("probe", True), True)
     received = b""
     with pytest.raises(httpx.RemoteProtocolError):
-        with httpx.stream("GET", f"{emulator.url}/breaks", timeout=30) as response:
+        with http.stream("GET", f"{emulator.url}/breaks", timeout=30) as response:
             assert response.status_code == 200
             for chunk in response.iter_raw():
                 received += chunk
     assert received == b"data: one\n\n"
     wait_until(lambda: any("the response stream failed: RuntimeError" in line for line in emulator.lines), 10, "the trailer error is logged")  # type: ignore[attr-defined]
-    assert httpx.get(f"{emulator.url}/starts", timeout=30).status_code == 200, "the environment keeps serving"
+    assert http.get(f"{emulator.url}/starts", timeout=30).status_code == 200, "the environment keeps serving"
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streaming"])
 def test_payload_limits(artifacts, emulate, streaming):
     emulator = emulate(artifacts("probe", streaming), streaming)
-    too_big = httpx.post(f"{emulator.url}/size", json={"text": "x" * (6 * 1024 * 1024)}, timeout=60)
+    too_big = http.post(f"{emulator.url}/size", json={"text": "x" * (6 * 1024 * 1024)}, timeout=60)
     assert too_big.status_code == 413 and "too large" in too_big.json()["Message"]
-    assert httpx.post(f"{emulator.url}/size", json={"text": "x" * 1000}, timeout=30).json() == {"chars": 1000}
-    big = httpx.get(f"{emulator.url}/big", params={"megabytes": 7}, timeout=60)
+    assert http.post(f"{emulator.url}/size", json={"text": "x" * 1000}, timeout=30).json() == {"chars": 1000}
+    big = http.get(f"{emulator.url}/big", params={"megabytes": 7}, timeout=60)
     if streaming:  # RESPONSE_STREAM allows up to 200 MB
         assert big.status_code == 200 and len(big.content) == 7 * 1024 * 1024
     else:
@@ -304,7 +304,7 @@ def test_an_init_failure_shows_the_environments_output(python, tmp_path, streami
 @pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streaming"])
 def test_the_end_of_an_environment_runs_the_apps_shutdown(artifacts, emulate, tmp_path, streaming):
     emulator = emulate(artifacts("probe", streaming), streaming)
-    pid = httpx.get(f"{emulator.url}/starts", timeout=30).json()["pid"]
+    pid = http.get(f"{emulator.url}/starts", timeout=30).json()["pid"]
     emulator.stop()  # SIGTERM, as Lambda ends an environment (python3.12: awslambdaric waits in a thread)
     assert (tmp_path / f"shutdown-{pid}").exists()
 
@@ -339,7 +339,7 @@ def test_a_stop_sent_to_another_environment_ends_the_run_over_redis(python, tmp_
         def stop_once_running(event: dict) -> None:
             if event.get("object") == "content" and event.get("delta") and not stopped:
                 # environment 1 is busy with this stream: the stop can only be served by environment 2
-                answer = httpx.post(f"{emulator.url}/process/stop", json={"session_id": "s-1", "user_id": "u-1"}, timeout=30)
+                answer = http.post(f"{emulator.url}/process/stop", json={"session_id": "s-1", "user_id": "u-1"}, timeout=30)
                 stopped.append(answer.json())
 
         events, _, _ = events_with_arrival(f"{emulator.url}/process", user_body("go", session_id="s-1", user_id="u-1"), stop_once_running)

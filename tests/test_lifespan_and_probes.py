@@ -9,7 +9,7 @@ import pytest
 from fastapi import Request
 
 from agentpack import AgentApp, LocalDeployManager
-from tests.support import read_events, text_of, user_body
+from tests.support import read_events, text_of, user_body, http
 
 
 def test_lifespan_order_and_shared_state(serve):
@@ -53,7 +53,7 @@ def test_lifespan_order_and_shared_state(serve):
     url = manager.start(app)["url"]
     assert calls == ["init", "before_start", "lifespan enter"]
     assert text_of(read_events(f"{url}/process", user_body())) == "from lifespan"
-    assert httpx.get(f"{url}/state").json() == {"value": "lifespan state"}
+    assert http.get(f"{url}/state").json() == {"value": "lifespan state"}
     manager.shutdown()
     assert calls == ["init", "before_start", "lifespan enter", "lifespan exit", "after_finish", "shutdown"]
 
@@ -98,12 +98,12 @@ def test_probes(serve):
         return problems["db"]
 
     url = serve(app)
-    health = httpx.get(f"{url}/health").json()
+    health = http.get(f"{url}/health").json()
     assert health["status"] == "healthy" and isinstance(health["timestamp"], float)
-    assert httpx.get(f"{url}/liveness").json()["status"] == "alive"
-    assert httpx.get(f"{url}/readiness").status_code == 200
+    assert http.get(f"{url}/liveness").json()["status"] == "alive"
+    assert http.get(f"{url}/readiness").status_code == 200
     problems["db"] = "database: connection refused"
-    not_ready = httpx.get(f"{url}/readiness")
+    not_ready = http.get(f"{url}/readiness")
     assert not_ready.status_code == 503
     assert not_ready.json()["reason"] == "database: connection refused"
 
@@ -170,7 +170,7 @@ def test_deploy_returns_url_and_stops():
         await manager.stop()
         assert not manager.is_running
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{result['url']}/health", timeout=2)
+            http.get(f"{result['url']}/health", timeout=2)
 
     asyncio.run(scenario())
 

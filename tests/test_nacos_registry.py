@@ -16,7 +16,7 @@ from agentpack import A2ATransportsProperties, AgentApp, NacosRegistry
 from agentpack.deployers.local import LocalDeployManager
 from agentpack.frontends.a2a.nacos import NacosRegistryError, create_nacos_registry_from_env
 from tests.standins.nacos import AGENT_NOT_FOUND, TEST_PASSWORD, TEST_USERNAME, NacosStandIn
-from tests.support import free_port, wait_until
+from tests.support import free_port, wait_until, http
 
 ENV_KEYS = ("NACOS_SERVER_ADDR", "NACOS_USERNAME", "NACOS_PASSWORD", "NACOS_NAMESPACE_ID", "NACOS_ACCESS_KEY", "NACOS_SECRET_KEY")
 
@@ -322,7 +322,7 @@ def test_an_app_registers_when_it_starts_and_withdraws_its_version_when_it_stops
 
         card = wait_until(registered, 15, lambda: f"the card never reached Nacos; calls: {[(c.action, c.status) for c in nacos.calls]}")
         assert card["description"] == "查询天气的智能体" and card["preferredTransport"] == "JSONRPC"
-        served = httpx.get(f"{url}/.well-known/agent-card.json").json()
+        served = http.get(f"{url}/.well-known/agent-card.json").json()
         assert served["name"] == card["name"] and served["url"] == card["url"]
     finally:
         manager.shutdown()  # the lifespan's shutdown deregisters before the server stops

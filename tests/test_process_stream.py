@@ -8,12 +8,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 from fastapi import Depends, Header
 
 from agentpack import AgentApp, AgentRequest
-from tests.support import check_protocol, read_events, text_of, user_body, wait_until
+from tests.support import check_protocol, read_events, text_of, user_body, wait_until, http
 
 
 def text_app(chunks=("Hello", " ", "World!")) -> AgentApp:
@@ -76,7 +75,7 @@ def test_requests_without_ids_never_collide(serve):
     url = serve(app)
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(read_events, f"{url}/process", user_body()) for _ in range(4)]
-        wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 4, 20, "four anonymous runs should run at once")
+        wait_until(lambda: http.get(f"{url}/health").json()["running_sessions"] == 4, 20, "four anonymous runs should run at once")
         gate.set()
         results = [f.result(timeout=30) for f in futures]
     sessions = {events[0]["session_id"] for events in results}
@@ -98,7 +97,7 @@ def test_first_delta_is_flushed_before_the_handler_finishes(serve):
 
     url = serve(app)
     seen = []
-    with httpx.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
+    with http.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
         for line in response.iter_lines():
             if not line.startswith("data: "):
                 continue
@@ -122,11 +121,11 @@ def test_sync_generator_handler_streams_without_blocking(serve):
         yield "sync-2"
 
     url = serve(app)
-    with httpx.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
+    with http.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
         for line in response.iter_lines():
             if "sync-1" in line:
                 # the event loop is free while the generator blocks in its thread
-                assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+                assert http.get(f"{url}/health", timeout=5).status_code == 200
                 gate.set()
     assert gate.is_set()
 
@@ -168,7 +167,7 @@ def test_handler_receives_request_and_input(serve):
 def test_string_content_and_session_headers(serve):
     app = text_app()
     url = serve(app)
-    with httpx.stream("POST", f"{url}/process", json={"input": [{"role": "user", "content": "hi"}]}) as response:
+    with http.stream("POST", f"{url}/process", json={"input": [{"role": "user", "content": "hi"}]}) as response:
         assert response.status_code == 200
         session = response.headers["x-agentpack-session-id"]
         assert session and response.headers["x-agentpack-user-id"] == session
@@ -232,20 +231,20 @@ def test_wrong_yield_type_fails_with_a_hint(serve):
     ],
 )
 def test_invalid_body_is_a_422_with_field_paths(serve, body, loc):
-    response = httpx.post(f"{serve(text_app())}/process", json=body)
+    response = http.post(f"{serve(text_app())}/process", json=body)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/json"
     assert loc in [error["loc"] for error in response.json()["detail"]]
 
 
 def test_non_json_body_is_a_422(serve):
-    response = httpx.post(f"{serve(text_app())}/process", content=b"{not json", headers={"content-type": "application/json"})
+    response = http.post(f"{serve(text_app())}/process", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
 
 
 def test_stream_false_returns_the_final_response(serve):
     url = serve(text_app())
-    response = httpx.post(f"{url}/process", json=user_body(stream=False, session_id="s"))
+    response = http.post(f"{url}/process", json=user_body(stream=False, session_id="s"))
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     final = response.json()
@@ -261,7 +260,7 @@ def test_stream_false_failure(serve):
     def handler(msgs):
         raise RuntimeError("nope")
 
-    final = httpx.post(f"{serve(app)}/process", json=user_body(stream=False)).json()
+    final = http.post(f"{serve(app)}/process", json=user_body(stream=False)).json()
     assert final["status"] == "failed" and "RuntimeError: nope" in final["error"]["message"]
 
 
@@ -277,12 +276,12 @@ def test_depends_parameters_reach_the_handler(serve):
 
     url = serve(app)
     events = []
-    with httpx.stream("POST", f"{url}/process", json=user_body(), headers={"X-Tenant": "acme"}) as response:
+    with http.stream("POST", f"{url}/process", json=user_body(), headers={"X-Tenant": "acme"}) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 events.append(json.loads(line[6:]))
     assert text_of(events) == "tenant=ACME"
-    assert httpx.post(f"{url}/process", json=user_body()).status_code == 422  # header missing
+    assert http.post(f"{url}/process", json=user_body()).status_code == 422  # header missing
 
 
 def test_second_run_of_a_running_session_gets_409(serve):
@@ -296,10 +295,10 @@ def test_second_run_of_a_running_session_gets_409(serve):
 
     url = serve(app)
     body = user_body(session_id="same", user_id="u")
-    with httpx.stream("POST", f"{url}/process", json=body, timeout=30) as first:
+    with http.stream("POST", f"{url}/process", json=body, timeout=30) as first:
         for line in first.iter_lines():
             if "busy" in line and not gate.is_set():
-                second = httpx.post(f"{url}/process", json=body)
+                second = http.post(f"{url}/process", json=body)
                 assert second.status_code == 409
                 assert "already running" in second.json()["detail"]
                 gate.set()
@@ -345,7 +344,7 @@ def test_a_handler_raising_systemexit_or_keyboardinterrupt_fails_its_run_and_not
     release.set()
     good = other.result()
     assert check_protocol(good)["status"] == "completed"  # the other stream was not cut
-    assert httpx.get(f"{url}/health").status_code == 200  # and the server still serves
+    assert http.get(f"{url}/health").status_code == 200  # and the server still serves
 
 
 def test_line_separators_in_events_are_escaped_so_line_splitting_clients_read_them_whole(serve):
@@ -361,7 +360,7 @@ def test_line_separators_in_events_are_escaped_so_line_splitting_clients_read_th
     url = serve(app)
     events = read_events(f"{url}/process", user_body())  # httpx's iter_lines: splitlines() semantics
     assert "".join(e["text"] for e in events if e["object"] == "content" and e.get("delta")) == text
-    with httpx.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
+    with http.stream("POST", f"{url}/process", json=user_body(), timeout=30) as response:
         raw = response.read().decode()
     assert "\u2028" not in raw and "\\u2028" in raw and "\\u0085" in raw
     ours = list(stream_events(f"{url}/process", user_body()))

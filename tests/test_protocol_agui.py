@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 from ag_ui.core import Event
 from pydantic import TypeAdapter
 
 from tests.nodes.protocol_node import ENDINGS, make_app
-from tests.support import in_process, sse_events, user_body, wait_until
+from tests.support import in_process, sse_events, user_body, wait_until, http
 
 EVENT = TypeAdapter(Event)
 
@@ -149,7 +148,7 @@ def test_refusals_failures_and_stops_each_end_the_agui_way():
 def test_a_client_that_drops_the_agui_stream_stops_the_run(serve):
     app = make_app()
     url = serve(app)
-    with httpx.stream("POST", f"{url}/ag-ui", json=run_input("hang", thread="dropped"), timeout=30) as response:
+    with http.stream("POST", f"{url}/ag-ui", json=run_input("hang", thread="dropped"), timeout=30) as response:
         for line in response.iter_lines():
             if "TEXT_MESSAGE_CONTENT" in line:
                 break

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.nodes.cluster import Node
-from tests.support import sse_events, user_body, wait_until
+from tests.support import sse_events, user_body, wait_until, http
 
 A2A_03 = "0.3.26"
 
@@ -57,7 +57,7 @@ class Reader(threading.Thread):
         self.seen = threading.Event()
 
     def run(self) -> None:
-        with httpx.stream("POST", self.url, json=self.body, headers=self.headers, timeout=60) as response:
+        with http.stream("POST", self.url, json=self.body, headers=self.headers, timeout=60) as response:
             self.status = response.status_code
             for line in response.iter_lines():
                 self.text += line + "\n"
@@ -76,7 +76,7 @@ class Reader(threading.Thread):
 
 
 def rpc(url: str, method: str, params: dict, version: str = "1.0") -> dict:
-    answer = httpx.post(f"{url}/a2a", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, headers={"A2A-Version": version}, timeout=30)
+    answer = http.post(f"{url}/a2a", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, headers={"A2A-Version": version}, timeout=30)
     return answer.json()
 
 
@@ -88,15 +88,15 @@ def test_a_session_held_on_one_instance_is_refused_on_the_other_in_every_protoco
     a, b = pair
     holder = Reader(f"{a.url}/process", user_body("hang", session_id="会话-held"), '"delta":true').begin()
     try:
-        assert httpx.post(f"{b.url}/process", json=user_body("hi", session_id="会话-held"), timeout=10).status_code == 409
-        responses = httpx.post(f"{b.url}/compatible-mode/v1/responses", json={"input": "hi", "conversation": "会话-held"}, timeout=10)
+        assert http.post(f"{b.url}/process", json=user_body("hi", session_id="会话-held"), timeout=10).status_code == 409
+        responses = http.post(f"{b.url}/compatible-mode/v1/responses", json={"input": "hi", "conversation": "会话-held"}, timeout=10)
         assert responses.status_code == 409 and responses.json()["error"]["code"] == "conversation_locked"
-        agui = httpx.post(f"{b.url}/ag-ui", json={"threadId": "会话-held", "runId": "r", "messages": []}, timeout=10)
+        agui = http.post(f"{b.url}/ag-ui", json={"threadId": "会话-held", "runId": "r", "messages": []}, timeout=10)
         assert agui.status_code == 409 and sse_events(agui.text)[0]["code"] == "SESSION_BUSY"
         task = rpc(b.url, "SendMessage", a2a_message("hi", "会话-held"))["result"]["task"]
         assert task["status"]["state"] == "TASK_STATE_REJECTED"
     finally:
-        assert httpx.post(f"{b.url}/process/stop", json={"session_id": "会话-held"}, timeout=10).json()["stopped"] is True
+        assert http.post(f"{b.url}/process/stop", json={"session_id": "会话-held"}, timeout=10).json()["stopped"] is True
     assert holder.events()[-1]["status"] == "canceled"
 
 
@@ -106,7 +106,7 @@ def test_runs_started_in_each_protocol_stop_from_process_stop_on_another_instanc
     responses = Reader(f"{a.url}/compatible-mode/v1/responses", {"input": "hang", "conversation": "r-stop", "stream": True}, "output_text.delta").begin()
     agui = Reader(f"{a.url}/ag-ui", {"threadId": "g-stop", "runId": "run", "messages": [{"id": "1", "role": "user", "content": "hang"}]}, "TEXT_MESSAGE_CONTENT").begin()
     for session in ("r-stop", "g-stop"):
-        assert httpx.post(f"{b.url}/process/stop", json={"session_id": session}, timeout=10).json()["stopped"] is True
+        assert http.post(f"{b.url}/process/stop", json={"session_id": session}, timeout=10).json()["stopped"] is True
     assert responses.events()[-1]["type"] == "response.incomplete"
     finished = agui.events()[-1]
     assert finished["type"] == "RUN_FINISHED" and finished["outcome"] == {"type": "cancelled"}
@@ -196,13 +196,29 @@ def test_the_a2a_1_x_client_against_two_live_instances(a2a_pair):
 
 # -- A2A 0.3 clients -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def a2a_03_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv with the a2a-sdk 0.3 line (its client), made once per session."""
-    home = tmp_path_factory.mktemp("a2a-0.3")
-    venv.EnvBuilder(with_pip=True).create(home)
+def a2a_03_python() -> Path:
+    """A virtualenv with the a2a-sdk 0.3 line (its client), made once per machine and Python:
+    kept in the user's cache (``~/.cache/agentpack-tests``), built under a lock so that parallel
+    workers and runs make it once, and marked complete only once pip has installed it."""
+    import fcntl
+    import hashlib
+    import os
+    import shutil
+    import sys
+
+    key = hashlib.sha256(f"{sys.version}|{sys.base_prefix}|{A2A_03}".encode()).hexdigest()[:12]
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agentpack-tests"
+    root.mkdir(parents=True, exist_ok=True)
+    home = root / f"a2a-sdk-{A2A_03}-{key}"
     python = home / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", f"a2a-sdk=={A2A_03}", "httpx"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+    with open(root / f"{home.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / ".complete").is_file():
+            shutil.rmtree(home, ignore_errors=True)
+            venv.EnvBuilder(with_pip=True).create(home)
+            done = subprocess.run([str(python), "-m", "pip", "install", "-q", f"a2a-sdk=={A2A_03}", "httpx"], capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stdout + done.stderr
+            (home / ".complete").write_text(A2A_03)
     return python
 
 

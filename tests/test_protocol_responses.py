@@ -8,13 +8,12 @@ import asyncio
 import time
 import typing
 
-import httpx
 import pytest
 from openai import AsyncOpenAI, OpenAI
 from openai.types.responses import Response, ResponseStreamEvent
 
 from tests.nodes.protocol_node import ENDINGS, make_app
-from tests.support import in_process, sse_events, user_body, wait_until
+from tests.support import in_process, sse_events, user_body, wait_until, http
 
 PATH = "/compatible-mode/v1/responses"
 #: the openai package's model of each stream event, by its type
@@ -212,7 +211,7 @@ def test_the_official_client_receives_tokens_as_they_are_produced(serve):
 def test_a_client_that_drops_a_responses_stream_stops_the_run(serve):
     app = make_app()
     url = serve(app)
-    with httpx.stream("POST", f"{url}{PATH}", json={"input": "hang", "conversation": "gone", "stream": True}, timeout=30) as response:
+    with http.stream("POST", f"{url}{PATH}", json={"input": "hang", "conversation": "gone", "stream": True}, timeout=30) as response:
         for line in response.iter_lines():
             if '"response.output_text.delta"' in line:
                 break

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from agentpack import AgentApp
-from tests.support import BackgroundStream, check_protocol, user_body, wait_until
+from tests.support import BackgroundStream, check_protocol, user_body, wait_until, http
 from tests.nodes.cluster import Node
 
 pytestmark = pytest.mark.integration
@@ -66,9 +66,9 @@ def test_clients_that_leave_mid_stream_never_leave_a_session_held(nodes, redis_s
 
     asyncio.run(scenario())
     wait_until(lambda: not held_leases(redis), 20, lambda: f"{len(held_leases(redis))} sessions left held")
-    wait_until(lambda: httpx.get(f"{node.url}/health").json()["running_sessions"] == 0, 10, "runs left in the node")
+    wait_until(lambda: http.get(f"{node.url}/health").json()["running_sessions"] == 0, 10, "runs left in the node")
     # every session is usable again at once, and a stop of one says there is nothing to stop
-    assert httpx.post(f"{node.url}/process", json=user_body(session_id="gone-7", user_id="u", chunks=2, stream=False)).status_code == 200
+    assert http.post(f"{node.url}/process", json=user_body(session_id="gone-7", user_id="u", chunks=2, stream=False)).status_code == 200
     assert node.stop_session("gone-8").json()["stopped"] is False
     assert node.terminate(within=30) in (0, -signal.SIGTERM)
     assert not held_leases(redis)
@@ -78,12 +78,12 @@ def test_clients_that_leave_mid_stream_never_leave_a_session_held(nodes, redis_s
 def test_unicode_ids_run_stop_and_state_across_nodes(nodes, redis_server, user, session):
     node_a, node_b = nodes(2)
     stream = BackgroundStream(node_a.url, long_run(session, user)).begin()
-    busy = httpx.post(f"{node_b.url}/process", json=long_run(session, user))
+    busy = http.post(f"{node_b.url}/process", json=long_run(session, user))
     assert busy.status_code == 409
-    answer = httpx.post(f"{node_b.url}/process/stop", json={"session_id": session, "user_id": user})
+    answer = http.post(f"{node_b.url}/process/stop", json={"session_id": session, "user_id": user})
     assert answer.json() == {"stopped": True, "user_id": user, "session_id": session}
     assert check_protocol(stream.result())["status"] == "canceled"
-    again = httpx.post(f"{node_b.url}/process", json=user_body(session_id=session, user_id=user, chunks=2, stream=False))
+    again = http.post(f"{node_b.url}/process", json=user_body(session_id=session, user_id=user, chunks=2, stream=False))
     assert again.status_code == 200 and again.json()["status"] == "completed"
     assert unquote(again.headers["x-agentpack-session-id"]) == session
     assert not held_leases(redis_server.client())
@@ -135,7 +135,7 @@ def _back_to_back(url: str, session: str, stop_url: str) -> None:
             first["fail"] = True
         elif kind == "canceled":
             first["hang"] = True
-            stop = lambda: httpx.post(f"{stop_url}/process/stop", json={"session_id": session, "user_id": "u"})  # noqa: E731
+            stop = lambda: http.post(f"{stop_url}/process/stop", json={"session_id": session, "user_id": "u"})  # noqa: E731
         elif kind == "json":
             first["stream"] = False
         assert _terminal_then_next(url, first, quick, stop) == 200, f"round {round_} ({kind}): the follow-up was refused"
@@ -166,13 +166,13 @@ def test_a_background_run_frees_its_session_before_it_reads_as_finished(nodes):
     (node,) = nodes(1)
     for round_ in range(10):
         body = user_body("go", session_id="b2b-task", user_id="u", chunks=2)
-        task_id = httpx.post(f"{node.url}/process/task", json=body).json()["task_id"]
+        task_id = http.post(f"{node.url}/process/task", json=body).json()["task_id"]
 
         def finished() -> bool:
-            return httpx.get(f"{node.url}/process/task/{task_id}").json().get("status") == "finished"
+            return http.get(f"{node.url}/process/task/{task_id}").json().get("status") == "finished"
 
         wait_until(finished, 30, "the background run did not finish", interval=0.001)
-        follow_up = httpx.post(f"{node.url}/process", json={**body, "stream": False})
+        follow_up = http.post(f"{node.url}/process", json={**body, "stream": False})
         assert follow_up.status_code == 200, f"round {round_}: {follow_up.text}"
 
 
@@ -180,10 +180,10 @@ def test_colons_in_ids_never_cross_sessions_on_redis(nodes, redis_server):
     node_a, node_b = nodes(2)
     victim = BackgroundStream(node_a.url, long_run("X:s1", user="alice")).begin()
     other = BackgroundStream(node_a.url, long_run("s1", user="alice:X")).begin()  # not a 409: another session
-    assert httpx.post(f"{node_b.url}/process/stop", json={"session_id": "s1", "user_id": "alice:X"}).json()["stopped"] is True
+    assert http.post(f"{node_b.url}/process/stop", json={"session_id": "s1", "user_id": "alice:X"}).json()["stopped"] is True
     assert check_protocol(other.result())["status"] == "canceled"
     assert victim.is_alive(), "stopping one user's session stopped another's"
-    assert httpx.post(f"{node_b.url}/process/stop", json={"session_id": "X:s1", "user_id": "alice"}).json()["stopped"] is True
+    assert http.post(f"{node_b.url}/process/stop", json={"session_id": "X:s1", "user_id": "alice"}).json()["stopped"] is True
     assert check_protocol(victim.result())["status"] == "canceled"
 
 
@@ -191,15 +191,15 @@ def test_a_frozen_redis_is_a_503_not_a_hang_and_recovers(nodes, redis_server):
     (node,) = nodes(1)
     os.kill(redis_server.process.pid, signal.SIGSTOP)
     try:
-        readiness = httpx.get(f"{node.url}/readiness", timeout=10)
+        readiness = http.get(f"{node.url}/readiness", timeout=10)
         assert readiness.status_code == 503 and "Redis" in readiness.json()["reason"]
-        refused = httpx.post(f"{node.url}/process", json=user_body(session_id="frozen", user_id="u"), timeout=10)
+        refused = http.post(f"{node.url}/process", json=user_body(session_id="frozen", user_id="u"), timeout=10)
         assert refused.status_code == 503 and "Redis" in refused.json()["detail"]
         assert node.stop_session("frozen").status_code == 503
     finally:
         os.kill(redis_server.process.pid, signal.SIGCONT)
     wait_until(node.ready, 15, "the node did not recover once Redis answered")
-    done = httpx.post(f"{node.url}/process", json=user_body(session_id="frozen", user_id="u", chunks=2, stream=False), timeout=10)
+    done = http.post(f"{node.url}/process", json=user_body(session_id="frozen", user_id="u", chunks=2, stream=False), timeout=10)
     assert done.status_code == 200
 
 
@@ -210,9 +210,9 @@ def test_after_a_redis_restart_no_stop_is_lost_and_no_second_run_gets_in(nodes, 
     stream = BackgroundStream(node_a.url, long_run("s-restart")).begin()
     redis_server.kill()
     redis_server.start()  # same port, no data: every lease and flag is gone
-    second = httpx.post(f"{node_b.url}/process", json=long_run("s-restart"), timeout=30)
+    second = http.post(f"{node_b.url}/process", json=long_run("s-restart"), timeout=30)
     assert second.status_code == 409, "a second run of a running session was let in after the restart"
-    answer = httpx.post(f"{node_b.url}/process/stop", json={"session_id": "s-restart", "user_id": "u"}, timeout=30)
+    answer = http.post(f"{node_b.url}/process/stop", json={"session_id": "s-restart", "user_id": "u"}, timeout=30)
     assert answer.json()["stopped"] is True, "the stop was lost"
     assert check_protocol(stream.result())["status"] == "canceled"
 

@@ -13,12 +13,11 @@ import json
 import threading
 from typing import Any, Iterator
 
-import httpx
 import openai
 import pytest
 
 from tests.standins.openai_chat import OpenAIChatStandIn, Reply, ToolCall, tool_then_answer
-from tests.support import wait_until
+from tests.support import wait_until, http
 
 WEATHER_TOOL = {
     "type": "function",
@@ -45,7 +44,7 @@ def client(stand_in: OpenAIChatStandIn, **kwargs: Any) -> openai.OpenAI:
 
 def raw_frames(stand_in: OpenAIChatStandIn, body: dict) -> list[str]:
     """The ``data:`` payloads of one streamed answer, as sent."""
-    with httpx.stream("POST", f"{stand_in.base_url}/chat/completions", json=body,
+    with http.stream("POST", f"{stand_in.base_url}/chat/completions", json=body,
                       headers={"Authorization": "Bearer k"}, timeout=10) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -181,15 +180,15 @@ def test_requests_against_the_api_are_refused_with_openais_error(stand_in, case)
 def test_what_the_sdk_cannot_send_is_refused_too(stand_in):
     url = f"{stand_in.base_url}/chat/completions"
     auth = {"Authorization": "Bearer k"}
-    missing_model = httpx.post(url, json={"messages": [{"role": "user", "content": "hi"}]}, headers=auth)
+    missing_model = http.post(url, json={"messages": [{"role": "user", "content": "hi"}]}, headers=auth)
     assert missing_model.status_code == 400 and missing_model.json()["error"]["param"] == "model"
-    not_json = httpx.post(url, content=b"{nope", headers={**auth, "Content-Type": "application/json"})
+    not_json = http.post(url, content=b"{nope", headers={**auth, "Content-Type": "application/json"})
     assert not_json.status_code == 400 and not_json.json()["error"]["type"] == "invalid_request_error"
-    unknown = httpx.post(url, json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temprature": 1}, headers=auth)
+    unknown = http.post(url, json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temprature": 1}, headers=auth)
     assert unknown.status_code == 400 and "temprature" in unknown.json()["error"]["message"]
-    no_key = httpx.post(url, json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+    no_key = http.post(url, json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
     assert no_key.status_code == 401 and set(no_key.json()["error"]) == {"message", "type", "param", "code"}
-    assert httpx.get(f"{stand_in.base_url}/engines", headers=auth).status_code == 404
+    assert http.get(f"{stand_in.base_url}/engines", headers=auth).status_code == 404
 
 
 def test_an_api_key_is_checked_when_set():

@@ -13,7 +13,6 @@ import hashlib
 import json
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from tests.standins import (
@@ -25,6 +24,7 @@ from tests.standins import (
     crc64_xz,
     make_zip,
 )
+from tests.support import http
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +197,7 @@ def test_fc_rejects_a_wrong_secret_and_an_unknown_key(fc: FCStandIn) -> None:
 
 def test_fc_checks_the_payload_hash_before_anything_else(fc: FCStandIn) -> None:
     body = json.dumps(function_body()).encode()
-    answer = httpx.post(f"http://{fc.endpoint}/2023-03-30/functions", content=body, headers={
+    answer = http.post(f"http://{fc.endpoint}/2023-03-30/functions", content=body, headers={
         "x-acs-version": "2023-03-30", "x-acs-action": "CreateFunction", "content-type": "application/json",
         "x-acs-content-sha256": hashlib.sha256(b"something else").hexdigest()})
     assert answer.status_code == 400

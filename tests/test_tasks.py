@@ -6,11 +6,10 @@ import socket
 import uuid
 from typing import Iterator
 
-import httpx
 import pytest
 
 from agentpack.deployers.local import LocalDeployManager
-from tests.support import RedisServer, free_port, wait_until
+from tests.support import RedisServer, free_port, wait_until, http
 from tests.nodes.cluster import Worker
 from tests.nodes.task_app import make_app
 
@@ -32,7 +31,7 @@ class Env:
         self.url, self.app, self.worker = url, app, worker
 
     def submit(self, path: str, body=None) -> str:
-        response = httpx.post(f"{self.url}{path}", json=body)
+        response = http.post(f"{self.url}{path}", json=body)
         assert response.status_code == 200, response.text
         answer = response.json()
         assert answer["status"] == "submitted" and answer["task_id"] and answer["queue"]
@@ -40,7 +39,7 @@ class Env:
         return answer["task_id"]
 
     def status(self, path: str, task_id: str) -> dict:
-        response = httpx.get(f"{self.url}{path}/{task_id}")
+        response = http.get(f"{self.url}{path}/{task_id}")
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -94,12 +93,12 @@ def test_submit_and_poll_to_finished(env):
 
 def test_submission_answers_as_agentscope_runtime(env):
     celery = env.worker is not None
-    answer = httpx.post(f"{env.url}/square", json={"x": 2}).json()
+    answer = http.post(f"{env.url}/square", json={"x": 2}).json()
     queue = answer["queue"]
     where = "Celery queue" if celery else "queue"
     assert answer == {"task_id": answer["task_id"], "status": "submitted", "queue": queue, "message": f"Task {answer['task_id']} submitted to {where} {queue}"}
     body = {"input": [{"role": "user", "content": "hi"}], "session_id": f"m-{uuid.uuid4().hex[:6]}"}
-    run = httpx.post(f"{env.url}/process/task", json=body).json()
+    run = http.post(f"{env.url}/process/task", json=body).json()
     assert run["message"] == ("Stream query task submitted to Celery successfully" if celery else "Stream query task submitted successfully")
     assert env.final("/process/task", run["task_id"])["result"]["status"] == "completed"
 
@@ -122,7 +121,7 @@ def test_unserializable_result_is_an_error_with_the_reason(env):
 def test_cancel_a_running_task(env):
     task_id = env.submit("/slow", {"seconds": 60})
     wait_until(lambda: env.status("/slow", task_id)["status"] == "running", 30, "the task never started")
-    response = httpx.delete(f"{env.url}/slow/{task_id}")
+    response = http.delete(f"{env.url}/slow/{task_id}")
     assert response.status_code == 200 and response.json()["status"] == "canceled"
     assert env.final("/slow", task_id)["status"] == "canceled"
     # the queue still works afterwards
@@ -132,15 +131,15 @@ def test_cancel_a_running_task(env):
 def test_unknown_ids_say_not_found(env):
     for path in ("/square", "/process/task"):
         task_id = uuid.uuid4().hex
-        response = httpx.get(f"{env.url}{path}/{task_id}")  # AgentScope Runtime's answer: 200
+        response = http.get(f"{env.url}{path}/{task_id}")  # AgentScope Runtime's answer: 200
         assert response.status_code == 200
         assert response.json() == {"error": f"Task {task_id} not found", "task_id": task_id}
-        cancel = httpx.delete(f"{env.url}{path}/{task_id}")  # agentpack's own route: a REST 404
+        cancel = http.delete(f"{env.url}{path}/{task_id}")  # agentpack's own route: a REST 404
         assert cancel.status_code == 404 and cancel.json()["error"] == f"Task {task_id} not found"
 
 
 def test_invalid_json_is_422(env):
-    response = httpx.post(f"{env.url}/square", content=b"{nope", headers={"content-type": "application/json"})
+    response = http.post(f"{env.url}/square", content=b"{nope", headers={"content-type": "application/json"})
     assert response.status_code == 422
 
 
@@ -159,7 +158,7 @@ def test_background_run_of_the_agent(env):
     response = final["result"]
     assert response["object"] == "response" and response["status"] == "completed"
     assert response["output"][0]["content"][0]["text"] == "background answer"
-    invalid = httpx.post(f"{env.url}/process/task", json={"session_id": "x"})
+    invalid = http.post(f"{env.url}/process/task", json={"session_id": "x"})
     assert invalid.status_code == 422
 
 
@@ -168,11 +167,11 @@ def test_embedded_background_run_is_stoppable(serve):
     url = serve(app)
     env = Env(url, app)
     task_id = env.submit("/process/task", {"input": [], "session_id": "bg-stop", "user_id": "u", "hang": True})
-    wait_until(lambda: httpx.get(f"{url}/health").json()["running_sessions"] == 1, 20, "background run never started")
-    busy = httpx.post(f"{url}/process", json={"input": [], "session_id": "bg-stop", "user_id": "u"})
+    wait_until(lambda: http.get(f"{url}/health").json()["running_sessions"] == 1, 20, "background run never started")
+    busy = http.post(f"{url}/process", json={"input": [], "session_id": "bg-stop", "user_id": "u"})
     assert busy.status_code == 409  # the background run holds the session
     assert env.status("/process/task", task_id)["status"] == "running"
-    assert httpx.post(f"{url}/process/stop", json={"session_id": "bg-stop", "user_id": "u"}).json()["stopped"] is True
+    assert http.post(f"{url}/process/stop", json={"session_id": "bg-stop", "user_id": "u"}).json()["stopped"] is True
     final = env.final("/process/task", task_id)
     assert final["status"] == "finished" and final["result"]["status"] == "canceled"
 
@@ -198,10 +197,10 @@ def test_broker_unreachable_is_503_naming_it(serve):
     port = free_port()  # nothing listens there
     app = make_app(f"redis://127.0.0.1:{port}/0")
     url = serve(app)
-    response = httpx.post(f"{url}/square", json={"x": 1}, timeout=30)
+    response = http.post(f"{url}/square", json={"x": 1}, timeout=30)
     assert response.status_code == 503
     assert f"redis://127.0.0.1:{port}" in response.json()["detail"]
-    readiness = httpx.get(f"{url}/readiness", timeout=30)
+    readiness = http.get(f"{url}/readiness", timeout=30)
     assert readiness.status_code == 503 and "Celery broker" in readiness.json()["reason"]
 
 
@@ -221,7 +220,7 @@ def test_embedded_results_expire(serve):
     env = Env(serve(app), app)
     task_id = env.submit("/square", {"x": 4})
     assert env.final("/square", task_id)["result"] == {"result": 16}
-    wait_until(lambda: "not found" in (httpx.get(f"{env.url}/square/{task_id}").json()["error"] or ""), 10, "the result never expired")
+    wait_until(lambda: "not found" in (http.get(f"{env.url}/square/{task_id}").json()["error"] or ""), 10, "the result never expired")
 
 
 def test_embedded_concurrency_is_bounded(serve):
@@ -231,7 +230,7 @@ def test_embedded_concurrency_is_bounded(serve):
     wait_until(lambda: [env.status("/slow", t)["status"] for t in slow].count("running") == 2, 10, "two jobs should run")
     assert [env.status("/slow", t)["status"] for t in slow].count("pending") == 1
     for task_id in slow:
-        assert httpx.delete(f"{env.url}/slow/{task_id}").json()["status"] == "canceled"
+        assert http.delete(f"{env.url}/slow/{task_id}").json()["status"] == "canceled"
 
 
 def _background(env: Env, session: str, hang: bool = False) -> str:
@@ -240,7 +239,7 @@ def _background(env: Env, session: str, hang: bool = False) -> str:
 
 
 def _stop(env: Env, session: str) -> bool:
-    return httpx.post(f"{env.url}/process/stop", json={"session_id": session, "user_id": "u"}).json()["stopped"]
+    return http.post(f"{env.url}/process/stop", json={"session_id": session, "user_id": "u"}).json()["stopped"]
 
 
 @pytest.mark.integration
@@ -295,7 +294,7 @@ def test_background_runs_wait_their_turn_on_celery_workers(serve, redis_server):
         # a worker took it and waits (Celery state WAITING), which clients see as pending
         wait_until(lambda: app.celery_app.AsyncResult(second).state == "WAITING", 30, "the second run should wait in a worker")
         assert env.status("/process/task", second)["status"] == "pending"
-        assert httpx.post(f"{env.url}/process", json={"input": [], "session_id": "celery-turns", "user_id": "u"}).status_code == 409
+        assert http.post(f"{env.url}/process", json={"input": [], "session_id": "celery-turns", "user_id": "u"}).status_code == 409
         assert _stop(env, "celery-turns") is True  # reaches the worker through Redis
         assert env.final("/process/task", first)["result"]["status"] == "canceled"
         final = env.final("/process/task", second)

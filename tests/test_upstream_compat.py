@@ -36,7 +36,7 @@ from agentpack import (
     RunStatus,
     TextContent,
 )
-from tests.support import free_port, wait_until
+from tests.support import free_port, wait_until, http
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -355,7 +355,7 @@ def test_a_served_wildcard_host_and_port_0_give_a_reachable_url_and_stop_leaves_
             assert port != 0 and info["url"] == manager.service_url == f"http://127.0.0.1:{port}"
             assert manager.is_running is True and manager._app is app and manager._server is not None
             # a synchronous client blocking this event loop: the server has its own loop, so it answers
-            assert httpx.get(f"{manager.service_url}/test", timeout=10).json() == {"app": "wild"}
+            assert http.get(f"{manager.service_url}/test", timeout=10).json() == {"app": "wild"}
         finally:
             result = await manager.stop(info["deploy_id"])
         return manager, result, port
@@ -365,7 +365,7 @@ def test_a_served_wildcard_host_and_port_0_give_a_reachable_url_and_stop_leaves_
     assert (manager._server, manager._server_task, manager._app, manager.is_running, manager.service_url) == (None, None, None, False, None)
     assert not [t for t in threading.enumerate() if t.name == f"agentpack-local-{port}"]
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/test", timeout=2)
+        http.get(f"http://127.0.0.1:{port}/test", timeout=2)
 
 
 @pytest.mark.integration
@@ -383,14 +383,14 @@ def test_a_server_that_never_becomes_ready_fails_the_deploy_and_is_shut_down(mon
     assert calls == ["after_finish"]  # the app's lifespan ran its shutdown: the server stopped gracefully
     assert not [t for t in threading.enumerate() if t.name == f"agentpack-local-{port}"]
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+        http.get(f"http://127.0.0.1:{port}/", timeout=2)
 
     with pytest.raises(RuntimeError, match="^Server did not become ready within timeout"):  # the blocking form
         manager.start(app)
     monkeypatch.undo()  # the same manager serves once the server is ready
     info = asyncio.run(manager.deploy(app=app))
     try:
-        assert httpx.get(f"{info['url']}/health", timeout=10).status_code == 200
+        assert http.get(f"{info['url']}/health", timeout=10).status_code == 200
     finally:
         manager.shutdown()
     assert manager.is_running is False
@@ -437,19 +437,19 @@ def test_run_takes_web_ui_and_agentscope_runtime_keywords(tmp_path):
         if process.poll() is not None:
             raise AssertionError(f"run() exited: {log.read_text()}")
         try:
-            return httpx.get(f"{url}/liveness", timeout=1).status_code == 200
+            return http.get(f"{url}/liveness", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 
     try:
         wait_until(serving, 30, "app.run() did not serve")
-        endpoints = httpx.get(f"{url}/").json()["endpoints"]
+        endpoints = http.get(f"{url}/").json()["endpoints"]
         assert (endpoints["process"], endpoints["task"], endpoints["task_status"]) == ("/agent", "/agent/task", "/agent/task/{task_id}")
-        submitted = httpx.post(f"{url}/agent/task", json={"input": [{"role": "user", "content": "hi"}]}).json()
-        wait_until(lambda: httpx.get(f"{url}/agent/task/{submitted['task_id']}").json()["status"] == "finished", 30, "the moved background route did not run")
-        with httpx.stream("POST", f"{url}/agent", json={"input": [{"role": "user", "content": "hi"}]}) as response:
+        submitted = http.post(f"{url}/agent/task", json={"input": [{"role": "user", "content": "hi"}]}).json()
+        wait_until(lambda: http.get(f"{url}/agent/task/{submitted['task_id']}").json()["status"] == "finished", 30, "the moved background route did not run")
+        with http.stream("POST", f"{url}/agent", json={"input": [{"role": "user", "content": "hi"}]}) as response:
             assert response.status_code == 200
-        assert httpx.post(f"{url}/process", json={"input": []}).status_code in (404, 405)
+        assert http.post(f"{url}/process", json={"input": []}).status_code in (404, 405)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import httpx
 
-from tests.support import free_port, wait_until
+from tests.support import free_port, wait_until, http
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,18 +55,18 @@ class Node:
         if self.process.poll() is not None:
             raise AssertionError(f"node exited: {self.log_text()}")
         try:
-            return httpx.get(f"{self.url}/liveness", timeout=1).status_code == 200
+            return http.get(f"{self.url}/liveness", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/readiness", timeout=2).status_code == 200
+            return http.get(f"{self.url}/readiness", timeout=2).status_code == 200
         except httpx.TransportError:
             return False
 
     def stop_session(self, session_id: str, user_id: str = "u") -> httpx.Response:
-        return httpx.post(f"{self.url}/process/stop", json={"session_id": session_id, "user_id": user_id}, timeout=10)
+        return http.post(f"{self.url}/process/stop", json={"session_id": session_id, "user_id": user_id}, timeout=10)
 
     def terminate(self, within: float = 60) -> int:
         """SIGTERM, as a platform stops an instance; returns the exit code once the node has exited.

@@ -65,7 +65,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
+from agentpack.frameworks.base import TextStream, switch_text_stream
+from agentpack.protocol.events import OpenMessage, ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, MessageType
 
 #: Agent API message types that are tool calls / tool results (their data is {call_id, name, ...}).
@@ -231,17 +232,11 @@ def _usage(totals: dict[str, int]) -> dict[str, int]:
 
 
 @dataclass
-class _Stream:
-    msg: OpenMessage
-    item: OpenContent
-
-
-@dataclass
 class _State:
     """What is open: the text and reasoning of the current model call, and its messages."""
 
-    text: _Stream | None = None
-    reasoning: _Stream | None = None
+    text: TextStream | None = None
+    reasoning: TextStream | None = None
     call_messages: list[OpenMessage] = field(default_factory=list)  # messages of the current model call
     call_usage: dict[str, int] | None = None  # the run's usage as last reported
     totals: dict[str, int] = field(default_factory=dict)
@@ -323,25 +318,8 @@ class AgnoFramework:
 
     def _text_stream(
         self, state: _State, builder: ResponseBuilder, reasoning: bool, events: list[dict[str, Any]]
-    ) -> _Stream:
-        """The open stream of one kind, closing the other kind first (the model moved on)."""
-        other = state.text if reasoning else state.reasoning
-        if other is not None:
-            events.extend(builder.complete_message(other.msg))
-            if reasoning:
-                state.text = None
-            else:
-                state.reasoning = None
-        stream = state.reasoning if reasoning else state.text
-        if stream is None:
-            msg, started = self._open(state, builder, MessageType.REASONING if reasoning else MessageType.MESSAGE)
-            events.append(started)
-            stream = _Stream(msg, msg.new_content("text"))
-            if reasoning:
-                state.reasoning = stream
-            else:
-                state.text = stream
-        return stream
+    ) -> TextStream:
+        return switch_text_stream(state, reasoning, lambda kind: self._open(state, builder, kind), builder, events)
 
     def _content(self, item: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agentpack.protocol.events import ResponseBuilder
-from agentpack.protocol.schemas import AgentRequest
+from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
+from agentpack.protocol.schemas import AgentRequest, MessageType
 
 
 class Framework(Protocol):
@@ -28,3 +29,49 @@ class Framework(Protocol):
     def adapt(self, items: AsyncIterator[Any], builder: ResponseBuilder) -> AsyncGenerator[dict[str, Any], None]:
         """Must be an async generator: the runner closes it (``aclose``) when the run ends early."""
         ...
+
+
+@dataclass
+class TextStream:
+    """An open message and the text content being streamed into it."""
+
+    msg: OpenMessage
+    item: OpenContent
+
+
+class TextAndReasoning(Protocol):
+    """A converter's state with at most one open text and one open reasoning stream."""
+
+    text: TextStream | None
+    reasoning: TextStream | None
+
+
+def switch_text_stream(
+    state: TextAndReasoning,
+    reasoning: bool,
+    open_message: Callable[[str], tuple[OpenMessage, dict[str, Any]]],
+    builder: ResponseBuilder,
+    events: list[dict[str, Any]],
+) -> TextStream:
+    """The open stream of one kind, completing the other kind's message first.
+
+    Frameworks that interleave reasoning and text deltas in one model call (agno, Agent
+    Framework) mean "the model moved on" when the kind changes; the client sees each run of
+    one kind as its own message, in order."""
+    other = state.text if reasoning else state.reasoning
+    if other is not None:
+        events.extend(builder.complete_message(other.msg))
+        if reasoning:
+            state.text = None
+        else:
+            state.reasoning = None
+    stream = state.reasoning if reasoning else state.text
+    if stream is None:
+        msg, started = open_message(MessageType.REASONING if reasoning else MessageType.MESSAGE)
+        events.append(started)
+        stream = TextStream(msg, msg.new_content("text"))
+        if reasoning:
+            state.reasoning = stream
+        else:
+            state.text = stream
+    return stream

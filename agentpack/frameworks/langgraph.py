@@ -471,29 +471,12 @@ class LangGraphFramework:
                 events.extend(
                     self._call(builder, model, call_key, piece.get("id"), piece.get("name"), piece.get("args") or "")
                 )
-        else:
-            for call in message.tool_calls or []:
-                events.extend(
-                    self._call(
-                        builder,
-                        model,
-                        call.get("id") or len(model.calls),
-                        call.get("id"),
-                        call.get("name"),
-                        _json_text(call.get("args") or {}),
-                    )
-                )
-            for call in message.invalid_tool_calls or []:
-                events.extend(
-                    self._call(
-                        builder,
-                        model,
-                        call.get("id") or len(model.calls),
-                        call.get("id"),
-                        call.get("name"),
-                        call.get("args") or "",
-                    )
-                )
+        else:  # parsed calls carry their arguments as a dict, invalid ones as the model's raw text
+            whole = [(call, _json_text(call.get("args") or {})) for call in message.tool_calls or []]
+            whole += [(call, call.get("args") or "") for call in message.invalid_tool_calls or []]
+            for call, arguments in whole:
+                call_key = call.get("id") or len(model.calls)
+                events.extend(self._call(builder, model, call_key, call.get("id"), call.get("name"), arguments))
 
         usage = message.usage_metadata
         if usage:

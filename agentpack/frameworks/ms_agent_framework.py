@@ -70,6 +70,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentpack.frameworks.base import TextStream, switch_text_stream
 from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
 from agentpack.protocol.schemas import AgentRequest, MessageType
 
@@ -191,12 +192,6 @@ def _usage(details: Any) -> dict[str, int] | None:
 
 
 @dataclass
-class _Stream:
-    msg: OpenMessage
-    item: OpenContent
-
-
-@dataclass
 class _Call:
     msg: OpenMessage
     item: OpenContent
@@ -208,8 +203,8 @@ class _Call:
 @dataclass
 class _State:
     key: Any = None  # the current model call's message_id
-    text: _Stream | None = None
-    reasoning: _Stream | None = None
+    text: TextStream | None = None
+    reasoning: TextStream | None = None
     messages: list[OpenMessage] = field(default_factory=list)  # assistant messages of the current model call
     calls: dict[Any, _Call] = field(default_factory=dict)  # open tool calls of the current model call
     last_call: _Call | None = None
@@ -351,23 +346,8 @@ class AgentFrameworkFramework:
 
     def _text_stream(
         self, state: _State, builder: ResponseBuilder, reasoning: bool, events: list[dict[str, Any]]
-    ) -> _Stream:
-        if reasoning and state.text is not None:
-            events.extend(builder.complete_message(state.text.msg))
-            state.text = None
-        if not reasoning and state.reasoning is not None:
-            events.extend(builder.complete_message(state.reasoning.msg))
-            state.reasoning = None
-        stream = state.reasoning if reasoning else state.text
-        if stream is None:
-            msg, started = self._open(state, builder, MessageType.REASONING if reasoning else MessageType.MESSAGE)
-            events.append(started)
-            stream = _Stream(msg, msg.new_content("text"))
-            if reasoning:
-                state.reasoning = stream
-            else:
-                state.text = stream
-        return stream
+    ) -> TextStream:
+        return switch_text_stream(state, reasoning, lambda kind: self._open(state, builder, kind), builder, events)
 
     def _media(self, content: Any, state: _State, builder: ResponseBuilder) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

@@ -23,7 +23,8 @@ redis (redis-py) is imported by :meth:`RedisConnection.open`, never at import ti
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from agentpack._aio import wait_bounded
@@ -138,7 +139,7 @@ class RedisConnection:
     def started(self) -> bool:
         return self._client is not None
 
-    def open(self, scripts: dict[str, str]) -> None:
+    def open(self, scripts: Mapping[str, str]) -> None:
         """Make the client (once) and register ``scripts``; no I/O happens here."""
         if self._client is not None:
             return
@@ -239,3 +240,72 @@ class RedisConnection:
             return bool(await self._client.ping())
         except Exception:
             return False
+
+
+class RedisBacked:
+    """The lifecycle both Redis services share: one connection, a TTL, a key prefix.
+
+    A service lists its Lua scripts in ``SCRIPTS`` and calls :meth:`_connect` from its own
+    ``__init__`` (whose keywords stay those of the upstream class it mirrors).  Listed first
+    among the bases, so that its ``start``/``stop``/``health`` replace the abstract base's."""
+
+    SCRIPTS: ClassVar[Mapping[str, str]] = {}
+
+    _ttl_seconds: float | None
+    _prefix: str
+    _redis: RedisConnection
+
+    def _connect(
+        self,
+        redis_url: str,
+        redis_client: Any,
+        socket_timeout: float | None,
+        socket_connect_timeout: float | None,
+        max_connections: int | None,
+        retry_on_timeout: bool,
+        health_check_interval: float | None,
+        socket_keepalive: bool,
+        ttl_seconds: float | None,
+        prefix: str,
+    ) -> None:
+        self._ttl_seconds = check_ttl(ttl_seconds)
+        self._prefix = prefix
+        self._redis = RedisConnection(
+            type(self).__name__,
+            redis_url,
+            redis_client,
+            socket_timeout,
+            socket_connect_timeout,
+            max_connections,
+            retry_on_timeout,
+            health_check_interval,
+            socket_keepalive,
+        )
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        return self._ttl_seconds
+
+    @property
+    def redis_restarts(self) -> int:
+        """How often Redis was seen to restart (and so maybe lose its data) while this ran."""
+        return self._redis.restarts
+
+    def _ttl(self) -> int:
+        """The TTL as the scripts take it (milliseconds, 0 for none)."""
+        return milliseconds(self._ttl_seconds)
+
+    def _user_base(self, user_id: Any) -> str:
+        return user_base(self._prefix, require_id(user_id, "user_id"))
+
+    async def start(self) -> None:
+        """Make the connection pool (connections are opened on first use); idempotent."""
+        self._redis.open(self.SCRIPTS)
+
+    async def stop(self) -> None:
+        """Close the connections (not a client passed as ``redis_client``); idempotent."""
+        await self._redis.close()
+
+    async def health(self) -> bool:
+        """Whether the service is started and Redis answers a PING (bounded in time)."""
+        return await self._redis.healthy()

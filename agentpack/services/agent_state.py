@@ -16,7 +16,8 @@ import copy
 import json
 import logging
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from agentpack.services import _redis
 from agentpack.services.base import ServiceNotStarted, ServiceWithLifecycleManager
@@ -143,7 +144,7 @@ return value
 """
 
 
-class RedisStateService(StateService):
+class RedisStateService(_redis.RedisBacked, StateService):
     """States in Redis: one hash per (user, session), a field per round.
 
     Every instance of the app that reaches the same Redis (and uses the same ``prefix``)
@@ -161,6 +162,8 @@ class RedisStateService(StateService):
     (a user's keys share one slot).
     """
 
+    SCRIPTS: ClassVar[Mapping[str, str]] = {"save": _SAVE, "export": _EXPORT}
+
     def __init__(
         self,
         redis_url: str = "redis://localhost:6379/0",
@@ -174,10 +177,7 @@ class RedisStateService(StateService):
         socket_keepalive: bool = True,
         prefix: str = "agentpack",
     ) -> None:
-        self._ttl_seconds = _redis.check_ttl(ttl_seconds)
-        self._prefix = prefix
-        self._redis = _redis.RedisConnection(
-            type(self).__name__,
+        self._connect(
             redis_url,
             redis_client,
             socket_timeout,
@@ -186,32 +186,13 @@ class RedisStateService(StateService):
             retry_on_timeout,
             health_check_interval,
             socket_keepalive,
+            ttl_seconds,
+            prefix,
         )
-
-    @property
-    def ttl_seconds(self) -> float | None:
-        return self._ttl_seconds
-
-    @property
-    def redis_restarts(self) -> int:
-        """How often Redis was seen to restart (and so maybe lose its data) while this ran."""
-        return self._redis.restarts
-
-    async def start(self) -> None:
-        """Make the connection pool (connections are opened on first use); idempotent."""
-        self._redis.open({"save": _SAVE, "export": _EXPORT})
-
-    async def stop(self) -> None:
-        """Close the connections (not a client passed as ``redis_client``); idempotent."""
-        await self._redis.close()
-
-    async def health(self) -> bool:
-        """Whether the service is started and Redis answers a PING (bounded in time)."""
-        return await self._redis.healthy()
 
     def state_key(self, user_id: str, session_id: str | None = None) -> str:
         """The Redis key of a (user, session)'s states."""
-        base = _redis.user_base(self._prefix, _redis.require_id(user_id, "user_id"))
+        base = self._user_base(user_id)
         return f"{base}:state:{_redis.encode(session_id or _DEFAULT_SESSION_ID)}"
 
     async def save_state(
@@ -224,7 +205,7 @@ class RedisStateService(StateService):
         key = self.state_key(user_id, session_id)
         document = json.dumps(state, ensure_ascii=False)
         round_arg = "" if round_id is None else str(int(round_id))
-        saved = await self._redis.script("save", [key], [round_arg, document, _redis.milliseconds(self._ttl_seconds)])
+        saved = await self._redis.script("save", [key], [round_arg, document, self._ttl()])
         return int(saved)
 
     async def export_state(
@@ -235,7 +216,7 @@ class RedisStateService(StateService):
     ) -> dict[str, Any] | None:
         key = self.state_key(user_id, session_id)
         round_arg = "" if round_id is None else str(int(round_id))
-        document = await self._redis.script("export", [key], [round_arg, _redis.milliseconds(self._ttl_seconds)])
+        document = await self._redis.script("export", [key], [round_arg, self._ttl()])
         if document is None:
             return None
         try:

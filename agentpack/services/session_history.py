@@ -16,7 +16,8 @@ import logging
 import time
 import uuid
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -274,7 +275,7 @@ _SCRIPTS = {
 }
 
 
-class RedisSessionHistoryService(SessionHistoryService):
+class RedisSessionHistoryService(_redis.RedisBacked, SessionHistoryService):
     """Sessions in Redis: each session a key of its own plus a list of its messages, and
     an index of each user's sessions (so listing or deleting them scans nothing).
 
@@ -295,6 +296,8 @@ class RedisSessionHistoryService(SessionHistoryService):
     user's keys share one slot).
     """
 
+    SCRIPTS: ClassVar[Mapping[str, str]] = _SCRIPTS
+
     def __init__(
         self,
         redis_url: str = "redis://localhost:6379/0",
@@ -313,11 +316,8 @@ class RedisSessionHistoryService(SessionHistoryService):
             raise ValueError(
                 f"max_messages_per_session must be at least 1, or None for no limit (got {max_messages_per_session!r})"
             )
-        self._ttl_seconds = _redis.check_ttl(ttl_seconds)
         self._max_messages_per_session = max_messages_per_session
-        self._prefix = prefix
-        self._redis = _redis.RedisConnection(
-            type(self).__name__,
+        self._connect(
             redis_url,
             redis_client,
             socket_timeout,
@@ -326,41 +326,16 @@ class RedisSessionHistoryService(SessionHistoryService):
             retry_on_timeout,
             health_check_interval,
             socket_keepalive,
+            ttl_seconds,
+            prefix,
         )
 
-    @property
-    def ttl_seconds(self) -> float | None:
-        return self._ttl_seconds
-
-    @property
-    def redis_restarts(self) -> int:
-        """How often Redis was seen to restart (and so maybe lose its data) while this ran."""
-        return self._redis.restarts
-
-    async def start(self) -> None:
-        """Make the connection pool (connections are opened on first use); idempotent."""
-        self._redis.open(_SCRIPTS)
-
-    async def stop(self) -> None:
-        """Close the connections (not a client passed as ``redis_client``); idempotent."""
-        await self._redis.close()
-
-    async def health(self) -> bool:
-        """Whether the service is started and Redis answers a PING (bounded in time)."""
-        return await self._redis.healthy()
-
     # -- keys -------------------------------------------------------------------------------
-    def _user_base(self, user_id: Any) -> str:
-        return _redis.user_base(self._prefix, _redis.require_id(user_id, "user_id"))
-
     def session_keys(self, user_id: str, session_id: str) -> list[str]:
         """The Redis keys of a session: the user's index, the session's own key, its messages."""
         base = self._user_base(user_id)
         member = _redis.encode(str(session_id))
         return [f"{base}:sessions", f"{base}:session:{member}", f"{base}:history:{member}"]
-
-    def _ttl(self) -> int:
-        return _redis.milliseconds(self._ttl_seconds)
 
     # -- the interface ----------------------------------------------------------------------
     async def create_session(self, user_id: str, session_id: str | None = None) -> Session:

@@ -517,7 +517,7 @@ class SignatureRequired:
 
 def test_the_relay_signs_what_it_forwards_and_streams_it_back(serve):
     from agentpack.cli.ui_view import relay_app
-    from agentpack.deployers.request_auth import AcsSignatureAuth
+    from agentpack.deployers.clients.signing import AcsSignatureAuth
 
     agent = AgentApp(app_name="signed")
 

@@ -128,6 +128,10 @@ class OSSStandIn(LoopbackServer):
         self.calls: list[OSSCall] = []
         #: False plays a bucket whose policy does not let Function Compute read it (no oss:GetObject)
         self.function_compute_may_read = True
+        #: False plays a HEAD error answered without the ``x-oss-err`` header (status only): the SDK
+        #: then raises ServiceError code ``BadErrorResponse``, which its own ``is_object_exist``
+        #: reads as absent on a 404 [sdk-oss ``_client.py`` ``_to_service_error``, ``client.py``]
+        self.head_error_header = True
         self._lock = threading.RLock()
         self.root.mkdir(parents=True, exist_ok=True)
         for bucket in buckets:
@@ -210,7 +214,8 @@ class OSSStandIn(LoopbackServer):
             call.error_code = error.code
             status, headers, payload = error.status, {}, self._error_document(error, call)
             if http.command == "HEAD":
-                headers["x-oss-err"] = base64.b64encode(payload).decode()
+                if self.head_error_header:
+                    headers["x-oss-err"] = base64.b64encode(payload).decode()
                 payload = b""
             headers["Content-Type"] = "application/xml"
         finally:

@@ -67,6 +67,15 @@ def object_key(folder: str, function: str, sha256: str) -> str:
     return "/".join(part for part in (folder.strip("/"), function, f"{sha256}.zip") if part)
 
 
+def absent(error: PlatformError) -> bool:
+    """Whether a HeadObject error means "no such object".  ``NoSuchKey`` says so; so does a 404
+    whose HEAD answer carried no ``x-oss-err`` header to read a code from (a HEAD has no body),
+    which the SDK reports as ``BadErrorResponse`` — its own ``Client.is_object_exist`` counts
+    that pair as absent too (alibabacloud-oss-v2 1.4.1, ``client.py``).  Without this, the first
+    upload of every artifact would fail on such an answer."""
+    return error.code == "NoSuchKey" or (error.status == 404 and error.code == "BadErrorResponse")
+
+
 def require_sdk() -> None:
     """The OSS SDK is in the ``fc`` extra; checked before a deploy that needs it makes any call."""
     require_modules(("alibabacloud_oss_v2",), "FC code through OSS", "fc")
@@ -126,7 +135,7 @@ class OSSApi:
                 "HeadObject", bucket, lambda: self.client.head_object(oss.HeadObjectRequest(bucket=bucket, key=key))
             )
         except PlatformError as error:
-            if error.code == "NoSuchKey":
+            if absent(error):
                 return None
             raise
         return StoredObject(bucket, key, int(found.content_length or 0), str(found.hash_crc64 or ""))

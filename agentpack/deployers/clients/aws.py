@@ -17,6 +17,7 @@ boto3 is imported when a client is made, so that ``import agentpack`` stays ligh
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -29,8 +30,16 @@ if TYPE_CHECKING:
     from botocore.config import Config
 
 ENDPOINT_ENV = "AGENTPACK_LAMBDA_ENDPOINT"
-#: The resource-policy statement that lets anyone call a function URL with ``AuthType: NONE``.
-PUBLIC_URL_STATEMENT = "agentpack-public-function-url"
+#: The resource-policy statements that let anyone call a function URL with ``AuthType: NONE``.
+#: Since October 2025 a function URL needs both ``lambda:InvokeFunctionUrl`` and
+#: ``lambda:InvokeFunction`` (the latter limited to calls through the URL by
+#: ``InvokedViaFunctionUrl``); with only the first, the URL answers 403.  Source: AWS Lambda
+#: Developer Guide, "Control access to Lambda function URLs",
+#: https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html
+PUBLIC_URL_STATEMENTS: dict[str, dict[str, Any]] = {
+    "agentpack-public-function-url": {"Action": "lambda:InvokeFunctionUrl", "FunctionUrlAuthType": "NONE"},
+    "agentpack-public-function-url-invoke": {"Action": "lambda:InvokeFunction", "InvokedViaFunctionUrl": True},
+}
 _NO_CREDENTIALS = (
     "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary ones), "
     "or AWS_PROFILE with a profile in ~/.aws/credentials or ~/.aws/config (`aws configure`)"
@@ -186,10 +195,19 @@ class LambdaApi:
     def get_url_config(self, name: str, qualifier: str) -> dict[str, Any] | None:
         return self._call_or_none("get_function_url_config", FunctionName=name, Qualifier=qualifier)
 
+    def public_url_granted(self, name: str, qualifier: str) -> bool:
+        """Whether the resource policy of ``qualifier`` holds every statement a public URL needs
+        (:data:`PUBLIC_URL_STATEMENTS`); a URL made by an agentpack that granted only one is not."""
+        found = self._call_or_none("get_policy", FunctionName=name, Qualifier=qualifier)
+        if found is None:
+            return False
+        statements = json.loads(found.get("Policy") or "{}").get("Statement") or []
+        return set(PUBLIC_URL_STATEMENTS) <= {statement.get("Sid") for statement in statements}
+
     def ensure_url(self, name: str, qualifier: str, auth: str, invoke_mode: str) -> str:
         """Create or change the function URL of ``qualifier`` and return it.  A public URL
-        (``auth`` NONE) also needs a resource policy that lets anyone call it, as AWS requires;
-        with IAM auth that statement is removed."""
+        (``auth`` NONE) also needs the resource-policy statements that let anyone call it, as AWS
+        requires (:data:`PUBLIC_URL_STATEMENTS`); with IAM auth those statements are removed."""
         existing = self.get_url_config(name, qualifier)
         options = {"FunctionName": name, "Qualifier": qualifier, "AuthType": auth, "InvokeMode": invoke_mode}
         if existing is None:
@@ -198,24 +216,22 @@ class LambdaApi:
             result = self._call("update_function_url_config", **options)
         else:
             result = existing
-        if auth == "NONE":
-            try:
-                self._call(
-                    "add_permission",
-                    FunctionName=name,
-                    Qualifier=qualifier,
-                    StatementId=PUBLIC_URL_STATEMENT,
-                    Action="lambda:InvokeFunctionUrl",
-                    Principal="*",
-                    FunctionUrlAuthType="NONE",
-                )
-            except PlatformError as error:
-                if error.code != "ResourceConflictException":
-                    raise
-        else:
-            self._call_or_none(
-                "remove_permission", FunctionName=name, Qualifier=qualifier, StatementId=PUBLIC_URL_STATEMENT
-            )
+        for statement, grant in PUBLIC_URL_STATEMENTS.items():
+            if auth == "NONE":
+                try:
+                    self._call(
+                        "add_permission",
+                        FunctionName=name,
+                        Qualifier=qualifier,
+                        StatementId=statement,
+                        Principal="*",
+                        **grant,
+                    )
+                except PlatformError as error:
+                    if error.code != "ResourceConflictException":  # already there: Lambda keeps statement ids unique
+                        raise
+            else:
+                self._call_or_none("remove_permission", FunctionName=name, Qualifier=qualifier, StatementId=statement)
         url = str(result.get("FunctionUrl") or "")
         if not url:
             raise PlatformError(

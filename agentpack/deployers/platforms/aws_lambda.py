@@ -7,13 +7,17 @@ that runs agentpack's streaming loop.  Code is uploaded only when Lambda's ``Cod
 differs from the artifact's; each update is awaited (``LastUpdateStatus``) before the next
 call, a version is published and the alias ``live`` moved to it.  The function URL belongs to
 the alias, ``InvokeMode=RESPONSE_STREAM`` when streaming, ``AuthType=AWS_IAM`` unless
-``allow_anonymous`` (then a resource policy lets anyone call the URL, as AWS requires).
+``allow_anonymous`` (then the resource policy lets anyone call the URL: since October 2025 that
+takes both ``lambda:InvokeFunctionUrl`` and ``lambda:InvokeFunction`` with
+``InvokedViaFunctionUrl``, https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html).
 
 The calls, credentials, region and endpoint are the client's, :mod:`agentpack.deployers.clients.aws`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +34,28 @@ if TYPE_CHECKING:
     from agentpack.target_settings import LambdaSettings
 
 WRAPPER_PATH = f"/var/task/{LAMBDA_STREAM_WRAPPER}"
+#: The function's Description starts with this; ``(config <digest>)`` follows (``config_digest``).
+DESCRIPTION = "deployed by agentpack"
+
+
+def comparable(config: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """Lambda's ``Configuration`` in the shape ``desired`` has, so that an unchanged function compares equal.
+
+    * Lambda leaves ``Environment`` out of its answer when the function has no variables (moto's
+      server does the same); absent means none, not a change from ``{}`` (issue 19, item 10).
+    * An ``Environment`` reported without ``Variables`` (only ``Error``, as when the caller may not
+      decrypt them [assumed]) cannot be compared: then the digest agentpack wrote into the
+      Description decides — the same digest means the variables agentpack wrote are still there
+      (secrets are in the digest by name only, so a secret's new value alone is then not seen:
+      ``deploy --force`` sends it).
+    """
+    current = dict(config)
+    environment = config.get("Environment")
+    if environment is None:
+        current["Environment"] = {"Variables": {}}
+    elif "Variables" not in environment and config.get("Description") == desired.get("Description"):
+        current["Environment"] = {**environment, "Variables": (desired.get("Environment") or {}).get("Variables")}
+    return current
 
 
 class LambdaDeployer(Deployer):
@@ -60,14 +86,26 @@ class LambdaDeployer(Deployer):
             "MemorySize": settings.effective("memory"),
             "Timeout": settings.effective("timeout"),
             "Environment": {"Variables": plan.variables},
-            "Description": "deployed by agentpack",
         }
         if settings.role:
             body["Role"] = settings.role
+        body["Description"] = f"{DESCRIPTION} (config {self.config_digest(plan, body)})"
         return body
 
+    def config_digest(self, plan: Plan, body: dict[str, Any]) -> str:
+        """A digest of the configuration agentpack writes, kept in the function's Description so
+        that a later deploy can tell what it wrote when Lambda does not echo it back.  Values from
+        ``[targets.lambda] env`` and agentpack's own variables are in it; the other variables
+        (secrets, ``redis_url``, ``--env``) only by name: the Description must not carry a hash an
+        attacker could test guesses of a secret against."""
+        plain = {**plan.request.settings.env, **self.own_variables(plan.request)}
+        variables = {key: value if plain.get(key) == value else None for key, value in sorted(plan.variables.items())}
+        shown = {**body, "Environment": {"Variables": variables}}
+        return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
+
     def find(self, plan: Plan) -> dict[str, Any] | None:
-        return (self.api.get_function(plan.request.name) or {}).get("Configuration")
+        config = (self.api.get_function(plan.request.name) or {}).get("Configuration")
+        return None if config is None else comparable(config, plan.desired)
 
     def code_differs(self, plan: Plan) -> bool:
         from agentpack.deployers.clients.aws import code_sha256
@@ -88,6 +126,7 @@ class LambdaDeployer(Deployer):
             and url_config
             and url_config.get("AuthType") == self.auth(plan.request)
             and url_config.get("InvokeMode", "BUFFERED") == self.invoke_mode(plan.request)
+            and (url_config.get("AuthType") != "NONE" or self.api.public_url_granted(name, ROUTE))
         ):
             return str(url_config["FunctionUrl"])
         return None

@@ -9,12 +9,45 @@ With ``--platform``, the app is served behind that platform's adapter
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
 
 #: Seconds open streams get to finish on SIGTERM or ``/pre-stop`` before they are ended.
 GRACE_SECONDS = float(os.environ.get("AGENTPACK_GRACEFUL_SHUTDOWN", "10"))
+
+
+class ShutdownNotCrash(logging.Filter):
+    """Logs uvicorn's "Cancel N running task(s), timeout graceful shutdown exceeded" at INFO:
+    each stream it cancels is ended with its ``canceled`` event and logged at INFO by
+    agentpack, and a platform scaling in (FC, AgentRun) must not read as a crash."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith("Cancel %s running task"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _demote_shutdown_cancels(config: dict[str, Any]) -> dict[str, Any]:
+    config.setdefault("filters", {})["shutdown_not_crash"] = {"()": ShutdownNotCrash}
+    for handler in config.get("handlers", {}).values():
+        handler["filters"] = [*handler.get("filters", []), "shutdown_not_crash"]
+    return config
+
+
+def log_config(log_level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging configuration with agentpack's own logger beside uvicorn's, at
+    ``log_level``: without it agentpack's INFO lines (a stream ended by a shutdown) would
+    go nowhere, and its warnings would be printed bare, without uvicorn's level prefix."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    level = log_level.upper() if log_level.upper() in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG") else "INFO"
+    config.setdefault("loggers", {})["agentpack"] = {"handlers": ["default"], "level": level, "propagate": False}
+    return _demote_shutdown_cancels(config)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,9 +78,10 @@ def main(argv: list[str] | None = None) -> None:
         "timeout_graceful_shutdown": GRACE_SECONDS,
     }
     if args.platform is None:
-        uvicorn.run(app, **options)
+        uvicorn.run(app, log_config=log_config(args.log_level), **options)
         return
-    from agentpack.adapters.http_function import FunctionAdapter, log_config
+    from agentpack.adapters.http_function import FunctionAdapter
+    from agentpack.adapters.http_function import log_config as function_log_config
 
     server: uvicorn.Server
 
@@ -55,7 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         server.should_exit = True
 
     adapter = FunctionAdapter(app, request_shutdown, args.platform)
-    server = uvicorn.Server(uvicorn.Config(adapter, log_config=log_config(), **options))
+    server = uvicorn.Server(
+        uvicorn.Config(adapter, log_config=_demote_shutdown_cancels(function_log_config()), **options)
+    )
     server.run()
 
 

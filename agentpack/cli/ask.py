@@ -61,12 +61,15 @@ def serve_and_ask(app: Any, host: str, port: int, log_level: str, text: str, onc
     """Serve ``app`` on the main thread; a helper thread asks once the server is up."""
     import uvicorn
 
+    from agentpack.serve import log_config
+
     # No access log: its lines would cut through the streamed reply.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        log_config=log_config(log_level),
         access_log=False,
         timeout_graceful_shutdown=grace,  # type: ignore[arg-type,unused-ignore]  # uvicorn says int; a float works
     )

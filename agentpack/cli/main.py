@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from agentpack._version import __version__
@@ -79,6 +81,7 @@ def run(
     import uvicorn
 
     from agentpack.addresses import announce_serving
+    from agentpack.serve import log_config
 
     announce_serving(host, port)
     if reload:
@@ -95,7 +98,8 @@ def run(
         return
     if ask is None:
         # uvicorn annotates the grace as int; it is a timeout, and a float works
-        uvicorn.run(asgi_app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace)  # type: ignore[arg-type,unused-ignore]
+        options: dict[str, Any] = {"log_config": log_config(log_level), "timeout_graceful_shutdown": grace}
+        uvicorn.run(asgi_app, host=host, port=port, log_level=log_level, **options)
         return
     from agentpack.cli.ask import serve_and_ask
 

@@ -77,6 +77,58 @@ async def settle_task(task: asyncio.Task[Any] | None, already_stopped: bool, wha
     logger.warning("%s ignored cancellation for %.0fs; abandoning it", what, 2 * CLEANUP_GRACE)
 
 
+async def _wait_through_cancels(task: asyncio.Task[Any], seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``task`` to end, absorbing cancels of the caller (see
+    :func:`through_cancels`) without a task of its own, which the closing loop would cancel too."""
+    deadline = time.monotonic() + seconds
+    while not task.done() and time.monotonic() < deadline:
+        try:
+            await asyncio.wait({task}, timeout=deadline - time.monotonic())
+        except asyncio.CancelledError:
+            uncancel()
+    return task.done()
+
+
+def _stopped_cleanly(task: asyncio.Task[Any]) -> bool:
+    """A stopped producer's task ended without an error (cancelled counts: a stop cancels an
+    endpoint's stream); retrieves the outcome, always."""
+    return task.cancelled() or task.exception() is None
+
+
+async def through_cancels(work: Awaitable[Any], seconds: float) -> tuple[Any, bool]:
+    """Give ``work`` up to ``seconds`` to finish even if the caller is cancelled meanwhile;
+    ``(its result, or None when it did not finish in time, cancelled_meanwhile)``.
+
+    A server shutting down cancels a request once when its grace runs out and, if the request
+    is still ending its stream, again as its event loop closes (uvicorn does not wait for the
+    tasks it cancelled).  ``anyio``'s shield does not stop those native cancels, so the
+    bounded wait absorbs them here and the caller decides what a cancel meant.  An exception
+    raised by ``work`` is re-raised.
+    """
+    inner = asyncio.ensure_future(work)
+    deadline = time.monotonic() + seconds
+    cancelled = False
+    while not inner.done():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            inner.cancel()
+            inner.add_done_callback(_retrieve)
+            return None, cancelled
+        try:
+            await asyncio.wait({inner}, timeout=left)
+        except asyncio.CancelledError:
+            cancelled = True
+            uncancel()
+    if inner.cancelled():  # the closing loop cancels every task, this one's work too
+        return None, cancelled
+    return inner.result(), cancelled
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 async def _discard(event: Any) -> None:
     pass
 
@@ -203,6 +255,7 @@ class StreamResponse(Response):
         def ended_well(task: asyncio.Task[None]) -> bool:
             return task.done() and not task.cancelled() and task.exception() is None  # retrieves it, always
 
+        shutdown = False  # the server cancelled us (its graceful shutdown ran out of time)
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             task = producer.start(write)
@@ -212,31 +265,48 @@ class StreamResponse(Response):
                 await asyncio.wait({task, helpers[0]}, return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
                 # The server gives up on this request: end the producer with its last word
-                # while the connection is still open.
-                producer.stop(CANCELLED_BY_SERVER)
-                with anyio.CancelScope(shield=True):
-                    ended, _ = await wait_bounded(asyncio.wait({task}), 2 * CLEANUP_GRACE)
-                    if ended and connected and (task.cancelled() or task.exception() is None):
-                        try:
-                            whole, _ = await wait_bounded(end_body(), 1.0)
-                        except Exception:  # the connection broke: the cancel goes on
-                            whole = False
-                if not whole:
-                    raise
-                # The cancel has done its job — the run is over and the client has its terminal
-                # event and the end of the body — so the request ends normally: re-raising would
-                # only make the server log a traceback for every stream a shutdown ended.
+                # while the connection is still open, then end the body.  The cancel has done
+                # its job either way, so the request ends here without re-raising it: a
+                # CancelledError leaving the app is logged by the server as a crash with two
+                # tracebacks, for every stream a shutdown (an FC scale-in, Ctrl+C) ended.
+                shutdown = True
                 uncancel()
+                producer.stop(CANCELLED_BY_SERVER)
+                broken = False
+                with anyio.CancelScope(shield=True):  # anyio's scopes; native cancels are absorbed below
+                    if await _wait_through_cancels(task, 2 * CLEANUP_GRACE) and connected and _stopped_cleanly(task):
+                        try:
+                            await end_body()
+                            whole = True
+                        except asyncio.CancelledError:  # the event loop is closing: the client has what it has
+                            uncancel()
+                        except Exception:  # the connection broke under the end of the body
+                            broken = True
+                logger.info(
+                    "shutdown: an open stream was ended %s",
+                    "with its canceled event" if whole else "(its client had left or its run did not end in time)",
+                )
+                if broken:  # a transport failure, not a stream the shutdown ended: the cancel goes on
+                    raise
             finally:
                 for helper in helpers:
                     helper.cancel()
                 with anyio.CancelScope(shield=True):
-                    await producer.settle()  # cancels the producer if the client left first
-                    await asyncio.gather(*helpers, return_exceptions=True)
-            if connected and not whole and ended_well(task):
+                    try:
+                        await producer.settle()  # cancels the producer if the client left first
+                        await asyncio.gather(*helpers, return_exceptions=True)
+                    except asyncio.CancelledError:
+                        if not shutdown:
+                            raise
+                        uncancel()
+            if connected and not whole and not shutdown and ended_well(task):
                 await end_body()
         except OSError:  # the client vanished while we were writing
             connected = False
         finally:
             with anyio.CancelScope(shield=True):  # release the session even when cancelled
-                await producer.release()
+                _, cancelled = await through_cancels(producer.release(), 2 * CLEANUP_GRACE)
+                if cancelled:  # a closing loop may have cancelled the release too: once more (idempotent)
+                    await through_cancels(producer.release(), 2 * CLEANUP_GRACE)
+            if cancelled and not shutdown:
+                raise asyncio.CancelledError

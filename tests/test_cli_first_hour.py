@@ -1,0 +1,67 @@
+"""A new user's first hour with the command (issue 19, items 14, 16, 17, 18 and 20): what the
+command says when something goes wrong or takes long, checked on real processes where the
+process is the point (signals, a server that never answers) and through CliRunner otherwise."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import BackgroundStream, check_protocol, free_port, http, user_body, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOYED_APP = ROOT / "tests" / "projects" / "deployed" / "app.py"
+SHUTDOWN_LINE = "shutdown: an open stream was ended with its canceled event"
+
+
+def _serving(command: list[str], port: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "AGENTPACK_GRACEFUL_SHUTDOWN": "0.5"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def ready() -> bool:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            return http.get(f"http://127.0.0.1:{port}/readiness", timeout=1).status_code == 200
+        except Exception:
+            return False
+
+    wait_until(ready, 30, "the server never became ready", interval=0.05)
+    return process
+
+
+@pytest.mark.parametrize(
+    "how, sig",
+    [("run", signal.SIGINT), ("run", signal.SIGTERM), ("serve --platform fc", signal.SIGTERM)],
+)
+def test_a_shutdown_with_a_stream_open_logs_one_info_line_and_no_traceback(how: str, sig: signal.Signals) -> None:
+    """Item 14: Ctrl+C / SIGTERM (an FC scale-in) while a run streams, past the grace: the client
+    gets its canceled event, and the server logs one INFO line for it, not a crash with two
+    CancelledError tracebacks.  ``serve --platform fc`` is what an emulated or FC instance runs."""
+    port = free_port()
+    if how == "run":
+        command = [sys.executable, "-m", "agentpack", "run", str(DEPLOYED_APP), "--port", str(port),
+                   "--timeout-graceful-shutdown", "0.5"]  # fmt: skip
+    else:
+        command = [sys.executable, "-m", "agentpack.serve", "--app", str(DEPLOYED_APP), "--host", "127.0.0.1",
+                   "--port", str(port), "--platform", "fc"]  # fmt: skip
+    process = _serving(command, port)
+    try:
+        stream = BackgroundStream(f"http://127.0.0.1:{port}", user_body("count 600")).begin()
+        if how != "run":  # an FC instance is ended after /pre-stop; the grace is the platform's
+            assert http.get(f"http://127.0.0.1:{port}/pre-stop", timeout=30).status_code == 200
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    terminal = check_protocol(stream.result())
+    assert terminal["status"] == "canceled" and stream.error is None, "the stream was cut instead of ended"
+    assert "Traceback" not in stderr and "Exception in ASGI application" not in stderr, stderr
+    assert "ERROR" not in stderr, stderr
+    assert stderr.count(SHUTDOWN_LINE) == 1, stderr

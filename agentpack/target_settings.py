@@ -493,3 +493,48 @@ class LambdaSettings(TargetSettings):
                 "env sets AWS_LAMBDA_EXEC_WRAPPER, which agentpack sets itself when streaming = true; remove it from env"
             )
         return self
+
+
+class ModelStudioSettings(TargetSettings):
+    """``[targets.modelstudio]``: a Model Studio (Bailian) high-code agent in a workspace.
+
+    The deploy API (HighCodeDeploy) takes no environment variables, and agentpack never writes
+    them into the artifact, so ``env``, ``secrets`` and ``redis_url`` are refused at deploy time
+    with the fix: set them on the agent in the Model Studio console.
+    """
+
+    target: ClassVar[str] = "modelstudio"
+
+    workspace: Annotated[
+        str | None, _pattern(r"[A-Za-z0-9_-]{1,64}", "a workspace id such as \"llm-abc123\" (letters, digits, '_', '-')")
+    ] = Field(None, description="Model Studio workspace id (default: env MODELSTUDIO_WORKSPACE_ID)", examples=["llm-xxxx"])
+    region: _ALIYUN_REGION = Field(
+        None, description="region of the Model Studio API (default cn-beijing)", examples=["cn-beijing"]
+    )
+    endpoint: _ENDPOINT = Field(
+        None,
+        description="Model Studio API endpoint (default bailian.<region>.aliyuncs.com; env AGENTPACK_MODELSTUDIO_ENDPOINT or MODELSTUDIO_ENDPOINT)",
+        examples=["bailian.cn-beijing.aliyuncs.com"],
+    )
+    agent_name: Annotated[
+        str | None, _pattern(r"[^\x00-\x1f]{1,64}", "1-64 characters without control characters")
+    ] = Field(
+        None, description="agent name, the key deploys create or update by (default: the project name)", examples=["my-agent"]
+    )
+    description: Annotated[str | None, _pattern(r"[^\x00-\x08]{0,1000}", "at most 1000 characters")] = Field(
+        None, description="agent description shown in the console", examples=["Answers questions about orders"]
+    )
+    telemetry: bool = Field(
+        False, description="let the platform trace the agent (HighCodeDeploy telemetryEnabled)", examples=[False]
+    )
+    port: Literal[8080] = Field(
+        8080, description="the port the high-code runtime sends requests to (fixed: 8080)", examples=[8080]
+    )
+    invoke_url: Annotated[
+        str | None, _pattern(r"https?://[^\s]+", "an http(s):// URL template with {agent_id}, {workspace} or both")
+    ] = Field(
+        None,
+        description="where callers reach a deployed agent (env AGENTPACK_MODELSTUDIO_INVOKE_URL; "
+        "default https://dashscope.aliyuncs.com/api/v1/apps/{agent_id})",
+        examples=["https://dashscope.aliyuncs.com/api/v1/apps/{agent_id}"],
+    )

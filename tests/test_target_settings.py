@@ -13,7 +13,14 @@ import pytest
 from agentpack.builders.config import load_config, target_settings
 from agentpack.builders.errors import ProjectError
 from agentpack.builders.scaffold import scaffold, target_section
-from agentpack.target_settings import AgentRunSettings, FCSettings, LambdaSettings, LocalSettings, TargetSettings
+from agentpack.target_settings import (
+    AgentRunSettings,
+    FCSettings,
+    LambdaSettings,
+    LocalSettings,
+    ModelStudioSettings,
+    TargetSettings,
+)
 from agentpack.targets import TARGETS
 
 if sys.version_info >= (3, 11):
@@ -38,6 +45,7 @@ def error(tmp_path: Path, toml: str) -> str:
 def test_every_row_has_its_own_model_and_the_config_hands_it_out(tmp_path):
     assert {name: row.settings for name, row in TARGETS.items()} == {
         "local": LocalSettings, "fc": FCSettings, "agentrun": AgentRunSettings, "lambda": LambdaSettings,
+        "modelstudio": ModelStudioSettings,
     }  # fmt: skip
     config, _ = load_config(
         project(
@@ -149,12 +157,12 @@ def test_init_writes_the_chosen_targets_tables(tmp_path):
     assert "[targets.agentrun]" in text and "[targets.local]" in text and "[targets.fc]" not in text
     assert "# session_concurrency = 20" in text
     assert isinstance(config.targets["agentrun"], AgentRunSettings)
-    with pytest.raises(ProjectError, match="--target gcp: unknown target; choose from local, fc, agentrun or lambda"):
+    with pytest.raises(ProjectError, match="--target gcp: unknown target; choose from local, fc, agentrun, lambda or modelstudio"):
         scaffold(tmp_path / "other", targets=["gcp"])
 
 
 def test_default_ports_come_from_the_models():
-    assert {name: row.default_port for name, row in TARGETS.items()} == {"local": 8090, "fc": 9000, "agentrun": 9000, "lambda": None}
+    assert {name: row.default_port for name, row in TARGETS.items()} == {"local": 8090, "fc": 9000, "agentrun": 9000, "lambda": None, "modelstudio": 8080}
 
 
 def test_the_platform_environment_joins_env_secrets_and_redis():

@@ -53,6 +53,7 @@ _EXPORTS = {
     "FCDeployManager": "agentpack.deployers.managers",
     "AgentRunDeployManager": "agentpack.deployers.managers",
     "LambdaDeployManager": "agentpack.deployers.managers",
+    "ModelstudioDeployManager": "agentpack.deployers.managers",
     "AgentpackError": "agentpack.errors",
     "UserError": "agentpack.errors",
     "OperationFailed": "agentpack.errors",
@@ -90,7 +91,12 @@ if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
     from agentpack.deployers.errors import DeployConfigError, PlatformError
     from agentpack.deployers.local import DeployError, LocalDeployManager
-    from agentpack.deployers.managers import AgentRunDeployManager, FCDeployManager, LambdaDeployManager
+    from agentpack.deployers.managers import (
+        AgentRunDeployManager,
+        FCDeployManager,
+        LambdaDeployManager,
+        ModelstudioDeployManager,
+    )
     from agentpack.errors import AgentpackError, OperationFailed, UserError
     from agentpack.frameworks.agentscope import Msg
     from agentpack.frontends.a2a.adapter import A2AFastAPIDefaultAdapter

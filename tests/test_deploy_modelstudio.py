@@ -146,3 +146,34 @@ def test_no_workspace_names_what_to_set(modelstudio):
     env = {k: v for k, v in cli.env.items() if k != "MODELSTUDIO_WORKSPACE_ID"}
     refused(cli.run("deploy", "--target", "modelstudio", env=env), 2, "MODELSTUDIO_WORKSPACE_ID")
     assert standin.calls == []
+
+
+def test_the_manager_takes_upstreams_keywords_returns_the_deploy_id_and_stop_removes_the_agent(modelstudio, monkeypatch):
+    import asyncio
+    import importlib.util
+    from types import SimpleNamespace
+
+    from agentpack import ModelstudioDeployManager
+
+    standin, cli, project, _ = modelstudio
+    for key, value in cli.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MODELSTUDIO_WORKSPACE_ID")  # from upstream's modelstudio_config instead
+    spec = importlib.util.spec_from_file_location("modelstudio_deployed_app", project / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["modelstudio_deployed_app"] = module
+    spec.loader.exec_module(module)
+    try:
+        upstream_config = SimpleNamespace(workspace_id=standin.workspace, endpoint=None, access_key_id=None)
+        with pytest.warns(UserWarning, match="build_root"):
+            manager = ModelstudioDeployManager(modelstudio_config=upstream_config, build_root="/tmp/ignored")
+        result = asyncio.run(module.app.deploy(manager, agent_desc="from the manager", telemetry_enabled=True))
+        agent = standin.by_name("deployed")
+        assert result["deploy_id"] == "modelstudio:deployed" and result["success"] is True and agent is not None
+        assert result["url"] == standin.data_plane.format(agent_id=agent.code)
+        assert agent.description == "from the manager" and agent.telemetry is True
+        stopped = asyncio.run(manager.stop(result["deploy_id"]))
+        assert stopped["success"] is True and standin.agents == {}, "stop really removes the agent"
+        assert asyncio.run(manager.stop(result["deploy_id"]))["success"] is False
+    finally:
+        del sys.modules["modelstudio_deployed_app"]

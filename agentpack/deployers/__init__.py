@@ -27,6 +27,7 @@ _EXPORTS = {
     "FCDeployManager": "agentpack.deployers.managers",
     "AgentRunDeployManager": "agentpack.deployers.managers",
     "LambdaDeployManager": "agentpack.deployers.managers",
+    "ModelstudioDeployManager": "agentpack.deployers.managers",
     "LocalProcessDeployManager": "agentpack.deployers.managers",
     "DeployOptions": "agentpack.deployers.request",
     "DeployConfigError": "agentpack.deployers.errors",

@@ -200,3 +200,57 @@ class LocalProcessDeployManager(ArtifactDeployManager):
     ``LocalDeployManager`` serves an app object in a thread instead."""
 
     target = "local"
+
+
+class ModelstudioDeployManager(ArtifactDeployManager):
+    """Deploys to a Model Studio (Bailian) high-code agent (``[targets.modelstudio]``).
+
+    Takes AgentScope Runtime's constructor keywords: ``modelstudio_config`` (its ``workspace_id``
+    and ``endpoint`` become the settings ``workspace`` and ``endpoint``; its keys are not used —
+    credentials come from the standard places), and ``oss_config``, ``build_root`` and
+    ``state_manager``, which mean nothing here (the upload goes through the workspace's temporary
+    storage lease, the build is the project's, the state is ``.agentpack/deployments.json``).
+    ``deploy(agent_desc=..., telemetry_enabled=...)`` set ``description`` and ``telemetry``.
+    """
+
+    target = "modelstudio"
+
+    def __init__(
+        self,
+        project_dir: str | Path | None = None,
+        *,
+        oss_config: Any = None,
+        modelstudio_config: Any = None,
+        build_root: Any = None,
+        state_manager: Any = None,
+        **settings: Any,
+    ) -> None:
+        for keyword, value in (
+            ("oss_config", oss_config),
+            ("build_root", build_root),
+            ("state_manager", state_manager),
+        ):
+            if value is not None:
+                warnings.warn(
+                    f"ModelstudioDeployManager({keyword}=...) has no effect: the artifact goes through the workspace's "
+                    "temporary storage lease, is built from the project, and its record is .agentpack/deployments.json",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        if modelstudio_config is not None:
+            for upstream, ours in (("workspace_id", "workspace"), ("endpoint", "endpoint")):
+                value = getattr(modelstudio_config, upstream, None) or (
+                    modelstudio_config.get(upstream) if isinstance(modelstudio_config, dict) else None
+                )
+                if value and ours not in settings:
+                    settings[ours] = value
+        super().__init__(project_dir, **settings)
+
+    async def deploy(self, app: Any = None, **kwargs: Any) -> dict[str, Any]:
+        overrides = dict(self.options.settings_overrides)
+        if kwargs.get("agent_desc") is not None:
+            overrides["description"] = kwargs.pop("agent_desc")
+        if kwargs.get("telemetry_enabled") is not None:
+            overrides["telemetry"] = bool(kwargs.pop("telemetry_enabled"))
+        self.options = dataclasses.replace(self.options, settings_overrides=overrides)
+        return await super().deploy(app, **kwargs)

@@ -461,7 +461,10 @@ class LambdaSettings(TargetSettings):
     )
     arch: str | None = Field(None, description="x86_64 or arm64", examples=["arm64"])
     streaming: bool = Field(
-        False, description="stream responses (function URL in RESPONSE_STREAM mode, exec wrapper)", examples=[True]
+        True,
+        description="stream responses as the agent makes them (function URL in RESPONSE_STREAM mode); "
+        "false: whole answers, for API Gateway",
+        examples=[False],
     )
     role: Annotated[
         str | None,
@@ -490,7 +493,8 @@ class LambdaSettings(TargetSettings):
     def _wrapper_is_ours(self) -> LambdaSettings:
         if self.streaming and "AWS_LAMBDA_EXEC_WRAPPER" in self.env:
             raise ValueError(
-                "env sets AWS_LAMBDA_EXEC_WRAPPER, which agentpack sets itself when streaming = true; remove it from env"
+                "env sets AWS_LAMBDA_EXEC_WRAPPER, which agentpack sets itself when streaming = true (the default); "
+                "remove it from env, or set streaming = false"
             )
         return self
 

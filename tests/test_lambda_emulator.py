@@ -121,7 +121,7 @@ def project(tmp: Path, app_text: str, streaming: bool) -> Path:
     directory.mkdir(parents=True)
     (directory / "app.py").write_text(app_text)
     (directory / "requirements.txt").write_text("agentpack\n")
-    settings = "streaming = true\n" if streaming else ""
+    settings = "" if streaming else "streaming = false\n"  # streaming is the default
     (directory / "agentpack.toml").write_text(f'app = "app.py:app"\nname = "probe"\npython = "{PYTHON}"\n\n[targets.lambda]\n{settings}')
     return directory
 
@@ -137,9 +137,9 @@ def artifacts(tmp_path_factory) -> Callable[[str, bool], Path]:
             if app == "quickstart":
                 source = tmp / "project"
                 shutil.copytree(ROOT / "examples" / "quickstart", source, ignore=shutil.ignore_patterns("dist", "__pycache__"))
-                if streaming:
+                if not streaming:  # the example streams by default
                     config = source / "agentpack.toml"
-                    config.write_text(config.read_text().replace("[targets.lambda]\n", "[targets.lambda]\nstreaming = true\n"))
+                    config.write_text(config.read_text().replace("[targets.lambda]\n", "[targets.lambda]\nstreaming = false\n"))
             else:
                 source = project(tmp, PROBE_APP, streaming)
             result = build(source, "lambda")

@@ -139,3 +139,45 @@ def test_variables_lambda_does_not_report_are_judged_by_the_digest_agentpack_wro
     assert same(desired, comparable({**hidden, "Description": desired["Description"]}, desired), frozenset({"Variables"}))
     assert not same(desired, comparable({**hidden, "Description": "deployed by agentpack (config 2)"}, desired), frozenset({"Variables"}))
     assert not same(desired, comparable({"MemorySize": 1024, "Description": desired["Description"]}, desired), frozenset({"Variables"}))
+
+
+# -- item 13: Lambda streams by default -----------------------------------------------------------------------------
+def test_streaming_is_the_default_and_buffered_the_opt_out(plane, tmp_path):
+    from agentpack.target_settings import LambdaSettings
+
+    assert LambdaSettings().streaming is True and LambdaSettings(streaming=False).streaming is False
+    deploy = Deploys(plane, tmp_path)
+    streamed = deploy()  # nothing said about streaming
+    assert streamed.deployment.resource["invoke_mode"] == "RESPONSE_STREAM"
+    lam = plane.client()
+    assert lam.get_function_url_config(FunctionName="fn", Qualifier="live")["InvokeMode"] == "RESPONSE_STREAM"
+    variables = lam.get_function(FunctionName="fn")["Configuration"]["Environment"]["Variables"]
+    assert variables == {"AWS_LAMBDA_EXEC_WRAPPER": "/var/task/agentpack-lambda-stream"}
+    # the opt-out, for API Gateway: the buffered handler and a BUFFERED URL
+    buffered = deploy(streaming=False)
+    assert buffered.action == "configured" and buffered.deployment.resource["invoke_mode"] == "BUFFERED"
+    assert lam.get_function_url_config(FunctionName="fn", Qualifier="live")["InvokeMode"] == "BUFFERED"
+
+
+def test_init_writes_the_opt_out_and_a_new_project_streams(tmp_path):
+    from agentpack.builders.config import project_settings
+    from agentpack.builders.scaffold import scaffold
+
+    scaffold(tmp_path / "agent", targets=["lambda"])
+    text = (tmp_path / "agent" / "agentpack.toml").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("# streaming = "))
+    assert line.startswith("# streaming = false") and "API Gateway" in line, line
+    assert project_settings(tmp_path / "agent", "lambda").streaming is True
+
+
+def test_the_emulator_runs_an_artifact_as_it_was_built_whatever_the_default(tmp_path):
+    """``emulate app.zip`` of a buffered build must not look for the wrapper the default would add."""
+    from agentpack.targets import LAMBDA_STREAM_WRAPPER, TARGETS
+
+    row = TARGETS["lambda"]
+    profile = row.load("emulator")(row)
+    buffered = profile.emulator(tmp_path, "python3", row.parse_settings(), {}, log=lambda line: None)
+    assert buffered.streaming is False and buffered.invoke_mode == "BUFFERED"
+    (tmp_path / LAMBDA_STREAM_WRAPPER).write_text("#!/bin/sh\n")
+    streamed = profile.emulator(tmp_path, "python3", row.parse_settings({"streaming": False}), {}, log=lambda line: None)
+    assert streamed.streaming is True and streamed.invoke_mode == "RESPONSE_STREAM"

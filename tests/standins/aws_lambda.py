@@ -13,6 +13,8 @@ makes.  In front of it a WSGI layer records every request — method, path, quer
   (:meth:`LambdaControlPlane.public_url_refusal`).
 * **Statement ids are unique** [api-addpermission]: a second AddPermission with a statement id the
   policy already holds is ``ResourceConflictException`` (409); moto would append a duplicate.
+* **UpdateFunctionUrlConfig changes ``InvokeMode``** [api-urlconfig]; moto's update keeps the old
+  mode, so the stand-in applies it to moto's function after a successful update.
 * moto already leaves ``Environment`` out of GetFunction when the function has no variables, as
   Lambda does.
 """
@@ -157,6 +159,13 @@ class LambdaControlPlane:
             self.policies.setdefault(self._key(request), {})[request.body["StatementId"]] = request.body
         elif request.method == "DELETE" and len(parts) > 5 and parts[-2] == "policy":
             self.policies.get(self._key(request), {}).pop(unquote(parts[-1]), None)
+        elif request.method == "PUT" and parts[-1] == "url" and isinstance(request.body, dict) and "InvokeMode" in request.body:
+            # UpdateFunctionUrlConfig takes InvokeMode [api-urlconfig]; moto's update keeps the old one
+            from moto.awslambda.models import lambda_backends
+            from moto.core import DEFAULT_ACCOUNT_ID
+
+            function = lambda_backends[DEFAULT_ACCOUNT_ID][REGION].get_function(request.function)
+            function.url_config.config["InvokeMode"] = request.body["InvokeMode"]
         elif request.method == "DELETE" and len(parts) == 4 and parts[2] == "functions":
             for key in [k for k in self.policies if k[0] == request.function]:
                 del self.policies[key]

@@ -1,11 +1,13 @@
 """``agentpack deploy --target lambda``: an AWS Lambda function on the managed Python runtime.
 
 The function is created or updated by name with boto3: runtime ``python<version>``, the
-artifact's architecture, handler ``agentpack_lambda.handler`` (buffered), or — with
-``streaming = true`` — the exec wrapper ``AWS_LAMBDA_EXEC_WRAPPER=/var/task/agentpack-lambda-stream``
-that runs agentpack's streaming loop.  Code is uploaded only when Lambda's ``CodeSha256``
-differs from the artifact's; each update is awaited (``LastUpdateStatus``) before the next
-call, a version is published and the alias ``live`` moved to it.  The function URL belongs to
+artifact's architecture, handler ``agentpack_lambda.handler``; with ``streaming = true`` (the
+default: an agent's answer streams) the exec wrapper
+``AWS_LAMBDA_EXEC_WRAPPER=/var/task/agentpack-lambda-stream`` runs agentpack's streaming loop in
+place of the runtime's client, and ``streaming = false`` keeps the buffered handler (API
+Gateway).  Code is uploaded only when Lambda's ``CodeSha256`` differs from the artifact's; each
+update is awaited (``LastUpdateStatus``) before the next call, a version is published and the
+alias ``live`` moved to it.  The function URL belongs to
 the alias, ``InvokeMode=RESPONSE_STREAM`` when streaming, ``AuthType=AWS_IAM`` unless
 ``allow_anonymous`` (then the resource policy lets anyone call the URL: since October 2025 that
 takes both ``lambda:InvokeFunctionUrl`` and ``lambda:InvokeFunction`` with

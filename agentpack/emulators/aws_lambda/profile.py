@@ -13,8 +13,10 @@ from agentpack.targets import LAMBDA_STREAM_WRAPPER
 
 
 class LambdaProfile(EmulatorProfile):
-    """AWS Lambda's managed Python runtime behind a function URL; streaming when the settings ask
-    for it or the artifact carries the exec wrapper."""
+    """AWS Lambda's managed Python runtime behind a function URL; streaming when the artifact
+    carries the exec wrapper, which the build adds when ``streaming`` is true (the default).  The
+    artifact decides, not the settings: ``emulate app.zip`` of a buffered build (``streaming =
+    false``) runs it buffered, as the deployed function would."""
 
     def emulator(
         self, code_dir: Path, python: str, settings: Any, env: dict[str, str], *, port: int = 0, instances: int = 1,
@@ -24,7 +26,7 @@ class LambdaProfile(EmulatorProfile):
             code_dir,
             python,
             env,
-            streaming=bool(settings.streaming) or (Path(code_dir) / LAMBDA_STREAM_WRAPPER).exists(),
+            streaming=(Path(code_dir) / LAMBDA_STREAM_WRAPPER).exists(),
             timeout=timeout or float(configured(settings, "timeout", stand_in=lambda_emulator.PLATFORM_TIMEOUT)),
             instances=instances,
             port=port,

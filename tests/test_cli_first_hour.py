@@ -5,12 +5,16 @@ process is the point (signals, a server that never answers) and through CliRunne
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from agentpack.cli.main import app
 
 from tests.support import BackgroundStream, check_protocol, free_port, http, user_body, wait_until
 
@@ -65,3 +69,22 @@ def test_a_shutdown_with_a_stream_open_logs_one_info_line_and_no_traceback(how: 
     assert "Traceback" not in stderr and "Exception in ASGI application" not in stderr, stderr
     assert "ERROR" not in stderr, stderr
     assert stderr.count(SHUTDOWN_LINE) == 1, stderr
+
+
+# -- item 17: a version that does not exist -----------------------------------------------------------
+def test_a_version_that_does_not_exist_is_named_with_the_versions_that_do(tmp_path: Path) -> None:
+    """``tinypkg==99.0`` (as ``requests==99.0``): not "no wheel fits cp312-manylinux…" with advice to
+    pin a version with a wheel, but that no such version exists and which do (from the index the
+    requirement files name: a local --find-links folder here, so the test needs no network)."""
+    from tests.test_build_dependencies import make_wheel
+
+    project = tmp_path / "quickstart"
+    shutil.copytree(ROOT / "examples" / "quickstart", project, ignore=shutil.ignore_patterns("dist", "__pycache__"))
+    for version in ("1.0", "1.1"):
+        make_wheel(project / "wheels", "tinypkg", version)
+    (project / "requirements.txt").write_text("--find-links ./wheels\ntinypkg==99.0\n")
+    done = CliRunner().invoke(app, ["build", str(project), "--target", "fc"])
+    assert done.exit_code == 2, done.output
+    assert "no version of tinypkg matches ==99.0" in done.output, done.output
+    assert "versions that exist: 1.1, 1.0" in done.output, done.output
+    assert "no wheel" not in done.output and "Traceback" not in done.output

@@ -218,7 +218,7 @@ def _pip_install(
             raise BuildError(f"pip could not install the requirements: {pip_error(result.stderr)}")
         missing = re.findall(r"No matching distribution found for ([^\s]+)", result.stderr)
         if not missing or not _build_pure_wheel(pip, missing[0], options, wheels):
-            raise _no_wheel(result.stderr, plat, options)
+            raise _no_wheel(result.stderr, plat, options, pip.python)
         _empty(target_dir)
     raise BuildError(f"more than {_MAX_BUILT_WHEELS} packages need wheels built from source; pin ones that ship wheels")
 
@@ -274,11 +274,15 @@ def _name(spec: str) -> str:
         return re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0]
 
 
-def _no_wheel(stderr: str, plat: Platform, options: PipOptions) -> Exception:
+def _no_wheel(stderr: str, plat: Platform, options: PipOptions, python: str = sys.executable) -> Exception:
     """Turn pip's "no matching distribution" into a table of what exists and what to do."""
     missing = re.findall(r"No matching distribution found for ([^\s]+)", stderr)
     on_pypi = options.index_url is None and not options.no_index
     rows = []
+    for spec in missing:
+        absent = _absent_version(spec, options, python)
+        if absent is not None:
+            return absent
     for spec in missing or ["?"]:
         name = _name(spec)
         version, tags = _published_tags(name) if on_pypi else (None, [])
@@ -303,6 +307,39 @@ def _no_wheel(stderr: str, plat: Platform, options: PipOptions) -> Exception:
         else f" (looked in: {', '.join(redact(u) for u in [options.index_url or 'no index', *options.extra_index_urls, *options.find_links])})"
     )
     return BuildError(f"no wheel of {names} fits {plat.describe()}{where}", rows)
+
+
+#: How many of the newest versions a "no such version" message lists.
+_VERSIONS_SHOWN = 8
+
+
+def _absent_version(spec: str, options: PipOptions, python: str) -> ProjectError | None:
+    """A ProjectError naming the versions that exist when no published version of ``spec``'s
+    package satisfies it (``requests==99.0``) -- a typo in the requirement, not a missing wheel.
+
+    The index is asked through pip itself (``pip index versions`` with the requirement files'
+    index options), so a private index, ``--find-links`` and ``--no-index`` answer as they do
+    for the install; None when the index cannot say or some version fits (then it is the wheel)."""
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement:
+        return None
+    if not requirement.specifier:
+        return None
+    result = run_pip(python, ["index", "versions", requirement.name, "--pre", *options.args()])
+    found = re.search(r"^Available versions: (.+)$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or found is None:
+        return None
+    versions = [v.strip() for v in found.group(1).split(",") if v.strip()]
+    if any(requirement.specifier.contains(v, prereleases=True) for v in versions):
+        return None
+    shown = ", ".join(versions[:_VERSIONS_SHOWN]) + (
+        f" (and {len(versions) - _VERSIONS_SHOWN} older)" if len(versions) > _VERSIONS_SHOWN else ""
+    )
+    return ProjectError(
+        f"requirements: no version of {requirement.name} matches {requirement.specifier} on the index; "
+        f"versions that exist: {shown}; fix the version"
+    )
 
 
 def _published_tags(name: str) -> tuple[str | None, list[str]]:

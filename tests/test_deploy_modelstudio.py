@@ -131,6 +131,22 @@ def test_a_publish_that_never_ends_times_out_at_the_deadline(modelstudio):
     standin, cli, _, _ = modelstudio
     standin.publish_after_polls = 10_000
     refused(cli.run("deploy", "--target", "modelstudio", "--wait", "2"), 1, "Timeout", "not published after 2 s")
+    # the agent was created, so it is recorded: status sees it, and the next deploy updates it (agentId sent), no second agent
+    created = next(iter(standin.agents.values()))
+    status = cli.json("status", "deployed")["platform"]
+    assert status["exists"] is True and status["agent_id"] == created.code and status["state"].startswith("not published")
+    standin.publish_after_polls = 0
+    assert cli.json("deploy", "--target", "modelstudio")["action"] == "updated"
+    assert len(standin.agents) == 1 and standin.calls_of("HighCodeDeploy")[-1].json["agentId"] == created.code
+
+
+def test_throttling_is_retried_and_a_workspace_without_access_shows_the_platforms_error(modelstudio):
+    standin, cli, _, _ = modelstudio
+    standin.throttle_next("ApplyTempStorageLease", times=2)
+    assert cli.json("deploy", "--target", "modelstudio")["action"] == "created"
+    assert [c.status for c in standin.calls_of("ApplyTempStorageLease")] == [429, 429, 200]
+    env = {**cli.env, "MODELSTUDIO_WORKSPACE_ID": "llm-not-mine"}
+    refused(cli.run("deploy", "--target", "modelstudio", "--name", "other", env=env), 1, "Workspace.AccessDenied", "llm-not-mine")
 
 
 def test_secrets_and_env_are_refused_with_the_fix_before_any_call(modelstudio):
@@ -177,3 +193,23 @@ def test_the_manager_takes_upstreams_keywords_returns_the_deploy_id_and_stop_rem
         assert asyncio.run(manager.stop(result["deploy_id"]))["success"] is False
     finally:
         del sys.modules["modelstudio_deployed_app"]
+
+
+def test_emulate_runs_the_wheel_as_the_platform_starts_it(tmp_path):
+    """``agentpack emulate --target modelstudio``: deploy_starter/main.py with the target's Python, on $PORT."""
+    project = copy_project(tmp_path)
+    cli = CLI(project, cli_env(DEPLOYED_SECRET=SECRET))
+    built = cli.json("build", "--target", "modelstudio")
+    done = cli.run("emulate", built["artifact"], "--target", "modelstudio", "--ask", "count 3", "--once")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 " in done.stdout
+
+
+def test_destroy_removes_an_agent_whose_first_publish_timed_out(modelstudio):
+    standin, cli, project, _ = modelstudio
+    standin.publish_after_polls = 10_000
+    refused(cli.run("deploy", "--target", "modelstudio", "--wait", "1"), 1, "Timeout")
+    assert len(standin.agents) == 1
+    cli.json("destroy", "deployed", "--yes")
+    assert standin.agents == {} and "DeleteAgent" in standin.actions()
+    assert "modelstudio/deployed" not in (project / ".agentpack" / "deployments.json").read_text()

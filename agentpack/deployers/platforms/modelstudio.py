@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from agentpack.deployers.errors import DeployConfigError, NotOffered, require_modules
+from agentpack.deployers.errors import DeployConfigError, NotOffered, PlatformError, require_modules
 from agentpack.deployers.pipeline import Deployer, Plan
 from agentpack.deployers.request import Progress, no_progress
-from agentpack.deployers.state import Deployment
+from agentpack.deployers.state import Deployment, DeploymentStore
 from agentpack.targets import MODELSTUDIO_WHEEL
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ INVOKE_URL_ENV = "AGENTPACK_MODELSTUDIO_INVOKE_URL"
 DEFAULT_INVOKE_URL = "https://dashscope.aliyuncs.com/api/v1/apps/{agent_id}"
 API_KEY_ENV = "DASHSCOPE_API_KEY"
 CONSOLE_URL = "https://bailian.console.aliyun.com/?tab=app#/app-center"
+#: The record of an agent a first deploy created but did not see published
+UNFINISHED = "creating"
 
 
 class BearerAuth(httpx.Auth):
@@ -101,7 +103,9 @@ class ModelStudioDeployer(Deployer):
         if agent_id and self.api.get_agent(str(agent_id)) is not None:
             return str(agent_id)
         found = self.api.find_agent_by_name(deployment.name)
-        return str(found["code"]) if found else None
+        if found:
+            return str(found["code"])
+        return str(agent_id) if agent_id and deployment.status == UNFINISHED else None
 
     # -- the pipeline's hooks -----------------------------------------------------------------------
     def check(self, plan: Plan) -> None:
@@ -122,14 +126,23 @@ class ModelStudioDeployer(Deployer):
         return desired
 
     def find(self, plan: Plan) -> dict[str, Any] | None:
-        """By name in ListPublishedAgent, whose items carry the description (GetPublishedAgent's do not)."""
+        """By name in ListPublishedAgent, whose items carry the description (GetPublishedAgent's do
+        not); an agent a first deploy created but never saw published is found by its recorded id."""
         current = self.api.find_agent_by_name(plan.request.name)
+        previous, known_id = plan.previous, plan.known.get("agent_id")
+        if current is None and previous is not None and previous.status == UNFINISHED and known_id:
+            plan.facts["unfinished"] = True
+            current = {"code": str(known_id), "name": plan.request.name}
         plan.facts["agent_id"] = str(current["code"]) if current is not None else None
         return current
 
     def code_differs(self, plan: Plan) -> bool:
         known = plan.known
-        return known.get("agent_id") != plan.facts["agent_id"] or known.get("uploaded_sha256") != plan.request.sha256
+        return (
+            bool(plan.facts.get("unfinished"))
+            or known.get("agent_id") != plan.facts["agent_id"]
+            or known.get("uploaded_sha256") != plan.request.sha256
+        )
 
     def serving_url(self, plan: Plan) -> str | None:
         agent_id = plan.facts.get("agent_id")
@@ -159,7 +172,23 @@ class ModelStudioDeployer(Deployer):
     def wait(self, plan: Plan) -> None:
         seconds = plan.request.wait_seconds
         self.progress("wait", f"waiting for agent {plan.request.name} to be published (up to {seconds:g} s)")
-        self.api.wait_published(plan.facts["agent_id"], timeout=seconds)
+        try:
+            self.api.wait_published(plan.facts["agent_id"], timeout=seconds)
+        except PlatformError:
+            if plan.previous is None:
+                self._record_unfinished(plan)
+            raise
+
+    def _record_unfinished(self, plan: Plan) -> None:
+        """HighCodeDeploy created the agent but the deploy did not see it published: record it (no
+        URL, status "creating"), so ``status`` and ``destroy`` find it and the next deploy updates
+        it instead of making a second agent of the same name."""
+        request = plan.request
+        deployment = Deployment(target=self.target, name=request.name, region=self.region, status=UNFINISHED)
+        deployment.auth = self.auth(request)
+        deployment.python, deployment.arch = request.python, request.arch
+        deployment.resource = {"agent_id": plan.facts["agent_id"], "workspace": self.api.ws()}
+        DeploymentStore(self.project).put(deployment)
 
     def publish(self, plan: Plan) -> str:
         """Model Studio keeps no versions: the version is the artifact's sha256, shortened."""
@@ -182,13 +211,15 @@ class ModelStudioDeployer(Deployer):
         agent_id = self._agent_id(deployment)
         if agent_id is None:
             return {"exists": False, "detail": f"agent {deployment.name} does not exist in Model Studio"}
-        agent = self.api.get_agent(agent_id) or {}
+        agent = self.api.get_agent(agent_id)
         return {
             "exists": True,
-            "state": "published",
+            "state": "published"
+            if agent is not None
+            else "not published (the deploy that created it did not see it published)",
             "agent_id": agent_id,
             "workspace": self.api.ws(),
-            "name": agent.get("name"),
+            "name": (agent or {}).get("name"),
             "url": self.invoke_url(agent_id),
             "version": deployment.version,
         }

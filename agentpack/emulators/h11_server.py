@@ -24,13 +24,34 @@ class BodyTooLarge(Exception):
     """A request body went over the limit its reader set."""
 
 
+class BodyTimeout(Exception):
+    """A request body stalled longer than the server's ``body_timeout`` between two reads."""
+
+
+#: Seconds a request's head may take once its first byte arrived (a half-sent head is answered 408).
+HEADER_TIMEOUT = 30.0
+
+
+def _raw_answer(writer: asyncio.StreamWriter, status: int, reason: str, text: str) -> None:
+    """An answer written past h11 (which sends none before a whole request head), then the close."""
+    body = text.encode()
+    head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    writer.write(head.encode() + body)
+
+
 class Exchange:
     """One request on a connection and the means to answer it."""
 
     def __init__(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: h11.Request
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        body_timeout: float | None = None,
     ) -> None:
         self._conn = conn
+        self._body_timeout = body_timeout
         self._reader = reader
         self._writer = writer
         self.method = request.method.decode()
@@ -52,7 +73,13 @@ class Exchange:
                 return event
             if self._conn.they_are_waiting_for_100_continue:
                 self._writer.write(self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-            self._conn.receive_data(await self._reader.read(65536))
+            if self._body_timeout is None:
+                self._conn.receive_data(await self._reader.read(65536))
+                continue
+            try:
+                self._conn.receive_data(await asyncio.wait_for(self._reader.read(65536), self._body_timeout))
+            except asyncio.TimeoutError:
+                raise BodyTimeout(self._body_timeout) from None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The request body piece by piece, as it arrives; trailers land in :attr:`trailers`."""
@@ -110,12 +137,28 @@ class Exchange:
 
 
 class H11Server:
-    """Serves ``handler`` on ``host:port`` (port 0: any free port, see :attr:`port`)."""
+    """Serves ``handler`` on ``host:port`` (port 0: any free port, see :attr:`port`).
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
+    A malformed request head is answered 400 and one not finished within ``header_timeout``
+    seconds of its first byte 408, then the connection is closed; ``body_timeout`` (None: no
+    limit, as the Runtime API needs for streamed responses) bounds each wait for body bytes,
+    and a handler that reads the body gets :class:`BodyTimeout` past it.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float | None = None,
+    ) -> None:
         self.handler = handler
         self.host = host
         self.port = port
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[Any]] = set()
 
@@ -138,12 +181,22 @@ class H11Server:
         assert task is not None
         self._connections.add(task)
         conn = h11.Connection(h11.SERVER)
+        exchange: Exchange | None = None
         try:
             while True:
-                event = await self._next_request(conn, reader)
+                exchange = None
+                event = await self._next_request(conn, reader, self.header_timeout)
+                if event is None:
+                    _raw_answer(
+                        writer,
+                        408,
+                        "Request Timeout",
+                        f"the request head did not arrive within {self.header_timeout:g} s\n",
+                    )
+                    return
                 if not isinstance(event, h11.Request):
                     return
-                exchange = Exchange(conn, reader, writer, event)
+                exchange = Exchange(conn, reader, writer, event, self.body_timeout)
                 await self.handler(exchange)
                 if not exchange.ended and not exchange.started:
                     await exchange.respond(500, b"the handler sent no response")
@@ -155,7 +208,11 @@ class H11Server:
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return  # unread body or a close: no keep-alive
                 conn.start_next_cycle()
-        except (ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
+        except h11.RemoteProtocolError as exc:  # a malformed request: 400, as any HTTP server answers
+            if exchange is None or not exchange.started:
+                _raw_answer(writer, 400, "Bad Request", f"malformed HTTP request: {exc}\n")
+            logger.debug("malformed request: %s", exc)
+        except (ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError, BodyTimeout) as exc:
             logger.debug("connection ended: %s", exc)
         except asyncio.CancelledError:
             pass
@@ -166,11 +223,21 @@ class H11Server:
             writer.close()
 
     @staticmethod
-    async def _next_request(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
+    async def _next_request(conn: h11.Connection, reader: asyncio.StreamReader, timeout: float) -> object:
+        """The next request head; None when its first bytes came but the rest not within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if conn.trailing_data[0] else None
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                data = await reader.read(65536)
+                if deadline is None:  # an idle keep-alive connection waits for a first byte
+                    data = await reader.read(65536)
+                    deadline = loop.time() + timeout
+                else:
+                    try:
+                        data = await asyncio.wait_for(reader.read(65536), max(0.0, deadline - loop.time()))
+                    except asyncio.TimeoutError:
+                        return None
                 conn.receive_data(data)
                 continue
             return event

@@ -10,14 +10,35 @@ process outlives the command, its output goes to ``.agentpack/local/<name>/serve
 ``stop`` / ``destroy`` / a redeploy end it (SIGTERM to its process group — the app's graceful
 shutdown ends open streams with their terminal event — then SIGKILL).  A version is an
 unpacked artifact; the last few stay on disk so ``rollback`` restarts the previous one.
+
+Under faults the state file and the processes agree:
+
+- the server runs under :data:`agentpack.processes.WATCHDOG`, the leader of its process group
+  (its pid is the one recorded): when the server crashes, is stopped or is killed, the watchdog
+  writes how it ended to ``server.log`` and ends the group, so nothing the server started
+  outlives it; a group whose leader died anyway is ended by the next stop, redeploy or destroy;
+- a redeploy whose new version does not start (or is interrupted with Ctrl+C) starts the old
+  version again with the *old* variables and records its new pid at once; a first deploy that
+  fails leaves no record and no files;
+- starts on one port are serialised machine-wide (:func:`agentpack.processes.port_lock`), so of
+  two deploys under different names on one port one wins and the other says which deployment
+  holds the port;
+- the state is written as soon as a new process is ready, before anything else can interrupt.
+
+The values of the deployment's variables are never in ``deployments.json``; the local target
+keeps them in ``.agentpack/local/<name>/environment.json`` (mode 0600, this machine's business
+like the process itself), which is what a restart, a rollback and a failed redeploy start the
+old version with — on any system, where reading a process's environment needs Linux's /proc.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +48,19 @@ from agentpack.builders.artifact import remove_unpacked as remove_tree
 from agentpack.deployers.errors import DeployConfigError, PlatformError
 from agentpack.deployers.pipeline import Deployer, Plan
 from agentpack.deployers.request import DeployRequest
-from agentpack.deployers.state import STATE_DIR, Deployment, now
-from agentpack.processes import child_env, end_process_group, process_environ, process_start
+from agentpack.deployers.state import STATE_DIR, Deployment, DeploymentStore, now
+from agentpack.processes import (
+    WATCHDOG,
+    child_env,
+    end_leftover_group,
+    end_process_group,
+    listening_sockets,
+    port_lock,
+    process_environ,
+    process_group,
+    process_start,
+    signal_group,
+)
 
 if TYPE_CHECKING:
     from agentpack.target_settings import LocalSettings
@@ -73,11 +105,56 @@ class LocalProcessDeployer(Deployer):
         return process_start(int(pid)) == deployment.resource.get("started")
 
     def _stop_process(self, deployment: Deployment) -> bool:
-        """End the deployment's process (group); False if it was not running."""
-        if not self.running(deployment):
+        """End the deployment's process group; False if its leader was not running (whatever the
+        group left behind — a crashed server's children — is killed all the same)."""
+        pid = deployment.resource.get("pid")
+        if not pid:
             return False
-        pid = int(deployment.resource["pid"])
+        pid = int(pid)
+        if not self.running(deployment):
+            end_leftover_group(pid, deployment.resource.get("started"))
+            return False
         return end_process_group(pid, lambda: process_start(pid) is not None, grace=STOP_GRACE, poll=0.05)
+
+    # -- the deployment's variables (see the module doc) -----------------------------------------------
+    def _environment_file(self, name: str) -> Path:
+        return self.root(name) / "environment.json"
+
+    def _save_environment(self, name: str, variables: dict[str, str]) -> None:
+        path = self._environment_file(name)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".environment.", suffix=".tmp")
+        try:
+            os.fchmod(handle, 0o600)
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(variables, out)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    def _environment(self, deployment: Deployment) -> dict[str, str] | None:
+        """The variables the deployment's process was started with; None when unknown."""
+        try:
+            saved = json.loads(self._environment_file(deployment.name).read_text(encoding="utf-8"))
+            if isinstance(saved, dict) and sorted(saved) == sorted(deployment.env_keys):
+                return {str(k): str(v) for k, v in saved.items()}
+        except (OSError, ValueError):
+            pass
+        live = process_environ(int(deployment.resource["pid"])) if self.running(deployment) else {}
+        if all(key in live for key in deployment.env_keys):
+            return {key: live[key] for key in deployment.env_keys}
+        return None
+
+    def _holder(self, port: int, besides: str) -> str:
+        """Which local deployment of this project serves on ``port`` (for the error), if any."""
+        try:
+            others = [d for d in DeploymentStore(self.project).all() if d.target == self.target and d.name != besides]
+        except Exception:
+            return "another program"
+        for other in others:
+            if int(other.resource.get("port") or 0) == port and self.running(other):
+                return f"local deployment {other.name!r} (pid {other.resource.get('pid')})"
+        return "another program"
 
     def _unpack(self, request: DeployRequest, version: str) -> tuple[Path, bool]:
         """The version's code directory, and whether it was unpacked now (False: already there)."""
@@ -97,6 +174,11 @@ class LocalProcessDeployer(Deployer):
     def _start(
         self, name: str, code: Path, python_version: str, port: int, variables: dict[str, str]
     ) -> dict[str, Any]:
+        """Start ``code`` on ``port`` under the watchdog and wait until it is ready.
+
+        Callers hold :func:`port_lock` for ``port``.  Anything that goes wrong before the
+        process is ready — Ctrl+C included — ends its whole group: nothing is left running.
+        """
         from agentpack.builders.errors import ProjectError
         from agentpack.builders.interpreters import bare_python
 
@@ -105,7 +187,10 @@ class LocalProcessDeployer(Deployer):
         except ProjectError as exc:
             raise DeployConfigError(str(exc)) from None
         if not _port_free(port):
-            raise DeployConfigError(f"port {port} is in use by another program; set [targets.local] port to a free one")
+            raise DeployConfigError(
+                f"port {port} is in use by {self._holder(port, name)}; "
+                "set [targets.local] port to a free one (or destroy what holds it)"
+            )
         log_path = self.root(name) / "server.log"
         env = {
             **child_env(python, HOME=os.environ.get("HOME", "/tmp"), AGENTPACK_PYTHON=python, PORT=str(port)),
@@ -115,7 +200,7 @@ class LocalProcessDeployer(Deployer):
             log.write(f"--- {now()} starting {code.parent.name} on port {port}\n".encode())
             log.flush()
             process = subprocess.Popen(
-                [str(code / "bootstrap")],
+                [python, "-I", "-c", WATCHDOG, str(code / "bootstrap")],
                 cwd=code,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -125,36 +210,40 @@ class LocalProcessDeployer(Deployer):
             )
         try:
             started = process_start(process.pid)
-            self._await_ready(process, _url(port), log_path)
+            self._await_ready(process, port, log_path)
+            self._save_environment(name, variables)
         except BaseException:  # Ctrl+C or a failure before the state records it: leave nothing running
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            signal_group(process.pid, signal.SIGKILL)
+            process.wait()
             raise
         return {"pid": process.pid, "started": started, "port": port, "log": str(log_path), "code_dir": str(code)}
 
-    def _await_ready(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    def _await_ready(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        """Until ``GET /readiness`` answers — from *this* process: where the system says who
+        listens (Linux), the port must be its group's, and the process must still run."""
         import httpx
 
+        url = _url(port)
         deadline = time.monotonic() + READY_TIMEOUT
         last = "no answer"
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise PlatformError(
                     "ProcessExited",
-                    f"the app exited with code {process.returncode} before it was ready; "
-                    f"its output ends with:\n{_tail(log_path)}",
+                    f"the app exited before it was ready (port {port}); its output ends with:\n{_tail(log_path)}",
                 )
             try:
                 answer = httpx.get(f"{url}/readiness", timeout=2)
                 if answer.status_code in (200, 404):  # 404: an app that is not an AgentApp (no probe), but serving
-                    return
-                last = f"{answer.status_code} {answer.text[:200]}"
+                    sockets = listening_sockets(process_group(process.pid))
+                    if process.poll() is None and (sockets is None or any(p == port for _, p in sockets)):
+                        return
+                    last = f"port {port} answered, but not from this process"
+                else:
+                    last = f"{answer.status_code} {answer.text[:200]}"
             except httpx.HTTPError as exc:
                 last = str(exc) or type(exc).__name__
             time.sleep(0.1)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
         raise PlatformError(
             "NotReady",
             f"GET {url}/readiness did not answer 200 within {READY_TIMEOUT:g} s (last: {last}); "
@@ -171,7 +260,7 @@ class LocalProcessDeployer(Deployer):
         if previous is None:
             return None
         running = self.running(previous)
-        live = process_environ(int(previous.resource["pid"])) if running else {}
+        live = (self._environment(previous) or {}) if running else {}
         return {
             "running": running,
             "port": previous.resource.get("port"),
@@ -198,17 +287,31 @@ class LocalProcessDeployer(Deployer):
         return _version(plan.request)
 
     def route(self, plan: Plan, version: str) -> str:
-        """Stop the previous process and start this version's on the port; if it does not start, the old one is started again."""
+        """Stop the previous process and start this version's on the port, then record it at once.
+
+        If the new version does not start (or Ctrl+C interrupts), the old one is started again
+        with its own variables and its new pid recorded; a first deploy leaves nothing behind.
+        """
         request, previous = plan.request, plan.previous
         port = request.settings.port
-        was_running = previous is not None and self._stop_process(previous)
-        self.progress("start", f"starting it on port {port} with Python {request.python}")
-        try:
-            plan.facts["process"] = self._start(request.name, plan.facts["code"], request.python, port, plan.variables)
-        except BaseException:
-            if was_running and previous is not None and previous.resource.get("code_dir"):
-                self._restart(previous, plan.variables)  # put the old one back
-            raise
+        store = DeploymentStore(self.project)
+        with port_lock(port):
+            old_variables = self._environment(previous) if previous is not None and self.running(previous) else None
+            was_running = previous is not None and self._stop_process(previous)
+            self.progress("start", f"starting it on port {port} with Python {request.python}")
+            try:
+                plan.facts["process"] = self._start(
+                    request.name, plan.facts["code"], request.python, port, plan.variables
+                )
+            except BaseException:
+                if previous is None:
+                    remove_tree(self.root(request.name))
+                else:
+                    if was_running and old_variables is not None and previous.resource.get("code_dir"):
+                        self._restart(previous, old_variables)  # put the old one back, as it was
+                    store.put(previous)  # the pid that runs now (or a dead one: status says stopped)
+                raise
+            store.put(self.record(plan, version, _url(port)))  # at once, and before the port is free to others
         return _url(port)
 
     def resource(self, plan: Plan) -> dict[str, Any]:
@@ -221,6 +324,7 @@ class LocalProcessDeployer(Deployer):
 
     # -- the other commands -----------------------------------------------------------------------------
     def _restart(self, deployment: Deployment, variables: dict[str, str]) -> None:
+        """Start the deployment's recorded code again (the caller holds the port's lock)."""
         try:
             code = Path(deployment.resource["code_dir"])
             deployment.resource.update(
@@ -275,23 +379,24 @@ class LocalProcessDeployer(Deployer):
             raise DeployConfigError(
                 f"version {version} of {deployment.name} is no longer on disk (the last {KEEP_VERSIONS} are kept); deploy it again"
             )
-        variables = process_environ(int(deployment.resource["pid"])) if self.running(deployment) else {}
-        keep = {key: variables[key] for key in deployment.env_keys if key in variables}
-        if len(keep) != len(deployment.env_keys):
+        keep = self._environment(deployment)
+        if keep is None:
             raise DeployConfigError(
-                f"{deployment.name} is not running, so its environment (values are never stored) is unknown; "
+                f"{deployment.name}'s environment (values are never in the state file) is unknown; "
                 "check out the earlier code and `agentpack deploy --target local` it instead"
             )
-        self._stop_process(deployment)
-        deployment.resource.update(
-            self._start(
-                deployment.name,
-                code,
-                deployment.resource.get("python") or deployment.python,
-                int(deployment.resource["port"]),
-                keep,
+        port = int(deployment.resource["port"])
+        with port_lock(port):
+            self._stop_process(deployment)
+            deployment.resource.update(
+                self._start(
+                    deployment.name,
+                    code,
+                    deployment.resource.get("python") or deployment.python,
+                    port,
+                    keep,
+                )
             )
-        )
         deployment.resource["code_dir"] = str(code)
         deployment.status = "deployed"
         return deployment

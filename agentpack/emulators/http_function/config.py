@@ -38,6 +38,7 @@ class FunctionConfig:
     affinity_header: str | None = None
     #: a health check the platform runs once the port listens (AgentRun: the one the deployer configures)
     health_check_path: str | None = None
-    request_limit: int = 32 * MB
+    #: the largest request body passed on; None: the platform's own (its profile's ``request_limit``)
+    request_limit: int | None = None
     start_timeout: float = 120.0
     port: int = 0  #: the front's port (0: any free one)

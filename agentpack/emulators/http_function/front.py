@@ -5,8 +5,13 @@ profile's; a client's own are dropped), the platform's request size limit, the f
 timeout (past it the caller gets the platform's error; a stream already under way is cut),
 and at most ``instance_concurrency`` requests per instance — others wait for one to free,
 since the emulator does not scale out.  With an ``affinity_header``, requests carrying the
-same value go to the same instance.  Responses stream through chunk by chunk.  An instance
-that died between requests is started again on the next one (a cold start).
+same value go to the same instance.  Responses stream through chunk by chunk.  Every error the
+platform gives itself (too large, timed out, the instance died) is the profile's, so each
+platform answers its own way.  An instance that dies is reported and replaced at once
+(:mod:`.instance`); a request that finds it dead waits for the new one.  A malformed request
+is answered 400, a request head not sent within :data:`HEADER_TIMEOUT` seconds 408, and a body
+that stalls for :data:`BODY_TIMEOUT` seconds 408 (agentpack's bounds: the platforms publish
+none).
 """
 
 from __future__ import annotations
@@ -14,17 +19,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import json
+import subprocess
 import time
 import uuid
 from typing import Any
 
 from agentpack.emulators.background import BackgroundEmulator, EmulatorStartError, Log
-from agentpack.emulators.h11_server import BodyTooLarge, Exchange, H11Server
-from agentpack.emulators.http_function.config import MB, FunctionConfig
+from agentpack.emulators.h11_server import BodyTimeout, BodyTooLarge, Exchange, H11Server
+from agentpack.emulators.http_function.config import FunctionConfig
 from agentpack.emulators.http_function.instance import Instance
-from agentpack.emulators.http_function.profiles import FunctionProfile
+from agentpack.emulators.http_function.profiles import Answer, FunctionProfile
+from agentpack.processes import proc_available
 from agentpack.targets import TARGETS, get_target
+
+#: Seconds a request head may take once it began, and a body may stall between two reads.
+HEADER_TIMEOUT = 30.0
+BODY_TIMEOUT = 30.0
 
 #: How long a session stays pinned to its instance after its last request (FC's session TTL).
 AFFINITY_TTL = 600.0
@@ -105,13 +115,27 @@ class FunctionEmulator(BackgroundEmulator):
             timeout=None, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100)
         )
         self._freed = asyncio.Condition()
-        self._front = H11Server(self.handle, port=self.config.port)
+        self._front = H11Server(
+            self.handle, port=self.config.port, header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT
+        )
         await self._front.start()  # a port already taken fails before any cold start
+        if not proc_available():
+            self.log(
+                "note: this system has no /proc, so an instance counts as started once its port accepts "
+                "connections; whether it listens on 0.0.0.0, as the platform needs, is checked on Linux only"
+            )
         self.instances = [Instance(self, index) for index in range(1, self.config.instances + 1)]
-        outcomes = await asyncio.gather(*(instance.launch() for instance in self.instances), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(self._first_launch(instance) for instance in self.instances), return_exceptions=True
+        )
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
             raise failures[0]
+
+    @staticmethod
+    async def _first_launch(instance: Instance) -> None:
+        async with instance.relaunching:  # a request that comes meanwhile waits for it
+            await instance.launch()
 
     async def _stop(self) -> None:
         """Stop every instance (``/pre-stop``, SIGTERM, SIGKILL) and close the front."""
@@ -170,38 +194,54 @@ class FunctionEmulator(BackgroundEmulator):
             instance.in_flight -= 1
             self._freed.notify_all()
 
+    @property
+    def request_limit(self) -> int | None:
+        """The request body limit in force: the config's, else the platform's."""
+        return self.config.request_limit if self.config.request_limit is not None else self.profile.request_limit
+
     async def handle(self, exchange: Exchange) -> None:
-        config = self.config
         request_id = uuid.uuid4().hex
+        limit = self.request_limit
         try:
-            body = await exchange.body(limit=config.request_limit)
-        except BodyTooLarge as exc:
-            message = f"the request body ({exc.args[0]} bytes so far) is over the {config.request_limit // MB} MB limit of synchronous invocations"
-            await self._error(
-                exchange, 400, "FcCommonError", {"ErrorCode": "EntityTooLarge", "ErrorMessage": message}, request_id
+            body = await exchange.body(limit=limit)
+        except BodyTooLarge:
+            assert limit is not None
+            self.log(f"request {request_id}: the body is over the platform's {limit} bytes")
+            await self._answer(exchange, self.profile.too_large(limit), request_id)
+            return
+        except BodyTimeout:
+            await self._answer(
+                exchange, (408, [("content-type", "text/plain")], b"the request body stalled\n"), request_id
             )
             return
+        config = self.config
         affinity = exchange.headers.get(config.affinity_header.lower()) if config.affinity_header else None
         instance = await self._instance_for(affinity)
         try:
-            if not instance.alive and not self.stopping:  # it crashed between requests: a cold start
-                async with instance.relaunching:
-                    if not instance.alive:
-                        instance.log("the instance is gone; starting a new one")
-                        try:
-                            await instance.launch()
-                        except EmulatorStartError as exc:
-                            await self._error(
-                                exchange,
-                                502,
-                                "FunctionNotStarted",
-                                {"ErrorCode": exc.code, "ErrorMessage": str(exc)},
-                                request_id,
-                            )
-                            return
-            await self._forward(exchange, instance, body, request_id)
+            if not await self._ensure_alive(instance, exchange, request_id):
+                return
+            retry = await self._forward(exchange, instance, body, request_id, first_try=True)
+            # the instance died before answering: the request goes to its replacement (see _forward)
+            if retry and await self._ensure_alive(instance, exchange, request_id):
+                await self._forward(exchange, instance, body, request_id, first_try=False)
         finally:
             await self._release(instance)
+
+    async def _ensure_alive(self, instance: Instance, exchange: Exchange, request_id: str) -> bool:
+        """A dead instance is being (or is now) replaced: wait for the new one; False when it did
+        not start (the caller then has the platform's answer)."""
+        if instance.ready or self.stopping:
+            return True
+        async with instance.relaunching:  # held while a new process starts: wait for it
+            if instance.ready:
+                return True
+            instance.log("the instance is gone; starting a new one")
+            try:
+                await instance.launch()
+            except EmulatorStartError as exc:
+                await self._answer(exchange, self.profile.not_started(exc.code, str(exc)), request_id)
+                return False
+        return True
 
     def _headers(self, exchange: Exchange, request_id: str) -> list[tuple[str, str]]:
         """The client's headers but the hop-by-hop ones and the platform's own, then the platform's."""
@@ -211,7 +251,13 @@ class FunctionEmulator(BackgroundEmulator):
         ]
         return kept + list(self.profile.request_headers(self.config, request_id).items())
 
-    async def _forward(self, exchange: Exchange, instance: Instance, body: bytes, request_id: str) -> None:
+    async def _forward(
+        self, exchange: Exchange, instance: Instance, body: bytes, request_id: str, *, first_try: bool
+    ) -> bool:
+        """Relay one request and its response; True (on the first try) when the instance died
+        before any answer and the platform would send the request again: when the connection
+        was refused (nothing was sent), or for an idempotent method (FC retries GET, HEAD,
+        OPTIONS and TRACE on EOF or a reset connection, and answers 502 for others)."""
         import httpx
 
         config = self.config
@@ -219,7 +265,9 @@ class FunctionEmulator(BackgroundEmulator):
         request = self.client.build_request(
             exchange.method, url, headers=self._headers(exchange, request_id), content=body
         )
-        deadline = time.monotonic() + config.timeout
+        began = time.monotonic()
+        deadline = began + config.timeout
+        process = instance.process  # the one this request goes to (a new one may replace it meanwhile)
 
         async def relay() -> None:
             response = await self.client.send(request, stream=True)
@@ -243,42 +291,48 @@ class FunctionEmulator(BackgroundEmulator):
         if not done:
             task.cancel()
             await asyncio.wait({task})
-            self.log(f"request {request_id} timed out after {config.timeout:g}s")
+            self.log(f"request {request_id} timed out after {config.timeout:g}s (the function timeout)")
             if exchange.started:
                 exchange.abort()  # the platform ends the invocation: the stream is cut
             else:
-                await self._error(
-                    exchange,
-                    502,
-                    "UnhandledInvocationError",
-                    {"errorMessage": f"Function time out after {config.timeout:g} seconds"},
-                    request_id,
-                )
-            return
+                await self._answer(exchange, self.profile.timed_out(config.timeout), request_id)
+            return False
         error = task.exception()
         if error is None:
-            return
+            return False
         if isinstance(error, (httpx.TransportError, ConnectionError)):
+            died = process is not None and await self._died(process)
+            idempotent = exchange.method in ("GET", "HEAD", "OPTIONS", "TRACE")
+            if died and first_try and not exchange.started and (idempotent or isinstance(error, httpx.ConnectError)):
+                self.log(f"request {request_id}: the instance died before answering; sending it to the new one")
+                return True
+            if died:
+                self.log(f"request {request_id}: the instance exited before completing it")
             if exchange.started:
                 exchange.abort()
-                return
-            await asyncio.sleep(0.05)
-            if not instance.alive:
-                message = "Process exited unexpectedly before completing request"
-            else:
-                message = f"the instance did not answer: {error}"
-            await self._error(exchange, 502, "UnhandledInvocationError", {"errorMessage": message}, request_id)
-            return
+                return False
+            milliseconds = (time.monotonic() - began) * 1000
+            answer = self.profile.crashed(milliseconds) if died else self.profile.unreachable(str(error))
+            await self._answer(exchange, answer, request_id)
+            return False
         raise error
 
-    async def _error(
-        self, exchange: Exchange, status: int, error_type: str, body: dict[str, Any], request_id: str
-    ) -> None:
+    @staticmethod
+    async def _died(process: subprocess.Popen[bytes], within: float = 1.0) -> bool:
+        """Whether ``process`` exits within ``within`` seconds (a failed connection to a dying
+        process comes a moment before its exit)."""
+        deadline = time.monotonic() + within
+        while process.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def _answer(self, exchange: Exchange, answer: Answer, request_id: str) -> None:
+        """The platform's own answer (the profile's), with its request id."""
         if exchange.started:
             exchange.abort()
             return
-        await exchange.respond(
-            status,
-            json.dumps(body).encode(),
-            [("content-type", "application/json"), ("x-fc-error-type", error_type), ("x-fc-request-id", request_id)],
-        )
+        status, headers, body = answer
+        prefix = self.profile.header_prefix  # the platform's request id header, where it has one
+        await exchange.respond(status, body, [*headers, *([(f"{prefix}request-id", request_id)] if prefix else [])])

@@ -8,6 +8,13 @@ loopback) at the port it was given — an app that binds elsewhere fails the way
 fails, ``FunctionNotStarted``, with the reason — then, where the platform has them, the health
 check answered 200 and ``POST /initialize`` succeeded.  It stops as the platform stops it:
 ``GET /pre-stop`` (the app's graceful shutdown), then SIGTERM, then SIGKILL.
+
+An instance that dies on its own is reported at once with its exit status or signal (as the
+Lambda emulator reports a runtime's exit) and replaced at once, as the platform replaces a dead
+instance: the requests that follow wait for the new one's cold start instead of failing.
+
+Without Linux's /proc (macOS), "listens on the port" is "the port accepts connections": whether
+the app bound 0.0.0.0, as the platform needs, or only loopback is checked on Linux alone.
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from agentpack.emulators.background import EmulatorStartError
-from agentpack.processes import child_env, end_process_group_async, listening_sockets, process_group
+from agentpack.processes import (
+    accepts_connections,
+    child_env,
+    describe_exit,
+    end_process_group_async,
+    listening_sockets,
+    process_group,
+)
 
 if TYPE_CHECKING:
     from agentpack.emulators.http_function.front import FunctionEmulator
@@ -54,10 +68,18 @@ class Instance:
         self.starts = 0
         self.start_seconds: float | None = None
         self._reader: threading.Thread | None = None
+        self._ending = False  # stopped on purpose: not a death to report
+        self._launched = False  # the current process finished its start (listening, checked, initialised)
+        self._watcher: asyncio.Future[None] | None = None
 
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def ready(self) -> bool:
+        """Alive and done starting: requests may go to it (else they wait for :attr:`relaunching`)."""
+        return self._launched and self.alive
 
     def env(self) -> dict[str, str]:
         """A clean environment, the platform's variables (the profile's), then the function's own."""
@@ -84,6 +106,8 @@ class Instance:
     async def launch(self) -> None:
         """Start the process and wait until it listens as the platform requires."""
         config = self.emulator.config
+        self._ending = False
+        self._launched = False
         self.port = free_port()
         self.output.clear()
         self.starts += 1
@@ -110,6 +134,22 @@ class Instance:
         if config.initializer:
             await self._initialize()
         self.start_seconds = time.perf_counter() - started
+        self._launched = True
+        self._watcher = asyncio.ensure_future(self._watch(self.process))
+
+    async def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        """Report the process's death and start a new instance at once (see the module doc)."""
+        code = await asyncio.get_running_loop().run_in_executor(None, process.wait)
+        if self._ending or self.emulator.stopping or process is not self.process:
+            return
+        self.log(f"the instance (pid {process.pid}) {describe_exit(code)}; starting a new one")
+        async with self.relaunching:
+            if self.ready or self._ending or self.emulator.stopping:
+                return  # a request found it dead first and started the new one
+            try:
+                await self.launch()
+            except EmulatorStartError as exc:  # the next request tries again and gets the platform's error
+                self.log(f"the new instance did not start: {exc}")
 
     async def _await_listening(self, started: float) -> None:
         config = self.emulator.config
@@ -125,6 +165,10 @@ class Instance:
                     exit_code=self.process.returncode,
                 )
             sockets = listening_sockets(process_group(self.process.pid))
+            if sockets is None:  # no /proc: the portable check (see the module doc)
+                if accepts_connections(self.port):
+                    return
+                sockets = []
             on_port = [address for address, port in sockets if port == self.port]
             if any(address in reachable for address in on_port):
                 return
@@ -184,6 +228,7 @@ class Instance:
 
     async def stop(self) -> None:
         """``/pre-stop`` (which starts the app's graceful shutdown), then SIGTERM, then SIGKILL."""
+        self._ending = True
         if not self.alive:
             return
         config = self.emulator.config
@@ -203,6 +248,7 @@ class Instance:
 
     async def kill(self) -> None:
         """SIGKILL at once (an instance that failed to start)."""
+        self._ending = True
         await self._end(settle=0.0, grace=0.0)
 
     async def _end(self, *, settle: float, grace: float) -> None:

@@ -16,12 +16,13 @@ than from the adapter's code, so a wrong name in one shows up as a failing test.
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from agentpack.emulators.background import EmulatorProfile, Log, configured
-from agentpack.emulators.http_function.config import FunctionConfig
+from agentpack.emulators.http_function.config import MB, FunctionConfig
 
 if TYPE_CHECKING:
     from agentpack.emulators.http_function.front import FunctionEmulator
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
 UNSET_TIMEOUT = 600
 #: The hand-made config's values, which stand in where the platform would pick.
 _STAND_INS = {f.name: f.default for f in dataclasses.fields(FunctionConfig) if f.default is not dataclasses.MISSING}
+
+#: An answer the platform itself gives instead of the app's: status, headers, body.
+Answer = tuple[int, list[tuple[str, str]], bytes]
+
+
+def _json(status: int, body: dict[str, Any], *headers: tuple[str, str]) -> Answer:
+    return status, [("content-type", "application/json"), *headers], json.dumps(body).encode()
 
 
 class FunctionProfile(EmulatorProfile):
@@ -45,6 +53,29 @@ class FunctionProfile(EmulatorProfile):
     reachable: ClassVar[tuple[str, ...]] = ("0.0.0.0", "::")
     #: request headers that are the platform's own: a client's are dropped, the platform's added
     header_prefix: ClassVar[str | None] = None
+    #: the largest request body the platform passes on (None: no limit of its own)
+    request_limit: ClassVar[int | None] = None
+
+    # -- the platform's own answers (this base: no platform, so plain HTTP ones) --------------------
+    def too_large(self, limit: int) -> Answer:
+        """A request body over :attr:`request_limit`."""
+        return 413, [("content-type", "text/plain")], f"the request body is over {limit} bytes\n".encode()
+
+    def timed_out(self, seconds: float) -> Answer:
+        """A request the function's timeout ended before its answer began."""
+        return 504, [("content-type", "text/plain")], f"the request timed out after {seconds:g} seconds\n".encode()
+
+    def crashed(self, milliseconds: float) -> Answer:
+        """The instance died while it handled the request."""
+        return 502, [("content-type", "text/plain")], b"the server exited before completing the request\n"
+
+    def unreachable(self, detail: str) -> Answer:
+        """The instance did not answer (it runs, but the connection failed)."""
+        return 502, [("content-type", "text/plain")], f"the server did not answer: {detail}\n".encode()
+
+    def not_started(self, code: str | None, message: str) -> Answer:
+        """A new instance (after a death) did not start."""
+        return 502, [("content-type", "text/plain")], f"{code or 'NotStarted'}: {message}\n".encode()
 
     @property
     def lifecycle_hooks(self) -> bool:
@@ -121,9 +152,48 @@ class LocalProfile(FunctionProfile):
 
 class AlibabaProfile(FunctionProfile):
     """Function Compute's infrastructure, which FC and AgentRun share: its request headers
-    (``x-fc-*``; with a role, the role's temporary credentials) and control paths for the hooks."""
+    (``x-fc-*``; with a role, the role's temporary credentials) and control paths for the hooks.
+
+    The answers are Function Compute's own (tests/standins/README.md, "The emulators' answers"):
+    a body over 32 MB is 400 ``EntityTooLarge`` ("payload size exceeds maximum allowed size"),
+    a timeout and an instance that dies mid-request are 502 with ``X-Fc-Error-Type:
+    UnhandledInvocationError`` and an ``errorMessage`` ("Function time out after N seconds",
+    "Process exited unexpectedly before completing request (duration: …)").
+    """
 
     header_prefix = "x-fc-"
+    request_limit = 32 * MB
+
+    def too_large(self, limit: int) -> Answer:
+        message = f"payload size exceeds maximum allowed size ({limit} bytes)"
+        return _json(
+            400, {"errorCode": "EntityTooLarge", "errorMessage": message}, ("x-fc-error-type", "FcCommonError")
+        )
+
+    def timed_out(self, seconds: float) -> Answer:
+        return _json(
+            502,
+            {"errorMessage": f"Function time out after {seconds:g} seconds"},
+            ("x-fc-error-type", "UnhandledInvocationError"),
+        )
+
+    def crashed(self, milliseconds: float) -> Answer:
+        message = f"Process exited unexpectedly before completing request (duration: {milliseconds:.0f}ms)"
+        return _json(502, {"errorMessage": message}, ("x-fc-error-type", "UnhandledInvocationError"))
+
+    def unreachable(self, detail: str) -> Answer:
+        return _json(
+            502,
+            {"errorMessage": f"the instance did not answer: {detail}"},
+            ("x-fc-error-type", "UnhandledInvocationError"),
+        )
+
+    def not_started(self, code: str | None, message: str) -> Answer:
+        return _json(
+            502,
+            {"errorCode": code or "FunctionNotStarted", "errorMessage": message},
+            ("x-fc-error-type", "FunctionNotStarted"),
+        )
 
     @property
     def handler(self) -> str | None:
@@ -157,7 +227,39 @@ class AlibabaProfile(FunctionProfile):
 
 
 class AgentRunProfile(AlibabaProfile):
-    """An AgentRun code runtime: FC's headers; the port in ``PORT``, a health check (the row's)."""
+    """An AgentRun code runtime: FC's headers; the port in ``PORT``, a health check (the row's).
+
+    AgentRun documents no request size limit and no error answers of its data plane
+    [assumed, tests/standins/README.md]: the emulator takes 32 MB (it serves through FC's
+    gateway, as its ``x-fc-*`` headers show) and answers in AgentRun's own error envelope
+    ``{"code", "message", "requestId"}`` (the one its API uses) with plain HTTP statuses, never
+    FC's ``X-Fc-Error-Type``.  Clients treat any non-2xx as an error, so either answer works.
+    """
+
+    request_limit = 32 * MB
+
+    @staticmethod
+    def _error(status: int, code: str, message: str) -> Answer:
+        return _json(status, {"code": code, "message": message})
+
+    def too_large(self, limit: int) -> Answer:
+        return self._error(413, "PayloadTooLarge", f"the request body is over the {limit // MB} MB limit")
+
+    def timed_out(self, seconds: float) -> Answer:
+        return self._error(504, "RequestTimeout", f"the request timed out after {seconds:g} seconds")
+
+    def crashed(self, milliseconds: float) -> Answer:
+        return self._error(
+            502,
+            "InstanceExited",
+            f"the agent runtime's process exited before completing the request ({milliseconds:.0f} ms)",
+        )
+
+    def unreachable(self, detail: str) -> Answer:
+        return self._error(502, "InstanceUnreachable", f"the agent runtime did not answer: {detail}")
+
+    def not_started(self, code: str | None, message: str) -> Answer:
+        return self._error(502, code or "InstanceNotStarted", message)
 
 
 class FunctionComputeProfile(AlibabaProfile):

@@ -1,0 +1,244 @@
+"""``deploy --target local`` under faults, done to real processes: after every failure the state
+file and the processes agree (issue 19, item 22), and the portable path works without /proc
+(item 21).
+
+Each test deploys a small app whose start fails when ``MODE=broken``, which can be made slow to
+start, and which starts a child process on request (``POST /spawn``), so the tests can crash it,
+interrupt its redeploy, race two deploys on one port and look for what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentpack import processes
+from agentpack.deployers import service
+from agentpack.deployers.errors import DeployConfigError, PlatformError
+from agentpack.deployers.request import DeployOptions
+from agentpack.processes import pid_alive, process_start
+from tests.support import cli_env, free_port, http, wait_until
+
+pytestmark = pytest.mark.usefixtures("agentpack_cache")
+
+APP = '''
+import os, subprocess, sys, time
+from agentpack import AgentApp
+
+VERSION = "{version}"
+if os.environ.get("MODE") == "broken":
+    sys.exit("MODE=broken: refusing to start")
+time.sleep({start_delay})
+
+app = AgentApp(app_name="faults")
+
+
+@app.query(framework="text")
+async def answer(self, msgs, request, **kwargs):
+    yield VERSION
+
+
+@app.endpoint("/whoami", methods=["GET"])
+async def whoami():
+    return {{"pid": os.getpid(), "version": VERSION, "mode": os.environ.get("MODE")}}
+
+
+@app.endpoint("/spawn", methods=["POST"])
+async def spawn():
+    child = subprocess.Popen(["sleep", "600"])  # in the server's process group, as a tool's helper would be
+    return {{"pid": child.pid}}
+'''
+
+
+def make_project(tmp_path: Path, port: int, version: str = "v1", start_delay: float = 0) -> Path:
+    project = tmp_path / "faults"
+    project.mkdir(exist_ok=True)
+    (project / "app.py").write_text(APP.format(version=version, start_delay=start_delay))
+    (project / "requirements.txt").write_text("")
+    (project / "agentpack.toml").write_text(
+        f'app = "app.py:app"\nname = "faults"\npython = "3.12"\nrequirements = "requirements.txt"\n\n'
+        f'[targets.local]\nport = {port}\nenv = {{ MODE = "good" }}\n'
+    )
+    return project
+
+
+def state(project: Path) -> dict:
+    path = project / ".agentpack" / "deployments.json"
+    return json.loads(path.read_text())["deployments"] if path.exists() else {}
+
+
+def whoami(port: int) -> dict:
+    return http.get(f"http://127.0.0.1:{port}/whoami").json()
+
+
+def serves(port: int) -> bool:
+    return processes.accepts_connections(port)
+
+
+def gone(pid: int) -> bool:
+    return process_start(pid) is None
+
+
+@pytest.fixture
+def cleanup():
+    """Whatever a failed test left running is killed (by process group)."""
+    groups: list[int] = []
+    yield groups
+    for pgid in groups:
+        processes.signal_group(pgid, signal.SIGKILL)
+
+
+def recorded_pid(project: Path, name: str = "faults") -> int:
+    return int(state(project)[f"local/{name}"]["resource"]["pid"])
+
+
+def test_a_redeploy_failing_on_a_variable_restarts_the_old_version_with_the_old_variables(tmp_path, cleanup):
+    port = free_port()
+    project = make_project(tmp_path, port)
+    service.deploy(project, "local")
+    cleanup.append(recorded_pid(project))
+    before = whoami(port)
+    assert before["mode"] == "good"
+
+    with pytest.raises(PlatformError, match="MODE=broken"):
+        service.deploy(project, "local", DeployOptions(env={"MODE": "broken"}))
+
+    cleanup.append(recorded_pid(project))
+    now = whoami(port)  # the old version serves again, with its own variables
+    assert now["version"] == "v1" and now["mode"] == "good" and now["pid"] != before["pid"]
+    status = service.status(project, "faults")
+    assert status.platform["state"] == "ready", status.platform
+    assert process_start(recorded_pid(project)) == state(project)["local/faults"]["resource"]["started"]
+
+    _, existed = service.destroy(project, "faults")
+    assert existed
+    wait_until(lambda: not serves(port) and gone(now["pid"]), 20, "destroy left the restarted server running")
+    assert state(project) == {}
+
+
+def test_a_redeploy_interrupted_with_ctrl_c_records_the_restarted_old_version(tmp_path, cleanup):
+    port = free_port()
+    project = make_project(tmp_path, port)
+    service.deploy(project, "local")
+    cleanup.append(recorded_pid(project))
+    old = whoami(port)
+
+    make_project(tmp_path, port, version="v2", start_delay=60)  # a new version that is slow to start
+    log = project / ".agentpack" / "local" / "faults" / "server.log"
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "agentpack", "deploy", "--target", "local"],
+        cwd=project, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until(lambda: log.read_text().count("starting") >= 2, 120, lambda: f"the new version never started:\n{log.read_text()}")
+        wait_until(lambda: not serves(port) or whoami(port)["pid"] != old["pid"], 30, "the old version was not stopped")
+        deploy.send_signal(signal.SIGINT)  # Ctrl+C while the new version starts
+        deploy.communicate(timeout=60)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    assert deploy.returncode != 0
+
+    cleanup.append(recorded_pid(project))
+    wait_until(lambda: serves(port), 30, "nothing serves after the interrupted redeploy")
+    assert whoami(port)["version"] == "v1"
+    assert service.status(project, "faults").platform["state"] == "ready"
+    pid = whoami(port)["pid"]
+    service.destroy(project, "faults")
+    wait_until(lambda: not serves(port) and gone(pid), 20, "destroy left the server on the port")
+
+
+def test_two_deploys_under_different_names_on_one_port_one_wins_the_other_leaves_nothing(tmp_path, cleanup):
+    port = free_port()
+    project = make_project(tmp_path, port, start_delay=1)
+    env = cli_env()
+    built = subprocess.run([sys.executable, "-m", "agentpack", "build", "--target", "local"], cwd=project, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr  # both deploys then find the artifact in the cache
+    deploys = {
+        name: subprocess.Popen([sys.executable, "-m", "agentpack", "deploy", "--target", "local", "--name", name, "--json"],
+                               cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("first", "second")
+    }
+    results = {name: (p.wait(timeout=300), *p.communicate()) for name, p in deploys.items()}
+    records = state(project)
+    for record in records.values():
+        cleanup.append(int(record["resource"]["pid"]))
+    codes = sorted(code for code, _, _ in results.values())
+    assert codes == [0, 2], results
+    winner = next(name for name, (code, _, _) in results.items() if code == 0)
+    loser = next(name for name in results if name != winner)
+    assert f"port {port} is in use by local deployment {winner!r}" in results[loser][2], results[loser]
+    assert list(records) == [f"local/{winner}"]
+    assert not (project / ".agentpack" / "local" / loser).exists()
+    assert pid_alive(recorded_pid(project, winner)) and serves(port)
+    service.destroy(project, winner)
+    wait_until(lambda: not serves(port), 20, "the winner still serves after destroy")
+
+
+def test_what_the_server_started_dies_with_it_on_crash_redeploy_and_destroy(tmp_path, cleanup):
+    port = free_port()
+    project = make_project(tmp_path, port)
+    log = project / ".agentpack" / "local" / "faults" / "server.log"
+
+    def spawn() -> int:
+        return http.post(f"http://127.0.0.1:{port}/spawn").json()["pid"]
+
+    service.deploy(project, "local")
+    cleanup.append(recorded_pid(project))
+    child, server = spawn(), whoami(port)["pid"]
+    os.kill(server, signal.SIGKILL)  # the server crashes
+    wait_until(lambda: gone(child), 20, "a child of the crashed server survived it")
+    wait_until(lambda: "was killed by signal SIGKILL" in log.read_text(), 10, lambda: log.read_text())
+    assert service.status(project, "faults").platform["state"] == "stopped"
+
+    outcome = service.deploy(project, "local")  # starts it again
+    assert outcome.action == "restarted"
+    cleanup.append(recorded_pid(project))
+    child = spawn()
+    service.deploy(project, "local", DeployOptions(force=True))  # a redeploy replaces the process
+    cleanup.append(recorded_pid(project))
+    wait_until(lambda: gone(child), 20, "a child of the replaced server survived the redeploy")
+
+    child = spawn()
+    service.destroy(project, "faults")
+    wait_until(lambda: gone(child) and not serves(port), 20, "a child of the server survived destroy")
+
+
+def test_a_crashed_servers_orphans_are_ended_by_destroy(tmp_path, cleanup):
+    """A group whose leader died without ending it (the watchdog killed too) is ended by destroy."""
+    port = free_port()
+    project = make_project(tmp_path, port)
+    service.deploy(project, "local")
+    leader = recorded_pid(project)
+    cleanup.append(leader)
+    child = http.post(f"http://127.0.0.1:{port}/spawn").json()["pid"]
+    os.kill(leader, signal.SIGKILL)  # the group's leader dies; the server and its child stay
+    wait_until(lambda: gone(leader), 10, "the leader did not die")
+    assert pid_alive(child)
+    service.destroy(project, "faults")
+    wait_until(lambda: gone(child) and not serves(port), 20, "destroy left the dead leader's group running")
+
+
+def test_without_proc_deploy_status_and_destroy_take_the_portable_path(tmp_path, cleanup, monkeypatch):
+    monkeypatch.setattr(processes, "PROC", tmp_path / "no-proc")  # as on macOS
+    assert not processes.proc_available()
+    assert processes.listening_sockets([os.getpid()]) is None and processes.process_environ(os.getpid()) == {}
+    assert processes.process_start(os.getpid())  # from ps
+    port = free_port()
+    project = make_project(tmp_path, port)
+    service.deploy(project, "local")
+    cleanup.append(recorded_pid(project))
+    assert service.status(project, "faults").platform["state"] == "ready"
+    assert service.deploy(project, "local").action == "unchanged"  # the variables are known without /proc
+    with pytest.raises(DeployConfigError, match="in use"):
+        service.deploy(project, "local", DeployOptions(name="other"))
+    pid = whoami(port)["pid"]
+    service.destroy(project, "faults")
+    wait_until(lambda: gone(pid) and not serves(port), 20, "destroy did not end the server without /proc")

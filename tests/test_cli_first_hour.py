@@ -15,7 +15,6 @@ import pytest
 from typer.testing import CliRunner
 
 from agentpack.cli.main import app
-
 from tests.support import BackgroundStream, check_protocol, free_port, http, user_body, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +87,64 @@ def test_a_version_that_does_not_exist_is_named_with_the_versions_that_do(tmp_pa
     assert "no version of tinypkg matches ==99.0" in done.output, done.output
     assert "versions that exist: 1.1, 1.0" in done.output, done.output
     assert "no wheel" not in done.output and "Traceback" not in done.output
+
+
+# -- item 16: silent waits ------------------------------------------------------------------------------
+@pytest.fixture
+def silent_endpoint():
+    """A loopback endpoint that accepts every connection and never answers."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    closing = threading.Event()
+
+    def accept() -> None:
+        while not closing.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    closing.set()
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+@pytest.mark.parametrize("target, call", [("fc", "GetFunction"), ("agentrun", "ListAgentRuntimes"), ("lambda", "GetFunction")])
+def test_deploy_against_an_endpoint_that_never_answers_says_what_it_waits_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, silent_endpoint: str, target: str, call: str
+) -> None:
+    """Item 16: not two to six silent minutes and "could not reach the endpoint", but the build's
+    steps, "waiting for the platform's answer to <call> (N s)" while it waits, and an error that
+    says the endpoint took the connection and never answered, within AGENTPACK_API_TIMEOUT."""
+    import time
+
+    from agentpack.cli import waiting
+
+    project = tmp_path / "deployed"
+    shutil.copytree(ROOT / "tests" / "projects" / "deployed", project)
+    monkeypatch.setattr(waiting, "NOTICE_AFTER", 0.3)
+    env = {
+        "DEPLOYED_SECRET": "s", "REDIS_URL": "redis://127.0.0.1:1/0", "AGENTPACK_API_TIMEOUT": "1",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret",
+        "AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret",
+        "AGENTPACK_FC_ENDPOINT": silent_endpoint, "AGENTPACK_AGENTRUN_ENDPOINT": silent_endpoint,
+        "AGENTPACK_LAMBDA_ENDPOINT": silent_endpoint,
+    }  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    started = time.monotonic()
+    done = CliRunner().invoke(app, ["deploy", str(project), "--target", target])
+    assert done.exit_code == 1, done.output
+    assert "laying out the artifact" in done.output, "the build's steps are shown, as agentpack build shows them"
+    assert f"waiting for the platform's answer to {call} (" in done.output, done.output
+    assert "accepted the connection but sent no answer within 1 s" in done.output, done.output
+    assert "could not reach" not in done.output
+    assert time.monotonic() - started < 60

@@ -11,18 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console
+from agentpack.cli.waiting import BUILD_STEPS
 
 if TYPE_CHECKING:
     from agentpack.builders.build import BuildOptions
 
-STEPS = {
-    "resolve": "resolving dependencies",
-    "download": "downloading wheels for the target",
-    "compile": "compiling bytecode with the target's Python",
-    "layout": "laying out the artifact",
-    "zip": "writing the zip",
-    "check": "checking that dependencies import",
-}
+STEPS = BUILD_STEPS
 
 
 def run_build(project: Path, target: str, options: BuildOptions, as_json: bool) -> int:

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, FlagError, err_console, parse_pairs, reported
+from agentpack.cli.waiting import BUILD_STEPS, Waiting
 
 if TYPE_CHECKING:
     from agentpack.deployers.request import DeployOptions
@@ -32,9 +33,19 @@ class View:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+        self.waiting: Waiting | None = None
 
     def progress(self, step: str, detail: str) -> None:
+        if step == "build":
+            detail = BUILD_STEPS.get(detail, detail)  # the builder's own steps, in agentpack build's words
         self.console.print(f"[bold]{step:>9}[/] {escape(detail)}")
+        if self.waiting is not None:
+            self.waiting.started(detail)
+
+    def waits(self) -> Waiting:
+        """A :class:`Waiting` that says, in this view, what a quiet command is waiting for."""
+        self.waiting = Waiting(lambda line: self.console.print(f"[dim]{'':>9} {escape(line)}[/]"))
+        return self.waiting
 
     def emit(self, data: dict[str, Any]) -> None:
         print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
@@ -92,7 +103,8 @@ def run_deploy(project: Path, target: str, options: DeployOptions, env_pairs: li
 
     def work() -> int:
         chosen = dataclasses.replace(options, env={**options.env, **parse_pairs(env_pairs)})
-        outcome = service.deploy(project, target, chosen, progress=view.progress)
+        with view.waits():
+            outcome = service.deploy(project, target, chosen, progress=view.progress)
         result = service.describe(outcome)
         if as_json:
             view.emit(result)

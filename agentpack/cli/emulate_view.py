@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agentpack.cli.errors import EXIT_FAILED, EXIT_USAGE, err_console, parse_pairs
+from agentpack.cli.waiting import BUILD_STEPS, Waiting
 from agentpack.client import agent_paths
 
 if TYPE_CHECKING:
@@ -54,7 +55,12 @@ def run_emulate(
         return fail(EXIT_USAGE, "error", "--once needs --ask MESSAGE (it stops after that reply)")
 
     def progress(step: str, detail: str) -> None:
+        if step == "build":
+            detail = BUILD_STEPS.get(detail, detail)  # the builder's own steps, in agentpack build's words
         console.print(f"[bold]{step:>6}[/] {escape(detail)}")
+        waiting.started(detail)
+
+    waiting = Waiting(lambda line: console.print(f"[dim]{'':>6} {escape(line)}[/]"))
 
     held: list[str] = []
 
@@ -66,7 +72,8 @@ def run_emulate(
             console.out(line, style="dim", highlight=False)
 
     try:
-        emulation = start(source, target, options, env={**options.env, **env}, progress=progress, log=log)
+        with waiting:
+            emulation = start(source, target, options, env={**options.env, **env}, progress=progress, log=log)
     except EmulationError as exc:
         return fail(EXIT_USAGE, "error", str(exc))
     except BuildError as exc:

@@ -97,7 +97,7 @@ class DeployRequest:
         from agentpack.builders.build import build
 
         self.progress("build", f"building {self.project.name} for {self.target}")
-        result = build(self.project, self.target)
+        result = build(self.project, self.target, progress=lambda step: self.progress("build", step))
         self.artifact = Path(result.artifact)
         self.sha256 = result.sha256
         self.size_bytes = result.size_bytes

@@ -142,7 +142,13 @@ def start(
 
             project = source
             progress("build", f"building {source} for {target}")
-            result = build(source, target, options.out_dir, ui=True if options.ui else None)
+            result = build(
+                source,
+                target,
+                options.out_dir,
+                ui=True if options.ui else None,
+                progress=lambda step: progress("build", step),  # the builder's steps, named by their keys
+            )
             artifact, built = Path(result.artifact), not result.unchanged
         elif source.is_file():
             artifact = source

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import logging
 import os
 import random
 import time
@@ -36,6 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from agentpack.deployers.clients.timeouts import API_TIMEOUT_ENV, CONNECT_TIMEOUT, api_timeout
 from agentpack.deployers.errors import DeployConfigError, PlatformError
 
 if TYPE_CHECKING:
@@ -183,15 +185,19 @@ def resolve_endpoint(explicit: str | None, env_var: str, environ: Mapping[str, s
     return Endpoint(value, protocol)
 
 
+#: Each control-plane call is logged here at DEBUG before it is sent (the CLI says what it waits for).
+calls_logger = logging.getLogger("agentpack.api")
+
+
 def sdk_config(
     credentials: Credentials,
     *,
     region: str | None,
     endpoint: Endpoint | None,
-    connect_timeout_ms: int = 5_000,
-    read_timeout_ms: int = 120_000,
+    connect_timeout_ms: int = int(CONNECT_TIMEOUT * 1000),
+    read_timeout_ms: int | None = None,
 ) -> OpenApiConfig:
-    """An ``alibabacloud_tea_openapi`` Config for a product client."""
+    """An ``alibabacloud_tea_openapi`` Config for a product client (read timeout: :func:`api_timeout`)."""
     from alibabacloud_tea_openapi import utils_models as open_api_models
 
     if endpoint is None and not region:
@@ -202,7 +208,7 @@ def sdk_config(
         security_token=credentials.security_token,
         region_id=region,
         connect_timeout=connect_timeout_ms,
-        read_timeout=read_timeout_ms,
+        read_timeout=read_timeout_ms if read_timeout_ms is not None else int(api_timeout() * 1000),
         user_agent="agentpack",
     )
     if endpoint is not None:
@@ -266,6 +272,10 @@ def to_platform_error(exc: BaseException, action: str | None = None) -> Platform
         )
     inner = getattr(exc, "inner_exception", None)
     if inner is not None:  # the SDK wraps failures to send: network ones arrive as its RetryError
+        if "Read timed out" in str(getattr(inner, "message", None) or inner):
+            return PlatformError(
+                "Timeout", _no_answer(str(getattr(inner, "message", None) or inner)), None, None, action
+            )
         if type(inner).__name__ == "RetryError" or isinstance(inner, OSError):
             return PlatformError(
                 "ConnectionError", f"could not reach the endpoint: {_connection_reason(inner)}", None, None, action
@@ -274,6 +284,20 @@ def to_platform_error(exc: BaseException, action: str | None = None) -> Platform
             "RequestError", f"the request could not be sent: {type(inner).__name__}: {inner}", None, None, action
         )
     return PlatformError(type(exc).__name__, str(exc) or repr(exc), None, None, action)
+
+
+def _no_answer(text: str) -> str:
+    """What a read timeout means: the endpoint took the connection and never answered."""
+    import re
+
+    host = re.search(r"host='([^']+)', port=(\d+)", text)
+    seconds = re.search(r"read timeout=([\d.]+)", text)
+    where = f"{host.group(1)}:{host.group(2)}" if host else "the endpoint"
+    within = f" within {float(seconds.group(1)):g} s" if seconds else ""
+    return (
+        f"{where} accepted the connection but sent no answer{within}; check the endpoint and the network "
+        f"({API_TIMEOUT_ENV} sets how long to wait)"
+    )
 
 
 def _connection_reason(error: BaseException) -> str:
@@ -320,6 +344,7 @@ def call(action: str, request: Callable[[], T], retry: RetryPolicy | None = None
     policy = retry or RetryPolicy()
     attempt = 0
     while True:
+        calls_logger.debug("%s", action)
         try:
             return request()
         except AlibabaConfigError:

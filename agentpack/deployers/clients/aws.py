@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from agentpack.deployers.clients.timeouts import API_TIMEOUT_ENV, CONNECT_TIMEOUT, api_timeout
 from agentpack.deployers.errors import DeployConfigError, PlatformError
 
 if TYPE_CHECKING:
@@ -76,17 +77,35 @@ def platform_error(exc: BaseException, action: str | None = None) -> BaseExcepti
         reason = last.get("LastUpdateStatusReason") or last.get("StateReason") or str(exc)
         code = last.get("LastUpdateStatusReasonCode") or last.get("StateReasonCode") or "UpdateFailed"
         return PlatformError(str(code), f"the function did not become ready: {reason}", action=action)
-    if isinstance(exc, (errors.EndpointConnectionError, errors.ConnectTimeoutError, errors.ReadTimeoutError)):
+    if isinstance(exc, errors.ReadTimeoutError):
+        return PlatformError(
+            "Timeout",
+            f"{exc.kwargs.get('endpoint_url') or 'the endpoint'} accepted the connection but sent no answer within "
+            f"{api_timeout():g} s (tried {_ATTEMPTS} times); check the endpoint and the network "
+            f"({API_TIMEOUT_ENV} sets how long to wait)",
+            action=action,
+        )
+    if isinstance(exc, (errors.EndpointConnectionError, errors.ConnectTimeoutError)):
         return PlatformError("ConnectionError", f"could not reach the endpoint: {exc}", action=action)
     if isinstance(exc, errors.BotoCoreError):
         return PlatformError(type(exc).__name__, str(exc), action=action)
     return exc
 
 
+#: Attempts per call (throttling and 5xx answers are retried; so are timeouts, by botocore).
+_ATTEMPTS = 3
+
+
 def _config() -> Config:
     from botocore.config import Config
 
-    return Config(retries={"max_attempts": 5, "mode": "standard"}, user_agent_extra="agentpack")
+    # bounded: botocore's default read timeout is 60 s, taken again on each of the attempts
+    return Config(
+        retries={"max_attempts": _ATTEMPTS, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=api_timeout(),
+        user_agent_extra="agentpack",
+    )
 
 
 class LambdaApi:

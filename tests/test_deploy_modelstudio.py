@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -19,12 +20,27 @@ import pytest
 from agentpack.targets import MODELSTUDIO_WHEEL
 from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET
 from tests.standins.modelstudio import TEST_API_KEY, ModelStudioStandIn
-from tests.support import CLI, Emulations, cli_env, copy_project, refused, set_version
+from tests.support import CLI, Emulations, cli_env, copy_project, refused, set_version, wait_until
 
 pytestmark = pytest.mark.integration
 
 ALIBABA_KEYS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": TEST_ACCESS_KEY_ID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": TEST_ACCESS_KEY_SECRET}
 SECRET = "s3cret-value-never-in-the-wheel"
+class Reader(threading.Thread):
+    """Collects a process's stdout as it arrives (to tell a stream from a buffered reply)."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        super().__init__(daemon=True)
+        self.process = process
+        self.text = ""
+        self.start()
+
+    def run(self) -> None:
+        assert self.process.stdout is not None
+        for chunk in iter(lambda: self.process.stdout.read(1), ""):
+            self.text += chunk
+
+
 CONFIG = """
 [targets.modelstudio]
 description = "agentpack's test agent"
@@ -77,6 +93,18 @@ def test_the_lifecycle_through_the_command_line(modelstudio):
     assert reply.returncode == 0, reply.stdout + reply.stderr
     assert "2 " in reply.stdout
     assert any(line.startswith("POST /process") for line in standin.relayed)
+    no_key = {k: v for k, v in cli.env.items() if k != "DASHSCOPE_API_KEY"}
+    refused(cli.run("invoke", "deployed", "hi", env=no_key), 2, "DASHSCOPE_API_KEY")
+
+    # a stop through the platform's URL reaches the run (streamed through the relay as it goes)
+    long = cli.popen("invoke", "deployed", "count 300", "--session", "s-1")
+    reader = Reader(long)
+    wait_until(lambda: "3 " in reader.text or long.poll() is not None, 120, lambda: reader.text)
+    assert long.poll() is None, f"the reply arrived only at the end:\n{reader.text}"
+    assert cli.json("stop", "deployed", "--session", "s-1")["stopped"] is True
+    assert long.wait(timeout=60) == 1
+    reader.join(timeout=10)
+    assert "response canceled" in reader.text and "299" not in reader.text
 
     # list and status
     listed = cli.json("list")["deployments"]

@@ -241,3 +241,16 @@ def test_destroy_removes_an_agent_whose_first_publish_timed_out(modelstudio):
     cli.json("destroy", "deployed", "--yes")
     assert standin.agents == {} and "DeleteAgent" in standin.actions()
     assert "modelstudio/deployed" not in (project / ".agentpack" / "deployments.json").read_text()
+
+
+def test_a_missing_sdk_or_credentials_name_the_fix_before_building(tmp_path):
+    project = copy_project(tmp_path)
+    hide = tmp_path / "hide-sdk"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['alibabacloud_bailian20231229'] = None  # as if not installed\n")
+    base = {"MODELSTUDIO_WORKSPACE_ID": "llm-x", "AGENTPACK_MODELSTUDIO_ENDPOINT": "http://127.0.0.1:9", "HOME": str(tmp_path)}
+    done = CLI(project, cli_env(**ALIBABA_KEYS, **base, PYTHONPATH=str(hide))).run("deploy", "--target", "modelstudio")
+    refused(done, 2, "alibabacloud_bailian20231229", "pip install 'agentpack[modelstudio]'")
+    done = CLI(project, cli_env(**base)).run("deploy", "--target", "modelstudio")
+    refused(done, 2, "ALIBABA_CLOUD_ACCESS_KEY_ID")
+    assert not (project / "dist").exists(), "refused before the build"

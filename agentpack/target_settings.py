@@ -424,6 +424,96 @@ class AgentRunSettings(_AlibabaSettings):
     idle_timeout: Annotated[int | None, _limit(1, 86400, "seconds", "AgentRun")] = Field(
         None, description="seconds an idle session lives", examples=[600]
     )
+    allow_anonymous: bool = Field(
+        False,
+        description="public endpoint anyone may call (default: callers must sign with the account's keys)",
+        examples=[False],
+    )
+    code_upload: Literal["auto", "inline", "oss"] = Field(
+        "auto",
+        description='how the code reaches AgentRun: "auto" (inline up to 10 MB, through OSS above), "inline" or "oss"',
+        examples=["oss"],
+    )
+    oss_bucket: _OSS_BUCKET = Field(
+        None,
+        description='existing OSS bucket the code goes through above 10 MB zipped (or code_upload = "oss"); never created by agentpack',
+        examples=["my-agent-artifacts"],
+    )
+    oss_prefix: _OSS_PREFIX = Field(
+        None,
+        description='folder in the bucket; objects are <oss_prefix>/<runtime>/<sha256>.zip (default "agentpack")',
+        examples=["agentpack"],
+    )
+    oss_region: _ALIYUN_REGION = Field(
+        None, description="the bucket's region (default: the runtime's region)", examples=["cn-hangzhou"]
+    )
+    oss_endpoint: _ENDPOINT = Field(
+        None,
+        description="OSS endpoint (default: the region's; env AGENTPACK_OSS_ENDPOINT)",
+        examples=["oss-cn-hangzhou.aliyuncs.com"],
+    )
+    vpc_id: Annotated[str | None, _pattern(r"vpc-[a-z0-9]+", 'a VPC id such as "vpc-bp1..."')] = Field(
+        None, description="VPC the instances join (to reach Redis and other private services)", examples=["vpc-bp1abc"]
+    )
+    vswitch_ids: list[Annotated[str, _pattern(r"vsw-[a-z0-9]+", 'a vSwitch id such as "vsw-bp1..."')]] | None = Field(
+        None, description="vSwitches of vpc_id the instances use", examples=[["vsw-bp1abc"]]
+    )
+    security_group_id: Annotated[str | None, _pattern(r"sg-[a-z0-9]+", 'a security group id such as "sg-bp1..."')] = (
+        Field(None, description="security group of vpc_id the instances are in", examples=["sg-bp1abc"])
+    )
+    log_project: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "an SLS project name")] = Field(
+        None, description="Simple Log Service project the runtime writes its logs to", examples=["my-agent-logs"]
+    )
+    log_store: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]", "an SLS logstore name")] = Field(
+        None, description="logstore in log_project", examples=["agentrun"]
+    )
+
+    @field_validator("oss_prefix")
+    @classmethod
+    def _no_dot_folders(cls, value: str | None) -> str | None:
+        if value is not None and any(part in (".", "..") for part in value.split("/")):
+            raise ValueError("must not have '.' or '..' folders; name the folder plainly, e.g. \"agentpack\"")
+        return value
+
+    @property
+    def oss_folder(self) -> str:
+        """``oss_prefix`` without a trailing '/' ("agentpack" when unset; "" puts objects at the bucket's root)."""
+        return (self.oss_prefix if self.oss_prefix is not None else "agentpack").strip("/")
+
+    @model_validator(mode="after")
+    def _agentrun_rules(self) -> AgentRunSettings:
+        """The rules that tie settings together, checked on the values that will be sent (defaults included)."""
+        cpu, memory = float(self.effective("cpu")), int(self.effective("memory"))
+        if not 1 - 1e-9 <= (memory / 1024) / cpu <= 4 + 1e-9:
+            said = " and ".join(
+                f"{key} = {getattr(self, key):g}"
+                if getattr(self, key) is not None
+                else f"{key} {self.effective(key):g} (the default)"
+                for key in ("cpu", "memory")
+            )
+            raise ValueError(
+                f"{said}: AgentRun needs 1 to 4 GB of memory per vCPU; use memory between "
+                f"{math.ceil(cpu * 1024)} and {math.floor(cpu * 4096)}, or set cpu to match"
+            )
+        if self.code_upload == "oss" and not self.oss_bucket:
+            raise ValueError('code_upload = "oss" needs oss_bucket = "<an existing bucket in the runtime\'s region>"')
+        if not self.oss_bucket:
+            named = [key for key in ("oss_prefix", "oss_region", "oss_endpoint") if getattr(self, key) is not None]
+            if named:
+                raise ValueError(
+                    f'{", ".join(named)} is set but oss_bucket is not; add oss_bucket = "<bucket>" or remove it'
+                )
+        network = [key for key in ("vpc_id", "vswitch_ids", "security_group_id") if getattr(self, key)]
+        if network and len(network) != 3:
+            raise ValueError(
+                "vpc_id, vswitch_ids and security_group_id go together (AgentRun needs all three to join a VPC); "
+                f"only {', '.join(network)} is set"
+            )
+        if (self.log_project is None) != (self.log_store is None):
+            raise ValueError(
+                "log_project and log_store go together: set both to send the runtime's logs to SLS, or neither"
+            )
+        return self
 
 
 _LAMBDA_RESERVED = frozenset(

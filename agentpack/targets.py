@@ -320,17 +320,19 @@ TARGETS: dict[str, Target] = {
         entry=_bootstrap(lambda py: "python3"),
         port_env="PORT",
         adapter="agentrun",
-        # the health check the deployer configures; AgentRun routes by session itself
+        # the health check the deployer configures
         health_path="/readiness",
-        affinity_header=None,
+        # the deployer sets sessionAffinityType HEADER_FIELD on it (the SDK's UpdateAgentRuntimeInput)
+        affinity_header=SESSION_HEADER,
         settings_model="agentpack.target_settings:AgentRunSettings",
         emulator="agentpack.emulators.http_function:AgentRunProfile",
         deployer="agentpack.deployers.platforms.agentrun:AgentRunDeployer",
         # AgentRun code runtimes offer the languages python3.10 and python3.12 (no 3.11)
         pythons=("3.10", "3.12"),
-        # the AgentRun deployer sends code inline only (no OSS path yet)
-        zip_limit=100 * MB,
-        limit_note="inline upload limit",
+        # the deployer sends code inline up to 10 MB and through [targets.agentrun] oss_bucket above;
+        # AgentRun documents no limit for code from OSS: FC's 500 MB is assumed
+        zip_limit=500 * MB,
+        limit_note="limit for code from OSS (assumed equal to FC's); over 10 MB the deploy needs [targets.agentrun] oss_bucket",
     ),
     "lambda": Target(
         name="lambda",

@@ -492,7 +492,8 @@ def test_a_failed_runtime_ends_the_deploy_with_the_platforms_reason(agentrun):
     refused(done, 1, "FAILED", "No module named 'yaml'")
     assert json.loads(done.stdout.splitlines()[-1])["error"]["code"] == "FAILED"
     assert "PublishRuntimeVersion" not in standin.actions()
-    assert not (project / ".agentpack" / "deployments.json").exists()
+    # the FAILED runtime exists (and is billed): it is recorded, so status and destroy can see it
+    assert json.loads(cli.run("status", "deployed", "--json").stdout)["platform"]["state"] == "FAILED"
     # the next deploy updates the failed runtime in place (by name), no second runtime
     assert cli.json("deploy", "--target", "agentrun")["action"] == "updated"
     assert len(standin.runtimes) == 1

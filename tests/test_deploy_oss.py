@@ -238,7 +238,7 @@ def test_the_build_refuses_only_what_fc_cannot_take_from_oss(tmp_path, monkeypat
     from agentpack.builders.build import build
     from agentpack.builders.errors import BuildError
 
-    assert targets.TARGETS["fc"].zip_limit == 500 * MiB and targets.TARGETS["agentrun"].zip_limit == 100 * MiB
+    assert targets.TARGETS["fc"].zip_limit == 500 * MiB and targets.TARGETS["agentrun"].zip_limit == 500 * MiB
     tiny = dataclasses.replace(targets.TARGETS["fc"], zip_limit=MiB)  # stands for 500 MB: same rule, same words
     monkeypatch.setitem(targets.TARGETS, "fc", tiny)
     with pytest.raises(BuildError, match=r"over the fc limit of 1 MB \(Function Compute's limit for code from OSS; over 100 MB the "

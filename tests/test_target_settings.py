@@ -224,7 +224,7 @@ def test_each_row_names_an_emulator_profile_that_configures_what_the_deployer_se
     assert (lam.timeout, lam.memory) == (LambdaSettings.sizing_defaults["timeout"], LambdaSettings.sizing_defaults["memory"])
     assert agentrun.memory_mb == AgentRunSettings.sizing_defaults["memory"]
     # how the platform drives an instance comes from the row
-    assert fc.affinity_header == TARGETS["fc"].affinity_header and agentrun.affinity_header is None
+    assert fc.affinity_header == TARGETS["fc"].affinity_header and agentrun.affinity_header == TARGETS["agentrun"].affinity_header
     assert agentrun.health_check_path == TARGETS["agentrun"].health_path == "/readiness" and fc.health_check_path is None
     assert emulators["fc"].config.initializer and not local.initializer and not local.pre_stop  # the local target has no hooks
     # the platform's variables: the port in the row's variable, the handler string from the settings model

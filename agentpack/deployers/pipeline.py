@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from agentpack.deployers.errors import DeployConfigError, NotOffered, require_modules
 from agentpack.deployers.request import DeployRequest, Progress, no_progress
-from agentpack.deployers.state import Deployment, now
+from agentpack.deployers.state import Deployment, DeploymentStore, now
 
 if TYPE_CHECKING:
     import httpx
@@ -136,6 +136,10 @@ class Deployer:
     #: whether ``publish`` makes a version on the platform, announced as the step "publish" (the
     #: local target's version is the unpacked artifact: nothing to announce)
     publishes: ClassVar[bool] = True
+    #: whether a resource is recorded the moment ``upload`` creates it (before it is ready), so a
+    #: first deploy that fails or times out afterwards leaves a deployment that ``status``,
+    #: ``destroy`` and ``list`` can see (AgentRun: a runtime can stay CREATING for minutes, billed)
+    record_on_create: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -195,6 +199,8 @@ class Deployer:
         if plan.code_needed or plan.config_changed:
             plan.uploaded = plan.code_needed
             action = self.upload(plan)
+            if plan.current is None:
+                self.created(plan)
             self.wait(plan)
             version = self.publish(plan)
             if self.publishes:
@@ -222,6 +228,19 @@ class Deployer:
         deployment.remember(version, request.sha256)
         deployment.deployed_at = now()
         return deployment
+
+    def created(self, plan: Plan) -> None:
+        """Called once ``upload`` created the resource: with ``record_on_create``, record it at once
+        (status "creating", no URL or version yet); the record step completes it later."""
+        if not self.record_on_create:
+            return
+        request = plan.request
+        deployment = Deployment(target=self.target, name=request.name, region=self.region, status="creating")
+        deployment.auth = self.auth(request)
+        deployment.env_keys = sorted(plan.variables)
+        deployment.python, deployment.arch = request.python, request.arch
+        deployment.resource = {**plan.known, **self.resource(plan)}
+        DeploymentStore(self.project).put(deployment)
 
     # == the hooks each target fills in ==================================================================
     def check(self, plan: Plan) -> None:

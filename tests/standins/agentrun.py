@@ -37,6 +37,18 @@ LANGUAGES = {"python3.10", "python3.12", "nodejs18", "nodejs20", "java8", "java1
 ARTIFACT_TYPES = {"Code", "Container"}
 MAX_INLINE_ZIP = 100 * 1024 * 1024
 IN_PROGRESS = {"CREATING", "UPDATING", "DELETING"}
+MAX_OSS_ZIP = 500 * 1024 * 1024  # [assumed] FC's limit for code from OSS
+# sessionAffinityType values [sdk _create_agent_runtime_input.py: NONE, HEADER_FIELD, GENERATED_COOKIE, COOKIE alias]
+AFFINITY_TYPES = {"NONE", "HEADER_FIELD", "GENERATED_COOKIE", "COOKIE"}
+# networkMode values [Serverless-Devs agentrun-sdk-python agentrun/utils/model.py NetworkMode]
+NETWORK_MODES = {"PUBLIC", "PRIVATE", "PUBLIC_AND_PRIVATE"}
+# credentials [Serverless-Devs agentrun-sdk-python agentrun/credential/model.py; name rule: the "voucher
+# management" page, https://www.alibabacloud.com/help/en/functioncompute/voucher-management]
+CREDENTIAL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+CREDENTIAL_AUTH_TYPES = {"jwt", "api_key", "basic", "ak_sk", "custom_header"}
+CREDENTIAL_SOURCE_TYPES = {"external_llm", "external_tool", "internal"}
+#: what a list answer shows instead of a variable's value [assumed: issue 19 item 10, list answers may mask]
+MASK = "******"
 
 
 @dataclass
@@ -72,8 +84,12 @@ class AgentRunStandIn(AcsStandIn):
     def __init__(self, *, on_code: Optional[CodeHook] = None, ready_after_polls: int = 1,
                  ready_after_seconds: float = 0.0, region: str = "cn-hangzhou",
                  account_id: str = "1234567890123456", max_inline_zip: int = MAX_INLINE_ZIP,
-                 endpoint_ready_status: str = "READY", **kwargs: Any) -> None:
+                 endpoint_ready_status: str = "READY", oss: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # code from OSS is read from ``oss`` (an OSSStandIn) when given, else from ``oss_objects``
+        self.oss = oss
+        self.oss_objects: dict[tuple[str, str], bytes] = {}
+        self.credentials: dict[str, dict[str, Any]] = {}
         # The published endpoint example shows ACTIVE where runtimes say READY; tests can pick either.
         self.endpoint_ready_status = endpoint_ready_status
         self.on_code = on_code
@@ -98,6 +114,10 @@ class AgentRunStandIn(AcsStandIn):
         self.route("GET", base + "/{agentRuntimeId}/endpoints/{endpointId}", "GetAgentRuntimeEndpoint", self._get_endpoint)
         self.route("PUT", base + "/{agentRuntimeId}/endpoints/{endpointId}", "UpdateAgentRuntimeEndpoint", self._update_endpoint)
         self.route("DELETE", base + "/{agentRuntimeId}/endpoints/{endpointId}", "DeleteAgentRuntimeEndpoint", self._delete_endpoint)
+        credentials = f"/{self.version}/agents/credentials"
+        self.route("POST", credentials, "CreateCredential", self._create_credential)
+        self.route("GET", credentials + "/{credentialName}", "GetCredential", self._get_credential)
+        self.route("DELETE", credentials + "/{credentialName}", "DeleteCredential", self._delete_credential)
 
     def error_body(self, error: ApiError, request_id: str) -> dict[str, Any]:
         return {"code": error.code, "message": error.message, "requestId": request_id}
@@ -120,6 +140,11 @@ class AgentRunStandIn(AcsStandIn):
                 if runtime.record["agentRuntimeName"] == name:
                     return copy.deepcopy(runtime.record)
         return None
+
+    def affinity_header(self, name: str) -> Optional[str]:
+        """The header a runtime's requests are kept on one instance by (None: no header affinity)."""
+        record = self.by_name(name) or {}
+        return record.get("headerFieldName") if record.get("sessionAffinityType") == "HEADER_FIELD" else None
 
     def code_of(self, runtime_id: str) -> Optional[bytes]:
         with self._state:
@@ -184,9 +209,15 @@ class AgentRunStandIn(AcsStandIn):
         require(isinstance(command, list) and len(command) > 0 and all(isinstance(p, str) for p in command),
                 "codeConfiguration.command must be a non-empty list of strings", code="ERR_VALIDATION_FAILED")
         if not inline:
-            require(bool(code.get("ossBucketName")) and bool(code.get("ossObjectName")),
+            bucket, key = code.get("ossBucketName"), code.get("ossObjectName")
+            require(bool(bucket) and bool(key),
                     "code from OSS needs both ossBucketName and ossObjectName", code="ERR_VALIDATION_FAILED")
-            return _Code(data=None)
+            stored = self.oss.read_for_function_compute(bucket, key) if self.oss is not None else self.oss_objects.get((bucket, key))
+            require(stored is not None, f"unable to access object {key} in bucket {bucket}; check that it exists and "
+                                        "that AgentRun may read it (oss:GetObject)", code="ERR_VALIDATION_FAILED")
+            require(len(stored) <= MAX_OSS_ZIP, f"the code package in OSS is {len(stored)} bytes, over {MAX_OSS_ZIP}",
+                    code="ERR_VALIDATION_FAILED")
+            return _Code(data=stored)
         require(isinstance(inline, str), "codeConfiguration.zipFile must be a base64 string", code="ERR_VALIDATION_FAILED")
         try:
             data = base64.b64decode(inline, validate=True)
@@ -219,6 +250,43 @@ class AgentRunStandIn(AcsStandIn):
             check(isinstance(container, dict) and bool(container.get("image")), "containerConfiguration.image is required")
         else:
             check(merged.get("codeConfiguration") is not None, "artifactType Code needs codeConfiguration")
+        # [sdk _create_agent_runtime_input.py] codeConfiguration "is required when artifactType is Code":
+        # a body that says Code carries its code (an update that keeps the code sends neither)
+        if body.get("artifactType") == "Code":
+            check(bool(body.get("codeConfiguration")), "codeConfiguration is required when artifactType is Code")
+        cpu, memory = merged.get("cpu"), merged.get("memory")
+        if isinstance(cpu, (int, float)) and isinstance(memory, int) and 0 < cpu <= 16 and 128 <= memory <= 32768:
+            # [fc-ref] 1-4 GB of memory per vCPU, checked on the stored result (AgentRun runs on FC's instances)
+            check(1 <= (memory / 1024) / cpu <= 4, f"memory {memory} MB with cpu {cpu:g}: 1 to 4 GB per vCPU")
+        affinity = merged.get("sessionAffinityType")
+        if affinity is not None:
+            check(affinity in AFFINITY_TYPES, f"sessionAffinityType must be one of {sorted(AFFINITY_TYPES)}")
+            if affinity == "HEADER_FIELD":
+                # [sdk] headerFieldName: "the request header used for session affinity when sessionAffinityType is HEADER_FIELD"
+                header = merged.get("headerFieldName")
+                check(isinstance(header, str) and re.fullmatch(r"[A-Za-z0-9-]{1,64}", header) is not None,
+                      "sessionAffinityType HEADER_FIELD needs headerFieldName, a header name")
+        network = body.get("networkConfiguration")
+        if network is not None:
+            check(isinstance(network, dict) and network.get("networkMode") in NETWORK_MODES,
+                  f"networkConfiguration.networkMode must be one of {sorted(NETWORK_MODES)}")
+            if network["networkMode"] != "PUBLIC":
+                # [assumed] a private network names where: the VPC, its vSwitches and a security group
+                check(bool(network.get("vpcId")) and bool(network.get("vswitchIds")) and bool(network.get("securityGroupId")),
+                      "networkMode PRIVATE or PUBLIC_AND_PRIVATE needs vpcId, vswitchIds and securityGroupId")
+        logs = body.get("logConfiguration")
+        if logs is not None:
+            # [sdk _log_configuration.py] project and logstore; [assumed] both required
+            check(isinstance(logs, dict) and bool(logs.get("project")) and bool(logs.get("logstore")),
+                  "logConfiguration needs project and logstore")
+        if body.get("credentialName"):
+            # [assumed] the runtime's inbound credential must exist and be one for callers (source internal)
+            found = self.credentials.get(body["credentialName"])
+            check(found is not None and found["credentialSourceType"] == "internal",
+                  f"credentialName {body['credentialName']!r} names no inbound (internal) credential")
+        if "description" in body:
+            check(isinstance(body["description"], str) and len(body["description"]) <= 256,
+                  "description must be a string of at most 256 characters")
         for key in ("cpu", "memory", "port"):
             check(merged.get(key) is not None, f"{key} is required")
         if "cpu" in body:
@@ -343,8 +411,52 @@ class AgentRunStandIn(AcsStandIn):
                     continue
                 if status and runtime.record["status"] != status:
                     continue
-                items.append(_public(runtime.record))
+                item = _public(runtime.record)
+                if isinstance(item.get("environmentVariables"), dict):  # [assumed] list answers mask values
+                    item["environmentVariables"] = dict.fromkeys(item["environmentVariables"], MASK)
+                items.append(item)
         return self._ok(request, _paged(items, query))
+
+    # -- credentials ---------------------------------------------------------------------------
+
+    def _create_credential(self, request: Request) -> tuple[int, Any]:
+        body = request.body
+        name = body.get("credentialName")
+        # [sdk _create_credential_input.py] credentialName, credentialAuthType, credentialSourceType required
+        require(isinstance(name, str) and CREDENTIAL_NAME_RE.match(name) is not None,
+                "credentialName must be 1-64 letters, digits, '_' or '-', starting with a letter or '_'",
+                code="ERR_VALIDATION_FAILED")
+        require(body.get("credentialAuthType") in CREDENTIAL_AUTH_TYPES,
+                f"credentialAuthType must be one of {sorted(CREDENTIAL_AUTH_TYPES)}", code="ERR_VALIDATION_FAILED")
+        require(body.get("credentialSourceType") in CREDENTIAL_SOURCE_TYPES,
+                f"credentialSourceType must be one of {sorted(CREDENTIAL_SOURCE_TYPES)}", code="ERR_VALIDATION_FAILED")
+        if body["credentialAuthType"] == "api_key":
+            require(bool(body.get("credentialSecret")), "an api_key credential needs credentialSecret",
+                    code="ERR_VALIDATION_FAILED")
+        with self._state:
+            if name in self.credentials:
+                raise ApiError(409, "ERR_CONFLICT", f"credential '{name}' already exists")
+            now = now_iso()
+            record = {**body, "credentialId": str(uuid.uuid4()), "createdAt": now, "updatedAt": now}
+            self.credentials[name] = record
+            return self._ok(request, _credential_view(record))
+
+    def _get_credential(self, request: Request) -> tuple[int, Any]:
+        with self._state:
+            record = self.credentials.get(request.params["credentialName"])
+            if record is None:
+                raise ApiError(404, "ERR_NOT_FOUND", f"credential '{request.params['credentialName']}' does not exist")
+            return self._ok(request, _credential_view(record))
+
+    def _delete_credential(self, request: Request) -> tuple[int, Any]:
+        name = request.params["credentialName"]
+        with self._state:
+            if name not in self.credentials:
+                raise ApiError(404, "ERR_NOT_FOUND", f"credential '{name}' does not exist")
+            users = [r.record["agentRuntimeName"] for r in self.runtimes.values() if r.record.get("credentialName") == name]
+            if users:  # [assumed] a credential in use cannot go
+                raise ApiError(409, "ERR_CONFLICT", f"credential '{name}' is used by {', '.join(users)}")
+            return self._ok(request, _credential_view(self.credentials.pop(name)))
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -368,6 +480,9 @@ class AgentRunStandIn(AcsStandIn):
             config = copy.deepcopy(runtime.record)
             config["agentRuntimeVersion"] = version
             runtime.versions[version] = {"meta": meta, "config": config, "code": runtime.code}
+            # [assumed, issue 19 item 10] publishing touches the runtime: a deployer must not take a
+            # moved lastUpdatedAt for a change of code
+            runtime.record["lastUpdatedAt"] = now_iso()
             return self._ok(request, dict(meta))
 
     def _list_versions(self, request: Request) -> tuple[int, Any]:
@@ -434,6 +549,7 @@ class AgentRunStandIn(AcsStandIn):
             if body.get("routingConfiguration") is not None:
                 endpoint["routingConfiguration"] = body["routingConfiguration"]
             runtime.endpoints[endpoint_id] = endpoint
+            runtime.record["lastUpdatedAt"] = now_iso()  # [assumed] as for publishing
             return self._ok(request, self._endpoint_view(runtime, endpoint))
 
     def _endpoint(self, runtime: _Runtime, endpoint_id: str) -> dict[str, Any]:
@@ -489,6 +605,11 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(code, dict):
         code.pop("zipFile", None)
     return view
+
+
+def _credential_view(record: dict[str, Any]) -> dict[str, Any]:
+    """A credential as answers show it: never its secret [assumed]."""
+    return {k: v for k, v in record.items() if k != "credentialSecret"}
 
 
 def _paged(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ one that is still not READY at the deadline raises
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -58,6 +59,17 @@ class RuntimeSpec:
     execution_role_arn: str | None = None
     description: str | None = None
     network_mode: str | None = "PUBLIC"
+    #: the request header whose value keeps a session on one instance (None: the platform's default)
+    session_affinity_header: str | None = None
+    #: the inbound credential callers must present ("": none, anyone may call; None: not sent)
+    credential_name: str | None = None
+    #: a VPC to join (with its vSwitches and security group), keeping public access for outbound calls
+    vpc_id: str | None = None
+    vswitch_ids: list[str] = field(default_factory=list)
+    security_group_id: str | None = None
+    #: Simple Log Service project and logstore the runtime writes to
+    log_project: str | None = None
+    log_store: str | None = None
 
     def code_configuration(self) -> dict[str, Any] | None:
         location = code_location(
@@ -76,7 +88,6 @@ class RuntimeSpec:
         sizing = AgentRunSettings.sizing_defaults
         body: dict[str, Any] = {
             "agentRuntimeName": self.name,
-            "artifactType": "Code",
             "cpu": sizing["cpu"] if self.cpu is None else self.cpu,
             "memory": sizing["memory"] if self.memory is None else self.memory,
             "port": self.port,
@@ -87,14 +98,31 @@ class RuntimeSpec:
             "sessionIdleTimeoutSeconds": self.session_idle_timeout_seconds,
             "executionRoleArn": self.execution_role_arn,
             "description": self.description,
+            "credentialName": self.credential_name,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
+        if self.session_affinity_header:
+            # the SDK's UpdateAgentRuntimeInput: sessionAffinityType HEADER_FIELD routes on headerFieldName
+            body["sessionAffinityType"] = "HEADER_FIELD"
+            body["headerFieldName"] = self.session_affinity_header
         if self.health_check_path:
             body["healthCheckConfiguration"] = {"httpGetUrl": self.health_check_path}
-        if self.network_mode:
+        if self.vpc_id:
+            body["networkConfiguration"] = {
+                "networkMode": "PUBLIC_AND_PRIVATE",
+                "vpcId": self.vpc_id,
+                "vswitchIds": list(self.vswitch_ids),
+                "securityGroupId": self.security_group_id,
+            }
+        elif self.network_mode:
             body["networkConfiguration"] = {"networkMode": self.network_mode}
+        if self.log_project and self.log_store:
+            body["logConfiguration"] = {"project": self.log_project, "logstore": self.log_store}
         code = self.code_configuration()
         if code is not None:
+            # artifactType Code requires codeConfiguration (the SDK's CreateAgentRuntimeInput): a
+            # configuration-only update sends neither, and the runtime keeps its code
+            body["artifactType"] = "Code"
             body["codeConfiguration"] = code
         return body
 
@@ -276,6 +304,44 @@ class AgentRunApi(AlibabaApi):
                 ),
             )
         return True
+
+    # -- inbound credentials ----------------------------------------------------------------------
+
+    def get_credential(self, name: str) -> dict[str, Any] | None:
+        body = self._call_or_none(
+            "GetCredential", lambda: self.client.get_credential_with_options(name, {}, sdk_runtime())
+        )
+        return None if body is None else _data(body)
+
+    def ensure_inbound_credential(self, name: str, description: str) -> bool:
+        """An inbound API-key credential ``name`` (created with a random key unless it exists); True if created.
+
+        A runtime naming it in ``credentialName`` answers on its public host only to callers
+        presenting the key; agentpack's own calls go to the signed ``-ram`` host instead
+        (:func:`ram_url`), so the key is never read or stored by agentpack.
+        """
+        if self.get_credential(name) is not None:
+            return False
+        m = self.models
+        body = m.CreateCredentialInput(
+            credential_name=name,
+            credential_source_type="internal",
+            credential_auth_type="api_key",
+            credential_public_config=m.CredentialPublicConfig(header_key="Authorization"),
+            credential_secret=secrets.token_urlsafe(32),
+            description=description,
+            enabled=True,
+        )
+        self._call(
+            "CreateCredential",
+            lambda: self.client.create_credential_with_options(m.CreateCredentialRequest(body=body), {}, sdk_runtime()),
+        )
+        return True
+
+    def delete_credential(self, name: str) -> bool:
+        return self._delete(
+            "DeleteCredential", lambda: self.client.delete_credential_with_options(name, {}, sdk_runtime())
+        )
 
     # -- versions ------------------------------------------------------------------------------
 

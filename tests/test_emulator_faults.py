@@ -157,3 +157,46 @@ def test_without_proc_an_instance_is_started_by_the_portable_check_and_says_so(e
     assert http.get(f"{emulator.url}/").status_code == 200
     notes = [line for line in lines if "no /proc" in line]
     assert len(notes) == 1 and "checked on Linux only" in notes[0]
+
+
+AGENT = """
+import asyncio
+from agentpack import AgentApp
+
+app = AgentApp(app_name="slow")
+
+
+@app.query(framework="text")
+async def answer(self, msgs, request, **kwargs):
+    for i in range(1000):
+        yield f"{i} "
+        await asyncio.sleep(0.1)
+"""
+
+
+def test_a_run_ended_by_the_function_timeout_says_so(tmp_path):
+    """FC's adapter stops a /process run just before the function timeout: its terminal event names
+    the timeout, not a stop_chat nobody sent."""
+    import sys
+
+    from tests.support import check_protocol, read_events, user_body
+
+    code = tmp_path / "agent"
+    code.mkdir()
+    (code / "app.py").write_text(AGENT)
+    bootstrap = code / "bootstrap"
+    bootstrap.write_text('#!/bin/sh\ncd "$(dirname "$0")"\n'
+                         'exec "$AGENTPACK_PYTHON" -m agentpack.serve --app app.py:app --host 0.0.0.0 '
+                         '--port "$FC_CUSTOM_LISTEN_PORT" --platform fc\n')
+    bootstrap.chmod(0o755)
+    # the interpreter running these tests has agentpack and its dependencies (no build needed)
+    config = FunctionConfig(code, sys.executable, platform="fc", timeout=3, start_timeout=60)
+    emulator = FunctionEmulator(config, log=lambda line: None).start()
+    try:
+        events = read_events(f"{emulator.url}/process", user_body(session_id="s", user_id="u"))
+    finally:
+        emulator.stop()
+    terminal = check_protocol(events)
+    assert terminal["status"] == "canceled"
+    assert "function timeout (3 s)" in terminal["error"]["message"], terminal["error"]
+    assert "stop_chat" not in terminal["error"]["message"]

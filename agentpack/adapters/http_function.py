@@ -205,8 +205,9 @@ class FunctionAdapter:
 
         async def stop_near_deadline() -> None:
             await asyncio.sleep(delay)
+            reason = f"stopped before the function timeout ({self.timeout:g} s) would end the request"
             try:
-                if await stop_chat(user_id, session_id):
+                if await stop_chat(user_id, session_id, reason=reason):
                     logger.warning("stopped session %s: the function's %.0fs timeout is near", session_id, self.timeout)
             except Exception:
                 logger.exception("could not stop session %s before the timeout", session_id)

@@ -214,14 +214,16 @@ class AgentApp(FastAPI):
         return compat.deprecated_hook("shutdown", "after_finish", self.shutdown_hooks, func)
 
     # -- interrupts --------------------------------------------------------------------
-    async def stop_chat(self, user_id: str | None, session_id: str | None) -> bool:
+    async def stop_chat(self, user_id: str | None, session_id: str | None, *, reason: str | None = None) -> bool:
         """Stop the session's running query, in this process or any other sharing the backend.
 
         Returns ``True`` if a run was holding the session and has been signalled; the
-        stream of that run then ends with a ``canceled`` response event.  Raises
+        stream of that run then ends with a ``canceled`` response event (saying ``reason``
+        when the run is in this process, e.g. the platform adapter's function timeout).  Raises
         :class:`~agentpack.interrupt.BackendUnavailable` when the backend cannot be reached.
         """
-        return await self.runtime.guard.stop(session_key(user_id, session_id))
+        key = session_key(user_id, session_id)
+        return await (self.runtime.guard.stop(key, reason) if reason else self.runtime.guard.stop(key))
 
     async def get_chat_state(self, user_id: str | None, session_id: str | None) -> str | None:
         """``RUNNING``, ``STOPPED``, ``FINISHED``, ``ERROR``, or ``None`` for an unknown session."""

@@ -233,11 +233,12 @@ class SessionGuard:
             await wait_bounded(asyncio.gather(self._recovery, return_exceptions=True), self.release_timeout)
 
     # -- stopping and asking -------------------------------------------------------------
-    async def stop(self, key: str) -> bool:
-        """Stop the run holding ``key``, wherever it is; ``True`` if one was running."""
+    async def stop(self, key: str, reason: str = STOP_REASON) -> bool:
+        """Stop the run holding ``key``, wherever it is; ``True`` if one was running.  ``reason``
+        ends a run in this process (its ``canceled`` event says it); a run elsewhere gets the flag."""
         active = self.runs.get(key)
         if active is not None:
-            active.run.stop(STOP_REASON)
+            active.run.stop(reason)
             return True
         try:
             return await self.backend.request_stop(key, self.state_seconds, self.lease_seconds)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentpack.deployers.clients.alibaba import MAX_INLINE_ZIP_BYTES
-from agentpack.deployers.errors import DeployConfigError, NotOffered, PlatformError
+from agentpack.deployers.errors import DeployConfigError, PlatformError
 from agentpack.deployers.pipeline import ROUTE, Deployer, Plan, same
 from agentpack.deployers.request import DeployRequest
 from agentpack.deployers.state import Deployment
@@ -336,10 +336,19 @@ class FCDeployer(Deployer):
         return f"https://fcnext.console.aliyun.com/{self.region}/functions/{deployment.name}"
 
     def logs(self, deployment: Deployment, *, since_seconds: float = 3600, follow: bool = False) -> Iterator[str]:
-        where = self.console_url(deployment) or "the Function Compute console"
-        raise NotOffered(
-            f"Function Compute writes logs to Simple Log Service once the function has a log configuration "
-            f"(project and logstore); read them in {where} (Logs tab)"
+        """The function's entries in its SLS logstore: FC tags them with the topic ``FCLogs:<function>``."""
+        from agentpack.deployers.clients.sls import read_logs
+
+        return read_logs(
+            self.settings,
+            product=f"Function Compute function {deployment.name}",
+            credentials=self.api.credentials,
+            region=self.region,
+            query=f'__topic__: "FCLogs:{deployment.name}"',
+            console=f"{self.console_url(deployment) or 'the Function Compute console'} (Logs tab)",
+            since_seconds=since_seconds,
+            follow=follow,
+            environ=self.environ,
         )
 
 

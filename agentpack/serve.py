@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     except AppLoadError as exc:
         print(f"agentpack: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception as exc:  # the app's own code failed as it was imported: its frames, one line
+        from agentpack.app_errors import describe
+
+        trace, summary = describe(exc, f"importing {args.app.partition(':')[0]}")
+        print(f"{trace}agentpack: {summary}", file=sys.stderr)
+        raise SystemExit(1) from None
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,

@@ -148,3 +148,54 @@ def test_deploy_against_an_endpoint_that_never_answers_says_what_it_waits_for(
     assert "accepted the connection but sent no answer within 1 s" in done.output, done.output
     assert "could not reach" not in done.output
     assert time.monotonic() - started < 60
+
+
+# -- item 18: an error in the user's app -----------------------------------------------------------------
+FAILING_APP = """from agentpack import AgentApp
+
+
+def make():
+    return helper()
+
+
+def helper():
+    raise RuntimeError("the model key is missing")
+
+
+app = AgentApp(app_name="failing")
+make()
+"""
+
+
+@pytest.mark.parametrize("how", ["run", "serve"])
+def test_an_error_in_the_app_shows_its_own_frames_and_one_summary_line(tmp_path: Path, how: str) -> None:
+    """Item 18: not 50 lines of typer/click/importlib internals, but the app's frames and one line
+    saying what raised what, where.  ``serve`` is what an emulated or deployed instance runs."""
+    (tmp_path / "app.py").write_text(FAILING_APP)
+    command = (
+        [sys.executable, "-m", "agentpack", "run", "app.py", "--port", str(free_port())]
+        if how == "run"
+        else [sys.executable, "-m", "agentpack.serve", "--app", "app.py", "--port", str(free_port())]
+    )
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].endswith(
+        "importing app.py raised RuntimeError: the model key is missing (app.py:9, in helper)"
+    ), done.stderr
+    assert 'app.py", line 13, in <module>' in done.stderr and 'line 5, in make' in done.stderr
+    for internal in ("typer", "click", "importlib", "runpy", "agentpack/loader.py", "agentpack/cli"):
+        assert internal not in done.stderr, done.stderr
+    assert len(lines) <= 10, done.stderr
+
+
+def test_emulate_shows_an_app_that_fails_to_start_once(tmp_path: Path) -> None:
+    """Item 18 under emulate: the instance's output was shown as it came; the error does not repeat it."""
+    (tmp_path / "app.py").write_text(FAILING_APP)
+    (tmp_path / "agentpack.toml").write_text('app = "app.py:app"\nname = "failing"\npython = "3.12"\n')
+    (tmp_path / "requirements.txt").write_text("")
+    done = CliRunner().invoke(app, ["emulate", str(tmp_path), "--target", "fc", "--port", "0"])
+    assert done.exit_code == 1, done.output
+    assert done.output.count('raise RuntimeError("the model key is missing")') == 1, done.output
+    assert "importing app.py raised RuntimeError: the model key is missing (app.py:9, in helper)" in done.output
+    assert "the artifact did not start under the fc emulator" in done.output

@@ -79,6 +79,8 @@ def run_emulate(
     except BuildError as exc:
         return fail(EXIT_FAILED, "build failed", str(exc))
     except EmulatorStartError as exc:
+        if ask is None:  # its output was shown as it came: not a second time
+            exc = EmulatorStartError(exc.args[0], code=exc.code, exit_code=exc.exit_code, init_error=exc.init_error)
         return fail(EXIT_FAILED, f"the artifact did not start under the {target} emulator", "\n" + str(exc))
     except ValueError as exc:  # a setting the platform refuses (e.g. a reserved env name)
         return fail(EXIT_USAGE, "error", str(exc))

@@ -70,6 +70,8 @@ def run(
         asgi_app, spec = load_app(app_spec)
     except AppLoadError as exc:
         raise usage_error(str(exc)) from None
+    except Exception as exc:  # the app's own code failed as it was imported
+        raise _app_failed(exc, app_spec) from None
     if ui:
         from agentpack.cli.ui_view import announce_page
 
@@ -104,6 +106,20 @@ def run(
     from agentpack.cli.ask import serve_and_ask
 
     raise typer.Exit(serve_and_ask(asgi_app, host, port, log_level, ask, once, grace))
+
+
+def _app_failed(error: Exception, app_spec: str) -> typer.Exit:
+    """The app's own frames of ``error`` and one summary line; exit 1 (its code failed)."""
+    from rich.markup import escape
+
+    from agentpack.app_errors import describe
+    from agentpack.cli.errors import EXIT_FAILED, err_console
+
+    trace, summary = describe(error, f"importing {app_spec.partition(':')[0]}")
+    if trace:
+        err_console.out(trace, end="", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(summary)}")
+    return typer.Exit(EXIT_FAILED)
 
 
 @app.command()

@@ -199,3 +199,68 @@ def test_emulate_shows_an_app_that_fails_to_start_once(tmp_path: Path) -> None:
     assert done.output.count('raise RuntimeError("the model key is missing")') == 1, done.output
     assert "importing app.py raised RuntimeError: the model key is missing (app.py:9, in helper)" in done.output
     assert "the artifact did not start under the fc emulator" in done.output
+
+
+# -- item 20: the smaller points ---------------------------------------------------------------------------
+def test_help_keeps_the_toml_table_names() -> None:
+    """``[targets.T]`` in a help text is a TOML table, not rich markup to swallow."""
+    for command in ("init", "deploy"):
+        done = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+        assert done.exit_code == 0 and "[targets.T]" in done.output, done.output
+
+
+def _recorded(project: Path, *deployments: object) -> None:
+    from agentpack.deployers.state import DeploymentStore
+
+    store = DeploymentStore(project)
+    for deployment in deployments:
+        store.put(deployment)  # type: ignore[arg-type]
+
+
+def test_list_is_readable_at_80_columns(tmp_path: Path) -> None:
+    from agentpack.deployers.state import Deployment
+
+    url = "https://deployed-agent-fc-abcdefghij.cn-hangzhou.fcapp.run/with/a/long/path/to/the/agent/endpoint"
+    _recorded(
+        tmp_path,
+        Deployment("fc", "deployed-agent", url=url, region="cn-hangzhou", version="12"),
+        Deployment("local", "deployed-agent", url="http://127.0.0.1:8090", version="0123456789abcdef0123"),
+    )
+    done = CliRunner().invoke(app, ["list", "-C", str(tmp_path)], terminal_width=80, env={"COLUMNS": "80"})
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    assert any(line.endswith(url) for line in lines), "each URL whole, on one line"
+    assert all(len(line) <= 80 for line in lines if url not in line), done.output
+    assert len(lines) <= 8, done.output
+
+
+def _with_history(project: Path, versions: list[str], serving: str) -> None:
+    from agentpack.deployers.state import Deployment, Release
+
+    _recorded(
+        project,
+        Deployment("local", "agent", url="http://127.0.0.1:1", version=serving, releases=[Release(v, v * 2) for v in versions]),
+    )
+
+
+@pytest.mark.parametrize(
+    "versions, serving, to, says",
+    [
+        # a second rollback reached the oldest: it says so, and names the newer ones it can go back to
+        (["a1b2c3d4e5f6", "f6e5d4c3b2a1"], "a1b2c3d4e5f6", None, "nothing older to roll back to: agent serves version a1b2c3d4e5f6, the oldest"),
+        (["a1b2c3d4e5f6", "a1ffffffffff"], "a1ffffffffff", "a1", "--to a1 matches versions a1b2c3d4e5f6, a1ffffffffff of agent; give more"),
+        (["a1b2c3d4e5f6"], "a1b2c3d4e5f6", "zz", "version zz of agent was not deployed from this project"),
+    ],
+)
+def test_rollback_states_the_history_and_takes_a_unique_prefix(tmp_path: Path, versions: list[str], serving: str, to: str | None, says: str) -> None:
+    _with_history(tmp_path, versions, serving)
+    done = CliRunner().invoke(app, ["rollback", "agent", "-C", str(tmp_path), *(["--to", to] if to else [])], terminal_width=300)
+    assert done.exit_code == 2, done.output
+    assert says in " ".join(done.output.split()), done.output
+
+
+def test_rollback_to_a_unique_prefix_finds_the_version(tmp_path: Path) -> None:
+    """``--to a1b2`` names a1b2c3d4e5f6: it is already serving, which proves it was found."""
+    _with_history(tmp_path, ["a1b2c3d4e5f6", "f6e5d4c3b2a1"], "a1b2c3d4e5f6")
+    done = CliRunner().invoke(app, ["rollback", "agent", "-C", str(tmp_path), "--to", "a1b2"], terminal_width=300)
+    assert done.exit_code == 2 and "agent already serves version a1b2c3d4e5f6" in done.output, done.output

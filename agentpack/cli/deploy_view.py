@@ -155,14 +155,22 @@ def run_list(project: Path, as_json: bool) -> int:
         if not deployments:
             view.console.print(f"no deployments in {project.resolve()} yet; `agentpack deploy --target T` makes one")
             return 0
-        table = Table(show_header=True, header_style="bold")
-        for column in ("name", "target", "version", "status", "url", "region", "deployed"):
+        # Readable at 80 columns: the short facts in a table, each URL on a line of its own (a URL
+        # in a table cell wraps over many lines and cannot be copied whole).
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        for column in ("name", "target", "version", "status", "region", "deployed"):
             table.add_column(column, overflow="fold")
         for d in deployments:
+            version = str(d.version or "")
             table.add_row(
-                d.name, d.target, str(d.version or ""), d.status, d.url, d.region or "", d.deployed_at.replace("T", " ")
-            )
+                d.name, d.target, version if len(version) <= 14 else version[:12] + "…", d.status,
+                d.region or "", d.deployed_at.replace("T", " ")[:16],
+            )  # fmt: skip
         view.console.print(table)
+        view.console.print()
+        for d in deployments:
+            view.console.print(f"{d.target}/{d.name}", style="bold", end=" ")
+            view.console.out(d.url or "(no URL)", highlight=False)
         return 0
 
     return view.guarded(work)

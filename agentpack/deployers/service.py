@@ -175,15 +175,27 @@ def rollback(
     with store.operation_lock(deployment.target, deployment.name):
         deployment = find(project, name, deployment.target)
         left = deployment.version or "?"
+        versions = ", ".join(r.version for r in deployment.releases) or "none"
         if to is not None:
             release = deployment.release(to)
+            if release is None:  # a unique prefix of a version id names it (local ids are 12 characters)
+                matches = list(dict.fromkeys(r.version for r in deployment.releases if r.version.startswith(to)))
+                if len(matches) > 1:
+                    raise DeployConfigError(
+                        f"--to {to} matches versions {', '.join(matches)} of {name}; give more of the version id"
+                    )
+                release = deployment.release(matches[0]) if matches else None
             if release is None:
-                versions = ", ".join(r.version for r in deployment.releases) or "none"
                 raise DeployConfigError(
-                    f"version {to} of {name} was not deployed from this project (versions: {versions})"
+                    f"version {to} of {name} was not deployed from this project (versions, oldest first: {versions})"
                 )
         else:
             release = deployment.previous_release()
+            if release is None and len(deployment.releases) > 1:
+                raise DeployConfigError(
+                    f"nothing older to roll back to: {name} serves version {left}, the oldest deployed from this "
+                    f"project (versions, oldest first: {versions}); `--to VERSION` serves a newer one again"
+                )
             if release is None:
                 raise DeployConfigError(
                     f"nothing to roll back to: {name} has served only version {left} since agentpack deployed it"

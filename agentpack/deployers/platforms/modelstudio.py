@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from agentpack.deployers.errors import DeployConfigError, NotOffered, PlatformError, require_modules
+from agentpack.deployers.errors import DeployConfigError, NotOffered, require_modules
 from agentpack.deployers.pipeline import Deployer, Plan
 from agentpack.deployers.request import Progress, no_progress
-from agentpack.deployers.state import Deployment, DeploymentStore
+from agentpack.deployers.state import Deployment
 from agentpack.targets import MODELSTUDIO_WHEEL
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ INVOKE_URL_ENV = "AGENTPACK_MODELSTUDIO_INVOKE_URL"
 DEFAULT_INVOKE_URL = "https://dashscope.aliyuncs.com/api/v1/apps/{agent_id}"
 API_KEY_ENV = "DASHSCOPE_API_KEY"
 CONSOLE_URL = "https://bailian.console.aliyun.com/?tab=app#/app-center"
-#: The record of an agent a first deploy created but did not see published
+#: The status ``record_on_create`` gives an agent a first deploy created but did not see published
 UNFINISHED = "creating"
 
 
@@ -62,6 +62,10 @@ class ModelStudioDeployer(Deployer):
     #: way to hand the app a Redis URL, so the warning about one would have no fix
     scales_out = False
     publishes = False
+    #: HighCodeDeploy creates the agent before it is published: a first deploy whose publish fails
+    #: or times out leaves a record (status "creating"), so ``status`` and ``destroy`` find the
+    #: agent and the next deploy updates it instead of making a second agent of that name
+    record_on_create = True
     sdk_modules = ("alibabacloud_bailian20231229", "alibabacloud_tea_openapi", "darabonba", "alibabacloud_credentials")
     client = "agentpack.deployers.clients.modelstudio:ModelStudioApi"
     settings: ModelStudioSettings
@@ -172,23 +176,7 @@ class ModelStudioDeployer(Deployer):
     def wait(self, plan: Plan) -> None:
         seconds = plan.request.wait_seconds
         self.progress("wait", f"waiting for agent {plan.request.name} to be published (up to {seconds:g} s)")
-        try:
-            self.api.wait_published(plan.facts["agent_id"], timeout=seconds)
-        except PlatformError:
-            if plan.previous is None:
-                self._record_unfinished(plan)
-            raise
-
-    def _record_unfinished(self, plan: Plan) -> None:
-        """HighCodeDeploy created the agent but the deploy did not see it published: record it (no
-        URL, status "creating"), so ``status`` and ``destroy`` find it and the next deploy updates
-        it instead of making a second agent of the same name."""
-        request = plan.request
-        deployment = Deployment(target=self.target, name=request.name, region=self.region, status=UNFINISHED)
-        deployment.auth = self.auth(request)
-        deployment.python, deployment.arch = request.python, request.arch
-        deployment.resource = {"agent_id": plan.facts["agent_id"], "workspace": self.api.ws()}
-        DeploymentStore(self.project).put(deployment)
+        self.api.wait_published(plan.facts["agent_id"], timeout=seconds)
 
     def publish(self, plan: Plan) -> str:
         """Model Studio keeps no versions: the version is the artifact's sha256, shortened."""

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import threading
+import time
 from typing import Any, Optional
 from urllib.parse import unquote
 
@@ -21,6 +22,7 @@ import pytest
 from agentpack import AgentApp
 from tests.support import BackgroundStream, check_protocol, user_body, wait_until, http
 from tests.nodes.cluster import Node
+from tests.nodes.partition import Partition
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +236,63 @@ def test_the_stop_flag_is_reread_as_soon_as_the_stop_channel_comes_back(nodes, r
     stop_when_a_is_unsubscribed()
     assert done.is_set()
     assert check_protocol(stream.result(timeout=10))["status"] == "canceled"  # well before the 20 s renewal
+
+
+
+@pytest.fixture
+def partitioned(redis_server):
+    """Two nodes that reach Redis through one proxy that can cut the network (tests/nodes/partition.py)."""
+    proxy = Partition(redis_server.port)
+    started: list[Node] = []
+
+    def start(lease: float) -> list[Node]:
+        started.extend(Node(proxy.url, lease=lease) for _ in range(2))
+        return started
+
+    yield proxy, start
+    for node in started:
+        node.close()
+    proxy.close()
+
+
+def _outage_longer_than(proxy: Partition, lease: float) -> None:
+    """The fault itself: no byte reaches Redis or comes back for two lease times."""
+    proxy.cut()
+    try:
+        until = time.monotonic() + lease * 2
+        wait_until(lambda: time.monotonic() > until, lease * 4, "the clock stood still")
+    finally:
+        proxy.heal()
+
+
+def test_a_lease_that_lapsed_in_an_outage_lets_no_second_run_in_and_loses_no_stop(partitioned, redis_server):
+    """Redis out of reach for longer than a lease without restarting: when it answers again the
+    run is still the session's run, whichever instance asks first."""
+    proxy, start = partitioned
+    lease = 3.0
+    node_a, node_b = start(lease)
+    stream = BackgroundStream(node_a.url, long_run("s-lapse")).begin()
+    redis = redis_server.client()
+    wait_until(lambda: redis.exists("agentpack:{u:s-lapse}:lease"), 10, "the run never took its lease")
+    _outage_longer_than(proxy, lease)
+    assert not redis.exists("agentpack:{u:s-lapse}:lease"), "the lease should have lapsed in the outage"
+    second = http.post(f"{node_b.url}/process", json=long_run("s-lapse"), timeout=30)
+    assert second.status_code == 409, "a second run of a running session was let in after the lease lapsed"
+    answer = http.post(f"{node_b.url}/process/stop", json={"session_id": "s-lapse", "user_id": "u"}, timeout=30)
+    assert answer.json()["stopped"] is True, "the stop was lost"
+    assert check_protocol(stream.result(timeout=30))["status"] == "canceled"
+
+
+def test_a_stop_right_after_an_outage_reaches_the_run_whose_lease_lapsed(partitioned, redis_server):
+    """The stop comes first this time: it finds the run by the lease it held, at once."""
+    proxy, start = partitioned
+    lease = 3.0
+    node_a, node_b = start(lease)
+    stream = BackgroundStream(node_a.url, long_run("s-lapse-stop")).begin()
+    redis = redis_server.client()
+    wait_until(lambda: redis.exists("agentpack:{u:s-lapse-stop}:lease"), 10, "the run never took its lease")
+    _outage_longer_than(proxy, lease)
+    answer = http.post(f"{node_b.url}/process/stop", json={"session_id": "s-lapse-stop", "user_id": "u"}, timeout=30)
+    assert answer.json()["stopped"] is True, "the stop was lost"
+    assert check_protocol(stream.result(timeout=30))["status"] == "canceled"
+    wait_until(lambda: not held_leases(redis), 10, "the session was left held")

@@ -4,6 +4,10 @@ Keys per session, all carrying the hash tag ``{user:session}`` so they live in o
 Cluster slot and the scripts below can touch them together::
 
     agentpack:{u:s}:lease   run id of the run holding the session   (expires: lease time)
+    agentpack:{u:s}:held    hash: run (the same run id) and node (its process's name), kept
+                            until the run is released (expires: HELD_LEASES lease times): a
+                            lease that lapsed while Redis was out of reach still names its run,
+                            which may be alive and about to renew it
     agentpack:{u:s}:stop    run id a stop was requested for         (expires: state time)
     agentpack:{u:s}:state   hash: state (STOPPED / FINISHED / ERROR) and run (its id) of the
                             last run                                (expires: state time)
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -39,12 +44,29 @@ _RENEW = """
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[3], 'run', ARGV[1], 'node', ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
   return 1
 end
 if holder then return 0 end
 if redis.call('HGET', KEYS[2], 'run') == ARGV[1] then return 3 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[3], 'run', ARGV[1], 'node', ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return 2
+"""
+
+#: Take a free session: {1} taken, {0} held by a run, or {2, node} when its last lease lapsed
+#: without a release (Redis was out of reach longer than a lease) and ARGV[4] is not '1': that
+#: run, on that node, may still be alive and renew at any moment.
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+local held = redis.call('HGET', KEYS[2], 'run')
+if held and held ~= ARGV[1] and ARGV[4] ~= '1' then return {2, redis.call('HGET', KEYS[2], 'node')} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], 'run', ARGV[1], 'node', ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {1}
 """
 
 #: End a run: drop its lease and stop flag, record its final state and id (unless another run holds the session).
@@ -52,6 +74,7 @@ _RELEASE = """
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then redis.call('DEL', KEYS[1]) end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('HGET', KEYS[4], 'run') == ARGV[1] then redis.call('DEL', KEYS[4]) end
 if holder == ARGV[1] or not holder then
   redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[3], 'state', ARGV[2], 'run', ARGV[1])
@@ -61,17 +84,28 @@ return 1
 """
 
 #: Stop the run holding the session: a durable flag naming it, then a notice on the channel.
+#: A run whose lease lapsed while Redis was out of reach, and that was never released, may
+#: still be the session's run: without ARGV[3] = '1' the answer is {2, its node} (the caller
+#: checks that the node is connected, then asks again with '1'); otherwise {1} stopped, {0} none.
 _STOP = """
 local holder = redis.call('GET', KEYS[1])
-if not holder then return 0 end
+if not holder then
+  local held = redis.call('HGET', KEYS[3], 'run')
+  if held and redis.call('HGET', KEYS[4], 'run') ~= held then
+    if ARGV[3] ~= '1' then return {2, redis.call('HGET', KEYS[3], 'node')} end
+    holder = held
+  end
+end
+if not holder then return {0} end
 redis.call('SET', KEYS[2], holder, 'PX', ARGV[1])
 redis.call('PUBLISH', ARGV[2], holder)
-return 1
+return {1}
 """
 
 #: Give a lease back, if it is still this run's (taking it turned out to be premature).
 _DROP = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[2], 'run') == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
 """
 
@@ -82,6 +116,11 @@ return redis.call('HGET', KEYS[2], 'state')
 """
 
 _RENEWALS = {1: Renewal.HELD, 2: Renewal.RETAKEN, 3: Renewal.ENDED, 0: Renewal.LOST}
+
+#: How many lease times the ``held`` key outlives a lease that is not renewed: an outage of
+#: Redis (frozen, partitioned) up to that long loses no session.  A run that died without a
+#: release costs the session's next run one wait of :meth:`RedisInterruptBackend._wait_window`.
+HELD_LEASES = 6
 
 
 def _ms(seconds: float) -> int:
@@ -255,6 +294,10 @@ class RedisInterruptBackend(BaseInterruptBackend):
         self._scripts: dict[str, Any] = {}
         self._server_id: str | None = None
         self._restarted_at: float | None = None  # monotonic time a restart of Redis was seen to happen
+        # This process's name on its stop-channel connection (CLIENT SETNAME, sent again on every
+        # reconnect): a lapsed lease names it, and while Redis lists no client of that name, no
+        # run of this process can be alive to renew the lease.
+        self.node = f"agentpack-{uuid.uuid4().hex[:16]}"
 
     def clone(self) -> RedisInterruptBackend:
         return RedisInterruptBackend(
@@ -290,11 +333,13 @@ class RedisInterruptBackend(BaseInterruptBackend):
             socket_connect_timeout=self.connect_timeout,
             socket_keepalive=True,
             health_check_interval=10,
+            client_name=self.node,
             retry=retry,
         )
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in (
+                ("acquire", _ACQUIRE),
                 ("renew", _RENEW),
                 ("release", _RELEASE),
                 ("stop", _STOP),
@@ -307,6 +352,12 @@ class RedisInterruptBackend(BaseInterruptBackend):
         problem = await self.problem()
         if problem is not None:
             logger.error("%s; runs will be refused until it answers", problem)
+            return
+        try:  # loaded once now, so a burst of first runs does not each meet NOSCRIPT and load them
+            for script in self._scripts.values():
+                await self._redis.script_load(script.script)
+        except Exception as exc:  # the scripts load themselves on first use anyway
+            logger.debug("could not preload the scripts: %s", exc)
 
     async def _on_connect(self, connection: Any) -> None:
         """Every new command connection: the usual handshake, then which Redis this is."""
@@ -351,6 +402,9 @@ class RedisInterruptBackend(BaseInterruptBackend):
         base = f"{self.prefix}:{{{key}}}"
         return f"{base}:lease", f"{base}:stop", f"{base}:state"
 
+    def _held_key(self, key: str) -> str:
+        return f"{self.prefix}:{{{key}}}:held"
+
     def channel(self, key: str) -> str:
         return f"{self.prefix}:{{{key}}}:stop"
 
@@ -364,8 +418,41 @@ class RedisInterruptBackend(BaseInterruptBackend):
         """
         if self._restarted_at is None:
             return None
-        deadline = self._restarted_at + lease_seconds / 3 + 2 * self.command_timeout + 1.0
+        deadline = self._restarted_at + self._wait_window(lease_seconds)
         return deadline if time.monotonic() < deadline else None
+
+    def _wait_window(self, lease_seconds: float) -> float:
+        """How long a live run may take to hold its lease again once Redis answers: it renews
+        every third of the lease, plus a reconnect and a command."""
+        return lease_seconds / 3 + 2 * self.command_timeout + 1.0
+
+    async def _node_alive(self, node: str | None) -> bool:
+        """Whether the process ``node`` still has its stop-channel connection to Redis.
+
+        A process that died has none (the kernel closed it), so its lapsed leases are free at
+        once; one that is cut off from Redis still shows (Redis keeps the connection until TCP
+        gives up).  Where CLIENT LIST is not allowed (some managed Redis services rename it;
+        assumed, not seen) the run is presumed alive and waited for."""
+        if not node:
+            return True
+        try:
+            clients = await self._redis.client_list(_type="pubsub")
+        except Exception as exc:
+            logger.debug("CLIENT LIST is not available (%s); waiting for the lapsed lease's run", exc)
+            return True
+        return any(client.get("name") == node for client in clients)
+
+    async def _wait_for_lapsed(self, lease_key: str, held_key: str, run_id: str, lease_seconds: float) -> None:
+        """The session's last lease lapsed without a release: wait until its run renews it, the
+        run is released, or a run that is alive would have renewed by now."""
+        deadline = time.monotonic() + self._wait_window(lease_seconds)
+        while time.monotonic() < deadline:
+            if await self._redis.exists(lease_key):
+                return
+            held = await self._redis.hget(held_key, "run")
+            if held is None or held == run_id:
+                return
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     async def _let_runs_return(self, lease_key: str, lease_seconds: float) -> None:
         """Shortly after a restart, wait until the session's lease is back or the window passed;
@@ -380,34 +467,61 @@ class RedisInterruptBackend(BaseInterruptBackend):
         self._restarted_at = None  # the window is over for every session
 
     # -- the interface -------------------------------------------------------------------
+    async def _take(
+        self, lease: str, held: str, run_id: str, lease_seconds: float, takeover: bool
+    ) -> tuple[int, str | None]:
+        args = [run_id, _ms(lease_seconds), _ms(lease_seconds * HELD_LEASES), "1" if takeover else "0", self.node]
+        answer = await self._scripts["acquire"](keys=[lease, held], args=args)
+        return int(answer[0]), (answer[1] if len(answer) > 1 and answer[1] else None)
+
     async def acquire(self, key: str, run_id: str, lease_seconds: float) -> bool:
         lease, _, _ = self._keys(key)
+        held = self._held_key(key)
         await self._let_runs_return(lease, lease_seconds)
-        acquired = bool(await self._redis.set(lease, run_id, nx=True, px=_ms(lease_seconds)))
-        if acquired and self._recovery_deadline(lease_seconds) is not None:
+        taken, node = await self._take(lease, held, run_id, lease_seconds, takeover=False)
+        if taken == 2:
+            # The last run's lease lapsed but it was never released: Redis was out of reach
+            # for longer than a lease.  If that run is alive it renews within one window; if its
+            # process is gone, nothing will.
+            if await self._node_alive(node):
+                await self._wait_for_lapsed(lease, held, run_id, lease_seconds)
+            taken, _ = await self._take(lease, held, run_id, lease_seconds, takeover=True)
+        if taken == 1 and self._recovery_deadline(lease_seconds) is not None:
             # This very command found Redis restarted (its connection was re-made): a run
             # elsewhere may not have taken its lease back yet.  Give it that chance first.
-            await self._scripts["drop"](keys=[lease], args=[run_id])
+            await self._scripts["drop"](keys=[lease, held], args=[run_id])
             await self._let_runs_return(lease, lease_seconds)
-            acquired = bool(await self._redis.set(lease, run_id, nx=True, px=_ms(lease_seconds)))
-        return acquired
+            taken, _ = await self._take(lease, held, run_id, lease_seconds, takeover=True)
+        return taken == 1
 
     async def renew(self, key: str, run_id: str, lease_seconds: float) -> Renewal:
         lease, _, state = self._keys(key)
-        return _RENEWALS[int(await self._scripts["renew"](keys=[lease, state], args=[run_id, _ms(lease_seconds)]))]
+        keys = [lease, state, self._held_key(key)]
+        args = [run_id, _ms(lease_seconds), _ms(lease_seconds * HELD_LEASES), self.node]
+        return _RENEWALS[int(await self._scripts["renew"](keys=keys, args=args))]
 
     async def release(self, key: str, run_id: str, state: RunState, state_seconds: float) -> None:
-        await self._scripts["release"](keys=list(self._keys(key)), args=[run_id, state.value, _ms(state_seconds)])
+        keys = [*self._keys(key), self._held_key(key)]
+        await self._scripts["release"](keys=keys, args=[run_id, state.value, _ms(state_seconds)])
 
     async def request_stop(self, key: str, ttl_seconds: float, lease_seconds: float = 10.0) -> bool:
-        lease, flag, _ = self._keys(key)
-        args = [_ms(ttl_seconds), self.channel(key)]
-        if await self._scripts["stop"](keys=[lease, flag], args=args):
+        lease, flag, state = self._keys(key)
+        keys = [lease, flag, self._held_key(key), state]
+
+        async def stop(lapsed_too: bool) -> tuple[int, str | None]:
+            args = [_ms(ttl_seconds), self.channel(key), "1" if lapsed_too else "0"]
+            answer = await self._scripts["stop"](keys=keys, args=args)
+            return int(answer[0]), (answer[1] if len(answer) > 1 and answer[1] else None)
+
+        stopped, node = await stop(lapsed_too=False)
+        if stopped == 2:  # the run's lease lapsed in an outage: stop it if its process is there
+            stopped = (await stop(lapsed_too=True))[0] if await self._node_alive(node) else 0
+        if stopped == 1:
             return True
         if self._recovery_deadline(lease_seconds) is None:
             return False
         await self._let_runs_return(lease, lease_seconds)
-        return bool(await self._scripts["stop"](keys=[lease, flag], args=args))
+        return (await stop(lapsed_too=False))[0] == 1
 
     async def stop_requested(self, key: str, run_id: str) -> bool:
         _, flag, _ = self._keys(key)

@@ -97,10 +97,14 @@ def delta_text(event: dict[str, Any]) -> str | None:
 
 
 def session_headers(session_id: str | None, user_id: str | None) -> dict[str, str]:
-    """Headers naming the session: Function Compute's session affinity routes on the first."""
+    """Headers naming the session (full ids, percent-encoded, for the app) and its affinity key
+    (a hash that fits Function Compute's rule for affinity ids, for the platform's routing)."""
+    from agentpack.headers import AFFINITY_HEADER, affinity_key
     from agentpack.headers import session_headers as named
 
-    return named(session_id, user_id) if session_id else {}
+    if not session_id:
+        return {}
+    return {**named(session_id, user_id), AFFINITY_HEADER: affinity_key(session_id, user_id)}
 
 
 def agent_paths(base_url: str, auth: httpx.Auth | None = None, timeout: float = 10.0) -> dict[str, str]:

@@ -3,23 +3,45 @@ adapters (which read them to stop a run near a deadline), the emulators and depl
 session affinity keys on the request header) and the client (which sends it).
 
 Ids are any Unicode text, so they travel percent-encoded (UTF-8, RFC 3986): ASCII letters,
-digits and ``-._~`` stay as they are, everything else becomes ``%XX``.
+digits and ``-._~`` stay as they are, everything else becomes ``%XX``.  A percent-encoded id
+does not fit Function Compute's rule for HeaderField affinity ids (1-64 characters of
+``[A-Za-z0-9_][A-Za-z0-9_-]*``), so clients also send ``AFFINITY_HEADER``: a short hash of the
+user and session that always fits, which the platform routes on while the app keeps reading
+the full ids from the session headers.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from urllib.parse import quote, unquote
 
 SESSION_HEADER = "X-Agentpack-Session-Id"
 USER_HEADER = "X-Agentpack-User-Id"
+#: The header a platform's session affinity routes on (Function Compute's HeaderField affinity).
+AFFINITY_HEADER = "X-Agentpack-Affinity"
 
-__all__ = ["SESSION_HEADER", "USER_HEADER", "encode_id", "run_session", "session_headers"]
+__all__ = [
+    "AFFINITY_HEADER",
+    "SESSION_HEADER",
+    "USER_HEADER",
+    "affinity_key",
+    "encode_id",
+    "run_session",
+    "session_headers",
+]
 
 
 def encode_id(value: str | None) -> str:
     """An id as a header value (percent-encoded UTF-8)."""
     return quote(value or "", safe="")
+
+
+def affinity_key(session_id: str, user_id: str | None = None) -> str:
+    """The affinity id of a session: 32 hex digits of SHA-256 over user and session (the user
+    defaults to the session, as in ``session_headers``), so a run and its stop pin alike."""
+    user = user_id or session_id
+    return hashlib.sha256(f"{user}\x00{session_id}".encode()).hexdigest()[:32]
 
 
 def session_headers(session_id: str | None, user_id: str | None = None) -> dict[str, str]:

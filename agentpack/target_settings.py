@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agentpack.targets import TARGETS, Target
+from agentpack.targets import FC_RUNTIMES, TARGETS, Target
 
 
 def _limit(
@@ -325,8 +325,32 @@ class FCSettings(_AlibabaSettings):
     timeout: Annotated[int | None, _limit(1, 86400, "seconds", "Function Compute")] = Field(
         None, description="seconds a request may run before the platform ends it", examples=[300]
     )
-    instance_concurrency: Annotated[int | None, _limit(1, 200, "requests", "Function Compute")] = Field(
-        None, description="requests one instance serves at once", examples=[20]
+    instance_concurrency: Annotated[int | None, _limit(1, 200, "sessions", "Function Compute")] = Field(
+        None,
+        description="sessions one instance serves at once (FC's sessionConcurrencyPerInstance; "
+        "with session affinity FC fixes request concurrency at 200)",
+        examples=[20],
+    )
+    runtime: Literal["custom.debian10", "custom.debian11", "custom.debian12"] | None = Field(
+        None,
+        description="custom runtime (default: the one with the artifact's Python: 3.10 debian10, "
+        "3.11 debian12, 3.12 debian11; 3.12 also runs on debian12)",
+        examples=["custom.debian12"],
+    )
+    vpc_id: Annotated[str | None, _pattern(r"vpc-[a-z0-9]+", 'a VPC id such as "vpc-bp1..."')] = Field(
+        None, description="VPC the instances join (to reach Redis and other private services)", examples=["vpc-bp1abc"]
+    )
+    vswitch_ids: list[Annotated[str, _pattern(r"vsw-[a-z0-9]+", 'a vSwitch id such as "vsw-bp1..."')]] | None = Field(
+        None, description="vSwitches of vpc_id the instances use", examples=[["vsw-bp1abc"]]
+    )
+    security_group_id: Annotated[str | None, _pattern(r"sg-[a-z0-9]+", 'a security group id such as "sg-bp1..."')] = (
+        Field(None, description="security group of vpc_id the instances are in", examples=["sg-bp1abc"])
+    )
+    log_project: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "an SLS project name")] = Field(
+        None, description="Simple Log Service project the function writes its logs to", examples=["my-agent-logs"]
+    )
+    log_store: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]", "an SLS logstore name")] = Field(
+        None, description="logstore in log_project", examples=["fc-logs"]
     )
     allow_anonymous: bool = Field(
         False, description="HTTP trigger without authentication (default: signed requests only)", examples=[False]
@@ -389,15 +413,45 @@ class FCSettings(_AlibabaSettings):
         """``oss_prefix`` without a trailing '/' ("agentpack" when unset; "" puts objects at the bucket's root)."""
         return (self.oss_prefix if self.oss_prefix is not None else "agentpack").strip("/")
 
+    def sizing(self) -> tuple[float | None, int | None]:
+        """The cpu and memory the deployer sends.  Both unset leave FC's defaults; one set brings
+        the other at 2 GB per vCPU (on FC's 0.05 vCPU and 64 MB steps), so FC never pairs a value
+        with its default or the function's current one outside 1-4 GB per vCPU."""
+        cpu, memory = self.cpu, self.memory
+        if cpu is None and memory is not None:
+            cpu = round(min(16.0, max(0.05, round(memory / 2048 / 0.05) * 0.05)), 2)
+        elif memory is None and cpu is not None:
+            memory = int(min(32768, max(128, round(cpu * 2048 / 64) * 64)))
+        return cpu, memory
+
     @model_validator(mode="after")
     def _cpu_memory_ratio(self) -> FCSettings:
-        if self.cpu is not None and self.memory is not None:
-            ratio = (self.memory / 1024) / self.cpu
-            if not 1 - 1e-9 <= ratio <= 4 + 1e-9:
-                raise ValueError(
-                    f"cpu = {self.cpu:g} with memory = {self.memory}: Function Compute needs 1 to 4 GB of memory per vCPU; "
-                    f"use memory between {math.ceil(self.cpu * 1024 / 64) * 64} and {math.floor(self.cpu * 4096 / 64) * 64}"
-                )
+        """FC's rules that tie settings together, on the values that will be sent (derived ones included)."""
+        cpu, memory = self.sizing()
+        if cpu is not None and memory is not None and not 1 - 1e-9 <= (memory / 1024) / cpu <= 4 + 1e-9:
+            said = " with ".join(
+                f"{key} = {value:g}" if getattr(self, key) is not None else f"{key} {value:g} (sent with it)"
+                for key, value in (("cpu", cpu), ("memory", memory))
+            )
+            raise ValueError(
+                f"{said}: Function Compute needs 1 to 4 GB of memory per vCPU; "
+                f"use memory between {math.ceil(cpu * 1024 / 64) * 64} and {math.floor(cpu * 4096 / 64) * 64}"
+            )
+        network = [key for key in ("vpc_id", "vswitch_ids", "security_group_id") if getattr(self, key)]
+        if network and len(network) != 3:
+            raise ValueError(
+                "vpc_id, vswitch_ids and security_group_id go together (Function Compute needs all three to join a VPC); "
+                f"only {', '.join(network)} is set"
+            )
+        if (self.log_project is None) != (self.log_store is None):
+            raise ValueError(
+                "log_project and log_store go together: set both to send the function's logs to SLS, or neither"
+            )
+        if self.runtime is not None and self.python is not None and self.python not in FC_RUNTIMES[self.runtime]:
+            offered = ", ".join(f"{runtime} ({', '.join(pythons)})" for runtime, pythons in FC_RUNTIMES.items())
+            raise ValueError(
+                f"runtime = {self.runtime!r} has no Python {self.python}; Function Compute's custom runtimes offer {offered}"
+            )
         return self
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentpack.headers import SESSION_HEADER
+from agentpack.headers import AFFINITY_HEADER, SESSION_HEADER
 
 MB = 1024 * 1024
 
@@ -266,6 +266,33 @@ def host_python() -> str:
 
 #: Function Compute custom runtimes and AgentRun share interpreters: custom.debian10 has
 #: Python 3.10.9 (glibc 2.28), custom.debian12 3.11.2 (2.36), custom.debian11 3.12.4 (2.31).
+#: Where each runtime keeps each Python it ships (FC's custom-runtime environment table,
+#: https://help.aliyun.com/zh/functioncompute/custom-runtime/ ): debian12's 3.11 is the system
+#: interpreter, /usr/bin/python3; its 3.12 is /opt/python3.12.
+FC_RUNTIMES: dict[str, dict[str, str]] = {
+    "custom.debian10": {"3.10": "/var/fc/lang/python3.10/bin/python3"},
+    "custom.debian11": {"3.12": "/var/fc/lang/python3.12/bin/python3"},
+    "custom.debian12": {"3.11": "/usr/bin/python3", "3.12": "/opt/python3.12/bin/python3"},
+}
+#: The runtime a Python version deploys on unless ``[targets.fc] runtime`` says otherwise.
+FC_DEFAULT_RUNTIMES = {"3.10": "custom.debian10", "3.11": "custom.debian12", "3.12": "custom.debian11"}
+#: The regions FC names for a runtime, where it names any ("public preview" of custom.debian12,
+#: https://help.aliyun.com/zh/functioncompute/overview-10 , 2025); the list may have grown since.
+FC_RUNTIME_REGIONS = {
+    "custom.debian12": ("cn-hangzhou", "cn-qingdao", "cn-beijing", "cn-zhangjiakou", "cn-huhehaote", "cn-chengdu"),
+}
+
+
+def _fc_python(python: str) -> str:
+    """The interpreter of ``python`` on whichever FC runtime the function runs: the one path, or
+    a probe of each runtime's path (the default runtime's first), so one artifact fits each."""
+    default = FC_RUNTIMES[FC_DEFAULT_RUNTIMES[python]][python]
+    paths = [default, *(p[python] for p in FC_RUNTIMES.values() if python in p and p[python] != default)]
+    if len(paths) == 1:
+        return default
+    return f'$(for p in {" ".join(paths)}; do [ -x "$p" ] && break; done; echo "$p")'
+
+
 _FC = Target(
     name="fc",
     description="Alibaba Cloud Function Compute 3.0, custom runtime (x86_64, code at /code)",
@@ -275,11 +302,11 @@ _FC = Target(
     default_arch="x86_64",
     glibc={"3.10": 28, "3.11": 36, "3.12": 31},
     deps_dir="python",
-    entry=_bootstrap(lambda py: f"/var/fc/lang/python{py}/bin/python3"),
+    entry=_bootstrap(_fc_python),
     port_env="FC_CUSTOM_LISTEN_PORT",
     adapter="fc",
     lifecycle_hooks=True,
-    affinity_header=SESSION_HEADER,
+    affinity_header=AFFINITY_HEADER,
     emulator="agentpack.emulators.http_function:FunctionComputeProfile",
     deployer="agentpack.deployers.platforms.fc:FCDeployer",
     # Function Compute takes 100 MB inline and 500 MB from OSS: the deploy sends artifacts over

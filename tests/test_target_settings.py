@@ -99,7 +99,7 @@ python = "3.13"
         ("[targets.fc]\ncpu = 0.33", "[targets.fc] cpu = 0.33: must be a multiple of 0.05 vCPU between 0.05 and 16 vCPU"),
         ("[targets.fc]\ncpu = 4\nmemory = 1024", "[targets.fc]: cpu = 4 with memory = 1024: Function Compute needs 1 to 4 GB of memory per vCPU; use memory between 4096 and 16384"),
         ("[targets.fc]\ntimeout = 90000", "[targets.fc] timeout = 90000: must be between 1 and 86400 seconds"),
-        ("[targets.fc]\ninstance_concurrency = 500", "[targets.fc] instance_concurrency = 500: must be between 1 and 200 requests"),
+        ("[targets.fc]\ninstance_concurrency = 500", "[targets.fc] instance_concurrency = 500: must be between 1 and 200 sessions"),
         ("[targets.fc]\nport = 0", "[targets.fc] port = 0: must be between 1 and 65535 (a TCP port)"),
         ("[targets.fc]\nfunction_name = \"-x\"", "[targets.fc] function_name = \"-x\": must be 1-64 letters, digits, '_' or '-', not starting with a digit or '-'"),
         ("[targets.fc]\nregion = \"Hangzhou\"", "[targets.fc] region = \"Hangzhou\": must be an Alibaba Cloud region id such as \"cn-hangzhou\""),

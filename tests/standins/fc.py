@@ -29,7 +29,11 @@ CodeHook = Callable[[str, bytes, dict], Optional[str]]
 FUNCTION_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$")
 RESOURCE_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,127}$")
 ENV_KEY_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
-HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,128}$")
+# HeaderField affinity: the header's name and the ids it carries (README §2, "Session affinity").
+AFFINITY_HEADER_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{4,39}$")
+AFFINITY_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+# With any session affinity FC sets an instance's request concurrency to 200, unchangeable.
+AFFINITY_CONCURRENCY = 200
 ROLE_RE = re.compile(r"^acs:ram::\d+:role/[^/]+$")
 RUNTIMES = {
     "custom", "custom.debian10", "custom.debian11", "custom.debian12", "custom-container",
@@ -37,6 +41,17 @@ RUNTIMES = {
     "nodejs14", "nodejs16", "nodejs18", "nodejs20",
     "java8", "java11", "php7.2", "go1", "dotnetcore3.1",
 }
+# Where each custom runtime keeps the Pythons it ships, with their versions (README §2, "Runtimes").
+RUNTIME_PYTHONS = {
+    "custom.debian10": {"/var/fc/lang/python3.10/bin/python3": "3.10.9"},
+    "custom.debian11": {"/var/fc/lang/python3.12/bin/python3": "3.12.4"},
+    "custom.debian12": {"/usr/bin/python3": "3.11.2", "/opt/python3.12/bin/python3": "3.12.4"},
+}
+# Runtimes FC offers only in some regions, and those regions.
+RUNTIME_REGIONS = {
+    "custom.debian12": {"cn-hangzhou", "cn-qingdao", "cn-beijing", "cn-zhangjiakou", "cn-huhehaote", "cn-chengdu"},
+}
+PYTHON_PATH_RE = re.compile(r"(?:/[A-Za-z0-9._+-]+)+/python3(?:\.\d+)?(?![A-Za-z0-9._/-])")
 HTTP_METHODS = {"HEAD", "DELETE", "POST", "GET", "OPTIONS", "PUT", "PATCH"}
 HTTP_AUTH_TYPES = {"anonymous", "function", "jwt"}
 SESSION_AFFINITIES = {"NONE", "HEADER_FIELD", "COOKIE", "MCP_SSE", "MCP_STREAMABLE"}
@@ -61,6 +76,8 @@ class _Code:
 class _Function:
     config: dict[str, Any]
     code: _Code
+    #: what an instance of the current code and configuration starts: {"interpreter", "python"} or {"error"}
+    start: dict[str, str] = field(default_factory=dict)
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {"meta", "config", "code"}
     next_version: int = 1
     aliases: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -120,6 +137,13 @@ class FCStandIn(AcsStandIn):
         with self._state:
             function = self._function(name)
             return self._resolve(function, qualifier)[1].data
+
+    def cold_start(self, name: str) -> dict[str, str]:
+        """What a new instance of the function's current code would start: the interpreter its
+        bootstrap runs and that interpreter's version on the function's runtime, or the error the
+        instance would exit with (FC accepts such a function; it fails at the first request)."""
+        with self._state:
+            return dict(self._function(name).start)
 
     # -- shared pieces -----------------------------------------------------------------------
 
@@ -191,6 +215,9 @@ class FCStandIn(AcsStandIn):
         """Field rules shared by CreateFunction and UpdateFunction (``merged`` is the result)."""
         runtime = merged.get("runtime")
         require(runtime in RUNTIMES, f"runtime {runtime!r} is not supported; use one of {sorted(RUNTIMES)}")
+        if "runtime" in body and runtime in RUNTIME_REGIONS:
+            require(self.region in RUNTIME_REGIONS[runtime],
+                    f"runtime {runtime} is not supported in region {self.region}")
         handler = merged.get("handler")
         require(isinstance(handler, str) and 1 <= len(handler) <= 128, "handler is required (1-128 characters)")
         if "description" in body:
@@ -231,6 +258,10 @@ class FCStandIn(AcsStandIn):
                     f"instanceIsolationMode must be one of {sorted(ISOLATION_MODES)}")
         if "sessionAffinity" in body or "sessionAffinityConfig" in body:
             _validate_affinity(merged.get("sessionAffinity") or "NONE", merged.get("sessionAffinityConfig"))
+        if "vpcConfig" in body:
+            _validate_vpc(body["vpcConfig"])
+        if "logConfig" in body:
+            _validate_log(body["logConfig"])
 
     # -- functions -----------------------------------------------------------------------------
 
@@ -245,6 +276,7 @@ class FCStandIn(AcsStandIn):
         config = {**DEFAULTS, **{k: v for k, v in body.items() if k != "code"}}
         self._validate_config(body, config)
         code = self._validate_code(body["code"])
+        _fill_in(config)
         with self._state:
             if name in self.functions:
                 raise ApiError(409, "FunctionAlreadyExists", f"function '{name}' already exists")
@@ -278,6 +310,7 @@ class FCStandIn(AcsStandIn):
             merged = {**function.config, **{k: v for k, v in body.items() if k != "code"}}
             self._validate_config(body, merged)
             code = self._validate_code(body["code"]) if body.get("code") is not None else function.code
+            _fill_in(merged)
             merged.update({"lastModifiedTime": now_iso(), "codeSize": len(code.data), "codeChecksum": code.checksum})
             function.config = merged
             if code is not function.code:
@@ -286,8 +319,10 @@ class FCStandIn(AcsStandIn):
             return 200, copy.deepcopy(merged)
 
     def _call_hook(self, name: str, data: bytes, config: dict[str, Any]) -> Optional[str]:
-        if self.on_code is None:
-            return None
+        function = self.functions[name]
+        function.start = _cold_start(config, data)
+        if self.on_code is None or "error" in function.start:
+            return None  # an instance that cannot start serves nothing
         try:
             return self.on_code(name, data, copy.deepcopy(config))
         except Exception as exc:  # a broken hook is the test's problem; show it as the platform would
@@ -476,7 +511,7 @@ class FCStandIn(AcsStandIn):
                 "triggerId": uuid.uuid4().hex,
                 "triggerName": name,
                 "triggerType": trigger_type,
-                "triggerConfig": body["triggerConfig"],
+                "triggerConfig": _trigger_config_kept(trigger_type, body["triggerConfig"]),
                 "qualifier": qualifier,
                 "description": body.get("description", ""),
                 "invocationRole": body.get("invocationRole", ""),
@@ -512,6 +547,7 @@ class FCStandIn(AcsStandIn):
             for key in ("triggerConfig", "qualifier", "description", "invocationRole"):
                 if body.get(key) is not None:
                     trigger[key] = body[key]
+            trigger["triggerConfig"] = _trigger_config_kept(trigger["triggerType"], trigger["triggerConfig"])
             trigger["lastModifiedTime"] = now_iso()
             return 200, self._trigger_view(function, trigger)
 
@@ -601,11 +637,85 @@ def _validate_affinity(mode: str, raw: Any) -> None:
         raise ApiError(400, "InvalidArgument", "sessionAffinityConfig is not valid JSON") from None
     require(isinstance(config, dict), "sessionAffinityConfig must be a JSON object")
     header = config.get("affinityHeaderFieldName")
-    require(isinstance(header, str) and HEADER_NAME_RE.match(header) is not None,
-            "sessionAffinityConfig.affinityHeaderFieldName must be an HTTP header name")
+    require(isinstance(header, str) and AFFINITY_HEADER_NAME_RE.match(header) is not None
+            and not header.lower().startswith("x-fc-"),
+            "sessionAffinityConfig.affinityHeaderFieldName must be an HTTP header name of 5-40 letters, digits, "
+            "'-' or '_', starting with a letter and not with x-fc-")
     limits = {"sessionTTLInSeconds": (1, 21600), "sessionIdleTimeoutInSeconds": (0, 21600),
               "sessionConcurrencyPerInstance": (1, 200)}
     for key, (low, high) in limits.items():
         if key in config:
             require(isinstance(config[key], int) and low <= config[key] <= high,
                     f"sessionAffinityConfig.{key} must be between {low} and {high}")
+
+
+def _validate_vpc(config: Any) -> None:
+    require(isinstance(config, dict), "vpcConfig must be an object")
+    require(isinstance(config.get("vpcId"), str) and config["vpcId"] != "", "vpcConfig.vpcId is required")
+    switches = config.get("vSwitchIds")
+    require(isinstance(switches, list) and len(switches) > 0 and all(isinstance(v, str) and v for v in switches),
+            "vpcConfig.vSwitchIds must be a non-empty list of vSwitch ids")
+    require(isinstance(config.get("securityGroupId"), str) and config["securityGroupId"] != "",
+            "vpcConfig.securityGroupId is required")
+
+
+def _validate_log(config: Any) -> None:
+    require(isinstance(config, dict), "logConfig must be an object")
+    for key in ("project", "logstore"):
+        require(isinstance(config.get(key), str) and config[key] != "", f"logConfig.{key} is required")
+
+
+def _fill_in(config: dict[str, Any]) -> None:
+    """What FC keeps of a function's configuration beyond what was sent (README §2, "What FC
+    answers"): request concurrency 200 under session affinity, its own defaults in the JSON
+    session affinity config and in the log config."""
+    if (config.get("sessionAffinity") or "NONE") != "NONE":
+        config["instanceConcurrency"] = AFFINITY_CONCURRENCY
+        raw = config.get("sessionAffinityConfig")
+        if isinstance(raw, str):
+            affinity = json.loads(raw)
+            affinity.setdefault("disableSessionIdReuse", False)
+            config["sessionAffinityConfig"] = json.dumps(affinity)
+    if isinstance(config.get("logConfig"), dict):
+        config["logConfig"] = {"enableRequestMetrics": True, "enableInstanceMetrics": False, "enableLlmMetrics": False,
+                               **config["logConfig"]}
+
+
+def _cold_start(config: dict[str, Any], data: bytes) -> dict[str, str]:
+    """The interpreter a new instance starts, as README §2 "Runtimes" describes: the first Python
+    the bootstrap names that the runtime has; an error when it names only ones the runtime lacks."""
+    command = (config.get("customRuntimeConfig") or {}).get("command") or ["/code/bootstrap"]
+    if not command or not str(command[0]).startswith("/code/"):
+        return {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            script = archive.read(str(command[0])[len("/code/"):]).decode("utf-8", "replace")
+    except KeyError:
+        return {"error": f"CAExited: {command[0]}: not found in the code package"}
+    named = PYTHON_PATH_RE.findall(script)
+    if not named:
+        return {}  # a Python from PATH, or none: nothing this stand-in can tell
+    pythons = RUNTIME_PYTHONS.get(str(config.get("runtime")), {})
+    for path in named:
+        if path in pythons:
+            return {"interpreter": path, "python": pythons[path]}
+    return {"error": f"CAExited: the bootstrap runs {named[0]}, which {config.get('runtime')} does not have "
+                     f"(it has {', '.join(pythons) or 'no documented Python'})"}
+
+
+def affinity_id_problem(value: Optional[str]) -> Optional[str]:
+    """Why FC's HeaderField affinity would not take ``value`` as a session id (None: it does)."""
+    if value is None:
+        return "no affinity id"
+    if AFFINITY_ID_RE.match(value) is None:
+        return f"affinity id {value!r} is not 1-64 characters of [A-Za-z0-9_] then [A-Za-z0-9_-]"
+    return None
+
+
+def _trigger_config_kept(trigger_type: str, raw: str) -> str:
+    """An HTTP trigger's config as FC answers it: with its default ``disableURLInternet`` added."""
+    if trigger_type != "http":
+        return raw
+    config = json.loads(raw)
+    config.setdefault("disableURLInternet", False)
+    return json.dumps(config)

@@ -6,12 +6,24 @@ bucket, ``oss_bucket`` — a content-addressed object ``<oss_prefix>/<function>/
 that is uploaded once (streamed, multipart) and named to FC with its CRC-64; the objects a
 deployment used are recorded in its state and deleted by ``destroy``.  The builder refuses
 what FC cannot take at all (over 500 MB).  The code is started by ``/code/bootstrap`` on
-``port`` with the runtime whose Python matches the artifact (custom.debian10 = 3.10,
-custom.debian12 = 3.11, custom.debian11 = 3.12).  The instance lifecycle hooks are switched on
-so FC calls the adapter's ``POST /initialize`` and ``GET /pre-stop``; ``AGENTPACK_REQUEST_TIMEOUT``
+``port`` with a runtime that ships the artifact's Python (``agentpack.targets.FC_RUNTIMES``:
+custom.debian10 = 3.10, custom.debian12 = 3.11 and 3.12, custom.debian11 = 3.12; ``runtime``
+chooses where there is a choice); the deploy says which, and warns where FC names the regions
+a runtime is offered in and this is not one.  The instance lifecycle hooks are switched on so
+FC calls the adapter's ``POST /initialize`` and ``GET /pre-stop``; ``AGENTPACK_REQUEST_TIMEOUT``
 tells the adapter the function's timeout so a run ends with a ``canceled`` event before FC
-cuts it.  Requests with the same ``x-agentpack-session-id`` header stick to one instance
-(session affinity), which helps but is never relied on: stops cross instances through Redis.
+cuts it.  Requests with the same ``X-Agentpack-Affinity`` header (a hash of user and session
+that fits FC's rule for affinity ids) stick to one instance (HeaderField session affinity),
+which helps but is never relied on: stops cross instances through Redis.  With session
+affinity FC fixes an instance's request concurrency at 200, so that is what is sent, and the
+``instance_concurrency`` setting is the number of sessions an instance takes.
+
+What FC reports back is not compared field by field with what was sent (FC fills in defaults
+and keeps some values its own way): the function's description carries what agentpack wrote —
+the artifact's sha256 and a digest of the configuration sent — and a redeploy compares that,
+plus the few settings FC reports as sent (runtime, sizing, timeout, start command and port), so
+an unchanged project is ``unchanged`` on the real service and a change made in the console to
+one of those is repaired.
 
 Each deploy that changes code or configuration publishes a version and moves the alias
 ``live`` to it; the HTTP trigger (auth ``function`` unless ``allow_anonymous``) serves the
@@ -20,7 +32,9 @@ alias, so ``rollback`` is one alias update.  A trigger that cannot be made fails
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +45,7 @@ from agentpack.deployers.errors import DeployConfigError, PlatformError
 from agentpack.deployers.pipeline import ROUTE, Deployer, Plan, same
 from agentpack.deployers.request import DeployRequest
 from agentpack.deployers.state import Deployment
+from agentpack.targets import FC_DEFAULT_RUNTIMES, FC_RUNTIME_REGIONS, FC_RUNTIMES
 
 if TYPE_CHECKING:
     import httpx
@@ -39,10 +54,17 @@ if TYPE_CHECKING:
     from agentpack.deployers.clients.oss import OSSApi, StoredObject
     from agentpack.target_settings import FCSettings
 
-#: The custom runtime whose interpreter is the artifact's Python.
-RUNTIMES = {"3.10": "custom.debian10", "3.11": "custom.debian12", "3.12": "custom.debian11"}
 TRIGGER = "http"
 HOOK_TIMEOUT = 60
+#: With any session affinity FC sets an instance's request concurrency to 200 and it cannot be
+#: changed (FC, "Session affinity configuration practices"); sending it keeps FC's answer equal.
+AFFINITY_CONCURRENCY = 200
+#: Instances shared by sessions (FC's instanceIsolationMode; SESSION_EXCLUSIVE is one per session).
+ISOLATION = "SHARE"
+#: What agentpack writes into the function's description, read back to tell what changed.
+_WRITTEN = re.compile(r"agentpack artifact sha256:(?P<sha256>[0-9a-f]{64}) settings:(?P<settings>[0-9a-f]{16})")
+#: Settings FC reports as they were sent, compared besides the description (console changes).
+HONOURED = ("runtime", "cpu", "memorySize", "timeout", "customRuntimeConfig")
 
 
 class FCDeployer(Deployer):
@@ -50,7 +72,6 @@ class FCDeployer(Deployer):
     name_setting = "function_name"
     sdk_modules = ("alibabacloud_fc20230330", "alibabacloud_tea_openapi", "darabonba", "alibabacloud_credentials")
     client = "agentpack.deployers.clients.fc:FCApi"
-    exact = frozenset({"environmentVariables"})
     settings: FCSettings
     api: FCApi
 
@@ -86,29 +107,42 @@ class FCDeployer(Deployer):
         from agentpack.deployers.clients.fc import FunctionSpec
 
         settings, row = request.settings, self.row
-        concurrency = settings.effective("instance_concurrency")
+        sessions = settings.effective("instance_concurrency")
         hooks = HOOK_TIMEOUT if row.lifecycle_hooks else None
-        return FunctionSpec(
+        cpu, memory = settings.sizing()
+        function = FunctionSpec(
             name=request.name,
-            runtime=RUNTIMES[request.python],
+            runtime=self.runtime(request),
             zip_bytes=code,
             oss_bucket=oss_object.bucket if oss_object is not None else None,
             oss_object=oss_object.key if oss_object is not None else None,
             code_checksum=oss_object.crc64 if oss_object is not None else None,
             command=["/code/bootstrap"],
             port=settings.port,
-            cpu=settings.cpu,
-            memory_size=settings.memory,
+            cpu=cpu,
+            memory_size=memory,
             timeout=settings.effective("timeout"),
-            instance_concurrency=concurrency,
+            instance_concurrency=AFFINITY_CONCURRENCY if row.affinity_header else sessions,
+            instance_isolation_mode=ISOLATION,
             environment=variables,
             role=settings.role,
             session_affinity_header=row.affinity_header.lower() if row.affinity_header else None,
-            sessions_per_instance=concurrency,
-            description="deployed by agentpack",
+            sessions_per_instance=sessions,
             initializer_timeout=hooks,
             pre_stop_timeout=hooks,
+            vpc_id=settings.vpc_id,
+            vswitch_ids=list(settings.vswitch_ids or []),
+            security_group_id=settings.security_group_id,
+            log_project=settings.log_project,
+            log_store=settings.log_store,
         )
+        function.description = written(request.sha256, function)
+        return function
+
+    def runtime(self, request: DeployRequest) -> str:
+        """The custom runtime the function runs on: ``[targets.fc] runtime``, else the artifact's Python's."""
+        chosen: str | None = request.settings.runtime
+        return chosen or FC_DEFAULT_RUNTIMES[request.python]
 
     def through_oss(self, request: DeployRequest) -> bool:
         """Whether the code goes through OSS; a DeployConfigError saying what to set when it must and cannot."""
@@ -167,10 +201,32 @@ class FCDeployer(Deployer):
             from agentpack.deployers.clients.oss import require_sdk
 
             require_sdk()
-        if request.python not in RUNTIMES:
+        offered = ", ".join(f"{name} ({', '.join(pythons)})" for name, pythons in FC_RUNTIMES.items())
+        if request.python not in FC_DEFAULT_RUNTIMES:
             raise DeployConfigError(
-                f"Function Compute has no custom runtime with Python {request.python}; build for {', '.join(RUNTIMES)}"
+                f"Function Compute has no custom runtime with Python {request.python}; build for one of {offered}"
             )
+        runtime = self.runtime(request)
+        interpreter = FC_RUNTIMES[runtime].get(request.python)
+        if interpreter is None:
+            raise DeployConfigError(
+                f'[targets.fc] runtime = "{runtime}" has no Python {request.python} (the artifact\'s); '
+                f"Function Compute's custom runtimes offer {offered}: change runtime or python"
+            )
+        self.progress("runtime", f"{runtime}: Python {request.python} at {interpreter}")
+        regions = FC_RUNTIME_REGIONS.get(runtime)
+        if regions and self.region and self.region not in regions:
+            request.warnings.append(
+                f"{runtime} is offered in {', '.join(regions)} as far as Function Compute's documentation says, not "
+                f"{self.region}; if Function Compute refuses it, {self.other_runtimes(runtime)}"
+            )
+
+    def other_runtimes(self, runtime: str) -> str:
+        """What to do instead of ``runtime``, for messages."""
+        others = [f'runtime = "{name}" (Python {", ".join(p)})' for name, p in FC_RUNTIMES.items() if name != runtime]
+        where = FC_RUNTIME_REGIONS.get(runtime)
+        regions = f" or deploy to {', '.join(where)}" if where else ""
+        return f"set [targets.fc] {' or '.join(others)} with a matching python{regions}"
 
     def own_variables(self, request: DeployRequest) -> dict[str, str]:
         adapter = self.row.adapter
@@ -178,16 +234,23 @@ class FCDeployer(Deployer):
         return {"AGENTPACK_REQUEST_TIMEOUT": str(request.settings.effective("timeout")), "AGENTPACK_PLATFORM": adapter}
 
     def desired(self, plan: Plan) -> dict[str, Any]:
-        return self.spec(plan.request, plan.variables).to_api()
+        """What agentpack wrote (the description) and the settings FC reports as sent."""
+        body = self.spec(plan.request, plan.variables).to_api()
+        return {key: body[key] for key in ("description", *HONOURED) if key in body}
 
     def find(self, plan: Plan) -> dict[str, Any] | None:
         return self.api.get_function(plan.request.name)
 
     def code_differs(self, plan: Plan) -> bool:
+        """The artifact named in the description (else the one recorded here) is not this one, or
+        FC's checksum of the code is not the one recorded (code uploaded in the console)."""
         assert plan.current is not None
-        return plan.known.get("latest_sha256") != plan.request.sha256 or str(
-            plan.current.get("codeChecksum") or ""
-        ) != str(plan.known.get("code_checksum") or "")
+        found = _WRITTEN.search(str(plan.current.get("description") or ""))
+        sha256 = found.group("sha256") if found else plan.known.get("latest_sha256")
+        if sha256 != plan.request.sha256:
+            return True
+        recorded = str(plan.known.get("code_checksum") or "")
+        return bool(recorded) and str(plan.current.get("codeChecksum") or "") != recorded
 
     def serving_url(self, plan: Plan) -> str | None:
         name, previous = plan.request.name, plan.previous
@@ -229,12 +292,26 @@ class FCDeployer(Deployer):
                 self.progress("upload" if plan.code_needed else "configure", f"{what} of function {name}{source}")
                 result = self.api.update_function(name, body)
                 action = "updated" if plan.code_needed else "configured"
-        except PlatformError:
+        except PlatformError as error:
             self.forget_fresh_objects(plan.previous)
-            raise
+            raise self.explained(error, body["runtime"]) from None
         plan.facts["code_checksum"] = str(result.get("codeChecksum") or "")
         plan.facts["oss_object"] = oss_object
         return action
+
+    def explained(self, error: PlatformError, runtime: str) -> PlatformError:
+        """FC's refusal of the runtime (in this region, say), with what to do instead; other errors as they are."""
+        said = f"{error.code} {error.message}".lower()
+        if error.status is None or not 400 <= error.status < 500 or "runtime" not in said:
+            return error
+        where = f" in {self.region}" if self.region else ""
+        return PlatformError(
+            error.code or "InvalidArgument",
+            f"{error.message} — Function Compute refused runtime {runtime}{where}; {self.other_runtimes(runtime)}",
+            request_id=error.request_id,
+            status=error.status,
+            action=error.action,
+        )
 
     def publish(self, plan: Plan) -> str:
         return self.api.publish_version(plan.request.name, description=f"agentpack {plan.request.sha256[:12]}")
@@ -350,6 +427,16 @@ class FCDeployer(Deployer):
             follow=follow,
             environ=self.environ,
         )
+
+
+def written(sha256: str, function: FunctionSpec) -> str:
+    """The description agentpack gives a function: the artifact's sha256 and a digest of the
+    configuration sent (code and description aside), which a redeploy reads back."""
+    from dataclasses import replace
+
+    body = replace(function, zip_bytes=None, oss_bucket=None, oss_object=None, code_checksum=None, description=None)
+    canonical = json.dumps(body.to_api(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"agentpack artifact sha256:{sha256} settings:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 
 
 def remember_object(

@@ -196,7 +196,8 @@ def test_what_the_server_started_dies_with_it_on_crash_redeploy_and_destroy(tmp_
     os.kill(server, signal.SIGKILL)  # the server crashes
     wait_until(lambda: gone(child), 20, "a child of the crashed server survived it")
     wait_until(lambda: "was killed by signal SIGKILL" in log.read_text(), 10, lambda: log.read_text())
-    assert service.status(project, "faults").platform["state"] == "stopped"
+    status = service.status(project, "faults").platform
+    assert status["state"] == "stopped" and "the server was killed by signal SIGKILL" in status["detail"], status
 
     outcome = service.deploy(project, "local")  # starts it again
     assert outcome.action == "restarted"

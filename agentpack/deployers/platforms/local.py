@@ -365,8 +365,18 @@ class LocalProcessDeployer(Deployer):
             "log": deployment.resource.get("log"),
             "detail": ""
             if running
-            else "the process is not running; `agentpack deploy --target local` starts it again",
+            else f"the process is not running{self._how_it_ended(deployment)}; "
+            "`agentpack deploy --target local` starts it again",
         }
+
+    def _how_it_ended(self, deployment: Deployment) -> str:
+        """`` (the server was killed by signal SIGKILL)``: the watchdog's last word in the log, if any."""
+        marker = "--- agentpack: the server "
+        last = [line for line in _tail(Path(deployment.resource.get("log") or "")).splitlines() if marker in line]
+        if not last:
+            return ""
+        words = last[-1].split(marker, 1)[1].split(";", 1)[0]  # "(pid 42) was killed by signal SIGKILL"
+        return f" (the server {words.split(') ', 1)[-1]})"
 
     def stop(self, deployment: Deployment) -> bool:
         stopped = self._stop_process(deployment)

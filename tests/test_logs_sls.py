@@ -46,7 +46,9 @@ def project_with(tmp_path: Path, target: str, table: str) -> Path:
     (project / "agentpack.toml").write_text(
         f'app = "app.py:app"\nname = "agent"\npython = "3.12"\n\n[targets.{target}]\nregion = "cn-hangzhou"\n{table}'
     )
-    DeploymentStore(project).put(Deployment(target=target, name="agent", region="cn-hangzhou", url="https://example.invalid"))
+    DeploymentStore(project).put(
+        Deployment(target=target, name="agent", region="cn-hangzhou", url="https://example.invalid")
+    )
     return project
 
 
@@ -70,7 +72,11 @@ def test_fc_logs_come_from_the_functions_logstore_oldest_first_page_by_page(sls,
     calls = sls.calls_of("GetLogsV2")
     assert [c.status for c in calls] == [200, 200, 200] and len(sls.calls) == 3
     for offset, call in zip((0, 100, 200), calls, strict=True):
-        assert (call.method, call.host, call.path) == ("POST", "agent-logs.cn-hangzhou.log.aliyuncs.com", "/logstores/fc-store/logs")
+        assert (call.method, call.host, call.path) == (
+            "POST",
+            "agent-logs.cn-hangzhou.log.aliyuncs.com",
+            "/logstores/fc-store/logs",
+        )
         assert call.headers["authorization"].startswith(f"LOG {TEST_ACCESS_KEY_ID}:")  # checked against the test secret
         params = call.params
         assert (params["line"], params["offset"], params["reverse"]) == (100, offset, False)
@@ -93,7 +99,10 @@ def test_agentrun_logs_come_from_the_runtimes_logstore(sls, tmp_path):
 
     result = logs(project)
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["INFO: Uvicorn running on http://0.0.0.0:9000", "event=no message field level=info"]
+    assert result.output.splitlines() == [
+        "INFO: Uvicorn running on http://0.0.0.0:9000",
+        "event=no message field level=info",
+    ]
     (call,) = sls.calls_of("GetLogsV2")
     assert call.path == "/logstores/runtime/logs" and call.params["query"] == "*" and call.status == 200
 

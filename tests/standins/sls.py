@@ -157,7 +157,9 @@ class SLSStandIn(LoopbackServer):
         self._check_common(call)
         if call.action == "GetLogsV2":
             if not call.headers.get("content-type", "").startswith("application/json"):
-                raise SlsError(400, "InvalidContentType", f"Content-Type {call.headers.get('content-type')} is unsupported.")
+                raise SlsError(
+                    400, "InvalidContentType", f"Content-Type {call.headers.get('content-type')} is unsupported."
+                )
             try:
                 call.params = json.loads(call.body)
             except ValueError:
@@ -176,7 +178,9 @@ class SLSStandIn(LoopbackServer):
                 if not any(p == project for p, _ in self.stores):
                     raise SlsError(404, "ProjectNotExist", f"Project {project} does not exist.")
                 raise SlsError(404, "LogStoreNotExist", f"logstore {parts[1]} does not exist")
-            matching = [e for e in self.stores[key] if start <= e.time < end and e.matches(str(call.params.get("query") or ""))]
+            matching = [
+                e for e in self.stores[key] if start <= e.time < end and e.matches(str(call.params.get("query") or ""))
+            ]
         if reverse:
             matching.reverse()
         page = matching[offset : offset + line]
@@ -220,10 +224,14 @@ class SLSStandIn(LoopbackServer):
 
         start, end = integer("from"), integer("to")
         if start >= end:
-            raise SlsError(400, "ParameterInvalid", f"from ({start}) must be before to ({end}): the range is [from, to)")
+            raise SlsError(
+                400, "ParameterInvalid", f"from ({start}) must be before to ({end}): the range is [from, to)"
+            )
         line, offset = integer("line", 100), integer("offset", 0)
         if not 0 <= line <= MAX_LINES or offset < 0:
-            raise SlsError(400, "ParameterInvalid", f"line must be 0-{MAX_LINES} and offset >= 0, not {line} and {offset}")
+            raise SlsError(
+                400, "ParameterInvalid", f"line must be 0-{MAX_LINES} and offset >= 0, not {line} and {offset}"
+            )
         reverse = params.get("reverse", False)
         if isinstance(reverse, str):
             if reverse not in ("true", "false"):
@@ -234,7 +242,9 @@ class SLSStandIn(LoopbackServer):
     def _check_common(self, call: SlsCall) -> None:
         headers = call.headers
         if headers.get("x-log-apiversion") != API_VERSION:
-            raise SlsError(400, "InvalidAPIVersion", f"x-log-apiversion {headers.get('x-log-apiversion')} is unsupported.")
+            raise SlsError(
+                400, "InvalidAPIVersion", f"x-log-apiversion {headers.get('x-log-apiversion')} is unsupported."
+            )
         if headers.get("x-log-signaturemethod") != "hmac-sha1":
             raise SlsError(400, "ParameterInvalid", "x-log-signaturemethod must be hmac-sha1")
         date = headers.get("date")
@@ -274,8 +284,13 @@ class SLSStandIn(LoopbackServer):
         resource = call.path
         if call.query:
             resource += "?" + "&".join(f"{k}={v}" for k, v in sorted(call.query.items()))
-        text = "\n".join(
-            [call.method, headers.get("content-md5", ""), headers.get("content-type", ""), headers.get("date", "")]
-        ) + "\n" + signed + resource
+        text = (
+            "\n".join(
+                [call.method, headers.get("content-md5", ""), headers.get("content-type", ""), headers.get("date", "")]
+            )
+            + "\n"
+            + signed
+            + resource
+        )
         digest = hmac.new(TEST_ACCESS_KEY_SECRET.encode(), text.encode(), hashlib.sha1).digest()
         return base64.b64encode(digest).decode()

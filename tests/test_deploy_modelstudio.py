@@ -254,3 +254,14 @@ def test_a_missing_sdk_or_credentials_name_the_fix_before_building(tmp_path):
     done = CLI(project, cli_env(**base)).run("deploy", "--target", "modelstudio")
     refused(done, 2, "ALIBABA_CLOUD_ACCESS_KEY_ID")
     assert not (project / "dist").exists(), "refused before the build"
+
+
+def test_a_5xx_on_the_create_is_not_retried_but_throttling_is(modelstudio):
+    """A 5xx may come after HighCodeDeploy made the agent: retrying it could make a second agent of one name."""
+    standin, cli, _, _ = modelstudio
+    standin.fail_next("HighCodeDeploy", status=503)
+    refused(cli.run("deploy", "--target", "modelstudio"), 1, "ServiceUnavailable")
+    assert len(standin.calls_of("HighCodeDeploy")) == 1
+    standin.throttle_next("HighCodeDeploy")
+    assert cli.json("deploy", "--target", "modelstudio")["action"] == "created"
+    assert [c.status for c in standin.calls_of("HighCodeDeploy")] == [503, 429, 200] and len(standin.agents) == 1

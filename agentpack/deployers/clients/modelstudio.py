@@ -18,19 +18,22 @@ by default, as AgentScope Runtime).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from agentpack.deployers.clients.alibaba import (
     ENV_REGION,
+    THROTTLING_CODES,
     AlibabaApi,
     AlibabaConfigError,
     Credentials,
     PollPolicy,
     RetryPolicy,
     WaitTimeout,
+    call,
+    response_body,
     sdk_runtime,
 )
 from agentpack.deployers.errors import PlatformError
@@ -187,10 +190,8 @@ class ModelStudioApi(AlibabaApi):
             agent_desc=description,
             telemetry_enabled=telemetry,
         )
-        body = self._call(
-            "HighCodeDeploy",
-            lambda: self.client.high_code_deploy_with_options(self.ws(), request, {}, sdk_runtime()),
-        )
+        deploy = partial(self.client.high_code_deploy_with_options, self.ws(), request, {}, sdk_runtime())
+        body = self._call("HighCodeDeploy", deploy) if agent_id else self._create(deploy)
         _success(body, "HighCodeDeploy")
         data = body.get("data")
         if not isinstance(data, str) or not data.strip():
@@ -199,6 +200,22 @@ class ModelStudioApi(AlibabaApi):
                 "HighCodeDeploy",
             )  # fmt: skip
         return data.strip()
+
+    def _create(self, deploy: Callable[[], Any]) -> dict[str, Any]:
+        """HighCodeDeploy without ``agentId`` creates an agent, and a 5xx may come after it did: only
+        throttling (the call was refused, nothing made) is retried, so a retry never makes a second agent."""
+        attempt = 0
+        while True:
+            try:
+                return response_body(call("HighCodeDeploy", deploy, RetryPolicy(max_attempts=1)))
+            except PlatformError as error:
+                code = error.code or ""
+                attempt += 1
+                if not (error.status == 429 or code in THROTTLING_CODES or code.startswith("Throttling")):
+                    raise
+                if attempt >= self.retry.max_attempts:
+                    raise
+                self.retry.sleep(self.retry.delay(attempt - 1))
 
     def get_agent(self, agent_id: str) -> dict[str, Any] | None:
         """The published agent (``GetPublishedAgent``'s data), or None when there is none (yet)."""

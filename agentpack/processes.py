@@ -53,6 +53,7 @@ __all__ = [
     "process_group",
     "process_start",
     "signal_group",
+    "terminate_as_interrupt",
 ]
 
 #: Where Linux keeps what it knows of each process; elsewhere the portable path is taken.
@@ -344,6 +345,29 @@ else:
 print(f"--- agentpack: the server (pid {server.pid}) {how}; ending its process group", flush=True)
 os.killpg(0, signal.SIGKILL)
 """
+
+
+# -- a command changing processes, interrupted ----------------------------------------------------------
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt meanwhile, as Ctrl+C does: a command that stops
+    and starts processes (a CI job cancelled, a terminal closed) then runs its clean-up — the old
+    server back, the state written — instead of dying between the two.  Main thread only."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -- one start on a port at a time ---------------------------------------------------------------------

@@ -122,7 +122,8 @@ def test_a_redeploy_failing_on_a_variable_restarts_the_old_version_with_the_old_
     assert state(project) == {}
 
 
-def test_a_redeploy_interrupted_with_ctrl_c_records_the_restarted_old_version(tmp_path, cleanup):
+@pytest.mark.parametrize("interrupt", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_redeploy_interrupted_records_the_restarted_old_version(tmp_path, cleanup, interrupt):
     port = free_port()
     project = make_project(tmp_path, port)
     service.deploy(project, "local")
@@ -138,7 +139,7 @@ def test_a_redeploy_interrupted_with_ctrl_c_records_the_restarted_old_version(tm
     try:
         wait_until(lambda: log.read_text().count("starting") >= 2, 120, lambda: f"the new version never started:\n{log.read_text()}")
         wait_until(lambda: not serves(port) or whoami(port)["pid"] != old["pid"], 30, "the old version was not stopped")
-        deploy.send_signal(signal.SIGINT)  # Ctrl+C while the new version starts
+        deploy.send_signal(interrupt)  # Ctrl+C (or a CI job cancelled) while the new version starts
         deploy.communicate(timeout=60)
     finally:
         if deploy.poll() is None:

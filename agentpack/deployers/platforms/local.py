@@ -60,6 +60,7 @@ from agentpack.processes import (
     process_group,
     process_start,
     signal_group,
+    terminate_as_interrupt,
 )
 
 if TYPE_CHECKING:
@@ -295,7 +296,7 @@ class LocalProcessDeployer(Deployer):
         request, previous = plan.request, plan.previous
         port = request.settings.port
         store = DeploymentStore(self.project)
-        with port_lock(port):
+        with terminate_as_interrupt(), port_lock(port):
             old_variables = self._environment(previous) if previous is not None and self.running(previous) else None
             was_running = previous is not None and self._stop_process(previous)
             self.progress("start", f"starting it on port {port} with Python {request.python}")

@@ -264,3 +264,37 @@ def test_rollback_to_a_unique_prefix_finds_the_version(tmp_path: Path) -> None:
     _with_history(tmp_path, ["a1b2c3d4e5f6", "f6e5d4c3b2a1"], "a1b2c3d4e5f6")
     done = CliRunner().invoke(app, ["rollback", "agent", "-C", str(tmp_path), "--to", "a1b2"], terminal_width=300)
     assert done.exit_code == 2 and "agent already serves version a1b2c3d4e5f6" in done.output, done.output
+
+
+def test_emulate_ask_shows_the_instance_logs_that_follow_the_reply(tmp_path: Path) -> None:
+    """``emulate --ask`` holds the instances' lines back while the reply streams, and shows the
+    ones that come after it (they used to be hidden until the command ended)."""
+    import threading
+
+    project = tmp_path / "emulated"
+    shutil.copytree(ROOT / "tests" / "projects" / "emulated", project)
+    (project / "agentpack.toml").write_text('app = "app.py:app"\nname = "emulated"\npython = "3.12"\n')
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentpack", "emulate", str(project), "--target", "fc", "--port", str(port), "--ask", "hi"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        def serving() -> bool:
+            assert process.poll() is None, "".join(lines)
+            return any("serving fc at" in line for line in lines)
+
+        wait_until(serving, 90, lambda: "".join(lines))
+        assert http.get(f"http://127.0.0.1:{port}/whoami", timeout=30).status_code == 200
+        wait_until(lambda: any("GET /whoami" in line for line in lines), 20, lambda: "".join(lines))
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)

@@ -63,9 +63,10 @@ def run_emulate(
     waiting = Waiting(lambda line: console.print(f"[dim]{'':>6} {escape(line)}[/]"))
 
     held: list[str] = []
+    holding = [ask is not None]  # while the reply streams: lines would cut through it
 
     def log(line: str) -> None:
-        if ask is not None:  # held back: they would cut through the streamed reply
+        if holding[0]:
             held.append(line)
             del held[:-200]
         else:
@@ -92,6 +93,7 @@ def run_emulate(
             from agentpack.cli.ask import render_stream
 
             code = render_stream(emulation.url + agent_paths(emulation.url)["process"], ask)
+            holding[0] = False  # the reply is over: later lines are shown as they come
             if code != 0 and held:
                 console.out("\n".join(held[-40:]), style="dim", highlight=False)
             if once:

@@ -244,3 +244,27 @@ def test_without_proc_deploy_status_and_destroy_take_the_portable_path(tmp_path,
     pid = whoami(port)["pid"]
     service.destroy(project, "faults")
     wait_until(lambda: gone(pid) and not serves(port), 20, "destroy did not end the server without /proc")
+
+
+def test_a_rollback_to_a_version_that_does_not_start_brings_the_serving_one_back(tmp_path, cleanup):
+    port = free_port()
+    project = make_project(tmp_path, port)
+    service.deploy(project, "local")
+    old_version = state(project)["local/faults"]["version"]
+    make_project(tmp_path, port, version="v2")
+    service.deploy(project, "local")
+    cleanup.append(recorded_pid(project))
+    code = project / ".agentpack" / "local" / "faults" / "versions" / old_version / "code"
+    code.chmod(0o755)  # the unpacked code is read-only; its start is made to fail
+    (code / "bootstrap").chmod(0o755)
+    (code / "bootstrap").write_text("#!/bin/sh\necho 'this version is broken' >&2\nexit 1\n")
+
+    with pytest.raises(PlatformError, match="broken"):
+        service.rollback(project, "faults")
+
+    cleanup.append(recorded_pid(project))
+    assert whoami(port)["version"] == "v2" and whoami(port)["mode"] == "good"
+    assert service.status(project, "faults").platform["state"] == "ready"
+    pid = whoami(port)["pid"]
+    service.destroy(project, "faults")
+    wait_until(lambda: gone(pid) and not serves(port), 20, "destroy left the server on the port")

@@ -397,19 +397,21 @@ class LocalProcessDeployer(Deployer):
                 "check out the earlier code and `agentpack deploy --target local` it instead"
             )
         port = int(deployment.resource["port"])
-        with port_lock(port):
-            self._stop_process(deployment)
-            deployment.resource.update(
-                self._start(
-                    deployment.name,
-                    code,
-                    deployment.resource.get("python") or deployment.python,
-                    port,
-                    keep,
+        store = DeploymentStore(self.project)
+        with terminate_as_interrupt(), port_lock(port):
+            was_running = self._stop_process(deployment)
+            try:
+                started = self._start(
+                    deployment.name, code, deployment.resource.get("python") or deployment.python, port, keep
                 )
-            )
-        deployment.resource["code_dir"] = str(code)
-        deployment.status = "deployed"
+            except BaseException:  # the version rolled back to does not start: the one serving before comes back
+                if was_running and deployment.resource.get("code_dir"):
+                    self._restart(deployment, keep)
+                store.put(deployment)
+                raise
+            deployment.resource.update(started, code_dir=str(code))
+            deployment.status = "deployed"
+            store.put(deployment)  # the new pid at once (the caller then records the version)
         return deployment
 
     def destroy(self, deployment: Deployment) -> bool:

@@ -257,3 +257,5 @@ class Instance:
             return
         await end_process_group_async(process.pid, lambda: process.poll() is None, settle=settle, grace=grace)
         await asyncio.get_running_loop().run_in_executor(None, process.wait)
+        if self._watcher is not None:  # it watched this process: nothing left to report
+            self._watcher.cancel()

@@ -298,3 +298,16 @@ def test_emulate_ask_shows_the_instance_logs_that_follow_the_reply(tmp_path: Pat
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
+
+
+def test_invoke_on_a_stopped_local_deployment_says_it_is_stopped(tmp_path: Path) -> None:
+    """Not "Connection refused" when ``status`` knows the deployment is stopped."""
+    from agentpack.deployers.state import Deployment
+
+    shutil.copytree(ROOT / "tests" / "projects" / "deployed", tmp_path, dirs_exist_ok=True)
+    _recorded(tmp_path, Deployment("local", "agent", url=f"http://127.0.0.1:{free_port()}", version="v1", resource={"pid": 2**22 + 7, "started": "1"}))
+    done = CliRunner().invoke(app, ["invoke", "agent", "hello", "-C", str(tmp_path)], terminal_width=300)
+    assert done.exit_code == 1, done.output
+    assert "local/agent is stopped: the process is not running" in done.output, done.output
+    assert "`agentpack deploy --target local` starts it again" in done.output
+    assert "Connection refused" not in done.output

@@ -205,6 +205,23 @@ def run_status(project: Path, name: str, target: str | None, as_json: bool) -> i
 
 
 # -- invoke / stop ----------------------------------------------------------------------------------------
+def _not_running(project: Path, name: str | None, target: str | None) -> str | None:
+    """Why a known deployment refused the connection, when its platform says it is not running
+    (a stopped local deployment) -- not "Connection refused"; None otherwise."""
+    from agentpack.deployers import service
+
+    if name is None or target is None:
+        return None
+    try:
+        found = service.status(project, name, target)
+    except Exception:  # the status cannot be had: the connection error stands
+        return None
+    if found.platform.get("exists", True):
+        return None
+    detail = found.platform.get("detail") or "it is not running"
+    return f"{target}/{name} is {found.platform.get('state') or 'not running'}: {detail}"
+
+
 def run_invoke(
     project: Path,
     name_or_url: str,
@@ -214,27 +231,41 @@ def run_invoke(
     target: str | None,
     timeout: float,
     as_json: bool,
+    api_key: str | None = None,
 ) -> int:
-    from agentpack.client import agent_paths, build_request, delta_text, session_headers, stream_events
+    from agentpack.client import agent_paths, build_request, delta_text, key_headers, session_headers, stream_events
     from agentpack.deployers import service
 
     view = View(as_json)
 
     def work() -> int:
+        import httpx
+
         where = service.endpoint(project, name_or_url, target)
+        try:
+            return ask(where)
+        except httpx.ConnectError:
+            not_running = _not_running(project, where.name, where.target)
+            if not_running is None:
+                raise
+            return view.fail(EXIT_FAILED, "not running", not_running, {"code": "NotRunning", "message": not_running})
+
+    def ask(where: Any) -> int:
         paths = agent_paths(where.url, where.auth)
         url = where.url + paths["process"]
         if not as_json:
             from agentpack.cli.ask import render_stream
 
-            return render_stream(url, text, session_id=session, user_id=user, auth=where.auth, timeout=timeout)
+            return render_stream(
+                url, text, session_id=session, user_id=user, auth=where.auth, timeout=timeout, api_key=api_key
+            )
         final: dict[str, Any] = {}
         pieces = []
         for event in stream_events(
             url,
             build_request(text, session, user),
             timeout=timeout,
-            headers=session_headers(session, user) or None,
+            headers={**session_headers(session, user), **key_headers(api_key, where.auth is not None)} or None,
             auth=where.auth,
         ):
             piece = delta_text(event)
@@ -257,7 +288,13 @@ def run_invoke(
 
 
 def run_stop(
-    project: Path, name_or_url: str, session: str | None, user: str | None, target: str | None, as_json: bool
+    project: Path,
+    name_or_url: str,
+    session: str | None,
+    user: str | None,
+    target: str | None,
+    as_json: bool,
+    api_key: str | None = None,
 ) -> int:
     from agentpack.client import agent_paths, stop_run
     from agentpack.deployers import service
@@ -281,7 +318,7 @@ def run_stop(
             return 0
         where = service.endpoint(project, name_or_url, target)
         paths = agent_paths(where.url, where.auth)
-        answer = stop_run(where.url + paths["stop"], session, user, auth=where.auth)
+        answer = stop_run(where.url + paths["stop"], session, user, auth=where.auth, api_key=api_key)
         if as_json:
             view.emit({"url": where.url, **answer})
         elif answer.get("stopped"):

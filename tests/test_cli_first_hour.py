@@ -305,9 +305,23 @@ def test_invoke_on_a_stopped_local_deployment_says_it_is_stopped(tmp_path: Path)
     from agentpack.deployers.state import Deployment
 
     shutil.copytree(ROOT / "tests" / "projects" / "deployed", tmp_path, dirs_exist_ok=True)
-    _recorded(tmp_path, Deployment("local", "agent", url=f"http://127.0.0.1:{free_port()}", version="v1", resource={"pid": 2**22 + 7, "started": "1"}))
+    dead = {"pid": 2**22 + 7, "started": "1"}  # a process that is gone
+    _recorded(tmp_path, Deployment("local", "agent", url=f"http://127.0.0.1:{free_port()}", version="v1", resource=dead))
     done = CliRunner().invoke(app, ["invoke", "agent", "hello", "-C", str(tmp_path)], terminal_width=300)
     assert done.exit_code == 1, done.output
     assert "local/agent is stopped: the process is not running" in done.output, done.output
     assert "`agentpack deploy --target local` starts it again" in done.output
     assert "Connection refused" not in done.output
+
+
+def test_run_on_a_busy_port_is_one_line_with_the_fix() -> None:
+    """As emulate and deploy do: not uvicorn's bind error after the app started, and exit 3."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        done = CliRunner().invoke(app, ["run", str(DEPLOYED_APP), "--port", str(port)], terminal_width=300)
+    assert done.exit_code == 2, done.output
+    assert done.output.strip() == f"error: --port {port} is in use on 127.0.0.1; pass another --port", done.output

@@ -40,6 +40,24 @@ def _root(
     """agentpack command line."""
 
 
+#: The agent's API key for the commands that call it (docs/auth.md); never echoed.
+_API_KEY_OPTION = typer.Option(
+    None,
+    "--api-key",
+    envvar="AGENTPACK_API_KEY",
+    show_default=False,
+    help="The agent's API key, sent as Authorization: Bearer (env AGENTPACK_API_KEY).",
+)
+
+
+def _served_key() -> str | None:
+    """For `run --ask`: the first of AGENTPACK_API_KEYS, the keys the served app itself reads."""
+    import os
+
+    keys = [k.strip() for k in os.environ.get("AGENTPACK_API_KEYS", "").split(",") if k.strip()]
+    return keys[0] if keys else None
+
+
 @app.command()
 def run(
     app_spec: str = typer.Argument(..., metavar="APP", help="path/to/file.py[:attr] or package.module:attr"),
@@ -55,6 +73,7 @@ def run(
         help="On SIGTERM/Ctrl+C, seconds open streams get to finish before they are ended with a canceled event.",
     ),
     ui: bool = typer.Option(False, "--ui", help="Also serve the chat page at /ui (sets AGENTPACK_UI=1 for the app)."),
+    api_key: str | None = _API_KEY_OPTION,
 ) -> None:
     """Serve an agent app with uvicorn."""
     from agentpack.loader import AppLoadError, load_app
@@ -63,6 +82,7 @@ def run(
         raise usage_error(f"--port {port} is not a TCP port; use 1-65535")
     if grace < 0:
         raise usage_error(f"--timeout-graceful-shutdown {grace}: give 0 or more seconds")
+    _check_port_free(host, port)
     if ui:
         from agentpack.cli.ui_view import ask_for_ui
 
@@ -106,7 +126,32 @@ def run(
         return
     from agentpack.cli.ask import serve_and_ask
 
-    raise typer.Exit(serve_and_ask(asgi_app, host, port, log_level, ask, once, grace))
+    raise typer.Exit(serve_and_ask(asgi_app, host, port, log_level, ask, once, grace, api_key or _served_key()))
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a busy ``--port`` in one line before the app starts (uvicorn would start it, then
+    print its bind error and exit 3).  Bound as uvicorn binds (SO_REUSEADDR), then released."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # a host uvicorn will report itself
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise usage_error(f"--port {port} is in use on {host}; pass another --port") from None
+            if exc.errno == errno.EACCES:
+                raise usage_error(f"--port {port} on {host} needs privileges here; use a port above 1023") from None
+            raise
 
 
 def _app_failed(error: Exception, app_spec: str) -> typer.Exit:
@@ -335,6 +380,7 @@ def invoke(
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the whole reply."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the reply instead of streaming it."),
+    api_key: str | None = _API_KEY_OPTION,
 ) -> None:
     """Send a message to a deployed agent and stream the reply into the terminal as it arrives."""
     from pathlib import Path
@@ -343,7 +389,7 @@ def invoke(
 
     if timeout <= 0:
         raise usage_error(f"--timeout {timeout}: give a positive number of seconds")
-    raise typer.Exit(run_invoke(Path(project), name_or_url, text, session, user, target, timeout, as_json))
+    raise typer.Exit(run_invoke(Path(project), name_or_url, text, session, user, target, timeout, as_json, api_key))
 
 
 @app.command()
@@ -360,13 +406,14 @@ def stop(
     target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    api_key: str | None = _API_KEY_OPTION,
 ) -> None:
     """Interrupt a running session (--session); without it, end a local deployment's process."""
     from pathlib import Path
 
     from agentpack.cli.deploy_view import run_stop
 
-    raise typer.Exit(run_stop(Path(project), name_or_url, session, user, target, as_json))
+    raise typer.Exit(run_stop(Path(project), name_or_url, session, user, target, as_json, api_key))
 
 
 @app.command()

@@ -226,6 +226,9 @@ class Target:
         return port.default if port is not None else None
 
     def platform_tags(self, arch: str, python: str) -> tuple[str, ...]:
+        host = host_wheel_tags() if self.runs_on_host else None
+        if host is not None:  # this machine is not Linux (macOS): its own wheels
+            return host
         wheel_arch = {"arm64": "aarch64"}.get(arch, arch)
         return manylinux_tags(wheel_arch, self.glibc.get(python, 17))
 
@@ -258,6 +261,16 @@ def host_glibc() -> int:
     if library == "glibc" and version.count(".") >= 1:
         return int(version.split(".")[1])
     return 17
+
+
+def host_wheel_tags() -> tuple[str, ...] | None:
+    """This machine's wheel platform tags when it is not Linux (macOS: ``macosx_14_0_arm64``, …),
+    for a target that runs here; None on Linux, where those are manylinux tags for its glibc."""
+    if sys.platform.startswith("linux"):
+        return None
+    from packaging import tags
+
+    return tuple(tags.platform_tags())
 
 
 def host_python() -> str:

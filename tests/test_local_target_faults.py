@@ -268,3 +268,23 @@ def test_a_rollback_to_a_version_that_does_not_start_brings_the_serving_one_back
     pid = whoami(port)["pid"]
     service.destroy(project, "faults")
     wait_until(lambda: gone(pid) and not serves(port), 20, "destroy left the server on the port")
+
+
+def test_on_macos_the_local_target_builds_for_this_machine_and_the_clouds_stay_linux(monkeypatch):
+    """The local target runs here, so on macOS its wheels and markers are macOS's; the cloud
+    targets' stay manylinux, which pip fetches with --platform on any system."""
+    import sys
+
+    from packaging import tags
+
+    from agentpack.builders.target_platform import Platform
+    from agentpack.targets import get_target
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(tags, "platform_tags", lambda: iter(["macosx_14_0_arm64", "macosx_14_0_universal2"]))
+    local = Platform(get_target("local"), "arm64", "3.12", "3.12.4")
+    assert local.tags == ("macosx_14_0_arm64", "macosx_14_0_universal2")
+    assert local.markers()["sys_platform"] == "darwin"
+    assert "--platform" in local.pip_flags() and "macosx_14_0_arm64" in local.pip_flags()
+    fc = Platform(get_target("fc"), "x86_64", "3.12", "3.12.4")
+    assert all(tag.startswith("manylinux") for tag in fc.tags) and fc.markers()["sys_platform"] == "linux"

@@ -8,6 +8,9 @@ platform documents one), Linux, and the artifact's CPU architecture.
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
 from dataclasses import dataclass
 
 from agentpack.targets import Target
@@ -36,6 +39,20 @@ class Platform:
 
     def markers(self) -> dict[str, str]:
         """The PEP 508 marker environment of the target (``extra`` is added per requirement)."""
+        if self.target.runs_on_host and not sys.platform.startswith("linux"):  # this machine (macOS)
+            return {
+                "implementation_name": "cpython",
+                "implementation_version": self.python_full,
+                "os_name": os.name,
+                "platform_machine": platform.machine(),
+                "platform_python_implementation": "CPython",
+                "platform_release": platform.release(),
+                "platform_system": platform.system(),
+                "platform_version": platform.version(),
+                "python_full_version": self.python_full,
+                "python_version": self.python,
+                "sys_platform": sys.platform,
+            }
         return {
             "implementation_name": "cpython",
             "implementation_version": self.python_full,

@@ -325,3 +325,21 @@ def test_run_on_a_busy_port_is_one_line_with_the_fix() -> None:
         done = CliRunner().invoke(app, ["run", str(DEPLOYED_APP), "--port", str(port)], terminal_width=300)
     assert done.exit_code == 2, done.output
     assert done.output.strip() == f"error: --port {port} is in use on 127.0.0.1; pass another --port", done.output
+
+
+def test_emulate_an_artifact_takes_its_target_from_the_zip(tmp_path: Path) -> None:
+    """``emulate app.zip`` without --target: the zip's manifest records the target."""
+    (tmp_path / "app.py").write_text(FAILING_APP)  # it need not start: the target is read before
+    (tmp_path / "agentpack.toml").write_text('app = "app.py:app"\nname = "failing"\npython = "3.12"\n')
+    (tmp_path / "requirements.txt").write_text("")
+    built = CliRunner().invoke(app, ["build", str(tmp_path), "--target", "fc", "--json"])
+    assert built.exit_code == 0, built.output
+    import json
+
+    artifact = json.loads(built.output.strip().splitlines()[-1])["artifact"]
+    done = CliRunner().invoke(app, ["emulate", artifact, "--port", "0"], terminal_width=300)
+    assert done.exit_code == 1 and "--target" not in done.output, done.output
+    assert "the artifact did not start under the fc emulator" in done.output
+    assert "importing app.py raised RuntimeError" in done.output, "it was started, under fc's emulator"
+    project = CliRunner().invoke(app, ["emulate", str(tmp_path), "--port", "0"], terminal_width=300)
+    assert project.exit_code == 2 and "is a project: say which target to build it for with --target" in project.output

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def run_emulate(
     source: Path,
-    target: str,
+    target: str | None,
     options: EmulationOptions,
     env_pairs: list[str],
     as_json: bool,
@@ -47,6 +47,14 @@ def run_emulate(
             )
         return code
 
+    if target is None and source.is_file():  # an artifact records its target: named in what is printed
+        from agentpack.builders.artifact import read_manifest
+        from agentpack.builders.errors import ProjectError
+
+        try:
+            target = str(read_manifest(source).get("target") or "") or None
+        except ProjectError:
+            pass  # start() says what is wrong with it
     try:
         env = parse_pairs(env_pairs)
     except ValueError as exc:
@@ -101,7 +109,7 @@ def run_emulate(
         if not as_json:
             if options.ui:
                 console.print(f"[bold green]chat page[/] at {emulation.url}/ui")
-            console.print(f"[dim]serving {target} at {emulation.url} — press Ctrl+C to stop[/]")
+            console.print(f"[dim]serving {emulation.target} at {emulation.url} — press Ctrl+C to stop[/]")
         _wait_for_signal()
         return code
     finally:

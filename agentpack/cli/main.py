@@ -259,7 +259,9 @@ def emulate(
     source: str = typer.Argument(
         ".", metavar="[PROJECT_DIR | ARTIFACT.zip]", help="A project (built first, with the cache) or a built artifact."
     ),
-    target: str = typer.Option(..., "--target", "-t", help=f"{_target_names()}."),
+    target: str | None = typer.Option(
+        None, "--target", "-t", help=f"{_target_names()} (an artifact's own target by default)."
+    ),
     port: int = typer.Option(
         8090, "--port", "-p", help="Port of the emulated trigger / function URL on 127.0.0.1 (0: any free port)."
     ),

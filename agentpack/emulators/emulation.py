@@ -108,7 +108,7 @@ class Emulation:
 
 def start(
     source: Path,
-    target: str,
+    target: str | None,
     options: EmulationOptions | None = None,
     *,
     progress: Progress = no_progress,
@@ -128,6 +128,15 @@ def start(
 
     options = dataclasses.replace(options or EmulationOptions(), **choices)
     source = Path(source)
+    if target is None:  # an artifact records the target it was built for
+        if not source.is_file():
+            raise EmulationError(f"{source} is a project: say which target to build it for with --target")
+        try:
+            target = str(read_manifest(source).get("target") or "")
+        except ProjectError as exc:
+            raise EmulationError(str(exc)) from None
+        if not target:
+            raise EmulationError(f"{source} records no target; give one with --target")
     try:
         spec = get_target(target)
     except KeyError as exc:

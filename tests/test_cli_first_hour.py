@@ -343,3 +343,13 @@ def test_emulate_an_artifact_takes_its_target_from_the_zip(tmp_path: Path) -> No
     assert "importing app.py raised RuntimeError" in done.output, "it was started, under fc's emulator"
     project = CliRunner().invoke(app, ["emulate", str(tmp_path), "--port", "0"], terminal_width=300)
     assert project.exit_code == 2 and "is a project: say which target to build it for with --target" in project.output
+
+
+def test_dash_n_means_a_name_wherever_it_is_taken() -> None:
+    """``-n`` is a name (deploy --name, worker --hostname); emulate's instance count is ``-i``."""
+    runner = CliRunner()
+    assert "-n, --name" in runner.invoke(app, ["deploy", "--help"], terminal_width=200).output
+    emulate_help = runner.invoke(app, ["emulate", "--help"], terminal_width=200).output
+    assert "-i, --instances" in emulate_help and "-n" not in emulate_help, emulate_help
+    refused = runner.invoke(app, ["emulate", ".", "--target", "fc", "-i", "0"])
+    assert refused.exit_code == 2 and "--instances 0: give 1 or more" in refused.output

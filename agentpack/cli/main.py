@@ -268,7 +268,7 @@ def emulate(
     instances: int = typer.Option(
         1,
         "--instances",
-        "-n",
+        "-i",  # not -n: -n names things (deploy --name, worker --hostname)
         help="Instances (execution environments) to run; each request goes to the least busy one.",
     ),
     env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE for the function's environment (repeatable)."),

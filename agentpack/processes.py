@@ -54,6 +54,7 @@ __all__ = [
     "process_start",
     "signal_group",
     "terminate_as_interrupt",
+    "interrupts_deferred",
 ]
 
 #: Where Linux keeps what it knows of each process; elsewhere the portable path is taken.
@@ -368,6 +369,34 @@ def terminate_as_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl+C, SIGTERM and SIGHUP wait until the block is done, then raise KeyboardInterrupt.
+
+    Around ``Popen``: an interrupt that lands while the child is being started would leave a
+    running child whose ``Popen`` was never returned, so nobody could end it.  The handlers are
+    Python's, so the child (after exec) gets the default ones.  Main thread only.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt(signal.Signals(received[0]).name)
 
 
 # -- one start on a port at a time ---------------------------------------------------------------------

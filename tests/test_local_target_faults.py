@@ -288,3 +288,22 @@ def test_on_macos_the_local_target_builds_for_this_machine_and_the_clouds_stay_l
     assert "--platform" in local.pip_flags() and "macosx_14_0_arm64" in local.pip_flags()
     fc = Platform(get_target("fc"), "x86_64", "3.12", "3.12.4")
     assert all(tag.startswith("manylinux") for tag in fc.tags) and fc.markers()["sys_platform"] == "linux"
+
+
+def test_an_interrupt_while_a_server_is_being_started_is_raised_once_its_process_is_held():
+    """Ctrl+C landing inside Popen would leave a child nobody holds (a server left running after
+    the deploy says it cleaned up): the interrupt waits for Popen, and the child's signals are the defaults."""
+    reached = False
+    with pytest.raises(KeyboardInterrupt):
+        with processes.interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            child = subprocess.Popen(["sleep", "30"])
+            reached = True
+    try:
+        assert reached and child.poll() is None
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=10) == -signal.SIGINT
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

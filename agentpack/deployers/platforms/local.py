@@ -54,6 +54,7 @@ from agentpack.processes import (
     child_env,
     end_leftover_group,
     end_process_group,
+    interrupts_deferred,
     listening_sockets,
     port_lock,
     process_environ,
@@ -197,25 +198,27 @@ class LocalProcessDeployer(Deployer):
             **child_env(python, HOME=os.environ.get("HOME", "/tmp"), AGENTPACK_PYTHON=python, PORT=str(port)),
             **variables,
         }
-        with log_path.open("ab") as log:
-            log.write(f"--- {now()} starting {code.parent.name} on port {port}\n".encode())
-            log.flush()
-            process = subprocess.Popen(
-                [python, "-I", "-c", WATCHDOG, str(code / "bootstrap")],
-                cwd=code,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process: subprocess.Popen[bytes] | None = None
         try:
+            with log_path.open("ab") as log, interrupts_deferred():  # never a child nobody holds
+                log.write(f"--- {now()} starting {code.parent.name} on port {port}\n".encode())
+                log.flush()
+                process = subprocess.Popen(
+                    [python, "-I", "-c", WATCHDOG, str(code / "bootstrap")],
+                    cwd=code,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             started = process_start(process.pid)
             self._await_ready(process, port, log_path)
             self._save_environment(name, variables)
         except BaseException:  # Ctrl+C or a failure before the state records it: leave nothing running
-            signal_group(process.pid, signal.SIGKILL)
-            process.wait()
+            if process is not None:
+                signal_group(process.pid, signal.SIGKILL)
+                process.wait()
             raise
         return {"pid": process.pid, "started": started, "port": port, "log": str(log_path), "code_dir": str(code)}
 

@@ -296,3 +296,23 @@ def test_a_stop_right_after_an_outage_reaches_the_run_whose_lease_lapsed(partiti
     assert answer.json()["stopped"] is True, "the stop was lost"
     assert check_protocol(stream.result(timeout=30))["status"] == "canceled"
     wait_until(lambda: not held_leases(redis), 10, "the session was left held")
+
+
+def test_after_a_redis_restart_only_held_sessions_wait(nodes, redis_server):
+    """A long lease makes the renewal period long (20 s here): sessions nobody held, and stops of
+    idle sessions, are answered once every node has reported its leases back, not after it."""
+    node_a, node_b = nodes(2, lease=60.0)
+    for node in (node_a, node_b):
+        assert node.ready()  # both have talked to this Redis: they will notice it restarting
+    stream = BackgroundStream(node_a.url, long_run("s-held")).begin()
+    wait_until(lambda: redis_server.client().exists("agentpack:{u:s-held}:lease"), 10, "the run never took its lease")
+    redis_server.kill()
+    redis_server.start()  # same port, no data
+    # well inside the 20 s renewal period: a wait for it would time out here
+    fresh = http.post(f"{node_b.url}/process", json=user_body(session_id="s-fresh", user_id="u", chunks=2, stream=False), timeout=10)
+    assert fresh.status_code == 200
+    assert http.post(f"{node_b.url}/process/stop", json={"session_id": "s-idle", "user_id": "u"}, timeout=10).json()["stopped"] is False
+    # and the session that was held is still refused and still stoppable
+    assert http.post(f"{node_b.url}/process", json=long_run("s-held"), timeout=10).status_code == 409
+    assert http.post(f"{node_b.url}/process/stop", json={"session_id": "s-held", "user_id": "u"}, timeout=10).json()["stopped"] is True
+    assert check_protocol(stream.result(timeout=30))["status"] == "canceled"

@@ -22,6 +22,7 @@ re-subscribes what it listens to; nothing here scans keys.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -121,6 +122,9 @@ _RENEWALS = {1: Renewal.HELD, 2: Renewal.RETAKEN, 3: Renewal.ENDED, 0: Renewal.L
 #: Redis (frozen, partitioned) up to that long loses no session.  A run that died without a
 #: release costs the session's next run one wait of :meth:`RedisInterruptBackend._wait_window`.
 HELD_LEASES = 6
+
+#: How long the set of processes that took their leases back after a restart is kept.
+RECOVERED_SECONDS = 120.0
 
 
 def _ms(seconds: float) -> int:
@@ -297,7 +301,12 @@ class RedisInterruptBackend(BaseInterruptBackend):
         # This process's name on its stop-channel connection (CLIENT SETNAME, sent again on every
         # reconnect): a lapsed lease names it, and while Redis lists no client of that name, no
         # run of this process can be alive to renew the lease.
-        self.node = f"agentpack-{uuid.uuid4().hex[:16]}"
+        # The family part tells this prefix's processes from other apps' on the same Redis.
+        self._family = f"agentpack-{hashlib.sha1(prefix.encode()).hexdigest()[:8]}-"
+        self.node = f"{self._family}{uuid.uuid4().hex[:16]}"
+        self._holding: dict[str, tuple[str, float]] = {}  # key -> (run id, lease seconds) held here
+        self._restart_server: str | None = None  # the run_id of the Redis that restarted
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def clone(self) -> RedisInterruptBackend:
         return RedisInterruptBackend(
@@ -358,6 +367,8 @@ class RedisInterruptBackend(BaseInterruptBackend):
                 await self._redis.script_load(script.script)
         except Exception as exc:  # the scripts load themselves on first use anyway
             logger.debug("could not preload the scripts: %s", exc)
+        if self._server_id is not None:  # nothing of this process's can have been lost: say so at once
+            await self._report_recovered(self._server_id)
 
     async def _on_connect(self, connection: Any) -> None:
         """Every new command connection: the usual handshake, then which Redis this is."""
@@ -369,10 +380,48 @@ class RedisInterruptBackend(BaseInterruptBackend):
         if self._server_id is not None and server_id != self._server_id:
             logger.warning("%s restarted; runs are taking their sessions back", self.name)
             self._restarted_at = time.monotonic() - uptime
+            self._restart_server = server_id
             asyncio.get_running_loop().call_soon(self.reconnected)
+            self._spawn(self._report_recovered(server_id))
         self._server_id = server_id
 
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work, name="agentpack-redis-recovery")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reconnected(self) -> None:
+        super().reconnected()
+        # The stop channel is back.  A restart is seen by the first command connection made
+        # after it: make one now, so that an idle process notices and reports too.
+        if self._redis is not None:
+            self._spawn(self._ping_quietly())
+
+    async def _ping_quietly(self) -> None:
+        try:
+            await self._redis.ping()
+        except Exception:  # still out of reach: the next command will see it
+            pass
+
+    def _recovered_key(self, server_id: str) -> str:
+        return f"{self.prefix}:recovered:{server_id}"
+
+    async def _report_recovered(self, server_id: str) -> None:
+        """Take back every lease this process holds, then say so: once every process on the
+        stop channel has, a session without a lease is one nobody held (see ``_all_returned``)."""
+        try:
+            for key, (run_id, lease_seconds) in list(self._holding.items()):
+                await self.renew(key, run_id, lease_seconds)
+            await self._redis.sadd(self._recovered_key(server_id), self.node)
+            await self._redis.pexpire(self._recovered_key(server_id), _ms(RECOVERED_SECONDS))
+        except Exception as exc:  # the others wait out the renewal period instead
+            logger.debug("could not report this process's leases back: %s", exc)
+
     async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await wait_bounded(asyncio.gather(*self._tasks, return_exceptions=True), self.command_timeout * 2)
         if self._listener is not None:
             await self._listener.close(self.command_timeout * 2)
             self._listener = None
@@ -455,16 +504,37 @@ class RedisInterruptBackend(BaseInterruptBackend):
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     async def _let_runs_return(self, lease_key: str, lease_seconds: float) -> None:
-        """Shortly after a restart, wait until the session's lease is back or the window passed;
-        outside that window this costs nothing."""
+        """Shortly after a restart, wait until the session's lease is back, every process has
+        taken its leases back, or the window passed; outside that window this costs nothing."""
         deadline = self._recovery_deadline(lease_seconds)
         if deadline is None:
             return
         while time.monotonic() < deadline:
-            if await self._redis.exists(lease_key):
+            if await self._redis.exists(lease_key) or await self._all_returned():
                 return
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         self._restarted_at = None  # the window is over for every session
+
+    async def _all_returned(self) -> bool:
+        """Whether every process of this prefix has taken its leases back since the restart.
+
+        A process's stop channel reconnects within its backoff (1 s at most) once Redis is back,
+        so after that settling time the connected processes are all there is: each names its
+        connection (``node``) and reports in a set once its leases are back.  Without CLIENT
+        LIST (some managed services rename it; assumed) the answer is no, and the caller waits
+        out the renewal period as before."""
+        if self._restarted_at is None or self._restart_server is None:
+            return False
+        if time.monotonic() < self._restarted_at + 1.0 + 2 * (self.connect_timeout + self.command_timeout):
+            return False
+        try:
+            clients = await self._redis.client_list(_type="pubsub")
+            reported = set(await self._redis.smembers(self._recovered_key(self._restart_server)))
+        except Exception:
+            return False
+        connected = {client.get("name") for client in clients}
+        ours = {name for name in connected if name and name.startswith(self._family)}
+        return bool(ours) and ours <= reported
 
     # -- the interface -------------------------------------------------------------------
     async def _take(
@@ -492,6 +562,8 @@ class RedisInterruptBackend(BaseInterruptBackend):
             await self._scripts["drop"](keys=[lease, held], args=[run_id])
             await self._let_runs_return(lease, lease_seconds)
             taken, _ = await self._take(lease, held, run_id, lease_seconds, takeover=True)
+        if taken == 1:
+            self._holding[key] = (run_id, lease_seconds)
         return taken == 1
 
     async def renew(self, key: str, run_id: str, lease_seconds: float) -> Renewal:
@@ -501,6 +573,8 @@ class RedisInterruptBackend(BaseInterruptBackend):
         return _RENEWALS[int(await self._scripts["renew"](keys=keys, args=args))]
 
     async def release(self, key: str, run_id: str, state: RunState, state_seconds: float) -> None:
+        if self._holding.get(key, ("",))[0] == run_id:
+            del self._holding[key]
         keys = [*self._keys(key), self._held_key(key)]
         await self._scripts["release"](keys=keys, args=[run_id, state.value, _ms(state_seconds)])
 

@@ -353,3 +353,28 @@ def test_dash_n_means_a_name_wherever_it_is_taken() -> None:
     assert "-i, --instances" in emulate_help and "-n" not in emulate_help, emulate_help
     refused = runner.invoke(app, ["emulate", ".", "--target", "fc", "-i", "0"])
     assert refused.exit_code == 2 and "--instances 0: give 1 or more" in refused.output
+
+
+@pytest.mark.parametrize("status, line", [(200, b"HTTP/1.1 200 OK\r\n"), (404, b"HTTP/1.1 404 Not Found\r\n"), (599, b"HTTP/1.1 599 \r\n")])
+def test_emulated_responses_carry_the_reason_phrase(status: int, line: bytes) -> None:
+    """The emulators' HTTP front (every emulated platform answers through it) sends ``200 OK``, not ``200``."""
+    import asyncio
+
+    from agentpack.emulators.h11_server import Exchange, H11Server
+
+    async def handler(exchange: Exchange) -> None:
+        await exchange.respond(status, b"x")
+
+    async def scenario() -> bytes:
+        server = H11Server(handler)
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readline(), 10)
+            writer.close()
+            return head
+        finally:
+            await server.close()
+
+    assert asyncio.run(scenario()) == line

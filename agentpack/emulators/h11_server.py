@@ -39,6 +39,17 @@ def _raw_answer(writer: asyncio.StreamWriter, status: int, reason: str, text: st
     writer.write(head.encode() + body)
 
 
+def reason_phrase(status: int) -> bytes:
+    """The status line's reason phrase (``200 OK``): h11 sends none unless given one, and the
+    platforms' fronts, like most servers and clients' logs, show it."""
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
 class Exchange:
     """One request on a connection and the means to answer it."""
 
@@ -72,7 +83,9 @@ class Exchange:
             if event is not h11.NEED_DATA:
                 return event
             if self._conn.they_are_waiting_for_100_continue:
-                self._writer.write(self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+                self._writer.write(
+                    self._conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")) or b""
+                )
             if self._body_timeout is None:
                 self._conn.receive_data(await self._reader.read(65536))
                 continue
@@ -108,7 +121,7 @@ class Exchange:
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         self.started = True
         encoded = [(k.encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in headers]
-        await self._write(h11.Response(status_code=status, headers=encoded))
+        await self._write(h11.Response(status_code=status, headers=encoded, reason=reason_phrase(status)))
 
     async def write(self, data: bytes) -> None:
         if data and self.method != "HEAD":  # a HEAD response has headers only

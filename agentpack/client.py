@@ -14,6 +14,20 @@ if TYPE_CHECKING:
     import httpx
 
 
+#: The API key the commands send when ``--api-key`` is not given (docs/auth.md).
+API_KEY_ENV = "AGENTPACK_API_KEY"
+
+
+def key_headers(api_key: str | None, signed: bool = False) -> dict[str, str]:
+    """The header carrying an app's API key: ``Authorization: Bearer``, or — when the platform's
+    request signing owns ``Authorization`` (``signed``) — ``X-Agentpack-Api-Key``."""
+    from agentpack.headers import API_KEY_HEADER
+
+    if not api_key:
+        return {}
+    return {API_KEY_HEADER: api_key} if signed else {"Authorization": f"Bearer {api_key}"}
+
+
 def build_request(text: str, session_id: str | None = None, user_id: str | None = None, **extra: Any) -> dict[str, Any]:
     """The body of a one-message user request."""
     body: dict[str, Any] = {"input": [{"role": "user", "content": [{"type": "text", "text": text}]}], **extra}
@@ -126,13 +140,19 @@ def agent_paths(base_url: str, auth: httpx.Auth | None = None, timeout: float = 
 
 
 def stop_run(
-    url: str, session_id: str, user_id: str | None = None, auth: httpx.Auth | None = None, timeout: float = 30.0
+    url: str,
+    session_id: str,
+    user_id: str | None = None,
+    auth: httpx.Auth | None = None,
+    timeout: float = 30.0,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     """``POST {endpoint_path}/stop`` for a session; the app's answer (``{"stopped": bool, ...}``)."""
     import httpx
 
     body = {"session_id": session_id, **({"user_id": user_id} if user_id else {})}
-    answer = httpx.post(url, json=body, headers=session_headers(session_id, user_id), auth=auth, timeout=timeout)
+    headers = {**session_headers(session_id, user_id), **key_headers(api_key, auth is not None)}
+    answer = httpx.post(url, json=body, headers=headers, auth=auth, timeout=timeout)
     if answer.status_code >= 400:
         try:
             detail = answer.json().get("detail", answer.text)

@@ -20,9 +20,12 @@ SESSION_HEADER = "X-Agentpack-Session-Id"
 USER_HEADER = "X-Agentpack-User-Id"
 #: The header a platform's session affinity routes on (Function Compute's HeaderField affinity).
 AFFINITY_HEADER = "X-Agentpack-Affinity"
+#: Where a client sends an app's API key when a platform's request signing owns ``Authorization``.
+API_KEY_HEADER = "X-Agentpack-Api-Key"
 
 __all__ = [
     "AFFINITY_HEADER",
+    "API_KEY_HEADER",
     "SESSION_HEADER",
     "USER_HEADER",
     "affinity_key",

@@ -12,7 +12,7 @@ on (interrupt backend, session guard, task queue, readiness) is its :class:`Runt
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from agentpack._version import __version__
 from agentpack.app import agent_routes, checks, compat, errors, serving
 from agentpack.app import lifespan as lifespan_module
+from agentpack.app.auth import Authentication, AuthMiddleware, NotYourSession, Verifier, not_your_session
 from agentpack.app.endpoints import make_endpoint
 from agentpack.app.probes import add_probes
 from agentpack.app.process import AppRuns
@@ -61,6 +62,9 @@ class AgentApp(FastAPI):
         stream_task_wait_seconds: float = 300.0,
         task_concurrency: int = 8,
         task_result_seconds: float = 3600.0,
+        api_keys: Sequence[str] | Mapping[str, str] | None = None,
+        auth: Verifier | None = None,
+        bind_user_to_principal: bool = False,
         **fastapi_kwargs: Any,
     ) -> None:
         fastapi_kwargs = compat.constructor_keywords(fastapi_kwargs)
@@ -73,6 +77,8 @@ class AgentApp(FastAPI):
         checks.interrupt_choice(interrupt_redis_url, interrupt_backend, BaseInterruptBackend)
         self.stream_task_wait_seconds = checks.check_seconds("stream_task_wait_seconds", stream_task_wait_seconds)
         checks.check_a2a_config(a2a_config)
+        #: who may call: API keys / ``AGENTPACK_API_KEYS`` and the ``auth=`` verifier (docs/auth.md)
+        self.authentication = Authentication(api_keys, auth, bind_user_to_principal)
 
         #: functions of the deprecated ``@app.init`` / ``@app.shutdown``, run by the lifespan
         self.init_hooks: list[Callable[..., Any]] = []
@@ -82,6 +88,9 @@ class AgentApp(FastAPI):
         fastapi_kwargs.setdefault("version", __version__)
         composed = lifespan_module.compose(lifespan, before_start, after_finish, self.init_hooks, self.shutdown_hooks)
         super().__init__(lifespan=composed, **fastapi_kwargs)
+        if self.authentication.enabled:  # without auth no middleware, nothing to pay per request
+            self.add_middleware(AuthMiddleware, auth=self.authentication, router=self.router)
+            self.add_exception_handler(NotYourSession, not_your_session)
         errors.install(self)
 
         self.app_name, self.app_description, self.a2a_config = app_name, app_description, a2a_config
@@ -113,6 +122,8 @@ class AgentApp(FastAPI):
         #: (``run(endpoint_path=...)``) keeps web process and workers agreeing on it.
         self.stream_task_name = f"agentpack.agent_run:{self.endpoint_path}"
         add_probes(self)
+        open_paths = {"/", "/health", "/readiness", "/liveness"}
+        self.authentication.mark_open(r for r in self.router.routes if getattr(r, "path", None) in open_paths)
 
     @property
     def stop_path(self) -> str:
@@ -169,19 +180,23 @@ class AgentApp(FastAPI):
 
         return decorator
 
-    def endpoint(self, path: str, methods: list[str] | None = None) -> Decorator:
-        """Expose ``func`` at ``path``: returns become JSON, generators become SSE streams."""
+    def endpoint(self, path: str, methods: list[str] | None = None, auth: bool = True) -> Decorator:
+        """Expose ``func`` at ``path``: returns become JSON, generators become SSE streams.
+
+        With authentication on, the route needs a key like every other; ``auth=False`` opens it."""
         path = checks.check_path("path", path)
         verbs = [m.upper() for m in (methods or ["POST"])]
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             self.add_api_route(path, make_endpoint(func), methods=verbs, tags=["custom"], response_model=None)
+            if not auth:
+                self.authentication.mark_open(self.router.routes[-1:])
             self.custom_endpoints.append({"path": path, "methods": verbs, "handler": func})
             return func
 
         return decorator
 
-    def task(self, path: str, queue: str = "celery", name: str | None = None) -> Decorator:
+    def task(self, path: str, queue: str = "celery", name: str | None = None, auth: bool = True) -> Decorator:
         """Run ``func`` in the background behind ``POST path`` (200 ``submitted`` + task id).
 
         ``GET path/{task_id}`` reports ``pending``/``running``/``finished``/``error``/
@@ -189,7 +204,8 @@ class AgentApp(FastAPI):
         ``{"error": "Task <id> not found"}``); ``DELETE path/{task_id}`` cancels.  With
         ``broker_url`` the job runs on Celery workers (``agentpack worker APP``), else in
         this process.  ``func`` may be sync or async and takes no argument or one, the
-        JSON body.  ``name`` overrides the stable task name (``module.function``).
+        JSON body.  ``name`` overrides the stable task name (``module.function``); ``auth=False``
+        opens the three routes when authentication is on.
         """
         from agentpack.app.task_routes import add_task_routes, submit_endpoint
         from agentpack.tasks.base import TaskSpec, stable_name
@@ -199,7 +215,10 @@ class AgentApp(FastAPI):
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             spec = TaskSpec(name or stable_name(func, checks.script_name()), func, queue)
             self.task_queue.register(spec)
+            before = len(self.router.routes)
             add_task_routes(self, self.runtime, path, spec.name, submit_endpoint(self.runtime, spec.name, queue))
+            if not auth:
+                self.authentication.mark_open(self.router.routes[before:])
             self.custom_endpoints.append({"path": path, "methods": ["POST"], "handler": func, "task": spec.name})
             return func
 

@@ -51,7 +51,7 @@ class AppRuns:
         handler = self.app.query_handler
         if handler is None:
             raise RuntimeError("the app has no @app.query handler to run")
-        request = fill_ids(request)
+        request = fill_ids(self.app.authentication.bind_request(request))  # 403 for another's user_id
         run = AgentRun(self.app, handler, request, dependencies or {}, limits)
         guard = self.app.runtime.guard
         active = await guard.begin(session_key(request.user_id, request.session_id), run)
@@ -113,7 +113,7 @@ class StopRequest(BaseModel):
 
 def build_stop_endpoint(app: AgentApp) -> Callable[..., Any]:
     async def stop(body: StopRequest) -> JSONResponse:
-        user_id = body.user_id or body.session_id
+        user_id = app.authentication.bound_user(body.user_id) or body.session_id
         stopped = await app.stop_chat(user_id, body.session_id)  # 503 when the backend is unreachable
         return JSONResponse({"stopped": stopped, "user_id": user_id, "session_id": body.session_id})
 

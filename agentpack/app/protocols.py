@@ -160,7 +160,12 @@ class Protocols:
         for adapter in self._serving():
             before = {id(route) for route in routes}
             adapter.add_endpoint(self.app, self.app.runs, managed_by_app=True)
-            self._routes += [route for route in routes if id(route) not in before]
+            added = [route for route in routes if id(route) not in before]
+            public = getattr(adapter, "public_paths", None)  # the card, the chat page's HTML: open to all
+            if callable(public):
+                paths = set(public())
+                self.app.authentication.mark_open(r for r in added if getattr(r, "path", None) in paths)
+            self._routes += added
         self.app.openapi_schema = None
 
     def remove(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from agentpack.cli.errors import EXIT_FAILED
-from agentpack.client import AgentAPIError, build_request, delta_text, session_headers, stream_events
+from agentpack.client import AgentAPIError, build_request, delta_text, key_headers, session_headers, stream_events
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -21,6 +21,7 @@ def render_stream(
     user_id: str | None = None,
     auth: Any = None,
     timeout: float | None = 300.0,
+    api_key: str | None = None,
 ) -> int:
     """Print the reply as it streams; returns the exit code (0 when the response completed).
 
@@ -30,7 +31,7 @@ def render_stream(
     console.print("[bold]agent>[/] ", end="")
     final: dict[str, Any] = {}
     kinds: dict[str, str] = {}  # message id -> message type, to show reasoning apart
-    headers = session_headers(session_id, user_id)
+    headers = {**session_headers(session_id, user_id), **key_headers(api_key, auth is not None)}
     try:
         for event in stream_events(
             url, build_request(text, session_id, user_id), timeout=timeout, headers=headers or None, auth=auth
@@ -57,7 +58,16 @@ def render_stream(
     return 0
 
 
-def serve_and_ask(app: Any, host: str, port: int, log_level: str, text: str, once: bool, grace: float = 10.0) -> int:
+def serve_and_ask(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str,
+    text: str,
+    once: bool,
+    grace: float = 10.0,
+    api_key: str | None = None,
+) -> int:
     """Serve ``app`` on the main thread; a helper thread asks once the server is up."""
     import uvicorn
 
@@ -84,7 +94,7 @@ def serve_and_ask(app: Any, host: str, port: int, log_level: str, text: str, onc
         bound = server.servers[0].sockets[0].getsockname()[1]
         path = getattr(app, "endpoint_path", "/process")
         client_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        outcome["code"] = render_stream(f"http://{client_host}:{bound}{path}", text)
+        outcome["code"] = render_stream(f"http://{client_host}:{bound}{path}", text, api_key=api_key)
         if once:
             server.should_exit = True
         else:

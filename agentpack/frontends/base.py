@@ -245,11 +245,14 @@ class Translated:
 
 async def open_or_refuse(source: RunSource, request: AgentRequest, refuse: Callable[[int, Exception], Any]) -> Any:
     """The run, or the protocol's answer when it cannot start: ``refuse(409, exc)`` for a busy
-    session, ``refuse(503, exc)`` for an unreachable interrupt backend."""
+    session, ``refuse(503, exc)`` for an unreachable interrupt backend, ``refuse(403, exc)`` for
+    another principal's user id (the app's ``bind_user_to_principal``)."""
     try:
         return await source.open_run(request)
     except SessionBusy as exc:
         return refuse(409, exc)
+    except PermissionError as exc:
+        return refuse(403, exc)
     except BackendUnavailable as exc:
         return refuse(503, exc)
 

@@ -123,7 +123,9 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
         from agentpack.frontends.a2a.card import compat_card
 
         url = self._url(app, request_base, root_path)
-        return compat_card(self._a2a_config, self._agent_name, self._agent_description, url)
+        authentication = getattr(app, "authentication", None)  # an AgentApp's, when it asks for keys
+        security = authentication.card_security() if authentication is not None else None
+        return compat_card(self._a2a_config, self._agent_name, self._agent_description, url, security)
 
     def _served_card(self, app: Any, where: tuple[str | None, str | None]) -> dict[str, Any]:
         from agentpack.frontends.a2a.card import core_card, served_card
@@ -157,6 +159,11 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
 
     def describe_endpoints(self) -> dict[str, str]:
         return {"a2a": self._json_rpc_path, "agent_card": self._wellknown_path}
+
+    def public_paths(self) -> list[str]:
+        """The card's paths: open with authentication on, since the card says how to authenticate."""
+        paths = [self._wellknown_path]
+        return [*paths, PREVIOUS_WELLKNOWN_PATH] if self._wellknown_path == DEFAULT_WELLKNOWN_PATH else paths
 
     # -- routes ----------------------------------------------------------------------------------
     def _ensure_server(self, app: Any) -> Any:

@@ -119,8 +119,13 @@ def endpoint_url(
     return path
 
 
-def compat_card(config: AgentCardWithRuntimeConfig, name: str, description: str, url: str) -> v03.AgentCard:
-    """The card as a2a-sdk 0.3 models it (what ``get_agent_card()`` returns, as upstream's does)."""
+def compat_card(
+    config: AgentCardWithRuntimeConfig, name: str, description: str, url: str, security: dict[str, Any] | None = None
+) -> v03.AgentCard:
+    """The card as a2a-sdk 0.3 models it (what ``get_agent_card()`` returns, as upstream's does).
+
+    ``security`` (``security_schemes`` and ``security``) is what the app enforces; a card that
+    declares its own keeps them."""
     fields = user_card_fields(config.agent_card)
     for key in RUNTIME_FIELDS:
         if fields.get(key) is not None:
@@ -141,7 +146,7 @@ def compat_card(config: AgentCardWithRuntimeConfig, name: str, description: str,
         "capabilities": {"streaming": True, "push_notifications": False, "state_transition_history": False},
     }
     for key in ("provider", "documentation_url", "icon_url", "security_schemes", "security"):
-        value = provider if key == "provider" else fields.get(key)
+        value = provider if key == "provider" else fields.get(key, (security or {}).get(key))
         if value is not None:
             card[key] = value
     return v03.AgentCard.model_validate(card)

@@ -187,6 +187,9 @@ class TaskHandler(RequestHandler):
         except BackendUnavailable as exc:
             await task.end_without_run(FAILED, str(exc))
             return task
+        except PermissionError as exc:  # another principal's user id (bind_user_to_principal)
+            await task.end_without_run(REJECTED, str(exc))
+            return task
         request_state = context.state.get("agentpack_request")
         if request_state is not None:
             setattr(request_state.state, _HEADERS, run_headers(run))

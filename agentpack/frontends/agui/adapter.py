@@ -42,6 +42,8 @@ def refused(status: int, code: str, message: str) -> Response:
 def refuse(status: int, exc: Exception) -> Response:
     if status == 409:
         return refused(409, "SESSION_BUSY", f"{exc}; wait for its run to finish, or stop it")
+    if status == 403:
+        return refused(403, "FORBIDDEN", str(exc))
     return refused(status, "BACKEND_UNAVAILABLE", str(exc))
 
 

@@ -43,6 +43,8 @@ def refuse(status: int, exc: Exception) -> Response:
         return openai_error(
             409, f"{exc}; wait for its response to end, or stop it", param="conversation", code="conversation_locked"
         )
+    if status == 403:
+        return openai_error(403, str(exc), param="user", code="permission_denied")
     return openai_error(status, str(exc), kind="server_error", code="service_unavailable")
 
 

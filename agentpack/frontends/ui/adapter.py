@@ -45,6 +45,10 @@ class ChatPageAdapter(ProtocolAdapter):
     def describe_endpoints(self) -> dict[str, str]:
         return {"ui": self.path}
 
+    def public_paths(self) -> list[str]:
+        """The page's HTML is open with authentication on; its calls carry the key (docs/auth.md)."""
+        return [self.path]
+
     def add_endpoint(self, app: Any, func: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             page: bytes | None = page_bytes()

@@ -21,6 +21,7 @@ from fastapi import HTTPException, Request
 from agentpack import AgentApp
 from agentpack.app.auth import current_principal
 from tests.support import cli_env, http, in_process, sse_events, user_body, wait_until
+from tests.test_ui import browser  # noqa: F401  (the module's headless chromium)
 
 KEY = "k-3f9a1c0d7e5b42a8b6c1d2e3f4a5b6c7"
 OTHER_KEY = "k-other-00000000000000000000000001"
@@ -344,3 +345,49 @@ def test_run_ask_sends_the_key_the_served_app_reads(tmp_path):
     )
     assert done.returncode == 0 and "keyed reply" in done.stdout, done.stdout + done.stderr
     assert KEY not in done.stdout + done.stderr
+
+
+# -- the chat page, in a real browser ---------------------------------------------------------------
+@pytest.mark.integration
+def test_the_chat_page_asks_for_the_key_on_a_401_and_takes_one_from_the_address_fragment(serve, browser):  # noqa: F811
+    from agentpack.frontends.ui.adapter import ChatPageAdapter
+    from tests.test_ui import ChatPage
+
+    driver = browser
+    app = AgentApp(api_keys=[KEY, OTHER_KEY], protocol_adapters=[ChatPageAdapter()])
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        yield f"hello {current_principal()}"
+        if msgs[-1].content[0].text == "wait":
+            await asyncio.Event().wait()  # until stopped
+
+    url = serve(app)
+    page = ChatPage(driver, f"{url}/ui")
+    page.send("hi")
+    page.wait(lambda: _alert(driver) is not None, 10, "the page did not ask for the key")
+    alert = driver.switch_to.alert
+    alert.send_keys(KEY)
+    alert.accept()
+    turn = page.ended("error")
+    assert "401" in turn["errors"][0]["text"] and "key saved" in turn["errors"][0]["text"]
+    page.send("again")
+    assert page.ended("completed") and page.answer() == "hello key-1"
+    page = ChatPage(driver, f"{url}/ui#key={OTHER_KEY}")
+    page.wait(lambda: driver.execute_script("return location.hash") == "", 5, "the key stayed in the address bar")
+    page.send("hi")
+    assert page.ended("completed") and page.answer() == "hello key-2"
+    page.send("wait")  # Stop carries the key too: the run ends canceled, not refused
+    page.wait(lambda: page.answer() == "hello key-2", 10, "the waiting run did not start")
+    page.click("stop")
+    assert page.ended("canceled")
+    assert "refused" not in driver.execute_script("return document.getElementById('status').textContent")
+
+
+def _alert(driver: Any) -> Any:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        return driver.switch_to.alert
+    except NoAlertPresentException:
+        return None

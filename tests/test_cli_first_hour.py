@@ -378,3 +378,30 @@ def test_emulated_responses_carry_the_reason_phrase(status: int, line: bytes) ->
             await server.close()
 
     assert asyncio.run(scenario()) == line
+
+
+def test_emulate_piped_into_head_ends_and_leaves_no_temp_folder(tmp_path: Path) -> None:
+    """``emulate … | head``: when nobody reads its output any more it ends as on Ctrl+C (it went on
+    serving into a closed pipe, and its unpacked copy stayed behind)."""
+    project = tmp_path / "emulated"
+    shutil.copytree(ROOT / "tests" / "projects" / "emulated", project)
+    (project / "agentpack.toml").write_text('app = "app.py:app"\nname = "emulated"\npython = "3.12"\n')
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentpack", "emulate", str(project), "--target", "fc", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)}, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # as `head` does: read until the instance speaks, then go
+            if line.startswith("[instance"):
+                break
+        assert list(scratch.glob("agentpack-emulate-*")), "the emulation unpacked its copy here"
+        process.stdout.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not list(scratch.glob("agentpack-emulate-*"))

@@ -72,13 +72,19 @@ def run_emulate(
 
     held: list[str] = []
     holding = [ask is not None]  # while the reply streams: lines would cut through it
+    # Set when nobody reads the output any more (`emulate … | head`): the emulation ends as on
+    # Ctrl+C, so its instances stop and its unpacked copy is removed.
+    stop = threading.Event()
 
     def log(line: str) -> None:
         if holding[0]:
             held.append(line)
             del held[:-200]
-        else:
+            return
+        try:
             console.out(line, style="dim", highlight=False)
+        except (BrokenPipeError, SystemExit):  # rich raises SystemExit(1) on a broken pipe
+            stop.set()
 
     try:
         with waiting:
@@ -109,16 +115,18 @@ def run_emulate(
         if not as_json:
             if options.ui:
                 console.print(f"[bold green]chat page[/] at {emulation.url}/ui")
-            console.print(f"[dim]serving {emulation.target} at {emulation.url} — press Ctrl+C to stop[/]")
-        _wait_for_signal()
+            try:
+                console.print(f"[dim]serving {emulation.target} at {emulation.url} — press Ctrl+C to stop[/]")
+            except (BrokenPipeError, SystemExit):
+                stop.set()
+        _wait_for_signal(stop)
         return code
     finally:
         emulation.stop()
 
 
-def _wait_for_signal() -> None:
-    """Block until Ctrl+C or SIGTERM (then every instance is stopped by the caller)."""
-    stop = threading.Event()
+def _wait_for_signal(stop: threading.Event) -> None:
+    """Block until Ctrl+C or SIGTERM, or ``stop`` is set (then every instance is stopped by the caller)."""
     previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, lambda *_: stop.set())

@@ -129,6 +129,31 @@ def test_every_protected_route_of_every_protocol_needs_the_key_and_the_probes_ca
     asyncio.run(scenario())
 
 
+def test_the_guard_follows_the_routes_as_they_change():
+    """What the guard remembers about a path is dropped when the routes change: a route opened
+    and then replaced by a guarded one at the same path (the route count unchanged) is guarded."""
+    app = AgentApp(api_keys=[KEY])
+
+    @app.endpoint("/x", methods=["GET"], auth=False)
+    async def opened():
+        return "open"
+
+    async def scenario() -> None:
+        async with in_process(app) as client:
+            for _ in range(2):  # the second answer comes from what the guard remembered
+                assert (await client.get("/x")).status_code == 200
+            app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != "/x"]
+
+            @app.endpoint("/x", methods=["GET"])
+            async def guarded():
+                return "guarded"
+
+            assert (await client.get("/x")).status_code == 401
+            assert (await client.get("/x", headers=BEARER)).json() == "guarded"
+
+    asyncio.run(scenario())
+
+
 def test_without_keys_nothing_changes_and_no_middleware_is_installed(monkeypatch):
     monkeypatch.delenv("AGENTPACK_API_KEYS", raising=False)
     app = make_app()

@@ -405,3 +405,12 @@ def test_emulate_piped_into_head_ends_and_leaves_no_temp_folder(tmp_path: Path) 
             process.kill()
             process.wait()
     assert not list(scratch.glob("agentpack-emulate-*"))
+
+
+def test_missing_modules_are_named_in_the_plural_when_there_are_several() -> None:
+    from agentpack.deployers.errors import DeployConfigError, require_modules
+
+    with pytest.raises(DeployConfigError, match=r"needs no_such_mod_a, no_such_mod_b, which are not installed; install them with"):
+        require_modules(("no_such_mod_a", "no_such_mod_b"), "fc", "fc")
+    with pytest.raises(DeployConfigError, match=r"needs no_such_mod_a, which is not installed; install it with"):
+        require_modules(("no_such_mod_a",), "fc", "fc")

@@ -28,8 +28,9 @@ def require_modules(modules: tuple[str, ...], needed_by: str, extra: str) -> Non
     extras (``agentpack[fc]``, ``[agentrun]``, ``[lambda]``), so a plain install lacks them."""
     missing = [module for module in modules if importlib.util.find_spec(module) is None]
     if missing:
+        which = "which is not installed; install it" if len(missing) == 1 else "which are not installed; install them"
         raise DeployConfigError(
-            f"{needed_by} needs {', '.join(missing)}, which is not installed; install it with: pip install 'agentpack[{extra}]'"
+            f"{needed_by} needs {', '.join(missing)}, {which} with: pip install 'agentpack[{extra}]'"
         )
 
 

@@ -414,3 +414,17 @@ def test_missing_modules_are_named_in_the_plural_when_there_are_several() -> Non
         require_modules(("no_such_mod_a", "no_such_mod_b"), "fc", "fc")
     with pytest.raises(DeployConfigError, match=r"needs no_such_mod_a, which is not installed; install it with"):
         require_modules(("no_such_mod_a",), "fc", "fc")
+
+
+def test_emulate_reports_a_missing_target_python_before_building(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python the artifact runs with is looked for first, not after seconds of building.
+    (This machine has every Python: the lookup is made to find none.)"""
+    from agentpack.builders import interpreters
+
+    monkeypatch.setattr(interpreters, "find_interpreter", lambda version: None)
+    (tmp_path / "app.py").write_text(FAILING_APP)
+    (tmp_path / "agentpack.toml").write_text('app = "app.py:app"\nname = "failing"\npython = "3.12"\n')
+    done = CliRunner().invoke(app, ["emulate", str(tmp_path), "--target", "fc", "--port", "0"], terminal_width=300)
+    assert done.exit_code == 2, done.output
+    assert "the target runs Python 3.12, which is not on this machine" in done.output
+    assert "building" not in done.output and not (tmp_path / "dist").exists(), done.output

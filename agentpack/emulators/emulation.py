@@ -122,7 +122,7 @@ def start(
     ``start(project, "fc", port=0, instances=2)``) are added over them.  ``ui`` serves the chat
     page at ``/ui``: a project is built with it, an artifact must have been (``agentpack build
     --ui``), and the instances get ``AGENTPACK_UI=1``."""
-    from agentpack.builders.config import project_settings, with_overrides
+    from agentpack.builders.config import load_target, project_settings, with_overrides
     from agentpack.builders.environment import secret_values
     from agentpack.builders.interpreters import bare_python
 
@@ -150,6 +150,11 @@ def start(
             from agentpack.builders.build import build
 
             project = source
+            # the Python the artifact will run with must be here: say so before a build of seconds
+            config, _, target_config = load_target(source, spec.name)
+            version = target_config.python or config.python or spec.default_python
+            if version in spec.pythons:  # one the target does not offer: the build says so
+                bare_python(version)
             progress("build", f"building {source} for {target}")
             result = build(
                 source,

@@ -265,6 +265,42 @@ def test_a_runs_user_is_bound_to_the_principal_so_nobody_stops_or_runs_anothers_
     asyncio.run(scenario())
 
 
+def test_a2a_runs_as_the_principal_and_is_refused_for_anothers_user_when_bound():
+    from a2a.client import ClientConfig, create_client
+    from a2a.types import a2a_pb2 as pb
+
+    from tests.nodes.protocol_node import make_app as probe_app
+
+    app = probe_app(api_keys={"alice": KEY, "bob": OTHER_KEY}, bind_user_to_principal=True)
+
+    def message(text: str, context: str, **metadata: Any) -> pb.SendMessageRequest:
+        msg = pb.Message(message_id=f"m-{text}-{context}", role=pb.ROLE_USER, parts=[pb.Part(text=text)], context_id=context)
+        msg.metadata.update(metadata)
+        request = pb.SendMessageRequest(message=msg)
+        request.configuration.return_immediately = True
+        return request
+
+    async def scenario() -> None:
+        async with in_process(app) as http_client:
+            http_client.headers.update(BEARER)
+            client = await create_client("http://agent.test", ClientConfig(streaming=False, httpx_client=http_client))
+            [submitted] = [e async for e in client.send_message(message("hang", "ctx-a"))]
+            deadline = asyncio.get_running_loop().time() + 10
+            while await app.get_chat_state("alice", "ctx-a") != "RUNNING":  # the run's user is the principal
+                assert asyncio.get_running_loop().time() < deadline, "the task's run did not start as alice"
+                await asyncio.sleep(0.01)
+            canceled = await client.cancel_task(pb.CancelTaskRequest(id=submitted.task.id))
+            assert canceled.status.state == pb.TASK_STATE_CANCELED
+            [refused] = [e async for e in client.send_message(message("hi", "ctx-b", user_id="bob"))]
+            task = refused.task
+            if task.status.state not in (pb.TASK_STATE_REJECTED,):
+                task = await client.get_task(pb.GetTaskRequest(id=task.id))
+            assert task.status.state == pb.TASK_STATE_REJECTED, task
+            assert "leave user_id out or send 'alice'" in task.status.message.parts[0].text
+
+    asyncio.run(scenario())
+
+
 def test_the_a2a_card_declares_bearer_and_a_cards_own_scheme_wins():
     from a2a.compat.v0_3.types import AgentCard
 

@@ -190,6 +190,7 @@ class TaskHandler(RequestHandler):
         except PermissionError as exc:  # another principal's user id (bind_user_to_principal)
             await task.end_without_run(REJECTED, str(exc))
             return task
+        task.user_id = run.request.user_id or task.user_id  # the app may bind it (bind_user_to_principal)
         request_state = context.state.get("agentpack_request")
         if request_state is not None:
             setattr(request_state.state, _HEADERS, run_headers(run))

@@ -394,6 +394,25 @@ def test_invoke_and_stop_send_the_key_from_the_flag_or_the_environment(serve, tm
 
 
 @pytest.mark.integration
+def test_agentpack_ui_relay_passes_the_pages_key_on(serve):
+    from agentpack.cli.ui_view import relay_app
+
+    app = AgentApp(api_keys=[KEY])
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        yield f"hello {current_principal()}"
+
+    upstream = serve(app)
+    page = serve(relay_app(upstream, {"process": "/process", "stop": "/process/stop"}, None, "local/keyed"))
+    assert http.post(f"{page}/process", json=user_body("hi", stream=False)).status_code == 401
+    answer = http.post(f"{page}/process", json=user_body("hi", stream=False), headers=BEARER)
+    assert answer.status_code == 200 and answer.json()["output"][0]["content"][0]["text"] == "hello key-1"
+    stopped = http.post(f"{page}/process/stop", json={"session_id": "none"}, headers=BEARER)
+    assert stopped.status_code == 200 and stopped.json()["stopped"] is False
+
+
+@pytest.mark.integration
 def test_run_ask_sends_the_key_the_served_app_reads(tmp_path):
     (tmp_path / "app.py").write_text(
         "from agentpack import AgentApp\napp = AgentApp()\n\n@app.query(framework='text')\nasync def handler(msgs, request):\n    yield 'keyed reply'\n"

@@ -91,6 +91,8 @@ def relay_app(
     from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
     from starlette.routing import Route
 
+    from agentpack.client import key_headers
+
     upstream = upstream.rstrip("/")
     targets = {"process": upstream + paths["process"], "stop": upstream + paths["stop"]}
     page = page_bytes()
@@ -119,6 +121,9 @@ def relay_app(
     async def forward(request: Request, url: str) -> Response:
         client = clients["upstream"]
         headers = {key: request.headers[key] for key in FORWARDED_REQUEST if key in request.headers}
+        bearer = request.headers.get("authorization", "")
+        if bearer[:7].lower() == "bearer ":  # the page's API key (docs/auth.md), sent on as `invoke` sends it
+            headers.update(key_headers(bearer[7:].strip(), signed=auth is not None))
         outgoing = client.build_request("POST", url, content=await request.body(), headers=headers)
         try:
             answer = await client.send(outgoing, stream=True)

@@ -224,7 +224,7 @@ def test_a_verifier_sees_the_request_and_its_principal_reaches_the_handler(kind)
 
 
 def test_a_runs_user_is_bound_to_the_principal_so_nobody_stops_or_runs_anothers_session():
-    app = AgentApp(api_keys={"alice": KEY, "bob": OTHER_KEY}, bind_user_to_principal=True)
+    app = AgentApp(api_keys={"alice": KEY, "bob": OTHER_KEY}, bind_user_to_principal=True, enable_stream_task=True)
     alice, bob = BEARER, {"Authorization": f"Bearer {OTHER_KEY}"}
 
     @app.query(framework="text")
@@ -251,6 +251,8 @@ def test_a_runs_user_is_bound_to_the_principal_so_nobody_stops_or_runs_anothers_
             assert await running()
             posing = await client.post("/process", json=user_body("hi", session_id="s2", user_id="alice"), headers=bob)
             assert posing.status_code == 403
+            queued = await client.post("/process/task", json=user_body("hi", session_id="s2", user_id="alice"), headers=bob)
+            assert queued.status_code == 403  # a background run is bound at submission too
             for path, body in (
                 ("/compatible-mode/v1/responses", {"model": "m", "input": "hi", "user": "alice", "stream": False}),
             ):

@@ -118,7 +118,7 @@ def add_background_runs(app: AgentApp) -> None:
         return f"Stream query task submitted{where} successfully"
 
     async def submit(agent_request: AgentRequest) -> JSONResponse:
-        request = fill_ids(agent_request)
+        request = fill_ids(app.authentication.bind_request(agent_request))  # 403 for another's user_id
         return await submit_response(runtime.task_queue, name, queue_name, request.model_dump(mode="json"), message)
 
     if name not in runtime.task_queue.specs:  # the job reads app.query_handler when it runs

@@ -53,6 +53,10 @@ def make_app(**keywords: Any) -> AgentApp:
     async def custom(request: Request):
         return {"principal": request.state.principal if app.authentication.enabled else current_principal()}
 
+    @app.endpoint("/sync-principal")
+    def sync_principal():  # runs in the thread pool: the principal goes along
+        return current_principal()
+
     @app.endpoint("/public/{name}", methods=["GET"], auth=False)
     async def public(name: str):
         return {"name": name}
@@ -122,6 +126,7 @@ def test_every_protected_route_of_every_protocol_needs_the_key_and_the_probes_ca
             done = await client.post("/process", json=user_body("hi", stream=False), headers=BEARER)
             assert done.json()["output"][0]["content"][0]["text"].startswith("hello key-1 as ")
             assert (await client.post("/custom", headers=BEARER)).json() == {"principal": "key-1"}
+            assert (await client.post("/sync-principal", headers=BEARER)).json() == "key-1"
             # the key also travels in X-Agentpack-Api-Key (when request signing owns Authorization)
             assert (await client.post("/custom", headers={"X-Agentpack-Api-Key": KEY})).status_code == 200
             assert (await client.post("/custom", headers={"Authorization": f"Basic {KEY}"})).status_code == 401

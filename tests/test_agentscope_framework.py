@@ -194,7 +194,8 @@ def test_messages_streamed_concurrently_are_not_cut_by_each_other():
     assert len([e for e in events if e["object"] == "message" and e["status"] == "in_progress"]) == 2
 
 
-def test_a_bare_string_fails_with_a_hint(serve):
+def test_a_bare_string_fails_with_a_hint(serve, monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     terminal = check_protocol(read_events(f"{serve(app_yielding(['oops']))}/process", user_body()))
     assert terminal["status"] == "failed"
     assert "framework='text'" in terminal["error"]["message"]

@@ -152,7 +152,8 @@ def test_a_stop_while_the_model_streams_cancels_the_run_and_its_model_call(serve
     assert partial["status"] == "incomplete" and partial["content"][0]["text"] == "one two"
 
 
-def test_a_model_error_fails_the_response_with_its_message(serve):
+def test_a_model_error_fails_the_response_with_its_message(serve, monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     with OpenAIChatStandIn([Reply(error=(400, "context_length_exceeded", "This model's maximum context length is 8 tokens."))]) as stand_in:
         terminal = check_protocol(read_events(f"{serve(agno_app(stand_in))}/process", user_body()))
     assert terminal["status"] == "failed"
@@ -170,7 +171,8 @@ def test_a_failing_tool_is_reported_as_its_output_and_the_run_goes_on(serve):
     assert terminal["output"][1]["content"][0]["data"]["output"] == "the weather service is down"
 
 
-def test_anything_but_agno_events_fails_with_a_hint(serve):
+def test_anything_but_agno_events_fails_with_a_hint(serve, monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     app = AgentApp()
 
     @app.query(framework="agno")

@@ -273,7 +273,8 @@ def test_a_multimodal_answer_keeps_its_images():
     assert message["content"][1]["image_url"] == image.data_uri
 
 
-def test_a_failing_agent_ends_failed_and_strings_are_refused_with_a_hint(serve):
+def test_a_failing_agent_ends_failed_and_strings_are_refused_with_a_hint(serve, monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     app = AgentApp()
 
     @app.query(framework="autogen")

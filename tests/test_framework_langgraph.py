@@ -282,7 +282,8 @@ def test_anthropic_style_thinking_blocks_and_a_failing_tool():
     assert output[2]["content"][0]["data"] == {"call_id": "c", "name": "t", "output": "Error: boom", "is_error": True}
 
 
-def test_a_failing_graph_ends_failed_and_strings_are_refused_with_a_hint(serve):
+def test_a_failing_graph_ends_failed_and_strings_are_refused_with_a_hint(serve, monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     app = AgentApp()
 
     @app.query(framework="langgraph")

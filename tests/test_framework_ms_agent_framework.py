@@ -179,14 +179,16 @@ def test_a_stop_while_the_model_streams_cancels_the_run_and_its_model_call(serve
     assert partial["status"] == "incomplete" and partial["content"][0]["text"] == "one two"
 
 
-def test_a_model_error_fails_the_response_with_its_message(serve):
+def test_a_model_error_fails_the_response_with_its_message(serve, monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     with OpenAIChatStandIn([Reply(error=(400, "context_length_exceeded", "This model's maximum context length is 8 tokens."))]) as stand_in:
         terminal = check_protocol(read_events(f"{serve(af_app(stand_in))}/process", user_body()))
     assert terminal["status"] == "failed"
     assert "maximum context length is 8 tokens" in terminal["error"]["message"]
 
 
-def test_an_error_content_fails_the_response(serve):
+def test_an_error_content_fails_the_response(serve, monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     from agent_framework import AgentResponseUpdate, Content
 
     app = AgentApp()
@@ -221,7 +223,8 @@ def test_a_whole_agent_response_and_media_are_converted(serve):
     assert message["usage"] == {"input_tokens": 4, "output_tokens": 2, "total_tokens": 6}
 
 
-def test_anything_but_updates_fails_with_a_hint(serve):
+def test_anything_but_updates_fails_with_a_hint(serve, monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     app = AgentApp()
 
     @app.query(framework="ms_agent_framework")

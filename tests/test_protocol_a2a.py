@@ -182,7 +182,8 @@ def test_cancel_stops_the_run_and_an_ended_task_cannot_be_canceled_again():
     asyncio.run(scenario())
 
 
-def test_a_busy_context_is_rejected_and_a_failing_handler_fails_its_task_with_the_reason():
+def test_a_busy_context_is_rejected_and_a_failing_handler_fails_its_task_with_the_reason(monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     async def scenario() -> None:
         app = make_app()
         async with a2a_client(app, streaming=False) as (client, http):

@@ -76,7 +76,8 @@ def test_each_adapter_serves_a_plain_fastapi_app_from_a_function_of_events():
     asyncio.run(scenario())
 
 
-def test_a_function_that_raises_ends_with_each_protocols_error():
+def test_a_function_that_raises_ends_with_each_protocols_error(monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     async def scenario() -> None:
         app = plain_app(ResponseAPIDefaultAdapter(), AGUIDefaultAdapter(), func=failing_run)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://plain.test") as client:

@@ -110,7 +110,8 @@ def test_the_input_becomes_the_agent_api_request_thread_user_state_and_history_i
     asyncio.run(scenario())
 
 
-def test_refusals_failures_and_stops_each_end_the_agui_way():
+def test_refusals_failures_and_stops_each_end_the_agui_way(monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     async def scenario() -> None:
         app = make_app()
         async with in_process(app) as client:

@@ -159,7 +159,8 @@ def test_requests_that_cannot_run_get_openais_error_shape(body, status, param, n
     asyncio.run(scenario())
 
 
-def test_a_busy_conversation_is_a_409_and_failed_or_stopped_runs_end_failed_or_incomplete():
+def test_a_busy_conversation_is_a_409_and_failed_or_stopped_runs_end_failed_or_incomplete(monkeypatch):
+    monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     async def scenario() -> None:
         app = make_app()
         async with in_process(app) as client:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from agentpack._version import __version__
-from agentpack.app import agent_routes, checks, compat, errors, serving
+from agentpack.app import agent_routes, checks, compat, errors, limits, serving
 from agentpack.app import lifespan as lifespan_module
 from agentpack.app.auth import Authentication, AuthMiddleware, NotYourSession, Verifier, not_your_session
 from agentpack.app.endpoints import make_endpoint
@@ -62,6 +62,13 @@ class AgentApp(FastAPI):
         stream_task_wait_seconds: float = 300.0,
         task_concurrency: int = 8,
         task_result_seconds: float = 3600.0,
+        task_results_max: int = 1000,
+        task_results_max_bytes: int = 64 * 1024 * 1024,
+        max_body_bytes: int | None = None,
+        max_concurrent_runs: int | None = None,
+        run_timeout_seconds: float | None = None,
+        cors_origins: list[str] | None = None,
+        cors_allow_credentials: bool = False,
         api_keys: Sequence[str] | Mapping[str, str] | None = None,
         auth: Verifier | None = None,
         bind_user_to_principal: bool = False,
@@ -87,11 +94,17 @@ class AgentApp(FastAPI):
         fastapi_kwargs.setdefault("description", app_description)
         fastapi_kwargs.setdefault("version", __version__)
         composed = lifespan_module.compose(lifespan, before_start, after_finish, self.init_hooks, self.shutdown_hooks)
+        #: the app's limits (docs/limits.md); checked before anything is built
+        self.limits = limits.AppLimits.resolve(max_body_bytes, max_concurrent_runs, run_timeout_seconds)
+        cors_origins = limits.check_cors(cors_origins, cors_allow_credentials)
         super().__init__(lifespan=composed, **fastapi_kwargs)
         if self.authentication.enabled:  # without auth no middleware, nothing to pay per request
             self.add_middleware(AuthMiddleware, auth=self.authentication, router=self.router)
             self.add_exception_handler(NotYourSession, not_your_session)
+        #: failed events carry the exception's text only then (``debug=True`` or AGENTPACK_DEBUG)
+        self.debug_errors = limits.debug_from_env(self.debug)
         errors.install(self)
+        limits.install(self, self.limits, cors_origins, cors_allow_credentials)
 
         self.app_name, self.app_description, self.a2a_config = app_name, app_description, a2a_config
         #: how long results stay readable: background tasks and A2A tasks
@@ -107,6 +120,8 @@ class AgentApp(FastAPI):
             backend_url=backend_url,
             task_concurrency=task_concurrency,
             task_result_seconds=task_result_seconds,
+            task_results_max=task_results_max,
+            task_results_max_bytes=task_results_max_bytes,
         )
         self.interrupt_backend = self.runtime.backend
         self.query_handler: QueryHandler | None = None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import BaseRoute
 
 from agentpack.app import checks
-from agentpack.app.process import build_process_endpoint, build_stop_endpoint
+from agentpack.app.process import PROCESS_RESPONSES, STOP_RESPONSES, build_process_endpoint, build_stop_endpoint
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
@@ -35,11 +35,17 @@ def install(app: AgentApp) -> None:
         build_stop_endpoint(app),
         summary="Stop a running session, wherever it runs",
         name="stop",
+        responses=STOP_RESPONSES,
         **agent_api,
     )
     process = build_process_endpoint(app, app.query_handler)
     app.add_api_route(
-        app.endpoint_path, process, summary="Run the agent and stream Agent API events", name="process", **agent_api
+        app.endpoint_path,
+        process,
+        summary="Run the agent and stream Agent API events",
+        name="process",
+        responses=PROCESS_RESPONSES,
+        **agent_api,
     )
     if app.enable_stream_task:
         from agentpack.app.background_runs import add_background_runs

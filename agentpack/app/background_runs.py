@@ -19,14 +19,15 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from fastapi import Depends
 from starlette.responses import JSONResponse
 
-from agentpack.app.task_routes import add_task_routes, submit_response
+from agentpack.app.task_routes import add_task_routes, require_json, submit_response
 from agentpack.interrupt.base import SessionBusy, session_key
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.protocol.schemas import AgentRequest, fill_ids
 from agentpack.protocol.status import TaskStatus, session_state
-from agentpack.run.agent_run import AgentRun
+from agentpack.run.agent_run import AgentRun, RunLimits
 from agentpack.tasks.base import TaskSpec, report_status
 
 if TYPE_CHECKING:
@@ -104,7 +105,9 @@ def add_background_runs(app: AgentApp) -> None:
     async def run_agent(payload: dict[str, Any]) -> dict[str, Any]:
         request = AgentRequest.model_validate(payload)
         assert app.query_handler is not None, "background runs need @app.query"
-        run = AgentRun(app, app.query_handler, request, {})
+        timeout = app.limits.run_timeout_seconds  # the app's limits hold for background runs too
+        limits = RunLimits(total=timeout) if timeout is not None else None
+        run = AgentRun(app, app.query_handler, request, {}, limits, debug=app.debug_errors)
         async with runtime.session_guard() as guard:
             key = session_key(request.user_id, request.session_id)
             session = f"session {request.session_id!r} of user {request.user_id!r}"
@@ -117,7 +120,7 @@ def add_background_runs(app: AgentApp) -> None:
         where = " to Celery" if runtime.task_queue.label.startswith("Celery") else ""
         return f"Stream query task submitted{where} successfully"
 
-    async def submit(agent_request: AgentRequest) -> JSONResponse:
+    async def submit(agent_request: AgentRequest, _: None = Depends(require_json)) -> JSONResponse:
         request = fill_ids(app.authentication.bind_request(agent_request))  # 403 for another's user_id
         return await submit_response(runtime.task_queue, name, queue_name, request.model_dump(mode="json"), message)
 

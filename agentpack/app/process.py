@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
+from agentpack.app.limits import RunSlots
 from agentpack.headers import session_headers
 from agentpack.interrupt.base import session_key
 from agentpack.interrupt.records import Records
@@ -44,18 +45,38 @@ class AppRuns:
 
     def __init__(self, app: AgentApp) -> None:
         self.app = app
+        #: runs open on this instance, against ``max_concurrent_runs`` (a full instance: 503)
+        self.slots = RunSlots(app.limits.max_concurrent_runs)
 
     async def open_run(
         self, request: AgentRequest, limits: RunLimits | None = None, dependencies: dict[str, Any] | None = None
     ) -> AgentRun:
+        """The run, holding a run slot and its session; a protocol's own ``limits`` replace the
+        app's ``run_timeout_seconds``.  Raises :class:`~agentpack.app.limits.RunsFull` (503 with
+        ``Retry-After``) when the instance runs its ``max_concurrent_runs`` already."""
         handler = self.app.query_handler
         if handler is None:
             raise RuntimeError("the app has no @app.query handler to run")
         request = fill_ids(self.app.authentication.bind_request(request))  # 403 for another's user_id
-        run = AgentRun(self.app, handler, request, dependencies or {}, limits)
-        guard = self.app.runtime.guard
-        active = await guard.begin(session_key(request.user_id, request.session_id), run)
-        run.on_release(lambda status: guard.end(active, session_state(status)))
+        timeout = self.app.limits.run_timeout_seconds
+        if limits is None and timeout is not None:
+            limits = RunLimits(total=timeout)
+        guard, slots = self.app.runtime.guard, self.slots
+        slots.take()
+        try:
+            run = AgentRun(self.app, handler, request, dependencies or {}, limits, debug=self.app.debug_errors)
+            active = await guard.begin(session_key(request.user_id, request.session_id), run)
+        except BaseException:
+            slots.give_back()
+            raise
+
+        async def release(status: str) -> None:
+            try:
+                await guard.end(active, session_state(status))
+            finally:
+                slots.give_back()
+
+        run.on_release(release)
         return run
 
     def __call__(self, request: AgentRequest) -> AsyncIterator[dict[str, Any]]:
@@ -73,6 +94,50 @@ class AppRuns:
     def records(self, namespace: str) -> Records:
         """Records every instance sharing the app's interrupt backend sees."""
         return self.app.runtime.backend.records(namespace)
+
+
+_ERROR_BODY = {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}}
+
+#: What the Agent API's routes answer besides their 200, for the OpenAPI schema (so clients and
+#: schema-driven testers know every answer the routes really give).
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body could not be read as JSON", "content": _ERROR_BODY},
+    413: {"description": "The body is larger than the app's max_body_bytes", "content": _ERROR_BODY},
+    422: {"description": "The body is not a valid request; `detail` names each field", "content": _ERROR_BODY},
+    503: {
+        "description": "The interrupt backend cannot be reached, or the instance runs its max_concurrent_runs "
+        "already (then with Retry-After)",
+        "content": _ERROR_BODY,
+    },
+}
+
+#: ``POST {endpoint_path}``: a stream of events (``"stream": true``, the default) or the final
+#: response as JSON; 409 when the session is already running.
+PROCESS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Agent API events as server-sent events, one `data: <json>` line each, ending with one "
+        'terminal response event; with `"stream": false`, the terminal response as JSON',
+        "content": {
+            # one server-sent event (OpenAPI 3.1 has a stream's ``schema`` describe each event)
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"data": {"type": "string", "contentMediaType": "application/json"}},
+                    "required": ["data"],
+                }
+            },
+            "application/json": {"schema": {"type": "object"}},
+        },
+    },
+    409: {"description": "The session already has a run in progress", "content": _ERROR_BODY},
+    **REFUSALS,
+}
+
+#: ``POST {endpoint_path}/stop``.
+STOP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Whether a run was holding the session and has been told to stop"},
+    **REFUSALS,
+}
 
 
 def run_headers(request: AgentRequest) -> dict[str, str]:

@@ -50,6 +50,8 @@ class Runtime:
         backend_url: str | None,
         task_concurrency: int,
         task_result_seconds: float,
+        task_results_max: int = 1000,
+        task_results_max_bytes: int = 64 * 1024 * 1024,
     ) -> Runtime:
         """The runtime AgentApp's keywords describe (already checked by ``app.checks``): Redis or
         in-process interrupts, Celery or the embedded queue.  Redis and Celery are imported only
@@ -71,7 +73,7 @@ class Runtime:
                 return CeleryQueue(app_name, broker_url, backend_url or broker_url, task_result_seconds)
             from agentpack.tasks.embedded import EmbeddedQueue
 
-            return EmbeddedQueue(task_concurrency, task_result_seconds)
+            return EmbeddedQueue(task_concurrency, task_result_seconds, task_results_max, task_results_max_bytes)
 
         runtime = cls(interrupt_backend, lease_seconds, state_seconds, make_task_queue)
         if broker_url:  # workers import the app and need its Celery application right away

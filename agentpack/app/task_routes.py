@@ -3,6 +3,7 @@
 ``POST`` and ``GET`` answer as AgentScope Runtime's task routes do (200 with ``status``
 ``submitted``; ``GET`` always 200, an unknown id ``{"error": "Task <id> not found"}``), so
 its clients work unchanged; ``task_id``, the ``error`` object and ``DELETE`` are additions.
+A submission must be declared ``application/json`` (415 otherwise, see :func:`require_json`).
 A broker that cannot be reached is a 503 (the app's exception handler answers it).
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Body
+from fastapi import Body, Depends, HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentpack.tasks.base import BrokerUnavailable, TaskQueue
@@ -41,8 +43,31 @@ async def submit_response(
     return JSONResponse({"task_id": task_id, "status": "submitted", "queue": queue_name, "message": text})
 
 
+def require_json(request: Request) -> None:
+    """A 415 unless the body is declared JSON (``application/json`` or ``application/*+json``).
+
+    A web page may make a browser send ``text/plain`` or form bodies to any site without asking
+    it first; a JSON body needs the site's CORS consent.  Requiring it keeps other pages from
+    submitting jobs with a visitor's browser.
+    """
+    declared = request.headers.get("content-type", "")
+    media = declared.split(";")[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    got = f"Content-Type {declared[:100]!r}" if declared else "no Content-Type"
+    raise HTTPException(415, detail=f"send the task's input as JSON with Content-Type: application/json (got {got})")
+
+
+#: The answers of a submission besides 200, for the OpenAPI schema.
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "The body is larger than the app's max_body_bytes"},
+    415: {"description": "The body is not declared as application/json"},
+    503: {"description": "The broker cannot be reached"},
+}
+
+
 def submit_endpoint(runtime: Runtime, name: str, queue_name: str) -> Callable[..., Any]:
-    async def submit(body: Any = Body(None)) -> JSONResponse:
+    async def submit(body: Any = Body(None), _: None = Depends(require_json)) -> JSONResponse:
         return await submit_response(runtime.task_queue, name, queue_name, body)
 
     return submit
@@ -72,7 +97,15 @@ def _cancel_endpoint(runtime: Runtime) -> Callable[..., Any]:
 
 def add_task_routes(app: Any, runtime: Runtime, path: str, name: str, submit: Callable[..., Any]) -> None:
     """``POST path`` (submit), ``GET path/{task_id}`` (status), ``DELETE path/{task_id}`` (cancel)."""
-    app.add_api_route(path, submit, methods=["POST"], tags=["tasks"], response_model=None, name=f"submit {name}")
+    app.add_api_route(
+        path,
+        submit,
+        methods=["POST"],
+        tags=["tasks"],
+        response_model=None,
+        name=f"submit {name}",
+        responses=SUBMIT_RESPONSES,
+    )
     app.add_api_route(
         f"{path}/{{task_id}}",
         _status_endpoint(runtime),

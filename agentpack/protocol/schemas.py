@@ -16,7 +16,19 @@ import time
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from agentpack.protocol.status import RunStatus as RunStatus  # re-exported: one of the schema names
 
@@ -53,8 +65,11 @@ def check_id(value: str) -> str:
     return value
 
 
+#: What the OpenAPI schema says of an id: the same rules :func:`check_id` enforces.
+ID_SCHEMA = {"type": "string", "maxLength": ID_MAX_LENGTH, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}
+
 #: A validated id (see :func:`check_id`).
-Id = Annotated[str, AfterValidator(check_id)]
+Id = Annotated[str, AfterValidator(check_id), WithJsonSchema(ID_SCHEMA)]
 SessionId = Id
 UserId = Id | None
 
@@ -78,6 +93,21 @@ def _lone_surrogate(value: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...],
         if nested is not None:
             return nested
     return None
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's ``integer``: a whole number, ``4.0`` included (JSON has one number type),
+    never a boolean or a string."""
+    if isinstance(value, bool | str):
+        raise PydanticCustomError(
+            "int_type", "Input should be a valid integer, not a {kind}", {"kind": type(value).__name__}
+        )
+    return value
+
+
+#: An integer as a JSON client sends one (see :func:`_json_integer`); pydantic's own check of
+#: whole numbers (``4.5`` is refused) runs after.
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 class MessageType:
@@ -155,7 +185,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    sequence_number: int | None = None
+    sequence_number: JsonInt | None = None
     object: str
     status: str | None = None
     error: Error | None = None
@@ -191,8 +221,8 @@ class Content(Event):
 
     type: str
     object: str = "content"
-    index: int | None = None
-    delta: bool | None = False
+    index: JsonInt | None = None
+    delta: StrictBool | None = False
     msg_id: str | None = None
 
 
@@ -347,28 +377,69 @@ class ToolCallOutput(BaseModel):
     output: str
 
 
+#: Most messages a request's ``input`` may hold (a long conversation has hundreds).
+MAX_INPUT_MESSAGES = 1000
+#: Most content items one input message may hold.
+MAX_CONTENT_ITEMS = 256
+#: Most characters of text one input message may carry, over all its items (text, URLs and
+#: data URIs, data): 2 Mi, far more than any model's context in text, and an image of about
+#: 1.5 MB as a data URI.  The body limit (``max_body_bytes``) bounds the request as a whole.
+MAX_MESSAGE_CHARS = 2 * 1024 * 1024
+
+
+def _chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_chars(k) + _chars(v) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(_chars(v) for v in value)
+    return 0
+
+
+def check_input_message(message: Message) -> Message:
+    """An input message within :data:`MAX_CONTENT_ITEMS` and :data:`MAX_MESSAGE_CHARS`."""
+    items = message.content or []
+    if len(items) > MAX_CONTENT_ITEMS:
+        raise ValueError(f"has {len(items)} content items; a message may have at most {MAX_CONTENT_ITEMS}")
+    size = sum(_chars(vars(item)) + _chars(item.__pydantic_extra__ or {}) for item in items)
+    if size > MAX_MESSAGE_CHARS:
+        raise ValueError(f"carries {size} characters; a message may carry at most {MAX_MESSAGE_CHARS}")
+    return message
+
+
+#: A message of a request's ``input``, within the limits above (a 422 names its index).
+InputMessage = Annotated[Message, AfterValidator(check_input_message)]
+
+
 class BaseRequest(BaseModel):
+    """What every request has.  Scalars are strict (``"stream": "yes"`` is a 422, not ``true``):
+    a client that sends the wrong type finds out, instead of getting a guess."""
+
     model_config = ConfigDict(extra="allow")
 
-    input: list[Message]
-    stream: bool = True
+    input: list[InputMessage] = Field(max_length=MAX_INPUT_MESSAGES)
+    stream: StrictBool = True
     id: Id | None = None
 
 
 class AgentRequest(BaseRequest):
-    """Body of ``POST /process``.  Unknown keys are kept (protocol adapters put their own there)."""
+    """Body of ``POST /process``.  Unknown keys are kept (protocol adapters put their own there).
+
+    The types are AgentScope Runtime's, held strictly: a number field takes any JSON number its
+    type allows (``temperature: 1``, ``n: 2.0``), but never a string or a boolean."""
 
     session_id: Id | None = None
     user_id: Id | None = None
     model: str | None = None
-    top_p: float | None = None
-    temperature: float | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
+    top_p: StrictFloat | None = None
+    temperature: StrictFloat | None = None
+    frequency_penalty: StrictFloat | None = None
+    presence_penalty: StrictFloat | None = None
+    max_tokens: JsonInt | None = None
+    seed: JsonInt | None = None
     stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1, le=5)
+    n: JsonInt = Field(default=1, ge=1, le=5)
     tools: list[Tool | dict[str, Any]] | None = None
 
     @model_validator(mode="before")

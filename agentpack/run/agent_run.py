@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -89,12 +90,33 @@ def enforce_limits(
     return noted, asyncio.create_task(enforce(), name=f"agentpack-run-limits-{name}")
 
 
-def error_of(exc: BaseException) -> tuple[str, str]:
-    """``(code, message)`` for a failed response; exceptions may bring their own ``code``."""
+#: The message of a failed event for an exception the handler did not mean for the client: its
+#: text may hold anything (a connection string, a file path, a user's data), so it goes to the
+#: server's log and, only with debug on, to the client.
+SAFE_ERROR_MESSAGE = "Unknown agent error; the server's log has the details"
+
+
+#: Set to 1 (true, yes, on), failed events carry the exception's type and text, as with
+#: ``AgentApp(debug=True)``; it also covers runs no AgentApp owns (upstream's ``add_endpoint``).
+DEBUG_ENV = "AGENTPACK_DEBUG"
+
+
+def debug_from_env() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def error_of(exc: BaseException, debug: bool | None = None) -> tuple[str, str]:
+    """``(code, message)`` for a failed response.  An exception with its own ``code`` was meant
+    for the client and keeps its message; any other says :data:`SAFE_ERROR_MESSAGE`, or its
+    type and text when ``debug`` is on (``None``: as :data:`DEBUG_ENV` says)."""
+    if debug is None:
+        debug = debug_from_env()
     code = getattr(exc, "code", None)  # SystemExit's ``code`` is its exit status, not an error code
     if isinstance(exc, Exception) and isinstance(code, str) and code:
         return code, str(getattr(exc, "message", None) or exc)
-    return "AGENT_UNKNOWN_ERROR", f"Unknown agent error: {type(exc).__name__}: {exc}"
+    if debug:
+        return "AGENT_UNKNOWN_ERROR", f"Unknown agent error: {type(exc).__name__}: {exc}"
+    return "AGENT_UNKNOWN_ERROR", SAFE_ERROR_MESSAGE
 
 
 class StoppableRun:
@@ -136,8 +158,11 @@ class AgentRun(StoppableRun):
         request: AgentRequest,
         extra: dict[str, Any],
         limits: RunLimits | None = None,
+        debug: bool = False,
     ):
         self.owner = owner
+        #: a failed event then carries the exception's type and text (see :func:`error_of`)
+        self.debug = debug
         self.handler = handler
         self.request = request
         self.extra = extra
@@ -250,7 +275,7 @@ class AgentRun(StoppableRun):
             return self.builder.canceled(self.stop_reason)
         if error is not None:
             self.status = RunStatus.FAILED
-            return self.builder.failed(*error_of(error))
+            return self.builder.failed(*error_of(error, self.debug))
         self.status = RunStatus.COMPLETED
         return self.builder.completed()
 

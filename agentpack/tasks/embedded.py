@@ -4,14 +4,21 @@ Jobs run on the app's event loop with bounded concurrency; sync functions run in
 threads so they never block the loop.  A job's failure is its own: it is recorded and
 nothing else is affected.  Finished jobs are kept for ``result_ttl`` seconds, then
 forgotten (their ids then answer 404, not an eternal "pending").
+
+The kept results are also bounded, because they live in the web process's memory: at most
+``max_results`` finished jobs and ``max_result_bytes`` of their results (measured as JSON).
+Past either, the jobs that finished first are forgotten first — the newest result is always
+kept, even one larger than the whole bound, so a job's own client can read it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,18 +36,37 @@ class _Job:
     info: TaskInfo
     task: asyncio.Task[None] | None = None
     expires: float = float("inf")
+    #: size of the stored result and error, as JSON (counted once the job has finished)
+    size: int = 0
+
+
+def _size(info: TaskInfo) -> int:
+    return len(json.dumps([info.result, info.error], ensure_ascii=False, default=str).encode("utf-8", "replace"))
 
 
 class EmbeddedQueue(TaskQueue):
     name = "embedded task queue"
 
-    def __init__(self, concurrency: int = 8, result_ttl: float = 3600.0) -> None:
+    def __init__(
+        self,
+        concurrency: int = 8,
+        result_ttl: float = 3600.0,
+        max_results: int = 1000,
+        max_result_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         super().__init__()
         if concurrency < 1:
             raise ValueError("task concurrency must be at least 1")
+        if max_results < 1 or max_result_bytes < 1:
+            raise ValueError("task_results_max and task_results_max_bytes must be at least 1")
         self.concurrency = concurrency
         self.result_ttl = result_ttl
+        self.max_results = max_results
+        self.max_result_bytes = max_result_bytes
         self._jobs: dict[str, _Job] = {}
+        #: finished jobs, oldest first, and the bytes of their results
+        self._finished: OrderedDict[str, _Job] = OrderedDict()
+        self._finished_bytes = 0
         self._slots: asyncio.Semaphore | None = None
 
     async def submit(self, name: str, payload: Any) -> str:
@@ -69,11 +95,29 @@ class EmbeddedQueue(TaskQueue):
             info.status, info.error = TaskStatus.ERROR, error_info(exc)
         finally:
             job.expires = time.monotonic() + self.result_ttl
+            self._keep(job)
+
+    def _keep(self, job: _Job) -> None:
+        """Count the finished job's result, forgetting the oldest results past the bounds."""
+        job.size = _size(job.info)
+        self._finished[job.info.task_id] = job
+        self._finished_bytes += job.size
+        while len(self._finished) > 1 and (
+            len(self._finished) > self.max_results or self._finished_bytes > self.max_result_bytes
+        ):
+            task_id, _ = next(iter(self._finished.items()))
+            self._forget(task_id)
+
+    def _forget(self, task_id: str) -> None:
+        self._jobs.pop(task_id, None)
+        gone = self._finished.pop(task_id, None)
+        if gone is not None:
+            self._finished_bytes -= gone.size
 
     def _sweep(self) -> None:
         now = time.monotonic()
         for task_id in [i for i, job in self._jobs.items() if job.expires <= now]:
-            del self._jobs[task_id]
+            self._forget(task_id)
 
     async def info(self, task_id: str) -> TaskInfo | None:
         self._sweep()

@@ -478,3 +478,29 @@ def _alert(driver: Any) -> Any:
         return driver.switch_to.alert
     except NoAlertPresentException:
         return None
+
+
+def test_with_cors_a_preflight_passes_and_a_refusal_still_carries_the_cors_headers():
+    """CORS sits outside the guard: a browser's preflight (no credentials, by design) is answered,
+    and a 401 reaches the page as a 401 it can read, not as a CORS error."""
+    app = AgentApp(api_keys=[KEY], cors_origins=["https://ui.example.com"])
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        yield "x"
+
+    async def scenario() -> None:
+        async with in_process(app) as client:
+            origin = {"Origin": "https://ui.example.com"}
+            preflight = await client.options(
+                "/process", headers={**origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+            )
+            assert preflight.status_code == 200 and "authorization" in preflight.headers["access-control-allow-headers"].lower()
+            refused = await client.post("/process", json=user_body("hi"), headers=origin)
+            assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://ui.example.com"
+            served = await client.post("/process", json=user_body("hi", stream=False), headers={**origin, **BEARER})
+            assert served.status_code == 200 and served.headers["access-control-allow-origin"] == "https://ui.example.com"
+            # without CORS configured, an OPTIONS is not a way around the guard
+            assert (await client.options("/mine-nothing")).status_code == 401
+
+    asyncio.run(scenario())

@@ -500,7 +500,7 @@ def test_with_cors_a_preflight_passes_and_a_refusal_still_carries_the_cors_heade
             assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://ui.example.com"
             served = await client.post("/process", json=user_body("hi", stream=False), headers={**origin, **BEARER})
             assert served.status_code == 200 and served.headers["access-control-allow-origin"] == "https://ui.example.com"
-            # without CORS configured, an OPTIONS is not a way around the guard
+            # an OPTIONS that is no preflight is not a way around the guard
             assert (await client.options("/mine-nothing")).status_code == 401
 
     asyncio.run(scenario())

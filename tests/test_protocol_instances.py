@@ -39,7 +39,8 @@ A2A_TIMEOUT = 4
 
 @pytest.fixture
 def a2a_pair(redis_server) -> Iterator[tuple[Node, Node]]:
-    env = {"AGENTPACK_TEST_A2A_TIMEOUT": str(A2A_TIMEOUT)}
+    # AGENTPACK_DEBUG: a failed task's message carries the handler's exception text only with debug on
+    env = {"AGENTPACK_TEST_A2A_TIMEOUT": str(A2A_TIMEOUT), "AGENTPACK_DEBUG": "1"}
     nodes = [Node(redis_server.url, app="tests/nodes/protocol_node.py", env=env) for _ in range(2)]
     yield nodes[0], nodes[1]
     for node in nodes:

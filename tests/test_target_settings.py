@@ -272,7 +272,7 @@ def test_every_build_and_emulate_flag_travels_in_one_options_object(monkeypatch)
     assert CliRunner().invoke(app, ["build", "project", "--target", "fc", *flags]).exit_code == 0
     assert seen["build"] == BuildOptions(out_dir=Path("out"), arch="x86_64", python="3.12", slim=True, bytecode_enabled=False, ui=False)
     assert {f.name for f in dataclasses.fields(BuildOptions)} == {"out_dir", "arch", "python", "slim", "bytecode_enabled", "ui"}
-    assert CliRunner().invoke(app, ["emulate", "project", "--target", "fc", "--port", "0", "-n", "2", "--timeout", "9", "--ui"]).exit_code == 0
+    assert CliRunner().invoke(app, ["emulate", "project", "--target", "fc", "--port", "0", "-i", "2", "--timeout", "9", "--ui"]).exit_code == 0
     assert seen["emulate"] == EmulationOptions(port=0, instances=2, timeout=9.0, ui=True)
     with pytest.raises(TypeError):
         dataclasses.replace(BuildOptions(), no_such_option=True)  # what build(project, target, no_such_option=...) meets

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentpack.headers import AFFINITY_HEADER, SESSION_HEADER
+from agentpack.headers import AFFINITY_HEADER
 
 MB = 1024 * 1024
 
@@ -362,8 +362,9 @@ TARGETS: dict[str, Target] = {
         adapter="agentrun",
         # the health check the deployer configures
         health_path="/readiness",
-        # the deployer sets sessionAffinityType HEADER_FIELD on it (the SDK's UpdateAgentRuntimeInput)
-        affinity_header=SESSION_HEADER,
+        # the deployer sets sessionAffinityType HEADER_FIELD on it (the SDK's UpdateAgentRuntimeInput);
+        # the affinity key, like FC's, is a short hash that fits any header-value rule
+        affinity_header=AFFINITY_HEADER,
         settings_model="agentpack.target_settings:AgentRunSettings",
         emulator="agentpack.emulators.http_function:AgentRunProfile",
         deployer="agentpack.deployers.platforms.agentrun:AgentRunDeployer",

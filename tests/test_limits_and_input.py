@@ -279,6 +279,14 @@ def test_a_422_echoes_only_an_excerpt_of_the_bad_input():
     assert error["input"].startswith('"zzz') and error["input"].endswith("… (2000002 characters)")
 
 
+def test_ag_ui_s_own_422_is_bounded_too():
+    app, _ = echo_app()
+    response = post_json(app, {"threadId": "t", "runId": "r", "messages": "m" * 2_000_000}, "/ag-ui")
+    assert response.status_code == 422
+    assert len(response.content) < 2000
+    assert response.json()["detail"][0]["input"].endswith("… (2000002 characters)")
+
+
 def test_a_422_lists_a_bounded_number_of_errors():
     app, _ = echo_app()
     response = post_json(app, {"input": [{"role": "nobody", "content": "x"}] * 500})

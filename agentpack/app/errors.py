@@ -13,8 +13,6 @@ input — however odd its text — turns a 4xx into a 500.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
@@ -23,44 +21,19 @@ from starlette.requests import Request
 
 from agentpack.app.limits import RunsFull
 from agentpack.interrupt.base import BackendUnavailable, SessionBusy
+from agentpack.protocol.excerpts import bounded_errors
 from agentpack.run.json_response import SafeJSONResponse
 from agentpack.tasks.base import BrokerUnavailable
-
-#: How much of a bad value a 422 shows back (characters of its JSON), and how many errors it
-#: lists: an answer stays small whatever the request sent (a 2 MB value is not echoed whole).
-INPUT_EXCERPT_CHARS = 200
-MAX_ERRORS_LISTED = 20
-
-
-def _excerpt(value: Any) -> Any:
-    """``value`` when its JSON is short, else the first :data:`INPUT_EXCERPT_CHARS` characters
-    of it followed by ``…`` and how long it was."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) <= INPUT_EXCERPT_CHARS:
-        return value
-    return f"{text[:INPUT_EXCERPT_CHARS]}… ({len(text)} characters)"
-
-
-def bounded_errors(errors: Sequence[Any]) -> list[Any]:
-    """FastAPI's error list with each ``input`` cut to an excerpt and at most
-    :data:`MAX_ERRORS_LISTED` entries."""
-    listed = []
-    for error in errors[:MAX_ERRORS_LISTED]:
-        error = dict(error)
-        if "input" in error:
-            error["input"] = _excerpt(jsonable_encoder(error["input"]))
-        listed.append(error)
-    return listed
 
 
 async def validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
     """FastAPI's 422 body (``{"detail": [...]}`` with ``loc``, ``msg``, ``type``, ``input``), the
     ``input`` of each error bounded (:func:`bounded_errors`); ``more_errors`` counts the rest."""
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    body: dict[str, Any] = {"detail": jsonable_encoder(bounded_errors(errors))}
-    if len(errors) > MAX_ERRORS_LISTED:
-        body["more_errors"] = len(errors) - MAX_ERRORS_LISTED
+    listed, more = bounded_errors(exc.errors())
+    body: dict[str, Any] = {"detail": jsonable_encoder(listed)}
+    if more:
+        body["more_errors"] = more
     return SafeJSONResponse(body, status_code=422)
 
 

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentpack.frontends.base import ProtocolAdapter, open_or_refuse, run_source, stream
+from agentpack.protocol.excerpts import bounded_errors
 from agentpack.run.json_response import json_response
 
 if TYPE_CHECKING:
@@ -48,9 +49,14 @@ def refuse(status: int, exc: Exception) -> Response:
 
 
 def invalid(errors: list[Any]) -> Response:
+    """422 with FastAPI's ``{"detail": [...]}``, each bad value shown as a bounded excerpt."""
     from fastapi.encoders import jsonable_encoder
 
-    return json_response({"detail": jsonable_encoder(errors)}, 422)
+    listed, more = bounded_errors(errors)
+    body: dict[str, Any] = {"detail": jsonable_encoder(listed)}
+    if more:
+        body["more_errors"] = more
+    return json_response(body, 422)
 
 
 class AGUIDefaultAdapter(ProtocolAdapter):

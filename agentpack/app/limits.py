@@ -10,7 +10,7 @@ lists them all.
 
 The body limit is an ASGI middleware rather than a check in the routes, so it covers every
 route (``/process``, every protocol, ``@app.endpoint``, ``@app.task``) and never holds more
-than the limit in memory: a ``Content-Length`` over it is refused without reading a byte,
+than the limit (and the chunk that passes it) in memory: a ``Content-Length`` over it is refused without reading a byte,
 and a chunked body is counted as it arrives and refused the moment it passes the limit.
 """
 
@@ -141,7 +141,8 @@ def too_large_body(limit: int) -> bytes:
 
 
 class BodyLimit:
-    """ASGI middleware: a 413 for a request body over ``max_bytes``, holding at most that much.
+    """ASGI middleware: a 413 for a request body over ``max_bytes``, holding at most that much
+    plus the one chunk the server hands over as the body passes it.
 
     A ``Content-Length`` over the limit is answered before the app runs.  Otherwise the body
     is counted as the app reads it; once it passes the limit, the read fails (the app's

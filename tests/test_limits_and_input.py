@@ -168,6 +168,23 @@ def test_a_full_instance_answers_503_with_retry_after_and_frees_the_slot_when_a_
     run(scenario())
 
 
+def test_the_run_limit_holds_for_every_protocol():
+    async def scenario() -> None:
+        app, go = blocking_app(max_concurrent_runs=1)
+        async with in_process(app) as client:
+            first = asyncio.create_task(client.post("/process", json=user_body(session_id="a")))
+            while app.runs.slots.active == 0:
+                await asyncio.sleep(0.001)
+            responses = await client.post("/compatible-mode/v1/responses", json={"input": "hi"})
+            assert responses.status_code == 503 and responses.json()["error"]["code"] == "service_unavailable"
+            agui = await client.post("/ag-ui", json={"threadId": "t", "runId": "r", "messages": []})
+            assert agui.status_code == 503 and "BACKEND_UNAVAILABLE" in agui.text
+            go.set()
+            await first
+
+    run(scenario())
+
+
 def test_a_refused_run_gives_its_slot_back():
     async def scenario() -> None:
         app, go = blocking_app(max_concurrent_runs=2)

@@ -307,3 +307,19 @@ def test_an_interrupt_while_a_server_is_being_started_is_raised_once_its_process
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_record_without_a_start_time_is_not_running_once_its_pid_is_gone(tmp_path):
+    """An older record (no ``started``) of a process that has ended reads as stopped, not running."""
+    import subprocess
+    import sys
+
+    from agentpack.deployers.platforms.local import LocalProcessDeployer
+    from agentpack.deployers.state import Deployment
+    from agentpack.target_settings import LocalSettings
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    deployer = LocalProcessDeployer(LocalSettings(), project=tmp_path)
+    assert not deployer.running(Deployment(target="local", name="old", resource={"pid": ended.pid}))
+    assert deployer.running(Deployment(target="local", name="me", resource={"pid": os.getpid(), "started": process_start(os.getpid())}))

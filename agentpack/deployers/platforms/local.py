@@ -104,7 +104,9 @@ class LocalProcessDeployer(Deployer):
         pid = deployment.resource.get("pid")
         if not pid:
             return False
-        return process_start(int(pid)) == deployment.resource.get("started")
+        started = process_start(int(pid))
+        # a pid that is gone has no start time: never "running", whatever the record holds
+        return started is not None and started == deployment.resource.get("started")
 
     def _stop_process(self, deployment: Deployment) -> bool:
         """End the deployment's process group; False if its leader was not running (whatever the

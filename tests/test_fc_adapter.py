@@ -160,3 +160,21 @@ def test_lifecycle_hooks_initialize_after_start_up_and_pre_stop_starts_the_shutd
     assert shutdowns == ["requested"], "pre-stop (and only pre-stop) starts the server's graceful shutdown"
     out = capsys.readouterr().out
     assert "FC Initialize Start RequestId: init-1" in out and "FC PreStop End RequestId: stop-1" in out
+
+
+def test_a_caller_of_the_public_url_cannot_reach_the_lifecycle_hooks():
+    """FC marks what comes through the trigger x-fc-control-path: /http-invoke (and refuses x-fc-*
+    headers from callers): such a request for /pre-stop reaches the app, never the shutdown."""
+    shutdowns: list[str] = []
+    adapter = FunctionAdapter(_app(), request_shutdown=lambda: shutdowns.append("requested"))
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=adapter), base_url="http://fc.test") as client:
+            invoked = {"x-fc-request-id": "r-1", "x-fc-control-path": "/http-invoke"}
+            public = await client.get("/pre-stop", headers=invoked)
+            hook = await client.get("/pre-stop", headers={"x-fc-request-id": "r-2", "x-fc-control-path": "/pre-stop"})
+            return public, hook
+
+    public, hook = asyncio.run(scenario())
+    assert public.status_code == 404 and hook.status_code == 200
+    assert shutdowns == ["requested"], "only the platform's own hook call starts the shutdown"

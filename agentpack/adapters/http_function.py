@@ -76,6 +76,19 @@ def current_invocation() -> Invocation | None:
     return _current.get()
 
 
+def _is_hook_call(headers: dict[str, str], path: str) -> bool:
+    """Whether a request to a hook's path comes from the platform's hook, not from a caller.
+
+    FC marks every request with ``x-fc-control-path``: ``/http-invoke`` for what reaches the
+    trigger, the hook's own path for a hook call [fc-hooks, tests/standins/README.md].  A caller
+    of the public URL asking for ``/pre-stop`` arrives as ``/http-invoke`` and reaches the app
+    (a 404), so it can never shut instances down.  Without the header (``agentpack serve
+    --platform fc`` driven by hand, tests) the path alone decides.  That FC sets the header
+    itself, whatever a caller sent, is assumed."""
+    control = headers.get("x-fc-control-path")
+    return control is None or control == path
+
+
 def _invocation(headers: dict[str, str]) -> Invocation:
     key_id = headers.get("x-fc-access-key-id")
     credentials = None
@@ -149,7 +162,7 @@ class FunctionAdapter:
         invocation = _invocation(headers)
         token = _current.set(invocation)
         try:
-            if (scope["method"], scope["path"]) in LIFECYCLE_PATHS:
+            if (scope["method"], scope["path"]) in LIFECYCLE_PATHS and _is_hook_call(headers, scope["path"]):
                 await self._lifecycle(scope["path"], invocation, send)
                 return
             print(f"FC Invoke Start RequestId: {invocation.request_id}", flush=True)

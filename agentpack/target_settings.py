@@ -286,6 +286,9 @@ class _AlibabaSettings(TargetSettings):
     env_key_rule: ClassVar[str] = "letters, digits and '_', starting with a letter"
     reserved_env_prefixes: ClassVar[tuple[str, ...]] = ("FC_",)
     env_limit_bytes: ClassVar[int | None] = 4096
+    #: the product and what it calls a deployment, in messages
+    product: ClassVar[str]
+    resource: ClassVar[str]
 
     region: _ALIYUN_REGION = Field(None, description="Alibaba Cloud region", examples=["cn-hangzhou"])
     role: _RAM_ROLE = Field(
@@ -302,11 +305,102 @@ class _AlibabaSettings(TargetSettings):
         examples=["fcv3.cn-hangzhou.aliyuncs.com"],
     )
 
+    # -- a VPC, SLS logs and code through OSS, which both products take in the same shape --------
+    vpc_id: Annotated[str | None, _pattern(r"vpc-[a-z0-9]+", 'a VPC id such as "vpc-bp1..."')] = Field(
+        None, description="VPC the instances join (to reach Redis and other private services)", examples=["vpc-bp1abc"]
+    )
+    vswitch_ids: list[Annotated[str, _pattern(r"vsw-[a-z0-9]+", 'a vSwitch id such as "vsw-bp1..."')]] | None = Field(
+        None, description="vSwitches of vpc_id the instances use", examples=[["vsw-bp1abc"]]
+    )
+    security_group_id: Annotated[str | None, _pattern(r"sg-[a-z0-9]+", 'a security group id such as "sg-bp1..."')] = (
+        Field(None, description="security group of vpc_id the instances are in", examples=["sg-bp1abc"])
+    )
+    log_project: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "an SLS project name")] = Field(
+        None, description="Simple Log Service project the instances write their logs to", examples=["my-agent-logs"]
+    )
+    log_store: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]", "an SLS logstore name")] = Field(
+        None, description="logstore in log_project", examples=["agent-logs"]
+    )
+    code_upload: Literal["auto", "inline", "oss"] = Field(
+        "auto",
+        description='how the code reaches the platform: "auto" (inline up to its limit -- Function Compute 100 MB, '
+        'AgentRun 10 MB zipped -- and through OSS above), "inline" or "oss"',
+        examples=["oss"],
+    )
+    oss_bucket: _OSS_BUCKET = Field(
+        None,
+        description='existing OSS bucket the code goes through above the inline limit (or with code_upload = "oss"); '
+        "never created by agentpack",
+        examples=["my-agent-artifacts"],
+    )
+    oss_prefix: _OSS_PREFIX = Field(
+        None,
+        description='folder in the bucket; objects are <oss_prefix>/<name>/<sha256>.zip (default "agentpack")',
+        examples=["agentpack"],
+    )
+    oss_region: _ALIYUN_REGION = Field(
+        None, description="the bucket's region (default: the deployment's region)", examples=["cn-hangzhou"]
+    )
+    oss_endpoint: _ENDPOINT = Field(
+        None,
+        description="OSS endpoint (default: the region's; env AGENTPACK_OSS_ENDPOINT)",
+        examples=["oss-cn-hangzhou.aliyuncs.com"],
+    )
+
+    @field_validator("oss_prefix")
+    @classmethod
+    def _no_dot_folders(cls, value: str | None) -> str | None:
+        if value is not None and any(part in (".", "..") for part in value.split("/")):
+            raise ValueError("must not have '.' or '..' folders; name the folder plainly, e.g. \"agentpack\"")
+        return value
+
+    @property
+    def oss_folder(self) -> str:
+        """``oss_prefix`` without a trailing '/' ("agentpack" when unset; "" puts objects at the bucket's root)."""
+        return (self.oss_prefix if self.oss_prefix is not None else "agentpack").strip("/")
+
+    @model_validator(mode="after")
+    def _groups_go_together(self) -> _AlibabaSettings:
+        """Settings that only mean something together: OSS with its bucket, the VPC's three, SLS's two."""
+        if self.code_upload == "oss" and not self.oss_bucket:
+            raise ValueError(
+                f'code_upload = "oss" needs oss_bucket = "<an existing bucket in the {self.resource}\'s region>"'
+            )
+        if self.code_upload == "inline":
+            named = [
+                key
+                for key in ("oss_bucket", "oss_prefix", "oss_region", "oss_endpoint")
+                if getattr(self, key) is not None
+            ]
+            if named:
+                raise ValueError(
+                    f'code_upload = "inline" never uses OSS, but {", ".join(named)} is set; remove it or use code_upload = "auto"'
+                )
+        elif not self.oss_bucket:
+            named = [key for key in ("oss_prefix", "oss_region", "oss_endpoint") if getattr(self, key) is not None]
+            if named:
+                raise ValueError(
+                    f'{", ".join(named)} is set but oss_bucket is not; add oss_bucket = "<bucket>" or remove {", ".join(named)}'
+                )
+        network = [key for key in ("vpc_id", "vswitch_ids", "security_group_id") if getattr(self, key)]
+        if network and len(network) != 3:
+            raise ValueError(
+                f"vpc_id, vswitch_ids and security_group_id go together ({self.product} needs all three to join a VPC); "
+                f"only {', '.join(network)} is set"
+            )
+        if (self.log_project is None) != (self.log_store is None):
+            raise ValueError(
+                f"log_project and log_store go together: set both to send the {self.resource}'s logs to SLS, or neither"
+            )
+        return self
+
 
 class FCSettings(_AlibabaSettings):
     """``[targets.fc]``: Function Compute 3.0, custom runtime."""
 
     target: ClassVar[str] = "fc"
+    product: ClassVar[str] = "Function Compute"
+    resource: ClassVar[str] = "function"
     #: FC's own 3 s timeout would cut every stream
     sizing_defaults: ClassVar[Mapping[str, float]] = {"timeout": 300, "instance_concurrency": 20}
     #: FC requires a handler even for a custom runtime, where nothing reads it
@@ -337,81 +431,9 @@ class FCSettings(_AlibabaSettings):
         "3.11 debian12, 3.12 debian11; 3.12 also runs on debian12)",
         examples=["custom.debian12"],
     )
-    vpc_id: Annotated[str | None, _pattern(r"vpc-[a-z0-9]+", 'a VPC id such as "vpc-bp1..."')] = Field(
-        None, description="VPC the instances join (to reach Redis and other private services)", examples=["vpc-bp1abc"]
-    )
-    vswitch_ids: list[Annotated[str, _pattern(r"vsw-[a-z0-9]+", 'a vSwitch id such as "vsw-bp1..."')]] | None = Field(
-        None, description="vSwitches of vpc_id the instances use", examples=[["vsw-bp1abc"]]
-    )
-    security_group_id: Annotated[str | None, _pattern(r"sg-[a-z0-9]+", 'a security group id such as "sg-bp1..."')] = (
-        Field(None, description="security group of vpc_id the instances are in", examples=["sg-bp1abc"])
-    )
-    log_project: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "an SLS project name")] = Field(
-        None, description="Simple Log Service project the function writes its logs to", examples=["my-agent-logs"]
-    )
-    log_store: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]", "an SLS logstore name")] = Field(
-        None, description="logstore in log_project", examples=["fc-logs"]
-    )
     allow_anonymous: bool = Field(
         False, description="HTTP trigger without authentication (default: signed requests only)", examples=[False]
     )
-    code_upload: Literal["auto", "inline", "oss"] = Field(
-        "auto",
-        description='how the code reaches Function Compute: "auto" (inline up to 100 MB, through OSS above), "inline" or "oss"',
-        examples=["oss"],
-    )
-    oss_bucket: _OSS_BUCKET = Field(
-        None,
-        description='existing OSS bucket the code goes through when it is over 100 MB zipped (or code_upload = "oss"); never created by agentpack',
-        examples=["my-agent-artifacts"],
-    )
-    oss_prefix: _OSS_PREFIX = Field(
-        None,
-        description='folder in the bucket; objects are <oss_prefix>/<function>/<sha256>.zip (default "agentpack")',
-        examples=["agentpack"],
-    )
-    oss_region: _ALIYUN_REGION = Field(
-        None, description="the bucket's region (default: the function's region)", examples=["cn-hangzhou"]
-    )
-    oss_endpoint: _ENDPOINT = Field(
-        None,
-        description="OSS endpoint (default: the region's; env AGENTPACK_OSS_ENDPOINT)",
-        examples=["oss-cn-hangzhou.aliyuncs.com"],
-    )
-
-    @field_validator("oss_prefix")
-    @classmethod
-    def _no_dot_folders(cls, value: str | None) -> str | None:
-        if value is not None and any(part in (".", "..") for part in value.split("/")):
-            raise ValueError("must not have '.' or '..' folders; name the folder plainly, e.g. \"agentpack\"")
-        return value
-
-    @model_validator(mode="after")
-    def _oss_needs_a_bucket(self) -> FCSettings:
-        if self.code_upload == "oss" and not self.oss_bucket:
-            raise ValueError('code_upload = "oss" needs oss_bucket = "<an existing bucket in the function\'s region>"')
-        if self.code_upload == "inline":
-            named = [
-                key
-                for key in ("oss_bucket", "oss_prefix", "oss_region", "oss_endpoint")
-                if getattr(self, key) is not None
-            ]
-            if named:
-                raise ValueError(
-                    f'code_upload = "inline" never uses OSS, but {", ".join(named)} is set; remove it or use code_upload = "auto"'
-                )
-        elif not self.oss_bucket:
-            named = [key for key in ("oss_prefix", "oss_region", "oss_endpoint") if getattr(self, key) is not None]
-            if named:
-                raise ValueError(
-                    f'{", ".join(named)} is set but oss_bucket is not; add oss_bucket = "<bucket>" or remove {", ".join(named)}'
-                )
-        return self
-
-    @property
-    def oss_folder(self) -> str:
-        """``oss_prefix`` without a trailing '/' ("agentpack" when unset; "" puts objects at the bucket's root)."""
-        return (self.oss_prefix if self.oss_prefix is not None else "agentpack").strip("/")
 
     def sizing(self) -> tuple[float | None, int | None]:
         """The cpu and memory the deployer sends.  Both unset leave FC's defaults; one set brings
@@ -437,16 +459,6 @@ class FCSettings(_AlibabaSettings):
                 f"{said}: Function Compute needs 1 to 4 GB of memory per vCPU; "
                 f"use memory between {math.ceil(cpu * 1024 / 64) * 64} and {math.floor(cpu * 4096 / 64) * 64}"
             )
-        network = [key for key in ("vpc_id", "vswitch_ids", "security_group_id") if getattr(self, key)]
-        if network and len(network) != 3:
-            raise ValueError(
-                "vpc_id, vswitch_ids and security_group_id go together (Function Compute needs all three to join a VPC); "
-                f"only {', '.join(network)} is set"
-            )
-        if (self.log_project is None) != (self.log_store is None):
-            raise ValueError(
-                "log_project and log_store go together: set both to send the function's logs to SLS, or neither"
-            )
         if self.runtime is not None and self.python is not None and self.python not in FC_RUNTIMES[self.runtime]:
             offered = ", ".join(f"{runtime} ({', '.join(pythons)})" for runtime, pythons in FC_RUNTIMES.items())
             raise ValueError(
@@ -459,6 +471,8 @@ class AgentRunSettings(_AlibabaSettings):
     """``[targets.agentrun]``: an AgentRun agent runtime with a code artifact."""
 
     target: ClassVar[str] = "agentrun"
+    product: ClassVar[str] = "AgentRun"
+    resource: ClassVar[str] = "runtime"
     #: the API requires cpu and memory
     sizing_defaults: ClassVar[Mapping[str, float]] = {"cpu": 2.0, "memory": 4096}
 
@@ -483,56 +497,6 @@ class AgentRunSettings(_AlibabaSettings):
         description="public endpoint anyone may call (default: callers must sign with the account's keys)",
         examples=[False],
     )
-    code_upload: Literal["auto", "inline", "oss"] = Field(
-        "auto",
-        description='how the code reaches AgentRun: "auto" (inline up to 10 MB, through OSS above), "inline" or "oss"',
-        examples=["oss"],
-    )
-    oss_bucket: _OSS_BUCKET = Field(
-        None,
-        description='existing OSS bucket the code goes through above 10 MB zipped (or code_upload = "oss"); never created by agentpack',
-        examples=["my-agent-artifacts"],
-    )
-    oss_prefix: _OSS_PREFIX = Field(
-        None,
-        description='folder in the bucket; objects are <oss_prefix>/<runtime>/<sha256>.zip (default "agentpack")',
-        examples=["agentpack"],
-    )
-    oss_region: _ALIYUN_REGION = Field(
-        None, description="the bucket's region (default: the runtime's region)", examples=["cn-hangzhou"]
-    )
-    oss_endpoint: _ENDPOINT = Field(
-        None,
-        description="OSS endpoint (default: the region's; env AGENTPACK_OSS_ENDPOINT)",
-        examples=["oss-cn-hangzhou.aliyuncs.com"],
-    )
-    vpc_id: Annotated[str | None, _pattern(r"vpc-[a-z0-9]+", 'a VPC id such as "vpc-bp1..."')] = Field(
-        None, description="VPC the instances join (to reach Redis and other private services)", examples=["vpc-bp1abc"]
-    )
-    vswitch_ids: list[Annotated[str, _pattern(r"vsw-[a-z0-9]+", 'a vSwitch id such as "vsw-bp1..."')]] | None = Field(
-        None, description="vSwitches of vpc_id the instances use", examples=[["vsw-bp1abc"]]
-    )
-    security_group_id: Annotated[str | None, _pattern(r"sg-[a-z0-9]+", 'a security group id such as "sg-bp1..."')] = (
-        Field(None, description="security group of vpc_id the instances are in", examples=["sg-bp1abc"])
-    )
-    log_project: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", "an SLS project name")] = Field(
-        None, description="Simple Log Service project the runtime writes its logs to", examples=["my-agent-logs"]
-    )
-    log_store: Annotated[str | None, _pattern(r"[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]", "an SLS logstore name")] = Field(
-        None, description="logstore in log_project", examples=["agentrun"]
-    )
-
-    @field_validator("oss_prefix")
-    @classmethod
-    def _no_dot_folders(cls, value: str | None) -> str | None:
-        if value is not None and any(part in (".", "..") for part in value.split("/")):
-            raise ValueError("must not have '.' or '..' folders; name the folder plainly, e.g. \"agentpack\"")
-        return value
-
-    @property
-    def oss_folder(self) -> str:
-        """``oss_prefix`` without a trailing '/' ("agentpack" when unset; "" puts objects at the bucket's root)."""
-        return (self.oss_prefix if self.oss_prefix is not None else "agentpack").strip("/")
 
     @model_validator(mode="after")
     def _agentrun_rules(self) -> AgentRunSettings:
@@ -548,24 +512,6 @@ class AgentRunSettings(_AlibabaSettings):
             raise ValueError(
                 f"{said}: AgentRun needs 1 to 4 GB of memory per vCPU; use memory between "
                 f"{math.ceil(cpu * 1024)} and {math.floor(cpu * 4096)}, or set cpu to match"
-            )
-        if self.code_upload == "oss" and not self.oss_bucket:
-            raise ValueError('code_upload = "oss" needs oss_bucket = "<an existing bucket in the runtime\'s region>"')
-        if not self.oss_bucket:
-            named = [key for key in ("oss_prefix", "oss_region", "oss_endpoint") if getattr(self, key) is not None]
-            if named:
-                raise ValueError(
-                    f'{", ".join(named)} is set but oss_bucket is not; add oss_bucket = "<bucket>" or remove it'
-                )
-        network = [key for key in ("vpc_id", "vswitch_ids", "security_group_id") if getattr(self, key)]
-        if network and len(network) != 3:
-            raise ValueError(
-                "vpc_id, vswitch_ids and security_group_id go together (AgentRun needs all three to join a VPC); "
-                f"only {', '.join(network)} is set"
-            )
-        if (self.log_project is None) != (self.log_store is None):
-            raise ValueError(
-                "log_project and log_store go together: set both to send the runtime's logs to SLS, or neither"
             )
         return self
 
@@ -654,8 +600,11 @@ class ModelStudioSettings(TargetSettings):
     target: ClassVar[str] = "modelstudio"
 
     workspace: Annotated[
-        str | None, _pattern(r"[A-Za-z0-9_-]{1,64}", "a workspace id such as \"llm-abc123\" (letters, digits, '_', '-')")
-    ] = Field(None, description="Model Studio workspace id (default: env MODELSTUDIO_WORKSPACE_ID)", examples=["llm-xxxx"])
+        str | None,
+        _pattern(r"[A-Za-z0-9_-]{1,64}", "a workspace id such as \"llm-abc123\" (letters, digits, '_', '-')"),
+    ] = Field(
+        None, description="Model Studio workspace id (default: env MODELSTUDIO_WORKSPACE_ID)", examples=["llm-xxxx"]
+    )
     region: _ALIYUN_REGION = Field(
         None, description="region of the Model Studio API (default cn-beijing)", examples=["cn-beijing"]
     )
@@ -664,10 +613,12 @@ class ModelStudioSettings(TargetSettings):
         description="Model Studio API endpoint (default bailian.<region>.aliyuncs.com; env AGENTPACK_MODELSTUDIO_ENDPOINT or MODELSTUDIO_ENDPOINT)",
         examples=["bailian.cn-beijing.aliyuncs.com"],
     )
-    agent_name: Annotated[
-        str | None, _pattern(r"[^\x00-\x1f]{1,64}", "1-64 characters without control characters")
-    ] = Field(
-        None, description="agent name, the key deploys create or update by (default: the project name)", examples=["my-agent"]
+    agent_name: Annotated[str | None, _pattern(r"[^\x00-\x1f]{1,64}", "1-64 characters without control characters")] = (
+        Field(
+            None,
+            description="agent name, the key deploys create or update by (default: the project name)",
+            examples=["my-agent"],
+        )
     )
     description: Annotated[str | None, _pattern(r"[^\x00-\x08]{0,1000}", "at most 1000 characters")] = Field(
         None, description="agent description shown in the console", examples=["Answers questions about orders"]

@@ -39,7 +39,7 @@ import asyncio
 
 from agentpack import AgentApp, Msg
 
-app = AgentApp(app_name="UI test agent · 测试 🤖")
+app = AgentApp(app_name="UI test agent · 测试 🤖", debug=True)  # debug: the failed turn shows the exception's text
 TURNS = {}
 ANSWER = ["你好", "，", "世界", "！", " 🌍", " Tokens", " arrive", " one", " by", " one", "."]
 

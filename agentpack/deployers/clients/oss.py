@@ -20,6 +20,7 @@ imported inside functions so that ``import agentpack`` stays light.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,29 @@ class OSSApi:
                 return None
             raise
         return StoredObject(bucket, key, int(found.content_length or 0), str(found.hash_crc64 or ""))
+
+    def upload_unless_present(
+        self, bucket: str, key: str, path: Path, progress: Callable[[str, str], None]
+    ) -> tuple[StoredObject, bool]:
+        """Put ``path`` at ``key`` unless the bucket holds these very bytes (size and CRC-64) there
+        already: a redeploy of the same artifact uploads nothing.  Returns the object and whether
+        it was uploaded now; says what it does through ``progress(step, message)``."""
+        where = self.where(bucket, key)
+        crc64 = crc64_of(path)
+        size = path.stat().st_size
+        found = self.head(bucket, key)
+        if found is not None and found.crc64 == crc64 and found.size == size:
+            progress("upload", f"{where} already holds this artifact; not uploaded again")
+            return found, False
+        megabytes = size / 1e6
+        progress("upload", f"uploading {megabytes:.1f} MB to {where}")
+        started = time.perf_counter()
+        stored = self.upload_file(bucket, key, path, crc64)
+        seconds = time.perf_counter() - started
+        progress(
+            "upload", f"{where}: {megabytes:.1f} MB in {seconds:.2f} s ({megabytes / max(seconds, 1e-6):.0f} MB/s)"
+        )
+        return stored, True
 
     def upload_file(
         self, bucket: str, key: str, path: Path, crc64: str, progress: Callable[[int, int], None] | None = None

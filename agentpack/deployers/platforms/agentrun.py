@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,22 +167,12 @@ class AgentRunDeployer(Deployer):
 
     def ship_through_oss(self, request: DeployRequest) -> StoredObject:
         """Put the artifact in the bucket unless it holds these bytes already; the object AgentRun reads."""
-        from agentpack.deployers.clients.oss import crc64_of, object_key
+        from agentpack.deployers.clients.oss import object_key
 
         settings: AgentRunSettings = request.settings
         assert request.artifact is not None and settings.oss_bucket, "build() and through_oss() first"
-        api = self.oss()
         key = object_key(settings.oss_folder, request.name, request.sha256)
-        where = api.where(settings.oss_bucket, key)
-        crc64 = crc64_of(request.artifact)
-        found = api.head(settings.oss_bucket, key)
-        if found is not None and found.crc64 == crc64 and found.size == request.size_bytes:
-            self.progress("upload", f"{where} already holds this artifact; not uploaded again")
-            return found
-        self.progress("upload", f"uploading {request.size_bytes / 1e6:.1f} MB to {where}")
-        started = time.perf_counter()
-        stored = api.upload_file(settings.oss_bucket, key, Path(request.artifact), crc64)
-        self.progress("upload", f"{where}: uploaded in {time.perf_counter() - started:.2f} s")
+        stored, _ = self.oss().upload_unless_present(settings.oss_bucket, key, Path(request.artifact), self.progress)
         return stored
 
     # -- the pipeline's hooks -------------------------------------------------------------------------

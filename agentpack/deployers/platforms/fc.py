@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,27 +166,15 @@ class FCDeployer(Deployer):
 
     def ship_through_oss(self, request: DeployRequest) -> StoredObject:
         """Put the artifact in the bucket unless it holds these bytes already; the StoredObject FC reads."""
-        from agentpack.deployers.clients.oss import crc64_of, object_key
+        from agentpack.deployers.clients.oss import object_key
 
         settings = request.settings
-        assert request.artifact is not None, "build() first"
-        api = self.oss(settings.oss_region or self.region)
+        assert request.artifact is not None and settings.oss_bucket, "build() and through_oss() first"
         key = object_key(settings.oss_folder, request.name, request.sha256)
-        where = api.where(settings.oss_bucket, key)
-        crc64 = crc64_of(request.artifact)
-        found = api.head(settings.oss_bucket, key)
-        if found is not None and found.crc64 == crc64 and found.size == request.size_bytes:
-            self.progress("upload", f"{where} already holds this artifact; not uploaded again")
-            return found
-        megabytes = request.size_bytes / 1e6
-        self.progress("upload", f"uploading {megabytes:.1f} MB to {where}")
-        started = time.perf_counter()
-        stored = api.upload_file(settings.oss_bucket, key, Path(request.artifact), crc64)
-        seconds = time.perf_counter() - started
-        self.progress(
-            "upload", f"{where}: {megabytes:.1f} MB in {seconds:.2f} s ({megabytes / max(seconds, 1e-6):.0f} MB/s)"
-        )
-        self.fresh_objects.append(stored)
+        api = self.oss(settings.oss_region or self.region)
+        stored, fresh = api.upload_unless_present(settings.oss_bucket, key, Path(request.artifact), self.progress)
+        if fresh:
+            self.fresh_objects.append(stored)
         return stored
 
     def auth(self, request: DeployRequest) -> str:

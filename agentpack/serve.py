@@ -50,6 +50,35 @@ def log_config(log_level: str = "info") -> dict[str, Any]:
     return _demote_shutdown_cancels(config)
 
 
+#: Set (to "1") by agentpack's emulators on the instances they start: an instance whose parent is
+#: gone -- an emulator killed with no chance to stop it -- ends itself instead of serving on.
+EXIT_WITH_PARENT = "AGENTPACK_EXIT_WITH_PARENT"
+
+
+def _exit_with_parent() -> None:
+    """Watch this process's parent from a daemon thread; once it changes (the parent died and
+    this process was re-parented), ask the server to stop as SIGTERM would.  Portable: no /proc
+    and no prctl, so the same check works on macOS."""
+    if os.environ.get(EXIT_WITH_PARENT) != "1":
+        return
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        try:  # the output most likely went to the parent, whose end of the pipe is closed now
+            print("agentpack: the emulator that started this instance is gone; stopping", file=sys.stderr, flush=True)
+        except OSError:
+            pass
+
+    threading.Thread(target=watch, name="agentpack-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m agentpack.serve")
     parser.add_argument("--app", required=True, help="path/to/file.py[:attr] or package.module:attr")
@@ -65,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     from agentpack.loader import AppLoadError, load_app
 
     announce_serving(args.host, args.port)
+    _exit_with_parent()
 
     try:
         app, _ = load_app(args.app)

@@ -200,3 +200,57 @@ def test_a_run_ended_by_the_function_timeout_says_so(tmp_path):
     assert terminal["status"] == "canceled"
     assert "function timeout (3 s)" in terminal["error"]["message"], terminal["error"]
     assert "stop_chat" not in terminal["error"]["message"]
+
+
+ORPHAN_APP = """
+import os
+from agentpack import AgentApp
+
+app = AgentApp(app_name="orphan")
+
+
+@app.get("/pid")
+def pid():
+    return {"pid": os.getpid()}
+"""
+
+EMULATOR_PROCESS = """
+import sys, time
+from pathlib import Path
+from agentpack.emulators.http_function import FunctionConfig, FunctionEmulator
+
+config = FunctionConfig(Path(sys.argv[1]), sys.executable, platform="fc", initializer=False, pre_stop=False, start_timeout=60)
+emulator = FunctionEmulator(config, log=lambda line: None).start()
+print(emulator.url, flush=True)
+time.sleep(3600)
+"""
+
+
+def test_an_emulator_killed_outright_leaves_no_instance_serving(tmp_path):
+    """SIGKILL gives the emulator no chance to stop its instances: each ends itself once its
+    parent is gone, instead of serving on a port nobody knows about."""
+    import subprocess
+    import sys
+
+    code = tmp_path / "agent"
+    code.mkdir()
+    (code / "app.py").write_text(ORPHAN_APP)
+    bootstrap = code / "bootstrap"
+    bootstrap.write_text('#!/bin/sh\ncd "$(dirname "$0")"\n'
+                         'exec "$AGENTPACK_PYTHON" -m agentpack.serve --app app.py:app --host 0.0.0.0 '
+                         '--port "$FC_CUSTOM_LISTEN_PORT" --platform fc\n')
+    bootstrap.chmod(0o755)
+    emulator = subprocess.Popen([sys.executable, "-c", EMULATOR_PROCESS, str(code)], stdout=subprocess.PIPE, text=True,
+                                cwd=Path(__file__).resolve().parents[1])
+    try:
+        url = emulator.stdout.readline().strip()
+        assert url, "the emulator did not start"
+        instance = http.get(f"{url}/pid", timeout=30).json()["pid"]
+    finally:
+        emulator.kill()
+        emulator.wait(timeout=10)
+    try:
+        wait_until(lambda: processes.process_start(instance) is None, 15, "the instance served on after its emulator was killed")
+    finally:
+        if processes.process_start(instance) is not None:
+            os.kill(instance, signal.SIGKILL)

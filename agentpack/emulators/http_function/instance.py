@@ -89,6 +89,8 @@ class Instance:
             AGENTPACK_PYTHON=config.python,  # the interpreter standing in for the platform's
             # what the app tells clients (an A2A card) is the front's URL, as on the platform
             AGENTPACK_PUBLIC_URL=self.emulator.url,
+            # an emulator killed outright (SIGKILL) leaves no instance serving behind it
+            AGENTPACK_EXIT_WITH_PARENT="1",
         )
         return {**env, **self.emulator.profile.instance_env(config, self.id, self.port), **config.env}
 

@@ -458,7 +458,7 @@ def test_a_failed_trigger_fails_the_deploy(fc):
 
 
 def test_no_redis_url_warns_at_deploy_and_in_the_apps_start_up_log(tmp_path):
-    emulations = Emulations("fc", tmp_path / "emulations", instances=1)
+    emulations = Emulations("fc", tmp_path / "emulations", instances=2)  # a platform runs several
     emulations.scratch.mkdir()
     standin = FCStandIn(on_code=emulations.hook).start()
     try:

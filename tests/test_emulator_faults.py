@@ -254,3 +254,27 @@ def test_an_emulator_killed_outright_leaves_no_instance_serving(tmp_path):
     finally:
         if processes.process_start(instance) is not None:
             os.kill(instance, signal.SIGKILL)
+
+
+def test_one_emulated_instance_does_not_warn_about_stops_crossing_instances(tmp_path):
+    """With one instance there is nothing for a stop to cross; with two the warning stays."""
+    import sys
+
+    code = tmp_path / "agent"
+    code.mkdir()
+    (code / "app.py").write_text(ORPHAN_APP)
+    bootstrap = code / "bootstrap"
+    bootstrap.write_text('#!/bin/sh\ncd "$(dirname "$0")"\n'
+                         'exec "$AGENTPACK_PYTHON" -m agentpack.serve --app app.py:app --host 0.0.0.0 '
+                         '--port "$FC_CUSTOM_LISTEN_PORT" --platform fc\n')
+    bootstrap.chmod(0o755)
+    for instances, warned in ((1, False), (2, True)):
+        lines: list[str] = []
+        config = FunctionConfig(code, sys.executable, platform="fc", instances=instances, start_timeout=60)
+        emulator = FunctionEmulator(config, log=lines.append).start()
+        try:
+            for _ in range(instances):
+                http.get(f"{emulator.url}/pid", timeout=30)
+        finally:
+            emulator.stop()
+        assert any("will not cross instances" in line for line in lines) is warned, (instances, lines)

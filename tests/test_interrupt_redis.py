@@ -85,7 +85,7 @@ def test_stop_before_the_runner_listens_is_not_lost(redis_server):
         guard = SessionGuard(backend, lease_seconds=5)
         run = Run()
         active = await guard.begin("u:early", run)
-        assert run.reason == "stopped by stop_chat"
+        assert run.reason == "stopped by a stop request"
         await guard.end(active, RunState.STOPPED)
         assert await guard.state("u:early") is RunState.STOPPED
         await backend.aclose()

@@ -141,7 +141,7 @@ def test_local_guard_rules():
         with pytest.raises(Exception, match="already running"):
             await guard.begin("u:s", _Recorder())
         assert await guard.state("u:s") is RunState.RUNNING
-        assert await guard.stop("u:s") is True and first.reasons == ["stopped by stop_chat"]
+        assert await guard.stop("u:s") is True and first.reasons == ["stopped by a stop request"]
         await guard.end(active, RunState.STOPPED)
         await guard.end(active, RunState.STOPPED)  # idempotent
         assert await guard.state("u:s") is RunState.STOPPED

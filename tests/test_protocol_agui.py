@@ -139,7 +139,7 @@ def test_refusals_failures_and_stops_each_end_the_agui_way(monkeypatch):
             stopped = agui_events((await client.post("/ag-ui", json=run_input("hang", thread="s"))).text)
             await stopper
             assert stopped[-1]["type"] == "RUN_FINISHED" and stopped[-1]["outcome"] == {"type": "cancelled"}
-            assert stopped[-1]["result"] == {"reason": "stopped by stop_chat"}
+            assert stopped[-1]["result"] == {"reason": "stopped by a stop request"}
             assert stopped[-2] == {"type": "TEXT_MESSAGE_END", "messageId": stopped[-3]["messageId"]}
             assert ENDINGS["s"] == "cancelled"
 

@@ -185,7 +185,7 @@ def test_a_busy_conversation_is_a_409_and_failed_or_stopped_runs_end_failed_or_i
             stopped = stream_of((await client.post(PATH, json={"input": "hang", "conversation": "c2", "stream": True})).text)
             await stopper
             assert stopped[-1]["type"] == "response.incomplete"
-            assert stopped[-1]["response"]["incomplete_details"] == {"reason": None, "message": "stopped by stop_chat"}
+            assert stopped[-1]["response"]["incomplete_details"] == {"reason": None, "message": "stopped by a stop request"}
             message = [e for e in stopped if e["type"] == "response.output_item.done"][-1]["item"]
             assert message["status"] == "incomplete" and message["content"][0]["text"] == "Hello"
             assert ENDINGS["c2"] == "cancelled"

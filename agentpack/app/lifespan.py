@@ -44,6 +44,8 @@ async def _cleanup(step: str, hook: Hook, app: AgentApp) -> None:
 
 #: Variables that say the app runs on a platform with many instances (FC, AgentRun, Lambda).
 _PLATFORM_MARKERS = ("FC_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME", "AGENTPACK_PLATFORM")
+#: Set to "1" by agentpack's emulators when they run a single instance.
+SINGLE_INSTANCE = "AGENTPACK_SINGLE_INSTANCE"
 
 
 def warn_if_stops_stay_local(app: AgentApp) -> None:
@@ -52,6 +54,8 @@ def warn_if_stops_stay_local(app: AgentApp) -> None:
     import os
 
     platform = next((name for name in _PLATFORM_MARKERS if os.environ.get(name)), None)
+    if os.environ.get(SINGLE_INSTANCE) == "1":  # an emulator that runs one instance: nothing to cross
+        return
     if platform is not None and not app.runtime.backend.shared:
         logger.warning(
             "this app runs where requests may reach several instances (%s is set) but its interrupt backend "

@@ -36,7 +36,7 @@ from agentpack.interrupt.base import (
 
 logger = logging.getLogger("agentpack.interrupt")
 
-STOP_REASON = "stopped by stop_chat"
+STOP_REASON = "stopped by a stop request"
 SHUTDOWN_REASON = "the server is shutting down"
 
 

@@ -91,6 +91,8 @@ class Instance:
             AGENTPACK_PUBLIC_URL=self.emulator.url,
             # an emulator killed outright (SIGKILL) leaves no instance serving behind it
             AGENTPACK_EXIT_WITH_PARENT="1",
+            # one instance: the app need not warn that stops will not cross instances
+            AGENTPACK_SINGLE_INSTANCE="1" if config.instances == 1 else None,
         )
         return {**env, **self.emulator.profile.instance_env(config, self.id, self.port), **config.env}
 

@@ -278,3 +278,19 @@ def test_one_emulated_instance_does_not_warn_about_stops_crossing_instances(tmp_
         finally:
             emulator.stop()
         assert any("will not cross instances" in line for line in lines) is warned, (instances, lines)
+
+
+def test_an_instance_that_exits_at_start_is_described_by_its_exit_and_the_platforms_port(tmp_path):
+    """The user's app was told the port in FC_CUSTOM_LISTEN_PORT: the message names that, and how it ended."""
+    from agentpack.emulators.background import EmulatorStartError
+
+    code = tmp_path / "code"
+    code.mkdir()
+    bootstrap = code / "bootstrap"
+    bootstrap.write_text("#!/bin/sh\necho 'no such module: app' >&2\nexit 3\n")
+    bootstrap.chmod(0o755)
+    config = FunctionConfig(code, bare_python("3.12"), platform="fc", initializer=False, pre_stop=False, start_timeout=30)
+    with pytest.raises(EmulatorStartError) as refused:
+        FunctionEmulator(config, log=lambda line: None).start()
+    message = str(refused.value)
+    assert "exited with code 3 before it listened on the port in $FC_CUSTOM_LISTEN_PORT" in message, message

@@ -163,8 +163,10 @@ class Instance:
         while True:
             if self.process.poll() is not None:
                 await asyncio.sleep(0.05)  # let the reader catch the last lines
+                given = self.emulator.profile.row.port_env
+                where = f"the port in ${given} ({self.port} here)" if given else f"port {self.port}"
                 raise self._failure(
-                    f"the instance exited before listening on port {self.port}",
+                    f"the instance {describe_exit(self.process.returncode)} before it listened on {where}",
                     "FunctionNotStarted",
                     exit_code=self.process.returncode,
                 )

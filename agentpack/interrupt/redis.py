@@ -335,7 +335,10 @@ class RedisInterruptBackend(BaseInterruptBackend):
             redis_connect_func=self._on_connect,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
-        # The listener's connection blocks on reads by design: no read timeout there.
+        # The listener's connection blocks on reads by design: no read timeout there.  And no
+        # retry: redis-py would reconnect and re-subscribe by itself, silently, and a stop
+        # published while the connection was down would be noticed only at the next renewal.
+        # A lost connection must reach _StopListener, which re-reads every stop flag on reconnect.
         listener_client = aioredis.from_url(
             self.url,
             decode_responses=True,
@@ -343,7 +346,7 @@ class RedisInterruptBackend(BaseInterruptBackend):
             socket_keepalive=True,
             health_check_interval=10,
             client_name=self.node,
-            retry=retry,
+            retry=Retry(NoBackoff(), 0),
         )
         self._scripts = {
             name: self._redis.register_script(source)

@@ -58,6 +58,19 @@ def function_code(tmp_path: Path) -> Path:
     return code
 
 
+def agent_code(tmp_path: Path, source: str) -> Path:
+    """An FC code directory: ``source`` as app.py, served by agentpack's own entry behind FC's adapter."""
+    code = tmp_path / "agent"
+    code.mkdir()
+    (code / "app.py").write_text(source)
+    bootstrap = code / "bootstrap"
+    bootstrap.write_text('#!/bin/sh\ncd "$(dirname "$0")"\n'
+                         'exec "$AGENTPACK_PYTHON" -m agentpack.serve --app app.py:app --host 0.0.0.0 '
+                         '--port "$FC_CUSTOM_LISTEN_PORT" --platform fc\n')
+    bootstrap.chmod(0o755)
+    return code
+
+
 @pytest.fixture
 def emulate(tmp_path):
     """Start an emulator of the hand-made function for ``platform``; its log lines are collected."""
@@ -181,14 +194,7 @@ def test_a_run_ended_by_the_function_timeout_says_so(tmp_path):
 
     from tests.support import check_protocol, read_events, user_body
 
-    code = tmp_path / "agent"
-    code.mkdir()
-    (code / "app.py").write_text(AGENT)
-    bootstrap = code / "bootstrap"
-    bootstrap.write_text('#!/bin/sh\ncd "$(dirname "$0")"\n'
-                         'exec "$AGENTPACK_PYTHON" -m agentpack.serve --app app.py:app --host 0.0.0.0 '
-                         '--port "$FC_CUSTOM_LISTEN_PORT" --platform fc\n')
-    bootstrap.chmod(0o755)
+    code = agent_code(tmp_path, AGENT)
     # the interpreter running these tests has agentpack and its dependencies (no build needed)
     config = FunctionConfig(code, sys.executable, platform="fc", timeout=3, start_timeout=60)
     emulator = FunctionEmulator(config, log=lambda line: None).start()
@@ -232,14 +238,7 @@ def test_an_emulator_killed_outright_leaves_no_instance_serving(tmp_path):
     import subprocess
     import sys
 
-    code = tmp_path / "agent"
-    code.mkdir()
-    (code / "app.py").write_text(ORPHAN_APP)
-    bootstrap = code / "bootstrap"
-    bootstrap.write_text('#!/bin/sh\ncd "$(dirname "$0")"\n'
-                         'exec "$AGENTPACK_PYTHON" -m agentpack.serve --app app.py:app --host 0.0.0.0 '
-                         '--port "$FC_CUSTOM_LISTEN_PORT" --platform fc\n')
-    bootstrap.chmod(0o755)
+    code = agent_code(tmp_path, ORPHAN_APP)
     emulator = subprocess.Popen([sys.executable, "-c", EMULATOR_PROCESS, str(code)], stdout=subprocess.PIPE, text=True,
                                 cwd=Path(__file__).resolve().parents[1])
     try:
@@ -260,14 +259,7 @@ def test_one_emulated_instance_does_not_warn_about_stops_crossing_instances(tmp_
     """With one instance there is nothing for a stop to cross; with two the warning stays."""
     import sys
 
-    code = tmp_path / "agent"
-    code.mkdir()
-    (code / "app.py").write_text(ORPHAN_APP)
-    bootstrap = code / "bootstrap"
-    bootstrap.write_text('#!/bin/sh\ncd "$(dirname "$0")"\n'
-                         'exec "$AGENTPACK_PYTHON" -m agentpack.serve --app app.py:app --host 0.0.0.0 '
-                         '--port "$FC_CUSTOM_LISTEN_PORT" --platform fc\n')
-    bootstrap.chmod(0o755)
+    code = agent_code(tmp_path, ORPHAN_APP)
     for instances, warned in ((1, False), (2, True)):
         lines: list[str] = []
         config = FunctionConfig(code, sys.executable, platform="fc", instances=instances, start_timeout=60)

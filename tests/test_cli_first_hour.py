@@ -17,6 +17,9 @@ from typer.testing import CliRunner
 from agentpack.cli.main import app
 from tests.support import BackgroundStream, check_protocol, free_port, http, user_body, wait_until
 
+# most of these run agentpack as a user does: real processes, servers, pip and emulators
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYED_APP = ROOT / "tests" / "projects" / "deployed" / "app.py"
 SHUTDOWN_LINE = "shutdown: an open stream was ended with its canceled event"

@@ -519,6 +519,7 @@ def quickstart_schema() -> Any:
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
+@pytest.mark.integration  # schemathesis: a contract run, not a unit of logic
 def test_the_schemathesis_run_covers_every_operation(quickstart_schema):
     assert [result.ok().label for result in quickstart_schema.get_all_operations()] == QUICKSTART_OPERATIONS
 
@@ -532,6 +533,7 @@ UNDOCUMENTED_BODIES = {"POST /compatible-mode/v1/responses", "POST /ag-ui"}
 TAKES_INPUT = ["POST /process/stop", "POST /process", "POST /echo"]
 
 
+@pytest.mark.integration  # schemathesis: a contract run, not a unit of logic
 @pytest.mark.parametrize(
     "label, mode", [(label, "positive") for label in QUICKSTART_OPERATIONS] + [(label, "negative") for label in TAKES_INPUT]
 )

@@ -25,7 +25,7 @@ from agentpack.deployers.request import DeployOptions
 from agentpack.processes import pid_alive, process_start
 from tests.support import cli_env, free_port, http, wait_until
 
-pytestmark = pytest.mark.usefixtures("agentpack_cache")
+pytestmark = [pytest.mark.usefixtures("agentpack_cache"), pytest.mark.integration]  # real servers and deploys
 
 APP = '''
 import os, subprocess, sys, time

@@ -476,3 +476,13 @@ def test_only_sdk_failures_become_platform_errors() -> None:
 
     with pytest.raises(KeyError):
         call("GetFunction", broken)
+
+
+def test_two_resources_of_one_name_are_an_error_naming_their_ids():
+    from agentpack.deployers.clients.alibaba import only_one
+    from agentpack.deployers.errors import PlatformError
+
+    assert only_one([], "agents", "a", "code", "ListPublishedAgent") is None
+    assert only_one([{"code": "x"}], "agents", "a", "code", "ListPublishedAgent") == {"code": "x"}
+    with pytest.raises(PlatformError, match=r"2 agents are named 'a' in workspace w \(x, y\); delete the extra ones"):
+        only_one([{"code": "x"}, {"code": "y"}], "agents", "a", "code", "ListPublishedAgent", " in workspace w")

@@ -23,6 +23,7 @@ from agentpack.deployers.clients.alibaba import (
     ResourceFailed,
     WaitTimeout,
     code_location,
+    only_one,
     sdk_runtime,
 )
 from agentpack.deployers.errors import PlatformError
@@ -182,14 +183,8 @@ class AgentRunApi(AlibabaApi):
 
     def find_runtime_by_name(self, name: str) -> dict[str, Any] | None:
         matches = [item for item in self.list_runtimes(name) if item.get("agentRuntimeName") == name]
-        if len(matches) > 1:
-            ids = ", ".join(str(item.get("agentRuntimeId")) for item in matches)
-            raise PlatformError(
-                "AmbiguousName",
-                f"{len(matches)} agent runtimes are named {name!r} ({ids}); delete the extra ones",
-                action="ListAgentRuntimes",
-            )
-        return matches[0] if matches else None
+        found: dict[str, Any] | None = only_one(matches, "agent runtimes", name, "agentRuntimeId", "ListAgentRuntimes")
+        return found
 
     def create_runtime(self, spec: SpecLike) -> dict[str, Any]:
         m = self.models

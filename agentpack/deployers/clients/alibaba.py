@@ -250,6 +250,20 @@ def code_location(zip_bytes: bytes | None, bucket: str | None, key: str | None, 
 # -- errors and retries ------------------------------------------------------------------------------
 
 
+def only_one(matches: list[dict[str, Any]], kind: str, name: str, id_key: str, action: str, where: str = "") -> Any:
+    """The one resource in ``matches`` (those a list call found named ``name``), None when there is
+    none.  Names are how agentpack finds its resources again, so two of one name is an error that
+    names their ids rather than a guess."""
+    if len(matches) > 1:
+        ids = ", ".join(str(item.get(id_key)) for item in matches)
+        raise PlatformError(
+            "AmbiguousName",
+            f"{len(matches)} {kind} are named {name!r}{where} ({ids}); delete the extra ones",
+            action=action,
+        )
+    return matches[0] if matches else None
+
+
 def to_platform_error(exc: BaseException, action: str | None = None) -> PlatformError:
     """Map whatever the SDK raised to a PlatformError, keeping the platform's own words."""
     if isinstance(exc, PlatformError):

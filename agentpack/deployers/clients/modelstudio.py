@@ -33,6 +33,7 @@ from agentpack.deployers.clients.alibaba import (
     RetryPolicy,
     WaitTimeout,
     call,
+    only_one,
     response_body,
     sdk_runtime,
 )
@@ -252,14 +253,9 @@ class ModelStudioApi(AlibabaApi):
 
     def find_agent_by_name(self, name: str) -> dict[str, Any] | None:
         matches = [item for item in self.list_agents() if item.get("name") == name]
-        if len(matches) > 1:
-            ids = ", ".join(str(item.get("code")) for item in matches)
-            raise PlatformError(
-                "AmbiguousName",
-                f"{len(matches)} agents are named {name!r} in workspace {self.ws()} ({ids}); delete the extra ones",
-                action="ListPublishedAgent",
-            )
-        return matches[0] if matches else None
+        where = f" in workspace {self.ws()}"
+        found: dict[str, Any] | None = only_one(matches, "agents", name, "code", "ListPublishedAgent", where)
+        return found
 
     def wait_published(self, agent_id: str, timeout: float = DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
         """Poll GetPublishedAgent until the agent is there; past ``timeout`` raise WaitTimeout."""

@@ -132,15 +132,20 @@ def test_a_redeploy_interrupted_records_the_restarted_old_version(tmp_path, clea
 
     make_project(tmp_path, port, version="v2", start_delay=60)  # a new version that is slow to start
     log = project / ".agentpack" / "local" / "faults" / "server.log"
-    deploy = subprocess.Popen(
+    deploy = subprocess.Popen(  # PYTHONFAULTHANDLER: a deploy that hangs is made to say where (SIGABRT below)
         [sys.executable, "-m", "agentpack", "deploy", "--target", "local"],
-        cwd=project, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project, env=cli_env(PYTHONFAULTHANDLER="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         wait_until(lambda: log.read_text().count("starting") >= 2, 120, lambda: f"the new version never started:\n{log.read_text()}")
         wait_until(lambda: not serves(port) or whoami(port)["pid"] != old["pid"], 30, "the old version was not stopped")
         deploy.send_signal(interrupt)  # Ctrl+C (or a CI job cancelled) while the new version starts
-        deploy.communicate(timeout=60)
+        try:
+            deploy.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            deploy.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            _, err = deploy.communicate(timeout=30)
+            pytest.fail(f"the deploy did not end within 60 s of {interrupt.name}; its stacks:\n{err[-6000:]}")
     finally:
         if deploy.poll() is None:
             deploy.kill()

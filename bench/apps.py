@@ -62,10 +62,154 @@ def agentpack_app():
     return app
 
 
+#: The API key of the hot-path apps (issue 21): auth is on for both sides of that comparison.
+API_KEY = "bench-key-0123456789abcdef0123456789abcdef"
+
+
+def hot_path_baseline():
+    """Issue 21's baseline: ``/process`` hand-written on FastAPI, writing the *same bytes* as
+    agentpack (the same event JSON in the same SSE framing, the same headers), with a bearer
+    key checked the simple way and the body validated by a small pydantic model."""
+    import hmac
+    import time
+    import uuid
+
+    from fastapi import FastAPI, Header, HTTPException
+    from fastapi.responses import StreamingResponse
+    from pydantic import BaseModel
+
+    class Content(BaseModel):
+        type: str
+        text: str | None = None
+
+    class Msg(BaseModel):
+        role: str
+        content: list[Content] | str
+
+    class Query(BaseModel):
+        input: list[Msg]
+        stream: bool = True
+        id: str | None = None
+        session_id: str | None = None
+        user_id: str | None = None
+
+    expected = f"Bearer {API_KEY}".encode()
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health():
+        return {"status": "healthy"}
+
+    @app.post("/process")
+    async def process(query: Query, authorization: str = Header("")):
+        if not hmac.compare_digest(authorization.encode(), expected):
+            raise HTTPException(401, "bad key", headers={"WWW-Authenticate": "Bearer"})
+        session_id = query.session_id or uuid.uuid4().hex
+        user_id = query.user_id or session_id
+        response_id = query.id or f"response_{uuid.uuid4().hex}"
+        msg_id = f"msg_{uuid.uuid4().hex}"
+        created_at = int(time.time())
+
+        def response(sequence, status, completed_at=None, output=None):
+            return {
+                "sequence_number": sequence,
+                "object": "response",
+                "status": status,
+                "error": None,
+                "id": response_id,
+                "created_at": created_at,
+                "completed_at": completed_at,
+                "output": output,
+                "usage": None,
+                "session_id": session_id,
+            }
+
+        def message(sequence, status, content):
+            return {
+                "sequence_number": sequence,
+                "object": "message",
+                "status": status,
+                "error": None,
+                "id": msg_id,
+                "type": "message",
+                "role": "assistant",
+                "content": content,
+                "code": None,
+                "message": None,
+                "usage": None,
+                "metadata": {},
+            }
+
+        def content(sequence, status, delta, text):
+            return {
+                "sequence_number": sequence,
+                "object": "content",
+                "status": status,
+                "error": None,
+                "type": "text",
+                "index": 0,
+                "delta": delta,
+                "msg_id": msg_id,
+                "text": text,
+            }
+
+        async def frames():
+            yield f"data: {dumps(response(0, 'created'))}\n\n"
+            yield f"data: {dumps(response(1, 'in_progress'))}\n\n"
+            yield f"data: {dumps(message(2, 'in_progress', None))}\n\n"
+            sequence, pieces = 3, []
+            for _ in range(CHUNKS):
+                await pace()
+                pieces.append(CHUNK)
+                yield f"data: {dumps(content(sequence, 'in_progress', True, CHUNK))}\n\n"
+                sequence += 1
+            done = content(sequence, "completed", None, "".join(pieces))
+            yield f"data: {dumps(done)}\n\n"
+            whole = message(sequence + 1, "completed", [done])
+            yield f"data: {dumps(whole)}\n\n"
+            end = response(sequence + 2, "completed", int(time.time()), [whole])
+            yield f"data: {dumps(end)}\n\n"
+
+        headers = {
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "x-agentpack-session-id": session_id,
+            "x-agentpack-user-id": user_id,
+        }
+        return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
+
+    return app
+
+
+def hot_path_agentpack():
+    """Issue 21's agentpack side: the same handler as :func:`agentpack_app`, auth on (one API
+    key), every limit at its default (body limit, concurrent runs, run timeout)."""
+    from agentpack import AgentApp
+
+    app = AgentApp(app_name="bench", api_keys=[API_KEY])
+
+    @app.query(framework="text")
+    async def handler(msgs):
+        for _ in range(CHUNKS):
+            await pace()
+            yield CHUNK
+
+    return app
+
+
+KINDS = {
+    "fastapi": bare_fastapi,
+    "agentpack": agentpack_app,
+    "hot-baseline": hot_path_baseline,
+    "hot-agentpack": hot_path_agentpack,
+}
+
+
 def serve(kind: str, port: int) -> None:
     import uvicorn
 
-    app = bare_fastapi() if kind == "fastapi" else agentpack_app()
+    app = KINDS[kind]()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from urllib.parse import quote
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +26,7 @@ import httpx
 import pytest
 
 from agentpack import AgentApp
+from agentpack.headers import affinity_key
 from tests.support import CLI, BackgroundStream, check_protocol, cli_env, copy_project, free_port, in_process, user_body, wait_until, http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +43,22 @@ from agentpack import AgentApp, Msg
 
 app = AgentApp(app_name="UI test agent · 测试 🤖", debug=True)  # debug: the failed turn shows the exception's text
 TURNS = {}
+AFFINITY = {}  # session -> the X-Agentpack-Affinity values its requests carried (runs and stops)
+
+
+@app.middleware("http")
+async def note_affinity(request, call_next):
+    session = request.headers.get("x-agentpack-session-id")
+    if session:
+        AFFINITY.setdefault(session, []).append(request.headers.get("x-agentpack-affinity"))
+    return await call_next(request)
+
+
+@app.endpoint("/affinity", methods=["GET"])
+async def affinity():
+    return AFFINITY
+
+
 ANSWER = ["你好", "，", "世界", "！", " 🌍", " Tokens", " arrive", " one", " by", " one", "."]
 
 
@@ -343,6 +361,9 @@ def test_chat_streams_thinks_calls_tools_stops_and_keeps_its_session(browser, tm
         page.send("hello again")
         turn = page.ended("completed")
         assert turn["answer"][0]["text"].endswith(f"(turn 3 of session {session})")
+        # the page pinned the session's runs and its stop with the same affinity id as agentpack's other clients
+        seen = http.get(f"{url}/affinity").json()[quote(session, safe="")]
+        assert len(seen) >= 3 and set(seen) == {affinity_key(session, session)}, seen
 
         # 4. an HTTP error is shown: another client is running this session (409)
         other = BackgroundStream(url, user_body("long", session_id=session)).begin()
@@ -513,6 +534,16 @@ class SignatureRequired:
         canonical = canonical_request(scope["method"], scope["raw_path"].decode(), parse_qsl(scope["query_string"].decode()),
                                       {name: [headers[name]] for name in signed}, signed, headers["x-acs-content-sha256"])
         return authorization.endswith(f"Signature={sign(self.secret, canonical)}")
+
+
+def test_the_relay_adds_the_affinity_id_a_page_without_crypto_subtle_could_not():
+    from agentpack.cli.ui_view import affinity_for
+
+    named = {"x-agentpack-session-id": quote("会话-1", safe=""), "x-agentpack-user-id": quote("用户 🌍", safe="")}
+    assert affinity_for(named) == {"X-Agentpack-Affinity": affinity_key("会话-1", "用户 🌍")}
+    assert affinity_for({"x-agentpack-session-id": "s"}) == {"X-Agentpack-Affinity": affinity_key("s", "s")}
+    assert affinity_for({**named, "x-agentpack-affinity": "abc"}) == {}, "the page's own value is kept"
+    assert affinity_for({}) == {}, "no session, nothing to pin"
 
 
 def test_the_relay_signs_what_it_forwards_and_streams_it_back(serve):

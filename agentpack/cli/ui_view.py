@@ -28,9 +28,10 @@ UI_ENV = "AGENTPACK_UI"
 
 logger = logging.getLogger("agentpack.ui")
 
-#: Request headers the page sends that the deployment needs: the body's type, and the session
-#: headers Function Compute's session affinity routes on.
-FORWARDED_REQUEST = ("content-type", "accept", "x-agentpack-session-id", "x-agentpack-user-id")
+#: Request headers the page sends that the deployment needs: the body's type, the session ids and
+#: the affinity id the platforms' session affinity routes on (the relay adds it when the page could
+#: not: see ``affinity_for``).
+FORWARDED_REQUEST = ("content-type", "accept", "x-agentpack-session-id", "x-agentpack-user-id", "x-agentpack-affinity")
 #: Response headers passed back: the stream's type and caching, the session ids, request ids.
 FORWARDED_RESPONSE = (
     "content-type",
@@ -80,6 +81,19 @@ def page_bytes() -> bytes:
     return resources.files("agentpack").joinpath("frontends").joinpath("ui").joinpath("chat.html").read_bytes()
 
 
+def affinity_for(headers: dict[str, str]) -> dict[str, str]:
+    """The affinity header for a request that names its session but carries none (a page served
+    over plain http has no ``crypto.subtle`` to hash with), so a run and its stop reach one instance."""
+    from urllib.parse import unquote
+
+    from agentpack.headers import AFFINITY_HEADER, affinity_key
+
+    session = unquote(headers.get("x-agentpack-session-id", ""))
+    if not session or "x-agentpack-affinity" in headers:
+        return {}
+    return {AFFINITY_HEADER: affinity_key(session, unquote(headers.get("x-agentpack-user-id", "")) or None)}
+
+
 def relay_app(
     upstream: str, paths: dict[str, str], auth: Any = None, name: str | None = None, timeout: float = 300.0
 ) -> Any:
@@ -121,6 +135,7 @@ def relay_app(
     async def forward(request: Request, url: str) -> Response:
         client = clients["upstream"]
         headers = {key: request.headers[key] for key in FORWARDED_REQUEST if key in request.headers}
+        headers.update(affinity_for(headers))
         bearer = request.headers.get("authorization", "")
         if bearer[:7].lower() == "bearer ":  # the page's API key (docs/auth.md), sent on as `invoke` sends it
             headers.update(key_headers(bearer[7:].strip(), signed=auth is not None))

@@ -72,6 +72,12 @@ PROBE_APP = textwrap.dedent(
     async def starts():
         return {"starts": len(STARTS), "pid": os.getpid(), "name": os.environ.get("AWS_LAMBDA_FUNCTION_NAME")}
 
+    @app.get("/die")
+    async def die():
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
+
     @app.get("/sleep")
     async def sleep(seconds: float = 30):
         await asyncio.sleep(seconds)
@@ -240,6 +246,17 @@ def test_past_the_timeout_the_platform_answers_and_resets_the_environment(artifa
     assert after["pid"] != before["pid"] and after["starts"] == 1, "a fresh environment, initialised again"
     assert emulator.describe()["environments"][0]["starts"] == 2
     assert (tmp_path / f"shutdown-{before['pid']}").exists(), "SIGTERM mid-invocation still ran the app's shutdown"
+
+
+def test_a_runtime_killed_by_a_signal_is_reported_as_lambda_reports_it(artifacts, emulate):
+    emulator = emulate(artifacts("probe", False), False)
+    before = http.get(f"{emulator.url}/starts", timeout=30).json()
+    died = http.get(f"{emulator.url}/die", timeout=30)
+    assert died.status_code == 502 and died.headers[ERROR_HEADER] == "Runtime.ExitError"
+    # Lambda's words for a runtime killed by a signal (an out-of-memory kill): "signal: killed", not an exit status
+    assert any(line.endswith("Runtime exited with error: signal: killed") for line in emulator.lines), emulator.lines  # type: ignore[attr-defined]
+    after = http.get(f"{emulator.url}/starts", timeout=30).json()
+    assert after["pid"] != before["pid"], "a fresh environment serves the next invocation"
 
 
 def test_a_run_reaching_the_timeout_ends_with_its_terminal_event(artifacts, emulate):

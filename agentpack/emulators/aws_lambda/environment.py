@@ -11,6 +11,7 @@ when there is work, failing that work with the init error when no other environm
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,6 +26,19 @@ if TYPE_CHECKING:
 
 #: What the platform waits between SIGTERM and SIGKILL when it ends a runtime (with extensions).
 SHUTDOWN_GRACE = 0.5
+
+
+def how_it_exited(returncode: int) -> str:
+    """The runtime's end in Lambda's words: ``exit status 3``, or ``signal: killed`` for a signal
+    (an out-of-memory kill reads "Runtime exited with error: signal: killed" in Lambda's logs;
+    the signal names are Go's, lower-case, which libc's descriptions match for the common ones)."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        described = signal.strsignal(-returncode) or f"signal {-returncode}"
+    except ValueError:
+        described = f"signal {-returncode}"
+    return f"signal: {described.lower()}"
 
 
 @dataclass
@@ -162,9 +176,9 @@ class ExecutionEnvironment:
             if self.emulator.stopping:
                 return
             if self.process.returncode is not None:
-                code = self.process.returncode
-                self.log(f"Runtime exited with error: exit status {code}")
-                self.api.fail_current("Runtime.ExitError", f"Runtime exited with error: exit status {code}")
+                ended = how_it_exited(self.process.returncode)
+                self.log(f"Runtime exited with error: {ended}")
+                self.api.fail_current("Runtime.ExitError", f"Runtime exited with error: {ended}")
             else:
                 self.log("resetting the execution environment after the timeout")
                 await self._kill()

@@ -91,7 +91,7 @@ def test_an_endpoint_stream_sends_each_item_and_ends_a_failure_with_one_error_ev
         yield "two"
         raise ValueError("broken generator")
 
-    sent = asyncio.run(_drive(StreamResponse(IteratorProducer(source()))))
+    sent = asyncio.run(_drive(StreamResponse(IteratorProducer(source(), debug=True))))
     assert sent[0]["type"] == "http.response.start"
     assert (b"content-type", b"text/event-stream; charset=utf-8") in sent[0]["headers"]
     frames = [m["body"] for m in sent[1:] if m["body"]]

@@ -203,7 +203,7 @@ class AgentApp(FastAPI):
         verbs = [m.upper() for m in (methods or ["POST"])]
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-            self.add_api_route(path, make_endpoint(func), methods=verbs, tags=["custom"], response_model=None)
+            self.add_api_route(path, make_endpoint(func, self.debug_errors), methods=verbs, tags=["custom"], response_model=None)
             if not auth:
                 self.authentication.mark_open(self.router.routes[-1:])
             self.custom_endpoints.append({"path": path, "methods": verbs, "handler": func})

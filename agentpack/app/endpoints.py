@@ -38,13 +38,13 @@ def resolved_signature(func: Callable[..., Any]) -> inspect.Signature:
     )
 
 
-def stream_response(source: AsyncIterator[Any]) -> Response:
-    """An SSE response that sends each item the moment the generator yields it."""
-    return StreamResponse(IteratorProducer(source))
+def make_endpoint(func: Callable[..., Any], debug: bool | None = None) -> Callable[..., Any]:
+    """Wrap ``func`` into a FastAPI endpoint with the behaviour described in the module doc;
+    ``debug``: a failing stream's error event carries the exception's text (the app's setting)."""
 
+    def stream_response(source: AsyncIterator[Any]) -> Response:
+        return StreamResponse(IteratorProducer(source, debug))
 
-def make_endpoint(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``func`` into a FastAPI endpoint with the behaviour described in the module doc."""
     if is_async_gen_callable(func):
 
         async def endpoint(*args: Any, **kwargs: Any) -> Response:

@@ -159,17 +159,26 @@ async def run_to_end(
     task.result()
 
 
-def error_event(exc: BaseException) -> dict[str, str]:
-    """The event a failing endpoint stream ends with (AgentScope Runtime's shape)."""
-    return {"error": str(exc), "error_type": type(exc).__name__, "message": "Error in streaming generator"}
+def error_event(exc: BaseException, debug: bool | None = None) -> dict[str, str]:
+    """The event a failing endpoint stream ends with (AgentScope Runtime's shape).  ``error`` is
+    the exception's text only with debug on (``None``: as AGENTPACK_DEBUG says): the text may hold
+    anything, as for a run's ``failed`` event (see ``error_of``)."""
+    # the error path only (agent_run imports this module)
+    from agentpack.run.agent_run import SAFE_ERROR_MESSAGE, debug_from_env
+
+    if debug is None:
+        debug = debug_from_env()
+    text = str(exc) if debug else SAFE_ERROR_MESSAGE
+    return {"error": text, "error_type": type(exc).__name__, "message": "Error in streaming generator"}
 
 
 class IteratorProducer:
     """Streams the items of an endpoint's (async) iterator, each deep-serialized to JSON;
     an exception becomes one final error event instead of a cut connection."""
 
-    def __init__(self, source: AsyncIterator[Any]) -> None:
+    def __init__(self, source: AsyncIterator[Any], debug: bool | None = None) -> None:
         self.source = source
+        self.debug = debug
         self.task: asyncio.Task[None] | None = None
         self.stopped = False
 
@@ -185,7 +194,7 @@ class IteratorProducer:
             raise
         except Exception as exc:
             logger.exception("streaming endpoint failed")
-            await write(error_event(exc))
+            await write(error_event(exc, self.debug))
         finally:
             closer = getattr(self.source, "aclose", None)
             if closer is not None:

@@ -25,6 +25,7 @@ type only.  docs/auth.md is the user's guide.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import inspect
 import logging
@@ -65,6 +66,17 @@ def principal_id(principal: Any) -> str:
         return principal
     sub = principal.get("sub") if isinstance(principal, Mapping) else getattr(principal, "sub", None)
     return str(sub if sub is not None else principal)
+
+
+def owner_key(principal: Any) -> str | None:
+    """Who a stored result belongs to, as the stores keep it (None: nobody, without auth).
+
+    The principal's id (:func:`principal_id`: its ``sub`` for JWT claims, so a renewed token
+    still reads what the old one submitted) hashed with SHA-256, because stores such as a
+    Celery result backend keep it in the clear and a user name or e-mail has no business there."""
+    if principal is None:
+        return None
+    return hashlib.sha256(b"agentpack-owner\0" + principal_id(principal).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _keys_from(api_keys: Sequence[str] | Mapping[str, str] | None, environ: Mapping[str, str]) -> dict[str, bytes]:
@@ -182,6 +194,11 @@ class Authentication:
         scheme = {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key or token>"}
         return {"security_schemes": {"bearer": scheme}, "security": [{"bearer": []}]}
 
+    def owner(self) -> str | None:
+        """The current request's :func:`owner_key`: what results read by id are bound to
+        (background tasks, A2A tasks); None without auth or on a route opened with ``auth=False``."""
+        return owner_key(current_principal()) if self.enabled else None
+
     # -- a run's user ------------------------------------------------------------------------
     def bound_user(self, user_id: str | None) -> str | None:
         """The user id a request may run or stop as: with ``bind_user_to_principal``, the
@@ -270,5 +287,6 @@ __all__ = [
     "Verifier",
     "current_principal",
     "not_your_session",
+    "owner_key",
     "principal_id",
 ]

@@ -5,6 +5,11 @@
 its clients work unchanged; ``task_id``, the ``error`` object and ``DELETE`` are additions.
 A submission must be declared ``application/json`` (415 otherwise, see :func:`require_json`).
 A broker that cannot be reached is a 503 (the app's exception handler answers it).
+
+With auth on, a task is bound to the principal that submitted it: its status and its cancel
+answer that principal alone, and anyone else gets exactly the answer of an unknown id (so ids
+cannot be probed).  The queue keeps a hash of the principal (:func:`~agentpack.app.auth.owner_key`),
+not the principal.  Without auth (or on routes opened with ``auth=False``) nothing is bound.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from fastapi import Body, Depends, HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from agentpack.app.auth import current_principal, owner_key
 from agentpack.tasks.base import BrokerUnavailable, TaskQueue
 
 if TYPE_CHECKING:
@@ -29,12 +35,17 @@ def not_found(task_id: str) -> dict[str, str]:
     return {"error": f"Task {task_id} not found", "task_id": task_id}
 
 
+def request_owner() -> str | None:
+    """Who the task being submitted or read belongs to: the caller's owner key (None without auth)."""
+    return owner_key(current_principal())
+
+
 async def submit_response(
     queue: TaskQueue, name: str, queue_name: str, payload: Any, message: SubmitMessage | None = None
 ) -> JSONResponse:
     """Queue the job and answer 200 ``{"task_id", "status": "submitted", "queue", "message"}``."""
     try:
-        task_id = await queue.submit(name, payload)
+        task_id = await queue.submit(name, payload, owner=request_owner())
     except BrokerUnavailable as exc:
         # the keys AgentScope Runtime's clients read on a failed submission
         exc.answer = {"type": "task", "queue": queue_name, "status": "failed"}
@@ -74,20 +85,22 @@ def submit_endpoint(runtime: Runtime, name: str, queue_name: str) -> Callable[..
 
 
 def _status_endpoint(runtime: Runtime) -> Callable[..., Any]:
-    """``GET``: the task's state, always 200 (an unknown or expired id says so in ``error``)."""
+    """``GET``: the task's state, always 200 (an unknown or expired id, or another principal's
+    task, says so in ``error``)."""
 
     async def status(task_id: str) -> JSONResponse:
-        info = await runtime.task_queue.info(task_id)
+        info = await runtime.task_queue.info(task_id, owner=request_owner())
         return JSONResponse(not_found(task_id) if info is None else info.to_json())
 
     return status
 
 
 def _cancel_endpoint(runtime: Runtime) -> Callable[..., Any]:
-    """``DELETE`` (agentpack's own route): the state after the cancel; an unknown id is a 404."""
+    """``DELETE`` (agentpack's own route): the state after the cancel; an unknown id (or another
+    principal's task) is a 404."""
 
     async def cancel(task_id: str) -> JSONResponse:
-        info = await runtime.task_queue.cancel(task_id)
+        info = await runtime.task_queue.cancel(task_id, owner=request_owner())
         if info is None:
             return JSONResponse(not_found(task_id), status_code=404)
         return JSONResponse(info.to_json())

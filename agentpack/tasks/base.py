@@ -7,6 +7,7 @@ same HTTP contract, so moving a service from one to the other changes no client.
 
 from __future__ import annotations
 
+import hmac
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -174,13 +175,30 @@ class TaskQueue(ABC):
         return None
 
     @abstractmethod
-    async def submit(self, name: str, payload: Any) -> str:
-        """Queue ``name`` with ``payload``; returns the task id.  Raises :class:`BrokerUnavailable`."""
+    async def submit(self, name: str, payload: Any, owner: str | None = None) -> str:
+        """Queue ``name`` with ``payload``; returns the task id.  Raises :class:`BrokerUnavailable`.
+
+        ``owner`` (an opaque key, the app's hash of the submitting principal) binds the task:
+        see :func:`visible_to`."""
 
     @abstractmethod
-    async def info(self, task_id: str) -> TaskInfo | None:
-        """The task's state, or ``None`` for an id this queue never issued (or forgot)."""
+    async def info(self, task_id: str, owner: str | None = None) -> TaskInfo | None:
+        """The task's state, or ``None`` for an id this queue never issued (or forgot), or one
+        ``owner`` may not see."""
 
     @abstractmethod
-    async def cancel(self, task_id: str) -> TaskInfo | None:
-        """Cancel a pending or running task; ``None`` for an unknown id."""
+    async def cancel(self, task_id: str, owner: str | None = None) -> TaskInfo | None:
+        """Cancel a pending or running task; ``None`` for an unknown id or one ``owner`` may not see."""
+
+
+def visible_to(task_owner: str | None, reader: str | None) -> bool:
+    """Whether a task submitted by ``task_owner`` is shown to ``reader``.
+
+    A task submitted without an owner (an app without auth, a route opened with ``auth=False``)
+    is anyone's, as before; one with an owner is its owner's alone, and to everyone else it is
+    exactly an unknown id, so ids cannot be probed.  Compared in constant time, as keys are."""
+    if task_owner is None:
+        return True
+    return reader is not None and hmac.compare_digest(
+        task_owner.encode("utf-8", "replace"), reader.encode("utf-8", "replace")
+    )

@@ -7,6 +7,13 @@ each submission also leaves a small marker in the result backend: an id without 
 is answered with 404.  A cancel leaves a marker too, which a worker checks before it
 starts a job, so a cancel sent while no worker was online is still honoured.
 
+The submission's marker also holds its owner (the app's hash of the submitting principal, never
+the principal itself) when the app has auth: the task is then shown to that owner alone, and to
+anyone else it reads exactly as an unknown id.  The marker is written again when the job ends
+(and when it is canceled), so it lives as long as the result it guards; a result whose marker
+is gone is shown only to readers without an owner (as before), never to one with an owner.
+A result backend without ``get``/``set`` keeps no markers, so it can bind no task to its owner.
+
 Every Celery call blocks, so each runs in a worker thread, off the event loop.
 """
 
@@ -31,6 +38,7 @@ from agentpack.tasks.base import (
     run_job,
     run_job_sync,
     status_reported_to,
+    visible_to,
 )
 
 logger = logging.getLogger("agentpack.tasks.celery")
@@ -106,7 +114,8 @@ class CeleryQueue(TaskQueue):
         self._kv = hasattr(self.celery.backend, "set") and hasattr(self.celery.backend, "get")
         if not self._kv:
             logger.warning(
-                "result backend %s keeps no markers: unknown task ids will read as pending, not 404",
+                "result backend %s keeps no markers: unknown task ids will read as pending, not 404, "
+                "and results are not bound to who submitted them",
                 type(self.celery.backend).__name__,
             )
 
@@ -136,19 +145,46 @@ class CeleryQueue(TaskQueue):
             except Exception as exc:  # only the status shown to pollers is stale
                 logger.warning("could not record state %s of task %s: %s", state, task.request.id, exc)
 
-        with status_reported_to(report):
-            if is_async_job(spec):
-                return asyncio.run(run_job(spec, payload))  # a loop of its own per job: workers have none
-            return run_job_sync(spec, payload)
+        try:
+            with status_reported_to(report):
+                if is_async_job(spec):
+                    return asyncio.run(run_job(spec, payload))  # a loop of its own per job: workers have none
+                return run_job_sync(spec, payload)
+        finally:
+            self._renew_marker(task.request.id)
+
+    def _renew_marker(self, task_id: str, marker: dict[str, Any] | None = None) -> None:
+        """Write the submission's marker again, so it (and the owner in it) expires with the result
+        stored now, not ``result_ttl`` after the submission."""
+        if not self._kv:
+            return
+        try:
+            marker = marker if marker is not None else self._marker_of(task_id)
+            if marker is not None:
+                self.celery.backend.set(_marker(task_id), json.dumps(marker))
+        except Exception as exc:  # the result stands; its marker expires a little early
+            logger.warning("could not renew the marker of task %s: %s", task_id, exc)
+
+    def _marker_of(self, task_id: str) -> dict[str, Any] | None:
+        """The submission's marker (``{"name", "queue", "owner"}``), or None where there is none."""
+        raw = self.celery.backend.get(_marker(task_id))
+        if not raw:
+            return None
+        try:
+            marker = json.loads(raw)
+        except ValueError:
+            return {}
+        return marker if isinstance(marker, dict) else {}
 
     # -- the queue interface -------------------------------------------------------------
-    async def submit(self, name: str, payload: Any) -> str:
+    async def submit(self, name: str, payload: Any, owner: str | None = None) -> str:
         spec = self.specs[name]
         task_id = uuid.uuid4().hex
 
         def send() -> None:
             if self._kv:
-                self.celery.backend.set(_marker(task_id), json.dumps({"name": name, "queue": spec.queue}))
+                marker = {"name": name, "queue": spec.queue, "owner": owner}
+                self.celery.backend.set(_marker(task_id), json.dumps(marker))
             self.celery.send_task(
                 name,
                 args=[payload],
@@ -166,12 +202,18 @@ class CeleryQueue(TaskQueue):
             raise
         return task_id
 
-    def _read(self, task_id: str) -> TaskInfo | None:
+    def _read(self, task_id: str, owner: str | None) -> tuple[TaskInfo, dict[str, Any] | None] | None:
+        """The task and its marker; None for an id never issued, forgotten, or not ``owner``'s."""
         backend = self.celery.backend
+        marker = self._marker_of(task_id) if self._kv else None
+        if marker is None and self._kv and owner is not None:
+            return None  # nothing proves the reader submitted it
+        if marker is not None and not visible_to(marker.get("owner"), owner):
+            return None
         meta = backend.get_task_meta(task_id)
         state = meta.get("status", "PENDING")
         if state == "PENDING" and self._kv:
-            if not backend.get(_marker(task_id)):
+            if marker is None:
                 return None
             if backend.get(_cancel_marker(task_id)):
                 state = "REVOKED"
@@ -180,27 +222,34 @@ class CeleryQueue(TaskQueue):
             info.result = meta.get("result")
         elif state == "FAILURE":
             info.error = _failure(meta.get("result"))
-        return info
+        return info, marker
 
-    async def info(self, task_id: str) -> TaskInfo | None:
+    async def info(self, task_id: str, owner: str | None = None) -> TaskInfo | None:
+        def read() -> TaskInfo | None:
+            found = self._read(task_id, owner)
+            return found[0] if found is not None else None
+
         try:
-            return await anyio.to_thread.run_sync(self._read, task_id)
+            return await anyio.to_thread.run_sync(read)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise BrokerUnavailable(f"the result backend of {self.name} is unreachable: {exc}") from exc
             raise
 
-    async def cancel(self, task_id: str) -> TaskInfo | None:
+    async def cancel(self, task_id: str, owner: str | None = None) -> TaskInfo | None:
         def revoke() -> TaskInfo | None:
             from celery import states
 
-            info = self._read(task_id)
-            if info is None or info.status in TaskStatus.FINAL:
-                return info
+            found = self._read(task_id, owner)
+            if found is None or found[0].status in TaskStatus.FINAL:
+                return found[0] if found is not None else None
+            marker = found[1]
             if self._kv:
                 self.celery.backend.set(_cancel_marker(task_id), "1")
             self.celery.control.revoke(task_id, terminate=True, signal="SIGTERM")
             self.celery.backend.store_result(task_id, None, states.REVOKED)
+            if marker is not None:
+                self._renew_marker(task_id, marker)
             return TaskInfo(task_id, TaskStatus.CANCELED)
 
         try:

@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentpack._aio import wait_bounded
-from agentpack.tasks.base import TaskInfo, TaskQueue, TaskSpec, TaskStatus, error_info, run_job, status_reported_to
+from agentpack.tasks.base import (
+    TaskInfo,
+    TaskQueue,
+    TaskSpec,
+    TaskStatus,
+    error_info,
+    run_job,
+    status_reported_to,
+    visible_to,
+)
 
 logger = logging.getLogger("agentpack.tasks")
 
@@ -38,6 +47,8 @@ class _Job:
     expires: float = float("inf")
     #: size of the stored result and error, as JSON (counted once the job has finished)
     size: int = 0
+    #: who submitted it (the app's owner key), None for anyone's
+    owner: str | None = None
 
 
 def _size(info: TaskInfo) -> int:
@@ -69,12 +80,12 @@ class EmbeddedQueue(TaskQueue):
         self._finished_bytes = 0
         self._slots: asyncio.Semaphore | None = None
 
-    async def submit(self, name: str, payload: Any) -> str:
+    async def submit(self, name: str, payload: Any, owner: str | None = None) -> str:
         spec = self.specs[name]
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         self._sweep()
-        job = _Job(TaskInfo(uuid.uuid4().hex, TaskStatus.PENDING))
+        job = _Job(TaskInfo(uuid.uuid4().hex, TaskStatus.PENDING), owner=owner)
         self._jobs[job.info.task_id] = job
         job.task = asyncio.create_task(self._run(job, spec, payload), name=f"agentpack-task-{job.info.task_id}")
         return job.info.task_id
@@ -119,19 +130,28 @@ class EmbeddedQueue(TaskQueue):
         for task_id in [i for i, job in self._jobs.items() if job.expires <= now]:
             self._forget(task_id)
 
-    async def info(self, task_id: str) -> TaskInfo | None:
-        self._sweep()
+    def _job(self, task_id: str, owner: str | None) -> _Job | None:
         job = self._jobs.get(task_id)
+        return job if job is not None and visible_to(job.owner, owner) else None
+
+    async def info(self, task_id: str, owner: str | None = None) -> TaskInfo | None:
+        self._sweep()
+        job = self._job(task_id, owner)
         return job.info if job is not None else None
 
-    async def cancel(self, task_id: str) -> TaskInfo | None:
-        job = self._jobs.get(task_id)
+    async def cancel(self, task_id: str, owner: str | None = None) -> TaskInfo | None:
+        job = self._job(task_id, owner)
         if job is None:
             return None
         if job.info.status not in TaskStatus.FINAL and job.task is not None:
             job.task.cancel()
             # bounded: a job that swallows its cancellation must not hang the DELETE
             await wait_bounded(asyncio.gather(job.task, return_exceptions=True), CANCEL_GRACE)
+            if job.task.cancelled() and job.info.status not in TaskStatus.FINAL:
+                # canceled before its coroutine began, so _run never saw it: end it here
+                job.info.status = TaskStatus.CANCELED
+                job.expires = time.monotonic() + self.result_ttl
+                self._keep(job)
         return job.info
 
     async def aclose(self) -> None:

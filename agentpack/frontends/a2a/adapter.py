@@ -171,7 +171,15 @@ class A2AFastAPIDefaultAdapter(ProtocolAdapter):
             from agentpack.frontends.a2a.server import A2AServer
 
             limits = RunLimits(total=self._task_timeout, idle=self._task_event_timeout)
-            self._server = A2AServer(self._source, limits, self._retention, lambda base: self._served_card(app, base))
+            # an AgentApp's auth says who is calling, so each task is shown only to who started it
+            owner = getattr(getattr(app, "authentication", None), "owner", None)
+            self._server = A2AServer(
+                self._source,
+                limits,
+                self._retention,
+                lambda base: self._served_card(app, base),
+                owner if callable(owner) else None,
+            )
         return self._server
 
     def add_endpoint(self, app: Any, func: Callable[..., Any], managed_by_app: bool = False, **kwargs: Any) -> Any:

@@ -16,11 +16,16 @@ Method by method (1.0 name / 0.3 name):
   is ``canceled`` (an ended task is not cancelable: -32002).
 - ``SubscribeToTask`` / ``tasks/resubscribe``: a running task's updates, on any instance.
 - Not offered: ``ListTasks`` (-32004), push notifications (-32003), the extended card (-32007).
+
+With auth on, a task is its submitter's: ``GetTask``, ``CancelTask``, ``SubscribeToTask`` and a
+message naming its ``taskId`` answer any other principal ``TaskNotFound`` (-32001), exactly as
+for an id never issued, so ids cannot be probed (see :func:`visible_to`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -101,11 +106,25 @@ def _metadata_user(*structs: Any) -> str | None:
     return None
 
 
-class TaskHandler(RequestHandler):
-    """A2A methods over runs of ``source``; tasks live in ``source.records`` (see the module doc)."""
+def visible_to(task_owner: str | None, reader: str | None) -> bool:
+    """A task stored without an owner (an app without auth) is anyone's; one with an owner is
+    its owner's alone.  Compared in constant time, as keys are."""
+    if task_owner is None:
+        return True
+    return reader is not None and hmac.compare_digest(task_owner.encode(), reader.encode())
 
-    def __init__(self, source: Any, limits: RunLimits, retention: float) -> None:
+
+#: The owner key of the principal calling now (an AgentApp's ``authentication.owner``).
+Owner = Callable[[], "str | None"]
+
+
+class TaskHandler(RequestHandler):
+    """A2A methods over runs of ``source``; tasks live in ``source.records`` (see the module doc).
+    ``owner`` tells who is calling, so a task is shown only to the principal that started it."""
+
+    def __init__(self, source: Any, limits: RunLimits, retention: float, owner: Owner | None = None) -> None:
         self.source = source
+        self._owner: Owner = owner if owner is not None else (lambda: None)
         make_records = getattr(source, "records", None)
         self.records: Records = make_records("a2a-tasks") if callable(make_records) else MemoryRecords()
         self.limits = limits
@@ -114,15 +133,23 @@ class TaskHandler(RequestHandler):
         self.live: dict[str, TaskRun] = {}
 
     # -- tasks -----------------------------------------------------------------------------------
+    def _live(self, task_id: str) -> TaskRun | None:
+        """The task running here, if the caller may see it."""
+        live = self.live.get(task_id)
+        return live if live is not None and visible_to(live.owner, self._owner()) else None
+
     async def _load(self, task_id: str) -> tuple[dict[str, Any], str] | None:
-        """A task not running here, from the records (A2A JSON); one whose run died is answered failed."""
+        """A task not running here, from the records (A2A JSON); one whose run died is answered
+        failed.  None for an unknown id, and for another principal's task."""
         try:
             raw = await self.records.get(task_id)
         except Exception as exc:
             raise InternalError(message=f"the task store is unreachable: {exc}") from exc
         if raw is None:
             return None
-        task, user_id, updated = task_from_record(raw)
+        task, user_id, updated, owner = task_from_record(raw)
+        if not visible_to(owner, self._owner()):
+            return None
         if task["status"]["state"] not in TERMINAL_STATES:
             running = getattr(self.source, "running", None)
             if (
@@ -137,7 +164,7 @@ class TaskHandler(RequestHandler):
         return task, user_id
 
     async def _task(self, task_id: str) -> tuple[dict[str, Any], str]:
-        live = self.live.get(task_id)
+        live = self._live(task_id)
         if live is not None:
             return live.json(), live.user_id
         found = await self._load(task_id)
@@ -176,7 +203,9 @@ class TaskHandler(RequestHandler):
             where = ".".join(str(p) for p in first["loc"])
             raise InvalidParamsError(message=f"{where}: {first['msg']}") from None
         stored = {**MessageToDict(message), "contextId": context_id, "taskId": task_id}
-        task = TaskRun(task_id, context_id, request.user_id or context_id, stored, self.records, self.retention)
+        task = TaskRun(
+            task_id, context_id, request.user_id or context_id, stored, self.records, self.retention, self._owner()
+        )
         try:
             run = await self.source.open_run(request, self.limits)
         except SessionBusy:
@@ -223,7 +252,7 @@ class TaskHandler(RequestHandler):
 
     async def on_get_task(self, params: a2a_pb2.GetTaskRequest, context: ServerCallContext) -> a2a_pb2.Task | None:
         length = params.history_length if params.HasField("history_length") else None
-        live = self.live.get(params.id)
+        live = self._live(params.id)
         if live is not None:
             return live.snapshot(length)
         found = await self._load(params.id)
@@ -237,7 +266,7 @@ class TaskHandler(RequestHandler):
     async def on_cancel_task(
         self, params: a2a_pb2.CancelTaskRequest, context: ServerCallContext
     ) -> a2a_pb2.Task | None:
-        live = self.live.get(params.id)
+        live = self._live(params.id)
         if live is not None:
             if live.terminal:
                 raise TaskNotCancelableError(message=f"task {params.id!r} is already {state_name(live.state)}")
@@ -268,7 +297,7 @@ class TaskHandler(RequestHandler):
     async def on_subscribe_to_task(
         self, params: a2a_pb2.SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Any, None]:
-        live = self.live.get(params.id)
+        live = self._live(params.id)
         if live is not None:
             async for event in live.subscribe():
                 yield event
@@ -357,8 +386,15 @@ class A2AServer:
     not well formed goes to the dispatcher, whose errors are the protocol's.
     """
 
-    def __init__(self, source: Any, limits: RunLimits, retention: float, card: Callable[[Any], dict[str, Any]]) -> None:
-        self.handler = TaskHandler(source, limits, retention)
+    def __init__(
+        self,
+        source: Any,
+        limits: RunLimits,
+        retention: float,
+        card: Callable[[Any], dict[str, Any]],
+        owner: Owner | None = None,
+    ) -> None:
+        self.handler = TaskHandler(source, limits, retention, owner)
         self.context_builder = ContextBuilder()
         self.dispatcher = JsonRpcDispatcher(self.handler, context_builder=self.context_builder, enable_v0_3_compat=True)
         self._card = card

@@ -30,7 +30,9 @@ the stored task each answer's text is one part (the deltas joined).  The record 
 user and when it was written — goes to the interrupt backend's records (Redis with the Redis
 backend) when the run starts and whenever its state changes, at most every
 :data:`FLUSH_INTERVAL` while artifacts grow, and when it ends; it is kept for the app's
-``task_result_seconds``.
+``task_result_seconds``.  With auth on, the record also holds its owner: the app's hash of the
+principal that sent the message (never the principal itself), which alone may read, follow or
+cancel the task.
 """
 
 from __future__ import annotations
@@ -185,10 +187,19 @@ class TaskRun(Translator):
     """One task: its state, its artifacts so far, who is watching, and the run behind it."""
 
     def __init__(
-        self, task_id: str, context_id: str, user_id: str, message: dict[str, Any], records: Records, retention: float
+        self,
+        task_id: str,
+        context_id: str,
+        user_id: str,
+        message: dict[str, Any],
+        records: Records,
+        retention: float,
+        owner: str | None = None,
     ) -> None:
         super().__init__()
         self.task_id = task_id
+        #: who may see the task (the app's owner key of the principal that sent it), None: anyone
+        self.owner = owner
         self.context_id = context_id
         self.user_id = user_id
         self.history = [message]
@@ -241,7 +252,10 @@ class TaskRun(Translator):
         return task
 
     def record(self) -> str:
-        return json.dumps({"task": self.json(), "user_id": self.user_id, "updated": time.time()}, ensure_ascii=False)
+        record = {"task": self.json(), "user_id": self.user_id, "updated": time.time()}
+        if self.owner is not None:
+            record["owner"] = self.owner
+        return json.dumps(record, ensure_ascii=False)
 
     async def updates(self) -> AsyncIterator[list[dict[str, Any]]]:
         """``{"task": …}`` as it is now, then each ``{"statusUpdate": …}`` / ``{"artifactUpdate": …}``
@@ -472,10 +486,16 @@ class TaskRun(Translator):
             out.append(self._update(artifact, [part], appending, False))
 
 
-def task_from_record(raw: str) -> tuple[dict[str, Any], str, float]:
-    """``(task as A2A JSON, user_id, when it was written)`` from a stored record."""
+def task_from_record(raw: str) -> tuple[dict[str, Any], str, float, str | None]:
+    """``(task as A2A JSON, user_id, when it was written, owner)`` from a stored record."""
     record = json.loads(raw)
-    return record["task"], record.get("user_id") or "", float(record.get("updated") or 0)
+    owner = record.get("owner")
+    return (
+        record["task"],
+        record.get("user_id") or "",
+        float(record.get("updated") or 0),
+        owner if isinstance(owner, str) else None,
+    )
 
 
 __all__ = [

@@ -287,6 +287,21 @@ class ResponseBuilder:
     def delta(self, msg: OpenMessage, item: OpenContent, payload: dict[str, Any]) -> dict[str, Any]:
         """A piece of content: text appends to what came before, other payloads replace it."""
         appendable = _APPENDABLE.get(item.type)
+        if appendable is not None and len(payload) == 1 and appendable in payload:
+            # the frequent case (one more piece of text), built in one go: what _content builds
+            text = payload[appendable]
+            item.pieces.append(text or "")
+            return {
+                "sequence_number": None,
+                "object": "content",
+                "status": RunStatus.IN_PROGRESS,
+                "error": None,
+                "type": item.type,
+                "index": item.index,
+                "delta": True,
+                "msg_id": msg.id,
+                appendable: text,
+            }
         for key, value in payload.items():
             if key == appendable:
                 item.pieces.append(value or "")

@@ -64,12 +64,24 @@ class RunLimits:
         return self.total is not None or self.idle is not None
 
 
+#: What enforces a run's limits until the run cancels it at its end.
+Watchdog = asyncio.TimerHandle | asyncio.Task[None]
+
+
 def enforce_limits(
     limits: RunLimits, write: Write, fail: Callable[[str, str], None], name: str | None = None
-) -> tuple[Write, asyncio.Task[None]]:
-    """``write`` that notes when each event goes out, and the task that calls ``fail`` once a
-    limit has passed (the caller cancels it when the run ends)."""
+) -> tuple[Write, Watchdog]:
+    """``write`` that notes when each event goes out, and the watchdog that calls ``fail`` once a
+    limit has passed (the caller cancels it when the run ends).
+
+    A whole-run deadline alone — every run has one by default (``run_timeout_seconds``) — is one
+    timer in the event loop and leaves ``write`` as it is: no task per run and no extra call
+    per event.  Only a limit between two events needs to note when each event goes out."""
     total, idle = limits.total, limits.idle
+    if idle is None:
+        assert total is not None  # RunLimits is false without either
+        message = f"the run took longer than its {total:g}s limit"
+        return write, asyncio.get_running_loop().call_later(total, fail, TIMEOUT_CODE, message)
     started = last = time.monotonic()
 
     async def noted(event: Any) -> None:
@@ -222,7 +234,7 @@ class AgentRun(StoppableRun):
         builder = self.builder
         self.status = RunStatus.IN_PROGRESS
         error: BaseException | None = None
-        watchdog: asyncio.Task[None] | None = None
+        watchdog: Watchdog | None = None
         if self.limits:
             write, watchdog = enforce_limits(self.limits, write, self.fail, self.request.session_id)
         try:

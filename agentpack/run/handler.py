@@ -69,18 +69,26 @@ class QueryHandler:
             return offered
         return {k: v for k, v in offered.items() if k in self.accepts}
 
-    async def stream(self, owner: Any, msgs: Any, request: Any, extra: dict[str, Any]) -> AsyncIterator[Any]:
+    def stream(self, owner: Any, msgs: Any, request: Any, extra: dict[str, Any]) -> AsyncIterator[Any]:
         """Run the handler and yield what it produces, one item at a time, as it produces it.
 
-        Sync generators and functions run in the thread pool so a blocking handler never
-        stalls the event loop (and with it every other stream of the process).
+        An async generator handler is its own stream (no generator around it: one step less
+        per item).  Sync generators and functions run in the thread pool so a blocking handler
+        never stalls the event loop (and with it every other stream of the process).
         """
         kwargs = self._keywords({"msgs": msgs, "request": request, **extra})
         args = (owner,) if self.binds_self else ()
         func = self.func
         if is_async_gen_callable(func):
-            source: AsyncIterator[Any] = func(*args, **kwargs)
-        elif inspect.isgeneratorfunction(func):
+            generator: AsyncIterator[Any] = func(*args, **kwargs)
+            return generator
+        return self._other_stream(func, args, kwargs)
+
+    async def _other_stream(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        source: AsyncIterator[Any]
+        if inspect.isgeneratorfunction(func):
             source = iterate_in_threadpool(func(*args, **kwargs))
         else:
             source = as_async_iterator(await call(func, *args, **kwargs))

@@ -102,6 +102,89 @@ class ProtocolAdapter(ABC):
         """Called when the app stops, before its backends are closed."""
 
 
+class LazyOpenAPI(dict):  # type: ignore[type-arg]
+    """A route's ``openapi_extra`` made the first time the app's schema is built, not when the
+    route is added: a request body's JSON schema needs the protocol's pydantic models (AG-UI's
+    SDK), which an app that never serves its schema -- an artifact, whose docs are off -- should
+    not import at start-up.  FastAPI reads ``openapi_extra`` only while building the schema."""
+
+    def __init__(self, make: Callable[[], dict[str, Any]]) -> None:
+        super().__init__()
+        self._make: Callable[[], dict[str, Any]] | None = make
+
+    def _fill(self) -> None:
+        if self._make is not None:
+            make, self._make = self._make, None
+            self.update(make())
+
+    def __len__(self) -> int:
+        self._fill()
+        return super().__len__()
+
+    def __iter__(self) -> Any:
+        self._fill()
+        return super().__iter__()
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> Any:
+        self._fill()
+        return super().__getitem__(key)
+
+    def keys(self) -> Any:
+        self._fill()
+        return super().keys()
+
+    def items(self) -> Any:
+        self._fill()
+        return super().items()
+
+    def values(self) -> Any:
+        self._fill()
+        return super().values()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._fill()
+        return super().get(key, default)
+
+
+def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic model's JSON schema with its ``$defs`` written in place of each ``$ref``, so it
+    can sit inside an OpenAPI operation (where ``#/$defs/...`` would point at the document's root).
+    A model that refers to itself is cut at the second visit with an open schema (``{}``)."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.removeprefix("#/$defs/")
+                if name in seen or name not in defs:
+                    return {}
+                rest = {k: walk(v, seen) for k, v in node.items() if k != "$ref"}
+                return {**walk(defs[name], seen | {name}), **rest}
+            return {k: walk(v, seen) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(item, seen) for item in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema, frozenset())
+    return inlined
+
+
+def json_body(schema: Callable[[], dict[str, Any]], responses: dict[str, Any]) -> LazyOpenAPI:
+    """``openapi_extra`` documenting a route that reads its JSON body itself (so FastAPI sees no
+    body parameter): the body's schema, required, and the answers the route gives."""
+    return LazyOpenAPI(
+        lambda: {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": inline_schema(schema())}}},
+            "responses": responses,
+        }
+    )
+
+
 def run_source(func: Any) -> RunSource:
     """The run source behind what ``add_endpoint`` was given: the app's own, or a function's."""
     if callable(getattr(func, "open_run", None)):
@@ -270,6 +353,7 @@ def stream(run: Any, translate: Translate, headers: dict[str, str] | None = None
 
 
 __all__ = [
+    "LazyOpenAPI",
     "Translator",
     "FuncRun",
     "FuncSource",
@@ -278,7 +362,9 @@ __all__ = [
     "Translate",
     "Translated",
     "as_event",
+    "inline_schema",
     "is_terminal",
+    "json_body",
     "open_or_refuse",
     "run_headers",
     "run_source",

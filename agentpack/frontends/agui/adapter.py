@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentpack.frontends.base import ProtocolAdapter, open_or_refuse, run_source, stream
+from agentpack.frontends.base import ProtocolAdapter, json_body, open_or_refuse, run_source, stream
 from agentpack.protocol.excerpts import bounded_errors
 from agentpack.run.json_response import json_response
 
@@ -57,6 +57,44 @@ def invalid(errors: list[Any]) -> Response:
     if more:
         body["more_errors"] = more
     return json_response(body, 422)
+
+
+_RUN_ERROR = {"text/event-stream": {"schema": {"type": "object", "properties": {"data": {"type": "string"}}}}}
+
+#: What the route answers, for the OpenAPI schema (the body is read by the route itself).
+AGUI_ANSWERS: dict[str, Any] = {
+    "200": {
+        "description": "AG-UI events as server-sent events, ending with RUN_FINISHED or RUN_ERROR",
+        "content": _RUN_ERROR,
+    },
+    "403": {
+        "description": "A RUN_ERROR (FORBIDDEN): the user is not the authenticated principal's",
+        "content": _RUN_ERROR,
+    },
+    "409": {"description": "A RUN_ERROR (SESSION_BUSY): the thread is running another run", "content": _RUN_ERROR},
+    "413": {"description": "The body is larger than the app's max_body_bytes"},
+    "422": {
+        "description": "The body is not JSON or not a RunAgentInput; `detail` names each field",
+        "content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}},
+    },
+    "503": {
+        "description": "A RUN_ERROR (BACKEND_UNAVAILABLE): the interrupt backend cannot be reached, or the instance is full",
+        "content": _RUN_ERROR,
+    },
+}
+
+
+def _request_schema() -> dict[str, Any]:
+    """AG-UI's ``RunAgentInput`` as accepted here (needs the ``agui`` extra, as the route does)."""
+    try:
+        from agentpack.frontends.agui.request import FlexibleRunAgentInput
+    except ModuleNotFoundError:  # the route answers that itself; the schema says what it can
+        return {
+            "type": "object",
+            "properties": {"threadId": {"type": "string"}, "runId": {"type": "string"}},
+            "required": ["threadId", "runId"],
+        }
+    return FlexibleRunAgentInput.model_json_schema()
 
 
 class AGUIDefaultAdapter(ProtocolAdapter):
@@ -112,7 +150,13 @@ class AGUIDefaultAdapter(ProtocolAdapter):
             return stream(run, lambda event: frames(translator.feed(event)))
 
         app.add_api_route(
-            self.route_path, ag_ui, methods=["POST"], tags=["ag-ui"], summary="AG-UI run", response_model=None
+            self.route_path,
+            ag_ui,
+            methods=["POST"],
+            tags=["ag-ui"],
+            summary="AG-UI run",
+            response_model=None,
+            openapi_extra=json_body(_request_schema, AGUI_ANSWERS),
         )
         return app
 

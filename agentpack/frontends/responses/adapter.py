@@ -23,7 +23,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentpack.frontends.base import ProtocolAdapter, open_or_refuse, run_headers, run_source, run_to_end, stream
+from agentpack.frontends.base import (
+    ProtocolAdapter,
+    json_body,
+    open_or_refuse,
+    run_headers,
+    run_source,
+    run_to_end,
+    stream,
+)
 from agentpack.run.json_response import json_response
 
 logger = logging.getLogger("agentpack.frontends.responses")
@@ -46,6 +54,53 @@ def refuse(status: int, exc: Exception) -> Response:
     if status == 403:
         return openai_error(403, str(exc), param="user", code="permission_denied")
     return openai_error(status, str(exc), kind="server_error", code="service_unavailable")
+
+
+_OPENAI_ERROR = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "properties": {"message": {"type": "string"}, "type": {}, "param": {}, "code": {}},
+                }
+            },
+        }
+    }
+}
+
+#: What the route answers, for the OpenAPI schema (the body is read by the route itself).
+RESPONSES_ANSWERS: dict[str, Any] = {
+    "200": {
+        "description": "With `stream: true`, OpenAI's Responses events as server-sent events, ending with "
+        "response.completed, response.failed or response.incomplete; otherwise the Response object as JSON",
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+                    "required": ["data"],
+                }
+            },
+            "application/json": {"schema": {"type": "object"}},
+        },
+    },
+    "400": {"description": "The body is not JSON or not a request this API can run", "content": _OPENAI_ERROR},
+    "403": {"description": "The user is not the authenticated principal's", "content": _OPENAI_ERROR},
+    "409": {"description": "The conversation is running another response", "content": _OPENAI_ERROR},
+    "413": {"description": "The body is larger than the app's max_body_bytes"},
+    "503": {
+        "description": "The interrupt backend cannot be reached, or the instance is full",
+        "content": _OPENAI_ERROR,
+    },
+}
+
+
+def _request_schema() -> dict[str, Any]:
+    from agentpack.frontends.responses.request import ResponsesRequest
+
+    return ResponsesRequest.model_json_schema()
 
 
 class ResponseAPIDefaultAdapter(ProtocolAdapter):
@@ -118,6 +173,7 @@ class ResponseAPIDefaultAdapter(ProtocolAdapter):
             tags=["openai-responses"],
             summary="OpenAI Responses API",
             response_model=None,
+            openapi_extra=json_body(_request_schema, RESPONSES_ANSWERS),
         )
         return app
 

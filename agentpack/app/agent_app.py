@@ -35,6 +35,24 @@ if TYPE_CHECKING:
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
+#: ``0`` turns ``/docs``, ``/redoc`` and ``/openapi.json`` off; an artifact's entry point sets it
+#: unless its environment does (agentpack.targets.DOCS_ENV), so they are on locally, off deployed.
+DOCS_ENV = "AGENTPACK_DOCS"
+
+
+def docs_keywords(fastapi_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's keywords with the docs pages off when ``AGENTPACK_DOCS=0`` — unless the app names
+    ``docs_url``, ``redoc_url`` or ``openapi_url`` itself, which then decide.  A public deployment
+    need not hand anyone a map of its routes; a bad value is a ``ValueError`` naming the variable."""
+    if {"docs_url", "redoc_url", "openapi_url"} & fastapi_kwargs.keys():
+        return fastapi_kwargs
+    value = os.environ.get(DOCS_ENV, "").strip().lower()
+    if value in ("", "1", "true", "yes", "on"):
+        return fastapi_kwargs
+    if value in ("0", "false", "no", "off"):
+        return {**fastapi_kwargs, "docs_url": None, "redoc_url": None, "openapi_url": None}
+    raise ValueError(f"{DOCS_ENV}={value!r}: use 1 to serve /docs, /redoc and /openapi.json, or 0 not to")
+
 
 class AgentApp(FastAPI):
     """A FastAPI app with agent routes: ``@app.query``, ``@app.endpoint``, ``@app.task``, probes and stop."""
@@ -74,7 +92,7 @@ class AgentApp(FastAPI):
         bind_user_to_principal: bool = False,
         **fastapi_kwargs: Any,
     ) -> None:
-        fastapi_kwargs = compat.constructor_keywords(fastapi_kwargs)
+        fastapi_kwargs = docs_keywords(compat.constructor_keywords(fastapi_kwargs))
         if interrupt_redis_url is None and interrupt_backend is None:
             # set by `agentpack deploy` from [targets.<t>] redis_url, so instances share stops
             interrupt_redis_url = os.environ.get("AGENTPACK_REDIS_URL") or None

@@ -37,17 +37,13 @@ def _demote_shutdown_cancels(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def log_config(log_level: str = "info") -> dict[str, Any]:
-    """uvicorn's logging configuration with agentpack's own logger beside uvicorn's, at
-    ``log_level``: without it agentpack's INFO lines (a stream ended by a shutdown) would
-    go nowhere, and its warnings would be printed bare, without uvicorn's level prefix."""
-    import copy
+    """uvicorn's loggers, agentpack's and the app's, at ``log_level``, as JSON lines or text
+    with the request, session and user ids (:func:`agentpack.logs.log_config`, docs/logs.md):
+    without agentpack's logger its INFO lines (a run's start and end, a stream ended by a
+    shutdown) would go nowhere."""
+    from agentpack.logs import log_config as structured
 
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    level = log_level.upper() if log_level.upper() in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG") else "INFO"
-    config.setdefault("loggers", {})["agentpack"] = {"handlers": ["default"], "level": level, "propagate": False}
-    return _demote_shutdown_cancels(config)
+    return _demote_shutdown_cancels(structured(log_level))
 
 
 #: Set (to "1") by agentpack's emulators on the instances they start: an instance whose parent is
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 
     adapter = FunctionAdapter(app, request_shutdown, args.platform)
     server = uvicorn.Server(
-        uvicorn.Config(adapter, log_config=_demote_shutdown_cancels(function_log_config()), **options)
+        uvicorn.Config(adapter, log_config=_demote_shutdown_cancels(function_log_config(args.log_level)), **options)
     )
     server.run()
 

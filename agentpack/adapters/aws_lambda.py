@@ -15,10 +15,12 @@ that are not UTF-8 text).  The managed runtime buffers the response: an SSE stre
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+from agentpack import logs
 from agentpack.adapters.lambda_environment import LambdaEnvironment
 from agentpack.adapters.lambda_http import (
     INTERNAL_ERROR_BODY,
@@ -77,8 +79,14 @@ async def buffered_answer(
 
 
 def make_handler(spec: str) -> Handler:
-    """Load the app named by ``spec``, start its lifespan, and return the Lambda handler serving it."""
+    """Load the app named by ``spec``, start its lifespan, and return the Lambda handler serving it.
+
+    Inside Lambda (``AWS_LAMBDA_RUNTIME_API`` set) the runtime client's log handler is given
+    agentpack's format with the ids (docs/logs.md), once the app had its chance to configure
+    logging itself."""
     environment = LambdaEnvironment.from_spec(spec)
+    if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+        logs.configure_root(os.environ.get("AGENTPACK_LOG_LEVEL") or os.environ.get("AWS_LAMBDA_LOG_LEVEL") or "info")
     environment.start()
     return handler_for(environment)
 
@@ -87,7 +95,12 @@ def handler_for(environment: LambdaEnvironment) -> Handler:
     """The Lambda handler serving a started environment (``make_handler`` without the loading)."""
 
     def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        return environment.run(buffered_response(environment, event, context))
+        request_id = getattr(context, "aws_request_id", None)
+        token = logs.bind_request(request_id if isinstance(request_id, str) and request_id else logs.new_request_id())
+        try:
+            return environment.run(buffered_response(environment, event, context))
+        finally:
+            logs.reset(token)
 
     handler.environment = environment  # type: ignore[attr-defined]
     return handler

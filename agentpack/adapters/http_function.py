@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentpack import logs
 from agentpack.headers import run_session
 
 logger = logging.getLogger("agentpack.platform")
@@ -108,30 +109,11 @@ def _invocation(headers: dict[str, str]) -> Invocation:
     )
 
 
-class RequestIdFilter(logging.Filter):
-    """Gives every log record ``request_id``: the current invocation's, or ``-``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        invocation = _current.get()
-        record.request_id = invocation.request_id if invocation is not None else "-"
-        return True
-
-
-def log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration with the request id in every line (FC's log search
-    finds a request's lines by it)."""
-    import copy
-
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["request_id"] = {"()": RequestIdFilter}
-    for formatter in config["formatters"].values():
-        formatter["fmt"] = formatter["fmt"].replace("%(levelprefix)s", "%(levelprefix)s [%(request_id)s]", 1)
-    for handler in config["handlers"].values():
-        handler["filters"] = ["request_id"]
-    config.setdefault("loggers", {})["agentpack"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return config
+def log_config(log_level: str = "info") -> dict[str, Any]:
+    """The server's logging configuration (:func:`agentpack.logs.log_config`): the request id
+    is in every line (FC's log search finds a request's lines by it), as a JSON field on the
+    platform, where the output is no terminal."""
+    return logs.log_config(log_level)
 
 
 class FunctionAdapter:
@@ -161,6 +143,7 @@ class FunctionAdapter:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
         invocation = _invocation(headers)
         token = _current.set(invocation)
+        log_token = logs.bind_request(invocation.request_id, scope.get("path"))  # the app's lines carry it too
         try:
             if (scope["method"], scope["path"]) in LIFECYCLE_PATHS and _is_hook_call(headers, scope["path"]):
                 await self._lifecycle(scope["path"], invocation, send)
@@ -174,6 +157,7 @@ class FunctionAdapter:
                     task.cancel()
                 print(f"FC Invoke End RequestId: {invocation.request_id}", flush=True)
         finally:
+            logs.reset(log_token)
             _current.reset(token)
 
     def _watch_startup(

@@ -41,6 +41,7 @@ from typing import Any
 
 import h11
 
+from agentpack import logs
 from agentpack.adapters.aws_lambda import buffered_answer
 from agentpack.adapters.lambda_environment import LambdaEnvironment
 from agentpack.adapters.lambda_http import (
@@ -292,6 +293,14 @@ async def serve(environment: LambdaEnvironment, client: RuntimeAPIClient) -> Non
 
 
 async def handle(environment: LambdaEnvironment, client: RuntimeAPIClient, invocation: Invocation) -> None:
+    token = logs.bind_request(invocation.request_id)  # every line of the invocation carries its id
+    try:
+        await _handle(environment, client, invocation)
+    finally:
+        logs.reset(token)
+
+
+async def _handle(environment: LambdaEnvironment, client: RuntimeAPIClient, invocation: Invocation) -> None:
     if invocation.trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id  # the X-Ray SDK reads it from here
     else:
@@ -357,14 +366,9 @@ def _init_error(exc: BaseException) -> dict[str, Any]:
 
 
 def _configure_logging() -> None:
-    if logging.getLogger().handlers:
-        return
-    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level, logging.INFO),
-        format="[%(levelname)s] %(asctime)s %(name)s %(message)s",
-    )
+    """agentpack's format with the ids on stderr (docs/logs.md): JSON lines, as Lambda's
+    output is no terminal."""
+    logs.configure_root(os.environ.get("AGENTPACK_LOG_LEVEL") or os.environ.get("AWS_LAMBDA_LOG_LEVEL") or "info")
 
 
 def main(argv: list[str] | None = None) -> int:

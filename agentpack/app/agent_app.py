@@ -28,6 +28,7 @@ from agentpack.app.protocols import Protocols
 from agentpack.app.runtime import ReadinessCheck, Runtime
 from agentpack.frameworks import get_framework
 from agentpack.interrupt.base import BaseInterruptBackend, session_key
+from agentpack.logs import RequestIds
 from agentpack.run.handler import QueryHandler
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ class AgentApp(FastAPI):
         self.debug_errors = limits.debug_from_env(self.debug)
         errors.install(self)
         limits.install(self, self.limits, cors_origins, cors_allow_credentials)
+        # added last, so outermost: a 401, 413 or CORS answer carries the request id too (docs/logs.md)
+        self.add_middleware(RequestIds)
 
         self.app_name, self.app_description, self.a2a_config = app_name, app_description, a2a_config
         #: how long results stay readable: background tasks and A2A tasks

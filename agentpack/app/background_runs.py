@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends
 from starlette.responses import JSONResponse
 
+from agentpack.app.process import logged
 from agentpack.app.task_routes import add_task_routes, require_json, submit_response
 from agentpack.interrupt.base import SessionBusy, session_key
 from agentpack.interrupt.guard import SessionGuard
@@ -112,7 +113,8 @@ def add_background_runs(app: AgentApp) -> None:
             key = session_key(request.user_id, request.session_id)
             session = f"session {request.session_id!r} of user {request.user_id!r}"
             active = await take_session(guard, key, run, app.stream_task_wait_seconds, session)
-            run.on_release(lambda status: guard.end(active, session_state(status)))  # before the job reads as finished
+            # released before the job reads as finished; logged as every run is (docs/logs.md)
+            run.on_release(logged(run, lambda status: guard.end(active, session_state(status))))
             final = await run.final_response(cancel_reason="the background run was canceled")  # settles and releases it
         return final
 

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
+from agentpack import logs
 from agentpack.app.limits import RunSlots
 from agentpack.headers import session_headers
 from agentpack.interrupt.base import session_key
 from agentpack.interrupt.records import Records
 from agentpack.protocol.schemas import AgentRequest, SessionId, UserId, fill_ids
-from agentpack.protocol.status import session_state
-from agentpack.run.agent_run import AgentRun, RunLimits
+from agentpack.protocol.status import RunStatus, session_state
+from agentpack.run.agent_run import AgentRun, Release, RunLimits
 from agentpack.run.handler import QueryHandler
 from agentpack.run.iterate import iterate_run
 from agentpack.run.json_response import SafeJSONResponse
@@ -31,6 +34,42 @@ from agentpack.run.stream import StreamResponse, run_to_end
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
+
+
+run_log = logging.getLogger("agentpack.run")
+
+
+def logged(run: AgentRun, release: Release) -> Release:
+    """Bind the run's session and user to every line logged from here on (and in the tasks
+    started after it: the run's, the handler's), write its "run started" line, and return
+    ``release`` writing its "run ended" line once it has run (docs/logs.md)."""
+    bound = logs.bind_run(run.request.session_id, run.request.user_id)
+    route = bound.route or "background"
+    started = time.monotonic()
+    run_log.info("run started: %s", route, extra={"event": "run_started", "route": route})
+
+    async def release_and_log(status: str) -> None:
+        try:
+            await release(status)
+        finally:
+            _log_run_end(run, route, status, started)
+
+    return release_and_log
+
+
+def _log_run_end(run: AgentRun, route: str, status: str, started: float) -> None:
+    """The run's "run ended" line: its status (a timeout is ``failed`` with ``error_code``
+    ``timeout``; a run whose client went away before its end is ``canceled`` by the client)
+    and how long it held its session."""
+    fields: dict[str, Any] = {"event": "run_ended", "route": route}
+    if status == RunStatus.IN_PROGRESS:
+        status, fields["reason"] = RunStatus.CANCELED, "client disconnected"
+    elif status == RunStatus.CREATED:
+        status, fields["reason"] = RunStatus.CANCELED, "never started"
+    if run.failure is not None:
+        fields["error_code"] = run.failure[0]
+    fields["status"], fields["duration_ms"] = status, round((time.monotonic() - started) * 1000, 1)
+    run_log.info("run ended: %s in %.0f ms", status, fields["duration_ms"], extra=fields)
 
 
 class AppRuns:
@@ -76,7 +115,7 @@ class AppRuns:
             finally:
                 slots.give_back()
 
-        run.on_release(release)
+        run.on_release(logged(run, release))  # the ids on every line of the run; its start and end
         return run
 
     def __call__(self, request: AgentRequest) -> AsyncIterator[dict[str, Any]]:

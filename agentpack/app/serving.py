@@ -10,6 +10,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from agentpack import logs
 from agentpack.addresses import announce_serving
 from agentpack.app import agent_routes, compat
 from agentpack.app.protocols import UI_ENV
@@ -37,6 +38,8 @@ def serve(app: AgentApp, host: str | None, port: int | None, web_ui: bool, kwarg
     if "protocol_adapters" in kwargs:
         app.protocols.replace(kwargs.pop("protocol_adapters") or [])
     options = {"timeout_graceful_shutdown": 10, **compat.uvicorn_options(kwargs)}
+    if "log_config" not in options:  # the ids in every line, JSON off a terminal (docs/logs.md)
+        options["log_config"] = logs.log_config(str(options.get("log_level") or "info"))
     announce_serving(host, port)
     if web_ui:
         # AgentScope Runtime starts a separate Node app here; agentpack's page is served by the

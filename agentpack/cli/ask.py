@@ -73,13 +73,15 @@ def serve_and_ask(
 
     from agentpack.serve import log_config
 
-    # No access log: its lines would cut through the streamed reply.
+    # No access log and no "run started/ended" lines: they would cut through the streamed reply.
+    logging_config = log_config(log_level)
+    logging_config["loggers"]["agentpack.run"] = {"level": "WARNING"}
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
-        log_config=log_config(log_level),
+        log_config=logging_config,
         access_log=False,
         timeout_graceful_shutdown=grace,  # type: ignore[arg-type,unused-ignore]  # uvicorn says int; a float works
     )

@@ -373,6 +373,7 @@ def configure_root(log_level: str = "info", stream: IO[str] | None = None) -> No
         if not any(isinstance(f, RunContextFilter) for f in handler.filters):
             handler.addFilter(RunContextFilter())
     root.setLevel(_level(log_level))
+    logging.captureWarnings(True)  # a library's warning is a log line too
 
 
 __all__ = [

@@ -434,6 +434,12 @@ class FCSettings(_AlibabaSettings):
     allow_anonymous: bool = Field(
         False, description="HTTP trigger without authentication (default: signed requests only)", examples=[False]
     )
+    api_key: bool | None = Field(
+        None,
+        description="an API key agentpack generates into AGENTPACK_API_KEYS (docs/deploy.md#api-keys): unset, for a "
+        "public URL only; false, never; true, also behind signed requests",
+        examples=[False],
+    )
 
     def sizing(self) -> tuple[float | None, int | None]:
         """The cpu and memory the deployer sends.  Both unset leave FC's defaults; one set brings
@@ -495,6 +501,12 @@ class AgentRunSettings(_AlibabaSettings):
     allow_anonymous: bool = Field(
         False,
         description="public endpoint anyone may call (default: callers must sign with the account's keys)",
+        examples=[False],
+    )
+    api_key: bool | None = Field(
+        None,
+        description="an API key agentpack generates into AGENTPACK_API_KEYS (docs/deploy.md#api-keys): unset, for a "
+        "public URL only; false, never; true, also behind signed requests",
         examples=[False],
     )
 
@@ -565,6 +577,12 @@ class LambdaSettings(TargetSettings):
     ] = Field(None, description="execution role ARN", examples=["arn:aws:iam::123456789012:role/agent"])
     allow_anonymous: bool = Field(
         False, description="function URL without IAM auth (default: AWS_IAM)", examples=[False]
+    )
+    api_key: bool | None = Field(
+        None,
+        description="an API key agentpack generates into AGENTPACK_API_KEYS (docs/deploy.md#api-keys): unset, for a "
+        "public URL only; false, never; true, also behind signed requests",
+        examples=[False],
     )
     endpoint: _AWS_ENDPOINT = Field(
         None,

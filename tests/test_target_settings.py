@@ -113,7 +113,7 @@ python = "3.13"
         ("[targets.fc]\nredis_url = \"redis://:hunter2@r-bp1.redis.rds.aliyuncs.com:6379\"", "holds a password, which would be committed with agentpack.toml; put the URL in .env as REDIS_URL"),
         ("[targets.fc]\nredis_url = \"memcached://x\"", "[targets.fc] redis_url = \"memcached://x\": must be a redis://, rediss:// or unix:// URL"),
         ("[targets.fc]\nredis_url = \"${REDIS_URL}\"\nenv = { AGENTPACK_REDIS_URL = \"redis://x\" }", "env sets AGENTPACK_REDIS_URL and redis_url is set too"),
-        ("[targets.fc]\narch = \"arm64\"", "[targets.fc] does not take arch; it takes allow_anonymous, code_upload, cpu, endpoint, env, function_name"),
+        ("[targets.fc]\narch = \"arm64\"", "[targets.fc] does not take arch; it takes allow_anonymous, api_key, code_upload, cpu, endpoint, env, function_name"),
         ("[targets.fc]\npython = \"3.13\"", "[targets.fc] python = \"3.13\": fc offers Python 3.10, 3.11, 3.12; choose one of those"),
         ("[targets.agentrun]\npython = \"3.11\"", "[targets.agentrun] python = \"3.11\": agentrun offers Python 3.10, 3.12"),
         ("[targets.agentrun]\nsession_concurrency = 0", "[targets.agentrun] session_concurrency = 0: must be between 1 and 200 sessions (AgentRun's limit)"),

@@ -137,6 +137,32 @@ def _show_deploy(console: Console, result: dict[str, Any]) -> None:
     console.print(f"  try   {escape(result['curl'])}")
     if result["env"]:
         console.print("  env   " + ", ".join(f"{k}={v}" for k, v in result["env"].items()))
+    _show_key(console, result)
+
+
+def _show_key(console: Console, result: dict[str, Any]) -> None:
+    """What the deploy did with the API key (docs/deploy.md#api-keys); a new key's value, once."""
+    from agentpack.deployers.api_key import CLIENT_VARIABLE, VARIABLE
+
+    source, name, where = result.get("api_key_source"), result["name"], f"{result['target']}/{result['name']}"
+    if result.get("api_key"):
+        made = "generated" if source == "generated" else "replaced (the old key no longer works)"
+        console.print(f"  key   export {CLIENT_VARIABLE}={escape(result['api_key'])}")
+        console.print(
+            f"        ^ the API key of {where}, {made}; shown this once and kept nowhere but the platform's "
+            f"environment ({VARIABLE}). Callers send it as Authorization: Bearer <key> (or X-Agentpack-Api-Key: <key>); "
+            f"`agentpack invoke` and `stop` send ${CLIENT_VARIABLE}, or read it from the "
+            f"platform; `agentpack status {name} --show-api-key` prints it again"
+        )
+    elif source in ("kept", "given"):
+        console.print(
+            f"  key   the API key in {VARIABLE} is unchanged (`agentpack status {name} --show-api-key` prints it; "
+            "--rotate-api-key replaces it)"
+        )
+    elif source == "yours":
+        console.print(f"  key   your own {VARIABLE} (from env, secrets or --env) guards the URL")
+    elif source == "removed":
+        console.print(f"  key   removed {VARIABLE}: the app asks for no API key any more")
 
 
 # -- list / status -------------------------------------------------------------------------------------
@@ -176,12 +202,19 @@ def run_list(project: Path, as_json: bool) -> int:
     return view.guarded(work)
 
 
-def run_status(project: Path, name: str, target: str | None, as_json: bool) -> int:
+def run_status(project: Path, name: str, target: str | None, as_json: bool, show_api_key: bool = False) -> int:
     from agentpack.deployers import service
 
     view = View(as_json)
 
     def work() -> int:
+        if show_api_key:
+            deployment, key = service.deployed_api_key(project, name, target)
+            if as_json:
+                view.emit({"deploy_id": deployment.deploy_id, "api_key": key})
+            else:
+                view.console.out(key, highlight=False)
+            return 0
         found = service.status(project, name, target)
         data = found.to_json()
         if as_json:
@@ -222,6 +255,17 @@ def _not_running(project: Path, name: str | None, target: str | None) -> str | N
     return f"{target}/{name} is {found.platform.get('state') or 'not running'}: {detail}"
 
 
+def _key_problem(where: Any) -> None:
+    """Say, on stderr, why a deployment's API key could not be read (the request goes without one)."""
+    if where.key_problem:
+        from agentpack.deployers.api_key import CLIENT_VARIABLE
+
+        err_console.print(
+            f"[yellow]warning:[/] could not read the deployment's API key ({escape(where.key_problem)}); "
+            f"sending none: give --api-key or {CLIENT_VARIABLE}"
+        )
+
+
 def run_invoke(
     project: Path,
     name_or_url: str,
@@ -241,7 +285,8 @@ def run_invoke(
     def work() -> int:
         import httpx
 
-        where = service.endpoint(project, name_or_url, target)
+        where = service.endpoint(project, name_or_url, target, key=api_key)
+        _key_problem(where)
         try:
             return ask(where)
         except httpx.ConnectError:
@@ -257,7 +302,7 @@ def run_invoke(
             from agentpack.cli.ask import render_stream
 
             return render_stream(
-                url, text, session_id=session, user_id=user, auth=where.auth, timeout=timeout, api_key=api_key
+                url, text, session_id=session, user_id=user, auth=where.auth, timeout=timeout, api_key=where.api_key
             )
         final: dict[str, Any] = {}
         pieces = []
@@ -265,7 +310,7 @@ def run_invoke(
             url,
             build_request(text, session, user),
             timeout=timeout,
-            headers={**session_headers(session, user), **key_headers(api_key, where.auth is not None)} or None,
+            headers={**session_headers(session, user), **key_headers(where.api_key, where.auth is not None)} or None,
             auth=where.auth,
         ):
             piece = delta_text(event)
@@ -316,9 +361,10 @@ def run_stop(
                     f"{verb} {deployment.target}/{deployment.name}; `agentpack deploy --target {deployment.target}` starts it again"
                 )
             return 0
-        where = service.endpoint(project, name_or_url, target)
+        where = service.endpoint(project, name_or_url, target, key=api_key)
+        _key_problem(where)
         paths = agent_paths(where.url, where.auth)
-        answer = stop_run(where.url + paths["stop"], session, user, auth=where.auth, api_key=api_key)
+        answer = stop_run(where.url + paths["stop"], session, user, auth=where.auth, api_key=where.api_key)
         if as_json:
             view.emit({"url": where.url, **answer})
         elif answer.get("stopped"):

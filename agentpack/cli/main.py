@@ -328,6 +328,14 @@ def deploy(
     force: bool = typer.Option(
         False, "--force", help="Upload and publish a new version even when nothing changed (restarts instances)."
     ),
+    no_api_key: bool = typer.Option(
+        False,
+        "--no-api-key",
+        help="Give a public URL no generated API key (AGENTPACK_API_KEYS), and remove one made before.",
+    ),
+    rotate_api_key: bool = typer.Option(
+        False, "--rotate-api-key", help="Replace the deployment's generated API key with a new one (printed once)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the result."),
 ) -> None:
     """Build the project and publish it to a target; prints the URL where the agent answers."""
@@ -338,7 +346,14 @@ def deploy(
 
     if wait <= 0:
         raise usage_error(f"--wait {wait}: give a positive number of seconds")
-    options = DeployOptions(name=name, allow_anonymous=allow_anonymous, wait_seconds=wait, force=force)
+    options = DeployOptions(
+        name=name,
+        allow_anonymous=allow_anonymous,
+        wait_seconds=wait,
+        force=force,
+        api_key=False if no_api_key else None,
+        rotate_api_key=rotate_api_key,
+    )
     raise typer.Exit(run_deploy(Path(project_dir), target, options, env, as_json))
 
 
@@ -361,13 +376,16 @@ def status(
     target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
     project: str = typer.Option(".", "--project", "-C", help=_PROJECT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    show_api_key: bool = typer.Option(
+        False, "--show-api-key", help="Print the deployment's API key, read from the platform's environment."
+    ),
 ) -> None:
     """Ask the platform how a deployment is doing (and where it differs from what was deployed)."""
     from pathlib import Path
 
     from agentpack.cli.deploy_view import run_status
 
-    raise typer.Exit(run_status(Path(project), name, target, as_json))
+    raise typer.Exit(run_status(Path(project), name, target, as_json, show_api_key))
 
 
 @app.command()

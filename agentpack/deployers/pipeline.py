@@ -8,10 +8,12 @@ create-or-update **by name**, so a deploy can be repeated, interrupted and run a
 
 Check
     ``check`` refuses what cannot work before any call: an artifact FC cannot take inline
-    without a bucket, a Python the platform does not run.  Then the environment the platform
-    will get (the request's variables plus the target's own, ``own_variables``) is held against
-    the platform's size limit, and ``desired`` says the configuration agentpack wants, in the
-    platform's own field names.
+    without a bucket, a Python the platform does not run.  Then the API key is settled
+    (``deployers/api_key.py``: on a target that offers one, ``held_variables`` reads the
+    environment the platform holds so that a key made before is sent back, not replaced), the
+    environment the platform will get (the request's variables plus the target's own,
+    ``own_variables``, and the key) is held against the platform's size limit, and ``desired``
+    says the configuration agentpack wants, in the platform's own field names.
 
 Find
     ``find`` asks the platform what it holds under this name: the function, the agent runtime,
@@ -22,8 +24,11 @@ Decide
     Nothing is changed yet.  The code is needed when ``--force`` asks, when nothing exists, or
     when the platform's code is not this artifact (``code_differs``).  The configuration
     changed when what the platform reports differs from ``desired`` (:func:`same`: keys agentpack
-    does not send are the platform's business).  When neither, and the route already serves
-    this artifact (``serving_url``), the deploy is **unchanged**: it writes nothing and says so.
+    does not send are the platform's business) or the API key does (its value is in no digest,
+    so it is compared with the value the platform showed).  When neither, and the route already
+    serves this artifact (``serving_url``), the deploy is **unchanged**: it writes nothing and
+    says so.  A deploy that must write the environment while the platform shows the key only
+    masked stops here (exit 2, nothing written) rather than replace the key.
 
 Upload
     ``upload`` creates or updates the resource, with the code only when it is needed; it answers
@@ -65,6 +70,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from agentpack.deployers import api_key
+from agentpack.deployers.api_key import KeyPlan
 from agentpack.deployers.errors import DeployConfigError, NotOffered, require_modules
 from agentpack.deployers.request import DeployRequest, Progress, no_progress
 from agentpack.deployers.state import Deployment, DeploymentStore, now
@@ -90,6 +97,8 @@ class DeployOutcome:
     previous_version: str | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: what the deploy did with the API key; holds a new key's value (printed once, never stored)
+    api_key: KeyPlan = field(default_factory=lambda: KeyPlan("none"))
 
 
 @dataclass
@@ -111,6 +120,8 @@ class Plan:
     uploaded: bool = False
     #: the target's own findings on the way (a runtime id, an OSS object, a process), for later steps
     facts: dict[str, Any] = field(default_factory=dict)
+    #: what this deploy does with the API key (``deployers/api_key.py``)
+    key: KeyPlan = field(default_factory=lambda: KeyPlan("none"))
 
     @property
     def known(self) -> dict[str, Any]:
@@ -180,18 +191,26 @@ class Deployer:
         """Check, find, decide, upload, wait, publish, route, record (see the module doc)."""
         plan = Plan(request, previous)
         self.check(plan)
-        plan.variables = self.variables(request, self.own_variables(request))
+        plan.key = self.settle_key(plan)
+        plan.variables = self.variables(request, {**self.own_variables(request), **plan.key.variables()})
         plan.desired = self.desired(plan)
 
         plan.current = self.find(plan)
 
         plan.code_needed = request.force or plan.current is None or self.code_differs(plan)
-        plan.config_changed = plan.current is None or not same(plan.desired, plan.current, self.exact)
+        plan.config_changed = (
+            plan.current is None or not same(plan.desired, plan.current, self.exact) or key_changed(plan)
+        )
         if not (plan.code_needed or plan.config_changed) and previous is not None and previous.sha256 == request.sha256:
             url = self.serving_url(plan)
             if url:
                 previous.url = url
-                return DeployOutcome(previous, "unchanged")
+                return DeployOutcome(previous, "unchanged", api_key=plan.key)
+        if plan.key.unreadable and self.sends_variables(plan):
+            raise api_key.unreadable_error(self.target, request.name)
+        said = api_key.progress_line(plan.key, f"{self.target}/{request.name}")
+        if said:
+            self.progress("key", said)
         previous_version = previous.version if previous is not None else None
         if plan.current is None and previous is not None:  # deleted outside agentpack: its versions went with it
             previous.releases = []
@@ -212,7 +231,27 @@ class Deployer:
         url = self.route(plan, version)
 
         deployment = self.record(plan, version, url)
-        return DeployOutcome(deployment, action, plan.uploaded, previous_version)
+        return DeployOutcome(deployment, action, plan.uploaded, previous_version, api_key=plan.key)
+
+    def settle_key(self, plan: Plan) -> KeyPlan:
+        """The API key of this deploy (``deployers/api_key.py``), from what the platform holds now."""
+        request = plan.request
+        if not api_key.offered(request.settings):
+            return KeyPlan("none")
+        import os
+
+        held = self.held_variables(plan)
+        return api_key.settle(request, held, self.environ if self.environ is not None else os.environ)
+
+    def sends_variables(self, plan: Plan) -> bool:
+        """Whether this deploy writes the function's environment (then the key must be known)."""
+        return plan.code_needed or plan.config_changed
+
+    def held_api_key(self, deployment: Deployment) -> str | None:
+        """The API key the deployment's environment holds (the first of ``AGENTPACK_API_KEYS``), for
+        ``invoke`` and ``stop`` when the user gave none; None when there is none or it is masked."""
+        held = self.deployed_variables(deployment)
+        return api_key.first_key((held or {}).get(api_key.VARIABLE))
 
     def record(self, plan: Plan, version: str, url: str) -> Deployment:
         """The deployment as it serves now: the previous record updated, or a new one."""
@@ -245,6 +284,16 @@ class Deployer:
     # == the hooks each target fills in ==================================================================
     def check(self, plan: Plan) -> None:
         """Refuse, before any call, what cannot work (raise DeployConfigError naming the fix)."""
+
+    def held_variables(self, plan: Plan) -> dict[str, str | None] | None:
+        """The environment the platform holds under ``plan.request.name`` now, as it shows it (a
+        value None or ``******``: not shown); None when there is nothing of that name.  Called
+        before ``find`` on targets that offer an API key; ``find`` may reuse what it read."""
+        return None
+
+    def deployed_variables(self, deployment: Deployment) -> dict[str, str | None] | None:
+        """The environment of a recorded deployment as the platform shows it (None: not found)."""
+        return None
 
     def own_variables(self, request: DeployRequest) -> dict[str, str]:
         """The variables the target sets itself (the request's own win over them)."""
@@ -334,6 +383,17 @@ class Deployer:
             if release.sha256 == sha256:
                 return release.version
         return None
+
+
+def key_changed(plan: Plan) -> bool:
+    """Whether the API key this deploy sends differs from the platform's: replaced now, or a key of
+    the user's that changed.  The digests agentpack writes say whether the variable is there (so a
+    key made or removed is a change) but hold no key's value, so values are compared here."""
+    key = plan.key
+    if key.source == "rotated":  # whether the name is there is in the digests; a new value is not
+        return True
+    sent = plan.variables.get(api_key.VARIABLE)
+    return key.held is not None and sent is not None and sent != key.held
 
 
 def same(desired: Any, current: Any, exact: frozenset[str] = frozenset()) -> bool:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentpack.deployers import api_key
 from agentpack.deployers.errors import DeployConfigError
 
 if TYPE_CHECKING:
@@ -53,6 +54,11 @@ class DeployOptions:
     wait_seconds: float = 900.0
     #: upload and publish even when the platform already holds this artifact and configuration
     force: bool = False
+    #: an API key for the deployment (``deployers/api_key.py``): False ``--no-api-key``, True one
+    #: even for signed requests; None: the ``api_key`` setting, else only for a public URL
+    api_key: bool | None = None
+    #: replace the generated API key with a new one (``--rotate-api-key``)
+    rotate_api_key: bool = False
 
 
 @dataclass
@@ -172,12 +178,28 @@ def prepare(
             f"the name {chosen!r} cannot name a local deployment: use 1-64 characters without '/', not starting with '.' (pass --name)"
         )
 
+    if options.api_key is not None and api_key.offered(settings):
+        settings = with_overrides(
+            settings, {"api_key": options.api_key}, "--no-api-key" if options.api_key is False else "api_key"
+        )
+
     try:
         environment = settings.platform_environment(secret_values(project, shell))
     except ValueError as exc:
         raise DeployConfigError(str(exc)) from None
+    api_key.check_options(options, target, settings, environment)
     anonymous = bool(getattr(settings, "allow_anonymous", False))
     request = DeployRequest(project, row.name, chosen, settings, environment, anonymous, options, progress)
+    if (
+        anonymous
+        and api_key.offered(settings)
+        and not api_key.wanted(settings, anonymous)
+        and api_key.VARIABLE not in environment
+    ):
+        request.warnings.append(
+            f"{target}/{chosen} is public and has no API key ({'--no-api-key' if options.api_key is False else 'api_key = false'}): "
+            "anyone with its URL may call it"
+        )
     if deployer.scales_out and not environment.get("AGENTPACK_REDIS_URL"):
         request.warnings.append(
             f"{target} may run this app on several instances, and it has no Redis for its interrupt backend: a stop or a "

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentpack.deployers.errors import DeployConfigError
+from agentpack.deployers import api_key
+from agentpack.deployers.errors import DeployConfigError, PlatformError
 from agentpack.deployers.pipeline import Deployer, DeployOutcome
 from agentpack.deployers.request import DeployOptions, Progress, deployer_class, no_progress, prepare
 from agentpack.deployers.state import Deployment, DeploymentStore
@@ -102,8 +103,11 @@ def deploy(
 
 
 def describe(outcome: DeployOutcome, project: Path | None = None) -> dict[str, Any]:
-    """The deploy's result as JSON (``--json`` and the Python API): nothing secret, env masked."""
+    """The deploy's result as JSON (``--json`` and the Python API): env masked, nothing secret but
+    an API key this deploy generated (``api_key``, present only then: it is shown this once)."""
     deployment = outcome.deployment
+    key = outcome.api_key
+    shown_key = {"api_key": key.value} if key.new and key.value else {}
     return {
         "deploy_id": deployment.deploy_id,
         "target": deployment.target,
@@ -120,14 +124,21 @@ def describe(outcome: DeployOutcome, project: Path | None = None) -> dict[str, A
         "seconds": round(outcome.seconds, 3),
         "warnings": outcome.warnings,
         "curl": curl_line(deployment),
+        "api_key_source": key.source,
+        **shown_key,
     }
 
 
 def curl_line(deployment: Deployment) -> str:
+    """How to try the deployment, in one line: ``invoke`` when requests are signed, else ``curl``
+    (with the API key's header, read from ``$AGENTPACK_API_KEY``, when the deployment has a key)."""
+    keyed = api_key.VARIABLE in deployment.env_keys
     if deployment.auth not in ("anonymous", "NONE"):
-        return f'agentpack invoke {deployment.name} "hello"   # requests must be signed ({deployment.auth}); invoke signs them'
+        also = " and sends its API key" if keyed else ""
+        return f'agentpack invoke {deployment.name} "hello"   # requests must be signed ({deployment.auth}); invoke signs them{also}'
     body = json.dumps(SAMPLE_BODY, separators=(",", ":"))
-    return f"curl -N {deployment.url.rstrip('/')}/process -H 'Content-Type: application/json' -d '{body}'"
+    header = f' -H "Authorization: Bearer ${api_key.CLIENT_VARIABLE}"' if keyed else ""
+    return f"curl -N {deployment.url.rstrip('/')}/process{header} -H 'Content-Type: application/json' -d '{body}'"
 
 
 # -- the other commands ---------------------------------------------------------------------------------
@@ -258,10 +269,17 @@ class Endpoint:
     auth: httpx.Auth | None = None
     name: str | None = None
     target: str | None = None
+    #: the API key to send: the caller's, else the one the deployment's environment holds
+    api_key: str | None = field(default=None, repr=False)
+    #: why the deployment's key could not be read from the platform (the caller sends none then)
+    key_problem: str | None = None
 
 
-def endpoint(project: Path, name_or_url: str, target: str | None = None) -> Endpoint:
-    """A deployment's URL and request signer; a URL is used as it is (signed when it is a known deployment's)."""
+def endpoint(project: Path, name_or_url: str, target: str | None = None, *, key: str | None = None) -> Endpoint:
+    """A deployment's URL, request signer and API key; a URL is used as it is (signed, and given its
+    key, when it is a known deployment's).  ``key``: the caller's own (``--api-key`` /
+    ``AGENTPACK_API_KEY``); without it, a deployment whose environment has ``AGENTPACK_API_KEYS``
+    gets the first key the platform shows there — whoever may deploy may read it anyway."""
     project = Path(project).resolve()
     if name_or_url.startswith(("http://", "https://")):
         url = name_or_url.rstrip("/")
@@ -275,6 +293,33 @@ def endpoint(project: Path, name_or_url: str, target: str | None = None) -> Endp
     else:
         deployment = find(project, name_or_url, target)
     auth = None
+    deployer: Deployer | None = None
     if deployment.auth not in ("anonymous", "NONE"):
-        auth = deployer_for(project, deployment).request_auth(deployment)
-    return Endpoint(deployment.url.rstrip("/"), auth, deployment.name, deployment.target)
+        deployer = deployer_for(project, deployment)
+        auth = deployer.request_auth(deployment)
+    where = Endpoint(deployment.url.rstrip("/"), auth, deployment.name, deployment.target, api_key=key)
+    if key is None and api_key.VARIABLE in deployment.env_keys:
+        try:
+            where.api_key = (deployer or deployer_for(project, deployment)).held_api_key(deployment)
+            if where.api_key is None:
+                where.key_problem = f"{deployment.target} shows no readable {api_key.VARIABLE} for {deployment.name}"
+        except (DeployConfigError, PlatformError) as exc:  # no credentials, SDK or answer: ask without a key
+            where.key_problem = str(exc)
+    return where
+
+
+def deployed_api_key(project: Path, name: str, target: str | None = None) -> tuple[Deployment, str]:
+    """The API key a deployment's environment holds, read from the platform (``status --show-api-key``)."""
+    deployment = find(Path(project).resolve(), name, target)
+    key = deployer_for(Path(project), deployment).held_api_key(deployment)
+    if key is None:
+        has = api_key.VARIABLE in deployment.env_keys
+        raise DeployConfigError(
+            f"{deployment.target}/{name} has no {api_key.VARIABLE} that the platform shows"
+            + (
+                " (it shows the value masked: read it in the platform's console)"
+                if has
+                else f"; it has no API key (give it one with [targets.{deployment.target}] api_key = true, or --allow-anonymous)"
+            )
+        )
+    return deployment, key

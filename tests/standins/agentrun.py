@@ -99,6 +99,9 @@ class AgentRunStandIn(AcsStandIn):
         self.region = region
         self.account_id = account_id
         self.runtimes: dict[str, _Runtime] = {}
+        # Whether GetAgentRuntime masks variable values as list answers do: no page says either
+        # way [assumed: it shows them]; tests set True to exercise the other answer.
+        self.get_masks_env = False
         self._plans: list[tuple[Optional[str], _Plan]] = []
         self._state = threading.RLock()
         base = f"/{self.version}/agents/runtimes"
@@ -364,8 +367,14 @@ class AgentRunStandIn(AcsStandIn):
                 snapshot = runtime.versions.get(version)
                 if snapshot is None:
                     raise ApiError(404, "ERR_NOT_FOUND", f"version '{version}' does not exist")
-                return self._ok(request, _public(snapshot["config"]))
-            return self._ok(request, _public(runtime.record))
+                return self._ok(request, self._shown(_public(snapshot["config"])))
+            return self._ok(request, self._shown(_public(runtime.record)))
+
+    def _shown(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` as GetAgentRuntime shows it: values masked when ``get_masks_env``."""
+        if self.get_masks_env and isinstance(record.get("environmentVariables"), dict):
+            record["environmentVariables"] = dict.fromkeys(record["environmentVariables"], MASK)
+        return record
 
     def _update(self, request: Request) -> tuple[int, Any]:
         body = request.body

@@ -69,14 +69,25 @@ def credential_name(runtime: str) -> str:
 
 def environment_digest(variables: dict[str, str]) -> str:
     """A digest of the environment for the runtime's description (who reads the description may
-    read the variables themselves in the console; the digest only says whether they changed)."""
-    return hashlib.sha256(json.dumps(variables, sort_keys=True).encode()).hexdigest()[:16]
+    read the variables themselves in the console; the digest only says whether they changed).
+    The API key enters it by name only: its value is compared with GetAgentRuntime's instead."""
+    from agentpack.deployers.api_key import DIGEST_MARK, VARIABLE
+
+    shown = {**variables, VARIABLE: DIGEST_MARK} if VARIABLE in variables else variables
+    return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def written(runtime: dict[str, Any] | None) -> tuple[str, str] | None:
     """``(artifact sha256, environment digest)`` agentpack wrote in the runtime's description."""
     match = _DESCRIPTION.search(str((runtime or {}).get("description") or ""))
     return (match["sha"], match["env"]) if match else None
+
+
+def variables_of(runtime: dict[str, Any] | None) -> dict[str, str | None] | None:
+    """A runtime's variables as AgentRun shows them (None: no runtime)."""
+    if runtime is None:
+        return None
+    return dict(runtime.get("environmentVariables") or {})
 
 
 class AgentRunDeployer(Deployer):
@@ -186,9 +197,17 @@ class AgentRunDeployer(Deployer):
                 f"AgentRun code runtimes offer Python {', '.join(LANGUAGES)}, not {python}; build for one of those"
             )
         if plan.request.allow_anonymous:
+            from agentpack.deployers.api_key import VARIABLE, wanted
+
+            guarded = VARIABLE in plan.request.environment or wanted(plan.request.settings, True)
             plan.request.warnings.append(
-                f"agentrun/{plan.request.name} is public (allow_anonymous): anyone with its URL may call it; "
-                "without the flag, callers must sign with the account's AccessKey"
+                f"agentrun/{plan.request.name} is public (allow_anonymous): AgentRun checks no signature on its URL, "
+                + (
+                    f"so the app's API key ({VARIABLE}) is what keeps strangers out"
+                    if guarded
+                    else "and it has no API key: anyone with its URL may call it"
+                )
+                + "; without the flag, callers must sign with the account's AccessKey"
             )
         plan.facts["via_oss"] = self.through_oss(plan.request)
         if plan.facts["via_oss"]:
@@ -205,7 +224,25 @@ class AgentRunDeployer(Deployer):
         wanted.pop("environmentVariables", None)
         return wanted
 
+    def held_variables(self, plan: Plan) -> dict[str, str | None] | None:
+        """GetAgentRuntime's ``environmentVariables`` (values as AgentRun shows them: the list answer
+        may mask them, and whether GetAgentRuntime does is not documented [assumed: it does not];
+        a masked key is handled in ``deployers/api_key.py``).  The answer is kept for ``find``."""
+        plan.facts["found"] = self.look_up(plan)
+        return variables_of(plan.facts["found"])
+
     def find(self, plan: Plan) -> dict[str, Any] | None:
+        if "found" in plan.facts:  # read a moment ago by held_variables
+            found: dict[str, Any] | None = plan.facts.pop("found")
+            return found
+        return self.look_up(plan)
+
+    def deployed_variables(self, deployment: Deployment) -> dict[str, str | None] | None:
+        runtime_id = self._runtime_id(deployment)
+        return variables_of(self.api.get_runtime(runtime_id) if runtime_id else None)
+
+    def look_up(self, plan: Plan) -> dict[str, Any] | None:
+        """The runtime of this name as GetAgentRuntime answers (its id in ``plan.facts``); None: none."""
         listed = self.api.find_runtime_by_name(plan.request.name)
         plan.facts["runtime_id"] = str(listed["agentRuntimeId"]) if listed is not None else None
         if listed is None:
@@ -284,12 +321,16 @@ class AgentRunDeployer(Deployer):
         return self.api.publish_version(plan.facts["runtime_id"], description=f"agentpack {plan.request.sha256[:12]}")
 
     def route(self, plan: Plan, version: str) -> str:
+        from agentpack.deployers.api_key import VARIABLE
+
         auth = self.auth(plan.request)
+        guarded = VARIABLE in plan.variables
         self.progress(
             "route",
             f"endpoint {ROUTE} → version {version}; "
             + (
-                "public: anyone with the URL may call it (--allow-anonymous)"
+                "public (--allow-anonymous): "
+                + ("the app checks its API key" if guarded else "anyone with the URL may call it")
                 if auth == "anonymous"
                 else "callers sign with the account's AccessKey (agentpack invoke does) or present the inbound credential's key"
             ),

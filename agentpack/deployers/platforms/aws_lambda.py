@@ -60,6 +60,22 @@ def comparable(config: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any
     return current
 
 
+def variables_of(config: dict[str, Any] | None) -> dict[str, str | None] | None:
+    """A function's variables as Lambda reports them (None: no function).  No ``Environment``
+    means none; one without ``Variables`` (only ``Error`` [assumed]) shows no value, so the API
+    key counts as present and unreadable — the description's digest then tells what is there."""
+    from agentpack.deployers.api_key import VARIABLE
+
+    if config is None:
+        return None
+    environment = config.get("Environment")
+    if environment is None:
+        return {}
+    if "Variables" not in environment:
+        return {VARIABLE: None}
+    return dict(environment.get("Variables") or {})
+
+
 class LambdaDeployer(Deployer):
     target = "lambda"
     name_setting = "function_name"
@@ -100,14 +116,32 @@ class LambdaDeployer(Deployer):
         ``[targets.lambda] env`` and agentpack's own variables are in it; the other variables
         (secrets, ``redis_url``, ``--env``) only by name: the Description must not carry a hash an
         attacker could test guesses of a secret against."""
+        from agentpack.deployers.api_key import VARIABLE
+
         plain = {**plan.request.settings.env, **self.own_variables(plan.request)}
+        plain.pop(VARIABLE, None)  # the API key by name only, even when written in env
         variables = {key: value if plain.get(key) == value else None for key, value in sorted(plan.variables.items())}
         shown = {**body, "Environment": {"Variables": variables}}
         return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
 
+    def held_variables(self, plan: Plan) -> dict[str, str | None] | None:
+        """GetFunction's ``Environment.Variables``; the answer is kept for ``find``."""
+        plan.facts["configuration"] = (self.api.get_function(plan.request.name) or {}).get("Configuration")
+        return variables_of(plan.facts["configuration"])
+
     def find(self, plan: Plan) -> dict[str, Any] | None:
-        config = (self.api.get_function(plan.request.name) or {}).get("Configuration")
+        if "configuration" in plan.facts:  # read a moment ago by held_variables
+            config = plan.facts.pop("configuration")
+        else:
+            config = (self.api.get_function(plan.request.name) or {}).get("Configuration")
         return None if config is None else comparable(config, plan.desired)
+
+    def sends_variables(self, plan: Plan) -> bool:
+        """New code alone goes by UpdateFunctionCode, which leaves the variables as they are."""
+        return plan.current is None or plan.config_changed
+
+    def deployed_variables(self, deployment: Deployment) -> dict[str, str | None] | None:
+        return variables_of((self.api.get_function(deployment.name) or {}).get("Configuration"))
 
     def code_differs(self, plan: Plan) -> bool:
         from agentpack.deployers.clients.aws import code_sha256

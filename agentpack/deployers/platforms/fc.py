@@ -225,8 +225,19 @@ class FCDeployer(Deployer):
         body = self.spec(plan.request, plan.variables).to_api()
         return {key: body[key] for key in ("description", *HONOURED) if key in body}
 
+    def held_variables(self, plan: Plan) -> dict[str, str | None] | None:
+        """GetFunction's ``environmentVariables`` (values as FC shows them); the answer is kept for ``find``."""
+        plan.facts["function"] = self.api.get_function(plan.request.name)
+        return variables_of(plan.facts["function"])
+
     def find(self, plan: Plan) -> dict[str, Any] | None:
+        if "function" in plan.facts:  # read a moment ago by held_variables
+            found: dict[str, Any] | None = plan.facts.pop("function")
+            return found
         return self.api.get_function(plan.request.name)
+
+    def deployed_variables(self, deployment: Deployment) -> dict[str, str | None] | None:
+        return variables_of(self.api.get_function(deployment.name))
 
     def code_differs(self, plan: Plan) -> bool:
         """The artifact named in the description (else the one recorded here) is not this one, or
@@ -416,12 +427,33 @@ class FCDeployer(Deployer):
         )
 
 
+def variables_of(function: dict[str, Any] | None) -> dict[str, str | None] | None:
+    """A GetFunction answer's variables (None: no function)."""
+    if function is None:
+        return None
+    return dict(function.get("environmentVariables") or {})
+
+
 def written(sha256: str, function: FunctionSpec) -> str:
     """The description agentpack gives a function: the artifact's sha256 and a digest of the
-    configuration sent (code and description aside), which a redeploy reads back."""
+    configuration sent (code and description aside), which a redeploy reads back.  The API key
+    enters it by name only (its value is compared with what GetFunction shows instead)."""
     from dataclasses import replace
 
-    body = replace(function, zip_bytes=None, oss_bucket=None, oss_object=None, code_checksum=None, description=None)
+    from agentpack.deployers.api_key import DIGEST_MARK, VARIABLE
+
+    environment = dict(function.environment or {})
+    if VARIABLE in environment:
+        environment[VARIABLE] = DIGEST_MARK
+    body = replace(
+        function,
+        zip_bytes=None,
+        oss_bucket=None,
+        oss_object=None,
+        code_checksum=None,
+        description=None,
+        environment=environment,
+    )
     canonical = json.dumps(body.to_api(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return f"agentpack artifact sha256:{sha256} settings:{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 

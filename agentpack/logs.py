@@ -146,13 +146,15 @@ class RequestIds:
         token = _context.set(LogContext(request_id, scope.get("path")))
         header = request_id.encode("latin-1", "replace")
 
-        async def send_with_id(message: Message) -> None:
+        # A plain function handing back ``send``'s own awaitable: a body chunk costs one call,
+        # no coroutine of its own (a stream sends one per event).
+        def send_with_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 if not any(name.lower() == b"x-request-id" for name, _ in headers):
                     headers.append((b"x-request-id", header))
                     message = {**message, "headers": headers}
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_id)
         _context.reset(token)

@@ -261,6 +261,57 @@ def test_the_lambda_invocation_id_is_the_request_id() -> None:
     assert logs.current() is None, "nothing stays bound after the request"
 
 
+def test_the_lambda_handler_logs_a_run_with_the_invocation_id() -> None:
+    from agentpack.adapters.aws_lambda import handler_for
+    from agentpack.adapters.lambda_environment import LambdaEnvironment
+    from tests import lambda_events
+
+    environment = LambdaEnvironment(make_app(), exit=lambda code: None)
+    environment.start()
+    try:
+        handler = handler_for(environment)
+        event = lambda_events.function_url("POST", "/process", user_body("hi", session_id="s-lambda"))
+        with captured() as lines:
+            answer = handler(event, SimpleNamespace(aws_request_id="lambda-inv-3"))
+    finally:
+        environment.shutdown()
+    assert answer["statusCode"] == 200
+    assert answer["headers"]["x-request-id"] == "lambda-inv-3"
+    run = of_run(lines, "s-lambda")
+    assert len(run) == 3 and {r["request_id"] for r in run} == {"lambda-inv-3"}, lines.text()
+
+
+def test_under_a_lambda_runtime_client_its_handler_writes_our_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """awslambdaric's handler on its plain sink writes what it is given; its own format ended in
+    a newline, so ours does there too."""
+    written = io.StringIO()
+
+    class RuntimeClientHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            written.write(self.format(record))
+
+    theirs = RuntimeClientHandler()
+    theirs.setFormatter(logging.Formatter("[%(levelname)s]\t%(message)s\n"))
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    root.handlers[:] = [theirs]
+    monkeypatch.delenv(logs.FORMAT_ENV, raising=False)
+    try:
+        logs.configure_root("info")
+        token = logs.bind_request("inv-5")
+        try:
+            logging.getLogger("the_agent").info("inside the invocation")
+        finally:
+            logs.reset(token)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.captureWarnings(False)
+    assert written.getvalue().endswith("\n") and written.getvalue().count("\n") == 1
+    line = json.loads(written.getvalue())
+    assert line["message"] == "inside the invocation" and line["request_id"] == "inv-5"
+
+
 def test_a_response_that_names_its_own_request_id_keeps_it() -> None:
     sent: list[dict[str, Any]] = []
 

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-CHUNKS = 100
+CHUNKS = int(os.environ.get("BENCH_CHUNKS", "100"))
 CHUNK = "token "
 #: With PACED=1 both apps give the event loop a turn between chunks, as a handler reading
 #: tokens from a model does; then every chunk is its own write on both sides.

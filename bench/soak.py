@@ -1,7 +1,7 @@
 """Soak: rounds of 200 concurrent streams for a fixed time, a third of the clients leaving
 mid-stream and a third stopped (from the other node) at random moments.
 
-    python bench/soak.py [--seconds 60] [--streams 200]
+    python bench/soak.py [--seconds 60] [--streams 200] [--auth] [--max-runs N] [--run-timeout S]
 
 Starts a private redis-server and two agent nodes (`agentpack run`, with this interpreter),
 and after every round checks what must hold: no errors, exactly one terminal event on every
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import random
+import secrets
 import subprocess
 import sys
 import time
@@ -27,6 +29,8 @@ from common import ROOT, free_port, start_nodes, start_redis, wait
 
 TERMINAL = ("completed", "failed", "canceled")
 PAUSE = 0.1  # seconds between deltas of one stream (set by --pause)
+#: Headers every request sends: with --auth, the nodes' API key as a bearer token.
+HEADERS: dict[str, str] = {}
 
 
 def rss_mb(pid: int) -> float:
@@ -47,25 +51,28 @@ async def one_stream(
     deltas = 0
     stop_sent = None
     try:
-        async with client.stream("POST", f"{runner}/process", json=body) as response:
+        async with client.stream("POST", f"{runner}/process", json=body, headers=HEADERS) as response:
             if response.status_code != 200:
                 out["errors"].append(f"{session}: HTTP {response.status_code} {(await response.aread())[:200]!r}")
                 return
             async for line in response.aiter_lines():
                 if not line.startswith("data: "):
                     continue
-                event = json.loads(line[6:])
-                if event.get("object") == "content" and event.get("delta"):
+                if '"object":"content"' in line[:64]:  # read without parsing: 500 streams are many lines
+                    if '"delta":true,' not in line:
+                        continue
                     deltas += 1
                     if deltas == after and fate == "leave":
                         return  # the client goes away mid-stream
                     if deltas == after and fate == "stop":
                         stop_sent = time.perf_counter()
                         answer = await client.post(
-                            f"{stopper}/process/stop", json={"session_id": session, "user_id": "soak"}
+                            f"{stopper}/process/stop", json={"session_id": session, "user_id": "soak"}, headers=HEADERS
                         )
                         if answer.json().get("stopped") is not True:
                             out["errors"].append(f"{session}: stop answered {answer.text}")
+                    continue
+                event = json.loads(line[6:])
                 if event.get("object") == "response" and event.get("status") in TERMINAL:
                     terminals.append(event["status"])
                     if event["status"] == "canceled" and stop_sent is not None:
@@ -96,6 +103,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between deltas of one stream")
+    parser.add_argument("--auth", action="store_true", help="the nodes require an API key (AGENTPACK_API_KEYS)")
+    parser.add_argument(
+        "--max-runs", type=int, help="AGENTPACK_MAX_CONCURRENT_RUNS of each node (default: its default)"
+    )
+    parser.add_argument("--run-timeout", type=float, help="AGENTPACK_RUN_TIMEOUT_SECONDS (default: its default)")
+    parser.add_argument("--max-body", type=int, help="AGENTPACK_MAX_BODY_BYTES (default: its default)")
     args = parser.parse_args()
     global PAUSE
     PAUSE = args.pause
@@ -103,6 +116,21 @@ def main() -> None:
     redis_port = free_port()
     redis = start_redis(redis_port)
     env = {**os.environ, "AGENTPACK_BENCH_REDIS": f"redis://127.0.0.1:{redis_port}/0", "PYTHONPATH": str(ROOT)}
+    if args.auth:
+        key = secrets.token_urlsafe(32)
+        env["AGENTPACK_API_KEYS"] = key
+        HEADERS["Authorization"] = f"Bearer {key}"
+    for flag, variable in (
+        ("max_runs", "AGENTPACK_MAX_CONCURRENT_RUNS"),
+        ("run_timeout", "AGENTPACK_RUN_TIMEOUT_SECONDS"),
+        ("max_body", "AGENTPACK_MAX_BODY_BYTES"),
+    ):
+        if getattr(args, flag) is not None:
+            env[variable] = str(getattr(args, flag))
+    limits = {
+        v: env.get(v, "default")
+        for v in ("AGENTPACK_MAX_CONCURRENT_RUNS", "AGENTPACK_RUN_TIMEOUT_SECONDS", "AGENTPACK_MAX_BODY_BYTES")
+    }
     nodes: list[subprocess.Popen] = []
     urls: list[str] = []
     try:
@@ -110,7 +138,9 @@ def main() -> None:
 
         store = redis_client.Redis(port=redis_port, decode_responses=True)
         nodes, urls = start_nodes("bench/soak_node.py", 2, env)
-        baseline_tasks = [httpx.get(f"{u}/debug/tasks").json()["tasks"] for u in urls]
+        if args.auth:  # the key is required: a request without it is refused
+            assert httpx.post(f"{urls[0]}/process", json={"input": []}).status_code == 401
+        baseline_tasks = [httpx.get(f"{u}/debug/tasks", headers=HEADERS).json()["tasks"] for u in urls]
         rounds = []
         errors: list[str] = []
         stop_ms: list[float] = []
@@ -127,13 +157,15 @@ def main() -> None:
                 out["errors"].append(f"{exc}: {store.keys('agentpack:*:lease')[:5]}")
             try:
                 wait(
-                    lambda: [httpx.get(f"{u}/debug/tasks").json()["tasks"] for u in urls] == baseline_tasks,
+                    lambda: (
+                        [httpx.get(f"{u}/debug/tasks", headers=HEADERS).json()["tasks"] for u in urls] == baseline_tasks
+                    ),
                     10,
                     "asyncio tasks left",
                 )
             except RuntimeError as exc:
                 out["errors"].append(
-                    f"{exc}: {[httpx.get(f'{u}/debug/tasks').json()['tasks'] for u in urls]} vs {baseline_tasks}"
+                    f"{exc}: {[httpx.get(f'{u}/debug/tasks', headers=HEADERS).json()['tasks'] for u in urls]} vs {baseline_tasks}"
                 )
             rounds.append({"errors": len(out["errors"]), "rss_mb": [round(rss_mb(n.pid), 1) for n in nodes]})
             errors += out["errors"]
@@ -148,8 +180,11 @@ def main() -> None:
                     "streams": len(rounds) * args.streams,
                     "concurrent_streams": args.streams,
                     "seconds_between_deltas": args.pause,
+                    "auth": args.auth,
+                    "limits": limits,
                     "errors": len(errors),
                     "first_errors": errors[:10],
+                    "error_kinds": dict(collections.Counter(e.split(": ", 1)[-1][:90] for e in errors).most_common(8)),
                     "stops_measured": len(ordered),
                     "stop_to_canceled_ms": {
                         "p50": round(ordered[len(ordered) // 2], 2) if ordered else None,
@@ -159,7 +194,7 @@ def main() -> None:
                     "leases_left": len(store.keys("agentpack:*:lease")),
                     "stop_flags_left": len(store.keys("agentpack:*:stop")),
                     "tasks_left": [
-                        httpx.get(f"{u}/debug/tasks").json()["tasks"] - b
+                        httpx.get(f"{u}/debug/tasks", headers=HEADERS).json()["tasks"] - b
                         for u, b in zip(urls, baseline_tasks, strict=True)
                     ],
                     "rss_mb_first_round": rounds[0]["rss_mb"] if rounds else None,

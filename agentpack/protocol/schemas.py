@@ -7,6 +7,12 @@ them).  The server validates the *request* with these models, so a bad body is a
 with field paths before any stream starts; it builds the streamed *events* as plain
 dicts of the same shapes (:mod:`agentpack.protocol.events`), which clients may read back
 with :class:`AgentResponse`, :class:`Message` and the content models.
+
+Every model but :class:`AgentRequest` is built on first use (``defer_build``), not at import:
+a server needs only the request's validator, built at import in one go with the schemas of
+the models it holds, and building every model's validator and serializer at import was a
+quarter of ``import agentpack``.  (``AgentRequest`` itself is not deferred: FastAPI's body
+field of a deferred model would be built by the first request instead.)
 """
 
 from __future__ import annotations
@@ -31,6 +37,19 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agentpack.protocol.status import RunStatus as RunStatus  # re-exported: one of the schema names
+
+
+def _new_list() -> list[Any]:
+    """``default_factory=list`` costs every process that builds these models ~5 ms at start:
+    pydantic reads the factory's signature, which for a builtin means tokenizing its text
+    signature, and the tokenizer compiles its one large regex.  A function of ours has a
+    signature without that."""
+    return []
+
+
+def _new_dict() -> dict[str, Any]:
+    """See :func:`_new_list`."""
+    return {}
 
 
 def new_id(prefix: str) -> str:
@@ -163,6 +182,8 @@ AgentRole = Literal["assistant", "system", "user", "tool"]
 
 
 class Error(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     code: str
     message: str
 
@@ -170,7 +191,7 @@ class Error(BaseModel):
 class Usage(BaseModel):
     """Token usage of a message or a response; ``details`` holds one entry per model call."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -183,7 +204,7 @@ _E = TypeVar("_E", bound="Event")
 class Event(BaseModel):
     """What every streamed object has: its place in the stream, kind, status and error."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     sequence_number: JsonInt | None = None
     object: str
@@ -280,7 +301,7 @@ class Message(Event):
     type: str = MessageType.MESSAGE
     status: str = RunStatus.Created
     role: AgentRole = "user"
-    content: list[AgentContent] | None = Field(default_factory=list)
+    content: list[AgentContent] | None = Field(default_factory=_new_list)
     code: str | None = None
     message: str | None = None
     usage: dict[str, Any] | None = None
@@ -314,17 +335,17 @@ class Message(Event):
 
 
 class FunctionParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     type: str = "object"
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=_new_dict)
     required: list[str] | None = None
 
 
 class FunctionTool(BaseModel):
     """A function the model may call.  Only ``name`` is required (the others are often omitted)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     name: str
     description: str | None = None
@@ -336,7 +357,7 @@ FunctionSpec = FunctionTool
 
 
 class Tool(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     type: str | None = "function"
     function: FunctionTool | None = None
@@ -345,6 +366,8 @@ class Tool(BaseModel):
 class FunctionCall(BaseModel):
     """The ``data`` of a ``function_call`` / ``plugin_call`` content."""
 
+    model_config = ConfigDict(defer_build=True)
+
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
@@ -352,6 +375,8 @@ class FunctionCall(BaseModel):
 
 class FunctionCallOutput(BaseModel):
     """The ``data`` of a ``function_call_output`` / ``plugin_call_output`` content."""
+
+    model_config = ConfigDict(defer_build=True)
 
     call_id: str
     name: str | None = None
@@ -367,12 +392,16 @@ class McpCallOutput(FunctionCallOutput):
 
 
 class ToolCall(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     arguments: str
     call_id: str
     name: str
 
 
 class ToolCallOutput(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     call_id: str
     output: str
 
@@ -416,7 +445,7 @@ class BaseRequest(BaseModel):
     """What every request has.  Scalars are strict (``"stream": "yes"`` is a 422, not ``true``):
     a client that sends the wrong type finds out, instead of getting a guess."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     input: list[InputMessage] = Field(max_length=MAX_INPUT_MESSAGES)
     stream: StrictBool = True
@@ -428,6 +457,8 @@ class AgentRequest(BaseRequest):
 
     The types are AgentScope Runtime's, held strictly: a number field takes any JSON number its
     type allows (``temperature: 1``, ``n: 2.0``), but never a string or a boolean."""
+
+    model_config = ConfigDict(extra="allow", defer_build=False)  # built at import: see the module doc
 
     session_id: Id | None = None
     user_id: Id | None = None

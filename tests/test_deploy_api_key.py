@@ -458,3 +458,21 @@ def test_lambda_public_url_gets_a_key_kept_by_the_next_deploy(tmp_path) -> None:
         assert closed.api_key.source == "removed" and variables() == {}
     finally:
         plane.stop()
+
+
+def test_the_key_counts_toward_the_size_limit_before_any_call() -> None:
+    """A public deploy whose variables fit only without the key is refused before the platform is asked."""
+    from agentpack.deployers.errors import DeployConfigError
+    from agentpack.deployers.platforms.fc import FCDeployer
+
+    class Unreachable:
+        def __getattr__(self, name: str) -> Any:  # any call (GetFunction…) fails the test with this name
+            raise AttributeError(f"the platform was called ({name}) before the size check")
+
+    fits_alone = request(True)
+    deployer = FCDeployer(fits_alone.settings, api=Unreachable(), environ={})
+    fits_alone.python, fits_alone.size_bytes = "3.12", 1000
+    used = sum(len(k) + len(v) for k, v in deployer.own_variables(fits_alone).items()) + len("BIG")
+    fits_alone.environment["BIG"] = "v" * (4096 - used - 30)  # 30 bytes left: the key needs 61
+    with pytest.raises(DeployConfigError, match="AGENTPACK_API_KEYS"):
+        deployer.deploy(fits_alone, None)

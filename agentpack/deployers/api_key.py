@@ -73,6 +73,15 @@ def wanted(settings: object, allow_anonymous: bool) -> bool:
     return bool(allow_anonymous if setting is None else setting)
 
 
+def room(request: DeployRequest) -> dict[str, str]:
+    """A stand-in for the key a deploy may generate, as long as one, so that the environment's
+    size limit is checked before any call (the key itself is settled after reading the platform)."""
+    settings = request.settings
+    if offered(settings) and wanted(settings, request.allow_anonymous) and VARIABLE not in request.environment:
+        return {VARIABLE: "k" * len(new_key())}
+    return {}
+
+
 def first_key(value: str | None) -> str | None:
     """The first key of a comma-separated ``AGENTPACK_API_KEYS`` value (what a client sends)."""
     if masked(value):

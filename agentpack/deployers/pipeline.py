@@ -8,7 +8,9 @@ create-or-update **by name**, so a deploy can be repeated, interrupted and run a
 
 Check
     ``check`` refuses what cannot work before any call: an artifact FC cannot take inline
-    without a bucket, a Python the platform does not run.  Then the API key is settled
+    without a bucket, a Python the platform does not run.  The environment is held against the
+    platform's size limit — with room for a key that may be generated — still before any call.
+    Then the API key is settled
     (``deployers/api_key.py``: on a target that offers one, ``held_variables`` reads the
     environment the platform holds so that a key made before is sent back, not replaced), the
     environment the platform will get (the request's variables plus the target's own,
@@ -191,8 +193,10 @@ class Deployer:
         """Check, find, decide, upload, wait, publish, route, record (see the module doc)."""
         plan = Plan(request, previous)
         self.check(plan)
+        own = self.own_variables(request)
+        self.variables(request, {**own, **api_key.room(request)})  # the size limit, before any call
         plan.key = self.settle_key(plan)
-        plan.variables = self.variables(request, {**self.own_variables(request), **plan.key.variables()})
+        plan.variables = self.variables(request, {**own, **plan.key.variables()})
         plan.desired = self.desired(plan)
 
         plan.current = self.find(plan)

@@ -300,7 +300,10 @@ def endpoint(project: Path, name_or_url: str, target: str | None = None, *, key:
     where = Endpoint(deployment.url.rstrip("/"), auth, deployment.name, deployment.target, api_key=key)
     if key is None and api_key.VARIABLE in deployment.env_keys:
         try:
-            where.api_key = (deployer or deployer_for(project, deployment)).held_api_key(deployment)
+            deployer = deployer or deployer_for(project, deployment)
+            if not api_key.offered(deployer.settings):  # e.g. local: a key the user set and holds
+                return where
+            where.api_key = deployer.held_api_key(deployment)
             if where.api_key is None:
                 where.key_problem = f"{deployment.target} shows no readable {api_key.VARIABLE} for {deployment.name}"
         except (DeployConfigError, PlatformError) as exc:  # no credentials, SDK or answer: ask without a key

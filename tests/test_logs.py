@@ -117,6 +117,22 @@ def test_every_line_of_a_run_carries_the_ids_and_the_run_starts_and_ends_once() 
     assert "error_code" not in ended
 
 
+def test_a_run_of_another_protocol_is_logged_the_same_way() -> None:
+    app = make_app()
+    path = app.protocols.endpoints()["responses"]
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agent.test") as client:
+            return await client.post(path, json={"model": "agent", "input": "hi"}, headers={"X-Request-Id": "resp-1"})
+
+    with captured() as lines:
+        answer = asyncio.run(call())
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "resp-1"
+    run = [r for r in lines.records() if r.get("request_id") == "resp-1" and r.get("session_id")]
+    assert [r.get("event") for r in run] == ["run_started", None, "run_ended"], lines.text()
+    assert run[0]["route"] == path and run[-1]["status"] == "completed"
+
+
 @pytest.mark.parametrize(
     "incoming",
     ["x" * (logs.MAX_REQUEST_ID + 1), "two words", "请求-1", "tab\tinside", ""],

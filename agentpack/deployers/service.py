@@ -288,7 +288,7 @@ def endpoint(project: Path, name_or_url: str, target: str | None = None, *, key:
         except Exception:
             known = []
         if not known:
-            return Endpoint(url)
+            return Endpoint(url, api_key=key)
         deployment = known[0]
     else:
         deployment = find(project, name_or_url, target)

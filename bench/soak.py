@@ -200,6 +200,7 @@ def main() -> None:
                     "rss_mb_first_round": rounds[0]["rss_mb"] if rounds else None,
                     "rss_mb_last_round": rounds[-1]["rss_mb"] if rounds else None,
                     "rss_mb_node_a_by_round": [r["rss_mb"][0] for r in rounds],
+                    "errors_by_round": [r["errors"] for r in rounds],
                 },
                 indent=2,
             )

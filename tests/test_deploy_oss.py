@@ -188,6 +188,11 @@ def test_the_upload_streams_from_the_file_and_memory_stays_flat(tmp_path):
 def forced(tmp_path):
     with clouds(tmp_path, serve=False) as cloud:
         project = copy_project(tmp_path)
+        # one part (below oss.PART_SIZE, 8 MiB) with room for agentpack to grow: redis (1.6 MB, brought by
+        # redis_url and requirements.txt) is not needed by a deployment these tests never serve
+        (project / "requirements.txt").write_text("")
+        config = project / "agentpack.toml"
+        config.write_text(config.read_text().replace('redis_url = "${REDIS_URL}"\n', ""))
         add_fc_settings(project, f'code_upload = "oss"\noss_bucket = "{BUCKET}"\noss_prefix = "builds/agents"\n')
         yield cloud, CLI(project, cloud.env), project
 
@@ -195,6 +200,7 @@ def forced(tmp_path):
 def test_code_upload_oss_sends_a_small_artifact_through_oss_under_the_prefix(forced):
     cloud, cli, project = forced
     result = cli.json("deploy", "--target", "fc")
+    assert cloud.oss.bytes_uploaded() < 8 * MiB, f"the test's artifact outgrew one part: {cloud.oss.bytes_uploaded()} bytes"
     key = f"builds/agents/deployed/{result['sha256']}.zip"
     assert cloud.oss.keys(BUCKET) == [key]
     assert [c.action for c in cloud.oss.calls] == ["HeadObject", "PutObject"]  # one part: a plain PutObject

@@ -546,6 +546,30 @@ def test_the_relay_adds_the_affinity_id_a_page_without_crypto_subtle_could_not()
     assert affinity_for({}) == {}, "no session, nothing to pin"
 
 
+def test_the_relay_sends_the_deployments_key_when_the_page_has_none(serve):
+    from agentpack.cli.ui_view import relay_app
+
+    agent = AgentApp(app_name="keyed", api_keys=["k-deployment-x", "k-page"])
+
+    @agent.query(framework="text")
+    async def answer(self, msgs, request):
+        yield "hi"
+
+    upstream = serve(agent)
+    paths = {"process": "/process", "stop": "/process/stop"}
+    page = serve(relay_app(upstream, paths, None, "fc/keyed", api_key="k-deployment-x"))
+    assert http.post(f"{upstream}/process", json=user_body()).status_code == 401, "the deployment wants a key"
+    with http.stream("POST", f"{page}/process", json=user_body("你好"), timeout=30) as answered:
+        assert answered.status_code == 200
+        events = [json.loads(line[6:]) for line in answered.iter_lines() if line.startswith("data: ")]
+    assert check_protocol(events)["status"] == "completed"
+    # the page's own key wins: a wrong one is refused, not replaced by the relay's
+    refused = http.post(f"{page}/process", json=user_body(), headers={"Authorization": "Bearer wrong"}, timeout=30)
+    assert refused.status_code == 401
+    keyless = serve(relay_app(upstream, paths, None, "fc/keyed"))
+    assert http.post(f"{keyless}/process", json=user_body(), timeout=30).status_code == 401
+
+
 def test_the_relay_signs_what_it_forwards_and_streams_it_back(serve):
     from agentpack.cli.ui_view import relay_app
     from agentpack.deployers.clients.signing import AcsSignatureAuth

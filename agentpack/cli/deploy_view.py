@@ -255,7 +255,7 @@ def _not_running(project: Path, name: str | None, target: str | None) -> str | N
     return f"{target}/{name} is {found.platform.get('state') or 'not running'}: {detail}"
 
 
-def _key_problem(where: Any) -> None:
+def warn_key_problem(where: Any) -> None:
     """Say, on stderr, why a deployment's API key could not be read (the request goes without one)."""
     if where.key_problem:
         from agentpack.deployers.api_key import CLIENT_VARIABLE
@@ -286,7 +286,7 @@ def run_invoke(
         import httpx
 
         where = service.endpoint(project, name_or_url, target, key=api_key)
-        _key_problem(where)
+        warn_key_problem(where)
         try:
             return ask(where)
         except httpx.ConnectError:
@@ -362,7 +362,7 @@ def run_stop(
                 )
             return 0
         where = service.endpoint(project, name_or_url, target, key=api_key)
-        _key_problem(where)
+        warn_key_problem(where)
         paths = agent_paths(where.url, where.auth)
         answer = stop_run(where.url + paths["stop"], session, user, auth=where.auth, api_key=where.api_key)
         if as_json:

@@ -453,6 +453,7 @@ def ui(
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object (the page's URL, the deployment's) once serving."
     ),
+    api_key: str | None = _API_KEY_OPTION,
 ) -> None:
     """Open the chat page for a deployed agent: served here, its requests signed and forwarded as `invoke` sends them."""
     from pathlib import Path
@@ -463,7 +464,7 @@ def ui(
         raise usage_error(f"--port {port} is not a TCP port; use 1-65535 (or 0 for any free port)")
     if timeout <= 0:
         raise usage_error(f"--timeout {timeout}: give a positive number of seconds")
-    raise typer.Exit(run_ui(Path(project), name_or_url, target, host, port, timeout, as_json))
+    raise typer.Exit(run_ui(Path(project), name_or_url, target, host, port, timeout, as_json, api_key))
 
 
 @app.command()

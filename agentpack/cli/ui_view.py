@@ -95,10 +95,16 @@ def affinity_for(headers: dict[str, str]) -> dict[str, str]:
 
 
 def relay_app(
-    upstream: str, paths: dict[str, str], auth: Any = None, name: str | None = None, timeout: float = 300.0
+    upstream: str,
+    paths: dict[str, str],
+    auth: Any = None,
+    name: str | None = None,
+    timeout: float = 300.0,
+    api_key: str | None = None,
 ) -> Any:
     """An ASGI app serving the page at /ui and forwarding /process and /process/stop to
-    ``upstream`` + ``paths["process"]`` / ``paths["stop"]``, each request signed by ``auth``."""
+    ``upstream`` + ``paths["process"]`` / ``paths["stop"]``, each request signed by ``auth``
+    and carrying the page's API key, else ``api_key`` (the deployment's, as `invoke` finds it)."""
     import anyio
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -137,8 +143,9 @@ def relay_app(
         headers = {key: request.headers[key] for key in FORWARDED_REQUEST if key in request.headers}
         headers.update(affinity_for(headers))
         bearer = request.headers.get("authorization", "")
-        if bearer[:7].lower() == "bearer ":  # the page's API key (docs/auth.md), sent on as `invoke` sends it
-            headers.update(key_headers(bearer[7:].strip(), signed=auth is not None))
+        key = bearer[7:].strip() if bearer[:7].lower() == "bearer " else api_key
+        if key:  # the page's API key (docs/auth.md) or the deployment's, sent on as `invoke` sends it
+            headers.update(key_headers(key, signed=auth is not None))
         outgoing = client.build_request("POST", url, content=await request.body(), headers=headers)
         try:
             answer = await client.send(outgoing, stream=True)
@@ -176,10 +183,17 @@ def relay_app(
 
 
 def run_ui(
-    project: Path, name_or_url: str, target: str | None, host: str, port: int, timeout: float, as_json: bool
+    project: Path,
+    name_or_url: str,
+    target: str | None,
+    host: str,
+    port: int,
+    timeout: float,
+    as_json: bool,
+    api_key: str | None = None,
 ) -> int:
     """``agentpack ui``: serve the page for a deployment until Ctrl+C."""
-    from agentpack.cli.deploy_view import View
+    from agentpack.cli.deploy_view import View, warn_key_problem
     from agentpack.client import agent_paths
     from agentpack.deployers import service
 
@@ -188,10 +202,11 @@ def run_ui(
     def work() -> int:
         import uvicorn
 
-        where = service.endpoint(project, name_or_url, target)
+        where = service.endpoint(project, name_or_url, target, key=api_key)
+        warn_key_problem(where)
         paths = agent_paths(where.url, where.auth)
         label = f"{where.target}/{where.name}" if where.name else where.url
-        app = relay_app(where.url, paths, where.auth, label, timeout)
+        app = relay_app(where.url, paths, where.auth, label, timeout, where.api_key)
         server = uvicorn.Server(
             uvicorn.Config(
                 app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=1

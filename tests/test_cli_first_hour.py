@@ -431,3 +431,14 @@ def test_emulate_reports_a_missing_target_python_before_building(tmp_path: Path,
     assert done.exit_code == 2, done.output
     assert "the target runs Python 3.12, which is not on this machine" in done.output
     assert "building" not in done.output and not (tmp_path / "dist").exists(), done.output
+
+
+def test_emulate_shows_the_instances_lines_as_text_in_a_terminal_unless_told(monkeypatch):
+    from agentpack.cli.emulate_view import instance_log_format
+
+    monkeypatch.delenv("AGENTPACK_LOG_FORMAT", raising=False)
+    assert instance_log_format({}, terminal=True) == {"AGENTPACK_LOG_FORMAT": "text"}
+    assert instance_log_format({}, terminal=False) == {}, "piped on: JSON lines, as on the platform"
+    assert instance_log_format({"AGENTPACK_LOG_FORMAT": "json"}, terminal=True) == {}, "--env wins"
+    monkeypatch.setenv("AGENTPACK_LOG_FORMAT", "json")
+    assert instance_log_format({}, terminal=True) == {"AGENTPACK_LOG_FORMAT": "json"}, "the shell's choice is passed on"

@@ -59,6 +59,7 @@ def run_emulate(
         env = parse_pairs(env_pairs)
     except ValueError as exc:
         return fail(EXIT_USAGE, "error", str(exc))
+    env.update(instance_log_format({**options.env, **env}, console.is_terminal))
     if once and not ask:
         return fail(EXIT_USAGE, "error", "--once needs --ask MESSAGE (it stops after that reply)")
 
@@ -123,6 +124,21 @@ def run_emulate(
         return code
     finally:
         emulation.stop()
+
+
+def instance_log_format(env: dict[str, str], terminal: bool) -> dict[str, str]:
+    """The instances' log format: their output is a pipe, so they would write JSON lines as on the
+    platform; someone reading a terminal gets text lines instead, unless ``--env`` or this shell
+    set ``AGENTPACK_LOG_FORMAT`` (docs/logs.md)."""
+    import os
+
+    from agentpack.logs import FORMAT_ENV
+
+    if FORMAT_ENV in env:
+        return {}
+    if os.environ.get(FORMAT_ENV):
+        return {FORMAT_ENV: os.environ[FORMAT_ENV]}
+    return {FORMAT_ENV: "text"} if terminal else {}
 
 
 def _wait_for_signal(stop: threading.Event) -> None:

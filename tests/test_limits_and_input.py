@@ -251,6 +251,38 @@ def test_the_json_answer_of_a_timed_out_run_is_failed_too():
     run(scenario())
 
 
+@pytest.mark.parametrize("keywords", [{"stream_task_timeout": 0.2}, {"stream_task_timeout": 60, "run_timeout_seconds": 0.2}])
+def test_a_background_run_past_stream_task_timeout_ends_failed_and_frees_its_session(keywords):
+    app = AgentApp(enable_stream_task=True, **keywords)
+
+    @app.query(framework="text")
+    async def handler(self, msgs, request, **_):
+        yield "started"
+        if msgs[-1].text() == "hang":
+            await asyncio.Event().wait()
+
+    async def scenario() -> dict[str, Any]:
+        async with app.router.lifespan_context(app), in_process(app) as client:
+            submitted = await client.post("/process/task", json=user_body("hang", session_id="长任务-🕒"))
+            task_id = submitted.json()["task_id"]
+            deadline = asyncio.get_running_loop().time() + 30
+            while (answer := (await client.get(f"/process/task/{task_id}")).json())["status"] != "finished":
+                assert asyncio.get_running_loop().time() < deadline, answer
+                await asyncio.sleep(0.02)
+            again = await client.post("/process", json=user_body(session_id="长任务-🕒", stream=False))
+            assert again.status_code == 200, "the timed-out run released its session"
+            return answer
+
+    result = run(scenario())["result"]
+    assert result["status"] == "failed" and result["error"]["code"] == "timeout", result
+    assert "0.2s" in result["error"]["message"], "the shorter of the two limits holds"
+
+
+def test_stream_task_timeout_is_checked():
+    with pytest.raises(ValueError, match="stream_task_timeout=-1"):
+        AgentApp(stream_task_timeout=-1)
+
+
 # -- input messages ------------------------------------------------------------------------------
 def post_json(app: AgentApp, body: Any, path: str = "/process") -> httpx.Response:
     async def scenario() -> httpx.Response:

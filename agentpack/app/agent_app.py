@@ -79,6 +79,7 @@ class AgentApp(FastAPI):
         enable_stream_task: bool = False,
         stream_task_queue: str = "stream_query",
         stream_task_wait_seconds: float = 300.0,
+        stream_task_timeout: float | None = None,
         task_concurrency: int = 8,
         task_result_seconds: float = 3600.0,
         task_results_max: int = 1000,
@@ -102,6 +103,10 @@ class AgentApp(FastAPI):
         backend_url = checks.task_urls(broker_url, backend_url)
         checks.interrupt_choice(interrupt_redis_url, interrupt_backend, BaseInterruptBackend)
         self.stream_task_wait_seconds = checks.check_seconds("stream_task_wait_seconds", stream_task_wait_seconds)
+        #: a background run's time limit (upstream's keyword), besides ``run_timeout_seconds``
+        self.stream_task_timeout = (
+            None if stream_task_timeout is None else checks.check_seconds("stream_task_timeout", stream_task_timeout)
+        )
         checks.check_a2a_config(a2a_config)
         #: who may call: API keys / ``AGENTPACK_API_KEYS`` and the ``auth=`` verifier (docs/auth.md)
         self.authentication = Authentication(api_keys, auth, bind_user_to_principal)
@@ -224,7 +229,9 @@ class AgentApp(FastAPI):
         verbs = [m.upper() for m in (methods or ["POST"])]
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-            self.add_api_route(path, make_endpoint(func, self.debug_errors), methods=verbs, tags=["custom"], response_model=None)
+            self.add_api_route(
+                path, make_endpoint(func, self.debug_errors), methods=verbs, tags=["custom"], response_model=None
+            )
             if not auth:
                 self.authentication.mark_open(self.router.routes[-1:])
             self.custom_endpoints.append({"path": path, "methods": verbs, "handler": func})

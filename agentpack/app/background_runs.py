@@ -106,8 +106,9 @@ def add_background_runs(app: AgentApp) -> None:
     async def run_agent(payload: dict[str, Any]) -> dict[str, Any]:
         request = AgentRequest.model_validate(payload)
         assert app.query_handler is not None, "background runs need @app.query"
-        timeout = app.limits.run_timeout_seconds  # the app's limits hold for background runs too
-        limits = RunLimits(total=timeout) if timeout is not None else None
+        # the app's limits hold for background runs too, and stream_task_timeout for them alone
+        limits_set = [t for t in (app.limits.run_timeout_seconds, app.stream_task_timeout) if t is not None]
+        limits = RunLimits(total=min(limits_set)) if limits_set else None
         run = AgentRun(app, app.query_handler, request, {}, limits, debug=app.debug_errors)
         async with runtime.session_guard() as guard:
             key = session_key(request.user_id, request.session_id)

@@ -17,7 +17,6 @@ NO_EFFECT = {
     "mode": "deployment modes are chosen by `agentpack deploy --target`",
     "custom_endpoints": "routes are registered with @app.endpoint / @app.get",
     "enable_embedded_worker": "start workers with `agentpack worker APP`; without a broker, tasks run embedded",
-    "stream_task_timeout": "stop a background run with stop_chat / POST {endpoint_path}/stop instead",
 }
 
 #: ``AgentApp(...)`` keywords with no equivalent; the message says what to do instead.

@@ -162,7 +162,11 @@ async def measure_streams(args: argparse.Namespace) -> dict[str, object]:
     try:
         urls = {kind: f"{server[1]}/process" for kind, server in servers.items()}
         pids = {kind: server[0].pid for kind, server in servers.items()}
-        limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+        # Idle connections are dropped after 2 s, before uvicorn's 5 s keep-alive closes them: a
+        # request sent on a connection the server is closing just then fails (HTTP/1.1's race).
+        limits = httpx.Limits(
+            max_connections=args.concurrency, max_keepalive_connections=args.concurrency, keepalive_expiry=2.0
+        )
         async with httpx.AsyncClient(timeout=60, limits=limits) as client:
             check = await same_bytes(client, urls)
             cpu = await cpu_rounds(client, urls, pids, args.concurrency, args.rounds, int(check["stream_bytes"]))

@@ -117,6 +117,7 @@ def run(
             app_dir=app_dir,
             reload_dirs=[app_dir],
             log_level=log_level,
+            log_config=log_config(log_level),  # the reloading child is configured with it too
         )
         return
     if ask is None:

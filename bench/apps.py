@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+from typing import Any
 
 CHUNKS = int(os.environ.get("BENCH_CHUNKS", "100"))
 CHUNK = "token "
@@ -48,10 +49,10 @@ def bare_fastapi():
     return app
 
 
-def agentpack_app():
+def agentpack_app(**keywords: Any):
     from agentpack import AgentApp
 
-    app = AgentApp(app_name="bench")
+    app = AgentApp(app_name="bench", **keywords)
 
     @app.query(framework="text")
     async def handler(msgs):
@@ -185,17 +186,7 @@ def hot_path_baseline():
 def hot_path_agentpack():
     """Issue 21's agentpack side: the same handler as :func:`agentpack_app`, auth on (one API
     key), every limit at its default (body limit, concurrent runs, run timeout)."""
-    from agentpack import AgentApp
-
-    app = AgentApp(app_name="bench", api_keys=[API_KEY])
-
-    @app.query(framework="text")
-    async def handler(msgs):
-        for _ in range(CHUNKS):
-            await pace()
-            yield CHUNK
-
-    return app
+    return agentpack_app(api_keys=[API_KEY])
 
 
 KINDS = {

@@ -184,15 +184,21 @@ def test_the_upload_streams_from_the_file_and_memory_stays_flat(tmp_path):
 
 
 # -- smaller artifacts, forced through OSS -------------------------------------------------------------------
+def one_part_project(tmp_path: Path) -> Path:
+    """The deployed project without redis (1.6 MB, brought by redis_url and requirements.txt), which
+    a deployment these tests never serve does not need: its artifact is one OSS part (below
+    oss.PART_SIZE, 8 MiB) with room for agentpack itself to grow."""
+    project = copy_project(tmp_path)
+    (project / "requirements.txt").write_text("")
+    config = project / "agentpack.toml"
+    config.write_text(config.read_text().replace('redis_url = "${REDIS_URL}"\n', ""))
+    return project
+
+
 @pytest.fixture
 def forced(tmp_path):
     with clouds(tmp_path, serve=False) as cloud:
-        project = copy_project(tmp_path)
-        # one part (below oss.PART_SIZE, 8 MiB) with room for agentpack to grow: redis (1.6 MB, brought by
-        # redis_url and requirements.txt) is not needed by a deployment these tests never serve
-        (project / "requirements.txt").write_text("")
-        config = project / "agentpack.toml"
-        config.write_text(config.read_text().replace('redis_url = "${REDIS_URL}"\n', ""))
+        project = one_part_project(tmp_path)
         add_fc_settings(project, f'code_upload = "oss"\noss_bucket = "{BUCKET}"\noss_prefix = "builds/agents"\n')
         yield cloud, CLI(project, cloud.env), project
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.standins import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, OSSStandIn
-from tests.support import CLI, copy_project
-from tests.test_deploy_oss import BUCKET, add_fc_settings, clouds
+from tests.support import CLI
+from tests.test_deploy_oss import BUCKET, add_fc_settings, clouds, one_part_project
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_a_head_404_without_an_error_header_means_absent_as_the_sdk_reads_it(tmp
 def test_the_first_upload_through_oss_succeeds_when_head_404_carries_no_error_header(tmp_path: Path) -> None:
     with clouds(tmp_path, serve=False) as cloud:
         cloud.oss.head_error_header = False
-        project = copy_project(tmp_path)
+        project = one_part_project(tmp_path)
         add_fc_settings(project, f'code_upload = "oss"\noss_bucket = "{BUCKET}"\n')
         result = CLI(project, cloud.env).json("deploy", "--target", "fc")
         assert result["action"] == "created" and result["uploaded"] is True

@@ -19,6 +19,7 @@ import binascii
 import copy
 import io
 import re
+import sys
 import threading
 import time
 import uuid
@@ -343,10 +344,10 @@ class AgentRunStandIn(AcsStandIn):
                 "statusReason": "",
             })
             record.setdefault("description", "")
+            code.url = self._call_hook(name, code.data, record)  # a 500 here leaves nothing created
             runtime = _Runtime(record=record, code=code)
             self._start_transition(runtime, "CREATING", self._take_plan(name))
             self.runtimes[runtime_id] = runtime
-            code.url = self._call_hook(name, code.data, record)
             return self._ok(request, _public(record))
 
     def _call_hook(self, name: str, data: Optional[bytes], record: dict[str, Any]) -> Optional[str]:
@@ -355,6 +356,7 @@ class AgentRunStandIn(AcsStandIn):
         try:
             return self.on_code(name, data, _public(record))
         except Exception as exc:
+            print(f"agentrun stand-in: the on_code hook failed for {name}: {exc!r}", file=sys.stderr)  # shown with a failing test
             raise ApiError(500, "ERR_INTERNAL_SERVER_ERROR", f"the stand-in's on_code hook failed: {exc!r}") from exc
 
     def _get(self, request: Request) -> tuple[int, Any]:
@@ -391,10 +393,12 @@ class AgentRunStandIn(AcsStandIn):
             self._validate(body, merged)
             code = self._validate_code(body["codeConfiguration"]) if body.get("codeConfiguration") else runtime.code
             merged["lastUpdatedAt"] = now_iso()
+            # the hook first: a 500 (the code did not start here) leaves the runtime as it was, not
+            # UPDATING for good, so the client's retry of the 5xx is answered, not refused with a 409
+            code.url = self._call_hook(merged["agentRuntimeName"], code.data, merged) or code.url
             runtime.record = merged
             runtime.code = code
             self._start_transition(runtime, "UPDATING", self._take_plan(merged["agentRuntimeName"]))
-            code.url = self._call_hook(merged["agentRuntimeName"], code.data, merged) or code.url
             return self._ok(request, _public(merged))
 
     def _delete(self, request: Request) -> tuple[int, Any]:

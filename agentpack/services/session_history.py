@@ -303,7 +303,7 @@ class RedisSessionHistoryService(_redis.RedisBacked, SessionHistoryService):
         redis_url: str = "redis://localhost:6379/0",
         redis_client: aioredis.Redis | None = None,
         socket_timeout: float | None = 1.0,
-        socket_connect_timeout: float | None = 0.5,
+        socket_connect_timeout: float | None = 2.0,
         max_connections: int | None = None,
         retry_on_timeout: bool = False,
         ttl_seconds: float | None = 3600,

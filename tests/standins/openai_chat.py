@@ -686,8 +686,8 @@ class OpenAIChatStandIn(LoopbackServer):
             self._write(http, f"data: {json.dumps(frame, ensure_ascii=False)}\n\n".encode())
             call.chunks.append(frame)
         self._write(http, b"data: [DONE]\n\n")
+        call.done = True  # before the body's last chunk: a client that has read the whole body sees it set
         self._write(http, b"", last=True)
-        call.done = True
 
     def _hold(self) -> None:
         self.holding.set()

@@ -255,11 +255,12 @@ class RedisInterruptBackend(BaseInterruptBackend):
 
     Commands time out after ``command_timeout`` (retried once only when a pooled connection
     turns out to be broken, as after a Redis restart), so a frozen or unreachable Redis is a
-    503 within about that time, never a hang.  A burst of runs waits up to ``pool_timeout``
-    for one of ``max_connections`` pooled connections.  Opening a connection may take longer,
+    503 within about that time, never a hang.  Opening a connection may take longer,
     ``connect_timeout``: a burst on a cold pool opens dozens at once while the event loop is
     busy with the burst itself, and a connect that merely waited for the loop is not Redis
-    failing (a refused connection still fails at once).
+    failing (a refused connection still fails at once).  A burst of runs waits up to
+    ``pool_timeout`` for one of ``max_connections`` pooled connections: longer than a connect
+    may take, so runs queued behind connects still being opened are served, not refused.
 
     A Redis that restarted has lost every lease.  The backend notices (each new connection
     reads the server's ``run_id``) and then, for one renewal period, lets runs elsewhere
@@ -278,7 +279,7 @@ class RedisInterruptBackend(BaseInterruptBackend):
         connect_timeout: float = 2.0,
         command_timeout: float = 0.5,
         max_connections: int = 64,
-        pool_timeout: float = 2.0,
+        pool_timeout: float = 5.0,
     ) -> None:
         import importlib.util
 

@@ -57,6 +57,12 @@ def new_key() -> str:
     return secrets.token_urlsafe(32)
 
 
+def for_digest(variables: Mapping[str, str]) -> dict[str, str]:
+    """``variables`` as the configuration digests take them: the key by name only
+    (:data:`DIGEST_MARK` in place of its value, which is compared with what the platform shows)."""
+    return {**variables, VARIABLE: DIGEST_MARK} if VARIABLE in variables else dict(variables)
+
+
 def masked(value: str | None) -> bool:
     """Whether the platform showed a value as a mask (``******``) or not at all (None)."""
     return value is None or (len(value) >= 3 and set(value) == {"*"})

@@ -71,10 +71,9 @@ def environment_digest(variables: dict[str, str]) -> str:
     """A digest of the environment for the runtime's description (who reads the description may
     read the variables themselves in the console; the digest only says whether they changed).
     The API key enters it by name only: its value is compared with GetAgentRuntime's instead."""
-    from agentpack.deployers.api_key import DIGEST_MARK, VARIABLE
+    from agentpack.deployers.api_key import for_digest
 
-    shown = {**variables, VARIABLE: DIGEST_MARK} if VARIABLE in variables else variables
-    return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(for_digest(variables), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def written(runtime: dict[str, Any] | None) -> tuple[str, str] | None:

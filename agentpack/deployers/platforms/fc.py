@@ -440,11 +440,9 @@ def written(sha256: str, function: FunctionSpec) -> str:
     enters it by name only (its value is compared with what GetFunction shows instead)."""
     from dataclasses import replace
 
-    from agentpack.deployers.api_key import DIGEST_MARK, VARIABLE
+    from agentpack.deployers.api_key import for_digest
 
-    environment = dict(function.environment or {})
-    if VARIABLE in environment:
-        environment[VARIABLE] = DIGEST_MARK
+    environment = for_digest(function.environment or {})
     body = replace(
         function,
         zip_bytes=None,

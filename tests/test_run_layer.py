@@ -285,3 +285,46 @@ def test_a_reader_that_stops_iterating_a_run_cancels_it_and_frees_the_session():
         assert cleanups == ["cancelled"]
 
     asyncio.run(scenario())
+
+
+def test_the_shutdown_returns_only_once_the_streams_it_ended_have_written_their_last_word():
+    """As uvicorn does past its grace: cancel the request, run the lifespan's shutdown, and
+    the process exits the moment that returns (uvicorn re-raises its signal there).  The run
+    releases its session before its terminal event, so the shutdown must also wait for the
+    stream itself (here a slow reader's): what the client has by then is the whole stream."""
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        yield "Hello"
+        await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        sent: list[dict] = []
+        delta = asyncio.Event()
+
+        async def send(message: dict) -> None:
+            if delta.is_set():
+                await asyncio.sleep(0.05)  # a slow reader: uvicorn's send waits for the socket to drain
+            sent.append(message)
+            if b'"delta":true' in message.get("body", b""):
+                delta.set()
+
+        async def receive() -> dict:
+            if not hasattr(receive, "given"):
+                receive.given = True
+                return {"type": "http.request", "body": json.dumps({"input": [], "session_id": "关-🛑"}).encode(), "more_body": False}
+            await asyncio.Event().wait()
+
+        scope = {"type": "http", "method": "POST", "path": "/process", "raw_path": b"/process", "query_string": b"", "headers": [(b"content-type", b"application/json")], "app": app, "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": ""}
+        async with app.router.lifespan_context(app):
+            request = asyncio.create_task(app(scope, receive, send))
+            await asyncio.wait_for(delta.wait(), 10)
+            request.cancel()  # the server's grace ran out
+        # the shutdown has returned: nothing more may run before the process is gone
+        body = b"".join(message.get("body", b"") for message in sent)
+        assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+        assert json.loads(body.decode().split("data: ")[-1])["status"] == "canceled"
+        await request
+
+    asyncio.run(scenario())

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from agentpack._aio import call
+from agentpack.run.stream import CLEANUP_GRACE, streams_ended
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
@@ -90,6 +91,9 @@ def compose(
         if app.query_handler is not None:
             await app.protocols.shutdown()  # their runs end (and say so) while the backends are up
         await app.runtime.aclose()
+        # last: the server exits when this returns, and streams the shutdown ended are still
+        # writing their last events (a run releases its session before its terminal event)
+        await streams_ended(CLEANUP_GRACE)
 
     @asynccontextmanager
     async def lifespan(app: AgentApp) -> AsyncIterator[Any]:

@@ -45,6 +45,30 @@ CANCELLED_BY_SERVER = "the server is shutting down"
 Write = Callable[[Any], Awaitable[None]]
 
 
+#: One future per response being written, done when its ``__call__`` returns (see
+#: :func:`streams_ended`).
+_open_streams: set[asyncio.Future[None]] = set()
+
+
+async def streams_ended(timeout: float) -> bool:
+    """Wait, at most ``timeout`` seconds, until every stream this event loop is writing has
+    ended; ``False`` if some had not.
+
+    The app's shutdown calls it last.  A server exits the moment the app's shutdown returns
+    (uvicorn re-raises the signal it caught right then, before its loop winds down), and a run
+    releases its session *before* writing its terminal event, so without this wait a stream
+    the shutdown ended could lose its last word and the end of its body.
+    """
+    loop = asyncio.get_running_loop()
+    open_here = [done for done in _open_streams if done.get_loop() is loop and not done.done()]
+    if not open_here:
+        return True
+    finished, pending = await asyncio.wait(open_here, timeout=timeout)
+    if pending:
+        logger.warning("shutdown: %d stream(s) had not ended after %.0fs; leaving them", len(pending), timeout)
+    return not pending
+
+
 class WriteFailed(BaseException):
     """Writing an event failed (the client is gone).  A BaseException so that it is never
     mistaken for the producer failing: it passes every ``except Exception`` on its way out."""
@@ -231,6 +255,15 @@ class StreamResponse(Response):
         self.ping_interval = ping_interval
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        ended = asyncio.get_running_loop().create_future()
+        _open_streams.add(ended)
+        try:
+            await self._stream(receive, send)
+        finally:
+            ended.set_result(None)
+            _open_streams.discard(ended)
+
+    async def _stream(self, receive: Any, send: Any) -> None:
         connected = True
         last_write = time.monotonic()
         producer = self.producer

@@ -294,7 +294,11 @@ def test_background_runs_wait_their_turn_on_celery_workers(serve, redis_server):
         wait_until(lambda: env.status("/process/task", first)["status"] == "running", 30, "the first run never started")
         second = _background(env, "celery-turns")
         # a worker took it and waits (Celery state WAITING), which clients see as pending
-        wait_until(lambda: app.celery_app.AsyncResult(second).state == "WAITING", 30, "the second run should wait in a worker")
+        wait_until(
+            lambda: app.celery_app.AsyncResult(second).state == "WAITING",
+            30,
+            lambda: f"the second run should wait in a worker (state {app.celery_app.AsyncResult(second).state}; first {app.celery_app.AsyncResult(first).state}); worker log: {worker.log_text()[-4000:]}",
+        )
         assert env.status("/process/task", second)["status"] == "pending"
         assert http.post(f"{env.url}/process", json={"input": [], "session_id": "celery-turns", "user_id": "u"}).status_code == 409
         assert _stop(env, "celery-turns") is True  # reaches the worker through Redis

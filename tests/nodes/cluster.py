@@ -125,11 +125,14 @@ class Worker:
 
         def answers() -> bool:
             if self.process.poll() is not None:
-                raise AssertionError(f"worker exited: {Path(self.log.name).read_text()[-3000:]}")
+                raise AssertionError(f"worker exited: {self.log_text()[-3000:]}")
             return bool(celery_app.control.ping(timeout=0.5))
 
         wait_until(answers, 60, "the Celery worker did not answer pings")
         return self
+
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
-import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -107,7 +107,7 @@ class SessionGuard:
             raise BackendUnavailable(f"not taking new runs: {self.closing}")
         if key in self.runs:
             raise SessionBusy(key)
-        run_id = uuid.uuid4().hex
+        run_id = os.urandom(16).hex()  # only compared, never parsed
         try:
             acquired = await self.backend.acquire(key, run_id, self.lease_seconds)
         except _backend_errors() as exc:

@@ -17,9 +17,9 @@ field of a deferred model would be built by the first request instead.)
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -52,9 +52,19 @@ def _new_dict() -> dict[str, Any]:
     return {}
 
 
+_UUID4_BITS = (0x4 << 76) | (0x2 << 62)  # the version (4) and the variant (RFC 9562) of a UUID
+_UUID4_KEEP = ~((0xF << 76) | (0x3 << 62))
+
+
+def uuid4_hex() -> str:
+    """What ``uuid4().hex`` gives (32 digits, the same version and variant bits) at half the
+    cost, with no UUID object: every run makes several of these before its first event."""
+    return "%032x" % ((int.from_bytes(os.urandom(16), "big") & _UUID4_KEEP) | _UUID4_BITS)
+
+
 def new_id(prefix: str) -> str:
     """A collision-free id such as ``msg_3f2a…`` (uuid4 hex keeps ids URL- and key-safe)."""
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{uuid4_hex()}"
 
 
 #: Longest id accepted (session, user, request ids): ids travel in headers and keys.
@@ -519,7 +529,7 @@ def fill_ids(request: AgentRequest) -> AgentRequest:
     """Give a request without ids fresh ones, so anonymous requests never share a session
     (the user defaults to the session, as everywhere in the Agent API)."""
     if not request.session_id:
-        request.session_id = uuid.uuid4().hex
+        request.session_id = uuid4_hex()
     if not request.user_id:
         request.user_id = request.session_id
     return request

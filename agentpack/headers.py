@@ -13,6 +13,7 @@ the full ids from the session headers.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from urllib.parse import quote, unquote
 
@@ -35,9 +36,16 @@ __all__ = [
 ]
 
 
+#: An id made only of what percent-encoding leaves as it is (RFC 3986's unreserved characters).
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+
+
 def encode_id(value: str | None) -> str:
-    """An id as a header value (percent-encoded UTF-8)."""
-    return quote(value or "", safe="")
+    """An id as a header value (percent-encoded UTF-8); most ids (the hex ones agentpack makes)
+    need no encoding, which a match finds at a fraction of ``quote``'s cost."""
+    if not value:
+        return ""
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
 
 
 def affinity_key(session_id: str, user_id: str | None = None) -> str:

@@ -23,8 +23,9 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
+from agentpack.headers import encode_id
 from agentpack.protocol.status import RunState as RunState  # re-exported: agentpack.interrupt names it
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def _part(value: str) -> str:
     # Percent-encoding every character but the unreserved ones makes the join injective:
     # ":" inside an id becomes "%3A", so ("a:b", "c") and ("a", "b:c") never meet; braces
     # are encoded too, so an id cannot move a key out of its Redis Cluster hash tag.
-    return quote(value, safe="")
+    return encode_id(value)
 
 
 def session_key(user_id: str | None, session_id: str | None) -> str:

@@ -287,6 +287,83 @@ def test_a_reader_that_stops_iterating_a_run_cancels_it_and_frees_the_session():
     asyncio.run(scenario())
 
 
+def _raw_process(app: AgentApp, session_id: str) -> tuple[dict, object]:
+    """The scope and ``receive`` of one ``POST /process`` as a server hands it to the app, for
+    tests that drive ``send`` themselves; ``receive`` then waits as for a client still there."""
+    body = json.dumps({"input": [], "session_id": session_id}).encode()
+    given = False
+
+    async def receive() -> dict:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+
+    scope = {"type": "http", "method": "POST", "path": "/process", "raw_path": b"/process", "query_string": b"", "headers": [(b"content-type", b"application/json")], "app": app, "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": ""}
+    return scope, receive
+
+
+def _app_noting_runs(ran: list[str]) -> AgentApp:
+    app = AgentApp()
+
+    @app.query(framework="text")
+    async def handler(msgs, request):
+        ran.append(request.session_id)
+        yield "Hello"
+
+    return app
+
+
+def test_a_client_gone_before_the_first_event_leaves_the_run_unstarted_and_its_session_free():
+    ran: list[str] = []
+    app = _app_noting_runs(ran)
+
+    async def scenario() -> None:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                raise OSError("the client is gone")
+            sent.append(message)
+
+        scope, receive = _raw_process(app, "走了-👋")
+        async with app.router.lifespan_context(app):
+            await asyncio.wait_for(app(scope, receive, send), 10)
+            assert await app.get_chat_state("走了-👋", "走了-👋") != "RUNNING" and len(app.runtime.guard) == 0
+        assert [m["type"] for m in sent] == ["http.response.start"] and ran == []
+
+    asyncio.run(scenario())
+
+
+def test_a_server_cancel_while_the_first_events_are_written_still_ends_the_stream_with_canceled():
+    ran: list[str] = []
+    app = _app_noting_runs(ran)
+
+    async def scenario() -> None:
+        sent: list[dict] = []
+        blocked, unblock = asyncio.Event(), asyncio.Event()
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.body" and not blocked.is_set():
+                blocked.set()
+                await unblock.wait()  # a socket that does not drain: cancelled here
+            sent.append(message)
+
+        scope, receive = _raw_process(app, "开始-⏳")
+        async with app.router.lifespan_context(app):
+            request = asyncio.create_task(app(scope, receive, send))
+            await asyncio.wait_for(blocked.wait(), 10)
+            request.cancel()  # the server's grace ran out
+            await asyncio.wait_for(request, 10)
+            assert len(app.runtime.guard) == 0
+        events = [json.loads(m["body"][6:]) for m in sent if m.get("body", b"").startswith(b"data: ")]
+        assert events[-1]["status"] == "canceled" and events[-1]["error"]["message"] == "the server is shutting down"
+        assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False} and ran == []
+
+    asyncio.run(scenario())
+
+
 def test_the_shutdown_returns_only_once_the_streams_it_ended_have_written_their_last_word():
     """As uvicorn does past its grace: cancel the request, run the lifespan's shutdown, and
     the process exits the moment that returns (uvicorn re-raises its signal there).  The run
@@ -310,13 +387,7 @@ def test_the_shutdown_returns_only_once_the_streams_it_ended_have_written_their_
             if b'"delta":true' in message.get("body", b""):
                 delta.set()
 
-        async def receive() -> dict:
-            if not hasattr(receive, "given"):
-                receive.given = True
-                return {"type": "http.request", "body": json.dumps({"input": [], "session_id": "关-🛑"}).encode(), "more_body": False}
-            await asyncio.Event().wait()
-
-        scope = {"type": "http", "method": "POST", "path": "/process", "raw_path": b"/process", "query_string": b"", "headers": [(b"content-type", b"application/json")], "app": app, "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": ""}
+        scope, receive = _raw_process(app, "关-🛑")
         async with app.router.lifespan_context(app):
             request = asyncio.create_task(app(scope, receive, send))
             await asyncio.wait_for(delta.wait(), 10)

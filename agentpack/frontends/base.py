@@ -243,6 +243,9 @@ class FuncRun(StoppableRun):
         self.failure: tuple[str, str] | None = None
         self._finishing = False
 
+    async def begin(self, write: Write) -> None:
+        return None  # the function's own events come first
+
     def start(self, write: Write) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self._pump(write), name=f"agentpack-func-run-{self.request.session_id}")
         return self.task
@@ -305,7 +308,7 @@ class Translated:
         self.run = run
         self.translate = translate
 
-    def start(self, write: Write) -> asyncio.Task[None]:
+    def _translating(self, write: Write) -> Write:
         translate = self.translate
 
         async def translated(event: dict[str, Any]) -> None:
@@ -313,7 +316,13 @@ class Translated:
             if frames:
                 await write(frames)
 
-        task: asyncio.Task[None] = self.run.start(translated)
+        return translated
+
+    async def begin(self, write: Write) -> None:
+        await self.run.begin(self._translating(write))
+
+    def start(self, write: Write) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = self.run.start(self._translating(write))
         return task
 
     def stop(self, reason: str = CANCELLED_BY_SERVER) -> None:

@@ -191,6 +191,7 @@ class AgentRun(StoppableRun):
         #: the handler is over and the run is releasing and writing its terminal event:
         #: nothing may cancel it any more (a stop now changes nothing; the end is decided)
         self._finishing = False
+        self._begun = False
 
     def on_release(self, release: Release) -> None:
         """Set what releases the session; it runs once, before the terminal event is written."""
@@ -229,17 +230,25 @@ class AgentRun(StoppableRun):
         assert self.final is not None
         return self.final
 
+    async def begin(self, write: Write) -> None:
+        """``created`` and ``in_progress``: written by :meth:`pump` unless a streaming response
+        wrote them first (see ``Producer.begin``)."""
+        self._begun = True
+        self.status = RunStatus.IN_PROGRESS
+        builder = self.builder
+        await write(builder.stamp(builder.created()))
+        await write(builder.stamp(builder.in_progress()))
+
     async def pump(self, write: Write) -> None:
         """Write created, in_progress, the handler's events and exactly one terminal event."""
         builder = self.builder
-        self.status = RunStatus.IN_PROGRESS
         error: BaseException | None = None
         watchdog: Watchdog | None = None
         if self.limits:
             write, watchdog = enforce_limits(self.limits, write, self.fail, self.request.session_id)
         try:
-            await write(builder.stamp(builder.created()))
-            await write(builder.stamp(builder.in_progress()))
+            if not self._begun:
+                await self.begin(write)
             if self.stop_reason is None:
                 error = await self._run_handler(write)
         except asyncio.CancelledError:

@@ -50,8 +50,8 @@ Write = Callable[[Any], Awaitable[None]]
 _open_streams: set[asyncio.Future[None]] = set()
 
 
-async def streams_ended(timeout: float) -> bool:
-    """Wait, at most ``timeout`` seconds, until every stream this event loop is writing has
+async def streams_ended(within: float) -> bool:
+    """Wait, at most ``within`` seconds, until every stream this event loop is writing has
     ended; ``False`` if some had not.
 
     The app's shutdown calls it last.  A server exits the moment the app's shutdown returns
@@ -63,9 +63,9 @@ async def streams_ended(timeout: float) -> bool:
     open_here = [done for done in _open_streams if done.get_loop() is loop and not done.done()]
     if not open_here:
         return True
-    finished, pending = await asyncio.wait(open_here, timeout=timeout)
+    _, pending = await asyncio.wait(open_here, timeout=within)
     if pending:
-        logger.warning("shutdown: %d stream(s) had not ended after %.0fs; leaving them", len(pending), timeout)
+        logger.warning("shutdown: %d stream(s) had not ended after %.0fs; leaving them", len(pending), within)
     return not pending
 
 
@@ -76,6 +76,11 @@ class WriteFailed(BaseException):
 
 class Producer(Protocol):
     """What :class:`StreamResponse` streams from."""
+
+    async def begin(self, write: Write) -> None:
+        """Write what is known before anything runs (a run's ``created`` and ``in_progress``),
+        from the request's own task: the first event goes out without waiting a loop turn
+        for the producer's task to begin.  May write nothing."""
 
     def start(self, write: Write) -> asyncio.Task[None]: ...
 
@@ -206,6 +211,9 @@ class IteratorProducer:
         self.task: asyncio.Task[None] | None = None
         self.stopped = False
 
+    async def begin(self, write: Write) -> None:
+        return None
+
     def start(self, write: Write) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self._pump(write), name="agentpack-endpoint-stream")
         return self.task
@@ -300,10 +308,17 @@ class StreamResponse(Response):
         shutdown = False  # the server cancelled us (its graceful shutdown ran out of time)
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            task = producer.start(write)
-            helpers = [asyncio.create_task(watch_client()), asyncio.create_task(ping())]
+            helpers: list[asyncio.Task[None]] = []
             whole = False  # the server cancelled us, and the response still ended properly
+            task: asyncio.Task[None] | None = None
             try:
+                try:
+                    await producer.begin(write)
+                except WriteFailed:  # the client left before anything ran: nothing starts
+                    connected = False
+                    return
+                task = producer.start(write)
+                helpers = [asyncio.create_task(watch_client()), asyncio.create_task(ping())]
                 await asyncio.wait({task, helpers[0]}, return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
                 # The server gives up on this request: end the producer with its last word
@@ -314,6 +329,8 @@ class StreamResponse(Response):
                 shutdown = True
                 uncancel()
                 producer.stop(CANCELLED_BY_SERVER)
+                if task is None:  # cancelled while beginning: the producer still writes its last word
+                    task = producer.start(write)
                 broken = False
                 with anyio.CancelScope(shield=True):  # anyio's scopes; native cancels are absorbed below
                     if await _wait_through_cancels(task, 2 * CLEANUP_GRACE) and connected and _stopped_cleanly(task):
@@ -341,7 +358,7 @@ class StreamResponse(Response):
                         if not shutdown:
                             raise
                         uncancel()
-            if connected and not whole and not shutdown and ended_well(task):
+            if connected and not whole and not shutdown and task is not None and ended_well(task):
                 await end_body()
         except OSError:  # the client vanished while we were writing
             connected = False

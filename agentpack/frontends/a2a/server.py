@@ -356,6 +356,9 @@ class Subscription:
         self.request_id = request_id
         self.job: asyncio.Task[None] | None = None
 
+    async def begin(self, write: Any) -> None:
+        return None  # the task's updates come from its own run
+
     def start(self, write: Any) -> asyncio.Task[None]:
         self.job = asyncio.create_task(self._pump(write), name=f"agentpack-a2a-stream-{self.task.task_id}")
         return self.job

@@ -15,12 +15,9 @@ quarter of ``import agentpack``.  (``AgentRequest`` itself is not deferred: Fast
 field of a deferred model would be built by the first request instead.)
 """
 
-from __future__ import annotations
-
 import os
 import re
-import time
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +34,35 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agentpack.protocol.status import RunStatus as RunStatus  # re-exported: one of the schema names
+
+if TYPE_CHECKING:  # created on first use: see OUTPUT_MODELS
+    from agentpack.protocol.output_models import (
+        AgentResponse as AgentResponse,
+    )
+    from agentpack.protocol.output_models import (
+        BaseResponse as BaseResponse,
+    )
+    from agentpack.protocol.output_models import (
+        FunctionCall as FunctionCall,
+    )
+    from agentpack.protocol.output_models import (
+        FunctionCallOutput as FunctionCallOutput,
+    )
+    from agentpack.protocol.output_models import (
+        McpCall as McpCall,
+    )
+    from agentpack.protocol.output_models import (
+        McpCallOutput as McpCallOutput,
+    )
+    from agentpack.protocol.output_models import (
+        ToolCall as ToolCall,
+    )
+    from agentpack.protocol.output_models import (
+        ToolCallOutput as ToolCallOutput,
+    )
+    from agentpack.protocol.output_models import (
+        Usage as Usage,
+    )
 
 
 def _new_list() -> list[Any]:
@@ -196,16 +222,6 @@ class Error(BaseModel):
 
     code: str
     message: str
-
-
-class Usage(BaseModel):
-    """Token usage of a message or a response; ``details`` holds one entry per model call."""
-
-    model_config = ConfigDict(extra="allow", defer_build=True)
-
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    details: list[dict[str, Any]] | None = None
 
 
 _E = TypeVar("_E", bound="Event")
@@ -373,49 +389,6 @@ class Tool(BaseModel):
     function: FunctionTool | None = None
 
 
-class FunctionCall(BaseModel):
-    """The ``data`` of a ``function_call`` / ``plugin_call`` content."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    call_id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-
-
-class FunctionCallOutput(BaseModel):
-    """The ``data`` of a ``function_call_output`` / ``plugin_call_output`` content."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    call_id: str
-    name: str | None = None
-    output: str
-
-
-class McpCall(FunctionCall):
-    server_label: str | None = None
-
-
-class McpCallOutput(FunctionCallOutput):
-    server_label: str | None = None
-
-
-class ToolCall(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    arguments: str
-    call_id: str
-    name: str
-
-
-class ToolCallOutput(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    call_id: str
-    output: str
-
-
 #: Most messages a request's ``input`` may hold (a long conversation has hundreds).
 MAX_INPUT_MESSAGES = 1000
 #: Most content items one input message may hold.
@@ -501,30 +474,6 @@ class AgentRequest(BaseRequest):
         return data
 
 
-class BaseResponse(Event):
-    id: str = Field(default_factory=lambda: new_id("response"))
-    object: str = "response"
-    status: str = RunStatus.Created
-    created_at: int = Field(default_factory=lambda: int(time.time()))
-    completed_at: int | None = None
-    output: list[Message] | None = None
-    usage: dict[str, Any] | None = None
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _missing_id_is_new(cls, value: Any) -> Any:
-        return new_id("response") if value is None else value
-
-    def add_new_message(self, message: Message) -> None:
-        self.output = [*(self.output or []), message]
-
-
-class AgentResponse(BaseResponse):
-    """A ``response`` event: the terminal one carries ``output``, the list of messages."""
-
-    session_id: str | None = None
-
-
 def fill_ids(request: AgentRequest) -> AgentRequest:
     """Give a request without ids fresh ones, so anonymous requests never share a session
     (the user defaults to the session, as everywhere in the Agent API)."""
@@ -533,3 +482,28 @@ def fill_ids(request: AgentRequest) -> AgentRequest:
     if not request.user_id:
         request.user_id = request.session_id
     return request
+
+
+#: The models of what a run sends back, defined in :mod:`agentpack.protocol.output_models`
+#: and created on first use (a server never needs them); importable from here as ever.
+OUTPUT_MODELS = frozenset(
+    {
+        "AgentResponse",
+        "BaseResponse",
+        "FunctionCall",
+        "FunctionCallOutput",
+        "McpCall",
+        "McpCallOutput",
+        "ToolCall",
+        "ToolCallOutput",
+        "Usage",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in OUTPUT_MODELS:
+        from agentpack.protocol import output_models
+
+        return getattr(output_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,6 @@ from agentpack.app.limits import RunsFull
 from agentpack.interrupt.base import BackendUnavailable, SessionBusy
 from agentpack.protocol.excerpts import bounded_errors
 from agentpack.run.json_response import SafeJSONResponse
-from agentpack.tasks.base import BrokerUnavailable
 
 
 async def validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
@@ -53,7 +52,7 @@ async def session_busy(request: Request, exc: Exception) -> SafeJSONResponse:
 async def unavailable(request: Request, exc: Exception) -> SafeJSONResponse:
     """503 naming what is down.  ``error`` (and a broker failure's ``answer``, e.g. a failed
     task submission's ``status: failed``) are keys AgentScope Runtime clients read."""
-    extra = exc.answer if isinstance(exc, BrokerUnavailable) else {}
+    extra = getattr(exc, "answer", None) or {}
     return SafeJSONResponse({"detail": str(exc), "error": str(exc), **extra}, status_code=503)
 
 
@@ -63,4 +62,11 @@ def install(app: Any) -> None:
     app.add_exception_handler(SessionBusy, session_busy)
     app.add_exception_handler(BackendUnavailable, unavailable)
     app.add_exception_handler(RunsFull, runs_full)
+
+
+def install_task_answers(app: Any) -> None:
+    """Register the broker's 503 on ``app``: with its first task route, since only a submission
+    raises it, so an app without tasks never imports the task layer (it is on every cold start)."""
+    from agentpack.tasks.base import BrokerUnavailable
+
     app.add_exception_handler(BrokerUnavailable, unavailable)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from agentpack.interrupt.base import BaseInterruptBackend
 from agentpack.interrupt.guard import SessionGuard
 from agentpack.run.stream import CLEANUP_GRACE
-from agentpack.tasks.base import TaskQueue
+
+if TYPE_CHECKING:  # the task layer loads with the first task route or job, not with every app
+    from agentpack.tasks.base import TaskQueue
 
 #: A readiness check returns ``None`` when its dependency answers, else the reason it does not.
 ReadinessCheck = Callable[[], Awaitable[str | None]]

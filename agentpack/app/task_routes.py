@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentpack.app.auth import current_principal, owner_key
+from agentpack.app.errors import install_task_answers
 from agentpack.tasks.base import BrokerUnavailable, TaskQueue
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ def _cancel_endpoint(runtime: Runtime) -> Callable[..., Any]:
 
 def add_task_routes(app: Any, runtime: Runtime, path: str, name: str, submit: Callable[..., Any]) -> None:
     """``POST path`` (submit), ``GET path/{task_id}`` (status), ``DELETE path/{task_id}`` (cancel)."""
+    install_task_answers(app)
     app.add_api_route(
         path,
         submit,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agentpack.protocol.events import OpenContent, OpenMessage, ResponseBuilder
@@ -31,12 +30,14 @@ class Framework(Protocol):
         ...
 
 
-@dataclass
 class TextStream:
     """An open message and the text content being streamed into it."""
 
-    msg: OpenMessage
-    item: OpenContent
+    __slots__ = ("item", "msg")
+
+    def __init__(self, msg: OpenMessage, item: OpenContent) -> None:
+        self.msg = msg
+        self.item = item
 
 
 class TextAndReasoning(Protocol):

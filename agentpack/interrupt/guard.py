@@ -22,7 +22,6 @@ import asyncio
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from agentpack._aio import wait_bounded
@@ -44,19 +43,21 @@ class Stoppable(Protocol):
     def stop(self, reason: str = ...) -> None: ...
 
 
-@dataclass(eq=False)
 class ActiveRun:
-    """A run holding its session's lease in this process."""
+    """A run holding its session's lease in this process (a plain class: see ``OpenContent``)."""
 
-    key: str
-    run_id: str
-    run: Stoppable
-    renewer: asyncio.Task[None] | None = None
-    #: set when end() begins: the renewer must not renew again
-    ending: bool = False
-    lease_lost: bool = False
-    #: set when end() has finished releasing
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    __slots__ = ("ended", "ending", "key", "lease_lost", "renewer", "run", "run_id")
+
+    def __init__(self, key: str, run_id: str, run: Stoppable) -> None:
+        self.key = key
+        self.run_id = run_id
+        self.run = run
+        self.renewer: asyncio.Task[None] | None = None
+        #: set when end() begins: the renewer must not renew again
+        self.ending = False
+        self.lease_lost = False
+        #: set when end() has finished releasing
+        self.ended = asyncio.Event()
 
 
 _BASE_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, asyncio.TimeoutError, BackendUnavailable)

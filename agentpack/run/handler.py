@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.params import Depends
@@ -41,16 +40,24 @@ def as_async_iterator(value: Any) -> AsyncIterator[Any]:
     return _one(value)
 
 
-@dataclass
 class QueryHandler:
     """A registered ``@app.query`` function with what was learnt from its signature."""
 
-    func: Callable[..., Any]
-    framework: Framework
-    binds_self: bool = False
-    accepts: frozenset[str] = frozenset()
-    var_keyword: bool = False
-    dependencies: list[inspect.Parameter] = field(default_factory=list)
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        framework: Framework,
+        binds_self: bool = False,
+        accepts: frozenset[str] = frozenset(),
+        var_keyword: bool = False,
+        dependencies: list[inspect.Parameter] | None = None,
+    ) -> None:
+        self.func = func
+        self.framework = framework
+        self.binds_self = binds_self
+        self.accepts = accepts
+        self.var_keyword = var_keyword
+        self.dependencies: list[inspect.Parameter] = dependencies or []
 
     @classmethod
     def inspect(cls, func: Callable[..., Any], framework: Framework) -> QueryHandler:

@@ -450,6 +450,16 @@ def test_a_5xx_once_and_throttling_are_retried(fc):
     assert [c.status for c in standin.calls_of("CreateFunction")] == [503, 200]
 
 
+def test_a_create_that_took_effect_before_its_5xx_is_updated_on_the_retry(fc):
+    """A gateway may answer 5xx for a call the platform went on to apply: the retry then meets
+    "already exists" (409), and the deploy updates the function it made instead of failing."""
+    standin, cli, _ = fc
+    standin.fail_after_next("CreateFunction")
+    assert cli.json("deploy", "--target", "fc")["action"] == "created"
+    assert [c.status for c in standin.calls_of("CreateFunction")] == [503, 409]
+    assert [c.status for c in standin.calls_of("UpdateFunction")] == [200]
+
+
 def test_a_failed_trigger_fails_the_deploy(fc):
     standin, cli, project = fc
     standin.fail_next("CreateTrigger", status=400, code="InvalidArgument", message="triggerConfig refused")
@@ -497,6 +507,21 @@ def test_a_failed_runtime_ends_the_deploy_with_the_platforms_reason(agentrun):
     # the next deploy updates the failed runtime in place (by name), no second runtime
     assert cli.json("deploy", "--target", "agentrun")["action"] == "updated"
     assert len(standin.runtimes) == 1
+
+
+def test_agentrun_calls_that_took_effect_before_their_5xx_are_met_on_the_retry(agentrun):
+    """The retried create finds the runtime it made ("already exists") and updates it; the
+    retried update finds the runtime UPDATING with its own change, waits for it and sends it again."""
+    standin, cli, _ = agentrun
+    standin.fail_after_next("CreateAgentRuntime")
+    first = cli.json("deploy", "--target", "agentrun")
+    assert first["action"] == "created"
+    assert [c.status for c in standin.calls_of("CreateAgentRuntime")] == [503, 409]
+    standin.fail_after_next("UpdateAgentRuntime")
+    again = cli.json("deploy", "--target", "agentrun", "--env", "CHANGED=1")
+    assert again["action"] in ("updated", "configured") and again["url"] == first["url"]
+    assert [c.status for c in standin.calls_of("UpdateAgentRuntime")][-3:] == [503, 409, 200]
+    assert json.loads(cli.run("status", "deployed", "--json").stdout)["platform"]["state"] == "READY"
 
 
 def test_a_runtime_that_never_gets_ready_times_out_at_the_deadline(agentrun):

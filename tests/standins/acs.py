@@ -105,6 +105,8 @@ class _Injected:
     code: str
     message: str
     headers: dict[str, str]
+    #: the call runs (and takes effect) before the error is answered
+    after: bool = False
 
 
 def canonical_query(pairs: list[tuple[str, str]]) -> str:
@@ -197,6 +199,14 @@ class AcsStandIn(LoopbackServer):
         with self._lock:
             self._inject(action, times, _Injected(status, code, message, dict(headers or {})))
 
+    def fail_after_next(self, action: str, *, status: int = 503, code: str = "ServiceUnavailable",
+                        message: str = "The service is temporarily unavailable; retry later.") -> None:
+        """Run the next call of ``action`` -- it takes effect -- and answer it with this error: a
+        gateway that gave up on a backend that went on.  A client retrying the 5xx then meets the
+        change it already made (an "already exists", a resource still UPDATING)."""
+        with self._lock:
+            self._inject(action, 1, _Injected(status, code, message, {}, after=True))
+
     def throttle_next(self, action: str, times: int = 1, *, retry_after: Optional[int] = None) -> None:
         """Answer the next calls of ``action`` as the gateway does when the caller exceeds its rate.
 
@@ -257,7 +267,7 @@ class AcsStandIn(LoopbackServer):
             route, params = self._match(call)
             call.path_params = params
             injected = self._take_injected(route.action)
-            if injected is not None:
+            if injected is not None and not injected.after:
                 raise ApiError(injected.status, injected.code, injected.message, injected.headers)
             if call.body and "json" in call.headers.get("content-type", ""):
                 try:
@@ -266,6 +276,8 @@ class AcsStandIn(LoopbackServer):
                     code = self.error_statuses["json"]
                     raise ApiError(code[0], code[1], "the request body is not valid JSON") from None
             status, payload = route.handler(Request(call, params))
+            if injected is not None:  # it ran; the caller hears only the error
+                raise ApiError(injected.status, injected.code, injected.message, injected.headers)
             return status, payload, {}
         except ApiError as error:
             call.error_code = error.code

@@ -222,15 +222,36 @@ class AgentRunApi(AlibabaApi):
 
         Returns the runtime as the create/update answered (usually CREATING or UPDATING): call
         :meth:`wait_until_ready` next.
+
+        A 409 is met by what it says [assumed: AgentRun answers 409 both for a name that exists and
+        for a runtime that is CREATING or UPDATING; the stand-in does]: a create finds the runtime
+        and updates it (another deploy won a race, or an earlier attempt of this create took effect
+        before its 5xx and the retry found it); an update waits for the runtime to settle and is
+        sent again (an earlier attempt took effect before its 5xx, so the retry found it UPDATING).
         """
         body = _as_body(spec)
-        existing = self.find_runtime_by_name(body["agentRuntimeName"])
+        name = body["agentRuntimeName"]
+        existing = self.find_runtime_by_name(name)
         if existing is None:
-            return self.create_runtime(body)
+            try:
+                return self.create_runtime(body)
+            except PlatformError as error:
+                existing = self.find_runtime_by_name(name) if error.status == 409 else None
+                if existing is None:
+                    raise
         runtime_id = str(existing["agentRuntimeId"])
         if existing.get("status") in IN_PROGRESS_STATES:
-            self._wait(runtime_id, lambda status: status not in IN_PROGRESS_STATES, timeout, "settle")
+            self._settle(runtime_id, timeout)
+        try:
+            return self.update_runtime(runtime_id, body)
+        except PlatformError as error:
+            if error.status != 409:
+                raise
+        self._settle(runtime_id, timeout)
         return self.update_runtime(runtime_id, body)
+
+    def _settle(self, runtime_id: str, timeout: float) -> None:
+        self._wait(runtime_id, lambda status: status not in IN_PROGRESS_STATES, timeout, "settle")
 
     def wait_until_ready(self, runtime_id: str, timeout: float = DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
         """Poll until READY; FAILED raises ResourceFailed with the platform's reason, the deadline WaitTimeout."""

@@ -210,15 +210,22 @@ class FCApi(AlibabaApi):
             ),
         )
 
-    def create_or_update_function(self, spec: SpecLike) -> dict[str, Any]:
-        """Create the function, or update it in place when one of that name exists."""
+    def create_or_update_function(self, spec: SpecLike, *, exists: bool | None = None) -> dict[str, Any]:
+        """Create the function, or update it in place when one of that name exists (``exists``:
+        what the caller knows already; ``None`` asks).
+
+        A create answered 409 updates instead: another deploy won a race, or an earlier attempt
+        of this very create took effect before its 5xx and the retry found the function.
+        """
         body = _as_body(spec)
         name = body["functionName"]
-        if self.get_function(name) is None:
+        if exists is None:
+            exists = self.get_function(name) is not None
+        if not exists:
             try:
                 return self.create_function(body)
             except PlatformError as error:
-                if error.status != 409:  # lost a race with another deploy: update instead
+                if error.status != 409:
                     raise
         return self.update_function(name, body)
 

@@ -277,7 +277,7 @@ class FCDeployer(Deployer):
                 self.progress(
                     "upload", f"creating function {name} with {request.size_bytes / 1e6:.1f} MB of code{source}"
                 )
-                result = self.api.create_function(body)
+                result = self.api.create_or_update_function(body, exists=False)  # a 409: see there
                 action = "created"
             else:
                 what = (

@@ -341,6 +341,25 @@ def test_a_response_that_names_its_own_request_id_keeps_it() -> None:
     assert [v for k, v in sent[0]["headers"] if k.lower() == b"x-request-id"] == [b"the-apps"]
 
 
+def test_an_unhandled_error_s_500_carries_the_request_id() -> None:
+    """Starlette's error middleware answers the 500 outside every middleware an app adds: the
+    request id is put on the answer around the whole stack, so a user's report of a 500 leads
+    to the server's traceback line, which carries the same id."""
+    app = make_app()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    async def scenario() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/boom", headers={"X-Request-Id": "boom-1"})
+
+    answer = asyncio.run(scenario())
+    assert answer.status_code == 500 and answer.headers["x-request-id"] == "boom-1"
+
+
 def test_the_text_format_shows_the_ids_and_json_keeps_one_record_on_one_line() -> None:
     record = logging.LogRecord("the_agent", logging.INFO, __file__, 1, "line\u2028break\nand more", None, None)
     token = logs.bind_request("req-7", "/process")

@@ -129,8 +129,6 @@ class AgentApp(FastAPI):
         self.debug_errors = limits.debug_from_env(self.debug)
         errors.install(self)
         limits.install(self, self.limits, cors_origins, cors_allow_credentials)
-        # added last, so outermost: a 401, 413 or CORS answer carries the request id too (docs/logs.md)
-        self.add_middleware(RequestIds)
 
         self.app_name, self.app_description, self.a2a_config = app_name, app_description, a2a_config
         #: how long results stay readable: background tasks and A2A tasks
@@ -165,6 +163,12 @@ class AgentApp(FastAPI):
         add_probes(self)
         open_paths = {"/", "/health", "/readiness", "/liveness"}
         self.authentication.mark_open(r for r in self.router.routes if getattr(r, "path", None) in open_paths)
+
+    def build_middleware_stack(self) -> Any:
+        """Starlette's stack inside :class:`~agentpack.logs.RequestIds`, so that every answer
+        carries its request id: a 401, 413 or CORS answer of a middleware, and also the 500 of
+        Starlette's outermost error middleware (docs/logs.md)."""
+        return RequestIds(super().build_middleware_stack())
 
     @property
     def stop_path(self) -> str:

@@ -182,6 +182,35 @@ def test_cancel_stops_the_run_and_an_ended_task_cannot_be_canceled_again():
     asyncio.run(scenario())
 
 
+def test_a_task_is_in_the_shared_store_before_its_client_learns_its_id(monkeypatch):
+    """Another instance reads a task from the store the instances share: the id must not reach
+    the client before the record does, or a tasks/get sent elsewhere at once finds nothing.
+    The store here takes 0.2 s per write, as a loaded Redis might.  (A stream's first event
+    waits for the same first record: both start the task through ``start_task``.)"""
+    from agentpack.interrupt.records import MemoryRecords
+
+    stored: list[str] = []
+    put = MemoryRecords.put
+
+    async def slow_put(self, key, value, ttl_seconds):
+        await asyncio.sleep(0.2)
+        await put(self, key, value, ttl_seconds)
+        stored.append(key)
+
+    monkeypatch.setattr(MemoryRecords, "put", slow_put)
+
+    async def scenario() -> None:
+        app = make_app()
+        async with a2a_client(app, streaming=False) as (client, _):
+            request = message("hang", context="recorded")
+            request.configuration.return_immediately = True
+            [submitted] = await collect(client, request)
+            assert submitted.task.id in stored, "the client has the id before the store has the task"
+            await client.cancel_task(pb.CancelTaskRequest(id=submitted.task.id))
+
+    asyncio.run(scenario())
+
+
 def test_a_busy_context_is_rejected_and_a_failing_handler_fails_its_task_with_the_reason(monkeypatch):
     monkeypatch.setenv("AGENTPACK_DEBUG", "1")  # the failed event carries the exception's text only with debug on
     async def scenario() -> None:

@@ -223,6 +223,13 @@ class TaskHandler(RequestHandler):
         request_state = context.state.get("agentpack_request")
         if request_state is not None:
             setattr(request_state.state, _HEADERS, run_headers(run))
+        # the record first: a client given the task's id may ask any instance for it at once, and
+        # one that answered "not found" would have lost the task for that client
+        try:
+            await task.save()
+        except BaseException:  # cancelled before the run started: it never will, so give its session back
+            await asyncio.shield(run.release())
+            raise
         self.live[task_id] = task
         task.start(run, on_end=lambda: self.live.pop(task_id, None))
         return task

@@ -197,10 +197,59 @@ KINDS = {
 }
 
 
+#: With BENCH_TIMED_FIRST_FRAME=1 the server notes, for each request, the time from its first
+#: bytes arriving to its first ``data:`` frame handed to the connection (see :func:`timed`).
+TIMED = os.environ.get("BENCH_TIMED_FIRST_FRAME") == "1"
+
+
+def timed(app: Any) -> Any:
+    """``app`` with the server-side time to first frame noted, for ``bench/hot_path.py``: the
+    part of the time to first event that is the server's own, without the client's (which on a
+    2-core machine shares the cores with both servers).  Patches uvicorn's h11 protocol (this
+    benchmark's server, forced to h11) and answers ``GET /__first_frames`` with the times in
+    seconds."""
+    import time
+
+    from uvicorn.protocols.http import h11_impl
+
+    arrived: list[float] = []
+    times: list[float] = []
+    receive_data = h11_impl.H11Protocol.data_received
+    send = h11_impl.RequestResponseCycle.send
+
+    def data_received(self: Any, data: bytes) -> None:
+        if data.startswith(b"POST "):
+            arrived[:] = [time.perf_counter()]
+        receive_data(self, data)
+
+    async def timed_send(self: Any, message: Any) -> None:
+        if arrived and message["type"] == "http.response.body" and message.get("body", b"").startswith(b"data:"):
+            times.append(time.perf_counter() - arrived.pop())
+        await send(self, message)
+
+    h11_impl.H11Protocol.data_received = data_received
+    h11_impl.RequestResponseCycle.send = timed_send
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/__first_frames":
+            body = json.dumps(times).encode()
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 def serve(kind: str, port: int) -> None:
     import uvicorn
 
     app = KINDS[kind]()
+    if TIMED:
+        uvicorn.run(timed(app), host="127.0.0.1", port=port, log_level="error", access_log=False, http="h11")
+        return
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 

@@ -22,11 +22,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(kind: str) -> tuple[subprocess.Popen, str, float]:
+def start_server(kind: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, float]:
     """Start ``bench/apps.py KIND`` and return (process, url, seconds from exec to first 200 on /health)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = bench_env()
+    env = {**bench_env(), **(extra_env or {})}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, str(HERE / "apps.py"), kind, str(port)], env=env)
     deadline = started + 60

@@ -18,7 +18,9 @@ process under the same uvicorn settings; the client is this process.
   agentpack runs with every limit at its default.  The client drains raw bytes without
   parsing them, so it never holds a server back.
 - Time to first event: one request at a time, alternating servers: request sent -> the first
-  ``data:`` frame received.
+  ``data:`` frame received.  Then the same again against a second pair of servers that time
+  themselves (``apps.timed``, h11): the request's first bytes in -> the first frame handed to
+  the connection, the server's own part without the client's.
 - Cold start: the minimal apps of ``bench/cold_start.py`` (bare FastAPI with a validated POST
   and a StreamingResponse; an AgentApp with a ``@app.query`` handler), process exec -> first
   200 on ``/health``, interleaved runs, bytecode caches warm.
@@ -174,7 +176,24 @@ async def measure_streams(args: argparse.Namespace) -> dict[str, object]:
     finally:
         for process, _, _ in servers.values():
             stop_server(process)
-    return {"same_bytes": check, "cpu": cpu, "first": first}
+    return {"same_bytes": check, "cpu": cpu, "first": first, "first_at_server": await first_frames_at_server(args)}
+
+
+async def first_frames_at_server(args: argparse.Namespace) -> dict[str, list[float]]:
+    """The same alternating requests to servers that time themselves (``apps.timed``): first
+    bytes of the request in -> first ``data:`` frame handed to the connection, in the server."""
+    servers = {kind: start_server(kind, {"BENCH_TIMED_FIRST_FRAME": "1"}) for kind in KINDS}
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            await first_events(
+                client, {kind: f"{server[1]}/process" for kind, server in servers.items()}, args.first_event
+            )
+            return {
+                kind: (await client.get(f"{server[1]}/__first_frames")).json()[10:] for kind, server in servers.items()
+            }
+    finally:
+        for process, _, _ in servers.values():
+            stop_server(process)
 
 
 def main() -> None:
@@ -197,6 +216,8 @@ def main() -> None:
     per_round_ratio = [a / b for a, b in zip(cpu[ours], cpu[base], strict=True)]
     cpu_ratio = sum(cpu[ours]) / sum(cpu[base])
     first_ratio = statistics.median(first[ours]) / statistics.median(first[base])
+    at_server = streams["first_at_server"]
+    at_server_ratio = statistics.median(at_server[ours]) / statistics.median(at_server[base])
     cold_ratio = statistics.median(cold["agentpack"]) / statistics.median(cold["fastapi"])
     cold_cpu_ratio = statistics.median(cold_cpu["agentpack"]) / statistics.median(cold_cpu["fastapi"])
     result = {
@@ -219,6 +240,11 @@ def main() -> None:
             "agentpack": ms(first[ours]),
             "ratio (medians)": round(first_ratio, 3),
             "goal": "<= 1.0",
+        },
+        "first_frame_at_server_ms (request in -> first frame out, in the server; h11)": {
+            "baseline": ms(at_server[base]),
+            "agentpack": ms(at_server[ours]),
+            "ratio (medians)": round(at_server_ratio, 3),
         },
         "cold_start_ms": {
             "bare FastAPI": ms(cold["fastapi"]),

@@ -13,20 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentpack.protocol.schemas import Event, Message, new_id
+from agentpack.protocol.schemas import OUTPUT_MODELS, Event, Message, new_id
 from agentpack.protocol.status import RunStatus
 
-__all__ = [
-    "AgentResponse",
-    "BaseResponse",
-    "FunctionCall",
-    "FunctionCallOutput",
-    "McpCall",
-    "McpCallOutput",
-    "ToolCall",
-    "ToolCallOutput",
-    "Usage",
-]
+__all__ = sorted(OUTPUT_MODELS)  # the names schemas forwards here
 
 
 class Usage(BaseModel):

@@ -303,12 +303,21 @@ def _level(log_level: str) -> str:
     return level if level in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG") else "INFO"
 
 
+def capture_warnings() -> None:
+    """A library's warning is a log line too (``py.warnings``): one JSON line on a platform,
+    not raw text on stderr between them."""
+    logging.captureWarnings(True)
+
+
 def log_config(log_level: str = "info", root: bool | None = None) -> dict[str, Any]:
     """The ``logging.config.dictConfig`` configuration a server runs with (uvicorn takes it as
     ``log_config``): uvicorn's loggers as uvicorn sets them (its own lines on stderr, access
     lines on stdout), agentpack's beside them, and — unless the app configured the root logger
     already (``root=None`` looks) — the root logger, so the app's own ``logging`` calls are
-    written the same way, with the ids.  Every handler has :class:`RunContextFilter`."""
+    written the same way, with the ids.  Every handler has :class:`RunContextFilter`.  Python's
+    warnings are routed to logging here too (see :func:`capture_warnings`), for every server
+    configured with this: ``agentpack run``/``serve``, ``app.run()``, the platform adapters."""
+    capture_warnings()
     level = _level(log_level)
     if root is None:
         root = not logging.getLogger().handlers
@@ -375,7 +384,7 @@ def configure_root(log_level: str = "info", stream: IO[str] | None = None) -> No
         if not any(isinstance(f, RunContextFilter) for f in handler.filters):
             handler.addFilter(RunContextFilter())
     root.setLevel(_level(log_level))
-    logging.captureWarnings(True)  # a library's warning is a log line too
+    capture_warnings()
 
 
 __all__ = [

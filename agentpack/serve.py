@@ -43,7 +43,6 @@ def log_config(log_level: str = "info") -> dict[str, Any]:
     shutdown) would go nowhere."""
     from agentpack.logs import log_config as structured
 
-    logging.captureWarnings(True)  # a library's warning is a log line too (one JSON line on a platform)
     return _demote_shutdown_cancels(structured(log_level))
 
 
@@ -122,7 +121,6 @@ def main(argv: list[str] | None = None) -> None:
         server.should_exit = True
 
     adapter = FunctionAdapter(app, request_shutdown, args.platform)
-    logging.captureWarnings(True)  # a library's warning is a log line too (one JSON line on the platform)
     server = uvicorn.Server(
         uvicorn.Config(adapter, log_config=_demote_shutdown_cancels(function_log_config(args.log_level)), **options)
     )

@@ -360,6 +360,21 @@ def test_an_unhandled_error_s_500_carries_the_request_id() -> None:
     assert answer.status_code == 500 and answer.headers["x-request-id"] == "boom-1"
 
 
+def test_every_server_configured_by_agentpack_writes_warnings_as_log_lines() -> None:
+    """``logs.log_config`` is what ``agentpack run``/``serve``, ``app.run()`` and the function
+    adapter configure uvicorn with: each routes Python's warnings to logging (``py.warnings``)."""
+    import warnings
+
+    logging.captureWarnings(False)
+    try:
+        logs.log_config()
+        with captured() as lines:
+            warnings.warn("a library is deprecated", DeprecationWarning, stacklevel=1)
+        assert any(r["logger"] == "py.warnings" and "a library is deprecated" in r["message"] for r in lines.records()), lines.text()
+    finally:
+        logging.captureWarnings(False)
+
+
 def test_the_text_format_shows_the_ids_and_json_keeps_one_record_on_one_line() -> None:
     record = logging.LogRecord("the_agent", logging.INFO, __file__, 1, "line\u2028break\nand more", None, None)
     token = logs.bind_request("req-7", "/process")

@@ -74,6 +74,16 @@ _RAM_ROLE = Annotated[
     str | None,
     _pattern(r"acs:ram::\d+:role/[A-Za-z0-9._@/-]+", "a RAM role ARN such as acs:ram::<account id>:role/<name>"),
 ]
+#: ``api_key`` of the targets with ``allow_anonymous`` (FC, AgentRun, Lambda): whether the deploy
+#: generates a key (``agentpack/deployers/api_key.py``).
+_API_KEY = Annotated[
+    bool | None,
+    Field(
+        description="an API key agentpack generates into AGENTPACK_API_KEYS (docs/deploy.md#api-keys): unset, for a "
+        "public URL only; false, never; true, also behind signed requests",
+        examples=[False],
+    ),
+]
 #: OSS bucket names: 3-63 lowercase letters, digits and '-', starting and ending with a letter or digit.
 _OSS_BUCKET = Annotated[
     str | None,
@@ -434,12 +444,7 @@ class FCSettings(_AlibabaSettings):
     allow_anonymous: bool = Field(
         False, description="HTTP trigger without authentication (default: signed requests only)", examples=[False]
     )
-    api_key: bool | None = Field(
-        None,
-        description="an API key agentpack generates into AGENTPACK_API_KEYS (docs/deploy.md#api-keys): unset, for a "
-        "public URL only; false, never; true, also behind signed requests",
-        examples=[False],
-    )
+    api_key: _API_KEY = None
 
     def sizing(self) -> tuple[float | None, int | None]:
         """The cpu and memory the deployer sends.  Both unset leave FC's defaults; one set brings
@@ -503,12 +508,7 @@ class AgentRunSettings(_AlibabaSettings):
         description="public endpoint anyone may call (default: callers must sign with the account's keys)",
         examples=[False],
     )
-    api_key: bool | None = Field(
-        None,
-        description="an API key agentpack generates into AGENTPACK_API_KEYS (docs/deploy.md#api-keys): unset, for a "
-        "public URL only; false, never; true, also behind signed requests",
-        examples=[False],
-    )
+    api_key: _API_KEY = None
 
     @model_validator(mode="after")
     def _agentrun_rules(self) -> AgentRunSettings:
@@ -578,12 +578,7 @@ class LambdaSettings(TargetSettings):
     allow_anonymous: bool = Field(
         False, description="function URL without IAM auth (default: AWS_IAM)", examples=[False]
     )
-    api_key: bool | None = Field(
-        None,
-        description="an API key agentpack generates into AGENTPACK_API_KEYS (docs/deploy.md#api-keys): unset, for a "
-        "public URL only; false, never; true, also behind signed requests",
-        examples=[False],
-    )
+    api_key: _API_KEY = None
     endpoint: _AWS_ENDPOINT = Field(
         None,
         description="Lambda API endpoint (default: the region's; env AGENTPACK_LAMBDA_ENDPOINT or AWS_ENDPOINT_URL_LAMBDA)",

@@ -145,9 +145,10 @@ class BodyLimit:
     plus the one chunk the server hands over as the body passes it.
 
     A ``Content-Length`` over the limit is answered before the app runs, one within it is let
-    through as it is.  Otherwise (a chunked body) the body is counted as the app reads it; once it passes the limit, the read fails (the app's
-    answer to that failure is dropped) and the client gets the 413 instead.  A response the
-    app had already started before that is left alone.
+    through as it is.  Otherwise (a chunked body) the body is counted as the app reads it; once
+    it passes the limit, the read fails (the app's answer to that failure is dropped) and the
+    client gets the 413 instead.  A response the app had already started before that is left
+    alone.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:

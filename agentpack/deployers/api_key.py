@@ -166,7 +166,9 @@ def settle(
     if VARIABLE in request.environment:
         return KeyPlan("yours", held=shown)
     if not wanted(request.settings, request.allow_anonymous):
-        return KeyPlan("removed" if value is not None else "none", held=shown)  # None: not even named
+        # None: not named, or named but not shown (Lambda without Variables): an environment
+        # nobody can read is not a key to remove
+        return KeyPlan("removed" if value is not None else "none", held=shown)
     if request.options.rotate_api_key or not found:
         return KeyPlan("rotated" if found else "generated", new_key(), held=shown)
     if shown is not None:

@@ -313,8 +313,9 @@ def endpoint(project: Path, name_or_url: str, target: str | None = None, *, key:
 
 def deployed_api_key(project: Path, name: str, target: str | None = None) -> tuple[Deployment, str]:
     """The API key a deployment's environment holds, read from the platform (``status --show-api-key``)."""
-    deployment = find(Path(project).resolve(), name, target)
-    key = deployer_for(Path(project), deployment).held_api_key(deployment)
+    project = Path(project).resolve()
+    deployment = find(project, name, target)
+    key = deployer_for(project, deployment).held_api_key(deployment)
     if key is None:
         has = api_key.VARIABLE in deployment.env_keys
         raise DeployConfigError(

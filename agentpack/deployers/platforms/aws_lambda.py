@@ -126,14 +126,14 @@ class LambdaDeployer(Deployer):
 
     def held_variables(self, plan: Plan) -> dict[str, str | None] | None:
         """GetFunction's ``Environment.Variables``; the answer is kept for ``find``."""
-        plan.facts["configuration"] = (self.api.get_function(plan.request.name) or {}).get("Configuration")
+        plan.facts["configuration"] = self.configuration(plan.request.name)
         return variables_of(plan.facts["configuration"])
 
     def find(self, plan: Plan) -> dict[str, Any] | None:
         if "configuration" in plan.facts:  # read a moment ago by held_variables
             config = plan.facts.pop("configuration")
         else:
-            config = (self.api.get_function(plan.request.name) or {}).get("Configuration")
+            config = self.configuration(plan.request.name)
         return None if config is None else comparable(config, plan.desired)
 
     def sends_variables(self, plan: Plan) -> bool:
@@ -141,7 +141,12 @@ class LambdaDeployer(Deployer):
         return plan.current is None or plan.config_changed
 
     def deployed_variables(self, deployment: Deployment) -> dict[str, str | None] | None:
-        return variables_of((self.api.get_function(deployment.name) or {}).get("Configuration"))
+        return variables_of(self.configuration(deployment.name))
+
+    def configuration(self, name: str) -> dict[str, Any] | None:
+        """GetFunction's ``Configuration`` of ``name`` (None: no such function)."""
+        found: dict[str, Any] | None = (self.api.get_function(name) or {}).get("Configuration")
+        return found
 
     def code_differs(self, plan: Plan) -> bool:
         from agentpack.deployers.clients.aws import code_sha256

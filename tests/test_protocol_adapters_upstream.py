@@ -228,6 +228,64 @@ def test_an_app_that_speaks_no_protocol_loads_none_of_their_packages():
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+def test_the_default_protocols_routes_are_made_by_their_first_request_in_their_place():
+    """Starting and answering /health makes none of them; the first request for one of their
+    paths does, in the place they always had (before a route added after @app.query), with the
+    card open to all and the rest behind the key."""
+    key = "k-0123456789abcdef0123456789abcdef"
+
+    def protocol_paths(app: AgentApp) -> list[str]:
+        return [p for r in app.router.routes if (p := getattr(r, "path", "")) in {"/a2a", "/ag-ui", "/compatible-mode/v1/responses"}]
+
+    async def scenario() -> None:
+        app = make_app(api_keys=[key])
+
+        @app.post("/a2a")  # after @app.query: the protocol's route stays first, as before
+        async def shadowed() -> dict[str, str]:
+            return {"by": "user route"}
+
+        async with in_process(app) as client:
+            assert (await client.get("/health")).status_code == 200
+            assert protocol_paths(app) == ["/a2a"]  # the user's only
+            card = await client.get("/.well-known/agent-card.json")  # no key: the card is open
+            assert card.status_code == 200 and card.json()["name"], card.text
+            assert protocol_paths(app) == ["/a2a", "/compatible-mode/v1/responses", "/ag-ui", "/a2a"]
+            paths = [getattr(r, "path", None) for r in app.router.routes]
+            assert paths.index("/process") < paths.index("/a2a") < len(paths) - 1 and paths[-1] == "/a2a"  # then the user's
+            assert (await client.post("/compatible-mode/v1/responses", json={"input": "hi"})).status_code == 401
+            answer = await client.post("/compatible-mode/v1/responses", json={"input": "hi"}, headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200 and answer.json()["status"] == "completed", answer.text
+            rpc = await client.post("/a2a", json={"jsonrpc": "2.0", "id": 1, "method": "nope"}, headers={"Authorization": f"Bearer {key}"})
+            assert "jsonrpc" in rpc.json() and rpc.json() != {"by": "user route"}
+
+    asyncio.run(scenario())
+
+
+async def get(app: Any, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        return await client.get(path)
+
+
+@pytest.mark.parametrize("look", ["openapi", "routes", "root listing", "url_path_for", "mounted request"])
+def test_whoever_looks_at_the_routes_finds_the_default_protocols_without_a_request_for_them(look):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    app = make_app()
+    if look == "openapi":
+        assert {"/a2a", "/ag-ui", "/compatible-mode/v1/responses"} <= set(app.openapi()["paths"])
+    elif look == "routes":
+        assert {"/a2a", "/ag-ui", "/compatible-mode/v1/responses"} <= {getattr(r, "path", None) for r in app.routes}
+    elif look == "root listing":
+        endpoints = asyncio.run(get(app, "/")).json()["endpoints"]
+        assert (endpoints["a2a"], endpoints["responses"], endpoints["ag_ui"]) == ("/a2a", "/compatible-mode/v1/responses", "/ag-ui")
+    elif look == "url_path_for":
+        assert app.router.url_path_for("responses") == "/compatible-mode/v1/responses"
+    else:  # under a root_path: a parent app mounts the agent at /agent
+        card = asyncio.run(get(Starlette(routes=[Mount("/agent", app=app)]), "/agent/.well-known/agent-card.json"))
+        assert card.json()["supportedInterfaces"][0]["url"] == "http://t/agent/a2a", card.text
+
+
 def test_flexible_run_agent_input_takes_either_spelling():
     body = FlexibleRunAgentInput(thread_id="t", run_id="r", forwarded_props={"user_id": "u"})
     assert (body.thread_id, body.run_id, body.forwarded_props) == ("t", "r", {"user_id": "u"})

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 
 from agentpack._version import __version__
 from agentpack.app import agent_routes, checks, compat, errors, limits, serving
@@ -169,6 +170,16 @@ class AgentApp(FastAPI):
         carries its request id: a 401, 413 or CORS answer of a middleware, and also the 500 of
         Starlette's outermost error middleware (docs/logs.md)."""
         return RequestIds(super().build_middleware_stack())
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """Every route of the app, the default protocols' too: made now if they were waiting for
+        their first request (app/protocols.py), so whoever looks at the routes (the OpenAPI
+        schema, a route listing, a router including them) finds them all."""
+        protocols: Protocols | None = getattr(self, "protocols", None)  # None while FastAPI sets up
+        if protocols is not None:
+            protocols.make_routes()
+        return self.router.routes
 
     @property
     def stop_path(self) -> str:

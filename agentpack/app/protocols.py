@@ -27,10 +27,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
+
+from agentpack.frontends.paths import DEFAULT_PATHS
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
@@ -68,6 +71,43 @@ def require(protocol: str, keyword: str) -> None:
         )
 
 
+class FirstRequest(BaseRoute):
+    """Where the default protocols' routes go, made by the first request for one of their
+    paths (or the first look at the app's routes, its OpenAPI schema or ``GET /``).
+
+    Making them imports the protocols' modules and builds five FastAPI routes: ~15 % of an
+    app's start-up beyond FastAPI's own, paid by every start although most agents are only
+    ever asked over ``/process``.  This route never matches itself: when a request for one of
+    the paths reaches it, it has the routes made and put right after it, where the router,
+    going on down the list, finds them (so they keep their place among the app's routes).
+    """
+
+    def __init__(self, make: Callable[[FirstRequest], None]) -> None:
+        self._make: Callable[[FirstRequest], None] | None = make
+
+    @property
+    def pending(self) -> bool:
+        return self._make is not None
+
+    def make_routes(self) -> None:
+        """Have the routes made (once)."""
+        make, self._make = self._make, None
+        if make is not None:
+            make(self)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if self._make is not None and scope.get("path", "").endswith(DEFAULT_PATHS):  # under any root_path
+            self.make_routes()
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        self.make_routes()  # the router goes on to the routes just made
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:  # never matched
+        raise RuntimeError("FirstRequest never matches a request")
+
+
 class Protocols:
     """The app's protocol adapters and the routes each one added."""
 
@@ -86,6 +126,7 @@ class Protocols:
         self._page: Any = None  # the chat page's adapter, while installed
         self._ui_enabled = False
         self._ui_missing_told = False
+        self._first_request: FirstRequest | None = None  # while the default routes are not made
 
     def _default_adapters(self) -> list[Any]:
         from agentpack.frontends.responses.adapter import ResponseAPIDefaultAdapter
@@ -153,9 +194,41 @@ class Protocols:
     def install(self) -> None:
         """(Re)add every adapter's routes for the app's query handler."""
         self.remove()
-        if not self.explicit and not self._defaults_made:
-            self.adapters, self._defaults_made = self._default_adapters(), True
         self._page = self._ui_adapter()
+        if self._may_wait():
+            self._first_request = FirstRequest(self._make_defaults)
+            self.app.router.routes.append(self._first_request)
+            self._routes = [self._first_request]
+        else:
+            if not self.explicit and not self._defaults_made:
+                self.adapters, self._defaults_made = self._default_adapters(), True
+            self._add_routes()
+        self.app.openapi_schema = None
+
+    def _may_wait(self) -> bool:
+        """Whether the routes may wait for their first request: the default adapters, not made
+        yet, none configured (a configured protocol starts with the app) and no chat page."""
+        configured = self.a2a_config is not None or self.agui_config is not None
+        return not (self.explicit or self._defaults_made or configured or self._page is not None)
+
+    def _make_defaults(self, first_request: FirstRequest) -> None:
+        """Make the default adapters' routes and put them right after ``first_request``."""
+        self.adapters, self._defaults_made = self._default_adapters(), True
+        routes = self.app.router.routes
+        count = len(routes)
+        self._add_routes()
+        added = routes[count:]
+        del routes[count:]
+        at = next((i + 1 for i, route in enumerate(routes) if route is first_request), len(routes))
+        routes[at:at] = added
+        self.app.openapi_schema = None
+
+    def make_routes(self) -> None:
+        """Make the routes now if they wait for a first request (the app's routes are looked at)."""
+        if self._first_request is not None:
+            self._first_request.make_routes()
+
+    def _add_routes(self) -> None:
         routes = self.app.router.routes
         for adapter in self._serving():
             before = {id(route) for route in routes}
@@ -166,7 +239,6 @@ class Protocols:
                 paths = set(public())
                 self.app.authentication.mark_open(r for r in added if getattr(r, "path", None) in paths)
             self._routes += added
-        self.app.openapi_schema = None
 
     def remove(self) -> None:
         if self._routes:
@@ -175,9 +247,11 @@ class Protocols:
             self._routes = []
             self.app.openapi_schema = None
         self._page = None
+        self._first_request = None
 
     def endpoints(self) -> dict[str, Any]:
         """What ``GET /`` lists for the protocols being served."""
+        self.make_routes()
         found: dict[str, Any] = {}
         for adapter in self._serving():
             describe = getattr(adapter, "describe_endpoints", None)
@@ -206,4 +280,4 @@ class Protocols:
                 logger.exception("stopping %s failed; continuing shutdown", type(adapter).__name__)
 
 
-__all__ = ["EXTRAS", "Protocols", "UI_ENV", "installed", "require", "ui_requested"]
+__all__ = ["EXTRAS", "FirstRequest", "Protocols", "UI_ENV", "installed", "require", "ui_requested"]

@@ -12,12 +12,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentpack.frontends import paths
+
 logger = logging.getLogger("agentpack.a2a")
 
-DEFAULT_WELLKNOWN_PATH = "/.well-known/agent-card.json"
+DEFAULT_WELLKNOWN_PATH = paths.A2A_CARD_PATH
 #: Where a2a-sdk 0.3 servers also served the card (and some 0.3 clients still look).
-PREVIOUS_WELLKNOWN_PATH = "/.well-known/agent.json"
-A2A_JSON_RPC_URL = "/a2a"
+PREVIOUS_WELLKNOWN_PATH = paths.A2A_PREVIOUS_CARD_PATH
+A2A_JSON_RPC_URL = paths.A2A_JSON_RPC_PATH
 DEFAULT_TASK_TIMEOUT = 60
 DEFAULT_TASK_EVENT_TIMEOUT = 10
 DEFAULT_TRANSPORT = "JSONRPC"

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agentpack.frontends import paths
 from agentpack.frontends.base import ProtocolAdapter, json_body, open_or_refuse, run_source, stream
 from agentpack.protocol.excerpts import bounded_errors
 from agentpack.run.json_response import json_response
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from agentpack.frontends.agui.config import AGUIAdaptorConfig
 
 #: AgentScope Runtime's path for AG-UI.
-AGUI_ENDPOINT_PATH = "/ag-ui"
+AGUI_ENDPOINT_PATH = paths.AGUI_PATH
 
 
 def refused(status: int, code: str, message: str) -> Response:

@@ -23,6 +23,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agentpack.frontends import paths
 from agentpack.frontends.base import (
     ProtocolAdapter,
     json_body,
@@ -37,7 +38,7 @@ from agentpack.run.json_response import json_response
 logger = logging.getLogger("agentpack.frontends.responses")
 
 #: AgentScope Runtime's path for the Responses API.
-RESPONSES_ENDPOINT_PATH = "/compatible-mode/v1/responses"
+RESPONSES_ENDPOINT_PATH = paths.RESPONSES_PATH
 
 
 def openai_error(

@@ -18,12 +18,12 @@ field of a deferred model would be built by the first request instead.)
 import functools
 import os
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -32,7 +32,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, core_schema
 
 from agentpack.protocol.status import RunStatus as RunStatus  # re-exported: one of the schema names
 
@@ -171,9 +171,39 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
-#: An integer as a JSON client sends one (see :func:`_json_integer`); pydantic's own check of
-#: whole numbers (``4.5`` is refused) runs after.
-JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+class _Schema:
+    """``Annotated`` metadata that hands pydantic a finished core schema.
+
+    The same as a ``BeforeValidator`` or ``Strict()`` — the same validation, errors and JSON
+    schema — without the work pydantic does for each field that carries one (inspecting the
+    validator's signature, resolving the annotations): the request's validator, which every
+    start builds, has 17 such fields, and that work was ~2 ms of each start."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[], core_schema.CoreSchema]) -> None:
+        self._make = make
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return self._make()
+
+
+def _json_int(ge: int | None = None, le: int | None = None) -> _Schema:
+    """An integer as a JSON client sends one (see :func:`_json_integer`), within ``ge``..``le``;
+    pydantic's own check of whole numbers (``4.5`` is refused) and of the bounds runs after."""
+
+    def make() -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(_json_integer, core_schema.int_schema(ge=ge, le=le))
+
+    return _Schema(make)
+
+
+#: An integer as a JSON client sends one (see :func:`_json_int`).
+JsonInt = Annotated[int, _json_int()]
+#: ``true``, ``false`` or ``null``; never ``"yes"`` or ``1`` (``StrictBool | None``).
+_StrictOptionalBool = Annotated[
+    bool | None, _Schema(lambda: core_schema.nullable_schema(core_schema.bool_schema(strict=True)))
+]
 
 
 class MessageType:
@@ -280,7 +310,7 @@ class Content(Event):
     type: str
     object: str = "content"
     index: JsonInt | None = None
-    delta: StrictBool | None = False
+    delta: _StrictOptionalBool = False
     msg_id: str | None = None
 
 
@@ -464,7 +494,7 @@ class AgentRequest(BaseRequest):
     max_tokens: JsonInt | None = None
     seed: JsonInt | None = None
     stop: str | list[str] | None = None
-    n: JsonInt = Field(default=1, ge=1, le=5)
+    n: Annotated[int, _json_int(ge=1, le=5)] = 1
     tools: list[Tool | dict[str, Any]] | None = None
 
     @model_validator(mode="before")

@@ -19,10 +19,9 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute
 
 from agentpack._version import __version__
-from agentpack.app import agent_routes, checks, compat, errors, limits, serving
+from agentpack.app import agent_routes, checks, compat, errors, limits
 from agentpack.app import lifespan as lifespan_module
 from agentpack.app.auth import Authentication, AuthMiddleware, NotYourSession, Verifier, not_your_session
-from agentpack.app.endpoints import make_endpoint
 from agentpack.app.probes import add_probes
 from agentpack.app.process import AppRuns
 from agentpack.app.protocols import Protocols
@@ -244,8 +243,14 @@ class AgentApp(FastAPI):
         verbs = [m.upper() for m in (methods or ["POST"])]
 
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            from agentpack.app import endpoints  # imported by the first @app.endpoint, not by every app
+
             self.add_api_route(
-                path, make_endpoint(func, self.debug_errors), methods=verbs, tags=["custom"], response_model=None
+                path,
+                endpoints.make_endpoint(func, self.debug_errors),
+                methods=verbs,
+                tags=["custom"],
+                response_model=None,
             )
             if not auth:
                 self.authentication.mark_open(self.router.routes[-1:])
@@ -318,6 +323,8 @@ class AgentApp(FastAPI):
         change nothing (a warning says so).  Any other keyword that is a ``uvicorn.Config``
         option goes to uvicorn; anything else is dropped with a warning.
         """
+        from agentpack.app import serving  # only app.run() needs it
+
         serving.serve(self, host, port, web_ui, kwargs)
 
     async def deploy(self, deployer: Any, **kwargs: Any) -> Any:

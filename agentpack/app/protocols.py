@@ -5,7 +5,8 @@ By default an app serves all three, as AgentScope Runtime's does, with two diffe
 keep apps light: A2A and AG-UI are served only where their extra is installed
 (``agentpack[a2a]``, ``agentpack[agui]``), and their packages are imported on their first
 request, never at import or start-up — unless the app configures them (``a2a_config=``,
-``agui_config=``), which also makes a missing extra an error at construction.
+``agui_config=``), which also makes a missing extra an error at construction.  The default
+routes themselves wait for the first request for one of their paths (:class:`FirstRequest`).
 ``AgentApp(protocol_adapters=[...])`` (or ``run(protocol_adapters=...)``) replaces the
 defaults with the given adapters, as upstream's does; ``[]`` serves none.
 

@@ -371,7 +371,10 @@ def test_a_failed_event_carries_a_safe_message_unless_debug_is_on(monkeypatch):
 # -- strict input --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "field, value",
-    [("stream", "yes"), ("stream", 1), ("seed", False), ("seed", "7"), ("max_tokens", 10.5), ("temperature", "0.5"), ("n", True)],
+    [
+        ("stream", "yes"), ("stream", 1), ("seed", False), ("seed", "7"), ("max_tokens", 10.5), ("temperature", "0.5"),
+        ("n", True), ("n", 0), ("n", 6), ("n", 2.5),
+    ],
 )
 def test_a_value_of_the_wrong_type_is_a_422_naming_the_field(field, value):
     app, ran = echo_app()
@@ -381,12 +384,24 @@ def test_a_value_of_the_wrong_type_is_a_422_naming_the_field(field, value):
     assert ran == []
 
 
+@pytest.mark.parametrize("field, value", [("delta", "yes"), ("delta", 1), ("index", "1"), ("index", True), ("sequence_number", 1.5)])
+def test_a_content_item_of_the_wrong_type_is_a_422_naming_its_field(field, value):
+    app, ran = echo_app()
+    body = {"input": [{"role": "user", "content": [{"type": "text", "text": "hi", field: value}]}]}
+    response = post_json(app, body)
+    assert response.status_code == 422, response.text
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "input", 0, "content", 0, "text", field]]
+    assert ran == []
+
+
 def test_what_upstream_clients_send_is_still_accepted():
     app, ran = echo_app()
     body = user_body(stream=True, seed=7, max_tokens=100, temperature=1, top_p=0.9, n=2, stop=["\n"], model="qwen")
     assert post_json(app, body).status_code == 200
     assert post_json(app, user_body(stream=False, temperature=None, seed=None)).json()["status"] == "completed"
-    assert len(ran) == 2
+    items = [{"type": "text", "text": "hi", "delta": None, "index": 0.0, "sequence_number": 3}]  # JSON has one number type
+    assert post_json(app, {"input": [{"role": "user", "content": items}], "n": 2.0, "stream": False}).status_code == 200
+    assert len(ran) == 3
 
 
 def task_app(**kwargs: Any) -> AgentApp:

@@ -76,19 +76,15 @@ class FirstRequest(BaseRoute):
     """Where the default protocols' routes go, made by the first request for one of their
     paths (or the first look at the app's routes, its OpenAPI schema or ``GET /``).
 
-    Making them imports the protocols' modules and builds five FastAPI routes: ~15 % of an
-    app's start-up beyond FastAPI's own, paid by every start although most agents are only
-    ever asked over ``/process``.  This route never matches itself: when a request for one of
+    Making them imports the protocols' modules and builds five FastAPI routes: about a fifth
+    of what an app's start-up costs beyond FastAPI's own, paid by every start although most
+    agents are only ever asked over ``/process``.  This route never matches itself: when a request for one of
     the paths reaches it, it has the routes made and put right after it, where the router,
     going on down the list, finds them (so they keep their place among the app's routes).
     """
 
     def __init__(self, make: Callable[[FirstRequest], None]) -> None:
         self._make: Callable[[FirstRequest], None] | None = make
-
-    @property
-    def pending(self) -> bool:
-        return self._make is not None
 
     def make_routes(self) -> None:
         """Have the routes made (once)."""

@@ -23,17 +23,16 @@ from agentpack import logs
 from agentpack.app.limits import RunSlots
 from agentpack.headers import session_headers
 from agentpack.interrupt.base import session_key
-from agentpack.interrupt.records import Records
 from agentpack.protocol.schemas import AgentRequest, SessionId, UserId, fill_ids
 from agentpack.protocol.status import RunStatus, session_state
 from agentpack.run.agent_run import AgentRun, Release, RunLimits
 from agentpack.run.handler import QueryHandler
-from agentpack.run.iterate import iterate_run
 from agentpack.run.json_response import SafeJSONResponse
 from agentpack.run.stream import StreamResponse, run_to_end
 
 if TYPE_CHECKING:
     from agentpack.app.agent_app import AgentApp
+    from agentpack.interrupt.records import Records
 
 
 run_log = logging.getLogger("agentpack.run")
@@ -120,6 +119,8 @@ class AppRuns:
 
     def __call__(self, request: AgentRequest) -> AsyncIterator[dict[str, Any]]:
         """The run's events, for code written against AgentScope Runtime's ``add_endpoint(app, func)``."""
+        from agentpack.run.iterate import iterate_run  # the protocols' way in; /process never needs it
+
         return iterate_run(self, request)
 
     async def stop(self, user_id: str | None, session_id: str | None) -> bool:

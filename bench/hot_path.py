@@ -18,7 +18,7 @@ process under the same uvicorn settings; the client is this process.
   agentpack runs with every limit at its default.  The client drains raw bytes without
   parsing them, so it never holds a server back.
 - Time to first event: one request at a time, alternating servers: request sent -> the first
-  ``data:`` frame received.  Then the same again against a second pair of servers that time
+  ``data:`` frame received; a second baseline server takes its turn too (a control).  Then the same again against a second pair of servers that time
   themselves (``apps.timed``, h11): the request's first bytes in -> the first frame handed to
   the connection, the server's own part without the client's.
 - Cold start: the minimal apps of ``bench/cold_start.py`` (bare FastAPI with a validated POST
@@ -122,15 +122,26 @@ async def cpu_rounds(
     return cpu
 
 
+def fair_order(labels: list[str], index: int) -> list[str]:
+    """Round ``index``'s order: each rotation of ``labels``, then its reverse, so that over
+    ``2 * len(labels)`` rounds every server is as often first, middle and last, and as often
+    right after itself, as every other.  (A server answers faster right after itself — ~15 % on
+    this machine's first events — so an order that never lets one follow itself, such as always
+    putting it in the middle, measures that instead of the server.)"""
+    rotation = (index // 2) % len(labels)
+    order = labels[rotation:] + labels[:rotation]
+    return order if index % 2 == 0 else order[::-1]
+
+
 async def first_events(client: httpx.AsyncClient, urls: dict[str, str], count: int) -> dict[str, list[float]]:
-    """Request sent -> first ``data:`` frame received, one stream at a time, alternating."""
+    """Request sent -> first ``data:`` frame received, one stream at a time, in turn."""
     times: dict[str, list[float]] = {kind: [] for kind in urls}
     for _ in range(10):  # warm the connections
         for url in urls.values():
             await drained(client, url)
     for index in range(count):
-        order = list(urls.items()) if index % 2 == 0 else list(reversed(urls.items()))
-        for kind, url in order:
+        for kind in fair_order(list(urls), index):
+            url = urls[kind]
             started = time.perf_counter()
             first, seen = None, b""
             async with client.stream("POST", url, json=BODY, headers=AUTH) as response:
@@ -158,7 +169,7 @@ def cold_starts(runs: int) -> tuple[dict[str, list[float]], dict[str, list[float
     for kind in set(COLD.values()):
         stop_server(start_server(kind)[0])
     for index in range(runs):
-        for label in COLD if index % 2 == 0 else reversed(list(COLD)):
+        for label in fair_order(list(COLD), index):
             process, _, seconds = start_server(COLD[label])
             cpu[label].append(server_cpu(process.pid))
             stop_server(process)
@@ -185,11 +196,17 @@ def cold_ratios(times: dict[str, list[float]]) -> dict[str, float]:
     }
 
 
+#: A second baseline server in the time-to-first-event rounds: a control, as for cold starts.
+FIRST_EVENT_CONTROL = "hot-baseline (again)"
+
+
 async def measure_streams(args: argparse.Namespace) -> dict[str, object]:
     servers = {kind: start_server(kind) for kind in KINDS}
+    servers[FIRST_EVENT_CONTROL] = start_server(KINDS[0])
     try:
-        urls = {kind: f"{server[1]}/process" for kind, server in servers.items()}
-        pids = {kind: server[0].pid for kind, server in servers.items()}
+        every = {kind: f"{server[1]}/process" for kind, server in servers.items()}
+        urls = {kind: every[kind] for kind in KINDS}
+        pids = {kind: servers[kind][0].pid for kind in KINDS}
         # Idle connections are dropped after 2 s, before uvicorn's 5 s keep-alive closes them: a
         # request sent on a connection the server is closing just then fails (HTTP/1.1's race).
         limits = httpx.Limits(
@@ -198,7 +215,7 @@ async def measure_streams(args: argparse.Namespace) -> dict[str, object]:
         async with httpx.AsyncClient(timeout=60, limits=limits) as client:
             check = await same_bytes(client, urls)
             cpu = await cpu_rounds(client, urls, pids, args.concurrency, args.rounds, int(check["stream_bytes"]))
-            first = await first_events(client, urls, args.first_event)
+            first = await first_events(client, every, args.first_event)
     finally:
         for process, _, _ in servers.values():
             stop_server(process)
@@ -262,7 +279,11 @@ def main() -> None:
         "first_event_ms": {
             "baseline": ms(first[base]),
             "agentpack": ms(first[ours]),
+            "baseline again": ms(first[FIRST_EVENT_CONTROL]),
             "ratio (medians)": round(first_ratio, 3),
+            "control: baseline again / baseline (medians)": round(
+                statistics.median(first[FIRST_EVENT_CONTROL]) / statistics.median(first[base]), 3
+            ),
             "goal": "<= 1.0",
         },
         "first_frame_at_server_ms (request in -> first frame out, in the server; h11)": {

@@ -197,8 +197,7 @@ class Protocols:
             self.app.router.routes.append(self._first_request)
             self._routes = [self._first_request]
         else:
-            if not self.explicit and not self._defaults_made:
-                self.adapters, self._defaults_made = self._default_adapters(), True
+            self._make_adapters()
             self._add_routes()
         self.app.openapi_schema = None
 
@@ -210,7 +209,7 @@ class Protocols:
 
     def _make_defaults(self, first_request: FirstRequest) -> None:
         """Make the default adapters' routes and put them right after ``first_request``."""
-        self.adapters, self._defaults_made = self._default_adapters(), True
+        self._make_adapters()
         routes = self.app.router.routes
         count = len(routes)
         self._add_routes()
@@ -219,6 +218,11 @@ class Protocols:
         at = next((i + 1 for i, route in enumerate(routes) if route is first_request), len(routes))
         routes[at:at] = added
         self.app.openapi_schema = None
+
+    def _make_adapters(self) -> None:
+        """The default adapters, made once, unless the app gave its own."""
+        if not self.explicit and not self._defaults_made:
+            self.adapters, self._defaults_made = self._default_adapters(), True
 
     def make_routes(self) -> None:
         """Make the routes now if they wait for a first request (the app's routes are looked at)."""

@@ -140,10 +140,15 @@ SessionId = Id
 UserId = Id | None
 
 
+def _surrogate_in(text: str) -> re.Match[str] | None:
+    """The first lone surrogate in ``text``; ASCII text has none (a flag of the string says so)."""
+    return None if text.isascii() else _pattern(_LONE_SURROGATE).search(text)
+
+
 def _lone_surrogate(value: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...], str] | None:
     """The first string under ``value`` holding a lone surrogate, with its path."""
     if isinstance(value, str):
-        found = None if value.isascii() else _pattern(_LONE_SURROGATE).search(value)
+        found = _surrogate_in(value)
         return (path, found.group()) if found else None
     if isinstance(value, dict):
         items: Any = value.items()
@@ -152,7 +157,7 @@ def _lone_surrogate(value: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...],
     else:
         return None
     for key, item in items:
-        in_key = _pattern(_LONE_SURROGATE).search(key) if isinstance(key, str) and not key.isascii() else None
+        in_key = _surrogate_in(key) if isinstance(key, str) else None
         if in_key is not None:  # a key: named by where it is, since the key itself cannot be shown
             return (path, in_key.group())
         nested = _lone_surrogate(item, (*path, key))

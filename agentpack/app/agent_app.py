@@ -22,6 +22,7 @@ from agentpack._version import __version__
 from agentpack.app import agent_routes, checks, compat, errors, limits
 from agentpack.app import lifespan as lifespan_module
 from agentpack.app.auth import Authentication, AuthMiddleware, NotYourSession, Verifier, not_your_session
+from agentpack.app.bodies import documented_routes
 from agentpack.app.probes import add_probes
 from agentpack.app.process import AppRuns
 from agentpack.app.protocols import Protocols
@@ -178,7 +179,20 @@ class AgentApp(FastAPI):
         protocols: Protocols | None = getattr(self, "protocols", None)  # None while FastAPI sets up
         if protocols is not None:
             protocols.make_routes()
+        if getattr(self, "_documenting", False):
+            return documented_routes(self.router.routes)
         return self.router.routes
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's schema, with the routes that read their own bodies described as FastAPI
+        describes a body parameter (app/bodies.py): the same document as if they had one."""
+        if not self.openapi_schema:
+            self._documenting = True
+            try:
+                super().openapi()
+            finally:
+                self._documenting = False
+        return self.openapi_schema  # type: ignore[return-value]
 
     @property
     def stop_path(self) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import BaseRoute
 
 from agentpack.app import checks
+from agentpack.app.bodies import OwnBodyRoute
 from agentpack.app.process import PROCESS_RESPONSES, STOP_RESPONSES, build_process_endpoint, build_stop_endpoint
 
 if TYPE_CHECKING:
@@ -29,8 +30,13 @@ def install(app: AgentApp) -> None:
     """(Re)create the group for the app's query handler."""
     assert app.query_handler is not None
     remove(app)
-    agent_api: dict[str, Any] = {"methods": ["POST"], "tags": ["agent-api"], "response_model": None}
-    app.add_api_route(
+    agent_api: dict[str, Any] = {
+        "methods": ["POST"],
+        "tags": ["agent-api"],
+        "response_model": None,
+        "route_class_override": OwnBodyRoute,  # the routes read their bodies (app/bodies.py)
+    }
+    app.router.add_api_route(
         app.stop_path,
         build_stop_endpoint(app),
         summary="Stop a running session, wherever it runs",
@@ -39,7 +45,7 @@ def install(app: AgentApp) -> None:
         **agent_api,
     )
     process = build_process_endpoint(app, app.query_handler)
-    app.add_api_route(
+    app.router.add_api_route(
         app.endpoint_path,
         process,
         summary="Run the agent and stream Agent API events",

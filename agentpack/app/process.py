@@ -1,8 +1,8 @@
 """The ``POST {endpoint_path}`` route: validate, hold the session, stream the run.
 
 Everything that can be refused is refused *before* the stream starts, as a real HTTP
-error: an invalid body is a 422 with field paths (FastAPI's validation of
-:class:`AgentRequest`), a session that is already running is a 409, an unreachable
+error: an invalid body is a 422 with field paths (FastAPI's answer for a body of type
+:class:`AgentRequest`, :mod:`agentpack.app.bodies`), a session that is already running is a 409, an unreachable
 interrupt backend a 503 (the app's exception handlers answer those).  Once the stream has
 started, every outcome — completed, failed or canceled — is its terminal event.
 """
@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from agentpack import logs
+from agentpack.app.bodies import read_body, reading_body
 from agentpack.app.limits import RunSlots
 from agentpack.headers import session_headers
 from agentpack.interrupt.base import session_key
@@ -186,9 +188,11 @@ def run_headers(request: AgentRequest) -> dict[str, str]:
 
 
 def build_process_endpoint(app: AgentApp, handler: QueryHandler) -> Callable[..., Any]:
-    """The route function, with the handler's ``Depends`` parameters added to its signature."""
+    """The route function, with the handler's ``Depends`` parameters added to its signature; it
+    reads its :class:`AgentRequest` itself (:mod:`agentpack.app.bodies` says why)."""
 
-    async def process(agent_request: AgentRequest, **dependencies: Any) -> Response:
+    async def process(http_request: Request, **dependencies: Any) -> Response:
+        agent_request = await read_body(http_request, AgentRequest)  # 422 / 400 as FastAPI's
         run = await app.runs.open_run(agent_request, dependencies=dependencies)  # 409 / 503 when refused
         request = run.request
         try:
@@ -201,10 +205,8 @@ def build_process_endpoint(app: AgentApp, handler: QueryHandler) -> Callable[...
             await asyncio.shield(run.release())
             raise
 
-    parameters = [inspect.Parameter("agent_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=AgentRequest)]
-    parameters += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in handler.dependencies]
-    process.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    return process
+    body = inspect.Parameter("agent_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=AgentRequest)
+    return reading_body(process, body, handler.dependencies)
 
 
 class StopRequest(BaseModel):
@@ -217,9 +219,12 @@ class StopRequest(BaseModel):
 
 
 def build_stop_endpoint(app: AgentApp) -> Callable[..., Any]:
-    async def stop(body: StopRequest) -> JSONResponse:
+    async def stop(http_request: Request) -> JSONResponse:
+        body = await read_body(http_request, StopRequest)
         user_id = app.authentication.bound_user(body.user_id) or body.session_id
         stopped = await app.stop_chat(user_id, body.session_id)  # 503 when the backend is unreachable
         return JSONResponse({"stopped": stopped, "user_id": user_id, "session_id": body.session_id})
 
-    return stop
+    return reading_body(
+        stop, inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=StopRequest)
+    )

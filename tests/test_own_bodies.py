@@ -169,3 +169,22 @@ def test_an_agents_start_imports_no_pydantic_v1() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize("path", ["/process", "/process/stop"])
+def test_a_body_over_fastapis_own_limit_gets_its_413(path: str) -> None:
+    """``FastAPI(max_body_size=...)`` (passed through AgentApp) refuses a chunked body as it is
+    read; the route must let that signal through to FastAPI's 413, not make it a 400."""
+    big = b'{"input": [], "pad": "' + b"x" * 5000 + b'"}'
+
+    async def chunks() -> Any:
+        for start in range(0, len(big), 500):
+            yield big[start : start + 500]
+
+    async def send(app: Any) -> list[int]:
+        async with in_process(app) as client:
+            whole = await client.post(path, content=big, headers=JSON)
+            chunked = await client.post(path, content=chunks(), headers=JSON)
+            return [whole.status_code, chunked.status_code]
+
+    assert asyncio.run(send(agent(max_body_size=1000))) == asyncio.run(send(reference(max_body_size=1000))) == [413, 413]

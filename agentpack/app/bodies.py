@@ -12,7 +12,8 @@ What a client sees is FastAPI's answer for a body parameter, rule for rule: an e
 422 ``missing`` at ``["body"]``; a body is parsed as JSON when its
 ``Content-Type`` is ``application/json`` or ``*/*+json`` (or absent, with the route's
 ``strict_content_type`` off), else validated as the bytes it is; malformed JSON is a 422
-``json_invalid`` at ``["body", position]``; a body that cannot be read is a 400; each field
+``json_invalid`` at ``["body", position]``; a body that cannot be read is a 400 (one over
+``FastAPI(max_body_size=...)`` a 413, agentpack's ``max_body_bytes`` a 413 anyway); each field
 error is pydantic's, under ``["body", ...]``, raised as :class:`RequestValidationError` (so
 an app's own handler for it sees these too).
 """
@@ -43,6 +44,9 @@ REQUEST_PARAMETER = "http_request"
 
 
 _NOT_SENT = object()
+#: Where Starlette's body-limit signals come from (``FastAPI(max_body_size=...)``), which have no
+#: public type: they pass through, so that the limit's middleware answers 413, as FastAPI lets it.
+_STARLETTE_BODY_LIMIT = "starlette.middleware.body_limit"
 
 
 def _missing() -> dict[str, Any]:
@@ -82,7 +86,9 @@ async def read_body(request: Request, model: type[M]) -> M:
         raise RequestValidationError([{**error, "ctx": {"error": exc.msg}}], body=exc.doc) from exc
     except HTTPException:
         raise
-    except Exception as exc:  # a body that could not be read (too large, the client gone…)
+    except Exception as exc:  # a body that could not be read (not UTF-8, the client gone…)
+        if type(exc).__module__ == _STARLETTE_BODY_LIMIT:  # FastAPI's max_body_size: its 413 answers
+            raise
         raise HTTPException(status_code=400, detail="There was an error parsing the body") from exc
     if body is _NOT_SENT:
         raise RequestValidationError([_missing()], body=None)

@@ -15,7 +15,9 @@ What a client sees is FastAPI's answer for a body parameter, rule for rule: an e
 ``json_invalid`` at ``["body", position]``; a body that cannot be read is a 400 (one over
 ``FastAPI(max_body_size=...)`` a 413, agentpack's ``max_body_bytes`` a 413 anyway); each field
 error is pydantic's, under ``["body", ...]``, raised as :class:`RequestValidationError` (so
-an app's own handler for it sees these too).
+an app's own handler for it sees these too).  One difference remains: the handler's own
+``Depends`` parameters are solved first, so a request wrong in both gets their 422 and, once
+they pass, the body's — where FastAPI lists both in one answer.
 """
 
 from __future__ import annotations

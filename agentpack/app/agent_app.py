@@ -59,6 +59,9 @@ def docs_keywords(fastapi_kwargs: dict[str, Any]) -> dict[str, Any]:
 class AgentApp(FastAPI):
     """A FastAPI app with agent routes: ``@app.query``, ``@app.endpoint``, ``@app.task``, probes and stop."""
 
+    #: set while :meth:`openapi` runs: :attr:`routes` then gives the routes as they are described
+    _documenting = False
+
     def __init__(
         self,
         *,
@@ -179,7 +182,7 @@ class AgentApp(FastAPI):
         protocols: Protocols | None = getattr(self, "protocols", None)  # None while FastAPI sets up
         if protocols is not None:
             protocols.make_routes()
-        if getattr(self, "_documenting", False):
+        if self._documenting:
             return documented_routes(self.router.routes)
         return self.router.routes
 

@@ -4,13 +4,13 @@ FastAPI documents a body parameter.
 
 Why not a body parameter: FastAPI checks the type of every parameter it validates against
 ``pydantic.v1`` (to refuse v1 models), and that check imports all of ``pydantic.v1`` the first
-time it runs: 85 to 100 M instructions, about 5 % of an agent's start-up, paid by the start of
+time it runs: 85 to 104 M instructions, about 5 % of an agent's start-up, paid by the start of
 every instance for models that are never v1.  These routes take the request instead, so an
 agent's start imports no ``pydantic.v1`` (an app's own routes with parameters still do).
 
 What a client sees is FastAPI's answer for a body parameter, rule for rule: an empty body is a
 422 ``missing`` at ``["body"]``; a body is parsed as JSON when its
-``Content-Type`` is ``application/json`` or ``*/*+json`` (or absent, with the route's
+``Content-Type`` is ``application/json`` or ``application/*+json`` (or absent, with the route's
 ``strict_content_type`` off), else validated as the bytes it is; malformed JSON is a 422
 ``json_invalid`` at ``["body", position]``; a body that cannot be read is a 400 (one over
 ``FastAPI(max_body_size=...)`` a 413, agentpack's ``max_body_bytes`` a 413 anyway); each field
@@ -43,7 +43,6 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 #: The name of the endpoint parameter FastAPI passes the request in.
 REQUEST_PARAMETER = "http_request"
-
 
 _NOT_SENT = object()
 #: Where Starlette's body-limit signals come from (``FastAPI(max_body_size=...)``), which have no

@@ -38,8 +38,14 @@ BODIES: list[tuple[bytes, dict[str, str]]] = [
     (b'{"input": [], "stream": "yes", "seed": false, "n": 9, "session_id": "a\\nb"}', JSON),
     (b'{"input": [{"role": "user", "content": "\\ud800"}]}', JSON),
     (b'{"input": [], "\\ud83d": 1}', JSON),
-    (b'{"input": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}', {"content-type": "application/vnd.x+json"}),
-    (b'{"input": [{"role": "user", "content": [{"type": "movie"}]}]}', {"content-type": "application/json; charset=utf-8"}),
+    (
+        b'{"input": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}',
+        {"content-type": "application/vnd.x+json"},
+    ),
+    (
+        b'{"input": [{"role": "user", "content": [{"type": "movie"}]}]}',
+        {"content-type": "application/json; charset=utf-8"},
+    ),
     (b'{"session_id": "\xe4\xbc\x9a\xe8\xaf\x9d", "user_id": 7}', JSON),
     ('{"input": [{"role": "user", "content": "你好 🙂"}], "stream": false, "session_id": "会话"}'.encode(), JSON),
 ]
@@ -137,7 +143,9 @@ def test_the_handlers_own_dependencies_are_still_solved_and_documented() -> None
     assert response.json()["output"][0]["content"][0]["text"] == "hello xiao-ming"
     operation = app.openapi()["paths"]["/process"]["post"]
     assert [p["name"] for p in operation["parameters"]] == ["x-caller"]
-    assert operation["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AgentRequest"}
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AgentRequest"
+    }
 
 
 def test_an_agents_start_imports_no_pydantic_v1() -> None:
@@ -187,4 +195,6 @@ def test_a_body_over_fastapis_own_limit_gets_its_413(path: str) -> None:
             chunked = await client.post(path, content=chunks(), headers=JSON)
             return [whole.status_code, chunked.status_code]
 
-    assert asyncio.run(send(agent(max_body_size=1000))) == asyncio.run(send(reference(max_body_size=1000))) == [413, 413]
+    assert (
+        asyncio.run(send(agent(max_body_size=1000))) == asyncio.run(send(reference(max_body_size=1000))) == [413, 413]
+    )

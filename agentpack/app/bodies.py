@@ -101,12 +101,13 @@ async def read_body(request: Request, model: type[M]) -> M:
 
 
 def reading_body(
-    endpoint: Endpoint, body: inspect.Parameter, dependencies: Sequence[inspect.Parameter] = ()
+    endpoint: Endpoint, name: str, model: type[BaseModel], dependencies: Sequence[inspect.Parameter] = ()
 ) -> Endpoint:
-    """``endpoint`` — which takes the request as :data:`REQUEST_PARAMETER` and reads ``body`` with
+    """``endpoint`` — which takes the request as :data:`REQUEST_PARAMETER` and reads its body with
     :func:`read_body` — made ready for :class:`OwnBodyRoute`: FastAPI serves it with the request
-    and ``dependencies``, and documents it as if it took ``body`` (a model-typed parameter) first."""
+    and ``dependencies``, and documents it as if it took a parameter ``name`` of type ``model`` first."""
     request = inspect.Parameter(REQUEST_PARAMETER, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)
+    body = inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model)
     keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in dependencies]
 
     @functools.wraps(endpoint)

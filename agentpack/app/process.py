@@ -10,7 +10,6 @@ started, every outcome — completed, failed or canceled — is its terminal eve
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -205,8 +204,7 @@ def build_process_endpoint(app: AgentApp, handler: QueryHandler) -> Callable[...
             await asyncio.shield(run.release())
             raise
 
-    body = inspect.Parameter("agent_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=AgentRequest)
-    return reading_body(process, body, handler.dependencies)
+    return reading_body(process, "agent_request", AgentRequest, handler.dependencies)
 
 
 class StopRequest(BaseModel):
@@ -225,6 +223,4 @@ def build_stop_endpoint(app: AgentApp) -> Callable[..., Any]:
         stopped = await app.stop_chat(user_id, body.session_id)  # 503 when the backend is unreachable
         return JSONResponse({"stopped": stopped, "user_id": user_id, "session_id": body.session_id})
 
-    return reading_body(
-        stop, inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=StopRequest)
-    )
+    return reading_body(stop, "body", StopRequest)
